@@ -1,0 +1,397 @@
+"""kmock's KubernetesEmulator, extended with what kopf and the Klio operator rely on.
+
+kmock stores objects and serves discovery; this subclass adds the API server's bookkeeping:
+uid / generation / creationTimestamp / resourceVersion, merge and JSON patches (422 on a failed
+``test`` op), status-subresource isolation, label selectors on LIST/WATCH, a real LIST
+resourceVersion, WATCH from ``?resourceVersion=`` without losing changes, and owner-reference
+garbage collection (background propagation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import datetime
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import aiohttp.web
+import attrs
+import jsonpatch
+import jsonpointer
+import kmock
+from kmock._internal import apps, enums, k8s, rendering
+
+Resource = kmock.resource
+ObjectKey = tuple[Resource, str | None, str]
+
+# What the operator and its tests touch: (group/version/plural, kind, namespaced, subresources).
+BUILTIN_RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
+    ("v1/namespaces", "Namespace", False, ("status",)),
+    ("v1/configmaps", "ConfigMap", True, ()),
+    ("v1/services", "Service", True, ("status",)),
+    ("v1/pods", "Pod", True, ("status",)),
+    ("v1/events", "Event", True, ()),
+    ("v1/serviceaccounts", "ServiceAccount", True, ()),
+    ("apps/v1/deployments", "Deployment", True, ("status", "scale")),
+    ("batch/v1/jobs", "Job", True, ("status",)),
+    ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("status",)),
+    ("klio.io/v1alpha1/kliojobs", "KlioJob", True, ("status", "scale")),
+)
+OPTIONAL_RESOURCES: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
+    "monitoring.coreos.com": (
+        "monitoring.coreos.com/v1/servicemonitors",
+        "ServiceMonitor",
+        True,
+        (),
+    ),
+    "keda.sh": ("keda.sh/v1alpha1/scaledobjects", "ScaledObject", True, ("status",)),
+}
+VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+
+class UnprocessableEntityError(k8s.KubernetesError):
+    """422, as the API server answers a JSON patch whose ``test`` op fails."""
+
+
+class ConflictError(k8s.KubernetesError):
+    """409 on creating an object that exists."""
+
+
+class NotFoundError(k8s.KubernetesError):
+    """404 for an absent object."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (``None`` removes a key)."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+_SET_TERM = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
+
+
+def _split_selector(selector: str) -> list[str]:
+    terms, depth, current = [], 0, ""
+    for char in selector:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    terms.append(current)
+    return [term.strip() for term in terms if term.strip()]
+
+
+def label_selector_matcher(selector: str) -> Callable[[Mapping[str, str]], bool]:
+    """Compile a Kubernetes label selector string (equality- and set-based) into a predicate."""
+    checks: list[Callable[[Mapping[str, str]], bool]] = []
+    for term in _split_selector(selector):
+        if match := _SET_TERM.match(term):
+            key, op, raw = match.groups()
+            values = {v.strip() for v in raw.split(",") if v.strip()}
+            if op == "in":
+                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
+            else:
+                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+        elif "!=" in term:
+            key, value = (part.strip() for part in term.split("!=", 1))
+            checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
+        elif "=" in term:
+            key, value = (part.strip() for part in term.replace("==", "=").split("=", 1))
+            checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+        elif term.startswith("!"):
+            absent = term[1:].strip()
+            checks.append(lambda labels, k=absent: k not in labels)
+        else:
+            checks.append(lambda labels, k=term: k in labels)
+    return lambda labels: all(check(labels) for check in checks)
+
+
+def _spec_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything that makes a new generation: all but metadata and status."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+@attrs.define(kw_only=True)
+class KlioKubernetesEmulator(kmock.KubernetesEmulator):
+    """A kmock API server that behaves enough like Kubernetes for kopf and the Klio operator."""
+
+    optional_groups: tuple[str, ...] = ()
+    _resource_version: int = attrs.field(default=0, init=False)
+    _event_log: dict[Resource, list[tuple[int, dict[str, Any]]]] = attrs.field(
+        factory=lambda: defaultdict(list), init=False
+    )
+    _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        declared = list(BUILTIN_RESOURCES)
+        declared += [OPTIONAL_RESOURCES[group] for group in self.optional_groups]
+        for key, kind, namespaced, subresources in declared:
+            self.resources[key] = kmock.ResourceInfo(
+                kind=kind,
+                singular=kind.lower(),
+                namespaced=namespaced,
+                verbs=set(VERBS),
+                subresources=set(subresources),
+            )
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _next_version(self) -> int:
+        self._resource_version += 1
+        return self._resource_version
+
+    def _emit(self, resource: Resource, event_type: str, raw: dict[str, Any], version: int) -> None:
+        self._event_log[resource].append((version, {"type": event_type, "object": raw}))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _live(self, key: ObjectKey) -> dict[str, Any] | None:
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return self.objects[key].raw
+
+    def _store(self, key: ObjectKey, raw: dict[str, Any]) -> None:
+        if key in self.objects:
+            self.objects[key].create(raw)  # appends a version: the full new state
+        else:
+            self.objects[key] = raw
+
+    def live_objects(self, resource: Resource | str | None = None) -> list[dict[str, Any]]:
+        """Every stored, not deleted object (of one resource if given), for assertions."""
+        wanted = Resource(resource) if isinstance(resource, str) else resource
+        return [
+            obj.raw
+            for (res, _, _), obj in list(self.objects.items())
+            if not obj.deleted and (wanted is None or res == wanted)
+        ]
+
+    # -- mutations ----------------------------------------------------------------------------
+
+    def _create(self, request: rendering.Request) -> None:
+        assert request.resource is not None
+        if not isinstance(request.data, Mapping):
+            raise UnprocessableEntityError(
+                status=422, reason="Invalid", message="body must be an object"
+            )
+        raw = copy.deepcopy(dict(request.data))
+        meta = raw.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+        if not meta.get("name"):
+            raise UnprocessableEntityError(
+                status=422, reason="Invalid", message="metadata.name: Required"
+            )
+        namespace = request.namespace or meta.get("namespace")
+        key: ObjectKey = (request.resource, namespace, meta["name"])
+        if self._live(key) is not None:
+            raise ConflictError(
+                status=409, reason="AlreadyExists", message=f"{meta['name']} exists"
+            )
+        version = self._next_version()
+        if namespace is not None:
+            meta["namespace"] = namespace
+        meta.update(
+            uid=str(uuid.uuid4()),
+            generation=1,
+            creationTimestamp=_now(),
+            resourceVersion=str(version),
+        )
+        raw.pop("status", None)  # status is written through the status subresource only
+        self._store(key, raw)
+        self._emit(request.resource, "ADDED", raw, version)
+
+    def _patch(self, request: rendering.Request) -> None:
+        assert request.resource is not None and request.name is not None
+        key: ObjectKey = (request.resource, request.namespace, request.name)
+        current = self._live(key)
+        if current is None:
+            raise NotFoundError(status=404, reason="NotFound", message=f"{request.name} not found")
+        if isinstance(request.data, list):
+            try:
+                patched = jsonpatch.apply_patch(current, request.data)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                raise UnprocessableEntityError(
+                    status=422, reason="Invalid", message=str(exc)
+                ) from exc
+        else:
+            patched = merge_patch(current, request.data or {})
+        if request.subresource == "status":
+            new = {**copy.deepcopy(current), "status": patched.get("status")}
+            if new["status"] is None:
+                new.pop("status")
+        elif request.subresource is None:
+            new = {k: v for k, v in patched.items() if k != "status"}
+            if "status" in current:
+                new["status"] = copy.deepcopy(current["status"])
+        else:
+            raise UnprocessableEntityError(
+                status=422,
+                reason="Invalid",
+                message=f"subresource {request.subresource} unsupported",
+            )
+        # The server owns identity fields, whatever the patch said.
+        for field in ("uid", "creationTimestamp", "namespace", "name", "generation"):
+            if field in current["metadata"]:
+                new["metadata"][field] = current["metadata"][field]
+        if new == current:
+            return  # a no-op patch neither bumps the version nor emits an event
+        if _spec_of(new) != _spec_of(current):
+            new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self._remove(key, new)
+            return
+        version = self._next_version()
+        meta["resourceVersion"] = str(version)
+        self._store(key, new)
+        self._emit(request.resource, "MODIFIED", new, version)
+
+    def _delete(self, key: ObjectKey) -> None:
+        current = self._live(key)
+        if current is None:
+            raise NotFoundError(status=404, reason="NotFound", message=f"{key[2]} not found")
+        meta = current["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        if meta.get("finalizers"):
+            new = copy.deepcopy(current)
+            version = self._next_version()
+            new["metadata"].update(deletionTimestamp=_now(), resourceVersion=str(version))
+            self._store(key, new)
+            self._emit(key[0], "MODIFIED", new, version)
+        else:
+            self._remove(key, current)
+
+    def _remove(self, key: ObjectKey, last: dict[str, Any]) -> None:
+        version = self._next_version()
+        last = {**last, "metadata": {**last["metadata"], "resourceVersion": str(version)}}
+        self._store(key, last)
+        self.objects[key].delete()
+        self._emit(key[0], "DELETED", last, version)
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """Delete dependents whose owners are all gone (background propagation)."""
+        live_uids = {raw["metadata"].get("uid") for raw in self.live_objects()}
+        for key, obj in list(self.objects.items()):
+            if obj.deleted:
+                continue
+            owners = obj.raw.get("metadata", {}).get("ownerReferences") or []
+            if owners and not any(ref.get("uid") in live_uids for ref in owners):
+                self._delete(key)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is None or request.action not in (
+            enums.action.CREATE,
+            enums.action.UPDATE,
+            enums.action.DELETE,
+        ):
+            return await super()._handle(request)
+        async with self._lock:
+            if request.action == enums.action.CREATE:
+                self._create(request)
+            elif request.action == enums.action.UPDATE:
+                self._patch(request)
+            elif request.name is not None:
+                self._delete((request.resource, request.namespace, request.name))
+        # Skip kmock's own state keeping; its fallbacks answer with the state stored above.
+        return await apps.RawHandler._handle(self, request)
+
+    def _matches(self, request: rendering.Request, raw: Mapping[str, Any]) -> bool:
+        meta = raw.get("metadata", {})
+        if request.namespace is not None and meta.get("namespace") != request.namespace:
+            return False
+        if request.name is not None and meta.get("name") != request.name:
+            return False
+        selector = request.params.get("labelSelector")
+        return not selector or label_selector_matcher(selector)(meta.get("labels") or {})
+
+    def _known(self, resource: Resource | None) -> bool:
+        return any(res == resource for res in self._get_resources())
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        if not self._known(request.resource):
+            raise k8s.KubernetesResourceNotFoundError()
+        async with self._lock:
+            items = [
+                raw
+                for (res, _, _), obj in self.objects.items()
+                if res == request.resource and not obj.deleted
+                for raw in [obj.raw]
+                if self._matches(request, raw)
+            ]
+            version = self._resource_version
+        return {"metadata": {"resourceVersion": str(version)}, "items": items}
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        yield b""  # send the headers now: the stream is open even if nothing happens
+        assert request.resource is not None
+        since = request.params.get("resourceVersion")
+        timeout = request.params.get("timeoutSeconds")
+        deadline = asyncio.get_running_loop().time() + float(timeout) if timeout else None
+        async with self._lock:
+            log = self._event_log[request.resource]
+            if since and since != "0":
+                position = next((i for i, (v, _) in enumerate(log) if v > int(since)), len(log))
+                replay: list[dict[str, Any]] = []
+            else:  # no version: the current state as ADDED, then every change after it
+                position = len(log)
+                replay = [
+                    {"type": "ADDED", "object": raw}
+                    for (res, _, _), obj in self.objects.items()
+                    if res == request.resource and not obj.deleted
+                    for raw in [obj.raw]
+                    if self._matches(request, raw)
+                ]
+        for event in replay:
+            yield event
+        while True:
+            changed = self._changed
+            while position < len(log):
+                _, event = log[position]
+                position += 1
+                if self._matches(request, event["object"]):
+                    yield event
+            remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if remaining is not None and remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=remaining)
+
+
+def force_close_client(url: Any) -> aiohttp.ClientSession:
+    """kmock's own client without keep-alive, so server shutdown does not wait for idle sockets."""
+    return aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(force_close=True))
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(
+    optional_groups: tuple[str, ...] = (),
+) -> AsyncIterator[KlioKubernetesEmulator]:
+    """Start the emulator on a free localhost port; ``emulator.url`` is the API server's URL."""
+    emulator = KlioKubernetesEmulator(optional_groups=optional_groups)
+    async with emulator, kmock.Server(emulator, client_fct=force_close_client):
+        yield emulator
