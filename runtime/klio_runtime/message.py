@@ -1,0 +1,294 @@
+"""The KlioMessage codec: bytes and JSON in and out, Klio's v1 → v2 upgrade, element ids.
+
+Messages are the generated protobuf classes themselves (``KlioMessage``, ``KlioJob``), so
+bytes stay wire-compatible with Spotify Klio. No Beam, no IO here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from klio_runtime.proto.klio_pb2 import KlioJob, KlioJobAuditLogItem, KlioMessage, Version
+
+if TYPE_CHECKING:
+    from klio_runtime.routing import JobRef
+
+__all__ = [
+    "InvalidElementId",
+    "KlioJob",
+    "KlioJobAuditLogItem",
+    "KlioMessage",
+    "MessageDecodeError",
+    "Version",
+    "element_id",
+    "from_json",
+    "new_message",
+    "parse",
+    "parse_exact",
+    "serialize",
+    "to_json",
+    "upgrade",
+    "validate_element_id",
+]
+
+_KNOWN_VERSIONS = frozenset(Version.values())
+_SHOWN_ELEMENT_CHARS = 80
+
+
+class MessageDecodeError(ValueError):
+    """Bytes or JSON that are not a KlioMessage; the text says why, in one line."""
+
+
+class InvalidElementId(ValueError):
+    """An element id that must not become part of a storage path."""
+
+
+def parse_exact(data: bytes) -> KlioMessage:
+    """Parse serialized KlioMessage bytes as they are, without Klio's v1 → v2 upgrade.
+
+    Protobuf parsing is lenient: many random byte strings parse "successfully" into
+    unknown fields. So bytes count as a KlioMessage only when they parse, carry no field
+    this schema does not know (at any depth), have a known ``version``, and name an
+    element (``data.element`` or the v1 ``data.entity_id``). Garbage that happens to look
+    like such a message cannot be told apart, but every JSON text, plain UTF-8 id
+    and truncated message we could produce is caught by these rules.
+
+    Raises:
+        MessageDecodeError: with a one-line reason.
+    """
+    msg = KlioMessage()
+    try:
+        msg.ParseFromString(data)
+    except DecodeError:
+        # protobuf's own text only repeats the type name, so say what it means.
+        raise MessageDecodeError(
+            "not a KlioMessage: not valid protobuf (truncated, or not protobuf at all)"
+        ) from None
+    unknown = _first_unknown_field(msg, "")
+    if unknown is not None:
+        raise MessageDecodeError(
+            f"not a KlioMessage: unknown field number at {unknown} (not in klio.proto)"
+        )
+    if msg.version not in _KNOWN_VERSIONS:
+        raise MessageDecodeError(f"not a KlioMessage: unknown version {msg.version}")
+    if not msg.data.element and not msg.data.entity_id:
+        raise MessageDecodeError(
+            "not a KlioMessage: no element (data.element and data.entity_id are empty)"
+        )
+    return msg
+
+
+def upgrade(msg: KlioMessage) -> KlioMessage:
+    """Apply Klio's v1 → v2 compatibility rules in place and return ``msg``.
+
+    As Klio's serializer does: a V1 message (or an untagged one with only ``entity_id``)
+    gets ``data.element`` = UTF-8 of ``entity_id``; an untagged message with only
+    ``element`` is tagged V2, with neither it is tagged V1, with both it stays untagged.
+    """
+    data = msg.data
+    if msg.version == Version.V2:
+        return msg
+    if msg.version == Version.V1:
+        if data.entity_id and not data.element:
+            data.element = data.entity_id.encode("utf-8")
+        return msg
+    if data.entity_id and not data.element:
+        msg.version = Version.V1
+        data.element = data.entity_id.encode("utf-8")
+    elif not data.entity_id and not data.element:
+        msg.version = Version.V1
+    elif data.element and not data.entity_id:
+        msg.version = Version.V2
+    return msg
+
+
+def parse(data: bytes, *, allow_non_klio: bool = False) -> KlioMessage:
+    """Parse bytes read from an event input into a KlioMessage a job can route.
+
+    The bytes must pass :func:`parse_exact`'s checks; then Klio's v1 → v2 upgrade is
+    applied (:func:`upgrade`) and the message must have a ``data.element`` (a V2 message
+    that names its element only in ``entity_id`` is refused rather than run with an
+    empty id).
+
+    With ``allow_non_klio``, bytes that are not a KlioMessage become the element of a new
+    V2 message for anyone (Klio's ``allow_non_klio_messages``); nothing is dropped.
+
+    Raises:
+        MessageDecodeError: with a one-line reason, unless ``allow_non_klio``.
+    """
+    try:
+        msg = upgrade(parse_exact(data))
+        if not msg.data.element:
+            raise MessageDecodeError(
+                "not a KlioMessage: V2 message has no data.element (only data.entity_id)"
+            )
+    except MessageDecodeError:
+        if not allow_non_klio:
+            raise
+        msg = KlioMessage(version=Version.V2)
+        msg.data.element = bytes(data)
+        msg.metadata.intended_recipients.anyone.SetInParent()
+    return msg
+
+
+def serialize(msg: KlioMessage) -> bytes:
+    """Serialize a KlioMessage to the bytes Klio reads."""
+    return msg.SerializeToString()
+
+
+def new_message(
+    element: str | bytes,
+    payload: bytes = b"",
+    *,
+    force: bool = False,
+    ping: bool = False,
+    recipients: Sequence[JobRef] | None = None,
+    trigger_children_of: JobRef | None = None,
+) -> KlioMessage:
+    """Build a V2 KlioMessage for ``element`` (a ``str`` is UTF-8 encoded).
+
+    ``recipients`` None means anyone (top-down); a sequence means only those jobs
+    (bottom-up), and ``trigger_children_of`` names the job that turns the message back to
+    anyone when it publishes.
+
+    Raises:
+        InvalidElementId: the element is empty.
+        ValueError: ``trigger_children_of`` without ``recipients``.
+    """
+    element_bytes = element.encode("utf-8") if isinstance(element, str) else bytes(element)
+    if not element_bytes:
+        raise InvalidElementId("invalid element id '': it is empty")
+    msg = KlioMessage(version=Version.V2)
+    msg.data.element = element_bytes
+    msg.data.payload = payload
+    msg.metadata.force = force
+    msg.metadata.ping = ping
+    intended = msg.metadata.intended_recipients
+    if recipients is None:
+        if trigger_children_of is not None:
+            raise ValueError("trigger_children_of needs recipients (it only applies to limited)")
+        intended.anyone.SetInParent()
+    else:
+        intended.limited.SetInParent()
+        intended.limited.recipients.extend(job.to_proto() for job in recipients)
+        if trigger_children_of is not None:
+            intended.limited.trigger_children_of.CopyFrom(trigger_children_of.to_proto())
+    return msg
+
+
+def element_id(msg: KlioMessage) -> str:
+    """The element id as text; bytes that are not UTF-8 show as ``\\xNN`` escapes."""
+    return msg.data.element.decode("utf-8", errors="backslashreplace")
+
+
+def to_json(msg: KlioMessage) -> str:
+    """Proto3 JSON with the ``.proto`` field names (bytes base64, enums by name)."""
+    return json_format.MessageToJson(msg, preserving_proto_field_name=True)
+
+
+def from_json(text: str) -> KlioMessage:
+    """Parse proto3 JSON (as :func:`to_json` writes it) into a KlioMessage, as written.
+
+    Raises:
+        MessageDecodeError: invalid JSON, an unknown field or a wrong type, named.
+    """
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        raise MessageDecodeError(f"not JSON: {exc}") from None
+    try:
+        return json_format.Parse(text, KlioMessage())
+    except json_format.ParseError as exc:
+        reason = " ".join(str(exc).split())
+        raise MessageDecodeError(f"not a KlioMessage in JSON: {reason}") from None
+
+
+# Characters that must never reach a path or object name.
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def validate_element_id(element: str | bytes) -> str:
+    """Return ``element`` as text if it is safe inside a storage prefix, else raise.
+
+    Element ids are data, joined under a configured prefix to find inputs and outputs.
+    Refused: empty ids, bytes that are not UTF-8, NUL and other control characters,
+    absolute paths (leading ``/`` or ``\\``, drive letters such as ``C:``), URLs
+    (``gs://…``), and ``..`` path segments (split on ``/`` and ``\\``).
+
+    Raises:
+        InvalidElementId: naming the element (repr, truncated) and the reason.
+    """
+    if isinstance(element, bytes | bytearray):
+        try:
+            text = bytes(element).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidElementId(
+                f"invalid element id {_shown(element)}: not UTF-8 ({exc.reason} at byte "
+                f"{exc.start})"
+            ) from None
+    else:
+        text = element
+    reason = _unsafe_reason(text)
+    if reason is not None:
+        raise InvalidElementId(f"invalid element id {_shown(text)}: {reason}")
+    return text
+
+
+def _unsafe_reason(text: str) -> str | None:
+    if not text:
+        return "it is empty"
+    for index, char in enumerate(text):
+        if char == "\0":
+            return f"NUL character at index {index}"
+        if unicodedata.category(char) == "Cc":
+            return f"control character U+{ord(char):04X} at index {index}"
+    if text[0] in "/\\":
+        return "it is an absolute path"
+    if _URL_SCHEME.match(text):
+        return "it is a URL, not an id"
+    if _DRIVE.match(text):
+        return "it starts with a drive letter"
+    if ".." in re.split(r"[/\\]", text):
+        return "it has a '..' path segment"
+    return None
+
+
+def _shown(element: str | bytes) -> str:
+    if len(element) <= _SHOWN_ELEMENT_CHARS:
+        return repr(element)
+    return repr(element[:_SHOWN_ELEMENT_CHARS]) + f"… ({len(element)} long)"
+
+
+def _first_unknown_field(msg: Message, path: str) -> str | None:
+    """Where the first field unknown to the schema sits (``data.7``), or None.
+
+    Only message-typed fields are visited, so large bytes fields are never copied.
+    """
+    unknown = UnknownFieldSet(msg)
+    if len(unknown):
+        return f"{path}{unknown[0].field_number}"
+    for field in msg.DESCRIPTOR.fields:
+        if field.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        value = getattr(msg, field.name)
+        if field.is_repeated:
+            for index, item in enumerate(value):
+                found = _first_unknown_field(item, f"{path}{field.name}[{index}].")
+                if found is not None:
+                    return found
+        elif msg.HasField(field.name):
+            found = _first_unknown_field(value, f"{path}{field.name}.")
+            if found is not None:
+                return found
+    return None
+
