@@ -1,0 +1,536 @@
+"""The one loader of ``klio-job.yaml`` (Klio's version 2 format).
+
+Everything that needs a job's configuration (the runtime, ``klio job verify``, the operator
+rendering the worker ConfigMap) goes through `load_config` / `parse_config` and gets a `KlioConfig`;
+`dump_config` turns one back into the YAML-shaped dict.
+
+Compatibility with Klio: the same keys and defaults (``pipeline_options.streaming`` defaults
+to true, ``skip_klio_*`` to false, ``file_suffix`` to ""); ``file`` event IO accepts
+``location`` or Klio's ``file_pattern`` / ``file_path_prefix``; a ``gcs`` data location may be
+spelled ``data_location``; custom keys under ``job_config`` and ``pipeline_options`` are kept as
+they are. Beyond Klio: several data inputs (one per parent), and every error is reported at
+once, each as ``<path>: <message>`` (e.g. ``job_config.data.inputs[1].location: …``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from klio_runtime.message import validate_element_id
+
+SUPPORTED_VERSION = 2
+_IO_TAGS = frozenset({"pubsub", "file"})
+
+
+class ConfigError(ValueError):
+    """A job config that cannot be used. ``errors`` holds every problem as ``<path>: <message>``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class _Strict(BaseModel):
+    """Sections whose keys are all known: an unknown key is an error (a typo, usually)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Event IO: what triggers the job and where its output messages go.
+
+
+class PubSubEventInput(_Strict):
+    """Messages pulled from a Pub/Sub subscription (or a topic, the operator then subscribes)."""
+
+    type: Literal["pubsub"] = "pubsub"
+    name: str | None = Field(
+        default=None, description="Optional name of this input (Klio allows it)."
+    )
+    topic: str | None = None
+    subscription: str | None = None
+    skip_klio_read: bool = False
+
+    @model_validator(mode="after")
+    def _topic_or_subscription(self) -> Self:
+        if not self.topic and not self.subscription:
+            raise ValueError("one of topic, subscription is required")
+        return self
+
+
+class FileEventInput(_Strict):
+    """A file (local or gs://, globs allowed) of element ids or serialized messages, one a line."""
+
+    type: Literal["file"] = "file"
+    name: str | None = None
+    location: str = Field(min_length=1, validation_alias=AliasChoices("location", "file_pattern"))
+    skip_klio_read: bool = False
+
+    @property
+    def file_pattern(self) -> str:
+        """Klio's name for `location` (what Beam's ReadFromText takes)."""
+        return self.location
+
+
+class PubSubEventOutput(_Strict):
+    """Output messages published to a Pub/Sub topic (children subscribe to it)."""
+
+    type: Literal["pubsub"] = "pubsub"
+    name: str | None = None
+    topic: str = Field(min_length=1)
+    skip_klio_write: bool = False
+
+
+class FileEventOutput(_Strict):
+    """Output messages written to files under a prefix (local or gs://)."""
+
+    type: Literal["file"] = "file"
+    name: str | None = None
+    location: str = Field(
+        min_length=1, validation_alias=AliasChoices("location", "file_path_prefix")
+    )
+    skip_klio_write: bool = False
+
+    @property
+    def file_path_prefix(self) -> str:
+        """Klio's name for `location` (what Beam's WriteToText takes)."""
+        return self.location
+
+
+def _io_type_tag(value: Any) -> str | None:
+    """The union member for an IO entry; None (→ the unsupported-type error) for unknown types."""
+    if isinstance(value, Mapping):
+        io_type = value.get("type")
+        return io_type.lower() if isinstance(io_type, str) and io_type.lower() in _IO_TAGS else None
+    if isinstance(value, BaseModel):
+        return str(getattr(value, "type", None))
+    return "pubsub"  # not a mapping: let the model say "should be a valid dictionary"
+
+
+_UNSUPPORTED_EVENT_TYPE = (
+    "type must be pubsub or file (Klio's bq, avro and custom event IO are not supported yet)"
+)
+
+EventInput = Annotated[
+    Annotated[PubSubEventInput, Tag("pubsub")] | Annotated[FileEventInput, Tag("file")],
+    Discriminator(
+        _io_type_tag,
+        custom_error_type="unsupported_io_type",
+        custom_error_message=_UNSUPPORTED_EVENT_TYPE,
+    ),
+]
+EventOutput = Annotated[
+    Annotated[PubSubEventOutput, Tag("pubsub")] | Annotated[FileEventOutput, Tag("file")],
+    Discriminator(
+        _io_type_tag,
+        custom_error_type="unsupported_io_type",
+        custom_error_message=_UNSUPPORTED_EVENT_TYPE,
+    ),
+]
+
+
+class EventsConfig(_Strict):
+    """``job_config.events``."""
+
+    inputs: list[EventInput] = Field(default_factory=list)
+    outputs: list[EventOutput] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data IO: where the job reads and writes the objects named by element ids.
+
+
+class _DataLocation(_Strict):
+    type: Literal["gcs", "file"]
+    name: str | None = None
+    location: str = Field(min_length=1, validation_alias=AliasChoices("location", "data_location"))
+    file_suffix: str = ""
+    skip_klio_existence_check: bool = False
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _lower_type(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("location")
+    @classmethod
+    def _gcs_is_a_gs_url(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("type") == "gcs" and not value.startswith("gs://"):
+            raise ValueError(
+                f"{value!r} must start with gs:// for type gcs (use type: file for local paths)"
+            )
+        return value
+
+    def path_for(self, element_id: str) -> str:
+        """The object holding `element_id`: ``<location>/<element_id><file_suffix>``.
+
+        Raises klio_runtime.message.InvalidElementId for ids that would escape the location
+        (``..``, absolute paths, control characters).
+        """
+        element = validate_element_id(element_id)
+        return f"{self.location.rstrip('/')}/{element}{self.file_suffix}"
+
+
+class DataInput(_DataLocation):
+    """A data input (``gcs`` or local ``file``). A job may have several, e.g. one per parent."""
+
+    ping: bool = False
+
+
+class DataOutput(_DataLocation):
+    """A data output (``gcs`` or local ``file``)."""
+
+    force: bool = False
+
+
+class DataConfig(_Strict):
+    """``job_config.data``."""
+
+    inputs: list[DataInput] = Field(default_factory=list)
+    outputs: list[DataOutput] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# The two sections and the whole file.
+
+
+class JobConfig(BaseModel):
+    """``job_config``: Klio's settings, our runtime knobs and the job's own keys.
+
+    Keys not declared here are the job's custom configuration, kept as they are and readable as
+    attributes (``config.job_config.model_file``), as in Klio. The runtime knobs
+    (``thread_pool_size``, ``timeout_seconds``, ``retries``) are where a KlioJob's
+    ``threadPoolSize`` / ``timeoutSeconds`` / ``retries`` land.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    allow_non_klio_messages: bool = Field(
+        default=False, description="Treat bytes that are not a KlioMessage as a plain element id."
+    )
+    blocking: bool = Field(
+        default=False, description="Wait for the pipeline to finish before exiting."
+    )
+    wait_for_pipeline_running: bool = Field(
+        default=False,
+        description="Wait until the pipeline is running before exiting (Klio, Dataflow).",
+    )
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="Metrics clients' settings (Klio's shape)."
+    )
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    thread_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Elements processed concurrently per worker (None: runtime default).",
+    )
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, description="Time limit per element in run(); None means no limit."
+    )
+    retries: int = Field(
+        default=0, ge=0, description="Retries of a failing element before it is dropped."
+    )
+
+
+class PipelineOptions(BaseModel):
+    """``pipeline_options``: Beam's options, passed to Beam as they are (see `as_dict`).
+
+    The common keys are typed (a wrong type is an error); any other key is kept as written and
+    readable as an attribute (``config.pipeline_options.max_num_workers``).
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    runner: str | None = None
+    streaming: bool = True  # Klio's default
+    project: str | None = None
+    region: str | None = None
+    temp_location: str | None = None
+    staging_location: str | None = None
+    experiments: list[str] | None = None
+    setup_file: str | None = None
+    requirements_file: str | None = None
+    worker_harness_container_image: str | None = None
+    num_workers: int | None = Field(default=None, ge=0)
+    max_num_workers: int | None = Field(default=None, ge=0)
+    update: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options for Beam: every key written (typed or not), unset typed keys left out."""
+        return _dump_model(self)
+
+
+class KlioConfig(_Strict):
+    """A whole ``klio-job.yaml``."""
+
+    version: int = SUPPORTED_VERSION
+    job_name: str = Field(min_length=1)
+    pipeline_options: PipelineOptions = Field(default_factory=PipelineOptions)
+    job_config: JobConfig = Field(default_factory=JobConfig)
+
+    @field_validator("version")
+    @classmethod
+    def _version_2(cls, value: int) -> int:
+        if value != SUPPORTED_VERSION:
+            raise ValueError(f"only version {SUPPORTED_VERSION} of klio-job.yaml is supported")
+        return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors, loading, overrides and dumping.
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown key",
+}
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for index, part in enumerate(loc):
+        # A tagged union member's tag follows the list index; it is not part of the YAML path.
+        if (
+            isinstance(part, str)
+            and part in _IO_TAGS
+            and index > 0
+            and isinstance(loc[index - 1], int)
+        ):
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def format_validation_errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    """Every error of a pydantic ValidationError as ``<path>: <message>``, in input order.
+
+    Paths use the input's own keys (aliases), dots and ``[index]``; `prefix` is put in front
+    (e.g. ``spec``). Also used by the operator for KlioJob specs.
+    """
+    lines = []
+    for error in exc.errors(include_url=False):
+        path = _format_location(tuple(error["loc"]))
+        if prefix:
+            path = f"{prefix}{'' if path.startswith('[') or not path else '.'}{path}"
+        message = _MESSAGES.get(error["type"], error["msg"])
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if error["type"] == "unsupported_io_type" and isinstance(error["input"], Mapping):
+            message += f" (got {error['input'].get('type')!r})"
+        lines.append(f"{path or '(top level)'}: {message}")
+    return lines
+
+
+def parse_config(data: Mapping[str, Any]) -> KlioConfig:
+    """Validate a parsed ``klio-job.yaml`` mapping. Raises ConfigError listing every problem."""
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"(top level): must be a mapping, got {type(data).__name__}"])
+    try:
+        return KlioConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_errors(exc)) from None
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> KlioConfig:
+    """Read, override and validate a ``klio-job.yaml``.
+
+    `overrides` maps dotted paths to values, e.g. ``{"pipeline_options.runner": "FnApiRunner",
+    "job_config.events.inputs[0].location": "ids.txt"}``; missing mappings on the way are
+    created (as Klio does), list indices must exist. Raises ConfigError for a missing file,
+    YAML syntax (with line and column), a bad override path, or an invalid config.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    data = _load_yaml(text, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: must be a YAML mapping, got {type(data).__name__}"])
+    if overrides:
+        apply_overrides(data, overrides)
+    return parse_config(data)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r}",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,
+)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError([f"{source}: {where}: {exc.problem or exc.context}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _split_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    position = 0
+    for match in _PATH_PART.finditer(path):
+        gap = path[position : match.start()]
+        if gap not in ("", ".") or (gap == "." and not parts):
+            raise ValueError(f"cannot parse near {path[position:]!r}")
+        key, index = match.groups()
+        parts.append(int(index) if index is not None else key)
+        position = match.end()
+    if not parts or position != len(path):
+        raise ValueError("expected keys separated by dots, with [index] for list items")
+    return parts
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Set each dotted-path override in the raw config mapping `data`, in place.
+
+    Raises ConfigError naming every override path that cannot be applied.
+    """
+    errors = []
+    for dotted, value in overrides.items():
+        try:
+            parts = _split_path(dotted)
+            _assign(data, parts, value)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            errors.append(f"override {dotted}: {exc}")
+    if errors:
+        raise ConfigError(errors)
+
+
+def _assign(data: Any, parts: list[str | int], value: Any) -> None:
+    node = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        shown = _format_location(tuple(parts[: depth + 1]))
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                raise TypeError(f"{shown}: not a list")
+            if part >= len(node):
+                raise IndexError(f"{shown}: no such item (the list has {len(node)})")
+        elif not isinstance(node, dict):
+            raise TypeError(f"{shown}: not a mapping")
+        if last:
+            node[part] = value
+        elif isinstance(part, str) and node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (e.g. from ``--config-override``) into an overrides mapping.
+
+    VALUE is read as a YAML scalar or flow value, so ``true``, ``3`` and ``[a, b]`` get their
+    types; anything else stays a string.
+    """
+    overrides: dict[str, Any] = {}
+    errors = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            errors.append(f"override {pair!r}: expected KEY=VALUE")
+            continue
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            overrides[key.strip()] = raw
+    if errors:
+        raise ConfigError(errors)
+    return overrides
+
+
+def _dump_model(model: BaseModel) -> dict[str, Any]:
+    """A model as a plain dict in input spelling: declared fields that are None are left out,
+    extra (custom) keys are kept exactly, even when None."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if value is not None:
+            out[name] = _dump_value(value)
+    for name, value in (model.model_extra or {}).items():
+        out[name] = _dump_value(value)
+    return out
+
+
+def _dump_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _dump_model(value)
+    if isinstance(value, list):
+        return [_dump_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _dump_value(item) for key, item in value.items()}
+    return value
+
+
+def dump_config(config: KlioConfig) -> dict[str, Any]:
+    """The config as a ``klio-job.yaml``-shaped dict; ``parse_config(dump_config(c)) == c``."""
+    return _dump_model(config)
+
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DataInput",
+    "DataOutput",
+    "EventInput",
+    "EventOutput",
+    "EventsConfig",
+    "FileEventInput",
+    "FileEventOutput",
+    "JobConfig",
+    "KlioConfig",
+    "PipelineOptions",
+    "PubSubEventInput",
+    "PubSubEventOutput",
+    "apply_overrides",
+    "dump_config",
+    "format_validation_errors",
+    "load_config",
+    "parse_config",
+    "parse_overrides",
+]
