@@ -240,7 +240,7 @@ def validate_element_id(element: str | bytes) -> str:
         text = element
     reason = _unsafe_reason(text)
     if reason is not None:
-        raise InvalidElementId(f"invalid element id {_shown(text)}: {reason}")
+        raise InvalidElementId(f"invalid element id {_shown(element)}: {reason}")
     return text
 
 
@@ -291,4 +291,3 @@ def _first_unknown_field(msg: Message, path: str) -> str | None:
             if found is not None:
                 return found
     return None
-

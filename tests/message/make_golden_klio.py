@@ -54,10 +54,15 @@ def v1_job_inputs():
     m.version = klio_pb2.Version.V1
     m.data.entity_id = "track-0003"
     m.data.payload = b"v1 payload"
-    m.metadata.downstream.extend([
-        job("child-job", "proj-a", [("projects/p/topics/t", "projects/p/subscriptions/s",
-                                     "gs://bucket/in")]),
-    ])
+    m.metadata.downstream.extend(
+        [
+            job(
+                "child-job",
+                "proj-a",
+                [("projects/p/topics/t", "projects/p/subscriptions/s", "gs://bucket/in")],
+            ),
+        ]
+    )
     m.metadata.visited.extend([job("root-job", "proj-a")])
     return m
 
@@ -94,10 +99,12 @@ def v2_audit_log():
     m.version = klio_pb2.Version.V2
     m.data.element = b"track-0007"
     m.metadata.intended_recipients.anyone.SetInParent()
-    m.metadata.job_audit_log.extend([
-        audit(1600000000, 0, job("root-job", "proj-a")),
-        audit(1600000001, 123456789, job("child-job", "proj-a")),
-    ])
+    m.metadata.job_audit_log.extend(
+        [
+            audit(1600000000, 0, job("root-job", "proj-a")),
+            audit(1600000001, 123456789, job("child-job", "proj-a")),
+        ]
+    )
     return m
 
 
@@ -127,8 +134,16 @@ def v2_untagged_element():
 
 
 CASES = [
-    v1_downstream, v1_untagged, v1_job_inputs, v2_anyone_payload, v2_limited_trigger,
-    v2_limited_bottom_up, v2_audit_log, v2_ping_force, v2_non_ascii, v2_untagged_element,
+    v1_downstream,
+    v1_untagged,
+    v1_job_inputs,
+    v2_anyone_payload,
+    v2_limited_trigger,
+    v2_limited_bottom_up,
+    v2_audit_log,
+    v2_ping_force,
+    v2_non_ascii,
+    v2_untagged_element,
 ]
 
 
@@ -136,11 +151,13 @@ def main():
     messages = []
     for build in CASES:
         m = build()
-        messages.append({
-            "name": build.__name__,
-            "hex": m.SerializeToString().hex(),
-            "json": json.loads(json_format.MessageToJson(m, preserving_proto_field_name=True)),
-        })
+        messages.append(
+            {
+                "name": build.__name__,
+                "hex": m.SerializeToString().hex(),
+                "json": json.loads(json_format.MessageToJson(m, preserving_proto_field_name=True)),
+            }
+        )
     doc = {
         "note": (
             "Bytes written by real Spotify Klio: klio-core {} (klio_core.proto.klio_pb2) with "
