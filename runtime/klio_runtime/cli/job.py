@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
+from klio_runtime.cli.job_verify import verify
+
 
 @click.group()
 def job() -> None:
     """Work with a Klio job directory."""
+
+
+job.add_command(verify)

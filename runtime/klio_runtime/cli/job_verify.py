@@ -1,0 +1,110 @@
+"""``klio job verify``: check a job directory without running it.
+
+Checks the ``klio-job.yaml`` (every error, by path) and that ``run.py`` defines ``run``; the
+module is parsed, never imported, so verifying runs none of the job's code.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import click
+
+from klio_runtime.config import ConfigError, KlioConfig, load_config
+
+CONFIG_FILE_NAME = "klio-job.yaml"
+RUN_FILE_NAME = "run.py"
+EXIT_INVALID = 2
+
+
+def check_run_module(path: Path) -> list[str]:
+    """Problems with the job's run module: missing, unparsable, or no usable ``run``."""
+    name = path.name
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [f"{name}: no such file in {path.parent} (it must define run(pcoll, config))"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{name}: cannot read: {exc}"]
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        return [f"{name}: line {exc.lineno}: {exc.msg}"]
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "run":
+            return _check_run_signature(name, node)
+        if isinstance(node, ast.AsyncFunctionDef) and node.name == "run":
+            return [f"{name}: line {node.lineno}: run must be a plain function, not async"]
+        if _binds_run(node):
+            return []  # assigned or imported: the signature cannot be checked without importing
+    return [f"{name}: defines no top-level function run(pcoll, config)"]
+
+
+def _binds_run(node: ast.stmt) -> bool:
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return any((alias.asname or alias.name) == "run" for alias in node.names)
+    if isinstance(node, ast.Assign):
+        return any(isinstance(t, ast.Name) and t.id == "run" for t in node.targets)
+    if isinstance(node, ast.AnnAssign):
+        return isinstance(node.target, ast.Name) and node.target.id == "run"
+    return False
+
+
+def _check_run_signature(name: str, node: ast.FunctionDef) -> list[str]:
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    required_keyword_only = [
+        arg.arg
+        for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+        if default is None
+    ]
+    if (len(positional) < 2 and args.vararg is None) or required_keyword_only:
+        return [f"{name}: line {node.lineno}: run must accept two arguments, (pcoll, config)"]
+    if len(positional) - len(args.defaults) > 2:
+        return [f"{name}: line {node.lineno}: run must need only two arguments, (pcoll, config)"]
+    return []
+
+
+def verify_job_dir(
+    job_dir: Path, config_file: Path | None = None
+) -> tuple[KlioConfig | None, list[str]]:
+    """Check a job directory; returns the parsed config (if valid) and every problem found."""
+    config_path = config_file if config_file is not None else job_dir / CONFIG_FILE_NAME
+    errors: list[str] = []
+    config = None
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        errors.extend(
+            line if line.startswith(str(config_path)) else f"{config_path.name}: {line}"
+            for line in exc.errors
+        )
+    errors.extend(check_run_module(job_dir / RUN_FILE_NAME))
+    return config, errors
+
+
+@click.command()
+@click.option(
+    "--job-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The job directory (with klio-job.yaml and run.py).",
+)
+@click.option(
+    "--config-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"The job config, if not {CONFIG_FILE_NAME} in the job directory.",
+)
+def verify(job_dir: Path, config_file: Path | None) -> None:
+    """Check the job's config and run.py; print every problem, by field. Exit 2 if any."""
+    config, errors = verify_job_dir(job_dir, config_file)
+    if errors:
+        for line in errors:
+            click.echo(f"error: {line}", err=True)
+        click.echo(f"{len(errors)} problem(s) in {job_dir}", err=True)
+        raise SystemExit(EXIT_INVALID)
+    assert config is not None
+    click.echo(f"OK: job {config.job_name} in {job_dir} is valid")
