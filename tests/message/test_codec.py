@@ -9,7 +9,6 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from klio_runtime.message import (
     KlioJob,
     KlioMessage,
@@ -233,7 +232,7 @@ def test_from_json_names_a_wrong_type() -> None:
 def test_from_json_refuses_text_that_is_not_json() -> None:
     with pytest.raises(MessageDecodeError, match="not JSON"):
         from_json("\x0a\x03abc")
-    with pytest.raises(MessageDecodeError, match="one line|not a KlioMessage") as info:
+    with pytest.raises(MessageDecodeError, match="not a KlioMessage") as info:
         from_json("[1, 2]")
     assert "\n" not in str(info.value)
 

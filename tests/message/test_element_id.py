@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from klio_runtime.message import InvalidElementId, validate_element_id
 
 

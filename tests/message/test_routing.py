@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from klio_runtime.message import KlioJob, KlioMessage, Version, new_message, parse, serialize
 from klio_runtime.routing import (
     Decision,
