@@ -1,0 +1,632 @@
+"""Pure planning: a KlioJob (+ its resolved parents + cluster facts) → the desired children.
+
+No IO here. `plan_job` returns every Kubernetes object the job needs (as plain dicts ready to
+apply) and the Pub/Sub topics and subscriptions of its edges. The handlers apply the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from klio_runtime.config import ConfigError, dump_config, parse_config
+
+from klio_operator import dag, worker_contract
+from klio_operator.models import API_VERSION, KIND, DataInput, DataOutput, KlioJobSpec
+
+MANAGED_BY = "klio-operator"
+APP_NAME = "klio-job"
+LABEL_JOB = "klio.io/job"
+ANNOTATION_CONFIG_HASH = "klio.io/config-hash"
+DEFAULT_PROJECT = "klio-local"
+MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub's minimum for a dead-letter policy
+ACK_DEADLINE_SECONDS = 60
+RUNNER_NAMES = {"direct": "FnApiRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner"}
+
+Component = Literal["worker", "config", "metrics", "autoscaler", "launcher"]
+
+
+class PlanningError(ValueError):
+    """The spec cannot be turned into children; `errors` are `<path>: <message>` lines."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the operator knows of the cluster and its own configuration."""
+
+    has_service_monitor: bool = False  # monitoring.coreos.com CRDs installed
+    has_keda: bool = False  # keda.sh CRDs installed
+    default_project: str = DEFAULT_PROJECT  # Pub/Sub project when pipelineOptions has none
+    keda_authentication: str = "klio-pubsub"  # KEDA TriggerAuthentication for gcp-pubsub
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    """A resolved parent: where its output goes and what data it writes."""
+
+    name: str
+    project: str
+    data_outputs: tuple[DataOutput, ...] = ()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The KlioJob object the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str | None = None  # None when rendering without a cluster: no owner references
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    name: str
+
+
+@dataclass(frozen=True)
+class SubscriptionPlan:
+    name: str
+    topic: str
+    dead_letter_topic: str | None
+    max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS
+    ack_deadline_seconds: int = ACK_DEADLINE_SECONDS
+
+
+@dataclass(frozen=True)
+class PubSubPlan:
+    """Topics and subscriptions the job owns (created and deleted by the operator)."""
+
+    topics: tuple[TopicPlan, ...]
+    subscriptions: tuple[SubscriptionPlan, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    children: list[dict[str, Any]]
+    pubsub: PubSubPlan
+    worker_config: dict[str, Any]
+    desired_workers: int
+    selector: str
+    workload: tuple[str, str] | None = None  # (kind, name) of the Deployment / Job watched
+    external_subscriptions: tuple[str, ...] = field(default=())  # read, not owned
+
+
+def project_of(spec: KlioJobSpec, facts: ClusterFacts) -> str:
+    """The Pub/Sub project of a job's own topics and subscriptions."""
+    project = spec.pipeline_options.get("project")
+    return project if isinstance(project, str) and project else facts.default_project
+
+
+def labels_for(job: str, component: Component) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": job,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "klio",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_JOB: job,
+    }
+
+
+def worker_selector(job: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": job,
+        "app.kubernetes.io/component": "worker",
+    }
+
+
+def selector_string(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def _metadata(owner: Owner, name: str, component: Component) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels_for(owner.name, component),
+    }
+    if owner.uid:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+# -- Pub/Sub ----------------------------------------------------------------------------------
+
+
+def plan_pubsub(
+    owner: Owner, spec: KlioJobSpec, parents: Sequence[ParentInfo], facts: ClusterFacts
+) -> tuple[PubSubPlan, list[tuple[str, str]], tuple[str, ...]]:
+    """The job's topics/subscriptions, its (topic, subscription) inputs and external ones."""
+    project = project_of(spec, facts)
+    ns, job = owner.namespace, owner.name
+    dead_letter = dag.dead_letter_topic(project, ns, job)
+    topics = [
+        TopicPlan(dag.output_topic(project, ns, job)),
+        TopicPlan(dead_letter),
+    ]
+    subscriptions = [
+        SubscriptionPlan(dag.dead_letter_subscription(project, ns, job), dead_letter, None)
+    ]
+    inputs: list[tuple[str, str]] = []
+    external: list[str] = []
+    for parent in parents:
+        topic = dag.output_topic(parent.project, ns, parent.name)
+        name = dag.parent_subscription(project, ns, job, parent.name)
+        subscriptions.append(SubscriptionPlan(name, topic, dead_letter))
+        inputs.append((topic, name))
+    for index, event_input in enumerate(spec.event_inputs):
+        if event_input.type != "pubsub":
+            continue
+        if event_input.subscription:  # the team's own subscription: read it, don't own it
+            external.append(event_input.subscription)
+            inputs.append((event_input.topic or "", event_input.subscription))
+        elif event_input.topic:
+            name = dag.input_subscription(project, ns, job, index)
+            subscriptions.append(SubscriptionPlan(name, event_input.topic, dead_letter))
+            inputs.append((event_input.topic, name))
+    return PubSubPlan(tuple(topics), tuple(subscriptions)), inputs, tuple(external)
+
+
+# -- the worker's klio-job.yaml ---------------------------------------------------------------
+
+
+def _data_entry(location: DataInput | DataOutput) -> dict[str, Any]:
+    return {
+        "type": location.storage_type,
+        "location": location.location,
+        "file_suffix": location.file_suffix,
+        "skip_klio_existence_check": location.skip_klio_existence_check,
+    }
+
+
+def worker_config(
+    owner: Owner,
+    spec: KlioJobSpec,
+    parents: Sequence[ParentInfo],
+    inputs: Sequence[tuple[str, str]],
+    facts: ClusterFacts,
+) -> dict[str, Any]:
+    """The klio-job.yaml the workers read, validated by the runtime's own config model."""
+    project = project_of(spec, facts)
+    event_inputs: list[dict[str, Any]] = [
+        {"type": "pubsub", "topic": topic, "subscription": sub}
+        if topic
+        else {"type": "pubsub", "subscription": sub}
+        for topic, sub in inputs
+    ]
+    event_inputs += [
+        {"type": "file", "location": event_input.location}
+        for event_input in spec.event_inputs
+        if event_input.type == "file"
+    ]
+    if spec.data_inputs is not None:
+        data_inputs = [{**_data_entry(item), "ping": item.ping} for item in spec.data_inputs]
+    else:
+        # A parent's first data output becomes this job's input (Klio's convention).
+        data_inputs = [_data_entry(out) for parent in parents for out in parent.data_outputs[:1]]
+    pipeline_options = {
+        **spec.pipeline_options,
+        # The spec's own fields win over free-form options that say the same thing.
+        "runner": RUNNER_NAMES[spec.runner],
+        "streaming": spec.mode == "streaming",
+        "project": project,
+    }
+    job_config: dict[str, Any] = {
+        **spec.config,
+        "allow_non_klio_messages": spec.allow_non_klio_messages,
+        "retries": spec.retries,
+        "events": {
+            "inputs": event_inputs,
+            "outputs": [
+                {"type": "pubsub", "topic": dag.output_topic(project, owner.namespace, owner.name)}
+            ],
+        },
+        "data": {
+            "inputs": data_inputs,
+            "outputs": [{**_data_entry(out), "force": out.force} for out in spec.data_outputs],
+        },
+    }
+    if spec.thread_pool_size is not None:
+        job_config["thread_pool_size"] = spec.thread_pool_size
+    if spec.timeout_seconds is not None:
+        job_config["timeout_seconds"] = spec.timeout_seconds
+    raw = {
+        "version": 2,
+        "job_name": owner.name,
+        "pipeline_options": pipeline_options,
+        "job_config": job_config,
+    }
+    try:
+        return dump_config(parse_config(raw))
+    except ConfigError as exc:
+        # The spec's free-form parts (config, pipelineOptions) map onto these paths.
+        raise PlanningError([f"klio-job.yaml {error}" for error in exc.errors]) from exc
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- pods -------------------------------------------------------------------------------------
+
+RESTRICTED_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _env(owner: Owner, spec: KlioJobSpec, facts: ClusterFacts) -> list[dict[str, Any]]:
+    project = project_of(spec, facts)
+    ours: list[dict[str, Any]] = [
+        {"name": worker_contract.ENV_JOB_NAME, "value": owner.name},
+        {"name": worker_contract.ENV_NAMESPACE, "value": owner.namespace},
+        {
+            "name": worker_contract.ENV_POD_NAME,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        },
+        {"name": worker_contract.ENV_PUBSUB_PROJECT, "value": project},
+        {
+            "name": worker_contract.ENV_DEAD_LETTER_TOPIC,
+            "value": dag.dead_letter_topic(project, owner.namespace, owner.name),
+        },
+    ]
+    own_names = {var.name for var in spec.env}
+    return [var for var in ours if var["name"] not in own_names] + [
+        var.to_wire() for var in spec.env
+    ]
+
+
+def pod_template(
+    owner: Owner,
+    spec: KlioJobSpec,
+    facts: ClusterFacts,
+    *,
+    component: Component,
+    command: Sequence[str],
+    config_digest: str,
+    probes: bool,
+    restart_policy: str,
+) -> dict[str, Any]:
+    """The pod template of workers and launchers: restricted security, config mounted."""
+    container: dict[str, Any] = {
+        "name": component,
+        "image": spec.image,
+        "command": list(command),
+        "env": _env(owner, spec, facts),
+        "securityContext": RESTRICTED_CONTAINER_SECURITY,
+        "volumeMounts": [
+            {"name": "config", "mountPath": worker_contract.CONFIG_DIR, "readOnly": True},
+            {"name": "scratch", "mountPath": worker_contract.SCRATCH_DIR},
+        ],
+    }
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    if spec.resources is not None:
+        container["resources"] = spec.resources.to_wire()
+    if probes:
+        container["ports"] = [
+            {"name": "health", "containerPort": worker_contract.HEALTH_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": worker_contract.METRICS_PORT, "protocol": "TCP"},
+        ]
+        container["livenessProbe"] = {
+            "httpGet": {"path": worker_contract.LIVENESS_PATH, "port": "health"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        }
+        container["readinessProbe"] = {
+            "httpGet": {"path": worker_contract.READINESS_PATH, "port": "health"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        }
+        container["startupProbe"] = {
+            # Decoders and models warm up in setup: allow up to 5 minutes before liveness.
+            "httpGet": {"path": worker_contract.LIVENESS_PATH, "port": "health"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": restart_policy,
+        "automountServiceAccountToken": False,  # workers never call the Kubernetes API
+        "securityContext": RESTRICTED_POD_SECURITY,
+        # Room to drain: stop pulling, finish the in-flight elements, publish, ack.
+        "terminationGracePeriodSeconds": worker_contract.DRAIN_SECONDS
+        + (spec.timeout_seconds or 0),
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": config_map_name(owner.name)}},
+            {"name": "scratch", "emptyDir": {}},
+        ],
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    labels = labels_for(owner.name, component)
+    return {
+        "metadata": {"labels": labels, "annotations": {ANNOTATION_CONFIG_HASH: config_digest}},
+        "spec": pod_spec,
+    }
+
+
+def config_map_name(job: str) -> str:
+    return f"{job}-config"
+
+
+def metrics_service_name(job: str) -> str:
+    return f"{job}-metrics"
+
+
+# -- the whole plan ---------------------------------------------------------------------------
+
+
+def desired_workers(spec: KlioJobSpec) -> int:
+    if spec.suspend:
+        return 0
+    if spec.autoscaling is not None:
+        return spec.autoscaling.min_replicas
+    return spec.replicas
+
+
+def plan_job(
+    owner: Owner,
+    spec: KlioJobSpec,
+    parents: Sequence[ParentInfo] = (),
+    facts: ClusterFacts | None = None,
+) -> Plan:
+    """Everything a KlioJob needs, computed from its spec, its parents and the cluster facts.
+
+    `parents` are the resolved parents in the order of `spec.parents`; the caller checks that
+    all exist and that there is no cycle (see `klio_operator.dag.resolve_parents`).
+    """
+    facts = facts or ClusterFacts()
+    known = {parent.name for parent in parents}
+    if missing := [name for name in spec.parents if name not in known]:
+        raise PlanningError([f"spec.parents: not resolved: {', '.join(missing)}"])
+    pubsub, inputs, external = plan_pubsub(owner, spec, parents, facts)
+    config = worker_config(owner, spec, parents, inputs, facts)
+    digest = config_hash(config)
+    job = owner.name
+    children: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _metadata(owner, config_map_name(job), "config"),
+            "data": {worker_contract.CONFIG_FILE: yaml.safe_dump(config, sort_keys=False)},
+        }
+    ]
+    selector = worker_selector(job)
+    workers = desired_workers(spec)
+    workload: tuple[str, str] | None = None
+    if spec.runner != "direct":
+        launcher = f"{job}-launch-{digest[:8]}"
+        children.append(_batch_job(owner, spec, facts, launcher, "launcher", digest, 1))
+        workload = ("Job", launcher)
+        workers = 0 if spec.suspend else 1
+    elif spec.mode == "batch":
+        name = f"{job}-{digest[:8]}"  # a Job's pod template is immutable: new config, new Job
+        children.append(_batch_job(owner, spec, facts, name, "worker", digest, spec.replicas))
+        workload = ("Job", name)
+        workers = 0 if spec.suspend else spec.replicas
+    else:
+        children.append(_deployment(owner, spec, facts, digest, workers))
+        workload = ("Deployment", job)
+        children.append(_metrics_service(owner))
+        if facts.has_service_monitor:
+            children.append(_service_monitor(owner))
+        if spec.autoscaling is not None and not spec.suspend:
+            if facts.has_keda:
+                subs = [sub for _, sub in inputs]
+                children.append(_scaled_object(owner, spec, facts, subs))
+            else:
+                children.append(_hpa(owner, spec))
+    return Plan(
+        children=children,
+        pubsub=pubsub,
+        worker_config=config,
+        desired_workers=workers,
+        selector=selector_string(selector),
+        workload=workload,
+        external_subscriptions=external,
+    )
+
+
+def _deployment(
+    owner: Owner, spec: KlioJobSpec, facts: ClusterFacts, digest: str, workers: int
+) -> dict[str, Any]:
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": worker_selector(owner.name)},
+        "revisionHistoryLimit": 3,
+        # Roll one new worker in before an old one drains: capacity never drops.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": pod_template(
+            owner,
+            spec,
+            facts,
+            component="worker",
+            command=worker_contract.WORKER_COMMAND,
+            config_digest=digest,
+            probes=True,
+            restart_policy="Always",
+        ),
+    }
+    if spec.autoscaling is None or spec.suspend:
+        deployment_spec["replicas"] = workers  # else the autoscaler owns the count
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, owner.name, "worker"),
+        "spec": deployment_spec,
+    }
+
+
+def _batch_job(
+    owner: Owner,
+    spec: KlioJobSpec,
+    facts: ClusterFacts,
+    name: str,
+    component: Component,
+    digest: str,
+    parallelism: int,
+) -> dict[str, Any]:
+    command = (
+        worker_contract.WORKER_COMMAND
+        if component == "worker"
+        else worker_contract.LAUNCHER_COMMAND
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(owner, name, component),
+        "spec": {
+            "suspend": spec.suspend,
+            "parallelism": max(parallelism, 1),
+            "backoffLimit": 3,
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": pod_template(
+                owner,
+                spec,
+                facts,
+                component=component,
+                command=command,
+                config_digest=digest,
+                probes=component == "worker",
+                restart_policy="Never",
+            ),
+        },
+    }
+
+
+def _metrics_service(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, metrics_service_name(owner.name), "metrics"),
+        "spec": {
+            "selector": worker_selector(owner.name),
+            "ports": [
+                {
+                    "name": "metrics",
+                    "port": worker_contract.METRICS_PORT,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def _service_monitor(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _metadata(owner, owner.name, "metrics"),
+        "spec": {
+            "selector": {"matchLabels": labels_for(owner.name, "metrics")},
+            "endpoints": [
+                {"port": "metrics", "path": worker_contract.METRICS_PATH, "interval": "30s"}
+            ],
+        },
+    }
+
+
+def _hpa(owner: Owner, spec: KlioJobSpec) -> dict[str, Any]:
+    assert spec.autoscaling is not None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(owner, owner.name, "autoscaler"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": max(spec.autoscaling.min_replicas, 1),  # HPA cannot scale to zero
+            "maxReplicas": spec.autoscaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": spec.autoscaling.target_cpu_utilization_percentage
+                            or 80,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+OLDEST_UNACKED_SECONDS = 60  # scale up when a message has waited longer than this
+
+
+def _scaled_object(
+    owner: Owner, spec: KlioJobSpec, facts: ClusterFacts, subscriptions: Sequence[str]
+) -> dict[str, Any]:
+    assert spec.autoscaling is not None
+    auth = {"name": facts.keda_authentication}
+    triggers: list[dict[str, Any]] = []
+    for subscription in subscriptions:
+        triggers.append(
+            {
+                "type": "gcp-pubsub",
+                "authenticationRef": auth,
+                "metadata": {
+                    "subscriptionName": subscription,
+                    "mode": "SubscriptionSize",
+                    "value": str(spec.autoscaling.target_backlog_per_replica),
+                },
+            }
+        )
+        triggers.append(
+            {
+                "type": "gcp-pubsub",
+                "authenticationRef": auth,
+                "metadata": {
+                    "subscriptionName": subscription,
+                    "mode": "OldestUnackedMessageAge",
+                    "value": str(OLDEST_UNACKED_SECONDS),
+                },
+            }
+        )
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _metadata(owner, owner.name, "autoscaler"),
+        "spec": {
+            "scaleTargetRef": {"name": owner.name},
+            "minReplicaCount": spec.autoscaling.min_replicas,
+            "maxReplicaCount": spec.autoscaling.max_replicas,
+            "triggers": triggers,
+        },
+    }
+
+
+def render_yaml(objects: Sequence[Mapping[str, Any]]) -> str:
+    """Objects as a multi-document YAML stream (what `klio-operator render` prints)."""
+    return yaml.safe_dump_all([dict(obj) for obj in objects], sort_keys=False)
