@@ -53,11 +53,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class _IOConfig(_Strict):
+    """An event or data IO entry; Klio matches its ``type`` case-insensitively."""
+
+    @field_validator("type", mode="before", check_fields=False)
+    @classmethod
+    def _lower_type(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
 # ---------------------------------------------------------------------------------------------
 # Event IO: what triggers the job and where its output messages go.
 
 
-class PubSubEventInput(_Strict):
+class PubSubEventInput(_IOConfig):
     """Messages pulled from a Pub/Sub subscription (or a topic, the operator then subscribes)."""
 
     type: Literal["pubsub"] = "pubsub"
@@ -75,7 +84,7 @@ class PubSubEventInput(_Strict):
         return self
 
 
-class FileEventInput(_Strict):
+class FileEventInput(_IOConfig):
     """A file (local or gs://, globs allowed) of element ids or serialized messages, one a line."""
 
     type: Literal["file"] = "file"
@@ -89,7 +98,7 @@ class FileEventInput(_Strict):
         return self.location
 
 
-class PubSubEventOutput(_Strict):
+class PubSubEventOutput(_IOConfig):
     """Output messages published to a Pub/Sub topic (children subscribe to it)."""
 
     type: Literal["pubsub"] = "pubsub"
@@ -98,7 +107,7 @@ class PubSubEventOutput(_Strict):
     skip_klio_write: bool = False
 
 
-class FileEventOutput(_Strict):
+class FileEventOutput(_IOConfig):
     """Output messages written to files under a prefix (local or gs://)."""
 
     type: Literal["file"] = "file"
@@ -157,17 +166,12 @@ class EventsConfig(_Strict):
 # Data IO: where the job reads and writes the objects named by element ids.
 
 
-class _DataLocation(_Strict):
+class _DataLocation(_IOConfig):
     type: Literal["gcs", "file"]
     name: str | None = None
     location: str = Field(min_length=1, validation_alias=AliasChoices("location", "data_location"))
     file_suffix: str = ""
     skip_klio_existence_check: bool = False
-
-    @field_validator("type", mode="before")
-    @classmethod
-    def _lower_type(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
 
     @field_validator("location")
     @classmethod

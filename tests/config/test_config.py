@@ -1,0 +1,356 @@
+"""The klio-job.yaml loader: Klio-shaped fixtures, errors by path, overrides, round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from klio_runtime.config import (
+    ConfigError,
+    DataInput,
+    FileEventInput,
+    FileEventOutput,
+    PubSubEventInput,
+    PubSubEventOutput,
+    dump_config,
+    load_config,
+    parse_config,
+    parse_overrides,
+)
+from klio_runtime.message import InvalidElementId
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VALID = [
+    "streaming_pubsub_gcs.yaml",
+    "batch_file_audio.yaml",
+    "batch_multi_event_input.yaml",
+    "custom_keys.yaml",
+    "two_parents.yaml",
+]
+
+
+def minimal(**job_config: Any) -> dict[str, Any]:
+    return {"version": 2, "job_name": "j", "job_config": job_config}
+
+
+def errors_of(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    return caught.value.errors
+
+
+def test_streaming_pubsub_gcs_fixture() -> None:
+    config = load_config(FIXTURES / "streaming_pubsub_gcs.yaml")
+    assert config.job_name == "track-features"
+    assert config.version == 2
+    options = config.pipeline_options
+    assert (options.runner, options.streaming, options.project) == (
+        "DataflowRunner",
+        True,
+        "demo-project",
+    )
+    assert options.experiments == ["beam_fn_api"]
+    # untyped Beam options are kept and passed through
+    assert options.as_dict()["worker_machine_type"] == "n1-standard-2"
+    assert options.as_dict()["autoscaling_algorithm"] == "NONE"
+    (event_in,) = config.job_config.events.inputs
+    assert isinstance(event_in, PubSubEventInput)
+    assert event_in.subscription.endswith("track-ingest-output-track-features")  # type: ignore[union-attr]
+    assert event_in.skip_klio_read is False
+    (event_out,) = config.job_config.events.outputs
+    assert isinstance(event_out, PubSubEventOutput)
+    (data_in,) = config.job_config.data.inputs
+    assert (data_in.type, data_in.skip_klio_existence_check, data_in.file_suffix) == (
+        "gcs",
+        True,
+        "",
+    )
+    assert data_in.ping is False
+    assert config.job_config.data.outputs[0].force is False
+
+
+def test_batch_file_fixture() -> None:
+    config = load_config(FIXTURES / "batch_file_audio.yaml")
+    assert config.pipeline_options.streaming is False
+    (event_in,) = config.job_config.events.inputs
+    assert isinstance(event_in, FileEventInput)
+    assert event_in.file_pattern == event_in.location == "./track_ids.txt"
+    assert config.job_config.events.outputs == []
+    assert config.job_config.data.inputs[0].path_for("t1") == "./inputs/t1.ogg"
+    assert config.job_config.data.outputs[0].path_for("t1") == "./outputs/t1.png"
+
+
+def test_multi_event_input_fixture() -> None:
+    config = load_config(FIXTURES / "batch_multi_event_input.yaml")
+    locations = [i.location for i in config.job_config.events.inputs]  # type: ignore[union-attr]
+    assert locations == ["./ids_part_1.txt", "./ids_part_2.txt"]
+    (event_out,) = config.job_config.events.outputs
+    assert isinstance(event_out, FileEventOutput)
+    assert event_out.file_path_prefix == "./ids_output"
+
+
+def test_custom_keys_are_kept() -> None:
+    config = load_config(FIXTURES / "custom_keys.yaml")
+    job_config = config.job_config
+    assert job_config.model_file == "model.h5"  # type: ignore[attr-defined]
+    assert job_config.thresholds == {"cat": 0.8, "dog": 0.7}  # type: ignore[attr-defined]
+    assert job_config.nothing is None  # type: ignore[attr-defined]
+    assert (job_config.allow_non_klio_messages, job_config.blocking) == (True, True)
+    assert job_config.metrics == {"logger": {"level": "info"}}
+    assert config.pipeline_options.flexrs_goal == "COST_OPTIMIZED"  # type: ignore[attr-defined]
+    dumped = dump_config(config)
+    assert dumped["job_config"]["nothing"] is None
+    assert dumped["pipeline_options"]["label"] == "team=pets"
+
+
+def test_several_data_inputs_and_runtime_knobs() -> None:
+    config = load_config(FIXTURES / "two_parents.yaml")
+    job_config = config.job_config
+    assert (job_config.thread_pool_size, job_config.timeout_seconds, job_config.retries) == (
+        4,
+        30.5,
+        2,
+    )
+    paths = [data.path_for("track-7") for data in job_config.data.inputs]
+    assert paths == [
+        "gs://klio-demo/spectrograms/track-7.png",
+        "gs://klio-demo/loudness/track-7.json",
+    ]
+
+
+def test_defaults_follow_klio() -> None:
+    config = parse_config({"job_name": "j"})
+    assert config.version == 2
+    assert config.pipeline_options.streaming is True
+    assert config.pipeline_options.as_dict() == {"streaming": True}
+    job_config = config.job_config
+    assert (job_config.allow_non_klio_messages, job_config.blocking, job_config.retries) == (
+        False,
+        False,
+        0,
+    )
+    assert (job_config.thread_pool_size, job_config.timeout_seconds) == (None, None)
+    assert job_config.events.inputs == job_config.data.outputs == []
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_round_trip(name: str, tmp_path: Path) -> None:
+    config = load_config(FIXTURES / name)
+    dumped = dump_config(config)
+    assert parse_config(dumped) == config
+    path = tmp_path / "klio-job.yaml"
+    path.write_text(yaml.safe_dump(dumped, sort_keys=False))
+    assert load_config(path) == config
+    assert dump_config(load_config(path)) == dumped
+
+
+def test_klio_spellings_are_accepted_and_dumped_as_location() -> None:
+    config = parse_config(
+        minimal(
+            events={
+                "inputs": [{"type": "FILE", "file_pattern": "in/*.txt"}],
+                "outputs": [{"type": "file", "file_path_prefix": "out/ids"}],
+            },
+            data={"inputs": [{"type": "GCS", "data_location": "gs://b/in", "name": "main"}]},
+        )
+    )
+    dumped = dump_config(config)["job_config"]
+    assert dumped["events"]["inputs"] == [
+        {"type": "file", "location": "in/*.txt", "skip_klio_read": False}
+    ]
+    assert dumped["events"]["outputs"][0]["location"] == "out/ids"
+    assert dumped["data"]["inputs"][0]["location"] == "gs://b/in"
+    assert dumped["data"]["inputs"][0]["name"] == "main"
+
+
+def test_unsupported_klio_event_types_say_so() -> None:
+    errors = errors_of(yaml.safe_load((FIXTURES / "unsupported_bq.yaml").read_text()))
+    assert len(errors) == 2
+    assert errors[0].startswith("job_config.events.inputs[0]: type must be pubsub or file")
+    assert "not supported yet" in errors[0] and "(got 'bq')" in errors[0]
+    assert errors[1].startswith("job_config.events.outputs[0]: type must be pubsub or file")
+
+
+def test_gcs_location_must_be_a_gs_url_both_errors_reported() -> None:
+    errors = errors_of(yaml.safe_load((FIXTURES / "gcs_local_path.yaml").read_text()))
+    assert [e.split(": ", 1)[0] for e in errors] == [
+        "job_config.data.inputs[0].location",
+        "job_config.data.outputs[0].location",
+    ]
+    assert "must start with gs://" in errors[0]
+
+
+def test_every_error_is_reported_with_its_path() -> None:
+    data = {
+        "version": 2,
+        "job_name": "j",
+        "surprise": 1,
+        "pipeline_options": {"streaming": "sometimes", "num_workers": -1},
+        "job_config": {
+            "retries": -1,
+            "timeout_seconds": 0,
+            "events": {
+                "inputs": [
+                    {"type": "pubsub"},
+                    {"type": "file", "location": "a", "typo": True},
+                    "just-a-string",
+                    {"topic": "t"},
+                ],
+                "extra": [],
+            },
+            "data": {
+                "inputs": [
+                    {"type": "gcs", "location": "gs://ok"},
+                    {"type": "gcs"},
+                    {"type": "s3", "location": "s3://x"},
+                ],
+                "outputs": [{"type": "file", "location": "out", "force": "maybe"}],
+            },
+        },
+    }
+    paths = [error.split(": ", 1)[0] for error in errors_of(data)]
+    assert paths == [
+        "pipeline_options.streaming",
+        "pipeline_options.num_workers",
+        "job_config.events.inputs[0]",
+        "job_config.events.inputs[1].typo",
+        "job_config.events.inputs[2]",
+        "job_config.events.inputs[3]",
+        "job_config.events.extra",
+        "job_config.data.inputs[1].location",
+        "job_config.data.inputs[2].type",
+        "job_config.data.outputs[0].force",
+        "job_config.timeout_seconds",
+        "job_config.retries",
+        "surprise",
+    ]
+
+
+def test_error_messages_are_readable() -> None:
+    errors = errors_of({"job_config": {"events": {"inputs": [{"type": "pubsub"}]}}, "x": 1})
+    assert errors == [
+        "job_name: required",
+        "job_config.events.inputs[0]: one of topic, subscription is required",
+        "x: unknown key",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"job_name": "j", "version": 1}, "version: only version 2 of klio-job.yaml is supported"),
+        ({"job_name": ""}, "job_name: String should have at least 1 character"),
+        ({"job_name": "j", "job_config": []}, "job_config: Input should be a valid dictionary"),
+        (["job_name"], "(top level): must be a mapping, got list"),
+    ],
+)
+def test_single_errors(data: Any, expected: str) -> None:
+    assert errors_of(data)[0].startswith(expected)
+
+
+def test_path_for_rejects_unsafe_element_ids() -> None:
+    data_input = DataInput(type="file", location="/data/in/", file_suffix=".wav")
+    assert data_input.path_for("a/b") == "/data/in/a/b.wav"
+    for bad in ("../../etc/passwd", "/etc/passwd", "a\x00b", ""):
+        with pytest.raises(InvalidElementId):
+            data_input.path_for(bad)
+
+
+def test_load_config_reports_yaml_syntax_with_line(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text("job_name: j\njob_config:\n  events: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (error,) = caught.value.errors
+    assert error.startswith(f"{path}: line 4")
+
+
+def test_load_config_refuses_duplicate_keys(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text("job_name: a\npipeline_options: {}\njob_name: b\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.errors == [f"{path}: line 3, column 1: found duplicate key 'job_name'"]
+
+
+def test_load_config_missing_file_and_non_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.yaml")
+    path = tmp_path / "klio-job.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping, got list"):
+        load_config(path)
+
+
+def test_overrides_by_dotted_path(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text((FIXTURES / "batch_multi_event_input.yaml").read_text())
+    config = load_config(
+        path,
+        overrides={
+            "pipeline_options.runner": "FnApiRunner",
+            "job_config.events.inputs[1].location": "./other.txt",
+            "job_config.brand_new.nested": 3,
+            "job_config.data.outputs[0].force": True,
+        },
+    )
+    assert config.pipeline_options.runner == "FnApiRunner"
+    assert config.job_config.events.inputs[1].location == "./other.txt"  # type: ignore[union-attr]
+    assert config.job_config.brand_new == {"nested": 3}  # type: ignore[attr-defined]
+    assert config.job_config.data.outputs[0].force is True
+
+
+def test_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text((FIXTURES / "batch_file_audio.yaml").read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides={"job_config.retries": "many"})
+    assert caught.value.errors[0].startswith("job_config.retries: ")
+
+
+def test_bad_override_paths_are_all_named(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text((FIXTURES / "batch_file_audio.yaml").read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            path,
+            overrides={
+                "job_config.events.inputs[5].location": "x",
+                "job_name.sub": "x",
+                "job_config..x": 1,
+                "job_config.events[0]": 1,
+            },
+        )
+    assert caught.value.errors == [
+        "override job_config.events.inputs[5].location: "
+        "job_config.events.inputs[5]: no such item (the list has 1)",
+        "override job_name.sub: job_name.sub: not a mapping",
+        "override job_config..x: cannot parse near '..x'",
+        "override job_config.events[0]: job_config.events[0]: not a list",
+    ]
+
+
+def test_parse_overrides_reads_yaml_values() -> None:
+    assert parse_overrides(["a.b=3", "c=true", "d=[x, y]", "e=gs://b/p", "f="]) == {
+        "a.b": 3,
+        "c": True,
+        "d": ["x", "y"],
+        "e": "gs://b/p",
+        "f": "",
+    }
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["no-equals-sign"])
+
+
+def test_assignment_is_validated() -> None:
+    config = parse_config({"job_name": "j"})
+    with pytest.raises(ValueError, match="retries"):
+        config.job_config.retries = -3
+
+
+def test_every_example_job_config_loads() -> None:
+    root = Path(__file__).resolve().parents[2] / "examples"
+    for path in sorted(root.glob("**/klio-job.yaml")):
+        load_config(path)  # raises ConfigError naming the file's problems
