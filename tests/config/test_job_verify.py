@@ -1,0 +1,107 @@
+"""`klio job verify`: exit 0 with an OK line, or 2 with every problem by path."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from klio_runtime.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOOD_RUN = "import apache_beam as beam\n\n\ndef run(pcoll, config):\n    return pcoll\n"
+
+
+def make_job(
+    tmp_path: Path, config: str = "batch_file_audio.yaml", run: str | None = GOOD_RUN
+) -> Path:
+    shutil.copy(FIXTURES / config, tmp_path / "klio-job.yaml")
+    if run is not None:
+        (tmp_path / "run.py").write_text(run)
+    return tmp_path
+
+
+def verify(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["job", "verify", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_valid_job_dir(tmp_path: Path) -> None:
+    code, out, err = verify("--job-dir", str(make_job(tmp_path)))
+    assert (code, err) == (0, "")
+    assert out == f"OK: job local-spectrograms in {tmp_path} is valid\n"
+
+
+def test_config_file_option(tmp_path: Path) -> None:
+    job_dir = make_job(tmp_path)
+    other = tmp_path / "other.yaml"
+    shutil.copy(FIXTURES / "two_parents.yaml", other)
+    code, out, _ = verify("--job-dir", str(job_dir), "--config-file", str(other))
+    assert code == 0
+    assert "track-report" in out
+
+
+def test_every_config_error_and_missing_run_py(tmp_path: Path) -> None:
+    code, out, err = verify("--job-dir", str(make_job(tmp_path, "gcs_local_path.yaml", run=None)))
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith("error: klio-job.yaml: job_config.data.inputs[0].location: ")
+    assert lines[1].startswith("error: klio-job.yaml: job_config.data.outputs[0].location: ")
+    assert lines[2].startswith("error: run.py: no such file")
+    assert lines[3] == f"3 problem(s) in {tmp_path}"
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(GOOD_RUN)
+    code, _, err = verify("--job-dir", str(tmp_path))
+    assert code == 2
+    assert f"{tmp_path / 'klio-job.yaml'}: no such file" in err
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def run(pcoll):\n    return pcoll\n", "run.py: line 1: run must accept two arguments"),
+        ("def run(a, b, c):\n    pass\n", "run.py: line 1: run must need only two arguments"),
+        ("async def run(a, b):\n    pass\n", "run.py: line 1: run must be a plain function"),
+        ("def transform(pcoll, config):\n    pass\n", "run.py: defines no top-level function run"),
+        ("class Job:\n    def run(self, config):\n        pass\n", "run.py: defines no top-level"),
+        ("def run(pcoll, config:\n", "run.py: line 1: "),
+    ],
+)
+def test_run_py_problems(tmp_path: Path, source: str, expected: str) -> None:
+    code, _, err = verify("--job-dir", str(make_job(tmp_path, run=source)))
+    assert code == 2
+    assert err.splitlines()[0].startswith(f"error: {expected}")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def run(pcoll, config, *, label='x'):\n    pass\n",
+        "def run(*args):\n    pass\n",
+        "from mylib.jobs import run\n",
+        "run = make_run()\n",
+    ],
+)
+def test_run_py_accepted_shapes(tmp_path: Path, source: str) -> None:
+    code, _, err = verify("--job-dir", str(make_job(tmp_path, run=source)))
+    assert (code, err) == (0, "")
+
+
+def test_run_py_is_not_imported(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    source = textwrap.dedent(
+        f"""\
+        open({str(marker)!r}, "w").close()
+
+        def run(pcoll, config):
+            return pcoll
+        """
+    )
+    code, _, _ = verify("--job-dir", str(make_job(tmp_path, run=source)))
+    assert code == 0
+    assert not marker.exists()
