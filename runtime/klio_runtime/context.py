@@ -1,0 +1,115 @@
+"""KlioContext: what a job's code sees as ``ctx`` / ``self._klio``.
+
+Built from the parsed config it is given (no ``__main__`` state). It pickles as its config, so a
+DoFn holding it rebuilds the logger and metrics in the worker process.
+
+Klio's module-level decorators (``@handle_klio`` on a plain function) have no way to receive the
+config, so the runtime *binds* the running job's context to the process: the pipeline builder binds
+it before calling ``run``, and the job's built-in DoFns bind it again in ``setup`` on every worker.
+:func:`bound_context` is that one place; our own transforms take the config in their constructors.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from typing import Any
+
+from klio_runtime.config import KlioConfig
+from klio_runtime.metrics import KlioMetrics
+from klio_runtime.proto.klio_pb2 import KlioJob
+
+LOGGER_NAME = "klio"
+
+# The element being processed in this thread; the log handler adds it to every record.
+current_element: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "klio_current_element", default="-"
+)
+
+
+class _ElementIdFilter(logging.Filter):
+    """Adds ``record.element_id``; never filters (the job's logger level decides what shows)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "element_id"):
+            record.element_id = current_element.get()
+        return True
+
+
+class _KlioHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marker class so the handler is installed once per process."""
+
+
+def klio_logger() -> logging.Logger:
+    """The ``klio`` logger with a handler that shows the element id; INFO unless the job set a level."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(isinstance(h, _KlioHandler) for h in logger.handlers):
+        handler = _KlioHandler()
+        handler.setLevel(logging.NOTSET)
+        handler.addFilter(_ElementIdFilter())
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(element_id)s] %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    return logger
+
+
+def job_ref(config: KlioConfig) -> KlioJob:
+    """This job's identity as Klio's ``KlioJob`` proto (job name and GCP project)."""
+    job = KlioJob()
+    job.job_name = config.job_name
+    project = getattr(config.pipeline_options, "project", None)
+    if project:
+        job.gcp_project = str(project)
+    return job
+
+
+class KlioContext:
+    """``config`` (the parsed job config), ``job`` (KlioJob proto), ``logger``, ``metrics``."""
+
+    def __init__(
+        self,
+        config: KlioConfig,
+        job: KlioJob | None = None,
+        logger: logging.Logger | None = None,
+        metrics: KlioMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.job = job if job is not None else job_ref(config)
+        self.logger = logger if logger is not None else klio_logger()
+        self.metrics = (
+            metrics
+            if metrics is not None
+            else KlioMetrics.from_settings(config.job_name, config.job_config.metrics)
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (KlioContext, (self.config,))
+
+    def __repr__(self) -> str:
+        return f"KlioContext(job={self.config.job_name!r})"
+
+
+_bound: KlioContext | None = None
+_bound_lock = threading.Lock()
+
+
+def bind_context(ctx: KlioContext) -> None:
+    """Make ``ctx`` the running job's context in this process (see the module docstring)."""
+    global _bound
+    with _bound_lock:
+        _bound = ctx
+
+
+def bound_context() -> KlioContext:
+    """The running job's context; a clear error outside a Klio pipeline."""
+    if _bound is None:
+        raise RuntimeError(
+            "no Klio job context in this process: run the code through `klio job run`, "
+            "klio_runtime.pipeline.KlioJobTransform, or set `self._klio = KlioContext(config)`"
+        )
+    return _bound

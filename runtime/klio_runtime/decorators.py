@@ -1,0 +1,529 @@
+"""Klio's decorators: ``handle_klio``, ``serialize_klio_message``, ``set_klio_context``,
+``inject_klio_context``, ``timeout``, ``retry``, ``profile``.
+
+One error path (:func:`drop`): whatever goes wrong for one element — bytes that are not a KlioMessage,
+the job's function raising or timing out, a payload that is not bytes — is logged with the element id,
+counted under a reason (``klio_messages_dropped_total{reason}`` and Beam's string set of dropped ids),
+and the element leaves on the ``drop`` tagged output (Klio's tag). The pipeline keeps going.
+
+Like Klio, a function whose first parameter is named ``self`` is treated as a method.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+
+from klio_runtime import message as kmessage
+from klio_runtime.context import KlioContext, bound_context, current_element
+from klio_runtime.proto.klio_pb2 import KlioMessage, Version
+
+DROP_TAG = "drop"
+
+
+# -- errors ------------------------------------------------------------------------------------
+class KlioTimeoutError(Exception):
+    """The decorated function ran longer than its ``@timeout``; its process was killed."""
+
+
+class KlioRetriesExhausted(Exception):
+    """``@retry`` ran out of tries."""
+
+
+class KlioMessagePayloadException(TypeError):
+    """The job's function returned something that cannot become a payload."""
+
+
+def drop_reason(err: BaseException) -> str:
+    """The counted reason for an exception raised by (or around) the job's code."""
+    if isinstance(err, KlioTimeoutError):
+        return "timeout"
+    if isinstance(err, KlioRetriesExhausted):
+        return "retries_exhausted"
+    if isinstance(err, kmessage.MessageDecodeError):
+        return "decode_error"
+    if isinstance(err, KlioMessagePayloadException):
+        return "bad_payload"
+    return "run_error"
+
+
+def drop(ctx: KlioContext, incoming: Any, where: str, err: BaseException,
+         element: str | None = None) -> pvalue.TaggedOutput:
+    """THE error path: log with the element id, count by reason, tag the element ``drop``."""
+    reason = drop_reason(err)
+    element = element if element is not None else _best_element_id(incoming)
+    detail = getattr(err, "_klio_traceback", "")
+    show_tb = reason in ("run_error", "bad_payload") and not detail
+    ctx.logger.error(
+        "Dropping KlioMessage %s (reason %s): %s raised %s: %s%s",
+        element, reason, where, type(err).__name__, err, f"\n{detail}" if detail else "",
+        exc_info=err if show_tb else None, extra={"element_id": element},
+    )
+    ctx.metrics.dropped(reason, element)
+    return pvalue.TaggedOutput(DROP_TAG, incoming)
+
+
+def _best_element_id(incoming: Any) -> str:
+    if isinstance(incoming, bytes | bytearray):
+        try:
+            return kmessage.element_id(kmessage.parse(bytes(incoming)))
+        except Exception:
+            return repr(bytes(incoming)[:60])
+    return repr(incoming)[:80]
+
+
+# -- payload rules (Klio's from_klio_message) ------------------------------------------------------
+def message_out(kmsg: KlioMessage, result: Any) -> Any:
+    """Serialize ``kmsg`` after the job returned ``result``.
+
+    ``data`` (or a copy of it) → the message as it is now; ``str``/``bytes`` → the new payload;
+    ``None`` → empty payload (as Klio); ``TaggedOutput`` keeps its tag. v1 messages keep their payload.
+    """
+    if isinstance(result, pvalue.TaggedOutput):
+        return pvalue.TaggedOutput(result.tag, message_out(kmsg, result.value))
+    if isinstance(result, KlioMessage.Data):
+        if result is not kmsg.data:
+            kmsg.data.CopyFrom(result)
+        return kmessage.serialize(kmsg)
+    if kmsg.version == Version.V2 or kmsg.version == Version.UNKNOWN:
+        if result is None:
+            payload = b""
+        elif isinstance(result, bytes):
+            payload = result
+        elif isinstance(result, str):
+            payload = result.encode("utf-8")
+        else:
+            raise KlioMessagePayloadException(
+                f"returned payload must be bytes, str, the item or None, got "
+                f"{type(result).__name__}: {result!r:.80}"
+            )
+        kmsg.data.payload = payload
+    return kmessage.serialize(kmsg)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _is_method(func: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "self"
+
+
+def _name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
+
+
+def _context_of(self: Any) -> KlioContext:
+    ctx = getattr(self, "_klio", None)
+    if not isinstance(ctx, KlioContext):
+        ctx = bound_context()
+        self._klio = ctx
+    return ctx
+
+
+class ThreadLimit(Enum):
+    """Klio's special values for ``max_thread_count``."""
+
+    NONE = "none"
+    DEFAULT = "default"
+
+
+class ThreadLimiter:
+    """Bounds how many elements run the job's code at once in this worker (a semaphore).
+
+    Beam already calls ``process`` from its own bounded set of threads; this caps the number inside the
+    job's code, so memory-heavy work cannot be run N-threads-wide by accident.
+    """
+
+    def __init__(self, max_thread_count: int | None = None, name: str | None = None) -> None:
+        if max_thread_count is not None and max_thread_count <= 0:
+            raise ValueError(f"max_thread_count must be > 0, not {max_thread_count}")
+        self.name = name
+        self.max_thread_count = max_thread_count
+        self._sem = threading.BoundedSemaphore(max_thread_count) if max_thread_count else None
+
+    def __enter__(self) -> ThreadLimiter:
+        if self._sem is not None:
+            self._sem.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sem is not None:
+            self._sem.release()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ThreadLimiter, (self.max_thread_count, self.name))
+
+
+def _resolve_limit(max_thread_count: Any, ctx: KlioContext) -> int | None:
+    if max_thread_count is ThreadLimit.NONE:
+        return None
+    if max_thread_count is None or max_thread_count is ThreadLimit.DEFAULT:
+        configured = getattr(ctx.config.job_config, "thread_pool_size", None)
+        return int(configured) if configured else (os.cpu_count() or 1)
+    if callable(max_thread_count):
+        return int(max_thread_count())
+    return int(max_thread_count)
+
+
+class _LazyLimiter:
+    """The limiter of one decorated function, sized on first use from the job config."""
+
+    def __init__(self, max_thread_count: Any, limiter: ThreadLimiter | None, name: str) -> None:
+        if max_thread_count is not None and limiter is not None:
+            raise RuntimeError("`max_thread_count` and `thread_limiter` are mutually exclusive")
+        if isinstance(max_thread_count, int) and max_thread_count <= 0:
+            raise RuntimeError("'max_thread_count' must be > 0; use ThreadLimit.NONE for no limit")
+        self._max = max_thread_count
+        self._limiter = limiter
+        self._name = name
+        self._lock = threading.Lock()
+
+    def get(self, ctx: KlioContext) -> ThreadLimiter:
+        if self._limiter is None:
+            with self._lock:
+                if self._limiter is None:
+                    self._limiter = ThreadLimiter(_resolve_limit(self._max, ctx), self._name)
+        return self._limiter
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_max": self._max, "_limiter": self._limiter, "_name": self._name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _run_one(ctx: KlioContext, func: Callable[..., Any], call_args: tuple[Any, ...],
+             kwargs: dict[str, Any], incoming: Any, where: str, many: bool) -> list[Any]:
+    """Parse → call → serialize for one element; every failure goes through :func:`drop`."""
+    try:
+        kmsg = kmessage.parse(
+            bytes(incoming),
+            allow_non_klio=bool(getattr(ctx.config.job_config, "allow_non_klio_messages", False)),
+        )
+    except Exception as err:
+        return [drop(ctx, incoming, where, err)]
+    element = kmessage.element_id(kmsg)
+    token = current_element.set(element)
+    try:
+        with ctx.metrics.processing():
+            result = func(*call_args, kmsg.data, **kwargs)
+            if isinstance(result, types.GeneratorType):
+                if not many:
+                    raise TypeError(
+                        f"{where} returned a generator: only a DoFn's process method may yield"
+                    )
+                results: Iterable[Any] = list(result)
+            else:
+                results = [result]
+            if not many:
+                return [message_out(kmsg, result)]
+            return [message_out(_copy(kmsg), r) for r in results]
+    except Exception as err:
+        return [drop(ctx, incoming, where, err, element)]
+    finally:
+        current_element.reset(token)
+
+
+def _copy(kmsg: KlioMessage) -> KlioMessage:
+    out = KlioMessage()
+    out.CopyFrom(kmsg)
+    return out
+
+
+# -- the decorators --------------------------------------------------------------------------------
+def _handle_klio(*args: Any, max_thread_count: Any = None,
+                 thread_limiter: ThreadLimiter | None = None, **_: Any) -> Any:
+    def inner(func: Callable[..., Any]) -> Callable[..., Any]:
+        where = _name(func)
+        limiter = _LazyLimiter(max_thread_count, thread_limiter, where)
+
+        if not _is_method(func):
+
+            @functools.wraps(func)
+            def func_wrapper(incoming: Any, *rest: Any, **kwargs: Any) -> Any:
+                ctx = bound_context()
+                with limiter.get(ctx):
+                    # extra positional args of Map(f, a, b) go after the data
+                    return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where,
+                                    many=False)[0]
+
+            return func_wrapper
+
+        if func.__name__ == "expand":
+
+            @functools.wraps(func)
+            def expand_wrapper(self: Any, *rest: Any, **kwargs: Any) -> Any:
+                _context_of(self)
+                return func(self, *rest, **kwargs)
+
+            return expand_wrapper
+
+        @functools.wraps(func)
+        def method_wrapper(self: Any, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
+            ctx = _context_of(self)
+            is_process = func.__name__ == "process" and isinstance(self, beam.DoFn)
+            with limiter.get(ctx):
+                out = _run_one(ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where,
+                               many=is_process)
+            return iter(out) if is_process else out[0]
+
+        return method_wrapper
+
+    if args and callable(args[0]):
+        return inner(args[0])
+    return inner
+
+
+def _bind_rest(func: Callable[..., Any], rest: tuple[Any, ...]) -> Callable[..., Any]:
+    if not rest:
+        return func
+
+    def call(first: Any, data: Any, **kwargs: Any) -> Any:
+        return func(first, data, *rest, **kwargs)
+
+    call.__name__ = getattr(func, "__name__", "call")
+    return call
+
+
+def _serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
+    where = _name(func)
+    if _is_method(func):
+
+        @functools.wraps(func)
+        def method_wrapper(self: Any, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
+            ctx = _context_of(self)
+            is_process = func.__name__ == "process" and isinstance(self, beam.DoFn)
+            out = _run_one(ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where,
+                           many=is_process)
+            return iter(out) if is_process else out[0]
+
+        return method_wrapper
+
+    @functools.wraps(func)
+    def func_wrapper(ctx: KlioContext, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
+        return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where,
+                        many=False)[0]
+
+    return func_wrapper
+
+
+def _set_klio_context(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def method_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _context_of(self)
+        return method(self, *args, **kwargs)
+
+    return method_wrapper
+
+
+def _inject_klio_context(func: Callable[..., Any]) -> Callable[..., Any]:
+    if _is_method(func):
+
+        @functools.wraps(func)
+        def method_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return func(self, _context_of(self), *args, **kwargs)
+
+        return method_wrapper
+
+    @functools.wraps(func)
+    def func_wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(bound_context(), *args, **kwargs)
+
+    return func_wrapper
+
+
+def handle_klio(*args: Any, max_thread_count: Any = None,
+                thread_limiter: ThreadLimiter | None = None, **kwargs: Any) -> Any:
+    """Parse the incoming bytes, give the function the context and ``data``, serialize the result.
+
+    On a plain function ``f(ctx, data)``; on a DoFn's ``process(self, data)`` (may yield; the context is
+    ``self._klio``); on a PTransform's ``expand`` (only sets ``self._klio``). Use with or without
+    parentheses. At most ``max_thread_count`` elements (default ``job_config.thread_pool_size``, else
+    the CPU count; :attr:`ThreadLimit.NONE` for no limit) run the function at once in this process.
+    """
+    return _handle_klio(*args, max_thread_count=max_thread_count, thread_limiter=thread_limiter,
+                        **kwargs)
+
+
+def serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Only (de)serialize; the context comes from ``self._klio`` or ``@inject_klio_context``."""
+    return _serialize_klio_message(func)
+
+
+def set_klio_context(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Set ``self._klio`` (the running job's context) before the method runs."""
+    return _set_klio_context(method)
+
+
+def inject_klio_context(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the context as the first argument (after ``self`` for methods)."""
+    return _inject_klio_context(func)
+
+
+# -- timeout -----------------------------------------------------------------------------------------
+def _child_main(conn: Any, func: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> None:
+    os.setpgid(0, 0)  # its own group, so a timeout kills whatever it started too
+    try:
+        result = func(*args, **kwargs)
+        if isinstance(result, types.GeneratorType):
+            result = _Yielded(list(result))
+        reply: tuple[Any, ...] = (True, result)
+    except BaseException as err:
+        tb = "Traceback (most recent call last):\n" + "".join(
+            traceback.format_tb(err.__traceback__.tb_next if err.__traceback__ else None))
+        reply = (False, err, tb)
+    try:
+        conn.send_bytes(pickle.dumps(reply))
+    except Exception as err:  # an unpicklable result or exception
+        conn.send_bytes(pickle.dumps((False, RuntimeError(f"result not picklable: {err}"), "")))
+    conn.close()
+
+
+class _Yielded(list):  # type: ignore[type-arg]
+    """A generator's items, materialized in the child process."""
+
+
+def _run_with_timeout(func: Callable[..., Any], seconds: float, exc_type: type[BaseException],
+                      message: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    mp = multiprocessing.get_context("fork")
+    parent_end, child_end = mp.Pipe(duplex=False)
+    proc = mp.Process(target=_child_main, args=(child_end, func, args, kwargs), daemon=True,
+                      name=f"klio-timeout-{_name(func)}")
+    proc.start()
+    child_end.close()
+    try:
+        if not parent_end.poll(seconds):
+            raise exc_type(message)
+        try:
+            reply = pickle.loads(parent_end.recv_bytes())
+        except EOFError:
+            raise RuntimeError(
+                f"{_name(func)} died without an answer (exit code {proc.exitcode})"
+            ) from None
+    finally:
+        if proc.is_alive():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.join(5)
+        parent_end.close()
+    if reply[0]:
+        result = reply[1]
+        return iter(result) if isinstance(result, _Yielded) else result
+    err = reply[1]
+    if reply[2]:
+        err._klio_traceback = reply[2]
+    raise err
+
+
+def timeout(seconds: float, *args: Any, exception: type[BaseException] | None = None,
+            exception_message: str | None = None, **kwargs: Any) -> Callable[..., Any]:
+    """Run the function in a forked child process and kill it (and its process group) after ``seconds``.
+
+    A thread cannot be stopped from outside, so, as Klio did, the work runs in a separate process: a
+    runaway loop or a hung native call is really killed. The fork inherits the element and the code,
+    so nothing needs to be importable; the result (or exception) comes back pickled. Side effects in the
+    child (mutated objects, metric increments) stay in the child. Place under ``@handle_klio``.
+    """
+    try:
+        limit = float(seconds)
+    except (TypeError, ValueError):
+        raise RuntimeError(f"timeout 'seconds' must be a number, not {seconds!r}") from None
+    if not limit > 0:
+        raise RuntimeError(f"timeout 'seconds' must be > 0, not {seconds!r}")
+    exc_type = exception or KlioTimeoutError
+
+    def inner(func: Callable[..., Any]) -> Callable[..., Any]:
+        message = exception_message or f"Function '{_name(func)}' timed out after {limit} seconds."
+
+        @functools.wraps(func)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            return _run_with_timeout(func, limit, exc_type, message, a, kw)
+
+        return wrapper
+
+    return inner
+
+
+# -- retry -----------------------------------------------------------------------------------------
+def retry(*args: Any, tries: int | None = None, delay: float | None = None,
+          exception: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+          raise_exception: type[BaseException] | None = None,
+          exception_message: str | None = None, **kwargs: Any) -> Callable[..., Any]:
+    """Call again on failure: ``tries`` attempts in all (-1 = forever, Klio's default), ``delay`` s apart.
+
+    Only ``exception`` (default ``Exception``) is retried; when tries run out ``raise_exception``
+    (default :class:`KlioRetriesExhausted`) is raised, chained to the last error.
+    """
+    if len(args) == 1 and callable(args[0]):
+        raise RuntimeError(
+            f"The `retry` decorator needs parentheses on '{_name(args[0])}', e.g. `@retry()`."
+        )
+    n = -1 if tries is None else tries
+    if not isinstance(n, int) or isinstance(n, bool) or n < -1 or n == 0:
+        raise RuntimeError(f"retry 'tries' must be a positive int or -1 (forever), not {tries!r}")
+    pause = 0.0 if delay is None else delay
+    if not isinstance(pause, int | float) or pause < 0:
+        raise RuntimeError(f"retry 'delay' must be a number >= 0, not {delay!r}")
+    catch = exception or Exception
+    final = raise_exception or KlioRetriesExhausted
+
+    def inner(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    return func(*a, **kw)
+                except catch as err:
+                    if n != -1 and attempt >= n:
+                        msg = exception_message or (
+                            f"Function '{_name(func)}' has reached the maximum {n} retries. "
+                            f"Last exception: {err!r}"
+                        )
+                        raise final(msg) from err
+                    if pause:
+                        time.sleep(pause)
+
+        return wrapper
+
+    return inner
+
+
+# -- profile ---------------------------------------------------------------------------------------
+def profile(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Time each call and log it at DEBUG on the ``klio`` logger (Klio's profiling hook point)."""
+    import logging
+
+    log = logging.getLogger("klio")
+
+    @functools.wraps(func)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return func(*a, **kw)
+        finally:
+            log.debug("profile: %s took %.6f s", _name(func), time.perf_counter() - start)
+
+    return wrapper
+

@@ -1,0 +1,163 @@
+"""Event files: one element id, or one base64 serialized KlioMessage, per line.
+
+A line is taken as a serialized message when it is strict base64 whose bytes parse as a KlioMessage
+carrying an element (the codec rejects unknown fields), otherwise as an element id. Blank lines are
+skipped. A line that is not UTF-8 goes to the dead-letter place with its file and line number.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.io.filesystems import FileSystems
+
+from klio_runtime import message as kmessage
+from klio_runtime.io.gcs import ensure_emulator_credentials
+
+DEAD_LETTER_TAG = "dead_letter"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Input that could not become a KlioMessage (or an element that cannot be handled at all)."""
+
+    reason: str
+    where: str
+    detail: str
+    element: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"element": self.element, "reason": self.reason, "where": self.where,
+             "detail": self.detail},
+            sort_keys=True,
+        )
+
+
+def decode_line(raw: bytes) -> kmessage.KlioMessage | None:
+    """The message one event line stands for; None for a blank line.
+
+    Raises UnicodeDecodeError for a line that is neither base64 of a message nor UTF-8 text.
+    """
+    line = raw.rstrip(b"\r\n")
+    if not line.strip():
+        return None
+    stripped = line.strip()
+    if len(stripped) % 4 == 0 and len(stripped) >= 8:
+        try:
+            msg = kmessage.parse(base64.b64decode(stripped, validate=True))
+        except (binascii.Error, ValueError):
+            msg = None
+        if msg is not None and (msg.data.element or msg.data.entity_id):
+            return msg
+    return kmessage.new_message(line.decode("utf-8"))
+
+
+def encode_line(msg: kmessage.KlioMessage) -> str:
+    """A message as a base64 event line (the form `decode_line` reads back with its metadata)."""
+    return base64.b64encode(kmessage.serialize(msg)).decode("ascii")
+
+
+def _expand_pattern(pattern: str) -> Iterator[str]:
+    if pattern.startswith("gs://"):
+        ensure_emulator_credentials()
+    matched = FileSystems.match([pattern])[0].metadata_list
+    if not matched:
+        raise FileNotFoundError(f"event input {pattern!r} matches no file")
+    for meta in sorted(matched, key=lambda m: m.path):
+        yield meta.path
+
+
+def _read_lines(path: str) -> Iterator[tuple[str, int, bytes]]:
+    with FileSystems.open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            yield path, number, line
+
+
+def count_lines(pattern: str) -> int:
+    """Non-blank lines in the files of ``pattern`` (the progress bar's total)."""
+    total = 0
+    for path in _expand_pattern(pattern):
+        for _, _, line in _read_lines(path):
+            if line.strip():
+                total += 1
+    return total
+
+
+class _DecodeLines(beam.DoFn):
+    def process(self, record: tuple[str, int, bytes]) -> Iterator[object]:
+        path, number, raw = record
+        try:
+            msg = decode_line(raw)
+        except UnicodeDecodeError as err:
+            yield pvalue.TaggedOutput(
+                DEAD_LETTER_TAG,
+                DeadLetter("malformed_line", f"{path}:{number}", f"not UTF-8 text: {err.reason}",
+                           element=raw[:60].decode("utf-8", "replace")),
+            )
+            return
+        if msg is not None:
+            yield kmessage.serialize(msg)
+
+
+class ReadEventFile(beam.PTransform):  # type: ignore[type-arg]
+    """``pattern`` (local or gs://, globs allowed) → serialized KlioMessages; tag ``dead_letter``."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        if not pattern:
+            raise ValueError("ReadEventFile: the file pattern is empty")
+        self.pattern = pattern
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+        return (
+            pbegin
+            | "Pattern" >> beam.Create([self.pattern])
+            | "MatchFiles" >> beam.FlatMap(_expand_pattern)
+            | "ReadLines" >> beam.FlatMap(_read_lines)
+            | "Decode" >> beam.ParDo(_DecodeLines()).with_outputs(DEAD_LETTER_TAG, main="events")
+        )
+
+
+def _element_line(data: bytes) -> str:
+    return kmessage.element_id(kmessage.parse(data))
+
+
+class WriteEventFile(beam.PTransform):  # type: ignore[type-arg]
+    """Serialized KlioMessages → one element id per line under ``prefix`` (Beam's shard naming)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:  # type: ignore[type-arg]
+        if self.prefix.startswith("gs://"):
+            ensure_emulator_credentials()
+        return (
+            pcoll
+            | "ElementId" >> beam.Map(_element_line)
+            | "Write" >> beam.io.WriteToText(self.prefix)
+        )
+
+
+class WriteDeadLetters(beam.PTransform):  # type: ignore[type-arg]
+    """DeadLetter records → JSON lines under ``prefix`` (element, reason, where, detail)."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:  # type: ignore[type-arg]
+        if self.prefix.startswith("gs://"):
+            ensure_emulator_credentials()
+        return (
+            pcoll
+            | "Json" >> beam.Map(DeadLetter.to_json)
+            | "Write" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl")
+        )

@@ -1,0 +1,278 @@
+"""Job metrics: one call records to Beam's metrics and to a prometheus-client registry.
+
+Beam's metrics reach Dataflow/Flink dashboards and ``PipelineResult.metrics()``; the prometheus registry is
+what the worker serves on ``/metrics``. Prometheus expects one registry per process, so the worker
+process owns one :class:`MetricsHub` (``process_hub()``); everything else receives a :class:`KlioMetrics`
+built from the job config.
+
+Standard names (label ``job`` on all): ``klio_messages_received_total``,
+``klio_messages_dropped_total{reason}``, ``klio_messages_skipped_total{reason}`` (ping, output_exists),
+``klio_messages_output_total``, ``klio_dead_letter_total{reason}`` and the histogram
+``klio_processing_seconds``. User metrics are named ``<prefix>_<name>`` where the prefix is
+``job_config.metrics.prefix`` or the job name, made Prometheus-safe.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from apache_beam.metrics import Metrics
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge as PromGauge
+from prometheus_client import Histogram as PromHistogram
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+_TIMER_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def prometheus_name(name: str) -> str:
+    """``kmsg-received`` → ``kmsg_received``; a leading digit gets an underscore."""
+    safe = _UNSAFE.sub("_", name).strip("_") or "metric"
+    return f"_{safe}" if safe[0].isdigit() else safe
+
+
+class MetricsHub:
+    """The per-process prometheus registry with the standard Klio metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._lock = threading.Lock()
+        self._user: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        r = self.registry
+        self.received = PromCounter(
+            "klio_messages_received", "Klio messages read by the job.", ["job"], registry=r
+        )
+        self.dropped = PromCounter(
+            "klio_messages_dropped", "Messages dropped, by reason.", ["job", "reason"], registry=r
+        )
+        self.skipped = PromCounter(
+            "klio_messages_skipped",
+            "Messages passed on without running the job (ping, output_exists).",
+            ["job", "reason"],
+            registry=r,
+        )
+        self.output = PromCounter(
+            "klio_messages_output", "Messages written to the event outputs.", ["job"], registry=r
+        )
+        self.dead_letter = PromCounter(
+            "klio_dead_letter", "Records sent to the dead-letter place.", ["job", "reason"],
+            registry=r,
+        )
+        self.processing = PromHistogram(
+            "klio_processing_seconds", "Time in the job's decorated functions per message.",
+            ["job"], registry=r,
+        )
+
+    def user_metric(self, kind: type[Any], name: str, labels: tuple[str, ...]) -> Any:
+        """The user metric ``name`` (created once); the same name with other labels is an error."""
+        with self._lock:
+            known = self._user.get(name)
+            if known is None:
+                metric = kind(name, f"Klio job metric {name}.", list(labels), registry=self.registry)
+                self._user[name] = (metric, labels)
+                return metric
+            metric, known_labels = known
+            if known_labels != labels or not isinstance(metric, kind):
+                raise ValueError(
+                    f"metric {name!r} was first declared as {type(metric).__name__} with labels "
+                    f"{list(known_labels)}, now as {kind.__name__} with {list(labels)}"
+                )
+            return metric
+
+    def value(self, metric: str, **labels: str) -> float:
+        """Current value of a sample (0 when absent): used by progress bars and tests."""
+        got = self.registry.get_sample_value(metric, labels)
+        return float(got) if got is not None else 0.0
+
+
+_process_hub: MetricsHub | None = None
+_process_hub_lock = threading.Lock()
+
+
+def process_hub() -> MetricsHub:
+    """The registry this worker process serves on ``/metrics`` (created on first use)."""
+    global _process_hub
+    with _process_hub_lock:
+        if _process_hub is None:
+            _process_hub = MetricsHub()
+        return _process_hub
+
+
+class Counter:
+    """A counter recorded to Beam and Prometheus. ``inc(n)`` adds."""
+
+    def __init__(self, beam_metric: Any, prom: Any) -> None:
+        self._beam = beam_metric
+        self._prom = prom
+
+    def inc(self, n: int = 1) -> None:
+        self._beam.inc(n)
+        self._prom.inc(n)
+
+
+class Gauge:
+    """A gauge recorded to Beam and Prometheus. ``set(v)`` records."""
+
+    def __init__(self, beam_metric: Any, prom: Any) -> None:
+        self._beam = beam_metric
+        self._prom = prom
+
+    def set(self, value: float) -> None:
+        self._beam.set(int(value))
+        self._prom.set(value)
+
+
+class Timer:
+    """Times a block (``with timer:``) or a function (``@timer``); records in ``timer_unit``.
+
+    Beam gets a distribution in the unit; Prometheus a histogram in seconds (its convention).
+    """
+
+    def __init__(self, beam_metric: Any, prom: Any, timer_unit: str = "s") -> None:
+        if timer_unit not in _TIMER_UNITS:
+            raise ValueError(f"timer_unit must be one of {sorted(_TIMER_UNITS)}, not {timer_unit!r}")
+        self._beam = beam_metric
+        self._prom = prom
+        self._scale = _TIMER_UNITS[timer_unit]
+        self._local = threading.local()
+
+    def record(self, seconds: float) -> None:
+        self._beam.update(int(seconds * self._scale))
+        self._prom.observe(seconds)
+
+    def __enter__(self) -> Timer:
+        starts: list[float] = self._local.__dict__.setdefault("starts", [])
+        starts.append(time.perf_counter())
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.record(time.perf_counter() - self._local.starts.pop())
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            with self:
+                return func(*args, **kwargs)
+
+        return timed
+
+
+class KlioMetrics:
+    """``ctx.metrics``: the job's metrics (Klio's ``counter``/``gauge``/``timer``) and the standard ones."""
+
+    def __init__(self, job_name: str, prefix: str | None = None, hub: MetricsHub | None = None) -> None:
+        self.job_name = job_name
+        self.prefix = prometheus_name(prefix or job_name)
+        self.hub = hub if hub is not None else process_hub()
+        self._standard_beam = {
+            "received": Metrics.counter(job_name, "klio_messages_received"),
+            "output": Metrics.counter(job_name, "klio_messages_output"),
+        }
+        self._processing_beam = Metrics.distribution(job_name, "klio_processing_ms")
+        self._ids_cache: dict[str, Any] = {}
+
+    @classmethod
+    def from_settings(cls, job_name: str, settings: Mapping[str, Any] | None) -> KlioMetrics:
+        """Build from ``job_config.metrics`` (Klio's mapping; only ``prefix`` is read here)."""
+        prefix = settings.get("prefix") if isinstance(settings, Mapping) else None
+        return cls(job_name, prefix=str(prefix) if prefix else None)
+
+    # -- user metrics (Klio's API) --------------------------------------------------------
+    def _labels(self, transform: str | None, tags: Mapping[str, Any]) -> dict[str, str]:
+        labels = {prometheus_name(k): str(v) for k, v in tags.items()}
+        if transform is not None:
+            labels["transform"] = str(transform)
+        return dict(sorted(labels.items()))
+
+    def _beam_name(self, name: str, labels: Mapping[str, str]) -> str:
+        return name + "".join(f"[{k}={v}]" for k, v in labels.items())
+
+    def counter(self, name: str, value: int = 0, transform: str | None = None, **tags: Any) -> Counter:
+        labels = self._labels(transform, tags)
+        prom = self.hub.user_metric(PromCounter, f"{self.prefix}_{prometheus_name(name)}",
+                                    tuple(labels))
+        counter = Counter(Metrics.counter(self.job_name, self._beam_name(name, labels)),
+                          prom.labels(**labels) if labels else prom)
+        if value:
+            counter.inc(value)
+        return counter
+
+    def gauge(self, name: str, value: float = 0, transform: str | None = None, **tags: Any) -> Gauge:
+        labels = self._labels(transform, tags)
+        prom = self.hub.user_metric(PromGauge, f"{self.prefix}_{prometheus_name(name)}",
+                                    tuple(labels))
+        gauge = Gauge(Metrics.gauge(self.job_name, self._beam_name(name, labels)),
+                      prom.labels(**labels) if labels else prom)
+        if value:
+            gauge.set(value)
+        return gauge
+
+    def timer(self, name: str, transform: str | None = None, timer_unit: str = "s",
+              **tags: Any) -> Timer:
+        labels = self._labels(transform, tags)
+        prom = self.hub.user_metric(PromHistogram,
+                                    f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels))
+        return Timer(Metrics.distribution(self.job_name, self._beam_name(name, labels)),
+                     prom.labels(**labels) if labels else prom, timer_unit)
+
+    # -- standard metrics -----------------------------------------------------------------
+    def received(self, n: int = 1) -> None:
+        self._standard_beam["received"].inc(n)
+        self.hub.received.labels(job=self.job_name).inc(n)
+
+    def output(self, n: int = 1) -> None:
+        self._standard_beam["output"].inc(n)
+        self.hub.output.labels(job=self.job_name).inc(n)
+
+    def dropped(self, reason: str, element: str | None = None) -> None:
+        """Count a drop; ``element`` joins the Beam string set that run summaries report by id."""
+        Metrics.counter(self.job_name, f"klio_messages_dropped[reason={reason}]").inc()
+        self.hub.dropped.labels(job=self.job_name, reason=reason).inc()
+        if element is not None:
+            self._ids(f"dropped_ids[reason={reason}]").add(element)
+
+    def skipped(self, reason: str) -> None:
+        Metrics.counter(self.job_name, f"klio_messages_skipped[reason={reason}]").inc()
+        self.hub.skipped.labels(job=self.job_name, reason=reason).inc()
+
+    def dead_lettered(self, reason: str, where: str | None = None) -> None:
+        Metrics.counter(self.job_name, f"klio_dead_letter[reason={reason}]").inc()
+        self.hub.dead_letter.labels(job=self.job_name, reason=reason).inc()
+        if where is not None:
+            self._ids(f"dead_letter_ids[reason={reason}]").add(where)
+
+    def processing_time(self, seconds: float) -> None:
+        self._processing_beam.update(int(seconds * 1000))
+        self.hub.processing.labels(job=self.job_name).observe(seconds)
+
+    @contextmanager
+    def processing(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.processing_time(time.perf_counter() - start)
+
+    def _ids(self, name: str) -> Any:
+        found = self._ids_cache.get(name)
+        if found is None:
+            found = self._ids_cache[name] = Metrics.string_set(self.job_name, name)
+        return found
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Beam pickles DoFns that hold a context; the registry stays with its process.
+        return (KlioMetrics, (self.job_name, self.prefix))

@@ -1,0 +1,213 @@
+"""A Klio job as Beam: :class:`KlioJobTransform` (the per-message flow around ``run``) and
+:func:`build_pipeline` (that transform between the configured event reads and writes).
+
+The transform takes serialized KlioMessages and is the same whatever feeds it: the batch runner's file
+reads, the streaming worker's micro-batches, Dataflow or Flink.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from klio_runtime import message as kmessage
+from klio_runtime.config import FileEventInput, FileEventOutput, KlioConfig
+from klio_runtime.context import KlioContext, bind_context
+from klio_runtime.io.events import (
+    DEAD_LETTER_TAG,
+    DeadLetter,
+    ReadEventFile,
+    WriteDeadLetters,
+    WriteEventFile,
+)
+from klio_runtime.metrics import KlioMetrics
+from klio_runtime.routing import prepare_output
+from klio_runtime.transforms.route import (
+    DROPPED,
+    INPUT_MISSING,
+    PASS_THRU,
+    KlioRoute,
+    job_ref_of,
+)
+
+RunFn = Callable[[Any, KlioConfig], Any]
+OUTPUT = "output"
+
+
+def input_names(config: KlioConfig) -> list[str]:
+    """Klio's names for the event inputs: ``<type><index>`` (``file0``, ``pubsub1``)."""
+    return [f"{inp.type}{index}" for index, inp in enumerate(config.job_config.events.inputs)]
+
+
+class _PrepareOutput(beam.DoFn):  # type: ignore[misc]
+    """Run's output → the message children receive (``prepare_output``), counted."""
+
+    def __init__(self, config: KlioConfig) -> None:
+        self.config = config
+
+    def setup(self) -> None:
+        self.metrics = KlioMetrics.from_settings(self.config.job_name,
+                                                 self.config.job_config.metrics)
+        self.job = job_ref_of(self.config)
+
+    def process(self, data: Any) -> Iterator[Any]:
+        if not isinstance(data, bytes | bytearray):
+            yield self._bad(f"run returned {type(data).__name__}, not serialized KlioMessage bytes",
+                            repr(data)[:80])
+            return
+        try:
+            msg = kmessage.parse(bytes(data))
+        except kmessage.MessageDecodeError as err:
+            yield self._bad(str(err), repr(bytes(data)[:60]))
+            return
+        self.metrics.output()
+        yield kmessage.serialize(prepare_output(msg, self.job))
+
+    def _bad(self, detail: str, element: str) -> pvalue.TaggedOutput:
+        self.metrics.dead_lettered("bad_output", element)
+        return pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter("bad_output", "run", detail, element))
+
+
+class _CountDeadLetters(beam.DoFn):  # type: ignore[misc]
+    """Counts dead letters made before the job's context exists (the event readers')."""
+
+    def __init__(self, config: KlioConfig) -> None:
+        self.config = config
+
+    def setup(self) -> None:
+        self.metrics = KlioMetrics.from_settings(self.config.job_name,
+                                                 self.config.job_config.metrics)
+
+    def process(self, letter: DeadLetter) -> Iterator[DeadLetter]:
+        self.metrics.dead_lettered(letter.reason, letter.where)
+        yield letter
+
+
+class KlioJobTransform(beam.PTransform):  # type: ignore[type-arg]
+    """Serialized KlioMessages → routing → ``run`` → output messages.
+
+    Input: one PCollection (one event input) or a mapping ``{"file0": pcoll, ...}`` keyed by
+    :func:`input_names`; an input with ``skip_klio_read`` is given to ``run`` as it is (Klio passes the
+    pipeline there). Output: a dict of PCollections — ``output`` (messages for the event outputs:
+    run's results plus pings and already-done messages), ``dropped`` (route.Dropped), ``input_missing``
+    (messages whose data input is missing: the bottom-up hook) and ``dead_letter`` (DeadLetter).
+    """
+
+    def __init__(self, config: KlioConfig, run_fn: RunFn, batch_size: int = 500) -> None:
+        super().__init__()
+        if not callable(run_fn):
+            raise TypeError(f"run_fn must be callable, not {type(run_fn).__name__}")
+        self.config = config
+        self.run_fn = run_fn
+        self.batch_size = batch_size
+
+    def expand(self, inputs: Any) -> dict[str, beam.PCollection]:  # type: ignore[type-arg]
+        names = input_names(self.config) or ["input0"]
+        if not isinstance(inputs, Mapping):
+            inputs = {names[0]: inputs}
+        unknown = sorted(set(inputs) - set(names))
+        if unknown:
+            raise ValueError(f"KlioJobTransform: inputs {unknown} are not in the config ({names})")
+        configs = dict(zip(names, self.config.job_config.events.inputs, strict=False))
+        bind_context(KlioContext(self.config))
+
+        to_run: dict[str, Any] = {}
+        pass_thru, dropped, missing, dead = [], [], [], []
+        for name, pcoll in inputs.items():
+            conf = configs.get(name)
+            if conf is not None and conf.skip_klio_read:
+                to_run[name] = pcoll
+                continue
+            routed = pcoll | f"[{name}] Klio route" >> KlioRoute(self.config, self.batch_size)
+            to_run[name] = routed.process
+            pass_thru.append(routed[PASS_THRU])
+            dropped.append(routed[DROPPED])
+            missing.append(routed[INPUT_MISSING])
+            dead.append(routed[DEAD_LETTER_TAG])
+
+        if len(to_run) == 1 and len(names) == 1:
+            run_input = next(iter(to_run.values()))
+        else:
+            tuple_type = namedtuple("MultiInputPCollTuple", names)  # type: ignore[misc]
+            run_input = tuple_type(**{n: to_run[n] for n in names})
+        ran = self.run_fn(run_input, self.config)
+
+        pipeline = self._pipeline_of(inputs)
+        results = [ran] if isinstance(ran, beam.PCollection) else []
+        prepared = (
+            (results + pass_thru) | "Merge run and pass-thru" >> beam.Flatten(pipeline=pipeline)
+            | "Prepare output" >> beam.ParDo(_PrepareOutput(self.config)).with_outputs(
+                DEAD_LETTER_TAG, main=OUTPUT)
+        )
+        dead.append(prepared[DEAD_LETTER_TAG])
+        return {
+            OUTPUT: prepared[OUTPUT],
+            DROPPED: dropped | "Merge dropped" >> beam.Flatten(pipeline=pipeline),
+            INPUT_MISSING: missing | "Merge input missing" >> beam.Flatten(pipeline=pipeline),
+            DEAD_LETTER_TAG: dead | "Merge dead letters" >> beam.Flatten(pipeline=pipeline),
+        }
+
+    @staticmethod
+    def _pipeline_of(inputs: Mapping[str, Any]) -> beam.Pipeline:
+        first = next(iter(inputs.values()))
+        return first if isinstance(first, beam.Pipeline) else first.pipeline
+
+
+def dead_letter_location(config: KlioConfig) -> str | None:
+    """``job_config.dead_letter_location``, else beside the first file event output."""
+    configured = getattr(config.job_config, "dead_letter_location", None)
+    if configured:
+        return str(configured)
+    for out in config.job_config.events.outputs:
+        if isinstance(out, FileEventOutput):
+            return f"{out.location}-dead-letter"
+    return None
+
+
+def build_pipeline(config: KlioConfig, run_fn: RunFn,
+                   options: PipelineOptions | None = None) -> beam.Pipeline:
+    """A pipeline reading the configured event inputs, running the job, writing its event outputs."""
+    pipeline = beam.Pipeline(options=options)
+    names = input_names(config)
+    inputs: dict[str, Any] = {}
+    dead: list[Any] = []
+    for name, conf in zip(names, config.job_config.events.inputs, strict=True):
+        if conf.skip_klio_read:
+            inputs[name] = pipeline
+        elif isinstance(conf, FileEventInput):
+            read = pipeline | f"[{name}] Read events" >> ReadEventFile(conf.location)
+            inputs[name] = read.events
+            dead.append(read[DEAD_LETTER_TAG]
+                        | f"[{name}] Count dead letters" >> beam.ParDo(_CountDeadLetters(config)))
+        else:
+            raise NotImplementedError(
+                f"job_config.events.inputs[{names.index(name)}]: {conf.type} inputs run on the "
+                "streaming worker, not in a batch pipeline"
+            )
+    if not inputs:
+        raise ValueError("job_config.events.inputs: a batch run needs at least one event input")
+    result = inputs | "Klio job" >> KlioJobTransform(config, run_fn)
+
+    for index, out in enumerate(config.job_config.events.outputs):
+        if out.skip_klio_write:
+            continue
+        if not isinstance(out, FileEventOutput):
+            raise NotImplementedError(
+                f"job_config.events.outputs[{index}]: {out.type} outputs run on the streaming "
+                "worker, not in a batch pipeline"
+            )
+        _ = result[OUTPUT] | f"[output{index}] Write events" >> WriteEventFile(out.location)
+
+    where = dead_letter_location(config)
+    if where:
+        _ = (
+            [*dead, result[DEAD_LETTER_TAG]]
+            | "Merge all dead letters" >> beam.Flatten(pipeline=pipeline)
+            | "Write dead letters" >> WriteDeadLetters(where)
+        )
+    return pipeline

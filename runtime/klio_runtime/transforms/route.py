@@ -1,0 +1,182 @@
+"""The built-in steps before ``run``: recipients → audit log → ping → output exists/force → input exists.
+
+One DoFn applies the pure decisions of :mod:`klio_runtime.routing` in the design's order. Existence is
+checked in batches (``batch_size`` messages, one listing per data directory) before each batch is
+decided. Outputs (tags): ``process`` (bytes for ``run``), ``pass_thru`` (ping / output exists, to the
+event output), ``input_missing`` (the hook for bottom-up requests), ``dropped`` (:class:`Dropped`),
+``dead_letter`` (bytes that are not a KlioMessage, ids that cannot be paths).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from klio_runtime import message as kmessage
+from klio_runtime.config import DataInput, DataOutput, KlioConfig
+from klio_runtime.context import KlioContext, bind_context
+from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
+from klio_runtime.io.storage import DataStore
+from klio_runtime.routing import Decision, JobRef, decide, with_audit_entry
+
+PROCESS = "process"
+PASS_THRU = "pass_thru"
+INPUT_MISSING = "input_missing"
+DROPPED = "dropped"
+TAGS = (PASS_THRU, INPUT_MISSING, DROPPED, DEAD_LETTER_TAG)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A message the job will not handle, and why (``reason`` is the counted label)."""
+
+    element: str
+    reason: str
+
+
+def job_ref_of(config: KlioConfig) -> JobRef:
+    return JobRef(config.job_name, str(config.pipeline_options.project or ""))
+
+
+def data_inputs(config: KlioConfig) -> list[DataInput]:
+    return [d for d in config.job_config.data.inputs if not d.skip_klio_existence_check]
+
+
+def data_outputs(config: KlioConfig) -> list[DataOutput]:
+    return [d for d in config.job_config.data.outputs if not d.skip_klio_existence_check]
+
+
+class RouteMessages(beam.DoFn):  # type: ignore[misc]
+    """Serialized KlioMessage in; the decision's tagged output out."""
+
+    def __init__(self, config: KlioConfig, batch_size: int = 500) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+        self.config = config
+        self.batch_size = batch_size
+
+    def setup(self) -> None:
+        self.ctx = KlioContext(self.config)
+        bind_context(self.ctx)
+        self.metrics = self.ctx.metrics
+        self.job = job_ref_of(self.config)
+        self.inputs: Sequence[DataInput] = data_inputs(self.config)
+        self.outputs: Sequence[DataOutput] = data_outputs(self.config)
+        self.has_data_io = bool(self.config.job_config.data.inputs
+                                or self.config.job_config.data.outputs)
+        self.ping = any(d.ping for d in self.config.job_config.data.inputs)
+        self.force = any(d.force for d in self.config.job_config.data.outputs)
+        self.allow_non_klio = self.config.job_config.allow_non_klio_messages
+        self.store = DataStore()
+        self.to_run = Metrics.counter(self.config.job_name, "klio_messages_to_run")
+
+    def start_bundle(self) -> None:
+        self.pending: list[kmessage.KlioMessage] = []
+
+    def process(self, data: bytes) -> Iterator[Any]:
+        self.metrics.received()
+        try:
+            msg = kmessage.parse(data, allow_non_klio=self.allow_non_klio)
+        except kmessage.MessageDecodeError as err:
+            yield self._dead_letter("decode_error", str(err), repr(data[:60]))
+            return
+        element = kmessage.element_id(msg)
+        if self.has_data_io:
+            try:
+                kmessage.validate_element_id(msg.data.element)
+            except kmessage.InvalidElementId as err:
+                yield self._dead_letter("invalid_element_id", str(err), element)
+                return
+        first = decide(msg, self.job, outputs_exist=None, inputs_exist=None, ping=self.ping)
+        if first is Decision.DROP_NOT_RECIPIENT:
+            yield self._drop(element, "not_recipient")
+            return
+        msg = with_audit_entry(msg, self.job, datetime.now(UTC))
+        if first is Decision.PASS_PING or not (self.inputs or self.outputs):
+            yield from self._emit(msg, None, None)
+            return
+        self.pending.append(msg)
+        if len(self.pending) >= self.batch_size:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for out in self._flush():
+            if isinstance(out, pvalue.TaggedOutput):
+                yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+            else:
+                yield WindowedValue(out, 0, [GlobalWindow()])
+
+    def _flush(self) -> Iterator[Any]:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        force_all = self.force
+        wanted: list[str] = []
+        for msg in batch:
+            element = kmessage.element_id(msg)
+            if not (msg.metadata.force or force_all):
+                wanted.extend(d.path_for(element) for d in self.outputs)
+            wanted.extend(d.path_for(element) for d in self.inputs)
+        found = self.store.exists_many(wanted) if wanted else {}
+        for msg in batch:
+            element = kmessage.element_id(msg)
+            forced = msg.metadata.force or force_all
+            outputs_exist = None if forced or not self.outputs else all(
+                found[d.path_for(element)] for d in self.outputs)
+            inputs_exist = None if not self.inputs else all(
+                found[d.path_for(element)] for d in self.inputs)
+            yield from self._emit(msg, outputs_exist, inputs_exist)
+
+    def _emit(self, msg: kmessage.KlioMessage, outputs_exist: bool | None,
+              inputs_exist: bool | None) -> Iterator[Any]:
+        decision = decide(msg, self.job, outputs_exist=outputs_exist, inputs_exist=inputs_exist,
+                          ping=self.ping, force=self.force)
+        if decision is Decision.PROCESS:
+            self.to_run.inc()
+            yield kmessage.serialize(msg)
+        elif decision is Decision.PASS_PING:
+            self.metrics.skipped("ping")
+            yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
+        elif decision is Decision.PASS_OUTPUT_EXISTS:
+            self.metrics.skipped("output_exists")
+            yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
+        elif decision is Decision.INPUT_MISSING:
+            element = kmessage.element_id(msg)
+            self.ctx.logger.info("input missing for %s: not run (no parent to ask in batch mode)",
+                                 element, extra={"element_id": element})
+            yield pvalue.TaggedOutput(INPUT_MISSING, kmessage.serialize(msg))
+            yield self._drop(element, "input_missing")
+        else:
+            yield self._drop(kmessage.element_id(msg), "not_recipient")
+
+    def _drop(self, element: str, reason: str) -> pvalue.TaggedOutput:
+        self.metrics.dropped(reason, element)
+        return pvalue.TaggedOutput(DROPPED, Dropped(element, reason))
+
+    def _dead_letter(self, reason: str, detail: str, element: str) -> pvalue.TaggedOutput:
+        self.metrics.dead_lettered(reason, element)
+        self.ctx.logger.warning("dead letter (%s) %s: %s", reason, element, detail,
+                                extra={"element_id": element})
+        return pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(reason, "message", detail, element))
+
+
+class KlioRoute(beam.PTransform):  # type: ignore[type-arg]
+    """The built-in steps as one transform; see the module docstring for its outputs."""
+
+    def __init__(self, config: KlioConfig, batch_size: int = 500) -> None:
+        super().__init__()
+        self.config = config
+        self.batch_size = batch_size
+
+    def expand(self, pcoll: beam.PCollection) -> pvalue.DoOutputsTuple:  # type: ignore[type-arg]
+        return pcoll | "Route" >> beam.ParDo(
+            RouteMessages(self.config, self.batch_size)
+        ).with_outputs(*TAGS, main=PROCESS)
