@@ -214,7 +214,6 @@ def from_json(text: str) -> KlioMessage:
 
 # Characters that must never reach a path or object name.
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def validate_element_id(element: str | bytes) -> str:
@@ -222,8 +221,9 @@ def validate_element_id(element: str | bytes) -> str:
 
     Element ids are data, joined under a configured prefix to find inputs and outputs.
     Refused: empty ids, bytes that are not UTF-8, NUL and other control characters,
-    absolute paths (leading ``/`` or ``\\``, drive letters such as ``C:``), URLs
-    (``gs://…``), and ``..`` path segments (split on ``/`` and ``\\``).
+    absolute paths (leading ``/`` or ``\\``, drive prefixes such as ``C:``), URLs
+    (``gs://…``), ``..`` path segments (split on ``/`` and ``\\``), and ids made only of
+    ``.`` segments, which name the prefix itself.
 
     Raises:
         InvalidElementId: naming the element (repr, truncated) and the reason.
@@ -256,10 +256,13 @@ def _unsafe_reason(text: str) -> str | None:
         return "it is an absolute path"
     if _URL_SCHEME.match(text):
         return "it is a URL, not an id"
-    if _DRIVE.match(text):
+    if text[1:2] == ":":  # Windows reads any "X:" prefix as a drive
         return "it starts with a drive letter"
-    if ".." in re.split(r"[/\\]", text):
+    segments = re.split(r"[/\\]", text)
+    if ".." in segments:
         return "it has a '..' path segment"
+    if all(segment in ("", ".") for segment in segments):
+        return "it names the prefix itself, not an element under it"
     return None
 
 

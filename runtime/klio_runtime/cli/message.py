@@ -24,6 +24,12 @@ def message() -> None:
     """Encode, decode and publish KlioMessages."""
 
 
+def _name(stream: BinaryIO) -> str:
+    # click names stdin "-"; some stand-in streams (tests) have no name at all.
+    name = getattr(stream, "name", "-")
+    return "<stdin>" if name in ("-", "<stdin>") else str(name)
+
+
 def _fail(reason: str) -> NoReturn:
     click.echo(f"Error: {reason}", err=True)
     raise SystemExit(BAD_INPUT_EXIT)
@@ -46,7 +52,7 @@ def decode(source: BinaryIO, upgrade: bool) -> None:
     try:
         msg = parse(data) if upgrade else parse_exact(data)
     except MessageDecodeError as exc:
-        _fail(f"{source.name}: {exc}")
+        _fail(f"{_name(source)}: {exc}")
     click.echo(to_json(msg))
 
 
@@ -69,12 +75,12 @@ def encode(source: BinaryIO, output: BinaryIO) -> None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        _fail(f"{source.name}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        _fail(f"{_name(source)}: not UTF-8 text ({exc.reason} at byte {exc.start})")
     try:
         msg = from_json(text)
         data = serialize(msg)
         parse_exact(data)  # the same checks decode applies, so encode never writes garbage
     except MessageDecodeError as exc:
-        _fail(f"{source.name}: {exc}")
+        _fail(f"{_name(source)}: {exc}")
     output.write(data)
     output.flush()
