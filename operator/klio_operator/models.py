@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -54,14 +55,17 @@ Phase = Literal["Pending", "Running", "Degraded", "Suspended", "Succeeded", "Fai
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 1Gi, 2)")
-    return value
+def _quantity(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and QUANTITY.match(value):
+        return value
+    raise ValueError(f"{value!r} is not a Kubernetes quantity (an integer, or e.g. 500m, 1Gi)")
 
 
 Quantity = Annotated[
     int | str,
+    PlainValidator(_quantity),
     WithJsonSchema(
         {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
     ),
@@ -206,13 +210,6 @@ class ResourceRequirements(WireModel):
     claims: list[ResourceClaim] | None = Field(
         default=None, description="Dynamic resource claims used by the container."
     )
-
-    @field_validator("limits", "requests")
-    @classmethod
-    def _quantities(cls, value: dict[str, int | str] | None) -> dict[str, int | str] | None:
-        for quantity in (value or {}).values():
-            _check_quantity(quantity)
-        return value
 
 
 class EnvVar(WireModel):
