@@ -1,0 +1,336 @@
+"""Pure status: what the operator observed → a KlioJob status in Kubernetes' conventions.
+
+Conditions follow metav1.Condition: `type`, `status` ("True"/"False"/"Unknown"), `reason`
+(CamelCase), `message`, `observedGeneration`, `lastTransitionTime` (kept while the status
+does not change, so `kubectl wait` and Argo CD see real transitions).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from klio_operator.dag import ParentResolution, format_cycle
+
+Status = Literal["True", "False", "Unknown"]
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+SUCCEEDED = "Succeeded"
+PARENTS_RESOLVED = "ParentsResolved"
+TOPICS_READY = "TopicsReady"
+WORKERS_READY = "WorkersReady"
+
+# Container waiting reasons that will not fix themselves: the job is degraded, say why.
+STUCK_REASONS = (
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+)
+
+
+@dataclass(frozen=True)
+class ConditionState:
+    """A condition without its bookkeeping (generation, transition time)."""
+
+    type: str
+    status: Status
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadObservation:
+    """The Deployment or Job running the workers (None until created) and its pods."""
+
+    kind: Literal["Deployment", "Job"] | None = None
+    obj: Mapping[str, Any] | None = None
+    pods: Sequence[Mapping[str, Any]] = ()
+    desired: int = 0
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything status is computed from."""
+
+    generation: int
+    parents: ConditionState
+    topics: ConditionState
+    workload: WorkloadObservation = field(default_factory=WorkloadObservation)
+    selector: str | None = None
+    topic_names: Sequence[str] = ()
+    subscription_names: Sequence[str] = ()
+    parent_names: Sequence[str] = ()
+    batch: bool = False
+    blocked: ConditionState | None = None  # a spec error or a cycle: nothing is reconciled
+
+
+def parents_condition(resolution: ParentResolution) -> ConditionState:
+    if resolution.cycle is not None:
+        return ConditionState(
+            PARENTS_RESOLVED,
+            "False",
+            "CycleDetected",
+            f"parents form a cycle: {format_cycle(resolution.cycle)}",
+        )
+    if resolution.missing:
+        return ConditionState(
+            PARENTS_RESOLVED,
+            "False",
+            "ParentNotFound",
+            f"no KlioJob named {', '.join(resolution.missing)} in this namespace",
+        )
+    if not resolution.found:
+        return ConditionState(PARENTS_RESOLVED, "True", "NoParents", "a root job")
+    return ConditionState(
+        PARENTS_RESOLVED, "True", "ParentsFound", f"parents: {', '.join(resolution.found)}"
+    )
+
+
+def topics_ready(count: int) -> ConditionState:
+    return ConditionState(TOPICS_READY, "True", "TopicsReady", f"{count} Pub/Sub resources ready")
+
+
+def topics_failed(error: str) -> ConditionState:
+    return ConditionState(TOPICS_READY, "False", "PubSubError", error)
+
+
+def topics_waiting(why: str) -> ConditionState:
+    return ConditionState(TOPICS_READY, "Unknown", "WaitingForParents", why)
+
+
+def invalid_spec(errors: Sequence[str]) -> ConditionState:
+    return ConditionState(READY, "False", "InvalidSpec", "; ".join(errors))
+
+
+def stuck_pod(pods: Sequence[Mapping[str, Any]]) -> ConditionState | None:
+    """The first pod that will not start by itself: image pull, crash loop, unschedulable."""
+    for pod in pods:
+        name = pod.get("metadata", {}).get("name", "?")
+        status = pod.get("status") or {}
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_REASONS:
+                detail = waiting.get("message") or waiting["reason"]
+                return ConditionState(DEGRADED, "True", waiting["reason"], f"pod {name}: {detail}")
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                detail = condition.get("message") or "no node fits"
+                return ConditionState(DEGRADED, "True", "Unschedulable", f"pod {name}: {detail}")
+    return None
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    ready: int
+    replicas: int
+    conditions: tuple[ConditionState, ...]
+    finished: Literal["Succeeded", "Failed"] | None = None
+
+
+def _deployment_state(w: WorkloadObservation) -> WorkerState:
+    obj = w.obj or {}
+    status = obj.get("status") or {}
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    replicas = int(status.get("replicas") or 0)
+    current = int(status.get("observedGeneration") or 0) >= int(
+        obj.get("metadata", {}).get("generation") or 0
+    )
+    desired = w.desired
+    if w.suspended:
+        workers = ConditionState(WORKERS_READY, "True", "Suspended", "suspended: no workers")
+    elif ready >= desired and current:
+        workers = ConditionState(WORKERS_READY, "True", "WorkersReady", f"{ready}/{desired} ready")
+    else:
+        workers = ConditionState(
+            WORKERS_READY, "False", "WorkersStarting", f"{ready}/{desired} ready"
+        )
+    rolling = not current or updated < desired or replicas > desired or ready < desired
+    if w.suspended and replicas > 0:
+        progressing = ConditionState(PROGRESSING, "True", "ScalingDown", f"{replicas} running")
+    elif rolling and not w.suspended:
+        progressing = ConditionState(
+            PROGRESSING, "True", "RollingOut", f"{updated}/{desired} updated, {ready} ready"
+        )
+    else:
+        progressing = ConditionState(PROGRESSING, "False", "Stable", "all workers up to date")
+    return WorkerState(ready, replicas, (workers, progressing))
+
+
+def _job_state(w: WorkloadObservation) -> WorkerState:
+    obj = w.obj or {}
+    status = obj.get("status") or {}
+    active = int(status.get("active") or 0)
+    succeeded = int(status.get("succeeded") or 0)
+    job_conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    failed = job_conditions.get("Failed", {}).get("status") == "True"
+    complete = job_conditions.get("Complete", {}).get("status") == "True"
+    if complete:
+        return WorkerState(
+            0,
+            0,
+            (
+                ConditionState(WORKERS_READY, "True", "Completed", f"{succeeded} pods succeeded"),
+                ConditionState(PROGRESSING, "False", "Completed", "the batch job finished"),
+                ConditionState(SUCCEEDED, "True", "Completed", "the batch job finished"),
+            ),
+            finished="Succeeded",
+        )
+    if failed:
+        message = job_conditions["Failed"].get("message") or "the batch job failed"
+        return WorkerState(
+            0,
+            0,
+            (
+                ConditionState(WORKERS_READY, "False", "JobFailed", message),
+                ConditionState(PROGRESSING, "False", "JobFailed", message),
+                ConditionState(SUCCEEDED, "False", "JobFailed", message),
+                ConditionState(DEGRADED, "True", "JobFailed", message),
+            ),
+            finished="Failed",
+        )
+    if w.suspended:
+        workers = ConditionState(WORKERS_READY, "True", "Suspended", "the batch job is suspended")
+    elif active > 0:
+        workers = ConditionState(WORKERS_READY, "True", "Running", f"{active} pods running")
+    else:
+        workers = ConditionState(WORKERS_READY, "False", "WorkersStarting", "no pod running yet")
+    return WorkerState(
+        active,
+        active,
+        (
+            workers,
+            ConditionState(PROGRESSING, "True", "Running", "the batch job is running"),
+            ConditionState(SUCCEEDED, "Unknown", "Running", "not finished"),
+        ),
+    )
+
+
+def worker_state(w: WorkloadObservation) -> WorkerState:
+    if w.obj is None:
+        return WorkerState(
+            0,
+            0,
+            (
+                ConditionState(WORKERS_READY, "False", "WorkloadMissing", "not created yet"),
+                ConditionState(PROGRESSING, "True", "Creating", "creating the workers"),
+            ),
+        )
+    state = _deployment_state(w) if w.kind == "Deployment" else _job_state(w)
+    if stuck := stuck_pod(w.pods):
+        return WorkerState(state.ready, state.replicas, (*state.conditions, stuck), state.finished)
+    return state
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]],
+    states: Sequence[ConditionState],
+    generation: int,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """States → wire conditions; lastTransitionTime kept while a condition's status holds."""
+    before = {c.get("type"): c for c in previous}
+    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = []
+    for state in states:
+        old = before.get(state.type)
+        kept = old is not None and old.get("status") == state.status
+        result.append(
+            {
+                "type": state.type,
+                "status": state.status,
+                "reason": state.reason,
+                "message": state.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": old.get("lastTransitionTime") if kept and old else stamp,
+            }
+        )
+    return result
+
+
+def _phase(states: Mapping[str, ConditionState], finished: str | None, suspended: bool) -> str:
+    if finished is not None:
+        return finished
+    if states[READY].reason in ("InvalidSpec", "CycleDetected"):
+        return "Failed"
+    if states[DEGRADED].status == "True":
+        return "Degraded"
+    if suspended and states[READY].status == "True":
+        return "Suspended"
+    if states[READY].status == "True":
+        return "Running"
+    return "Pending"
+
+
+def build_status(
+    observation: Observation,
+    previous: Mapping[str, Any] | None,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """The whole `status` of a KlioJob (camelCase, as stored)."""
+    previous = previous or {}
+    o = observation
+    if o.blocked is not None:
+        workers = WorkerState(
+            0,
+            0,
+            (
+                ConditionState(WORKERS_READY, "Unknown", o.blocked.reason, o.blocked.message),
+                ConditionState(PROGRESSING, "False", o.blocked.reason, o.blocked.message),
+            ),
+        )
+    else:
+        workers = worker_state(o.workload)
+    states: dict[str, ConditionState] = {s.type: s for s in workers.conditions}
+    states[PARENTS_RESOLVED] = o.parents
+    states[TOPICS_READY] = o.topics
+    states.setdefault(DEGRADED, ConditionState(DEGRADED, "False", "AsExpected", ""))
+    if o.batch:
+        states.setdefault(SUCCEEDED, ConditionState(SUCCEEDED, "Unknown", "NotStarted", ""))
+    blockers = [
+        o.blocked,
+        *(s for s in (o.parents, o.topics, states[WORKERS_READY]) if s.status != "True"),
+        states[DEGRADED] if states[DEGRADED].status == "True" else None,
+    ]
+    blocker = next((b for b in blockers if b is not None), None)
+    if blocker is None:
+        states[READY] = ConditionState(READY, "True", "Ready", "the job is running")
+    else:
+        states[READY] = ConditionState(READY, "False", blocker.reason, blocker.message)
+    order = [READY, PROGRESSING, DEGRADED, SUCCEEDED, PARENTS_RESOLVED, TOPICS_READY, WORKERS_READY]
+    ordered = [states[t] for t in order if t in states]
+    status: dict[str, Any] = {
+        "observedGeneration": o.generation,
+        "phase": _phase(states, workers.finished, o.workload.suspended),
+        "conditions": merge_conditions(
+            previous.get("conditions") or [], ordered, o.generation, now
+        ),
+        "readyWorkers": workers.ready,
+        "desiredWorkers": o.workload.desired,
+        "replicas": workers.replicas,
+        "topics": list(o.topic_names),
+        "subscriptions": list(o.subscription_names),
+        "parents": list(o.parent_names),
+    }
+    if o.selector is not None:
+        status["selector"] = o.selector
+    return status
+
+
+def condition_of(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == type_:
+            return dict(condition)
+    return None
