@@ -1,1 +1,1 @@
-"""Audio for Klio jobs: decode, features, plots (pure functions) and the Beam transforms over them."""
+"""Audio for Klio jobs: decode, features and plots (pure functions), and Beam transforms."""

@@ -143,8 +143,9 @@ def stream_feature(
     """The whole streamed feature as one array (memory: the feature plus one block of audio)."""
     parts: list[np.ndarray] = []
     sr = 0
-    for part, sr in iter_feature_blocks(source, feature, element=element, **kwargs):
+    for part, block_sr in iter_feature_blocks(source, feature, element=element, **kwargs):
         parts.append(part)
+        sr = block_sr
     if not parts:
         raise AudioError(element, errors.EMPTY, "shorter than one analysis frame")
     return np.concatenate(parts, axis=-1), sr

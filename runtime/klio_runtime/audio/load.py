@@ -53,7 +53,7 @@ class AudioInfo:
 
 
 def check_load_options(options: dict[str, Any]) -> None:
-    """Refuse options LoadAudio does not understand, naming them (at construction, not per element)."""
+    """Refuse options LoadAudio does not know, naming them (at construction, not per element)."""
     unknown = sorted(set(options) - LOAD_OPTIONS)
     if unknown:
         raise TypeError(
@@ -74,8 +74,9 @@ def load_audio(
 ) -> tuple[np.ndarray, int]:
     """Decode ``source`` (bytes, a path, a ``file://`` URL or a binary file object).
 
-    Same options and result as ``librosa.load``: ``sr=None`` keeps the native rate, ``mono`` averages
-    the channels, ``offset``/``duration`` are in seconds. Returns ``(samples, sample_rate)``.
+    Same options and result as ``librosa.load``: ``sr=None`` keeps the native rate, ``mono``
+    averages the channels, ``offset``/``duration`` are in seconds.
+    Returns ``(samples, sample_rate)``.
     """
     name = element or _describe(source)
     if isinstance(source, str) and source.startswith("file://"):

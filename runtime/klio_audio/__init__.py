@@ -1,0 +1,1 @@
+"""Klio's ``klio_audio`` import paths, served by ``klio_runtime.audio``."""

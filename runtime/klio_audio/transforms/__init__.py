@@ -1,0 +1,1 @@
+"""Alias of ``klio_audio.transforms``: ``audio`` (load, features, plots) and ``io``."""

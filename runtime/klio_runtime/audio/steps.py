@@ -1,0 +1,139 @@
+"""The shape every audio transform shares: a small DoFn per step, wrapped in a PTransform.
+
+A step receives an AudioItem (or KlioMessage bytes), computes one thing, and emits an AudioItem.
+Any failure for an element drops that element — logged with its id, counted by reason on the job's
+metrics (``klio_messages_dropped_total{reason}``) and sent to the ``drop`` tagged output — and the
+worker goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+
+from klio_runtime.audio import errors
+from klio_runtime.audio.errors import AudioError
+from klio_runtime.audio.item import AudioItem, as_item
+from klio_runtime.config import KlioConfig
+from klio_runtime.context import KlioContext, bound_context, current_element, klio_logger
+from klio_runtime.metrics import KlioMetrics
+
+DROP_TAG = "drop"
+RUN_ERROR = "run_error"
+_STANDALONE_JOB = "klio-audio"
+
+
+class StepRuntime:
+    """What a step needs at run time: the job config (if any), a logger, the job's metrics."""
+
+    def __init__(
+        self, config: KlioConfig | None, logger: logging.Logger, metrics: KlioMetrics
+    ) -> None:
+        self.config = config
+        self.logger = logger
+        self.metrics = metrics
+
+    @classmethod
+    def resolve(cls, config: KlioConfig | None) -> StepRuntime:
+        """From the config given to the transform, else the running job's, else standalone."""
+        if config is not None:
+            ctx = KlioContext(config)
+            return cls(config, ctx.logger, ctx.metrics)
+        try:
+            ctx = bound_context()
+        except RuntimeError:  # plain Beam pipeline, no Klio job: count under a fixed name
+            return cls(None, klio_logger(), KlioMetrics(_STANDALONE_JOB))
+        return cls(ctx.config, ctx.logger, ctx.metrics)
+
+
+class AudioDoFn(beam.DoFn):
+    """Base of the audio steps: subclasses implement :meth:`apply` (and maybe :meth:`warm_up`)."""
+
+    step = "audio"
+    #: load_with_numpy for KlioMessage bytes arriving here (None: recognise the payload).
+    payload_numpy: bool | None = None
+
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self._config = config
+        self._rt: StepRuntime | None = None
+
+    def setup(self) -> None:
+        self._rt = StepRuntime.resolve(self._config)
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Heavy one-time set-up (decoders, numba kernels), done once per DoFn instance."""
+
+    def apply(self, item: AudioItem) -> Any:
+        raise NotImplementedError
+
+    @property
+    def runtime(self) -> StepRuntime:
+        if self._rt is None:  # process() without setup(): direct calls in tests
+            self.setup()
+        assert self._rt is not None
+        return self._rt
+
+    def process(self, incoming: Any) -> Iterator[Any]:
+        element = ""
+        try:
+            item = as_item(incoming, numpy=self.payload_numpy)
+            element = item.element
+            token = current_element.set(element)
+            try:
+                yield self.apply(item)
+            finally:
+                current_element.reset(token)
+        except AudioError as err:
+            yield self._drop(incoming, element or err.element, err.reason, err)
+        except Exception as err:
+            yield self._drop(incoming, element, RUN_ERROR, err)
+
+    def _drop(self, incoming: Any, element: str, reason: str, err: Exception) -> Any:
+        rt = self.runtime
+        rt.logger.error(
+            "Dropping %s in %s (reason %s): %s", element or "an element", self.step, reason, err,
+            exc_info=err if reason == RUN_ERROR else None, extra={"element_id": element or "-"},
+        )
+        rt.metrics.dropped(reason, element or None)
+        return pvalue.TaggedOutput(DROP_TAG, incoming)
+
+
+class AudioStep(beam.PTransform):
+    """``pcoll | Step(...)``: the step's DoFn as a ParDo; the main output is returned.
+
+    Dropped elements go to the DoFn's ``drop`` output; ``with_drops()`` returns both.
+    """
+
+    def __init__(self, dofn: AudioDoFn, label: str | None = None) -> None:
+        super().__init__(label)
+        self.dofn = dofn
+        self._with_drops = False
+
+    def with_drops(self) -> AudioStep:
+        """Make ``expand`` return ``(main, drops)`` instead of the main output alone."""
+        self._with_drops = True
+        return self
+
+    def expand(self, pcoll: Any) -> Any:
+        outputs = pcoll | beam.ParDo(self.dofn).with_outputs(DROP_TAG, main="main")
+        if self._with_drops:
+            return outputs["main"], outputs[DROP_TAG]
+        return outputs["main"]
+
+
+def check_array(item: AudioItem, kind: str) -> Any:
+    """The payload if it is a numpy array (the previous step's result), else AudioError."""
+    import numpy as np
+
+    if not isinstance(item.payload, np.ndarray):
+        raise AudioError(
+            item.element, errors.BAD_PAYLOAD,
+            f"expected {kind} as a numpy array, got {type(item.payload).__name__}",
+        )
+    return item.payload

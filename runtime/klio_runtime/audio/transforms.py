@@ -1,0 +1,221 @@
+"""Klio's audio transforms as PTransforms: load, features, plots.
+
+``pcoll | LoadAudio() | GetMelSpec() | MelSpecToPlot()`` — each takes KlioMessages (bytes, or the
+AudioItems the previous audio step made) and emits AudioItems; keyword arguments go to librosa
+(see ``features``/``plots``). Payload conventions are klio-audio's (see ``item``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from klio_runtime.audio import features, load, plots
+from klio_runtime.audio.item import AudioItem
+from klio_runtime.audio.steps import AudioDoFn, AudioStep, check_array
+from klio_runtime.config import KlioConfig
+
+
+# -- load ---------------------------------------------------------------------------------------
+class _LoadAudioFn(AudioDoFn):
+    step = "LoadAudio"
+
+    def __init__(self, options: dict[str, Any], config: KlioConfig | None) -> None:
+        super().__init__(config)
+        self.options = options
+
+    def warm_up(self) -> None:
+        load.warm_up()
+
+    def apply(self, item: AudioItem) -> AudioItem:
+        y, sr = load.load_audio(_audio_source(item), element=item.element, **self.options)
+        return item.replace(y, "numpy", sample_rate=sr)
+
+
+def _audio_source(item: AudioItem) -> Any:
+    """The payload as something load_audio reads: file bytes or object, or a path / URL's bytes.
+
+    A short UTF-8 payload naming a path (``/…``, ``./…``, ``file://…``, an existing relative file)
+    or a ``gs://`` URL (read through Beam's filesystems) is where the audio is.
+    """
+    payload = item.payload
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if not isinstance(payload, bytes) or len(payload) > 4096 or b"\0" in payload:
+        return payload
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return payload
+    if text.startswith("gs://"):
+        from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+        with FileSystems.open(text, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            return f.read()
+    if text.startswith(("/", "./", "../", "file://")) or os.path.isfile(text):
+        return text
+    return payload
+
+
+class LoadAudio(AudioStep):
+    """Decode the payload (file bytes or object from GcsLoadBinary, or a path) into an array.
+
+    Options as ``librosa.load`` and Klio's LoadAudio: ``sr`` (22050; None keeps the file's rate),
+    ``mono`` (True), ``offset``/``duration`` (seconds), ``dtype``, ``res_type``.
+    """
+
+    def __init__(self, *_: Any, config: KlioConfig | None = None, **options: Any) -> None:
+        load.check_load_options(options)
+        super().__init__(_LoadAudioFn(options, config))
+
+
+# -- features -----------------------------------------------------------------------------------
+class _FeatureFn(AudioDoFn):
+    """A librosa feature over the payload array, librosa's keyword arguments passed through."""
+
+    def __init__(self, step: str, kwargs: dict[str, Any], config: KlioConfig | None) -> None:
+        super().__init__(config)
+        self.step = step
+        self.kwargs = kwargs
+
+    def warm_up(self) -> None:
+        features.warm_up()
+
+    def apply(self, item: AudioItem) -> AudioItem:
+        data = check_array(item, "audio or a spectrogram")
+        kwargs = dict(self.kwargs)
+        meta: dict[str, Any] = {}
+        if self.step in ("GetSTFT", "GetMelSpec", "GetMFCC"):
+            if self.step != "GetSTFT" and "sr" not in kwargs and "sample_rate" in item.meta:
+                kwargs["sr"] = item.meta["sample_rate"]  # what LoadAudio decoded at
+            meta["hop_length"] = kwargs.get("hop_length", plots.DEFAULT_HOP_LENGTH)
+        result = _FEATURES[self.step](data, element=item.element, **kwargs)
+        return item.replace(result, "numpy", **meta)
+
+
+_FEATURES: dict[str, Any] = {
+    "GetSTFT": features.stft,
+    "GetSpec": features.spectrogram_db,
+    "GetMelSpec": features.mel_spectrogram,
+    "GetMFCC": features.mfcc,
+}
+
+
+class GetSTFT(AudioStep):
+    """Complex STFT of the waveform (``librosa.stft`` keyword arguments)."""
+
+    def __init__(self, *_: Any, config: KlioConfig | None = None, **librosa_kwargs: Any) -> None:
+        super().__init__(_FeatureFn("GetSTFT", librosa_kwargs, config))
+
+
+class GetSpec(AudioStep):
+    """dB magnitude spectrogram of an STFT (``librosa.amplitude_to_db`` keyword arguments)."""
+
+    def __init__(self, *_: Any, config: KlioConfig | None = None, **librosa_kwargs: Any) -> None:
+        super().__init__(_FeatureFn("GetSpec", librosa_kwargs, config))
+
+
+class GetMelSpec(AudioStep):
+    """Mel power spectrogram (``librosa.feature.melspectrogram`` keyword arguments).
+
+    ``sr`` defaults to the rate LoadAudio decoded at.
+    """
+
+    def __init__(self, *_: Any, config: KlioConfig | None = None, **librosa_kwargs: Any) -> None:
+        super().__init__(_FeatureFn("GetMelSpec", librosa_kwargs, config))
+
+
+class GetMFCC(AudioStep):
+    """MFCCs (``librosa.feature.mfcc`` keyword arguments).
+
+    From a waveform (1-D) exactly as ``librosa.feature.mfcc(y=...)``; from a mel spectrogram
+    (2-D, Klio's GetMFCC input) as ``mfcc(S=power_to_db(mel, ref=np.max))``; ``source`` forces
+    one ("waveform" or "mel").
+    """
+
+    def __init__(self, *_: Any, config: KlioConfig | None = None, **librosa_kwargs: Any) -> None:
+        super().__init__(_FeatureFn("GetMFCC", librosa_kwargs, config))
+
+
+# -- plots --------------------------------------------------------------------------------------
+class _PlotFn(AudioDoFn):
+    """Draws the payload and renders it (PNG by default); the payload becomes the image bytes."""
+
+    def __init__(
+        self, step: str, title: str, file_format: str, plot_kwargs: dict[str, Any],
+        config: KlioConfig | None,
+    ) -> None:
+        super().__init__(config)
+        if "ax" in plot_kwargs:
+            raise TypeError(f"{step}: plot option 'ax' is not supported: each plot is one figure")
+        self.step = step
+        self.title = title
+        self.file_format = file_format
+        self.plot_kwargs = plot_kwargs
+
+    def warm_up(self) -> None:
+        plots.warm_up()
+
+    def apply(self, item: AudioItem) -> AudioItem:
+        data = check_array(item, "the array to plot")
+        kwargs = dict(self.plot_kwargs)
+        kwargs.setdefault("sr", item.meta.get("sample_rate", plots.DEFAULT_SR))
+        if self.step != "WaveformToPlot":
+            kwargs.setdefault("hop_length", item.meta.get("hop_length", plots.DEFAULT_HOP_LENGTH))
+        if self.step == "SpecToPlot" and np.iscomplexobj(data):
+            data = features.spectrogram_db(data, element=item.element)  # an STFT: show its dB
+        title = self.title.format(element=item.element)
+        fig = _PLOTS[self.step](data, element=item.element, title=title, **kwargs)
+        image = plots.figure_bytes(fig, self.file_format)
+        return item.replace(image, "raw", image_format=self.file_format)
+
+
+_PLOTS: dict[str, Any] = {
+    "WaveformToPlot": plots.waveform_figure,
+    "SpecToPlot": plots.spectrogram_figure,
+    "MelSpecToPlot": plots.mel_figure,
+    "MFCCToPlot": plots.mfcc_figure,
+}
+
+
+class _PlotStep(AudioStep):
+    STEP = ""
+    DEFAULT_TITLE = ""
+
+    def __init__(
+        self, *_: Any, title: str | None = None, file_format: str = "png",
+        config: KlioConfig | None = None, **plot_kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _PlotFn(self.STEP, title or self.DEFAULT_TITLE, file_format, plot_kwargs, config)
+        )
+
+
+class WaveformToPlot(_PlotStep):
+    """Waveform image. ``num_samples`` limits the samples drawn (Klio drew 5000; default: all)."""
+
+    STEP = "WaveformToPlot"
+    DEFAULT_TITLE = "Waveform of {element}"
+
+
+class SpecToPlot(_PlotStep):
+    """Spectrogram image (dB; an STFT is converted). ``y_axis`` "linear" (default) or "log"."""
+
+    STEP = "SpecToPlot"
+    DEFAULT_TITLE = "Spectrogram of {element}"
+
+
+class MelSpecToPlot(_PlotStep):
+    """Mel spectrogram image in dB, mel axis labelled in Hz (``fmax`` 8000 as Klio)."""
+
+    STEP = "MelSpecToPlot"
+    DEFAULT_TITLE = "Mel-frequency Spectrogram of {element}"
+
+
+class MFCCToPlot(_PlotStep):
+    """MFCC image, one row per coefficient, time in seconds."""
+
+    STEP = "MFCCToPlot"
+    DEFAULT_TITLE = "MFCCs of {element}"
