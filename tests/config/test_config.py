@@ -354,3 +354,12 @@ def test_every_example_job_config_loads() -> None:
     root = Path(__file__).resolve().parents[2] / "examples"
     for path in sorted(root.glob("**/klio-job.yaml")):
         load_config(path)  # raises ConfigError naming the file's problems
+
+
+def test_klio_core_import_path_gives_our_classes() -> None:
+    from klio_core import config as klio_core_config
+    from klio_runtime import config as ours
+
+    assert klio_core_config.KlioConfig is ours.KlioConfig
+    assert klio_core_config.KlioJobConfig is ours.JobConfig
+    assert klio_core_config.KlioPipelineConfig is ours.PipelineOptions
