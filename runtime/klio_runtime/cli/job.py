@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from klio_runtime.cli.job_run import run
 from klio_runtime.cli.job_verify import verify
 
 
@@ -13,3 +14,4 @@ def job() -> None:
 
 
 job.add_command(verify)
+job.add_command(run)

@@ -1,0 +1,1 @@
+"""Klio's ``klio.message``: (de)serialization helpers and exceptions."""

@@ -1,0 +1,135 @@
+"""``klio job run``: run a job directory as a batch pipeline, with progress and a summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from klio_runtime.config import ConfigError, FileEventInput, KlioConfig, parse_overrides
+from klio_runtime.io.events import count_lines
+from klio_runtime.metrics import process_hub
+from klio_runtime.runner import (
+    LOCAL_RUNNERS,
+    JobLoadError,
+    JobSummary,
+    load_job,
+    run_in_thread,
+    run_job,
+)
+
+EXIT_INVALID = 2
+EXIT_FAILED = 1
+SHOWN_IDS = 10
+
+
+def _total(config: KlioConfig) -> int | None:
+    total = 0
+    for inp in config.job_config.events.inputs:
+        if not isinstance(inp, FileEventInput) or inp.skip_klio_read:
+            return None
+        try:
+            total += count_lines(inp.location)
+        except (OSError, FileNotFoundError):
+            return None
+    return total
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:SHOWN_IDS])
+    return shown + (f", … ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
+
+
+def render_summary(summary: JobSummary, console: Console) -> None:
+    table = Table(title="klio job run: summary", show_header=True)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("elements")
+    table.add_row("received", str(summary.received), "")
+    table.add_row("processed (sent to run)", str(summary.processed), "")
+    table.add_row("written to event outputs", str(summary.output), "")
+    table.add_row("skipped (output exists)", str(summary.skipped.get("output_exists", 0)), "")
+    table.add_row("ping", str(summary.skipped.get("ping", 0)), "")
+    for reason, count in sorted(summary.dropped.items()):
+        table.add_row(f"dropped: {reason}", str(count),
+                      _ids(summary.dropped_ids.get(reason, [])))
+    for reason, count in sorted(summary.dead_letter.items()):
+        table.add_row(f"dead-lettered: {reason}", str(count),
+                      _ids(summary.dead_letter_ids.get(reason, [])))
+    console.print(table)
+
+
+def _run_with_progress(config: KlioConfig, run_fn: Any, runner: str | None,
+                       options: dict[str, Any], console: Console) -> JobSummary:
+    total = _total(config)
+    hub = process_hub()
+    start = hub.value("klio_messages_received_total", job=config.job_name)
+    thread, box = run_in_thread(lambda: run_job(config, run_fn, runner, options))
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task(f"{config.job_name}", total=total)
+        while thread.is_alive():
+            thread.join(0.1)
+            done = hub.value("klio_messages_received_total", job=config.job_name) - start
+            progress.update(task, completed=done)
+        if "summary" in box:
+            progress.update(task, completed=box["summary"].received, total=total)
+    if "error" in box:
+        raise box["error"]
+    summary: JobSummary = box["summary"]
+    return summary
+
+
+@click.command("run")
+@click.option("--job-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The job directory (klio-job.yaml, run.py).")
+@click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Config file instead of <job-dir>/klio-job.yaml.")
+@click.option("--runner", default=None,
+              help="Beam runner (DataflowRunner, FlinkRunner, …); default: the config's, "
+                   "DirectRunner running in-process.")
+@click.option("--direct-runner", is_flag=True, help="Run locally in-process (Klio's flag).")
+@click.option("--config-override", "-c", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value by dotted path, e.g. job_config.events.inputs[0]."
+                   "location=ids.txt (repeatable).")
+@click.option("--pipeline-option", "-O", "pipeline_opts", multiple=True, metavar="KEY=VALUE",
+              help="Extra Beam pipeline option (repeatable).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run(job_dir: Path, config_file: Path | None, runner: str | None, direct_runner: bool,
+        overrides: tuple[str, ...], pipeline_opts: tuple[str, ...], no_progress: bool) -> None:
+    """Run the job in JOB_DIR (default: here) as a batch pipeline and print a summary."""
+    console = Console(stderr=False)
+    err_console = Console(stderr=True)
+    if direct_runner:
+        runner = "DirectRunner"
+    try:
+        config, run_fn, _ = load_job(job_dir, config_file, parse_overrides(overrides))
+        options = parse_overrides(pipeline_opts)
+    except ConfigError as err:
+        for line in err.errors:
+            err_console.print(f"[red]config error[/red] {line}", highlight=False)
+        raise SystemExit(EXIT_INVALID) from None
+    except JobLoadError as err:
+        err_console.print(f"[red]error[/red] {err}", highlight=False)
+        raise SystemExit(EXIT_INVALID) from None
+    started = time.monotonic()
+    chosen = runner if runner is not None else config.pipeline_options.runner
+    try:
+        if no_progress or chosen not in LOCAL_RUNNERS:
+            summary = run_job(config, run_fn, runner, options)
+        else:
+            summary = _run_with_progress(config, run_fn, runner, options, console)
+    except (NotImplementedError, ValueError) as err:
+        err_console.print(f"[red]error[/red] {err}", highlight=False)
+        raise SystemExit(EXIT_INVALID) from None
+    except Exception as err:
+        err_console.print(f"[red]pipeline failed[/red] {type(err).__name__}: {err}",
+                          highlight=False)
+        raise SystemExit(EXIT_FAILED) from None
+    render_summary(summary, console)
+    console.print(f"done in {time.monotonic() - started:.1f} s ({summary.state})")

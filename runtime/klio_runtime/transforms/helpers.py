@@ -1,0 +1,267 @@
+"""Klio's helper transforms, for jobs that compose the built-in steps themselves.
+
+Each is a small DoFn over serialized KlioMessages, wrapped in a PTransform with Klio's output tags
+(``process``/``pass_thru``, ``found``/``not_found``). The job's config comes from the ``config``
+argument or, for Klio code that passes none, from the running job's context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from klio_runtime import message as kmessage
+from klio_runtime.config import KlioConfig
+from klio_runtime.context import KlioContext, bound_context
+from klio_runtime.io.storage import DataStore
+from klio_runtime.routing import JobRef, bottom_up_request, is_recipient, with_audit_entry
+from klio_runtime.transforms.route import job_ref_of
+
+PROCESS, PASS_THRU, FOUND, NOT_FOUND = "process", "pass_thru", "found", "not_found"
+
+
+class _KlioDoFn(beam.DoFn):  # type: ignore[misc]
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        self._config = config
+
+    def setup(self) -> None:
+        self._klio = KlioContext(self._config) if self._config is not None else bound_context()
+        self.job = job_ref_of(self._klio.config)
+
+    def parse(self, data: bytes) -> kmessage.KlioMessage:
+        return kmessage.parse(
+            data, allow_non_klio=self._klio.config.job_config.allow_non_klio_messages)
+
+
+def _tagged(dofn: beam.DoFn, *tags: str, main: str | None = None) -> Any:
+    return beam.ParDo(dofn).with_outputs(*tags, main=main) if main else \
+        beam.ParDo(dofn).with_outputs(*tags)
+
+
+class _CheckRecipients(_KlioDoFn):
+    def process(self, data: bytes) -> Iterator[Any]:
+        msg = self.parse(data)
+        if is_recipient(msg, self.job):
+            yield data
+        else:
+            element = kmessage.element_id(msg)
+            self._klio.metrics.dropped("not_recipient", element)
+
+
+class KlioCheckRecipients(beam.PTransform):  # type: ignore[type-arg]
+    """Keep messages meant for this job; count the rest as dropped ``not_recipient``."""
+
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_CheckRecipients(self.config))
+
+
+class _UpdateAuditLog(_KlioDoFn):
+    def process(self, data: bytes) -> Iterator[bytes]:
+        yield kmessage.serialize(with_audit_entry(self.parse(data), self.job, datetime.now(UTC)))
+
+
+class KlioUpdateAuditLog(beam.PTransform):  # type: ignore[type-arg]
+    """Append (now, this job) to each message's audit log."""
+
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_UpdateAuditLog(self.config))
+
+
+class _FilterPing(_KlioDoFn):
+    def process(self, data: bytes) -> Iterator[Any]:
+        msg = self.parse(data)
+        config_ping = any(d.ping for d in self._klio.config.job_config.data.inputs)
+        if msg.metadata.ping or config_ping:
+            self._klio.metrics.skipped("ping")
+            yield pvalue.TaggedOutput(PASS_THRU, data)
+        else:
+            yield pvalue.TaggedOutput(PROCESS, data)
+
+
+class KlioFilterPing(beam.PTransform):  # type: ignore[type-arg]
+    """Pings → ``pass_thru``; the rest → ``process``."""
+
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | _tagged(_FilterPing(self.config), PROCESS, PASS_THRU)
+
+
+class _FilterForce(_KlioDoFn):
+    def process(self, data: bytes) -> Iterator[Any]:
+        msg = self.parse(data)
+        config_force = any(d.force for d in self._klio.config.job_config.data.outputs)
+        if msg.metadata.force or config_force:
+            yield pvalue.TaggedOutput(PROCESS, data)
+        else:
+            self._klio.metrics.skipped("output_exists")
+            yield pvalue.TaggedOutput(PASS_THRU, data)
+
+
+class KlioFilterForce(beam.PTransform):  # type: ignore[type-arg]
+    """For messages whose output exists: forced → ``process``, else → ``pass_thru``."""
+
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | _tagged(_FilterForce(self.config), PROCESS, PASS_THRU)
+
+
+class _CheckExists(_KlioDoFn):
+    """Tags ``found``/``not_found`` per message, checking ``batch_size`` messages per listing."""
+
+    def __init__(self, direction: str, config: KlioConfig | None = None,
+                 batch_size: int = 500) -> None:
+        super().__init__(config)
+        self.direction = direction
+        self.batch_size = batch_size
+
+    def setup(self) -> None:
+        super().setup()
+        data = self._klio.config.job_config.data
+        locations = data.inputs if self.direction == "input" else data.outputs
+        if not locations:
+            raise ValueError(
+                f"job_config.data.{self.direction}s: the existence check needs one configured"
+            )
+        self.location = locations[0]
+        self.store = DataStore()
+
+    def start_bundle(self) -> None:
+        self.pending: list[tuple[bytes, str]] = []
+
+    def process(self, data: bytes) -> Iterator[Any]:
+        element = kmessage.element_id(self.parse(data))
+        self.pending.append((data, self.location.path_for(element)))
+        if len(self.pending) >= self.batch_size:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for out in self._flush():
+            yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+
+    def _flush(self) -> Iterator[pvalue.TaggedOutput]:
+        batch, self.pending = self.pending, []
+        found = self.store.exists_many(path for _, path in batch) if batch else {}
+        for data, path in batch:
+            yield pvalue.TaggedOutput(FOUND if found[path] else NOT_FOUND, data)
+
+
+class _ExistenceCheck(beam.PTransform):  # type: ignore[type-arg]
+    direction = "input"
+
+    def __init__(self, config: KlioConfig | None = None, batch_size: int = 500) -> None:
+        super().__init__()
+        self.config = config
+        self.batch_size = batch_size
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | _tagged(_CheckExists(self.direction, self.config, self.batch_size),
+                               FOUND, NOT_FOUND)
+
+
+class KlioCheckInputExists(_ExistenceCheck):
+    """``found`` / ``not_found`` for the first data input (local or gs://), batched."""
+
+
+class KlioCheckOutputExists(_ExistenceCheck):
+    """``found`` / ``not_found`` for the first data output (local or gs://), batched."""
+
+    direction = "output"
+
+
+KlioGcsCheckInputExists = KlioCheckInputExists
+KlioGcsCheckOutputExists = KlioCheckOutputExists
+
+
+class _Drop(_KlioDoFn):
+    def process(self, data: bytes) -> Iterator[Any]:
+        element = kmessage.element_id(self.parse(data))
+        self._klio.logger.info("dropping %s", element, extra={"element_id": element})
+        self._klio.metrics.dropped("klio_drop", element)
+        return iter(())
+
+
+class KlioDrop(beam.PTransform):  # type: ignore[type-arg]
+    """Drop messages on purpose: logged and counted under reason ``klio_drop``."""
+
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_Drop(self.config))
+
+
+class _Counter(_KlioDoFn):
+    def __init__(self, name: str, config: KlioConfig | None = None) -> None:
+        super().__init__(config)
+        self.name = name
+
+    def setup(self) -> None:
+        super().setup()
+        self.counter = self._klio.metrics.counter(self.name)
+
+    def process(self, item: Any) -> Iterator[Any]:
+        self.counter.inc()
+        yield item
+
+
+class KlioMessageCounter(beam.PTransform):  # type: ignore[type-arg]
+    """Count elements passing by under ``kmsg-<suffix>`` (Klio's name); elements pass unchanged."""
+
+    def __init__(self, suffix: str, bind_transform: str | None = None,
+                 config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self.name = f"kmsg-{suffix}" if not bind_transform else f"kmsg-{suffix}-{bind_transform}"
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_Counter(self.name, self.config))
+
+
+class _TriggerUpstream(_KlioDoFn):
+    def __init__(self, parent: JobRef, config: KlioConfig | None) -> None:
+        super().__init__(config)
+        self.parent = parent
+
+    def process(self, data: bytes) -> Iterator[bytes]:
+        msg = self.parse(data)
+        yield kmessage.serialize(bottom_up_request(msg, self.job, self.parent))
+
+
+class KlioTriggerUpstream(beam.PTransform):  # type: ignore[type-arg]
+    """Messages whose input is missing → bottom-up requests for ``upstream_job_name``.
+
+    Returns the request messages; publishing them on ``upstream_topic`` is the streaming worker's
+    (a batch run has nobody listening).
+    """
+
+    def __init__(self, upstream_job_name: str, upstream_topic: str | None = None,
+                 log_level: str = "INFO", config: KlioConfig | None = None,
+                 upstream_project: str = "") -> None:
+        super().__init__()
+        self.parent = JobRef(upstream_job_name, upstream_project)
+        self.upstream_topic = upstream_topic
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_TriggerUpstream(self.parent, self.config))
