@@ -58,9 +58,10 @@ def parse_exact(data: bytes) -> KlioMessage:
     Protobuf parsing is lenient: many random byte strings parse "successfully" into
     unknown fields. So bytes count as a KlioMessage only when they parse, carry no field
     this schema does not know (at any depth), have a known ``version``, and name an
-    element (``data.element`` or the v1 ``data.entity_id``). Garbage that happens to look
-    like such a message cannot be told apart, but every JSON text, plain UTF-8 id
-    and truncated message we could produce is caught by these rules.
+    element (``data.element`` or the v1 ``data.entity_id``). Bytes starting with a
+    printable ASCII character (any JSON text, any plain id) open with a field number of 4
+    or more, unknown to KlioMessage, so they are always refused; truncated messages fail
+    to parse. Random bytes that happen to spell a valid message cannot be told apart.
 
     Raises:
         MessageDecodeError: with a one-line reason.
@@ -73,8 +74,10 @@ def parse_exact(data: bytes) -> KlioMessage:
         raise MessageDecodeError(
             "not a KlioMessage: not valid protobuf (truncated, or not protobuf at all)"
         ) from None
-    unknown = _first_unknown_field(msg, "")
-    if unknown is not None:
+    size = msg.ByteSize()
+    msg.DiscardUnknownFields()  # in C, at every depth; sizes differ only if some were there
+    if msg.ByteSize() != size:
+        unknown = _first_unknown_field(_parse_raw(data), "")
         raise MessageDecodeError(
             f"not a KlioMessage: unknown field number at {unknown} (not in klio.proto)"
         )
@@ -84,6 +87,12 @@ def parse_exact(data: bytes) -> KlioMessage:
         raise MessageDecodeError(
             "not a KlioMessage: no element (data.element and data.entity_id are empty)"
         )
+    return msg
+
+
+def _parse_raw(data: bytes) -> KlioMessage:
+    msg = KlioMessage()
+    msg.ParseFromString(data)
     return msg
 
 
@@ -272,8 +281,8 @@ def _shown(element: str | bytes) -> str:
     return repr(element[:_SHOWN_ELEMENT_CHARS]) + f"… ({len(element)} long)"
 
 
-def _first_unknown_field(msg: Message, path: str) -> str | None:
-    """Where the first field unknown to the schema sits (``data.7``), or None.
+def _first_unknown_field(msg: Message, path: str) -> str:
+    """Where the first field unknown to the schema sits (``data.7``), or ``?``.
 
     Only message-typed fields are visited, so large bytes fields are never copied.
     """
@@ -287,10 +296,10 @@ def _first_unknown_field(msg: Message, path: str) -> str | None:
         if field.is_repeated:
             for index, item in enumerate(value):
                 found = _first_unknown_field(item, f"{path}{field.name}[{index}].")
-                if found is not None:
+                if found != "?":
                     return found
         elif msg.HasField(field.name):
             found = _first_unknown_field(value, f"{path}{field.name}.")
-            if found is not None:
+            if found != "?":
                 return found
-    return None
+    return "?"

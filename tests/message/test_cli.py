@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from klio_runtime.cli import main
 from klio_runtime.message import new_message, parse_exact, serialize, to_json
@@ -101,6 +102,7 @@ def test_encode_refuses_json_without_an_element_and_non_json() -> None:
 _MAIN = "from klio_runtime.cli import main; main()"
 
 
+@pytest.mark.slow  # three `klio` processes; its start-up imports Beam (~1.5 s each)
 def test_real_process_pipes_encode_into_decode(tmp_path: Path) -> None:
     msg = new_message("spotify:track:1", b"\x00payload", force=True)
     script = Path(sys.executable).with_name("klio")  # the installed console script

@@ -105,3 +105,17 @@ def test_accepted_ids_stay_under_their_prefix(element: str) -> None:
     for flavour, base in ((posixpath, "/data/prefix"), (ntpath, "D:\\data\\prefix")):
         joined = flavour.normpath(flavour.join(base, text))
         assert joined.startswith(base + flavour.sep), (flavour.__name__, joined)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.characters(min_codepoint=0x20, max_codepoint=0x7E), st.binary(max_size=40))
+def test_bytes_starting_with_printable_ascii_are_never_a_klio_message(
+    first: str, rest: bytes
+) -> None:
+    data = first.encode() + rest
+    try:
+        parse(data)
+    except ValueError as exc:
+        assert "not a KlioMessage" in str(exc)
+    else:
+        raise AssertionError(f"{data!r} parsed as a KlioMessage")
