@@ -1,0 +1,125 @@
+"""A real Prometheus scrapes /metrics as the chart's ServiceMonitor says and evaluates the chart's
+alert rules; promtool checks them."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from klio_operator.planning import metrics_service_name
+from klio_runtime.metrics import KlioMetrics, MetricsHub
+
+from tests.helm.chart import NAMESPACE, one, render
+from tests.prometheus.scrape import scrape_job
+from tests.prometheus.server import (
+    Prometheus,
+    free_port,
+    prometheus_binary,
+    run_prometheus,
+    serve_metrics,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    prometheus_binary() is None,
+    reason="prometheus not installed (Debian package `prometheus`; scripts/install-test-tools.sh)",
+)]
+
+JOB = "audio-spectrograms"
+JOB_NAMESPACE = "audio-team"
+
+
+@pytest.fixture(scope="module")
+def monitoring_objects() -> list[dict[str, Any]]:
+    return render(values={"metrics": {"serviceMonitor": {"enabled": True},
+                                      "prometheusRule": {"enabled": True}}})
+
+
+@pytest.fixture(scope="module")
+def rules_file(monitoring_objects: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+               ) -> Path:
+    """The rendered PrometheusRule's spec is a Prometheus rules file as it stands."""
+    rule = one(monitoring_objects, "PrometheusRule")
+    path = tmp_path_factory.mktemp("rules") / "klio-rules.yml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    return path
+
+
+def test_promtool_checks_the_chart_rules(rules_file: Path) -> None:
+    promtool = Path(prometheus_binary() or "").with_name("promtool")
+    proc = subprocess.run([str(promtool), "check", "rules", str(rules_file)], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 4 rules found" in proc.stdout
+
+
+@pytest.fixture
+def worker() -> Iterator[tuple[KlioMetrics, int]]:
+    """A worker-like endpoint: the runtime's own metrics registry, served on /metrics."""
+    metrics = KlioMetrics(JOB, hub=MetricsHub())
+    metrics.received(3)
+    metrics.output(2)
+    metrics.processing_time(0.25)
+    with serve_metrics(metrics.hub.registry) as port:
+        yield metrics, port
+
+
+def sample_value(prometheus: Prometheus, promql: str) -> float | None:
+    result = prometheus.query(promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_prometheus_scrapes_worker_and_evaluates_alerts(
+    monitoring_objects: list[dict[str, Any]], rules_file: Path, tmp_path: Path,
+    worker: tuple[KlioMetrics, int],
+) -> None:
+    metrics, worker_port = worker
+    monitor = one(monitoring_objects, "ServiceMonitor")
+    operator_service = one(monitoring_objects, "Service")["metadata"]["name"]
+    worker_service = metrics_service_name(JOB)
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules_file)],
+        "scrape_configs": [
+            scrape_job(monitor, service=worker_service, namespace=JOB_NAMESPACE,
+                       target=f"127.0.0.1:{worker_port}", scrape_interval="1s"),
+            # Nothing listens here: the operator is "down", so KlioOperatorDown must go pending.
+            scrape_job(monitor, service=operator_service, namespace=NAMESPACE,
+                       target=f"127.0.0.1:{free_port()}", scrape_interval="1s"),
+        ],
+    }
+    with run_prometheus(config, tmp_path) as prometheus:
+        selector = f'{{namespace="{JOB_NAMESPACE}", service="{worker_service}"}}'
+        received = wait_for(
+            "klio_messages_received_total from the worker",
+            lambda: sample_value(prometheus, f"klio_messages_received_total{selector}"),
+        )
+        assert received == 3
+        assert sample_value(prometheus, f"klio_messages_output_total{selector}") == 2
+        assert sample_value(prometheus, f"klio_processing_seconds_count{selector}") == 1
+        # The worker's own `job` label (the Klio job) survives as exported_job: the scrape job wins.
+        (series,) = prometheus.query(f"klio_messages_received_total{selector}")
+        assert series["metric"]["exported_job"] == JOB
+        assert series["metric"]["job"] == worker_service
+
+        # Dead letters after the first scrape make increase() positive: the alert goes pending.
+        metrics.dead_lettered("unparseable")
+        metrics.dead_lettered("unparseable")
+
+        def pending(alert: str) -> dict[str, Any] | None:
+            return next((a for a in prometheus.alerts() if a["labels"]["alertname"] == alert), None)
+
+        dead_letter = wait_for("KlioJobDeadLetterGrowing pending", lambda: pending(
+            "KlioJobDeadLetterGrowing"))
+        assert dead_letter["state"] == "pending"  # `for: 5m`
+        assert dead_letter["labels"]["namespace"] == JOB_NAMESPACE
+        assert dead_letter["labels"]["service"] == worker_service
+
+        down = wait_for("KlioOperatorDown pending", lambda: pending("KlioOperatorDown"))
+        assert down["state"] == "pending"
+        assert down["labels"]["severity"] == "critical"
+        assert pending("KlioJobSubscriptionBacklog") is None  # no backlog metric at all
