@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from klio_runtime.cli.job_create import create
 from klio_runtime.cli.job_run import run
 from klio_runtime.cli.job_verify import verify
 
@@ -15,3 +16,4 @@ def job() -> None:
 
 job.add_command(verify)
 job.add_command(run)
+job.add_command(create)
