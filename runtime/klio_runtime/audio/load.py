@@ -142,6 +142,9 @@ def _decode_soundfile(
     try:
         with _open_input(source) as raw, sf.SoundFile(raw) as f:
             native_sr = f.samplerate
+            if f.frames <= 0:
+                # A cut-off Ogg opens with no length; let ffmpeg give the verdict.
+                raise _NotForLibsndfile("libsndfile found no frames")
             start = int(offset * native_sr)
             available = max(f.frames - start, 0)
             wanted = available if duration is None else min(int(duration * native_sr), available)
