@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from klio_operator.metrics import OperatorMetrics
 from klio_operator.planning import metrics_service_name
 from klio_runtime.metrics import KlioMetrics, MetricsHub
 
@@ -68,16 +69,33 @@ def worker() -> Iterator[tuple[KlioMetrics, int]]:
         yield metrics, port
 
 
+@pytest.fixture
+def operator() -> Iterator[tuple[OperatorMetrics, Any, int]]:
+    """The operator's own metrics server (klio_operator.metrics), one KlioJob stuck Pending."""
+    metrics = OperatorMetrics()
+    metrics.set_phase(JOB_NAMESPACE, JOB, "Pending")
+    metrics.reconciles.labels(result="retry").inc()
+    port = free_port()
+    server, thread = metrics.serve(port, addr="127.0.0.1")
+    try:
+        yield metrics, server, port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def sample_value(prometheus: Prometheus, promql: str) -> float | None:
     result = prometheus.query(promql)
     return float(result[0]["value"][1]) if result else None
 
 
-def test_prometheus_scrapes_worker_and_evaluates_alerts(
+def test_prometheus_scrapes_worker_and_operator_and_evaluates_alerts(
     monitoring_objects: list[dict[str, Any]], rules_file: Path, tmp_path: Path,
-    worker: tuple[KlioMetrics, int],
+    worker: tuple[KlioMetrics, int], operator: tuple[OperatorMetrics, Any, int],
 ) -> None:
-    metrics, worker_port = worker
+    worker_metrics, worker_port = worker
+    _, operator_server, operator_port = operator
     monitor = one(monitoring_objects, "ServiceMonitor")
     operator_service = one(monitoring_objects, "Service")["metadata"]["name"]
     worker_service = metrics_service_name(JOB)
@@ -87,11 +105,14 @@ def test_prometheus_scrapes_worker_and_evaluates_alerts(
         "scrape_configs": [
             scrape_job(monitor, service=worker_service, namespace=JOB_NAMESPACE,
                        target=f"127.0.0.1:{worker_port}", scrape_interval="1s"),
-            # Nothing listens here: the operator is "down", so KlioOperatorDown must go pending.
             scrape_job(monitor, service=operator_service, namespace=NAMESPACE,
-                       target=f"127.0.0.1:{free_port()}", scrape_interval="1s"),
+                       target=f"127.0.0.1:{operator_port}", scrape_interval="1s"),
         ],
     }
+
+    def alert(name: str) -> dict[str, Any] | None:
+        return next((a for a in prometheus.alerts() if a["labels"]["alertname"] == name), None)
+
     with run_prometheus(config, tmp_path) as prometheus:
         selector = f'{{namespace="{JOB_NAMESPACE}", service="{worker_service}"}}'
         received = wait_for(
@@ -106,20 +127,35 @@ def test_prometheus_scrapes_worker_and_evaluates_alerts(
         assert series["metric"]["exported_job"] == JOB
         assert series["metric"]["job"] == worker_service
 
-        # Dead letters after the first scrape make increase() positive: the alert goes pending.
-        metrics.dead_lettered("unparseable")
-        metrics.dead_lettered("unparseable")
+        operator_selector = f'{{namespace="{NAMESPACE}", service="{operator_service}"}}'
+        wait_for("the operator's up == 1",
+                 lambda: sample_value(prometheus, f"up{operator_selector}") == 1)
+        assert sample_value(
+            prometheus, f'klio_operator_reconciles_total{{result="retry", {operator_selector[1:]}'
+        ) == 1
+        assert sample_value(
+            prometheus, f'klio_operator_kliojobs{{phase="Pending", {operator_selector[1:]}'
+        ) == 1
 
-        def pending(alert: str) -> dict[str, Any] | None:
-            return next((a for a in prometheus.alerts() if a["labels"]["alertname"] == alert), None)
+        # A KlioJob stuck Pending: KlioJobNotReady goes pending (it fires after `for: 15m`).
+        not_ready = wait_for("KlioJobNotReady pending", lambda: alert("KlioJobNotReady"))
+        assert not_ready["state"] == "pending"
+        assert not_ready["labels"]["phase"] == "Pending"
 
-        dead_letter = wait_for("KlioJobDeadLetterGrowing pending", lambda: pending(
-            "KlioJobDeadLetterGrowing"))
+        # Dead letters after the first scrape (a new labelled series): the alert goes pending.
+        worker_metrics.dead_lettered("unparseable")
+        worker_metrics.dead_lettered("unparseable")
+        dead_letter = wait_for("KlioJobDeadLetterGrowing pending",
+                               lambda: alert("KlioJobDeadLetterGrowing"))
         assert dead_letter["state"] == "pending"  # `for: 5m`
         assert dead_letter["labels"]["namespace"] == JOB_NAMESPACE
         assert dead_letter["labels"]["service"] == worker_service
 
-        down = wait_for("KlioOperatorDown pending", lambda: pending("KlioOperatorDown"))
+        assert alert("KlioOperatorDown") is None
+        # The operator dies: its scrapes fail and KlioOperatorDown goes pending.
+        operator_server.shutdown()
+        operator_server.server_close()
+        down = wait_for("KlioOperatorDown pending", lambda: alert("KlioOperatorDown"))
         assert down["state"] == "pending"
         assert down["labels"]["severity"] == "critical"
-        assert pending("KlioJobSubscriptionBacklog") is None  # no backlog metric at all
+        assert alert("KlioJobSubscriptionBacklog") is None  # no backlog metric at all
