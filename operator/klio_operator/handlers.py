@@ -1,0 +1,485 @@
+"""kopf handlers: thin glue of parse → plan → apply → status. Logic lives in pure modules.
+
+`register(registry)` puts every handler on a kopf registry; importing this module registers
+them on kopf's default registry, so `kopf run -m klio_operator.handlers` works too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import kopf
+
+from klio_operator import conditions as cond
+from klio_operator import dag
+from klio_operator.kube import KubeApi, KubeApiError, apply, object_key, prune, resource_path
+from klio_operator.metrics import OperatorMetrics
+from klio_operator.models import GROUP, PLURAL, VERSION, DataOutput, SpecError, parse_spec
+from klio_operator.planning import (
+    LABEL_JOB,
+    MANAGED_BY,
+    ClusterFacts,
+    Owner,
+    ParentInfo,
+    Plan,
+    PlanningError,
+    desired_workers,
+    plan_job,
+    project_of,
+)
+from klio_operator.pubsub_admin import PubSubAdmin, PubSubAdminError
+
+KLIOJOBS = (GROUP, VERSION, PLURAL)
+PARENTS_CHANGED = "klio.io/parents-changed"
+"""Annotation touched on children when a parent appears or goes, so they re-reconcile."""
+BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
+
+
+@dataclass
+class OperatorContext:
+    """What the handlers need, passed through kopf's memo (`memo.klio`)."""
+
+    kube: KubeApi
+    pubsub: PubSubAdmin
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    facts: ClusterFacts = field(default_factory=ClusterFacts)
+    retry_delay: float = 30.0
+    """Seconds before retrying a job whose parent is missing or whose Pub/Sub call failed."""
+
+
+class JobSummary(NamedTuple):
+    """A KlioJob as its children see it (kept in a kopf index, no LIST calls)."""
+
+    name: str
+    parents: tuple[str, ...]
+    project: str
+    data_outputs: tuple[DataOutput, ...]
+
+
+def _context(memo: Any) -> OperatorContext:
+    context = memo.get("klio") if isinstance(memo, Mapping) else getattr(memo, "klio", None)
+    if not isinstance(context, OperatorContext):
+        raise kopf.PermanentError("the operator was started without its startup handler")
+    return context
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+# -- the index of jobs per namespace ----------------------------------------------------------
+
+
+def index_job(
+    namespace: str | None,
+    name: str,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    memo: Any,
+    **_: Any,
+) -> dict[str, JobSummary]:
+    if meta.get("deletionTimestamp"):
+        return {}  # a job being deleted no longer counts as a parent
+    try:
+        parsed = parse_spec(dict(spec))
+    except SpecError:
+        raw_parents = spec.get("parents") or []
+        parents = tuple(p for p in raw_parents if isinstance(p, str))
+        default = _context(memo).facts.default_project
+        return {namespace or "": JobSummary(name, parents, default, ())}
+    project = project_of(parsed, _context(memo).facts)
+    summary = JobSummary(name, tuple(parsed.parents), project, tuple(parsed.data_outputs))
+    return {namespace or "": summary}
+
+
+def _namespace_jobs(index: Any, namespace: str) -> dict[str, JobSummary]:
+    return {job.name: job for job in index.get(namespace, [])}
+
+
+# -- observing ---------------------------------------------------------------------------------
+
+
+async def observe_workload(
+    kube: KubeApi, namespace: str, name: str, kind: str | None, workload_name: str | None
+) -> tuple[Mapping[str, Any] | None, list[dict[str, Any]]]:
+    """The job's Deployment / Job (the newest one if the name is unknown) and its pods."""
+    obj: Mapping[str, Any] | None = None
+    if kind and workload_name:
+        obj = await kube.get(resource_path(kind, namespace, workload_name))
+    elif kind:
+        selector = f"{LABEL_JOB}={name},app.kubernetes.io/component in (worker,launcher)"
+        found = await kube.list(resource_path(kind, namespace), selector)
+        found.sort(key=lambda o: int(o["metadata"].get("resourceVersion") or 0))
+        obj = found[-1] if found else None
+    pods = await kube.list(
+        resource_path("Pod", namespace),
+        f"{LABEL_JOB}={name},app.kubernetes.io/component in (worker,launcher)",
+    )
+    return obj, pods
+
+
+def _workload_kind(spec: Any) -> str:
+    return "Job" if spec.runner != "direct" or spec.mode == "batch" else "Deployment"
+
+
+def _desired(spec: Any, obj: Mapping[str, Any] | None) -> int:
+    if spec.autoscaling is not None and not spec.suspend and obj is not None:
+        return int((obj.get("spec") or {}).get("replicas") or 0)  # the autoscaler decides
+    if _workload_kind(spec) == "Job":
+        return 0 if spec.suspend else (1 if spec.runner != "direct" else spec.replicas)
+    return desired_workers(spec)
+
+
+async def _write_status(
+    context: OperatorContext, namespace: str, name: str, status: dict[str, Any]
+) -> None:
+    path = resource_path("KlioJob", namespace, name, "status")
+    try:
+        await context.kube.merge_patch(path, {"status": status})
+    except KubeApiError as exc:
+        if exc.status != 404:  # the job is gone: nothing to report on
+            raise
+    context.metrics.set_phase(namespace, name, status.get("phase"))
+
+
+def _blocked_status(
+    body: Mapping[str, Any], parents: cond.ConditionState, blocked: cond.ConditionState
+) -> dict[str, Any]:
+    observation = cond.Observation(
+        generation=int(body["metadata"].get("generation") or 0),
+        parents=parents,
+        topics=cond.topics_waiting(blocked.message),
+        blocked=blocked,
+    )
+    return cond.build_status(observation, body.get("status"), _now())
+
+
+# -- reconcile ---------------------------------------------------------------------------------
+
+
+async def _measured(context: OperatorContext, work: Callable[[], Awaitable[None]]) -> None:
+    started = time.perf_counter()
+    result = "success"
+    try:
+        await work()
+    except kopf.TemporaryError:
+        result = "retry"
+        raise
+    except kopf.PermanentError:
+        result = "permanent_error"
+        raise
+    except Exception:
+        result = "error"
+        raise
+    finally:
+        context.metrics.reconciles.labels(result=result).inc()
+        context.metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+
+async def reconcile(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    memo: Any,
+    **kwargs: Any,
+) -> None:
+    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
+    context = _context(memo)
+    await _measured(
+        context, lambda: _reconcile(context, body, namespace or "", name, uid, klio_jobs)
+    )
+
+
+async def _reconcile(
+    context: OperatorContext,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    uid: str,
+    klio_jobs: kopf.Index[str, JobSummary],
+) -> None:
+    generation = int(body.metadata.get("generation") or 0)
+    try:
+        spec = parse_spec(dict(body.spec))
+    except SpecError as exc:
+        blocked = cond.invalid_spec(exc.errors)
+        parents_state = cond.ConditionState(
+            cond.PARENTS_RESOLVED, "Unknown", "InvalidSpec", "the spec is invalid"
+        )
+        await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
+        kopf.warn(body, reason="InvalidSpec", message=blocked.message)
+        raise kopf.PermanentError(f"invalid spec: {blocked.message}") from exc
+
+    jobs = _namespace_jobs(klio_jobs, namespace)
+    graph = {job.name: list(job.parents) for job in jobs.values()}
+    resolution = dag.resolve_parents(name, spec.parents, graph)
+    parents_state = cond.parents_condition(resolution)
+    if resolution.cycle is not None:
+        await _write_status(
+            context, namespace, name, _blocked_status(body, parents_state, parents_state)
+        )
+        kopf.warn(body, reason="CycleDetected", message=parents_state.message)
+        raise kopf.PermanentError(parents_state.message)
+    if resolution.missing:
+        previous = body.get("status") or {}
+        status = dict(previous)
+        status["conditions"] = cond.merge_conditions(
+            [c for c in previous.get("conditions") or [] if c.get("type") != cond.READY],
+            [
+                parents_state,
+                cond.ConditionState(
+                    cond.READY, "False", parents_state.reason, parents_state.message
+                ),
+            ],
+            generation,
+            _now(),
+        ) + [
+            c
+            for c in previous.get("conditions") or []
+            if c.get("type") not in (cond.READY, cond.PARENTS_RESOLVED)
+        ]
+        status["phase"] = "Pending"
+        await _write_status(context, namespace, name, status)
+        kopf.warn(body, reason="ParentNotFound", message=parents_state.message)
+        raise kopf.TemporaryError(parents_state.message, delay=context.retry_delay)
+
+    parents = [ParentInfo(p, jobs[p].project, jobs[p].data_outputs) for p in spec.parents]
+    owner = Owner(name, namespace, uid)
+    try:
+        plan = plan_job(owner, spec, parents, context.facts)
+    except PlanningError as exc:
+        blocked = cond.invalid_spec(exc.errors)
+        await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
+        kopf.warn(body, reason="InvalidSpec", message=blocked.message)
+        raise kopf.PermanentError(blocked.message) from exc
+
+    topics_state = await _ensure_pubsub(context, body, plan)
+    for child in plan.children:
+        await apply(context.kube, child)
+    await prune(
+        context.kube,
+        namespace,
+        f"{LABEL_JOB}={name},app.kubernetes.io/managed-by={MANAGED_BY}",
+        [object_key(child) for child in plan.children],
+    )
+    await _report(context, body, spec, plan, parents_state, topics_state, resolution)
+    if topics_state.status != "True":
+        raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+
+
+async def _ensure_pubsub(
+    context: OperatorContext, body: kopf.Body, plan: Plan
+) -> cond.ConditionState:
+    previous = body.get("status") or {}
+    wanted_subs = {s.name for s in plan.pubsub.subscriptions}
+    wanted_topics = {t.name for t in plan.pubsub.topics}
+    stale_subs = [s for s in previous.get("subscriptions") or [] if s not in wanted_subs]
+    stale_topics = [t for t in previous.get("topics") or [] if t not in wanted_topics]
+    stale_subs = [s for s in stale_subs if s not in plan.external_subscriptions]
+    try:
+        await asyncio.to_thread(context.pubsub.apply, plan.pubsub)
+        await asyncio.to_thread(context.pubsub.remove, stale_subs, stale_topics)
+    except PubSubAdminError as exc:
+        context.metrics.pubsub_errors.inc()
+        kopf.warn(body, reason="PubSubError", message=str(exc))
+        return cond.topics_failed(str(exc))
+    return cond.topics_ready(len(wanted_subs) + len(wanted_topics))
+
+
+async def _report(
+    context: OperatorContext,
+    body: kopf.Body,
+    spec: Any,
+    plan: Plan,
+    parents_state: cond.ConditionState,
+    topics_state: cond.ConditionState,
+    resolution: dag.ParentResolution,
+) -> None:
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    kind, workload_name = plan.workload or (None, None)
+    obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
+    observation = cond.Observation(
+        generation=int(body.metadata.get("generation") or 0),
+        parents=parents_state,
+        topics=topics_state,
+        workload=cond.WorkloadObservation(
+            kind=kind,  # type: ignore[arg-type]
+            obj=obj,
+            pods=pods,
+            desired=_desired(spec, obj),
+            suspended=spec.suspend,
+        ),
+        selector=plan.selector,
+        topic_names=[t.name for t in plan.pubsub.topics],
+        subscription_names=[s.name for s in plan.pubsub.subscriptions],
+        parent_names=list(resolution.found),
+        batch=spec.mode == "batch",
+    )
+    status = cond.build_status(observation, body.get("status"), _now())
+    await _write_status(context, namespace, name, status)
+
+
+# -- status refresh on workload / pod changes ------------------------------------------------
+
+
+async def refresh_status(context: OperatorContext, namespace: str, name: str) -> None:
+    """Recompute the worker conditions of a job after its Deployment, Job or pods changed."""
+    body = await context.kube.get(resource_path("KlioJob", namespace, name))
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    status = body.get("status") or {}
+    ready = cond.condition_of(status, cond.READY)
+    parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
+    topics = cond.condition_of(status, cond.TOPICS_READY)
+    if ready is None or parents is None or topics is None:
+        return  # not reconciled yet: the reconcile reports
+    if ready.get("reason") in BLOCKED_REASONS or parents.get("status") != "True":
+        return  # nothing runs for a blocked job; the reconcile owns its status
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except SpecError:
+        return
+    kind = _workload_kind(spec)
+    workload_name = name if kind == "Deployment" else None
+    obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
+    observation = cond.Observation(
+        generation=int(status.get("observedGeneration") or 0),
+        parents=_state(parents),
+        topics=_state(topics),
+        workload=cond.WorkloadObservation(
+            kind=kind,  # type: ignore[arg-type]
+            obj=obj,
+            pods=pods,
+            desired=_desired(spec, obj),
+            suspended=spec.suspend,
+        ),
+        selector=status.get("selector"),
+        topic_names=status.get("topics") or [],
+        subscription_names=status.get("subscriptions") or [],
+        parent_names=status.get("parents") or [],
+        batch=spec.mode == "batch",
+    )
+    new_status = cond.build_status(observation, status, _now())
+    if new_status != status:
+        await _write_status(context, namespace, name, new_status)
+
+
+def _state(condition: Mapping[str, Any]) -> cond.ConditionState:
+    return cond.ConditionState(
+        str(condition.get("type")),
+        condition.get("status", "Unknown"),
+        str(condition.get("reason") or ""),
+        str(condition.get("message") or ""),
+    )
+
+
+async def on_workload_event(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    job = labels.get(LABEL_JOB)
+    if job and namespace:
+        await refresh_status(_context(memo), namespace, job)
+
+
+# -- parents appearing and going ---------------------------------------------------------------
+
+
+async def touch_children(
+    context: OperatorContext, namespace: str, parent: str, jobs: Iterable[JobSummary], why: str
+) -> None:
+    """Make every job that names `parent` re-reconcile now (rather than at its next retry)."""
+    stamp = f"{parent} {why} {_now().isoformat()}"
+    for job in jobs:
+        if parent in job.parents and job.name != parent:
+            try:
+                await context.kube.merge_patch(
+                    resource_path("KlioJob", namespace, job.name),
+                    {"metadata": {"annotations": {PARENTS_CHANGED: stamp}}},
+                )
+            except KubeApiError as exc:
+                if exc.status != 404:
+                    raise
+
+
+async def on_created(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
+    jobs = _namespace_jobs(klio_jobs, namespace or "").values()
+    await touch_children(_context(memo), namespace or "", name, jobs, "created")
+
+
+async def on_parents_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
+    jobs = _namespace_jobs(klio_jobs, namespace or "").values()
+    await touch_children(_context(memo), namespace or "", name, jobs, "changed")
+
+
+async def on_deleted(
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    memo: Any,
+    **kwargs: Any,
+) -> None:
+    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
+    """The finalizer: delete the job's Pub/Sub resources; tell its children."""
+    context = _context(memo)
+    namespace = namespace or ""
+    status = body.get("status") or {}
+    subscriptions = set(status.get("subscriptions") or [])
+    topics = set(status.get("topics") or [])
+    try:
+        spec = parse_spec(dict(body.spec))
+        plan = plan_job(
+            Owner(name, namespace),
+            spec,
+            [ParentInfo(p, project_of(spec, context.facts)) for p in spec.parents],
+            context.facts,
+        )
+        subscriptions |= {s.name for s in plan.pubsub.subscriptions}
+        topics |= {t.name for t in plan.pubsub.topics}
+        subscriptions -= set(plan.external_subscriptions)
+    except (SpecError, PlanningError):
+        pass  # an invalid job created nothing beyond what its status lists
+    try:
+        await asyncio.to_thread(context.pubsub.remove, sorted(subscriptions), sorted(topics))
+    except PubSubAdminError as exc:
+        context.metrics.pubsub_errors.inc()
+        kopf.warn(body, reason="PubSubError", message=str(exc))
+        raise kopf.TemporaryError(str(exc), delay=context.retry_delay) from exc
+    context.metrics.set_phase(namespace, name, None)
+    await touch_children(
+        context, namespace, name, _namespace_jobs(klio_jobs, namespace).values(), "deleted"
+    )
+
+
+# -- registration ------------------------------------------------------------------------------
+
+WORKLOAD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Put every handler of the operator on `registry` (the startup handler is in settings)."""
+    from klio_operator import settings
+
+    settings.register(registry)
+    kopf.index(*KLIOJOBS, registry=registry, id="klio_jobs")(index_job)
+    for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        on(*KLIOJOBS, registry=registry, id="reconcile", backoff=5)(reconcile)
+    kopf.on.create(*KLIOJOBS, registry=registry, id="tell_children")(on_created)
+    kopf.on.field(*KLIOJOBS, field="spec.parents", registry=registry, id="parents_changed")(
+        on_parents_changed
+    )
+    kopf.on.delete(*KLIOJOBS, registry=registry, id="cleanup", backoff=5)(on_deleted)
+    for resource in (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), ("v1", "pods")):
+        kopf.on.event(*resource, labels=WORKLOAD_LABELS, registry=registry, id="workload")(
+            on_workload_event
+        )
+
+
+register(kopf.get_default_registry())

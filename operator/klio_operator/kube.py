@@ -1,0 +1,231 @@
+"""A small async Kubernetes API client and the apply / prune steps built on it.
+
+The handlers get a `KubeApi` passed in (through kopf's memo), so tests point it at an API
+emulator and the operator at the cluster. Updates are JSON merge patches of the desired fields
+only: fields set by others (an autoscaler's replica count, defaults) are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+# kind → (apiVersion, plural): every kind the operator reads or writes.
+KINDS: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("v1", "configmaps"),
+    "Service": ("v1", "services"),
+    "Pod": ("v1", "pods"),
+    "Event": ("v1", "events"),
+    "Deployment": ("apps/v1", "deployments"),
+    "Job": ("batch/v1", "jobs"),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
+    "ServiceMonitor": ("monitoring.coreos.com/v1", "servicemonitors"),
+    "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
+    "KlioJob": ("klio.io/v1alpha1", "kliojobs"),
+}
+CHILD_KINDS = (
+    "ConfigMap",
+    "Deployment",
+    "Job",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "ServiceMonitor",
+    "ScaledObject",
+)
+OPTIONAL_GROUPS = {"ServiceMonitor": "monitoring.coreos.com", "ScaledObject": "keda.sh"}
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class KubeApiError(RuntimeError):
+    """The API server refused a request; `status` is the HTTP status."""
+
+    def __init__(self, status: int, method: str, path: str, message: str) -> None:
+        self.status = status
+        super().__init__(f"{method} {path}: {status} {message}")
+
+
+def resource_path(
+    kind: str, namespace: str | None = None, name: str | None = None, subresource: str = ""
+) -> str:
+    api_version, plural = KINDS[kind]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+@dataclass
+class KubeApi:
+    """JSON over HTTP to the API server: get, list, create, merge-patch, delete."""
+
+    server: str
+    token: str | None = None
+    ssl_context: ssl.SSLContext | bool | None = None
+    session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_environment(cls) -> KubeApi:
+        """In a pod: the service account. Elsewhere: the current kubeconfig context."""
+        host, port = (
+            os.environ.get("KUBERNETES_SERVICE_HOST"),
+            os.environ.get("KUBERNETES_SERVICE_PORT"),
+        )
+        if host and port and (SERVICE_ACCOUNT_DIR / "token").exists():
+            context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT_DIR / "ca.crt"))
+            token = (SERVICE_ACCOUNT_DIR / "token").read_text().strip()
+            return cls(f"https://{host}:{port}", token=token, ssl_context=context)
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        config.load_kube_config(client_configuration=configuration)
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        if not configuration.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        auth = str(configuration.api_key.get("authorization", ""))
+        bearer = auth.removeprefix("Bearer ").strip() or None
+        return cls(configuration.host, token=bearer, ssl_context=context)
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None or self.session.closed:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            self.session = aiohttp.ClientSession(
+                headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+            )
+        return self.session
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        kwargs: dict[str, Any] = {"params": dict(params or {})}
+        if self.ssl_context is not None:
+            kwargs["ssl"] = self.ssl_context
+        if body is not None:
+            kwargs["json"] = body
+            kwargs["headers"] = {"Content-Type": content_type}
+        url = self.server.rstrip("/") + path
+        async with self._session().request(method, url, **kwargs) as response:
+            data = await response.json(content_type=None)
+            if response.status >= 400:
+                message = data.get("message", "") if isinstance(data, dict) else str(data)
+                raise KubeApiError(response.status, method, path, message)
+            return data
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        try:
+            return dict(await self.request("GET", path))
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        try:
+            data = await self.request("GET", path, params=params)
+        except KubeApiError as exc:
+            if exc.status == 404:  # the resource is not served (an optional CRD)
+                return []
+            raise
+        return list(data.get("items") or [])
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(await self.request("POST", path, body))
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            await self.request("PATCH", path, body, content_type="application/merge-patch+json")
+        )
+
+    async def delete(self, path: str) -> bool:
+        """True if deleted, False if it was already gone."""
+        try:
+            await self.request("DELETE", path, {"propagationPolicy": "Background"})
+            return True
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    async def api_groups(self) -> set[str]:
+        """The API groups served (to know which optional CRDs exist)."""
+        data = await self.request("GET", "/apis")
+        return {group["name"] for group in data.get("groups") or []}
+
+
+def is_subset(desired: Any, current: Any) -> bool:
+    """Does `current` already hold everything `desired` says (server defaults aside)?"""
+    if isinstance(desired, Mapping):
+        return isinstance(current, Mapping) and all(
+            key in current and is_subset(value, current[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(current, list)
+            and len(desired) == len(current)
+            and all(is_subset(d, c) for d, c in zip(desired, current, strict=True))
+        )
+    return bool(desired == current)
+
+
+async def apply(api: KubeApi, obj: Mapping[str, Any]) -> str:
+    """Create the object, or patch it to the desired fields. Returns created/updated/unchanged."""
+    meta = obj["metadata"]
+    path = resource_path(obj["kind"], meta.get("namespace"), meta["name"])
+    current = await api.get(path)
+    if current is None:
+        try:
+            await api.create(resource_path(obj["kind"], meta.get("namespace")), obj)
+            return "created"
+        except KubeApiError as exc:
+            if exc.status != 409:  # lost a race with another writer: patch it instead
+                raise
+            current = await api.get(path) or {}
+    desired = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
+    if is_subset(desired, current):
+        return "unchanged"
+    await api.merge_patch(path, desired)
+    return "updated"
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+async def prune(
+    api: KubeApi,
+    namespace: str,
+    selector: str,
+    keep: Iterable[tuple[str, str]],
+    kinds: Iterable[str] = CHILD_KINDS,
+) -> list[tuple[str, str]]:
+    """Delete the job's children (found by label) that the plan no longer wants."""
+    wanted = set(keep)
+    deleted = []
+    for kind in kinds:
+        for obj in await api.list(resource_path(kind, namespace), selector):
+            key = (kind, obj["metadata"]["name"])
+            if key not in wanted and await api.delete(resource_path(kind, namespace, key[1])):
+                deleted.append(key)
+    return deleted

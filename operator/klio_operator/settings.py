@@ -1,0 +1,74 @@
+"""The operator's one startup handler: kopf settings and the handlers' context."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from klio_operator.kube import OPTIONAL_GROUPS, KubeApi
+from klio_operator.metrics import OperatorMetrics
+from klio_operator.planning import DEFAULT_PROJECT, ClusterFacts
+from klio_operator.pubsub_admin import PubSubAdmin
+
+FINALIZER = "klio.io/finalizer"
+STORAGE_PREFIX = "kopf.klio.io"
+"""kopf's bookkeeping annotations; not `klio.io/...`, which kopf would then ignore in diffs."""
+
+ENV_PROJECT = "KLIO_PUBSUB_PROJECT"
+ENV_METRICS_PORT = "KLIO_OPERATOR_METRICS_PORT"
+ENV_RETRY_DELAY = "KLIO_OPERATOR_RETRY_DELAY"
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    """Where kopf keeps its state and how it talks; shared by the CLI and the tests."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=STORAGE_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # Events for problems, not for every handler run
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+
+
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf; build the handlers' context unless the caller (a test) passed one."""
+    from klio_operator.handlers import OperatorContext
+
+    configure_settings(settings)
+    context = memo.get("klio")
+    if context is None:
+        metrics = OperatorMetrics()
+        port = os.environ.get(ENV_METRICS_PORT, "9090")
+        if port != "0":
+            metrics.serve(int(port))
+        context = OperatorContext(
+            kube=KubeApi.from_environment(),
+            pubsub=PubSubAdmin(),
+            metrics=metrics,
+            retry_delay=float(os.environ.get(ENV_RETRY_DELAY, "30")),
+        )
+        memo["klio"] = context
+    groups = await context.kube.api_groups()
+    context.facts = ClusterFacts(
+        has_service_monitor=OPTIONAL_GROUPS["ServiceMonitor"] in groups,
+        has_keda=OPTIONAL_GROUPS["ScaledObject"] in groups,
+        default_project=os.environ.get(ENV_PROJECT, context.facts.default_project)
+        or DEFAULT_PROJECT,
+        keda_authentication=context.facts.keda_authentication,
+    )
+
+
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    context = memo.get("klio")
+    if context is not None:
+        await context.kube.close()
+        context.pubsub.close()
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.startup(registry=registry, id="klio_settings")(startup)
+    kopf.on.cleanup(registry=registry, id="klio_cleanup")(cleanup)

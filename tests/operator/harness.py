@@ -1,0 +1,129 @@
+"""The operator under test: real kopf + our handlers, the extended kmock API, real Pub/Sub."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kopf
+from google.api_core import exceptions as gexc
+from klio_operator.handlers import OperatorContext, register
+from klio_operator.kube import KubeApi, resource_path
+from klio_operator.metrics import OperatorMetrics
+from klio_operator.pubsub_admin import PubSubAdmin
+
+from tests.kube.emulator import KlioKubernetesEmulator, running_emulator
+from tests.kube.kopf_harness import add_emulator_login, run_with_operator, wait_until
+
+T = TypeVar("T")
+NS = "team"
+PROJECT = "klio-local"
+
+
+@dataclass
+class OperatorUnderTest:
+    api: KlioKubernetesEmulator
+    registry: kopf.OperatorRegistry
+    context: OperatorContext
+
+    async def run(self, scenario: Callable[[], Awaitable[T]]) -> T:
+        return await run_with_operator(
+            scenario, registry=self.registry, memo=kopf.Memo(klio=self.context)
+        )
+
+    async def send(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        data = None if body is None else json.dumps(body)
+        async with self.api.request(method, path, data=data, headers=headers) as response:
+            return await response.json()
+
+    async def apply_job(self, name: str, **spec: Any) -> None:
+        body = {
+            "apiVersion": "klio.io/v1alpha1",
+            "kind": "KlioJob",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"image": "registry.example/klio/job:1", **spec},
+        }
+        await self.send("POST", resource_path("KlioJob", NS), body)
+
+    async def delete_job(self, name: str) -> None:
+        await self.send("DELETE", resource_path("KlioJob", NS, name))
+
+    def objects(self, kind: str) -> dict[str, dict[str, Any]]:
+        from klio_operator.kube import KINDS
+
+        api_version, plural = KINDS[kind]
+        return {
+            obj["metadata"]["name"]: obj
+            for obj in self.api.live_objects(f"{api_version}/{plural}")
+            if obj["metadata"].get("namespace") == NS
+        }
+
+    def condition(self, job: str, type_: str) -> dict[str, Any] | None:
+        status = self.objects("KlioJob").get(job, {}).get("status") or {}
+        for condition in status.get("conditions") or []:
+            if condition["type"] == type_:
+                return dict(condition)
+        return None
+
+    def condition_is(self, job: str, type_: str, status: str, reason: str | None = None) -> bool:
+        condition = self.condition(job, type_) or {}
+        return condition.get("status") == status and (
+            reason is None or condition.get("reason") == reason
+        )
+
+    async def play_deployment_controller(self, name: str) -> None:
+        """What the Deployment controller would do: report the workers ready."""
+        deployment = self.objects("Deployment")[name]
+        replicas = deployment["spec"].get("replicas", 1)
+        status = {
+            "observedGeneration": deployment["metadata"]["generation"],
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": replicas,
+        }
+        await self.send(
+            "PATCH", resource_path("Deployment", NS, name, "status"), {"status": status}
+        )
+
+    async def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
+        await wait_until(predicate, timeout=timeout, what=what)
+
+
+@contextlib.asynccontextmanager
+async def operator_under_test(
+    optional_groups: tuple[str, ...] = (),
+) -> AsyncIterator[OperatorUnderTest]:
+    registry = kopf.OperatorRegistry()
+    register(registry)
+    async with running_emulator(optional_groups) as api:
+        add_emulator_login(registry, api)
+        kube = KubeApi(str(api.url).rstrip("/"))
+        pubsub = PubSubAdmin(timeout=10)
+        context = OperatorContext(
+            kube=kube, pubsub=pubsub, metrics=OperatorMetrics(), retry_delay=0.3
+        )
+        try:
+            yield OperatorUnderTest(api, registry, context)
+        finally:
+            await kube.close()
+            pubsub.close()
+
+
+def pubsub_names(admin: PubSubAdmin, project: str = PROJECT) -> tuple[set[str], set[str]]:
+    """Every topic and subscription of the project on the emulator."""
+    try:
+        topics = {
+            t.name for t in admin.publisher.list_topics(request={"project": f"projects/{project}"})
+        }
+        subs = {
+            s.name
+            for s in admin.subscriber.list_subscriptions(request={"project": f"projects/{project}"})
+        }
+    except gexc.NotFound:
+        return set(), set()
+    return topics, subs

@@ -1,0 +1,105 @@
+"""The real operator (kopf + handlers) against the extended kmock API and real Pub/Sub."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from klio_operator.dag import dead_letter_topic, output_topic, parent_subscription
+
+from tests.operator.harness import NS, PROJECT, operator_under_test, pubsub_names
+
+pytestmark = pytest.mark.usefixtures("pubsub_clean")
+
+CHILD_KINDS = ("ConfigMap", "Deployment", "Service")
+
+
+async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
+    async with operator_under_test() as op:
+        uploads = f"projects/{PROJECT}/topics/uploads"  # the team's own topic, not ours
+        await asyncio.to_thread(op.context.pubsub.ensure_topic, uploads)
+
+        async def scenario() -> None:
+            # Children before parents: they wait, then heal when the parents appear.
+            await op.apply_job("c", parents=["a", "b"])
+            await op.apply_job("b", parents=["a"], dataOutputs=[{"location": "gs://bkt/b"}])
+            await op.apply_job(
+                "a",
+                eventInputs=[{"type": "pubsub", "topic": uploads}],
+                dataOutputs=[{"location": "gs://bkt/a", "fileSuffix": ".ogg"}],
+            )
+            await op.wait(
+                lambda: {"a-metrics", "b-metrics", "c-metrics"} <= set(op.objects("Service")),
+                "every child",
+            )
+            for job in "abc":
+                assert f"{job}-config" in op.objects("ConfigMap")
+                assert f"{job}-metrics" in op.objects("Service")
+                owner = op.objects("Deployment")[job]["metadata"]["ownerReferences"][0]
+                assert owner["uid"] == op.objects("KlioJob")[job]["metadata"]["uid"]
+            topics, subs = await asyncio.to_thread(pubsub_names, op.context.pubsub)
+            for job in "abc":
+                assert output_topic(PROJECT, NS, job) in topics
+                assert dead_letter_topic(PROJECT, NS, job) in topics
+            assert {
+                parent_subscription(PROJECT, NS, "b", "a"),
+                parent_subscription(PROJECT, NS, "c", "a"),
+                parent_subscription(PROJECT, NS, "c", "b"),
+            } <= subs
+
+            for job in "abc":
+                await op.wait(
+                    lambda job=job: op.condition_is(job, "TopicsReady", "True"), f"{job} topics"
+                )
+                await op.play_deployment_controller(job)
+            for job in "abc":
+                await op.wait(lambda job=job: op.condition_is(job, "Ready", "True"), f"{job} Ready")
+                status = op.objects("KlioJob")[job]["status"]
+                assert status["phase"] == "Running"
+                assert status["readyWorkers"] == status["desiredWorkers"] == 1
+            assert op.objects("KlioJob")["c"]["status"]["parents"] == ["a", "b"]
+
+            # A parent goes: its children say so, with a reason.
+            await op.delete_job("a")
+            for child in "bc":
+                await op.wait(
+                    lambda child=child: op.condition_is(
+                        child, "ParentsResolved", "False", "ParentNotFound"
+                    ),
+                    f"{child} notices a is gone",
+                )
+                assert "a" in (op.condition(child, "ParentsResolved") or {})["message"]
+                assert op.condition_is(child, "Ready", "False")
+
+            # Everything goes: every child object and every Pub/Sub resource.
+            await op.delete_job("b")
+            await op.delete_job("c")
+            await op.wait(lambda: not op.objects("KlioJob"), "KlioJobs deleted")
+            await op.wait(
+                lambda: not any(op.objects(kind) for kind in CHILD_KINDS), "children deleted"
+            )
+            topics, subs = await asyncio.to_thread(pubsub_names, op.context.pubsub)
+            assert topics == {uploads}  # not ours: kept
+            assert subs == set()
+
+        await op.run(scenario)
+
+
+async def test_a_cycle_is_named_and_nothing_is_created() -> None:
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.apply_job("x", parents=["z"])
+            await op.apply_job("y", parents=["x"])
+            await op.apply_job("z", parents=["y"])
+            await op.wait(
+                lambda: op.condition_is("x", "ParentsResolved", "False", "CycleDetected"),
+                "x sees the cycle",
+            )
+            message = (op.condition("x", "ParentsResolved") or {})["message"]
+            assert "x → y → z → x" in message
+            assert op.condition_is("x", "Ready", "False", "CycleDetected")
+            assert op.objects("KlioJob")["x"]["status"]["phase"] == "Failed"
+            assert not op.objects("Deployment")
+
+        await op.run(scenario)
