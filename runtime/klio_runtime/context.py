@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -38,7 +39,15 @@ class _ElementIdFilter(logging.Filter):
 
 
 class _KlioHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marker class so the handler is installed once per process."""
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced after the handler is made)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def klio_logger() -> logging.Logger:

@@ -128,6 +128,16 @@ def _name(func: Callable[..., Any]) -> str:
     return getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
 
 
+def _own_signature(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Keep the name and docs of the wrapped function but show the wrapper's own parameters.
+
+    Beam checks a callable's signature against what it will pass (one element for ``Map``);
+    ``functools.wraps`` would make it see ``(ctx, item)``.
+    """
+    wrapper.__dict__.pop("__wrapped__", None)
+    return wrapper
+
+
 def _context_of(self: Any) -> KlioContext:
     ctx = getattr(self, "_klio", None)
     if not isinstance(ctx, KlioContext):
@@ -264,7 +274,7 @@ def _handle_klio(*args: Any, max_thread_count: Any = None,
                     return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where,
                                     many=False)[0]
 
-            return func_wrapper
+            return _own_signature(func_wrapper)
 
         if func.__name__ == "expand":
 
@@ -273,7 +283,7 @@ def _handle_klio(*args: Any, max_thread_count: Any = None,
                 _context_of(self)
                 return func(self, *rest, **kwargs)
 
-            return expand_wrapper
+            return _own_signature(expand_wrapper)
 
         @functools.wraps(func)
         def method_wrapper(self: Any, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
@@ -284,7 +294,7 @@ def _handle_klio(*args: Any, max_thread_count: Any = None,
                                many=is_process)
             return iter(out) if is_process else out[0]
 
-        return method_wrapper
+        return _own_signature(method_wrapper)
 
     if args and callable(args[0]):
         return inner(args[0])
@@ -314,14 +324,14 @@ def _serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
                            many=is_process)
             return iter(out) if is_process else out[0]
 
-        return method_wrapper
+        return _own_signature(method_wrapper)
 
     @functools.wraps(func)
     def func_wrapper(ctx: KlioContext, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
         return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where,
                         many=False)[0]
 
-    return func_wrapper
+    return _own_signature(func_wrapper)
 
 
 def _set_klio_context(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -330,7 +340,7 @@ def _set_klio_context(method: Callable[..., Any]) -> Callable[..., Any]:
         _context_of(self)
         return method(self, *args, **kwargs)
 
-    return method_wrapper
+    return _own_signature(method_wrapper)
 
 
 def _inject_klio_context(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -340,13 +350,13 @@ def _inject_klio_context(func: Callable[..., Any]) -> Callable[..., Any]:
         def method_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             return func(self, _context_of(self), *args, **kwargs)
 
-        return method_wrapper
+        return _own_signature(method_wrapper)
 
     @functools.wraps(func)
     def func_wrapper(*args: Any, **kwargs: Any) -> Any:
         return func(bound_context(), *args, **kwargs)
 
-    return func_wrapper
+    return _own_signature(func_wrapper)
 
 
 def handle_klio(*args: Any, max_thread_count: Any = None,

@@ -1,0 +1,38 @@
+"""Shared helpers of the runtime tests: configs, messages, metric readings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from klio_runtime.config import KlioConfig, parse_config
+from klio_runtime.context import KlioContext, bind_context
+from klio_runtime.message import KlioMessage, new_message, parse, serialize
+from klio_runtime.metrics import process_hub
+
+
+def make_config(job_config: dict[str, Any] | None = None, **top: Any) -> KlioConfig:
+    """A config with a unique job name (metrics are per job name within the test process)."""
+    data: dict[str, Any] = {"job_name": f"t-{uuid.uuid4().hex[:10]}",
+                            "pipeline_options": {"streaming": False}}
+    data.update(top)
+    data["job_config"] = job_config or {}
+    return parse_config(data)
+
+
+def bound(config: KlioConfig) -> KlioContext:
+    ctx = KlioContext(config)
+    bind_context(ctx)
+    return ctx
+
+
+def msg_bytes(element: str, payload: bytes = b"", **flags: Any) -> bytes:
+    return serialize(new_message(element, payload, **flags))
+
+
+def parsed(data: bytes) -> KlioMessage:
+    return parse(data)
+
+
+def dropped(config: KlioConfig, reason: str) -> float:
+    return process_hub().value("klio_messages_dropped_total", job=config.job_name, reason=reason)

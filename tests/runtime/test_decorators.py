@@ -1,0 +1,305 @@
+"""handle_klio and friends, called directly (no pipeline)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pytest
+from apache_beam import pvalue
+
+from klio_runtime import decorators as d
+from klio_runtime.context import KlioContext
+from tests.runtime.helpers import bound, dropped, make_config, msg_bytes, parsed
+
+
+@pytest.fixture
+def ctx() -> KlioContext:
+    return bound(make_config())
+
+
+def test_handle_klio_function_gets_ctx_and_data_and_str_sets_payload(ctx: KlioContext) -> None:
+    seen: list[Any] = []
+
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> str:
+        seen.append((c, item.element))
+        return "new payload"
+
+    out = parsed(f(msg_bytes("e1", b"old")))
+    assert seen == [(ctx, b"e1")]
+    assert out.data.element == b"e1" and out.data.payload == b"new payload"
+
+
+def test_returning_data_passes_message_on_with_its_payload(ctx: KlioContext) -> None:
+    @d.handle_klio()
+    def f(c: KlioContext, item: Any) -> Any:
+        item.payload = b"changed"
+        return item
+
+    assert parsed(f(msg_bytes("e1", b"old"))).data.payload == b"changed"
+
+
+def test_returning_none_clears_payload_as_klio_does(ctx: KlioContext) -> None:
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> None:
+        return None
+
+    out = parsed(f(msg_bytes("e1", b"old")))
+    assert out.data.element == b"e1" and out.data.payload == b""
+
+
+def test_tagged_output_keeps_its_tag(ctx: KlioContext) -> None:
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        return pvalue.TaggedOutput("odd", b"p")
+
+    out = f(msg_bytes("e1"))
+    assert isinstance(out, pvalue.TaggedOutput) and out.tag == "odd"
+    assert parsed(out.value).data.payload == b"p"
+
+
+def test_exception_drops_with_logged_counted_reason(ctx: KlioContext, capsys: Any) -> None:
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        raise ValueError("bad element")
+
+    incoming = msg_bytes("boom-1")
+    out = f(incoming)
+    assert isinstance(out, pvalue.TaggedOutput) and out.tag == "drop" and out.value == incoming
+    assert dropped(ctx.config, "run_error") == 1
+    err = capsys.readouterr().err
+    assert "[boom-1]" in err and "bad element" in err and "reason run_error" in err
+
+
+def test_bytes_that_are_not_a_message_drop_as_decode_error(ctx: KlioContext) -> None:
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        raise AssertionError("must not run")
+
+    out = f(b"\xff\xfe not a klio message")
+    assert out.tag == "drop"
+    assert dropped(ctx.config, "decode_error") == 1
+
+
+def test_unusable_return_value_drops_as_bad_payload(ctx: KlioContext) -> None:
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        return 42
+
+    assert f(msg_bytes("e1")).tag == "drop"
+    assert dropped(ctx.config, "bad_payload") == 1
+
+
+def test_dofn_process_may_yield_several_and_gets_self_klio(ctx: KlioContext) -> None:
+    class Split(beam.DoFn):
+        @d.handle_klio
+        def process(self, item: Any) -> Any:
+            assert self._klio is ctx
+            yield b"a"
+            yield pvalue.TaggedOutput("other", b"b")
+
+    outs = list(Split().process(msg_bytes("e1")))
+    assert parsed(outs[0]).data.payload == b"a"
+    assert outs[1].tag == "other" and parsed(outs[1].value).data.payload == b"b"
+
+
+def test_expand_only_sets_context(ctx: KlioContext) -> None:
+    class Composite(beam.PTransform):  # type: ignore[type-arg]
+        @d.handle_klio
+        def expand(self, pcoll: Any) -> Any:
+            return (self._klio, pcoll)
+
+    assert Composite().expand("pcoll") == (ctx, "pcoll")
+
+
+def test_underscore_aliases_and_context_decorators(ctx: KlioContext) -> None:
+    class Thing:
+        @d._set_klio_context
+        def meth(self) -> Any:
+            return self._klio
+
+        @d.inject_klio_context
+        def injected(self, c: KlioContext, x: int) -> Any:
+            return (c, x)
+
+    assert Thing().meth() is ctx
+    assert Thing().injected(3) == (ctx, 3)
+
+    @d.inject_klio_context
+    @d.serialize_klio_message
+    def f(c: KlioContext, item: Any) -> bytes:
+        return item.element + b"!"
+
+    assert parsed(f(msg_bytes("e1"))).data.payload == b"e1!"
+    assert d._handle_klio is not None
+
+
+def test_timeout_kills_runaway_work_and_its_children(ctx: KlioContext, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+
+    @d.handle_klio
+    @d.timeout(seconds=0.5)
+    def slow(c: KlioContext, item: Any) -> Any:
+        proc = subprocess.Popen(["sleep", "60"])
+        pid_file.write_text(str(proc.pid))
+        while True:  # a runaway loop: a thread could never be stopped
+            pass
+
+    start = time.monotonic()
+    out = slow(msg_bytes("slow-1"))
+    assert time.monotonic() - start < 5
+    assert out.tag == "drop" and dropped(ctx.config, "timeout") == 1
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild):
+        assert time.monotonic() < deadline, "the timed-out function's child survived"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_timeout_returns_results_and_raises_errors_from_the_child() -> None:
+    @d.timeout(seconds=5)
+    def ok(x: int) -> int:
+        return x * 2
+
+    @d.timeout(seconds=5)
+    def gen(x: int) -> Any:
+        yield x
+        yield x + 1
+
+    @d.timeout(seconds=5)
+    def bad() -> None:
+        raise KeyError("inner")
+
+    assert ok(21) == 42
+    assert list(gen(1)) == [1, 2]
+    with pytest.raises(KeyError) as info:
+        bad()
+    assert "inner" in getattr(info.value, "_klio_traceback", "")
+
+
+@pytest.mark.parametrize("seconds", [0, -1, "soon"])
+def test_timeout_rejects_bad_seconds(seconds: Any) -> None:
+    with pytest.raises(RuntimeError, match="seconds"):
+        d.timeout(seconds=seconds)
+
+
+def test_retry_tries_then_raises_retries_exhausted() -> None:
+    calls: list[int] = []
+
+    @d.retry(tries=3, delay=0.01)
+    def flaky() -> None:
+        calls.append(1)
+        raise OSError("again")
+
+    with pytest.raises(d.KlioRetriesExhausted) as info:
+        flaky()
+    assert len(calls) == 3 and isinstance(info.value.__cause__, OSError)
+
+
+def test_retry_succeeds_later_and_only_retries_listed_exceptions() -> None:
+    attempts = iter([OSError("1"), None])
+
+    @d.retry(tries=5, exception=OSError)
+    def second_time() -> str:
+        err = next(attempts)
+        if err:
+            raise err
+        return "ok"
+
+    @d.retry(tries=5, exception=OSError)
+    def wrong_kind() -> None:
+        raise ValueError("not retried")
+
+    assert second_time() == "ok"
+    with pytest.raises(ValueError):
+        wrong_kind()
+
+
+def test_retry_needs_parentheses_and_valid_arguments() -> None:
+    with pytest.raises(RuntimeError, match="parentheses"):
+        d.retry(lambda: None)
+    with pytest.raises(RuntimeError, match="tries"):
+        d.retry(tries=0)
+    with pytest.raises(RuntimeError, match="delay"):
+        d.retry(delay=-1)
+
+
+def test_retry_exhausted_under_handle_klio_is_a_counted_drop(ctx: KlioContext) -> None:
+    @d.handle_klio
+    @d.retry(tries=2)
+    def f(c: KlioContext, item: Any) -> Any:
+        raise OSError("down")
+
+    assert f(msg_bytes("e1")).tag == "drop"
+    assert dropped(ctx.config, "retries_exhausted") == 1
+
+
+def test_thread_limit_bounds_concurrency() -> None:
+    bound(make_config({"thread_pool_size": 2}))
+    active, peak, lock = [0], [0], threading.Lock()
+
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return item
+
+    threads = [threading.Thread(target=f, args=(msg_bytes(f"e{i}"),)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak[0] == 2
+
+
+def test_profile_logs_duration_at_debug(ctx: KlioContext, capsys: Any) -> None:
+    @d.profile
+    def work() -> int:
+        return 7
+
+    logger = logging.getLogger("klio")
+    logger.setLevel(logging.DEBUG)
+    try:
+        assert work() == 7
+    finally:
+        logger.setLevel(logging.INFO)
+    assert "profile:" in capsys.readouterr().err
+
+
+def test_logger_shows_info_by_default_and_debug_when_the_job_asks(ctx: KlioContext,
+                                                                   capsys: Any) -> None:
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        c.logger.info("info line")
+        c.logger.debug("debug line")
+        return item
+
+    f(msg_bytes("elem-7"))
+    err = capsys.readouterr().err
+    assert "[elem-7] info line" in err and "debug line" not in err
+    ctx.logger.setLevel(logging.DEBUG)
+    try:
+        f(msg_bytes("elem-8"))
+    finally:
+        ctx.logger.setLevel(logging.INFO)
+    assert "[elem-8] debug line" in capsys.readouterr().err

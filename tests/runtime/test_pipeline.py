@@ -1,0 +1,131 @@
+"""KlioJobTransform on Beam's FnApiRunner: the per-message flow, decision by decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.util import assert_that, equal_to
+
+from klio_runtime.decorators import handle_klio
+from klio_runtime.message import element_id, new_message, parse, serialize
+from klio_runtime.pipeline import KlioJobTransform
+from klio_runtime.routing import JobRef
+from klio_runtime.transforms.route import Dropped
+from tests.runtime.helpers import make_config, msg_bytes
+
+
+@handle_klio
+def _mark(ctx: Any, item: Any) -> bytes:
+    return b"ran:" + item.element
+
+
+def _run_fn(pcoll: Any, config: Any) -> Any:
+    return pcoll | "Mark" >> beam.Map(_mark)
+
+
+def _elements_and_payloads(data: bytes) -> tuple[str, bytes]:
+    msg = parse(data)
+    return element_id(msg), msg.data.payload
+
+
+def _data_config(tmp_path: Path, **output: Any) -> dict[str, Any]:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    return {"data": {
+        "inputs": [{"type": "file", "location": str(tmp_path / "in"), "file_suffix": ".txt"}],
+        "outputs": [{"type": "file", "location": str(tmp_path / "out"), "file_suffix": ".txt",
+                     **output}],
+    }}
+
+
+def test_flow_process_skip_force_ping_missing_and_recipients(tmp_path: Path) -> None:
+    config = make_config(_data_config(tmp_path))
+    for name in ("todo", "done", "forced", "pinged"):
+        (tmp_path / "in" / f"{name}.txt").write_text(name)
+    for name in ("done", "forced"):
+        (tmp_path / "out" / f"{name}.txt").write_text(name)
+    other = JobRef("some-other-job")
+    inputs = [
+        msg_bytes("todo"),
+        msg_bytes("done"),
+        msg_bytes("forced", force=True),
+        msg_bytes("pinged", ping=True),
+        msg_bytes("missing"),
+        serialize(new_message("not-mine", recipients=[other])),
+        b"\x08\x07\x12garbage that is no message",
+    ]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create(inputs) | KlioJobTransform(config, _run_fn, batch_size=2)
+        assert_that(out["output"] | beam.Map(_elements_and_payloads), equal_to([
+            ("todo", b"ran:todo"), ("forced", b"ran:forced"), ("done", b""), ("pinged", b""),
+        ]), label="output")
+        assert_that(out["dropped"], equal_to([
+            Dropped("missing", "input_missing"), Dropped("not-mine", "not_recipient"),
+        ]), label="dropped")
+        assert_that(out["input_missing"] | beam.Map(lambda b: element_id(parse(b))),
+                    equal_to(["missing"]), label="missing")
+        assert_that(out["dead_letter"] | beam.Map(lambda d: d.reason),
+                    equal_to(["decode_error"]), label="dead")
+
+
+def test_audit_log_gets_this_job(tmp_path: Path) -> None:
+    config = make_config()
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, _run_fn)
+        assert_that(
+            out["output"] | beam.Map(
+                lambda b: [e.klio_job.job_name for e in parse(b).metadata.job_audit_log]),
+            equal_to([[config.job_name]]))
+
+
+def test_several_event_inputs_reach_run_as_named_tuple() -> None:
+    config = make_config({"events": {"inputs": [
+        {"type": "file", "location": "a.txt"}, {"type": "file", "location": "b.txt"}]}})
+    seen: list[tuple[str, ...]] = []
+
+    def run(inputs: Any, cfg: Any) -> Any:
+        seen.append(inputs._fields)
+        return (inputs.file0, inputs.file1) | beam.Flatten() | beam.Map(_mark)
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        a = p | "A" >> beam.Create([msg_bytes("a")])
+        b = p | "B" >> beam.Create([msg_bytes("b")])
+        out = {"file0": a, "file1": b} | KlioJobTransform(config, run)
+        assert_that(out["output"] | beam.Map(_elements_and_payloads),
+                    equal_to([("a", b"ran:a"), ("b", b"ran:b")]))
+    assert seen == [("file0", "file1")]
+
+
+def test_skip_existence_check_runs_everything(tmp_path: Path) -> None:
+    cfg = _data_config(tmp_path)
+    cfg["data"]["outputs"][0]["skip_klio_existence_check"] = True
+    cfg["data"]["inputs"][0]["skip_klio_existence_check"] = True
+    config = make_config(cfg)
+    (tmp_path / "out" / "x.txt").write_text("exists")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([msg_bytes("x"), msg_bytes("y")]) | KlioJobTransform(config, _run_fn)
+        assert_that(out["output"] | beam.Map(_elements_and_payloads),
+                    equal_to([("x", b"ran:x"), ("y", b"ran:y")]))
+
+
+def test_non_klio_bytes_are_wrapped_when_allowed() -> None:
+    config = make_config({"allow_non_klio_messages": True})
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([b"\xff\x00raw"]) | KlioJobTransform(config, _run_fn)
+        assert_that(out["output"] | beam.Map(lambda b: parse(b).data.element),
+                    equal_to([b"\xff\x00raw"]))
+
+
+def test_run_output_that_is_not_a_message_is_dead_lettered() -> None:
+    config = make_config()
+
+    def run(pcoll: Any, cfg: Any) -> Any:
+        return pcoll | beam.Map(lambda b: "not bytes")
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, run)
+        assert_that(out["dead_letter"] | beam.Map(lambda d: d.reason), equal_to(["bad_output"]))
+        assert_that(out["output"], equal_to([]), label="none")
