@@ -154,7 +154,8 @@ class UploadData(AudioStep):
         config: KlioConfig | None = None, **savefig_kwargs: Any,
     ) -> None:
         super().__init__(
-            _UploadFn(location, file_suffix, prefix, suffix, file_format, savefig_kwargs, config)
+            _UploadFn(location, file_suffix, prefix, suffix, file_format, savefig_kwargs, config),
+            output_type=bytes,
         )
 
 

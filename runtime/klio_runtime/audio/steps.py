@@ -110,9 +110,12 @@ class AudioStep(beam.PTransform):
     Dropped elements go to the DoFn's ``drop`` output; ``with_drops()`` returns both.
     """
 
-    def __init__(self, dofn: AudioDoFn, label: str | None = None) -> None:
+    def __init__(
+        self, dofn: AudioDoFn, label: str | None = None, output_type: Any = AudioItem
+    ) -> None:
         super().__init__(label)
         self.dofn = dofn
+        self.output_type = output_type
         self._with_drops = False
 
     def with_drops(self) -> AudioStep:
@@ -121,7 +124,8 @@ class AudioStep(beam.PTransform):
         return self
 
     def expand(self, pcoll: Any) -> Any:
-        outputs = pcoll | beam.ParDo(self.dofn).with_outputs(DROP_TAG, main="main")
+        step = beam.ParDo(self.dofn).with_output_types(self.output_type)
+        outputs = pcoll | step.with_outputs(DROP_TAG, main="main")
         if self._with_drops:
             return outputs["main"], outputs[DROP_TAG]
         return outputs["main"]

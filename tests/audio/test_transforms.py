@@ -1,0 +1,259 @@
+"""The audio transforms in Beam pipelines (FnApiRunner): results, drops by reason, payloads."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from klio_runtime import context as kcontext
+from klio_runtime import message as kmessage
+from klio_runtime.audio import errors, item
+from klio_runtime.audio.decorators import handle_binary
+from klio_runtime.audio.io import GcsLoadBinary, GcsUploadPlot, UploadData
+from klio_runtime.audio.item import AudioItem, as_item, decode_payload
+from klio_runtime.audio.transforms import (
+    GetMelSpec,
+    GetMFCC,
+    GetSpec,
+    GetSTFT,
+    LoadAudio,
+    MelSpecToPlot,
+    MFCCToPlot,
+    SpecToPlot,
+    WaveformToPlot,
+)
+from klio_runtime.config import parse_config
+from klio_runtime.decorators import handle_klio
+from PIL import Image
+
+from tests.audio import signals
+
+_COLLECTED: dict[str, list[Any]] = defaultdict(list)
+
+
+def _collect(value: Any, key: str) -> None:
+    _COLLECTED[key].append(value)
+
+
+def run(build: Callable[[beam.PCollection], beam.PCollection], inputs: list[Any]) -> tuple[
+    list[Any], dict[str, int], dict[str, set[str]]
+]:
+    """Run ``inputs | build`` on FnApiRunner; return outputs, drop counts and dropped ids."""
+    key = uuid.uuid4().hex
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    out = build(pipeline | beam.Create(inputs, reshuffle=False))
+    _ = out | beam.Map(_collect, key)
+    result = pipeline.run()
+    result.wait_until_finish()
+    metrics = result.metrics().query(MetricsFilter())
+    drops = {
+        r.key.metric.name.split("reason=")[1].rstrip("]"): r.committed
+        for r in metrics["counters"] if r.key.metric.name.startswith("klio_messages_dropped[")
+    }
+    ids = {
+        r.key.metric.name.split("reason=")[1].rstrip("]"): set(r.committed)
+        for r in metrics["string_sets"] if r.key.metric.name.startswith("dropped_ids[")
+    }
+    return _COLLECTED.pop(key, []), drops, ids
+
+
+def msg(element: str, payload: bytes = b"") -> bytes:
+    return kmessage.serialize(kmessage.new_message(element, payload))
+
+
+def test_load_plot_upload_writes_pngs_and_drops_each_bad_file_by_reason(
+    audio_dir: Path, bad_dir: Path, tmp_path: Path
+) -> None:
+    signals.need("ffmpeg")
+    for f in list(audio_dir.iterdir()) + list(bad_dir.iterdir()):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f.name).write_bytes(f.read_bytes())
+    good = sorted(f.name for f in audio_dir.iterdir())
+    bad = sorted(f.name for f in bad_dir.iterdir())
+    elements = [*good, *bad, "missing.wav", "../escape.wav"]
+    out_dir = tmp_path / "out"
+
+    outputs, drops, ids = run(
+        lambda p: p
+        | GcsLoadBinary(location=str(tmp_path / "in"))
+        | LoadAudio()
+        | GetMelSpec()
+        | MelSpecToPlot()
+        | GcsUploadPlot(location=str(out_dir), file_suffix="png"),
+        [msg(e) for e in elements],
+    )
+
+    written = sorted(kmessage.parse(o).data.payload.decode() for o in outputs)
+    assert written == [str(out_dir / f"{name}.png") for name in good]
+    for name in good:
+        png = Image.open(out_dir / f"{name}.png")
+        assert png.size == (1000, 400)
+    assert drops == {"truncated": 4, "not_audio": 1, "empty": 1, "unsupported_codec": 1,
+                     "io_error": 1, "invalid_element": 1}
+    assert ids["truncated"] == {n for n in bad if n.startswith("truncated")}
+    assert ids["io_error"] == {"missing.wav"}
+    assert ids["empty"] == {"empty.wav"} and ids["unsupported_codec"] == {"codec.wav"}
+
+
+def test_features_through_transforms_equal_librosa(audio_dir: Path) -> None:
+    path = audio_dir / "tone.flac"
+    outputs, drops, _ = run(
+        lambda p: p | LoadAudio(sr=None) | GetMFCC(n_mfcc=20), [msg("tone", str(path).encode())]
+    )
+    assert drops == {}
+    (got,) = outputs
+    assert isinstance(got, AudioItem) and got.meta["sample_rate"] == 44100
+    y, sr = sf.read(path, dtype="float32")
+    expected = librosa.feature.mfcc(y=y.mean(axis=1), sr=sr, n_mfcc=20)
+    np.testing.assert_allclose(got.payload, expected, rtol=1e-4, atol=1e-3)
+
+    outputs, _, _ = run(
+        lambda p: p | LoadAudio(sr=22050, mono=False) | GetSTFT(n_fft=4096) | GetSpec(),
+        [msg("tone", str(path).encode())],
+    )
+    spec = outputs[0].payload  # (channels, bins, frames): left 440 Hz, right 880 Hz
+    assert spec.shape[:2] == (2, 2049)
+    assert np.argmax(spec[0].mean(axis=1)) == round(440 * 4096 / 22050)
+    assert np.argmax(spec[1].mean(axis=1)) == round(880 * 4096 / 22050)
+
+
+def test_every_plot_transform_makes_a_png(audio_dir: Path) -> None:
+    source = msg("tone", str(audio_dir / "tone.wav").encode())
+
+    def plots(p: beam.PCollection) -> beam.PCollection:
+        audio = p | LoadAudio()
+        return (
+            audio | "w" >> WaveformToPlot(),
+            audio | GetSTFT() | SpecToPlot(y_axis="log"),
+            audio | "mel" >> GetMelSpec() | MelSpecToPlot(),
+            audio | "mel2" >> GetMelSpec() | GetMFCC() | MFCCToPlot(title="{element} mfcc"),
+        ) | beam.Flatten()
+
+    outputs, drops, _ = run(plots, [source])
+    assert drops == {} and len(outputs) == 4
+    for out in outputs:
+        assert out.meta["image_format"] == "png"
+        image = Image.open(io.BytesIO(out.payload))
+        assert image.size == (1000, 400)
+        assert len(np.unique(np.asarray(image.convert("L")))) > 20
+
+
+def test_arrays_are_not_reencoded_between_steps(
+    audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_encode, real_reduce = item.encode_payload, AudioItem.__reduce__
+    monkeypatch.setattr(
+        item, "encode_payload", lambda *a: calls.append("encode") or real_encode(*a)
+    )
+    monkeypatch.setattr(
+        AudioItem, "__reduce__", lambda self: calls.append("pickle") or real_reduce(self)
+    )
+    outputs, _, _ = run(
+        lambda p: p | LoadAudio() | GetMelSpec() | GetMFCC(),
+        [msg("tone", str(audio_dir / "tone.mp3").encode())],
+    )
+    assert len(outputs) == 1 and calls == []
+
+
+def test_bad_arrays_are_dropped_naming_the_element() -> None:
+    good = AudioItem(kmessage.new_message("ok"), signals.tone(440, 0.5, 22050), "numpy")
+    nan = AudioItem(kmessage.new_message("nan"), np.full(8192, np.nan, dtype=np.float32), "numpy")
+    no_channels = AudioItem(
+        kmessage.new_message("no-ch"), np.zeros((0, 8192), dtype=np.float32), "numpy"
+    )
+    not_array = AudioItem(kmessage.new_message("text"), "hello", "pickle")
+    outputs, drops, ids = run(
+        lambda p: p | GetMelSpec(), [good, nan, no_channels, not_array, b"\xff\x00garbage"]
+    )
+    assert [o.element for o in outputs] == ["ok"]
+    assert drops == {"non_finite": 1, "no_channels": 1, "bad_payload": 2}
+    assert ids["non_finite"] == {"nan"} and ids["no_channels"] == {"no-ch"}
+    assert "text" in ids["bad_payload"]
+
+
+class _Halve(beam.DoFn):
+    """A Klio job author's own step between audio transforms, in klio-audio's style."""
+
+    @handle_klio
+    @handle_binary(load_with_numpy=True, save_with_numpy=True)
+    def process(self, item: Any) -> Any:
+        assert isinstance(item.payload, np.ndarray)
+        yield item.payload * 0.5
+
+
+@handle_klio
+@handle_binary(skip_dump=True)
+def _describe(ctx: Any, item: Any) -> str:
+    return f"{item.element.decode()}:{item.payload.shape[0]}"
+
+
+def test_handle_binary_user_steps_interleave_with_audio_transforms(
+    audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = parse_config({"job_name": "audio-test"})
+    monkeypatch.setattr(kcontext, "_bound", None)
+    kcontext.bind_context(kcontext.KlioContext(config))
+    path = str(audio_dir / "tone.wav").encode()
+    outputs, drops, _ = run(
+        lambda p: p | LoadAudio(mono=False) | beam.ParDo(_Halve()) | GetSTFT(), [msg("t", path)]
+    )
+    assert drops == {}
+    full, _, _ = run(lambda p: p | LoadAudio(mono=False) | GetSTFT(), [msg("t", path)])
+    np.testing.assert_allclose(np.abs(outputs[0].payload), np.abs(full[0].payload) * 0.5,
+                               rtol=1e-4, atol=1e-4)
+    described, _, _ = run(lambda p: p | LoadAudio() | beam.Map(_describe), [msg("t", path)])
+    assert kmessage.parse(described[0]).data.payload == b"t:44100"
+
+
+def test_payload_conventions_match_klio_audio() -> None:
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    numpy_item = AudioItem(kmessage.new_message("a"), array, "numpy")
+    payload = kmessage.parse(bytes(numpy_item)).data.payload
+    np.testing.assert_array_equal(np.load(io.BytesIO(payload)), array)  # klio-audio: np.load
+    pickled = AudioItem(kmessage.new_message("b"), {"x": 1}, "pickle")
+    assert pickle.loads(kmessage.parse(bytes(pickled)).data.payload) == {"x": 1}
+    back = as_item(bytes(numpy_item))
+    assert back.element == "a" and back.encoding == "numpy"
+    np.testing.assert_array_equal(back.payload, array)
+    # A consumer asking for pickle still reads a numpy payload, and the other way round.
+    np.testing.assert_array_equal(decode_payload(payload, element="a", numpy=False), array)
+    assert decode_payload(pickle.dumps([1]), element="b", numpy=True) == [1]
+    with pytest.raises(errors.AudioError) as caught:
+        decode_payload(b"\x93NUMPY broken", element="c")
+    assert caught.value.reason == errors.BAD_PAYLOAD and "'c'" in str(caught.value)
+
+
+def test_upload_data_writes_npy_and_refuses_unknown_payloads(tmp_path: Path) -> None:
+    array = np.linspace(0, 1, 5, dtype=np.float32)
+    items = [AudioItem(kmessage.new_message("vec"), array, "numpy"),
+             AudioItem(kmessage.new_message("obj"), object(), "pickle")]
+    outputs, drops, _ = run(
+        lambda p: p | UploadData(location=str(tmp_path / "npy"), file_suffix=".npy"), items
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "npy" / "vec.npy"), array)
+    assert len(outputs) == 1 and drops == {"bad_payload": 1}
+
+
+def test_klio_audio_import_paths() -> None:
+    from klio_audio import decorators as kdec
+    from klio_audio.transforms import audio as kaudio
+    from klio_audio.transforms import io as kio
+
+    assert kaudio.LoadAudio is LoadAudio and kaudio.MFCCToPlot is MFCCToPlot
+    assert kio.GcsLoadBinary is GcsLoadBinary and kio.GcsUploadPlot is GcsUploadPlot
+    assert kdec.handle_binary is handle_binary
+    with pytest.raises(TypeError, match="samplerate"):
+        kaudio.LoadAudio(samplerate=8000)
