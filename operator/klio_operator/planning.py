@@ -627,6 +627,18 @@ def _scaled_object(
     }
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the embedded klio-job.yaml) as readable `|` blocks."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
 def render_yaml(objects: Sequence[Mapping[str, Any]]) -> str:
     """Objects as a multi-document YAML stream (what `klio-operator render` prints)."""
-    return yaml.safe_dump_all([dict(obj) for obj in objects], sort_keys=False)
+    return yaml.dump_all([dict(obj) for obj in objects], Dumper=_BlockDumper, sort_keys=False)

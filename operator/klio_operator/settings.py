@@ -56,7 +56,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     context.facts = ClusterFacts(
         has_service_monitor=OPTIONAL_GROUPS["ServiceMonitor"] in groups,
         has_keda=OPTIONAL_GROUPS["ScaledObject"] in groups,
-        default_project=os.environ.get(ENV_PROJECT, context.facts.default_project)
+        default_project=os.environ.get(ENV_PROJECT)
+        or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        or context.facts.default_project
         or DEFAULT_PROJECT,
         keda_authentication=context.facts.keda_authentication,
     )

@@ -1,0 +1,212 @@
+"""`klio-operator`: run the operator, or render a KlioJob's children without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from klio_operator import dag
+from klio_operator.models import KIND, SpecError, parse_spec
+from klio_operator.planning import (
+    DEFAULT_PROJECT,
+    ClusterFacts,
+    Owner,
+    ParentInfo,
+    PlanningError,
+    plan_job,
+    project_of,
+    render_yaml,
+)
+
+EXIT_INVALID = 2
+
+
+@click.group()
+def main() -> None:
+    """The Klio operator: KlioJob custom resources → running, wired, observable jobs."""
+
+
+@main.command()
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    help="Watch this namespace (repeatable; globs allowed).",
+)
+@click.option(
+    "--all-namespaces",
+    "-A",
+    is_flag=True,
+    help="Watch every namespace (default when no --namespace is given).",
+)
+@click.option(
+    "--health-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    help="Port of the /healthz liveness endpoint.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=9090,
+    show_default=True,
+    help="Port of /metrics (0: do not serve).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def run(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    health_port: int,
+    metrics_port: int,
+    log_level: str,
+) -> None:
+    """Run the operator against the cluster of the current context (or in-cluster)."""
+    import kopf
+
+    from klio_operator import handlers  # noqa: F401  (registers on kopf's default registry)
+    from klio_operator.settings import ENV_METRICS_PORT
+
+    if namespaces and all_namespaces:
+        raise click.UsageError("--namespace and --all-namespaces exclude each other")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    os.environ[ENV_METRICS_PORT] = str(metrics_port)
+    asyncio.run(
+        kopf.operator(
+            registry=kopf.get_default_registry(),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
+        )
+    )
+
+
+def _load_documents(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    documents = []
+    for path in paths:
+        try:
+            loaded = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as exc:
+            raise click.ClickException(f"{path}: not YAML: {exc}") from exc
+        for document in loaded:
+            if isinstance(document, dict) and document.get("kind") == KIND:
+                documents.append((path, document))
+    return documents
+
+
+def _fail(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(EXIT_INVALID)
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="KlioJob manifest; the jobs of the first file are rendered, the others "
+    "only resolve parents.",
+)
+@click.option(
+    "--namespace",
+    "-n",
+    default="default",
+    show_default=True,
+    help="Namespace of jobs whose metadata has none.",
+)
+@click.option(
+    "--project",
+    default=None,
+    help=f"Pub/Sub project when a job's pipelineOptions has none ({DEFAULT_PROJECT}).",
+)
+@click.option(
+    "--with-service-monitor",
+    is_flag=True,
+    help="Render as if the Prometheus operator's CRDs were installed.",
+)
+@click.option("--with-keda", is_flag=True, help="Render as if KEDA were installed.")
+def render(
+    files: tuple[Path, ...],
+    namespace: str,
+    project: str | None,
+    with_service_monitor: bool,
+    with_keda: bool,
+) -> None:
+    """Print the child manifests the operator would apply, as YAML (like `helm template`)."""
+    facts = ClusterFacts(
+        has_service_monitor=with_service_monitor,
+        has_keda=with_keda,
+        default_project=project or DEFAULT_PROJECT,
+    )
+    documents = _load_documents(files)
+    errors: list[str] = []
+    jobs: dict[str, tuple[Path, dict[str, Any], Any]] = {}
+    for path, document in documents:
+        name = (document.get("metadata") or {}).get("name")
+        if not name:
+            errors.append(f"{path}: KlioJob: metadata.name: required")
+            continue
+        try:
+            jobs[name] = (path, document, parse_spec(document.get("spec")))
+        except SpecError as exc:
+            errors += [f"{path}: KlioJob {name}: {error}" for error in exc.errors]
+    if errors:
+        _fail(errors)
+    graph = {name: list(spec.parents) for name, (_, _, spec) in jobs.items()}
+    rendered: list[dict[str, Any]] = []
+    comments: list[str] = []
+    for name, (path, document, spec) in jobs.items():
+        if path != files[0]:
+            continue
+        resolution = dag.resolve_parents(name, spec.parents, graph)
+        if resolution.cycle:
+            errors.append(
+                f"{path}: KlioJob {name}: spec.parents: cycle {dag.format_cycle(resolution.cycle)}"
+            )
+            continue
+        if resolution.missing:
+            errors.append(
+                f"{path}: KlioJob {name}: spec.parents: not found: "
+                f"{', '.join(resolution.missing)} (pass the parents' manifests with -f)"
+            )
+            continue
+        parents = [
+            ParentInfo(p, project_of(jobs[p][2], facts), tuple(jobs[p][2].data_outputs))
+            for p in spec.parents
+        ]
+        job_namespace = (document.get("metadata") or {}).get("namespace") or namespace
+        try:
+            plan = plan_job(Owner(name, job_namespace), spec, parents, facts)
+        except PlanningError as exc:
+            errors += [f"{path}: KlioJob {name}: {error}" for error in exc.errors]
+            continue
+        rendered += plan.children
+        comments += [f"# KlioJob {name}: Pub/Sub topic {t.name}" for t in plan.pubsub.topics]
+        comments += [
+            f"# KlioJob {name}: Pub/Sub subscription {s.name} on {s.topic}"
+            + (f" (dead letters → {s.dead_letter_topic})" if s.dead_letter_topic else "")
+            for s in plan.pubsub.subscriptions
+        ]
+    if errors:
+        _fail(errors)
+    click.echo("\n".join(comments))
+    click.echo(render_yaml(rendered), nl=False)

@@ -1,0 +1,59 @@
+"""The Kubernetes permissions the operator needs: the one list the Helm chart must match.
+
+Derived from the calls in `kube.py` (get / list / create / patch / delete of children, status
+patches, annotation patches on KlioJobs), from kopf (watching KlioJobs and the workloads and
+pods it reacts to, posting Events, scanning CRDs and namespaces) and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CHILD_VERBS = ("get", "list", "create", "patch", "delete")
+WATCHED_CHILD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class Rule:
+    api_group: str
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    cluster_scoped: bool = False  # resources that exist only cluster-wide
+
+    def as_policy_rule(self) -> dict[str, Any]:
+        return {
+            "apiGroups": [self.api_group],
+            "resources": list(self.resources),
+            "verbs": list(self.verbs),
+        }
+
+
+RULES: tuple[Rule, ...] = (
+    # kopf: follow new CRDs and namespaces while it runs.
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("get", "list", "watch"), True),
+    Rule("", ("namespaces",), ("get", "list", "watch"), True),
+    # KlioJobs: watched by kopf; finalizer, progress annotations and "parent changed" touches.
+    Rule("klio.io", ("kliojobs",), ("get", "list", "watch", "patch")),
+    Rule("klio.io", ("kliojobs/status",), ("get", "patch")),
+    # Children the operator applies and prunes.
+    Rule("", ("configmaps", "services"), CHILD_VERBS),
+    Rule("apps", ("deployments",), WATCHED_CHILD_VERBS),  # watched: worker readiness
+    Rule("batch", ("jobs",), WATCHED_CHILD_VERBS),  # watched: batch / launcher progress
+    Rule("autoscaling", ("horizontalpodautoscalers",), CHILD_VERBS),
+    Rule("monitoring.coreos.com", ("servicemonitors",), CHILD_VERBS),
+    Rule("keda.sh", ("scaledobjects",), CHILD_VERBS),
+    # Worker pods: watched to report ImagePullBackOff / CrashLoopBackOff / Unschedulable.
+    Rule("", ("pods",), ("get", "list", "watch")),
+    # Kubernetes Events about KlioJobs (kopf.warn / kopf's own handler events).
+    Rule("", ("events",), ("create",)),
+)
+
+
+def policy_rules(cluster_scoped: bool | None = None) -> list[dict[str, Any]]:
+    """PolicyRules (as in a Role / ClusterRole); filter on scope when given."""
+    return [
+        rule.as_policy_rule()
+        for rule in RULES
+        if cluster_scoped is None or rule.cluster_scoped == cluster_scoped
+    ]
