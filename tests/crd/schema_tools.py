@@ -75,3 +75,45 @@ def example_kliojobs() -> Iterable[tuple[str, dict[str, Any]]]:
         for index, document in enumerate(yaml.safe_load_all(path.read_text(encoding="utf-8"))):
             if isinstance(document, dict) and document.get("kind") == "KlioJob":
                 yield f"{path.relative_to(REPO)}#{index}", document
+
+
+def with_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """`value` with the schema's defaults filled in, as the API server does before CEL runs."""
+    if isinstance(value, dict) and "properties" in schema:
+        value = dict(value)
+        for name, prop in schema["properties"].items():
+            if name not in value and "default" in prop:
+                value[name] = prop["default"]
+            if name in value:
+                value[name] = with_defaults(prop, value[name])
+    elif isinstance(value, list) and "items" in schema:
+        value = [with_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def cel_errors(manifest: dict[str, Any]) -> list[str]:
+    """Every failing x-kubernetes-validations rule as ``<path>: <message>`` (cel-python)."""
+    import celpy
+
+    environment = celpy.Environment()
+    schema = crd_schema()
+    errors: list[str] = []
+
+    def visit(node: dict[str, Any], value: Any, path: str) -> None:
+        if value is None:
+            return
+        for rule in node.get("x-kubernetes-validations", []):
+            program = environment.program(environment.compile(rule["rule"]))
+            result = program.evaluate({"self": celpy.json_to_cel(value)})
+            if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
+                errors.append(f"{path}: {rule['message']}")
+        if isinstance(value, dict):
+            for name, prop in node.get("properties", {}).items():
+                if name in value:
+                    visit(prop, value[name], f"{path}.{name}" if path else name)
+        elif isinstance(value, list) and "items" in node:
+            for index, item in enumerate(value):
+                visit(node["items"], item, f"{path}[{index}]")
+
+    visit(schema, with_defaults(schema, manifest), "")
+    return errors
