@@ -11,7 +11,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helm.chart import CHART, NAMESPACE, REPO, VARIANTS, by_kind, one, render, run_helm
+from tests.helm.chart import (
+    CHART,
+    NAMESPACE,
+    REPO,
+    VARIANTS,
+    assert_pod_security_restricted,
+    by_kind,
+    one,
+    render,
+    run_helm,
+)
 
 VARIANT_IDS = [path.name for path in VARIANTS]
 # Oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas we have.
@@ -69,27 +79,6 @@ def test_defaults_render_the_operator_with_cluster_wide_rbac() -> None:
     ]
     assert binding["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
     assert all(o["metadata"].get("namespace") in (None, NAMESPACE) for o in objects)
-
-
-def assert_pod_security_restricted(pod: dict[str, Any]) -> None:
-    """Pod Security Standards, "restricted" profile (v1.25+), for the fields this chart can set."""
-    pod_sc = pod.get("securityContext", {})
-    for forbidden in ("hostNetwork", "hostPID", "hostIPC"):
-        assert not pod.get(forbidden), forbidden
-    assert all("hostPath" not in volume for volume in pod.get("volumes", []))
-    for container in pod["containers"] + pod.get("initContainers", []):
-        sc = container.get("securityContext", {})
-        where = f"container {container['name']}"
-        assert sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation"
-        assert "ALL" in sc.get("capabilities", {}).get("drop", []), f"{where}: drop ALL"
-        assert set(sc.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, where
-        assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, f"{where}: runAsNonRoot"
-        assert sc.get("runAsUser", pod_sc.get("runAsUser", 1)) != 0, f"{where}: runAsUser 0"
-        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
-        assert seccomp in ("RuntimeDefault", "Localhost"), f"{where}: seccompProfile {seccomp}"
-        assert not sc.get("privileged"), where
-        for port in container.get("ports", []):
-            assert "hostPort" not in port, where
 
 
 @pytest.mark.parametrize("variant", [None, *VARIANTS], ids=["default", *VARIANT_IDS])

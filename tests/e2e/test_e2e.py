@@ -1,0 +1,183 @@
+"""End to end on a real cluster: the chart, the example DAG, a message through it.
+
+Needs KUBECONFIG (a kind cluster from kind-config.yaml, or any cluster) with the operator and job
+images loaded; `make e2e` does all of it. Without KUBECONFIG every test here is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from klio_operator.planning import LABEL_JOB
+
+from tests.e2e.cluster import is_true, kubectl, kubectl_json, port_forward, wait_until
+from tests.helm.chart import CHART, REPO, run_helm
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.environ.get("KUBECONFIG"),
+        reason="KUBECONFIG is not set: the e2e suite needs a real cluster (`make e2e` makes one "
+        "with kind-config.yaml)",
+    ),
+]
+
+SYSTEM_NAMESPACE = "klio-system"
+JOBS_NAMESPACE = os.environ.get("KLIO_E2E_NAMESPACE", "klio-e2e")
+EXAMPLES = REPO / "examples" / "kliojobs"
+EMULATORS = Path(__file__).parent / "manifests" / "emulators.yaml"
+PUBSUB_HOST = f"pubsub-emulator.{SYSTEM_NAMESPACE}.svc.cluster.local:8085"
+GCS_HOST = f"http://gcs-emulator.{SYSTEM_NAMESPACE}.svc.cluster.local:9023"
+# Deadlines: first image pulls and Beam's start-up dominate.
+INSTALL_TIMEOUT = 300
+READY_TIMEOUT = 600
+MESSAGE_TIMEOUT = 300
+
+
+def example_jobs() -> list[dict[str, Any]]:
+    """The example DAG, pointed at the in-cluster emulators through spec.env."""
+    jobs = []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "KlioJob":
+                env = [e for e in doc["spec"].get("env", [])
+                       if e["name"] not in {"PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"}]
+                doc["spec"]["env"] = [*env, {"name": "PUBSUB_EMULATOR_HOST", "value": PUBSUB_HOST},
+                                      {"name": "STORAGE_EMULATOR_HOST", "value": GCS_HOST}]
+                doc["metadata"]["namespace"] = JOBS_NAMESPACE
+                jobs.append(doc)
+    assert jobs, f"no KlioJobs in {EXAMPLES}"
+    return jobs
+
+
+def event_subscriptions(job: dict[str, Any]) -> list[str]:
+    return [i["subscription"] for i in job["spec"].get("eventInputs", []) if i.get("subscription")]
+
+
+def describe_jobs() -> str:
+    return kubectl("-n", JOBS_NAMESPACE, "get", "kliojobs,deployments,pods", "-o", "wide")
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[None]:
+    kubectl("apply", "-f", "-", stdin=kubectl(
+        "create", "namespace", SYSTEM_NAMESPACE, "--dry-run=client", "-o", "yaml"))
+    kubectl("apply", "-f", str(EMULATORS))
+    for name in ("pubsub-emulator", "gcs-emulator"):
+        kubectl("-n", SYSTEM_NAMESPACE, "rollout", "status", f"deployment/{name}",
+                f"--timeout={INSTALL_TIMEOUT}s", timeout=INSTALL_TIMEOUT + 10)
+    run_helm(["upgrade", "--install", "klio", str(CHART), "--namespace", SYSTEM_NAMESPACE,
+              "--values", str(CHART / "ci" / "kind-values.yaml"), "--wait",
+              f"--timeout={INSTALL_TIMEOUT}s"])
+    yield
+    # Leave the release for inspection when a test failed; `make e2e-down` removes the cluster.
+
+
+def test_operator_is_available_and_crd_served(installed: None) -> None:
+    crd = kubectl_json("get", "crd", "kliojobs.klio.io")
+    assert is_true(crd, "Established")
+    deployment = kubectl_json("-n", SYSTEM_NAMESPACE, "get", "deployment", "klio")
+    assert is_true(deployment, "Available")
+    assert deployment["status"].get("readyReplicas") == 1
+    # The operator answers /metrics through its Service.
+    with port_forward(SYSTEM_NAMESPACE, "klio-metrics", 9090) as port:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert "klio_operator_reconciles_total" in resp.read().decode()
+
+
+def test_ping_travels_the_example_dag(installed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+    from klio_runtime.message import new_message, parse_exact, serialize
+
+    jobs = example_jobs()
+    roots = [job for job in jobs if not job["spec"].get("parents")]
+    leaves = [job for job in jobs if not any(
+        job["metadata"]["name"] in other["spec"].get("parents", []) for other in jobs)]
+    assert roots and leaves
+
+    with port_forward(SYSTEM_NAMESPACE, "pubsub-emulator", 8085) as port:
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
+        publisher = pubsub_v1.PublisherClient()
+        subscriber = pubsub_v1.SubscriberClient()
+        # The root's event input exists before the job (a team's existing subscription).
+        root_topics = []
+        for subscription in (s for root in roots for s in event_subscriptions(root)):
+            topic = subscription.replace("/subscriptions/", "/topics/")
+            with contextlib.suppress(AlreadyExists):  # a rerun on the same cluster
+                publisher.create_topic(name=topic)
+            with contextlib.suppress(AlreadyExists):
+                subscriber.create_subscription(name=subscription, topic=topic)
+            root_topics.append(topic)
+        assert root_topics, "the example roots read no Pub/Sub subscription"
+
+        kubectl("apply", "-f", "-", stdin=kubectl(
+            "create", "namespace", JOBS_NAMESPACE, "--dry-run=client", "-o", "yaml"))
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(jobs))
+
+        def job_status(name: str) -> dict[str, Any]:
+            found: dict[str, Any] = kubectl_json("-n", JOBS_NAMESPACE, "get", "kliojob", name)
+            return found
+
+        for job in jobs:
+            name = job["metadata"]["name"]
+            wait_until(f"{name} ParentsResolved and TopicsReady",
+                       lambda n=name: (s := job_status(n)) and is_true(s, "ParentsResolved")
+                       and is_true(s, "TopicsReady"), timeout=120, describe=describe_jobs)
+        for job in jobs:
+            name = job["metadata"]["name"]
+            wait_until(f"{name} Ready", lambda n=name: is_true(job_status(n), "Ready"),
+                       timeout=READY_TIMEOUT, describe=describe_jobs)
+
+        # Listen on each leaf's output topic, then send a ping in at the root.
+        listeners = {}
+        for leaf in leaves:
+            name = leaf["metadata"]["name"]
+            (topic,) = job_status(name)["status"]["topics"]
+            listener = topic.replace("/topics/", "/subscriptions/") + ".e2e"
+            with contextlib.suppress(AlreadyExists):
+                subscriber.create_subscription(name=listener, topic=topic)
+            listeners[name] = listener
+        element = f"e2e-ping-{os.getpid()}"
+        for topic in root_topics:
+            publisher.publish(topic, serialize(new_message(element, ping=True))).result(timeout=30)
+
+        for leaf, listener in listeners.items():
+            def arrived(listener: str = listener) -> Any:
+                response = subscriber.pull(subscription=listener, max_messages=10, timeout=10)
+                for received in response.received_messages:
+                    subscriber.acknowledge(subscription=listener, ack_ids=[received.ack_id])
+                    msg = parse_exact(received.message.data)
+                    if msg.data.element.decode() == element:
+                        return msg
+                return None
+
+            msg = wait_until(f"the ping out of {leaf}", arrived, timeout=MESSAGE_TIMEOUT,
+                             describe=describe_jobs)
+            visited = [item.klio_job.job_name for item in msg.metadata.job_audit_log]
+            assert visited[0] in {r["metadata"]["name"] for r in roots}
+            assert visited[-1] == leaf, visited
+
+
+def test_deleting_a_job_removes_its_children(installed: None) -> None:
+    jobs = example_jobs()
+    leaf = jobs[-1]["metadata"]["name"]
+    kubectl("-n", JOBS_NAMESPACE, "delete", "kliojob", leaf, "--wait=true", "--timeout=120s",
+            timeout=130)
+
+    def children_gone() -> bool:
+        owned = kubectl_json("-n", JOBS_NAMESPACE, "get", "deployments,jobs,configmaps,services",
+                             "-l", f"{LABEL_JOB}={leaf}")
+        return not owned["items"]
+
+    wait_until(f"the children of {leaf} to be garbage-collected", children_gone, timeout=120,
+               describe=describe_jobs)
