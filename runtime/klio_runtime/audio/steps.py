@@ -59,6 +59,13 @@ class AudioDoFn(beam.DoFn):
 
     def __init__(self, config: KlioConfig | None = None) -> None:
         super().__init__()
+        if config is None:
+            # Built inside a job's run(): keep the job's config now, so workers do not depend on
+            # which DoFn binds the context first.
+            try:
+                config = bound_context().config
+            except RuntimeError:
+                config = None
         self._config = config
         self._rt: StepRuntime | None = None
 
