@@ -1,0 +1,83 @@
+"""`klio-operator render`: the children as YAML without a cluster; exit 2 on invalid input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+from klio_operator.cli import main
+from klio_runtime.config import parse_config
+
+PARENT = """
+apiVersion: klio.io/v1alpha1
+kind: KlioJob
+metadata: {name: parent, namespace: team}
+spec:
+  image: reg.example/parent:1
+  eventInputs: [{type: pubsub, topic: projects/p/topics/in}]
+  dataOutputs: [{location: gs://b/parent, fileSuffix: .wav}]
+"""
+CHILD = """
+apiVersion: klio.io/v1alpha1
+kind: KlioJob
+metadata: {name: child, namespace: team}
+spec:
+  image: reg.example/child:1
+  parents: [parent]
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_render_prints_children_resolving_parents_from_other_files(tmp_path: Path) -> None:
+    child, parent = write(tmp_path, "c.yaml", CHILD), write(tmp_path, "p.yaml", PARENT)
+    result = CliRunner().invoke(
+        main, ["render", "-f", child, "-f", parent, "--with-service-monitor"]
+    )
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.output) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["ConfigMap", "Deployment", "Service", "ServiceMonitor"]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    config = parse_config(yaml.safe_load(config_map["data"]["klio-job.yaml"]))
+    assert config.job_config.data.inputs[0].location == "gs://b/parent"
+    assert "klio.team.child.from.parent" in result.output  # the Pub/Sub plan, as comments
+
+
+def test_missing_parent_exits_2_naming_it(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "c.yaml", CHILD)])
+    assert result.exit_code == 2
+    assert "spec.parents: not found: parent" in result.output
+
+
+def test_invalid_kliojob_exits_2_with_the_field_path(tmp_path: Path) -> None:
+    bad = CHILD.replace("parents: [parent]", "replicas: -1\n  mode: sideways")
+    result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "bad.yaml", bad)])
+    assert result.exit_code == 2
+    assert "spec.replicas" in result.output and "spec.mode" in result.output
+
+
+def test_cycle_exits_2_naming_it(tmp_path: Path) -> None:
+    a = PARENT.replace(
+        "eventInputs: [{type: pubsub, topic: projects/p/topics/in}]", "parents: [child]"
+    )
+    both = a + "---\n" + CHILD
+    result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "both.yaml", both)])
+    assert result.exit_code == 2
+    assert "child → parent → child" in result.output or "parent → child → parent" in result.output
+
+
+def test_examples_render() -> None:
+    examples = sorted(str(p) for p in Path("examples/kliojobs").glob("*.yaml"))
+    if not examples:
+        return
+    for first in examples:
+        others = [e for e in examples if e != first]
+        args = ["render", "-f", first] + [x for e in others for x in ("-f", e)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, f"{first}: {result.output}"

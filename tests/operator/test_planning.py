@@ -1,0 +1,331 @@
+"""Pure planning: every spec feature → the children and Pub/Sub resources it needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from klio_operator import worker_contract
+from klio_operator.models import DataOutput, KlioJobSpec
+from klio_operator.planning import (
+    ClusterFacts,
+    Owner,
+    ParentInfo,
+    Plan,
+    PlanningError,
+    plan_job,
+)
+from klio_runtime.config import parse_config
+
+OWNER = Owner("child", "team", "uid-123")
+
+
+def spec(**fields: Any) -> KlioJobSpec:
+    return KlioJobSpec.model_validate({"image": "reg.example/job:1", **fields})
+
+
+def by_kind(plan: Plan) -> dict[str, dict[str, Any]]:
+    return {child["kind"]: child for child in plan.children}
+
+
+def worker_container(plan: Plan, kind: str = "Deployment") -> dict[str, Any]:
+    return by_kind(plan)[kind]["spec"]["template"]["spec"]["containers"][0]
+
+
+PARENTS = [
+    ParentInfo("a", "proj-a", (DataOutput(location="gs://b/a", file_suffix=".ogg"),)),
+    ParentInfo("b", "klio-local", (DataOutput(location="/data/b"),)),
+]
+
+
+def test_streaming_job_gets_config_deployment_service() -> None:
+    plan = plan_job(OWNER, spec(parents=["a", "b"]), PARENTS)
+    assert sorted(by_kind(plan)) == ["ConfigMap", "Deployment", "Service"]
+    assert plan.workload == ("Deployment", "child")
+    assert plan.desired_workers == 1
+    assert plan.selector == (
+        "app.kubernetes.io/component=worker,app.kubernetes.io/instance=child,"
+        "app.kubernetes.io/name=klio-job"
+    )
+
+
+def test_config_map_is_valid_for_the_runtime_and_wires_the_dag() -> None:
+    job = spec(
+        parents=["a", "b"],
+        config={"model": "m.bin"},
+        threadPoolSize=4,
+        timeoutSeconds=30,
+        retries=2,
+        allowNonKlioMessages=True,
+        pipelineOptions={"experiments": ["x"], "runner": "ignored"},
+        dataOutputs=[{"location": "gs://b/out", "fileSuffix": ".png", "force": True}],
+    )
+    plan = plan_job(OWNER, job, PARENTS)
+    data = by_kind(plan)["ConfigMap"]["data"][worker_contract.CONFIG_FILE]
+    config = parse_config(yaml.safe_load(data))
+    assert config.job_name == "child"
+    assert config.pipeline_options.runner == "FnApiRunner"  # the spec's runner wins
+    assert config.pipeline_options.streaming is True
+    assert config.pipeline_options.experiments == ["x"]
+    jc = config.job_config
+    assert (jc.thread_pool_size, jc.timeout_seconds, jc.retries) == (4, 30, 2)
+    assert jc.allow_non_klio_messages is True
+    assert jc.model == "m.bin"  # type: ignore[attr-defined]
+    inputs = [(i.topic, i.subscription) for i in jc.events.inputs]  # type: ignore[union-attr]
+    assert inputs == [
+        (
+            "projects/proj-a/topics/klio.team.a.output",
+            "projects/klio-local/subscriptions/klio.team.child.from.a",
+        ),
+        (
+            "projects/klio-local/topics/klio.team.b.output",
+            "projects/klio-local/subscriptions/klio.team.child.from.b",
+        ),
+    ]
+    assert jc.events.outputs[0].topic == "projects/klio-local/topics/klio.team.child.output"  # type: ignore[union-attr]
+    # Data inputs default to the parents' outputs, in order.
+    assert [(d.type, d.location, d.file_suffix) for d in jc.data.inputs] == [
+        ("gcs", "gs://b/a", ".ogg"),
+        ("file", "/data/b", ""),
+    ]
+    assert [(d.location, d.force) for d in jc.data.outputs] == [("gs://b/out", True)]
+
+
+def test_explicit_data_inputs_win_over_parents_outputs() -> None:
+    job = spec(parents=["a"], dataInputs=[{"location": "gs://x/in", "ping": True}])
+    plan = plan_job(OWNER, job, PARENTS[:1])
+    config = parse_config(yaml.safe_load(by_kind(plan)["ConfigMap"]["data"]["klio-job.yaml"]))
+    assert [(d.location, d.ping) for d in config.job_config.data.inputs] == [("gs://x/in", True)]
+
+
+def test_pubsub_topics_subscriptions_and_dead_letters() -> None:
+    plan = plan_job(OWNER, spec(parents=["a", "b"]), PARENTS)
+    dead = "projects/klio-local/topics/klio.team.child.dead-letter"
+    assert [t.name for t in plan.pubsub.topics] == [
+        "projects/klio-local/topics/klio.team.child.output",
+        dead,
+    ]
+    subs = {s.name: s for s in plan.pubsub.subscriptions}
+    keeper = subs["projects/klio-local/subscriptions/klio.team.child.dead-letter"]
+    assert keeper.topic == dead and keeper.dead_letter_topic is None  # keeps dead letters
+    from_a = subs["projects/klio-local/subscriptions/klio.team.child.from.a"]
+    assert from_a.topic == "projects/proj-a/topics/klio.team.a.output"
+    assert from_a.dead_letter_topic == dead and from_a.max_delivery_attempts >= 5
+
+
+def test_root_event_inputs_topic_gets_our_subscription_and_theirs_is_read_only() -> None:
+    job = spec(
+        eventInputs=[
+            {"type": "pubsub", "topic": "projects/p/topics/uploads"},
+            {"type": "pubsub", "subscription": "projects/p/subscriptions/theirs"},
+            {"type": "file", "location": "gs://b/ids.txt"},
+        ]
+    )
+    plan = plan_job(OWNER, job)
+    names = [s.name for s in plan.pubsub.subscriptions]
+    assert "projects/klio-local/subscriptions/klio.team.child.input-0" in names
+    assert "projects/p/subscriptions/theirs" not in names
+    assert plan.external_subscriptions == ("projects/p/subscriptions/theirs",)
+    config = parse_config(yaml.safe_load(by_kind(plan)["ConfigMap"]["data"]["klio-job.yaml"]))
+    kinds = [
+        (i.type, getattr(i, "subscription", None) or getattr(i, "location", None))
+        for i in config.job_config.events.inputs
+    ]
+    assert kinds == [
+        ("pubsub", "projects/klio-local/subscriptions/klio.team.child.input-0"),
+        ("pubsub", "projects/p/subscriptions/theirs"),
+        ("file", "gs://b/ids.txt"),
+    ]
+
+
+def test_project_from_pipeline_options_and_facts() -> None:
+    plan = plan_job(OWNER, spec(pipelineOptions={"project": "mine"}))
+    assert plan.pubsub.topics[0].name == "projects/mine/topics/klio.team.child.output"
+    plan = plan_job(OWNER, spec(), facts=ClusterFacts(default_project="ops"))
+    assert plan.pubsub.topics[0].name.startswith("projects/ops/")
+
+
+def test_pod_security_is_restricted_and_probes_hit_the_worker_contract() -> None:
+    plan = plan_job(OWNER, spec(serviceAccountName="klio-sa", imagePullPolicy="Always"))
+    pod = by_kind(plan)["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = pod["containers"][0]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
+    assert container["command"] == list(worker_contract.WORKER_COMMAND)
+    assert container["livenessProbe"]["httpGet"]["path"] == worker_contract.LIVENESS_PATH
+    assert container["readinessProbe"]["httpGet"]["path"] == worker_contract.READINESS_PATH
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": worker_contract.HEALTH_PORT, "metrics": worker_contract.METRICS_PORT}
+    assert pod["serviceAccountName"] == "klio-sa"
+    assert container["imagePullPolicy"] == "Always"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[worker_contract.CONFIG_DIR]["readOnly"] is True
+    assert worker_contract.SCRATCH_DIR in mounts  # writable scratch on a read-only root
+
+
+def test_env_and_resources() -> None:
+    job = spec(
+        env=[{"name": "A", "value": "1"}, {"name": "KLIO_JOB_NAME", "value": "override"}],
+        resources={"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2}},
+    )
+    container = worker_container(plan_job(OWNER, job))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["A"] == "1" and env["KLIO_JOB_NAME"] == "override"
+    assert env["KLIO_DEAD_LETTER_TOPIC"].endswith("klio.team.child.dead-letter")
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": 2},
+    }
+
+
+def test_rolling_update_drains_before_old_workers_go() -> None:
+    plan = plan_job(OWNER, spec(timeoutSeconds=120))
+    deployment = by_kind(plan)["Deployment"]["spec"]
+    assert deployment["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    grace = deployment["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace == worker_contract.DRAIN_SECONDS + 120
+
+
+def test_a_config_change_changes_the_pod_template() -> None:
+    one = by_kind(plan_job(OWNER, spec(config={"k": 1})))["Deployment"]
+    two = by_kind(plan_job(OWNER, spec(config={"k": 2})))["Deployment"]
+    annotations = lambda d: d["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
+    assert annotations(one) != annotations(two)  # so the workers roll over to the new config
+
+
+def test_owner_references_and_labels_on_every_child() -> None:
+    plan = plan_job(OWNER, spec(autoscaling={"maxReplicas": 3}), facts=ClusterFacts(True, True))
+    assert len(plan.children) == 5
+    for child in plan.children:
+        meta = child["metadata"]
+        assert meta["namespace"] == "team"
+        ref = meta["ownerReferences"][0]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "KlioJob",
+            "child",
+            "uid-123",
+            True,
+        )
+        labels = meta["labels"]
+        assert labels["app.kubernetes.io/instance"] == "child"
+        assert labels["app.kubernetes.io/managed-by"] == "klio-operator"
+        assert {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/part-of",
+        } <= set(labels)
+
+
+def test_rendering_without_a_cluster_has_no_owner_references() -> None:
+    plan = plan_job(Owner("child", "team"), spec())
+    assert all("ownerReferences" not in c["metadata"] for c in plan.children)
+
+
+def test_service_monitor_only_when_prometheus_operator_exists() -> None:
+    assert "ServiceMonitor" not in by_kind(plan_job(OWNER, spec()))
+    monitor = by_kind(plan_job(OWNER, spec(), facts=ClusterFacts(has_service_monitor=True)))[
+        "ServiceMonitor"
+    ]
+    assert monitor["spec"]["endpoints"][0]["path"] == worker_contract.METRICS_PATH
+    service = by_kind(plan_job(OWNER, spec()))["Service"]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+
+
+def test_hpa_without_keda() -> None:
+    job = spec(
+        autoscaling={"minReplicas": 2, "maxReplicas": 6, "targetCpuUtilizationPercentage": 70}
+    )
+    plan = plan_job(OWNER, job)
+    hpa = by_kind(plan)["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "child"}
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert "replicas" not in by_kind(plan)["Deployment"]["spec"]  # the HPA owns the count
+
+
+def test_keda_scales_on_backlog_and_oldest_unacked_age() -> None:
+    job = spec(
+        parents=["a"],
+        autoscaling={"minReplicas": 0, "maxReplicas": 5, "targetBacklogPerReplica": 50},
+    )
+    plan = plan_job(OWNER, job, PARENTS[:1], ClusterFacts(has_keda=True))
+    kinds = by_kind(plan)
+    assert "HorizontalPodAutoscaler" not in kinds
+    scaled = kinds["ScaledObject"]["spec"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (0, 5)
+    modes = {(t["metadata"]["mode"], t["metadata"]["value"]) for t in scaled["triggers"]}
+    assert modes == {("SubscriptionSize", "50"), ("OldestUnackedMessageAge", "60")}
+    assert {t["metadata"]["subscriptionName"] for t in scaled["triggers"]} == {
+        "projects/klio-local/subscriptions/klio.team.child.from.a"
+    }
+
+
+def test_suspend_scales_to_zero_keeps_subscriptions_drops_autoscaler() -> None:
+    job = spec(parents=["a"], suspend=True, autoscaling={"maxReplicas": 4})
+    plan = plan_job(OWNER, job, PARENTS[:1], ClusterFacts(has_keda=True))
+    kinds = by_kind(plan)
+    assert kinds["Deployment"]["spec"]["replicas"] == 0
+    assert "ScaledObject" not in kinds and "HorizontalPodAutoscaler" not in kinds
+    assert plan.desired_workers == 0
+    assert "projects/klio-local/subscriptions/klio.team.child.from.a" in [
+        s.name for s in plan.pubsub.subscriptions
+    ]
+
+
+def test_replicas() -> None:
+    plan = plan_job(OWNER, spec(replicas=3))
+    assert by_kind(plan)["Deployment"]["spec"]["replicas"] == 3 and plan.desired_workers == 3
+
+
+def test_batch_job_is_a_kubernetes_job_named_by_config() -> None:
+    job = spec(mode="batch", replicas=2, eventInputs=[{"type": "file", "location": "gs://b/ids"}])
+    plan = plan_job(OWNER, job)
+    kinds = by_kind(plan)
+    assert "Deployment" not in kinds and "Service" not in kinds
+    batch = kinds["Job"]
+    assert batch["metadata"]["name"].startswith("child-")
+    assert batch["spec"]["parallelism"] == 2 and batch["spec"]["suspend"] is False
+    assert batch["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    config = parse_config(yaml.safe_load(kinds["ConfigMap"]["data"]["klio-job.yaml"]))
+    assert config.pipeline_options.streaming is False
+    other = plan_job(OWNER, spec(mode="batch", replicas=2, config={"k": 1}))
+    assert by_kind(other)["Job"]["metadata"]["name"] != batch["metadata"]["name"]
+    suspended = by_kind(plan_job(OWNER, spec(mode="batch", suspend=True)))["Job"]
+    assert suspended["spec"]["suspend"] is True
+
+
+@pytest.mark.parametrize(
+    ("runner", "beam"), [("dataflow", "DataflowRunner"), ("flink", "FlinkRunner")]
+)
+def test_distributed_runners_get_a_launcher_job(runner: str, beam: str) -> None:
+    options = {"region": "europe-west1", "flink_master": "flink-jobmanager:8081"}
+    plan = plan_job(OWNER, spec(runner=runner, pipelineOptions=options))
+    kinds = by_kind(plan)
+    assert "Deployment" not in kinds
+    launcher = kinds["Job"]
+    assert launcher["metadata"]["labels"]["app.kubernetes.io/component"] == "launcher"
+    container = launcher["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == list(worker_contract.LAUNCHER_COMMAND)
+    config = parse_config(yaml.safe_load(kinds["ConfigMap"]["data"]["klio-job.yaml"]))
+    assert config.pipeline_options.runner == beam
+    assert config.pipeline_options.as_dict()["flink_master"] == "flink-jobmanager:8081"
+    assert plan.workload == ("Job", launcher["metadata"]["name"])
+
+
+def test_unresolved_parent_is_an_error_naming_it() -> None:
+    with pytest.raises(PlanningError, match=r"spec\.parents: not resolved: b"):
+        plan_job(OWNER, spec(parents=["a", "b"]), PARENTS[:1])
+
+
+def test_config_that_the_runtime_refuses_is_an_error_with_its_path() -> None:
+    with pytest.raises(PlanningError) as caught:
+        plan_job(OWNER, spec(config={"blocking": "not-a-bool"}))
+    assert any("job_config.blocking" in error for error in caught.value.errors)
