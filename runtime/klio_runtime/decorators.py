@@ -438,7 +438,7 @@ def _run_with_timeout(func: Callable[..., Any], seconds: float, exc_type: type[B
         parent_end.close()
     if reply[0]:
         result = reply[1]
-        return iter(result) if isinstance(result, _Yielded) else result
+        return (item for item in result) if isinstance(result, _Yielded) else result
     err = reply[1]
     if reply[2]:
         err._klio_traceback = reply[2]

@@ -159,13 +159,17 @@ class KlioJobTransform(beam.PTransform):  # type: ignore[type-arg]
 
 
 def dead_letter_location(config: KlioConfig) -> str | None:
-    """``job_config.dead_letter_location``, else beside the first file event output."""
+    """``job_config.dead_letter_location``, else ``dead-letter/`` beside the first file event output.
+
+    A sub-directory, so a child reading ``<output>*`` never reads the dead letters as events.
+    """
     configured = getattr(config.job_config, "dead_letter_location", None)
     if configured:
         return str(configured)
     for out in config.job_config.events.outputs:
         if isinstance(out, FileEventOutput):
-            return f"{out.location}-dead-letter"
+            parent, _, name = out.location.rpartition("/")
+            return f"{parent}/dead-letter/{name}" if parent else f"dead-letter/{name}"
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ def render_summary(summary: JobSummary, console: Console) -> None:
     table = Table(title="klio job run: summary", show_header=True)
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_column("elements")
+    table.add_column("elements", overflow="fold")
     table.add_row("received", str(summary.received), "")
     table.add_row("processed (sent to run)", str(summary.processed), "")
     table.add_row("written to event outputs", str(summary.output), "")
@@ -100,8 +102,11 @@ def _run_with_progress(config: KlioConfig, run_fn: Any, runner: str | None,
 @click.option("--pipeline-option", "-O", "pipeline_opts", multiple=True, metavar="KEY=VALUE",
               help="Extra Beam pipeline option (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the summary as JSON to this file.")
 def run(job_dir: Path, config_file: Path | None, runner: str | None, direct_runner: bool,
-        overrides: tuple[str, ...], pipeline_opts: tuple[str, ...], no_progress: bool) -> None:
+        overrides: tuple[str, ...], pipeline_opts: tuple[str, ...], no_progress: bool,
+        summary_json: Path | None) -> None:
     """Run the job in JOB_DIR (default: here) as a batch pipeline and print a summary."""
     console = Console(stderr=False)
     err_console = Console(stderr=True)
@@ -132,4 +137,6 @@ def run(job_dir: Path, config_file: Path | None, runner: str | None, direct_runn
                           highlight=False)
         raise SystemExit(EXIT_FAILED) from None
     render_summary(summary, console)
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(dataclasses.asdict(summary), indent=2, sort_keys=True))
     console.print(f"done in {time.monotonic() - started:.1f} s ({summary.state})")

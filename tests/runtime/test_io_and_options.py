@@ -1,0 +1,114 @@
+"""Event lines, data existence, metrics registry, and the runner's option mapping."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from klio_runtime.io.events import decode_line, encode_line
+from klio_runtime.io.storage import DataStore
+from klio_runtime.message import element_id, new_message
+from klio_runtime.metrics import KlioMetrics, MetricsHub, prometheus_name
+from klio_runtime.runner import beam_options, resolve_paths
+from tests.runtime.helpers import make_config
+
+
+def test_event_line_is_an_id_or_a_base64_message() -> None:
+    assert element_id(decode_line(b"track-0001\n")) == "track-0001"  # type: ignore[arg-type]
+    pinged = decode_line(encode_line(new_message("abc", ping=True, force=True)).encode())
+    assert pinged is not None and pinged.metadata.ping and pinged.metadata.force
+    assert element_id(pinged) == "abc"
+    assert decode_line(b"   \n") is None
+    assert element_id(decode_line(b"AAAAAAAA")) == "AAAAAAAA"  # type: ignore[arg-type]
+    with pytest.raises(UnicodeDecodeError):
+        decode_line(b"\xff\xfe\n")
+
+
+def test_exists_many_lists_each_directory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_text("x")
+    (tmp_path / "a" / "sub").mkdir()
+    store = DataStore()
+    listed: list[str] = []
+    real = store._list
+    monkeypatch.setattr(store, "_list", lambda d: listed.append(d) or real(d))
+    paths = [f"{tmp_path}/a/x.txt", f"{tmp_path}/a/y.txt", f"{tmp_path}/a/sub",
+             f"{tmp_path}/nowhere/z.txt"]
+    assert store.exists_many(paths) == {paths[0]: True, paths[1]: False, paths[2]: False,
+                                        paths[3]: False}
+    assert sorted(listed) == sorted([f"{tmp_path}/a", f"{tmp_path}/nowhere"])
+
+
+def test_read_write_bytes_create_directories(tmp_path: Path) -> None:
+    store = DataStore()
+    target = f"{tmp_path}/deep/er/file.bin"
+    store.write_bytes(target, b"\x00data")
+    assert store.read_bytes(target) == b"\x00data"
+
+
+def test_metrics_reach_prometheus_under_standard_and_prefixed_names() -> None:
+    hub = MetricsHub(CollectorRegistry())
+    metrics = KlioMetrics("my-job", hub=hub)
+    metrics.received(3)
+    metrics.dropped("run_error", "e1")
+    metrics.counter("kmsg-done", transform="Upper").inc(2)
+    metrics.gauge("queue").set(5)
+    timer = metrics.timer("work", transform="Upper")
+    with timer:
+        time.sleep(0.01)
+
+    @timer
+    def twice() -> int:
+        return 2
+
+    assert twice() == 2
+    assert hub.value("klio_messages_received_total", job="my-job") == 3
+    assert hub.value("klio_messages_dropped_total", job="my-job", reason="run_error") == 1
+    assert hub.value("my_job_kmsg_done_total", transform="Upper") == 2
+    assert hub.value("my_job_queue") == 5
+    assert hub.value("my_job_work_seconds_count", transform="Upper") == 2
+    assert hub.value("my_job_work_seconds_sum", transform="Upper") >= 0.01
+    with pytest.raises(ValueError, match="kmsg_done"):
+        metrics.counter("kmsg-done", other="label")
+    assert prometheus_name("9-lives.x") == "_9_lives_x"
+
+
+def test_metrics_prefix_from_job_config() -> None:
+    hub = MetricsHub(CollectorRegistry())
+    metrics = KlioMetrics.from_settings("job", {"prefix": "team.audio"})
+    metrics.hub = hub
+    metrics.counter("seen").inc()
+    assert hub.value("team_audio_seen_total") == 1
+
+
+def test_direct_runners_map_to_fn_api_runner_and_dataflow_options_stay() -> None:
+    config = make_config(pipeline_options={
+        "runner": "DirectRunner", "streaming": False, "project": "p",
+        "worker_harness_container_image": "img:1", "setup_file": "setup.py",
+        "experiments": ["beam_fn_api", "use_runner_v2"]})
+    opts = beam_options(config).get_all_options()
+    assert opts["runner"] == "FnApiRunner"
+    assert opts["project"] == "p" and opts["experiments"] == ["beam_fn_api", "use_runner_v2"]
+    assert opts["setup_file"] == "setup.py"
+    gke = make_config(pipeline_options={"runner": "DirectGKERunner", "streaming": False})
+    assert beam_options(gke).get_all_options()["runner"] == "FnApiRunner"
+    assert beam_options(config, runner="DataflowRunner").get_all_options()["runner"] == \
+        "DataflowRunner"
+    flink = beam_options(config, runner="FlinkRunner", extra={"flink_master": "host:8081"})
+    assert flink.get_all_options()["flink_master"] == "host:8081"
+
+
+def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
+    config = make_config({
+        "events": {"inputs": [{"type": "file", "location": "./ids.txt"}],
+                   "outputs": [{"type": "file", "location": "gs://b/out"}]},
+        "data": {"inputs": [{"type": "file", "location": "data"}]}})
+    resolved = resolve_paths(config, tmp_path)
+    assert resolved.job_config.events.inputs[0].location == str(tmp_path / "ids.txt")
+    assert resolved.job_config.events.outputs[0].location == "gs://b/out"
+    assert resolved.job_config.data.inputs[0].location == str(tmp_path / "data")
+    assert config.job_config.events.inputs[0].location == "./ids.txt"
