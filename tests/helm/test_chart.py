@@ -275,3 +275,31 @@ def test_schema_accepts_every_default_and_covers_every_key() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"]), set(values) - set(schema["properties"])
     assert schema["additionalProperties"] is False
+
+
+def notes(*set_json: str) -> str:
+    args = ["install", "klio", str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+            *set_json]
+    out = run_helm(args).stdout
+    return out.split("NOTES:", 1)[1]
+
+
+def test_notes_give_next_steps_for_this_release() -> None:
+    text = notes()
+    assert f"kubectl -n {NAMESPACE} rollout status deployment/klio" in text
+    assert "every namespace" in text
+    assert "Set metrics.serviceMonitor.enabled=true" in text
+    assert "no Pub/Sub credentials are configured" in text
+    text = notes('--set-json=watchNamespaces=["audio-team"]',
+                 '--set-json=metrics={"serviceMonitor":{"enabled":true}}',
+                 '--set-json=pubsub={"credentialsSecret":"key"}')
+    assert "namespaces: audio-team" in text
+    assert "A ServiceMonitor scrapes it every 30s" in text
+    assert "no Pub/Sub credentials" not in text
+
+
+def test_chart_refuses_clusters_older_than_its_kube_version() -> None:
+    proc = run_helm(["template", "klio", str(CHART), "--kube-version", "1.24.0"], check=False)
+    assert proc.returncode != 0
+    assert "kubeVersion" in proc.stderr or "incompatible" in proc.stderr, proc.stderr
+    run_helm(["template", "klio", str(CHART), "--kube-version", "1.25.0"])
