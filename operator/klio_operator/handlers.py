@@ -136,15 +136,27 @@ def _desired(spec: Any, obj: Mapping[str, Any] | None) -> int:
 
 
 async def _write_status(
-    context: OperatorContext, namespace: str, name: str, status: dict[str, Any]
-) -> None:
+    context: OperatorContext,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None = None,
+) -> bool:
+    """Patch the status; with `resource_version`, only if nobody wrote since (else False)."""
     path = resource_path("KlioJob", namespace, name, "status")
+    patch: dict[str, Any] = {"status": status}
+    if resource_version is not None:
+        patch["metadata"] = {"resourceVersion": resource_version}
     try:
-        await context.kube.merge_patch(path, {"status": status})
+        await context.kube.merge_patch(path, patch)
     except KubeApiError as exc:
+        if exc.status == 409 and resource_version is not None:
+            return False
         if exc.status != 404:  # the job is gone: nothing to report on
             raise
+        return True
     context.metrics.set_phase(namespace, name, status.get("phase"))
+    return True
 
 
 def _blocked_status(
@@ -328,23 +340,39 @@ async def _report(
 # -- status refresh on workload / pod changes ------------------------------------------------
 
 
+REFRESH_ATTEMPTS = 5
+
+
 async def refresh_status(context: OperatorContext, namespace: str, name: str) -> None:
-    """Recompute the worker conditions of a job after its Deployment, Job or pods changed."""
+    """Recompute the worker conditions of a job after its Deployment, Job or pods changed.
+
+    Writes only over the status it read (resourceVersion precondition), so a slower refresh
+    never overwrites what a reconcile of a newer generation just reported; on a conflict it
+    reads again.
+    """
+    for _ in range(REFRESH_ATTEMPTS):
+        if await _refresh_once(context, namespace, name):
+            return
+
+
+async def _refresh_once(context: OperatorContext, namespace: str, name: str) -> bool:
     body = await context.kube.get(resource_path("KlioJob", namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+        return True
     status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"].get("generation"):
+        return True  # a reconcile of the new spec is under way and will report
     ready = cond.condition_of(status, cond.READY)
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
     topics = cond.condition_of(status, cond.TOPICS_READY)
     if ready is None or parents is None or topics is None:
-        return  # not reconciled yet: the reconcile reports
+        return True  # not reconciled yet: the reconcile reports
     if ready.get("reason") in BLOCKED_REASONS or parents.get("status") != "True":
-        return  # nothing runs for a blocked job; the reconcile owns its status
+        return True  # nothing runs for a blocked job; the reconcile owns its status
     try:
         spec = parse_spec(body.get("spec") or {})
     except SpecError:
-        return
+        return True
     kind = _workload_kind(spec)
     workload_name = name if kind == "Deployment" else None
     obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
@@ -366,8 +394,10 @@ async def refresh_status(context: OperatorContext, namespace: str, name: str) ->
         batch=spec.mode == "batch",
     )
     new_status = cond.build_status(observation, status, _now())
-    if new_status != status:
-        await _write_status(context, namespace, name, new_status)
+    if new_status == status:
+        return True
+    version = body["metadata"].get("resourceVersion")
+    return await _write_status(context, namespace, name, new_status, version)
 
 
 def _state(condition: Mapping[str, Any]) -> cond.ConditionState:

@@ -227,6 +227,15 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         current = self._live(key)
         if current is None:
             raise NotFoundError(status=404, reason="NotFound", message=f"{request.name} not found")
+        expected = (
+            (request.data.get("metadata") or {}).get("resourceVersion")
+            if isinstance(request.data, Mapping)
+            else None
+        )
+        if expected is not None and expected != current["metadata"].get("resourceVersion"):
+            raise ConflictError(
+                status=409, reason="Conflict", message="the object has been modified"
+            )
         if isinstance(request.data, list):
             try:
                 patched = jsonpatch.apply_patch(current, request.data)

@@ -216,3 +216,24 @@ async def test_discovery_declares_namespaces_and_kliojobs(api: KlioKubernetesEmu
     async with running_emulator(optional_groups=("monitoring.coreos.com",)) as with_prometheus:
         status, _ = await call(with_prometheus, "GET", "/apis/monitoring.coreos.com/v1")
         assert status == 200
+
+
+async def test_patch_with_stale_resource_version_conflicts(api: KlioKubernetesEmulator) -> None:
+    _, obj = await call(api, "POST", KJ, {"metadata": {"name": "j"}, "spec": {"image": "a"}})
+    seen = obj["metadata"]["resourceVersion"]
+    await call(api, "PATCH", f"{KJ}/j/status", {"status": {"phase": "Running"}})
+    status, _ = await call(
+        api, "PATCH", f"{KJ}/j/status", {"metadata": {"resourceVersion": seen}, "status": {}}
+    )
+    assert status == 409
+    _, fresh = await call(api, "GET", f"{KJ}/j")
+    status, _ = await call(
+        api,
+        "PATCH",
+        f"{KJ}/j/status",
+        {
+            "metadata": {"resourceVersion": fresh["metadata"]["resourceVersion"]},
+            "status": {"phase": "X"},
+        },
+    )
+    assert status == 200

@@ -1,0 +1,134 @@
+"""Lifecycle of one job under the real operator: degraded pods, suspend, spec change, errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from klio_operator.kube import resource_path
+from klio_operator.planning import labels_for
+
+from tests.operator.harness import NS, PROJECT, operator_under_test, pubsub_names
+
+pytestmark = pytest.mark.usefixtures("pubsub_clean")
+
+
+async def test_stuck_pod_degrades_then_recovers_and_suspend_keeps_subscriptions() -> None:
+    async with operator_under_test(optional_groups=("monitoring.coreos.com", "keda.sh")) as op:
+        incoming = f"projects/{PROJECT}/topics/incoming"
+        await asyncio.to_thread(op.context.pubsub.ensure_topic, incoming)
+
+        async def scenario() -> None:
+            await op.apply_job(
+                "j",
+                eventInputs=[{"type": "pubsub", "topic": incoming}],
+                autoscaling={"minReplicas": 1, "maxReplicas": 3},
+            )
+            await op.wait(lambda: "j" in op.objects("ScaledObject"), "KEDA ScaledObject")
+            assert "j" in op.objects("ServiceMonitor")
+            assert "j" not in op.objects("HorizontalPodAutoscaler")
+            await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
+            await op.play_deployment_controller("j")
+            await op.wait(lambda: op.condition_is("j", "Ready", "True"), "Ready")
+
+            # A worker pod stuck pulling its image: Degraded, with that reason.
+            pod = {"metadata": {"name": "j-abc", "labels": labels_for("j", "worker")}}
+            await op.send("POST", resource_path("Pod", NS), pod)
+            waiting = {"reason": "ImagePullBackOff", "message": "pull access denied"}
+            stuck = {"containerStatuses": [{"name": "worker", "state": {"waiting": waiting}}]}
+            await op.send("PATCH", resource_path("Pod", NS, "j-abc", "status"), {"status": stuck})
+            await op.wait(
+                lambda: op.condition_is("j", "Degraded", "True", "ImagePullBackOff"), "Degraded"
+            )
+            assert op.objects("KlioJob")["j"]["status"]["phase"] == "Degraded"
+            assert op.condition_is("j", "Ready", "False", "ImagePullBackOff")
+            await op.send("DELETE", resource_path("Pod", NS, "j-abc"))
+            await op.wait(lambda: op.condition_is("j", "Ready", "True"), "Ready again")
+
+            # Suspend: no workers, no autoscaler, the subscription stays (nothing is lost).
+            await op.send("PATCH", resource_path("KlioJob", NS, "j"), {"spec": {"suspend": True}})
+            await op.wait(
+                lambda: op.objects("Deployment")["j"]["spec"].get("replicas") == 0, "scaled to 0"
+            )
+            await op.wait(lambda: "j" not in op.objects("ScaledObject"), "autoscaler removed")
+            _, subs = await asyncio.to_thread(pubsub_names, op.context.pubsub)
+            assert f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0" in subs
+            await op.play_deployment_controller("j")
+            await op.wait(
+                lambda: op.objects("KlioJob")["j"]["status"].get("phase") == "Suspended",
+                "Suspended",
+            )
+
+        await op.run(scenario)
+
+
+async def test_spec_change_rolls_workers_and_reports_the_new_generation() -> None:
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.apply_job("j", config={"threshold": 1})
+            await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
+            await op.play_deployment_controller("j")
+            await op.wait(lambda: op.condition_is("j", "Ready", "True"), "Ready")
+            before = op.objects("Deployment")["j"]
+            old_hash = before["spec"]["template"]["metadata"]["annotations"]
+
+            await op.send(
+                "PATCH", resource_path("KlioJob", NS, "j"), {"spec": {"config": {"threshold": 2}}}
+            )
+            await op.wait(
+                lambda: (
+                    op.objects("Deployment")["j"]["spec"]["template"]["metadata"]["annotations"]
+                    != old_hash
+                ),
+                "new pod template",
+            )
+            after = op.objects("Deployment")["j"]
+            assert after["metadata"]["uid"] == before["metadata"]["uid"]  # updated in place
+            assert "threshold: 2" in op.objects("ConfigMap")["j-config"]["data"]["klio-job.yaml"]
+            await op.wait(
+                lambda: op.condition_is("j", "Progressing", "True", "RollingOut"), "rolling"
+            )
+            await op.play_deployment_controller("j")
+            await op.wait(lambda: op.condition_is("j", "Ready", "True"), "Ready again")
+            status = op.objects("KlioJob")["j"]["status"]
+            assert status["observedGeneration"] == 2
+            assert all(c["observedGeneration"] == 2 for c in status["conditions"])
+
+        await op.run(scenario)
+
+
+async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() -> None:
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            # Slipped past the schema: the runtime refuses this custom key's type.
+            await op.apply_job("bad", config={"blocking": "maybe"})
+            await op.wait(
+                lambda: op.condition_is("bad", "Ready", "False", "InvalidSpec"), "invalid"
+            )
+            assert "job_config.blocking" in (op.condition("bad", "Ready") or {})["message"]
+            # A topic that does not exist: TopicsReady False, an Event, a metric, retries.
+            await op.apply_job(
+                "orphan",
+                eventInputs=[{"type": "pubsub", "topic": f"projects/{PROJECT}/topics/nope"}],
+            )
+            await op.wait(
+                lambda: op.condition_is("orphan", "TopicsReady", "False", "PubSubError"),
+                "Pub/Sub error",
+            )
+            await op.wait(
+                lambda: (
+                    {"InvalidSpec", "PubSubError"}
+                    <= {e.get("reason") for e in op.api.live_objects("v1/events")}
+                ),
+                "Events posted",
+            )
+            assert op.context.metrics.pubsub_errors._value.get() >= 1
+            # The topic appears: the job heals by itself on its next retry.
+            await asyncio.to_thread(
+                op.context.pubsub.ensure_topic, f"projects/{PROJECT}/topics/nope"
+            )
+            await op.wait(lambda: op.condition_is("orphan", "TopicsReady", "True"), "healed")
+
+        await op.run(scenario)
