@@ -1,7 +1,6 @@
 """Pipeline of the uppercase job: Klio calls run() with the messages to process."""
 
 import apache_beam as beam
-
 import transforms
 
 

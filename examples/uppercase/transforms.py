@@ -1,13 +1,13 @@
 """The uppercase job's transform, written against Klio's public API."""
 
 import apache_beam as beam
-
 from klio.transforms import decorators
 from klio_runtime.io.storage import read_bytes, write_bytes
 
 
 class UppercaseText(beam.DoFn):
-    """Reads <data input>/<element>.txt, writes its upper-cased text to <data output>/<element>.txt."""
+    """Reads <data input>/<element>.txt, writes its upper-cased text to <data
+    output>/<element>.txt."""
 
     @decorators.handle_klio
     def process(self, item):

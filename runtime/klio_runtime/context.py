@@ -38,10 +38,10 @@ class _ElementIdFilter(logging.Filter):
         return True
 
 
-class _KlioHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _KlioHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is now (it may be replaced after the handler is made)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -51,7 +51,8 @@ class _KlioHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def klio_logger() -> logging.Logger:
-    """The ``klio`` logger with a handler that shows the element id; INFO unless the job set a level."""
+    """The ``klio`` logger with a handler that shows the element id; INFO unless the job set a
+    level."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _KlioHandler) for h in logger.handlers):
         handler = _KlioHandler()

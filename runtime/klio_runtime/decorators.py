@@ -1,9 +1,12 @@
 """Klio's decorators: ``handle_klio``, ``serialize_klio_message``, ``set_klio_context``,
 ``inject_klio_context``, ``timeout``, ``retry``, ``profile``.
 
-One error path (:func:`drop`): whatever goes wrong for one element — bytes that are not a KlioMessage,
-the job's function raising or timing out, a payload that is not bytes — is logged with the element id,
-counted under a reason (``klio_messages_dropped_total{reason}`` and Beam's string set of dropped ids),
+One error path (:func:`drop`): whatever goes wrong for one element — bytes that are not a
+KlioMessage,
+the job's function raising or timing out, a payload that is not bytes — is logged with the element
+id,
+counted under a reason (``klio_messages_dropped_total{reason}`` and Beam's string set of dropped
+ids),
 and the element leaves on the ``drop`` tagged output (Klio's tag). The pipeline keeps going.
 
 Like Klio, a function whose first parameter is named ``self`` is treated as a method.
@@ -11,6 +14,7 @@ Like Klio, a function whose first parameter is named ``self`` is treated as a me
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import multiprocessing
@@ -61,8 +65,9 @@ def drop_reason(err: BaseException) -> str:
     return "run_error"
 
 
-def drop(ctx: KlioContext, incoming: Any, where: str, err: BaseException,
-         element: str | None = None) -> pvalue.TaggedOutput:
+def drop(
+    ctx: KlioContext, incoming: Any, where: str, err: BaseException, element: str | None = None
+) -> pvalue.TaggedOutput:
     """THE error path: log with the element id, count by reason, tag the element ``drop``."""
     reason = drop_reason(err)
     element = element if element is not None else _best_element_id(incoming)
@@ -70,8 +75,14 @@ def drop(ctx: KlioContext, incoming: Any, where: str, err: BaseException,
     show_tb = reason in ("run_error", "bad_payload") and not detail
     ctx.logger.error(
         "Dropping KlioMessage %s (reason %s): %s raised %s: %s%s",
-        element, reason, where, type(err).__name__, err, f"\n{detail}" if detail else "",
-        exc_info=err if show_tb else None, extra={"element_id": element},
+        element,
+        reason,
+        where,
+        type(err).__name__,
+        err,
+        f"\n{detail}" if detail else "",
+        exc_info=err if show_tb else None,
+        extra={"element_id": element},
     )
     ctx.metrics.dropped(reason, element)
     return pvalue.TaggedOutput(DROP_TAG, incoming)
@@ -91,7 +102,8 @@ def message_out(kmsg: KlioMessage, result: Any) -> Any:
     """Serialize ``kmsg`` after the job returned ``result``.
 
     ``data`` (or a copy of it) → the message as it is now; ``str``/``bytes`` → the new payload;
-    ``None`` → empty payload (as Klio); ``TaggedOutput`` keeps its tag. v1 messages keep their payload.
+    ``None`` → empty payload (as Klio); ``TaggedOutput`` keeps its tag. v1 messages keep their
+    payload.
     """
     if isinstance(result, pvalue.TaggedOutput):
         return pvalue.TaggedOutput(result.tag, message_out(kmsg, result.value))
@@ -156,7 +168,8 @@ class ThreadLimit(Enum):
 class ThreadLimiter:
     """Bounds how many elements run the job's code at once in this worker (a semaphore).
 
-    Beam already calls ``process`` from its own bounded set of threads; this caps the number inside the
+    Beam already calls ``process`` from its own bounded set of threads; this caps the number inside
+    the
     job's code, so memory-heavy work cannot be run N-threads-wide by accident.
     """
 
@@ -219,8 +232,15 @@ class _LazyLimiter:
         self._lock = threading.Lock()
 
 
-def _run_one(ctx: KlioContext, func: Callable[..., Any], call_args: tuple[Any, ...],
-             kwargs: dict[str, Any], incoming: Any, where: str, many: bool) -> list[Any]:
+def _run_one(
+    ctx: KlioContext,
+    func: Callable[..., Any],
+    call_args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    incoming: Any,
+    where: str,
+    many: bool,
+) -> list[Any]:
     """Parse → call → serialize for one element; every failure goes through :func:`drop`."""
     try:
         kmsg = kmessage.parse(
@@ -258,8 +278,9 @@ def _copy(kmsg: KlioMessage) -> KlioMessage:
 
 
 # -- the decorators --------------------------------------------------------------------------------
-def _handle_klio(*args: Any, max_thread_count: Any = None,
-                 thread_limiter: ThreadLimiter | None = None, **_: Any) -> Any:
+def _handle_klio(
+    *args: Any, max_thread_count: Any = None, thread_limiter: ThreadLimiter | None = None, **_: Any
+) -> Any:
     def inner(func: Callable[..., Any]) -> Callable[..., Any]:
         where = _name(func)
         limiter = _LazyLimiter(max_thread_count, thread_limiter, where)
@@ -271,8 +292,9 @@ def _handle_klio(*args: Any, max_thread_count: Any = None,
                 ctx = bound_context()
                 with limiter.get(ctx):
                     # extra positional args of Map(f, a, b) go after the data
-                    return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where,
-                                    many=False)[0]
+                    return _run_one(
+                        ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False
+                    )[0]
 
             return _own_signature(func_wrapper)
 
@@ -290,8 +312,9 @@ def _handle_klio(*args: Any, max_thread_count: Any = None,
             ctx = _context_of(self)
             is_process = func.__name__ == "process" and isinstance(self, beam.DoFn)
             with limiter.get(ctx):
-                out = _run_one(ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where,
-                               many=is_process)
+                out = _run_one(
+                    ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where, many=is_process
+                )
             return iter(out) if is_process else out[0]
 
         return _own_signature(method_wrapper)
@@ -320,16 +343,16 @@ def _serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
         def method_wrapper(self: Any, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
             ctx = _context_of(self)
             is_process = func.__name__ == "process" and isinstance(self, beam.DoFn)
-            out = _run_one(ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where,
-                           many=is_process)
+            out = _run_one(
+                ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where, many=is_process
+            )
             return iter(out) if is_process else out[0]
 
         return _own_signature(method_wrapper)
 
     @functools.wraps(func)
     def func_wrapper(ctx: KlioContext, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
-        return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where,
-                        many=False)[0]
+        return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False)[0]
 
     return _own_signature(func_wrapper)
 
@@ -359,17 +382,24 @@ def _inject_klio_context(func: Callable[..., Any]) -> Callable[..., Any]:
     return _own_signature(func_wrapper)
 
 
-def handle_klio(*args: Any, max_thread_count: Any = None,
-                thread_limiter: ThreadLimiter | None = None, **kwargs: Any) -> Any:
+def handle_klio(
+    *args: Any,
+    max_thread_count: Any = None,
+    thread_limiter: ThreadLimiter | None = None,
+    **kwargs: Any,
+) -> Any:
     """Parse the incoming bytes, give the function the context and ``data``, serialize the result.
 
-    On a plain function ``f(ctx, data)``; on a DoFn's ``process(self, data)`` (may yield; the context is
+    On a plain function ``f(ctx, data)``; on a DoFn's ``process(self, data)`` (may yield; the
+    context is
     ``self._klio``); on a PTransform's ``expand`` (only sets ``self._klio``). Use with or without
-    parentheses. At most ``max_thread_count`` elements (default ``job_config.thread_pool_size``, else
+    parentheses. At most ``max_thread_count`` elements (default ``job_config.thread_pool_size``,
+    else
     the CPU count; :attr:`ThreadLimit.NONE` for no limit) run the function at once in this process.
     """
-    return _handle_klio(*args, max_thread_count=max_thread_count, thread_limiter=thread_limiter,
-                        **kwargs)
+    return _handle_klio(
+        *args, max_thread_count=max_thread_count, thread_limiter=thread_limiter, **kwargs
+    )
 
 
 def serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -387,9 +417,10 @@ def inject_klio_context(func: Callable[..., Any]) -> Callable[..., Any]:
     return _inject_klio_context(func)
 
 
-# -- timeout -----------------------------------------------------------------------------------------
-def _child_main(conn: Any, func: Callable[..., Any], args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> None:
+# -- timeout ------------------------------------------------------------
+def _child_main(
+    conn: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     os.setpgid(0, 0)  # its own group, so a timeout kills whatever it started too
     try:
         result = func(*args, **kwargs)
@@ -398,7 +429,8 @@ def _child_main(conn: Any, func: Callable[..., Any], args: tuple[Any, ...],
         reply: tuple[Any, ...] = (True, result)
     except BaseException as err:
         tb = "Traceback (most recent call last):\n" + "".join(
-            traceback.format_tb(err.__traceback__.tb_next if err.__traceback__ else None))
+            traceback.format_tb(err.__traceback__.tb_next if err.__traceback__ else None)
+        )
         reply = (False, err, tb)
     try:
         conn.send_bytes(pickle.dumps(reply))
@@ -407,16 +439,26 @@ def _child_main(conn: Any, func: Callable[..., Any], args: tuple[Any, ...],
     conn.close()
 
 
-class _Yielded(list):  # type: ignore[type-arg]
+class _Yielded(list):
     """A generator's items, materialized in the child process."""
 
 
-def _run_with_timeout(func: Callable[..., Any], seconds: float, exc_type: type[BaseException],
-                      message: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _run_with_timeout(
+    func: Callable[..., Any],
+    seconds: float,
+    exc_type: type[BaseException],
+    message: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     mp = multiprocessing.get_context("fork")
     parent_end, child_end = mp.Pipe(duplex=False)
-    proc = mp.Process(target=_child_main, args=(child_end, func, args, kwargs), daemon=True,
-                      name=f"klio-timeout-{_name(func)}")
+    proc = mp.Process(
+        target=_child_main,
+        args=(child_end, func, args, kwargs),
+        daemon=True,
+        name=f"klio-timeout-{_name(func)}",
+    )
     proc.start()
     child_end.close()
     try:
@@ -429,11 +471,9 @@ def _run_with_timeout(func: Callable[..., Any], seconds: float, exc_type: type[B
                 f"{_name(func)} died without an answer (exit code {proc.exitcode})"
             ) from None
     finally:
-        if proc.is_alive():
-            try:
+        if proc.pid is not None and proc.is_alive():
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         proc.join(5)
         parent_end.close()
     if reply[0]:
@@ -445,13 +485,20 @@ def _run_with_timeout(func: Callable[..., Any], seconds: float, exc_type: type[B
     raise err
 
 
-def timeout(seconds: float, *args: Any, exception: type[BaseException] | None = None,
-            exception_message: str | None = None, **kwargs: Any) -> Callable[..., Any]:
-    """Run the function in a forked child process and kill it (and its process group) after ``seconds``.
+def timeout(
+    seconds: float,
+    *args: Any,
+    exception: type[BaseException] | None = None,
+    exception_message: str | None = None,
+    **kwargs: Any,
+) -> Callable[..., Any]:
+    """Run the function in a forked child process and kill it (and its process group) after
+    ``seconds``.
 
     A thread cannot be stopped from outside, so, as Klio did, the work runs in a separate process: a
     runaway loop or a hung native call is really killed. The fork inherits the element and the code,
-    so nothing needs to be importable; the result (or exception) comes back pickled. Side effects in the
+    so nothing needs to be importable; the result (or exception) comes back pickled. Side effects
+    in the
     child (mutated objects, metric increments) stay in the child. Place under ``@handle_klio``.
     """
     try:
@@ -475,11 +522,17 @@ def timeout(seconds: float, *args: Any, exception: type[BaseException] | None = 
 
 
 # -- retry -----------------------------------------------------------------------------------------
-def retry(*args: Any, tries: int | None = None, delay: float | None = None,
-          exception: type[BaseException] | tuple[type[BaseException], ...] | None = None,
-          raise_exception: type[BaseException] | None = None,
-          exception_message: str | None = None, **kwargs: Any) -> Callable[..., Any]:
-    """Call again on failure: ``tries`` attempts in all (-1 = forever, Klio's default), ``delay`` s apart.
+def retry(
+    *args: Any,
+    tries: int | None = None,
+    delay: float | None = None,
+    exception: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    raise_exception: type[BaseException] | None = None,
+    exception_message: str | None = None,
+    **kwargs: Any,
+) -> Callable[..., Any]:
+    """Call again on failure: ``tries`` attempts in all (-1 = forever, Klio's default), ``delay`` s
+    apart.
 
     Only ``exception`` (default ``Exception``) is retried; when tries run out ``raise_exception``
     (default :class:`KlioRetriesExhausted`) is raised, chained to the last error.
@@ -536,4 +589,3 @@ def profile(func: Callable[..., Any]) -> Callable[..., Any]:
             log.debug("profile: %s took %.6f s", _name(func), time.perf_counter() - start)
 
     return wrapper
-

@@ -1,12 +1,15 @@
 """Job metrics: one call records to Beam's metrics and to a prometheus-client registry.
 
-Beam's metrics reach Dataflow/Flink dashboards and ``PipelineResult.metrics()``; the prometheus registry is
+Beam's metrics reach Dataflow/Flink dashboards and ``PipelineResult.metrics()``; the prometheus
+registry is
 what the worker serves on ``/metrics``. Prometheus expects one registry per process, so the worker
-process owns one :class:`MetricsHub` (``process_hub()``); everything else receives a :class:`KlioMetrics`
+process owns one :class:`MetricsHub` (``process_hub()``); everything else receives a
+:class:`KlioMetrics`
 built from the job config.
 
 Standard names (label ``job`` on all): ``klio_messages_received_total``,
-``klio_messages_dropped_total{reason}``, ``klio_messages_skipped_total{reason}`` (ping, output_exists),
+``klio_messages_dropped_total{reason}``, ``klio_messages_skipped_total{reason}`` (ping,
+output_exists),
 ``klio_messages_output_total``, ``klio_dead_letter_total{reason}`` and the histogram
 ``klio_processing_seconds``. User metrics are named ``<prefix>_<name>`` where the prefix is
 ``job_config.metrics.prefix`` or the job name, made Prometheus-safe.
@@ -66,12 +69,16 @@ class MetricsHub:
             "klio_messages_output", "Messages written to the event outputs.", ["job"], registry=r
         )
         self.dead_letter = PromCounter(
-            "klio_dead_letter", "Records sent to the dead-letter place.", ["job", "reason"],
+            "klio_dead_letter",
+            "Records sent to the dead-letter place.",
+            ["job", "reason"],
             registry=r,
         )
         self.processing = PromHistogram(
-            "klio_processing_seconds", "Time in the job's decorated functions per message.",
-            ["job"], registry=r,
+            "klio_processing_seconds",
+            "Time in the job's decorated functions per message.",
+            ["job"],
+            registry=r,
         )
 
     def user_metric(self, kind: type[Any], name: str, labels: tuple[str, ...]) -> Any:
@@ -79,7 +86,9 @@ class MetricsHub:
         with self._lock:
             known = self._user.get(name)
             if known is None:
-                metric = kind(name, f"Klio job metric {name}.", list(labels), registry=self.registry)
+                metric = kind(
+                    name, f"Klio job metric {name}.", list(labels), registry=self.registry
+                )
                 self._user[name] = (metric, labels)
                 return metric
             metric, known_labels = known
@@ -141,7 +150,9 @@ class Timer:
 
     def __init__(self, beam_metric: Any, prom: Any, timer_unit: str = "s") -> None:
         if timer_unit not in _TIMER_UNITS:
-            raise ValueError(f"timer_unit must be one of {sorted(_TIMER_UNITS)}, not {timer_unit!r}")
+            raise ValueError(
+                f"timer_unit must be one of {sorted(_TIMER_UNITS)}, not {timer_unit!r}"
+            )
         self._beam = beam_metric
         self._prom = prom
         self._scale = _TIMER_UNITS[timer_unit]
@@ -157,7 +168,9 @@ class Timer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.record(time.perf_counter() - self._local.starts.pop())
@@ -172,9 +185,12 @@ class Timer:
 
 
 class KlioMetrics:
-    """``ctx.metrics``: the job's metrics (Klio's ``counter``/``gauge``/``timer``) and the standard ones."""
+    """``ctx.metrics``: the job's metrics (Klio's ``counter``/``gauge``/``timer``) and the standard
+    ones."""
 
-    def __init__(self, job_name: str, prefix: str | None = None, hub: MetricsHub | None = None) -> None:
+    def __init__(
+        self, job_name: str, prefix: str | None = None, hub: MetricsHub | None = None
+    ) -> None:
         self.job_name = job_name
         self.prefix = prometheus_name(prefix or job_name)
         self.hub = hub if hub is not None else process_hub()
@@ -201,33 +217,48 @@ class KlioMetrics:
     def _beam_name(self, name: str, labels: Mapping[str, str]) -> str:
         return name + "".join(f"[{k}={v}]" for k, v in labels.items())
 
-    def counter(self, name: str, value: int = 0, transform: str | None = None, **tags: Any) -> Counter:
+    def counter(
+        self, name: str, value: int = 0, transform: str | None = None, **tags: Any
+    ) -> Counter:
         labels = self._labels(transform, tags)
-        prom = self.hub.user_metric(PromCounter, f"{self.prefix}_{prometheus_name(name)}",
-                                    tuple(labels))
-        counter = Counter(Metrics.counter(self.job_name, self._beam_name(name, labels)),
-                          prom.labels(**labels) if labels else prom)
+        prom = self.hub.user_metric(
+            PromCounter, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
+        )
+        counter = Counter(
+            Metrics.counter(self.job_name, self._beam_name(name, labels)),
+            prom.labels(**labels) if labels else prom,
+        )
         if value:
             counter.inc(value)
         return counter
 
-    def gauge(self, name: str, value: float = 0, transform: str | None = None, **tags: Any) -> Gauge:
+    def gauge(
+        self, name: str, value: float = 0, transform: str | None = None, **tags: Any
+    ) -> Gauge:
         labels = self._labels(transform, tags)
-        prom = self.hub.user_metric(PromGauge, f"{self.prefix}_{prometheus_name(name)}",
-                                    tuple(labels))
-        gauge = Gauge(Metrics.gauge(self.job_name, self._beam_name(name, labels)),
-                      prom.labels(**labels) if labels else prom)
+        prom = self.hub.user_metric(
+            PromGauge, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
+        )
+        gauge = Gauge(
+            Metrics.gauge(self.job_name, self._beam_name(name, labels)),
+            prom.labels(**labels) if labels else prom,
+        )
         if value:
             gauge.set(value)
         return gauge
 
-    def timer(self, name: str, transform: str | None = None, timer_unit: str = "s",
-              **tags: Any) -> Timer:
+    def timer(
+        self, name: str, transform: str | None = None, timer_unit: str = "s", **tags: Any
+    ) -> Timer:
         labels = self._labels(transform, tags)
-        prom = self.hub.user_metric(PromHistogram,
-                                    f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels))
-        return Timer(Metrics.distribution(self.job_name, self._beam_name(name, labels)),
-                     prom.labels(**labels) if labels else prom, timer_unit)
+        prom = self.hub.user_metric(
+            PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels)
+        )
+        return Timer(
+            Metrics.distribution(self.job_name, self._beam_name(name, labels)),
+            prom.labels(**labels) if labels else prom,
+            timer_unit,
+        )
 
     # -- standard metrics -----------------------------------------------------------------
     def received(self, n: int = 1) -> None:

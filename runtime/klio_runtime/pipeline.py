@@ -1,7 +1,8 @@
 """A Klio job as Beam: :class:`KlioJobTransform` (the per-message flow around ``run``) and
 :func:`build_pipeline` (that transform between the configured event reads and writes).
 
-The transform takes serialized KlioMessages and is the same whatever feeds it: the batch runner's file
+The transform takes serialized KlioMessages and is the same whatever feeds it: the batch runner's
+file
 reads, the streaming worker's micro-batches, Dataflow or Flink.
 """
 
@@ -44,21 +45,24 @@ def input_names(config: KlioConfig) -> list[str]:
     return [f"{inp.type}{index}" for index, inp in enumerate(config.job_config.events.inputs)]
 
 
-class _PrepareOutput(beam.DoFn):  # type: ignore[misc]
+class _PrepareOutput(beam.DoFn):
     """Run's output → the message children receive (``prepare_output``), counted."""
 
     def __init__(self, config: KlioConfig) -> None:
         self.config = config
 
     def setup(self) -> None:
-        self.metrics = KlioMetrics.from_settings(self.config.job_name,
-                                                 self.config.job_config.metrics)
+        self.metrics = KlioMetrics.from_settings(
+            self.config.job_name, self.config.job_config.metrics
+        )
         self.job = job_ref_of(self.config)
 
     def process(self, data: Any) -> Iterator[Any]:
         if not isinstance(data, bytes | bytearray):
-            yield self._bad(f"run returned {type(data).__name__}, not serialized KlioMessage bytes",
-                            repr(data)[:80])
+            yield self._bad(
+                f"run returned {type(data).__name__}, not serialized KlioMessage bytes",
+                repr(data)[:80],
+            )
             return
         try:
             msg = kmessage.parse(bytes(data))
@@ -70,31 +74,36 @@ class _PrepareOutput(beam.DoFn):  # type: ignore[misc]
 
     def _bad(self, detail: str, element: str) -> pvalue.TaggedOutput:
         self.metrics.dead_lettered("bad_output", element)
-        return pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter("bad_output", "run", detail, element))
+        return pvalue.TaggedOutput(
+            DEAD_LETTER_TAG, DeadLetter("bad_output", "run", detail, element)
+        )
 
 
-class _CountDeadLetters(beam.DoFn):  # type: ignore[misc]
+class _CountDeadLetters(beam.DoFn):
     """Counts dead letters made before the job's context exists (the event readers')."""
 
     def __init__(self, config: KlioConfig) -> None:
         self.config = config
 
     def setup(self) -> None:
-        self.metrics = KlioMetrics.from_settings(self.config.job_name,
-                                                 self.config.job_config.metrics)
+        self.metrics = KlioMetrics.from_settings(
+            self.config.job_name, self.config.job_config.metrics
+        )
 
     def process(self, letter: DeadLetter) -> Iterator[DeadLetter]:
         self.metrics.dead_lettered(letter.reason, letter.where)
         yield letter
 
 
-class KlioJobTransform(beam.PTransform):  # type: ignore[type-arg]
+class KlioJobTransform(beam.PTransform):
     """Serialized KlioMessages → routing → ``run`` → output messages.
 
     Input: one PCollection (one event input) or a mapping ``{"file0": pcoll, ...}`` keyed by
-    :func:`input_names`; an input with ``skip_klio_read`` is given to ``run`` as it is (Klio passes the
+    :func:`input_names`; an input with ``skip_klio_read`` is given to ``run`` as it is (Klio passes
+    the
     pipeline there). Output: a dict of PCollections — ``output`` (messages for the event outputs:
-    run's results plus pings and already-done messages), ``dropped`` (route.Dropped), ``input_missing``
+    run's results plus pings and already-done messages), ``dropped`` (route.Dropped),
+    ``input_missing``
     (messages whose data input is missing: the bottom-up hook) and ``dead_letter`` (DeadLetter).
     """
 
@@ -106,7 +115,7 @@ class KlioJobTransform(beam.PTransform):  # type: ignore[type-arg]
         self.run_fn = run_fn
         self.batch_size = batch_size
 
-    def expand(self, inputs: Any) -> dict[str, beam.PCollection]:  # type: ignore[type-arg]
+    def expand(self, inputs: Any) -> dict[str, beam.PCollection]:
         names = input_names(self.config) or ["input0"]
         if not isinstance(inputs, Mapping):
             inputs = {names[0]: inputs}
@@ -140,9 +149,10 @@ class KlioJobTransform(beam.PTransform):  # type: ignore[type-arg]
         pipeline = self._pipeline_of(inputs)
         results = [ran] if isinstance(ran, beam.PCollection) else []
         prepared = (
-            (results + pass_thru) | "Merge run and pass-thru" >> beam.Flatten(pipeline=pipeline)
-            | "Prepare output" >> beam.ParDo(_PrepareOutput(self.config)).with_outputs(
-                DEAD_LETTER_TAG, main=OUTPUT)
+            (results + pass_thru)
+            | "Merge run and pass-thru" >> beam.Flatten(pipeline=pipeline)
+            | "Prepare output"
+            >> beam.ParDo(_PrepareOutput(self.config)).with_outputs(DEAD_LETTER_TAG, main=OUTPUT)
         )
         dead.append(prepared[DEAD_LETTER_TAG])
         return {
@@ -159,7 +169,8 @@ class KlioJobTransform(beam.PTransform):  # type: ignore[type-arg]
 
 
 def dead_letter_location(config: KlioConfig) -> str | None:
-    """``job_config.dead_letter_location``, else ``dead-letter/`` beside the first file event output.
+    """``job_config.dead_letter_location``, else ``dead-letter/`` beside the first file event
+    output.
 
     A sub-directory, so a child reading ``<output>*`` never reads the dead letters as events.
     """
@@ -173,9 +184,11 @@ def dead_letter_location(config: KlioConfig) -> str | None:
     return None
 
 
-def build_pipeline(config: KlioConfig, run_fn: RunFn,
-                   options: PipelineOptions | None = None) -> beam.Pipeline:
-    """A pipeline reading the configured event inputs, running the job, writing its event outputs."""
+def build_pipeline(
+    config: KlioConfig, run_fn: RunFn, options: PipelineOptions | None = None
+) -> beam.Pipeline:
+    """A pipeline reading the configured event inputs, running the job, writing its event
+    outputs."""
     pipeline = beam.Pipeline(options=options)
     names = input_names(config)
     inputs: dict[str, Any] = {}
@@ -186,8 +199,10 @@ def build_pipeline(config: KlioConfig, run_fn: RunFn,
         elif isinstance(conf, FileEventInput):
             read = pipeline | f"[{name}] Read events" >> ReadEventFile(conf.location)
             inputs[name] = read.events
-            dead.append(read[DEAD_LETTER_TAG]
-                        | f"[{name}] Count dead letters" >> beam.ParDo(_CountDeadLetters(config)))
+            dead.append(
+                read[DEAD_LETTER_TAG]
+                | f"[{name}] Count dead letters" >> beam.ParDo(_CountDeadLetters(config))
+            )
         else:
             raise NotImplementedError(
                 f"job_config.events.inputs[{names.index(name)}]: {conf.type} inputs run on the "

@@ -34,8 +34,9 @@ class JobLoadError(RuntimeError):
     """The job directory cannot be run (no run.py, no ``run`` function, import error)."""
 
 
-def beam_options(config: KlioConfig, runner: str | None = None,
-                 extra: Mapping[str, Any] | None = None) -> PipelineOptions:
+def beam_options(
+    config: KlioConfig, runner: str | None = None, extra: Mapping[str, Any] | None = None
+) -> PipelineOptions:
     """Beam options from ``pipeline_options`` (+ ``extra``); local runners → FnApiRunner (batch)."""
     values = dict(config.pipeline_options.as_dict())
     values.update(extra or {})
@@ -69,7 +70,7 @@ def resolve_paths(config: KlioConfig, job_dir: Path) -> KlioConfig:
             data.location = fix(data.location)
     dead = getattr(out.job_config, "dead_letter_location", None)
     if dead:
-        out.job_config.dead_letter_location = fix(str(dead))
+        setattr(out.job_config, "dead_letter_location", fix(str(dead)))  # noqa: B010
     return out
 
 
@@ -95,7 +96,7 @@ def load_run_function(job_dir: Path) -> RunFn:
     run_fn = getattr(module, "run", None)
     if not callable(run_fn):
         raise JobLoadError(f"{run_py}: defines no function `run(pcoll, config)`")
-    return run_fn  # type: ignore[no-any-return]
+    return run_fn
 
 
 def _forget_other_jobs_modules(job_dir: str) -> None:
@@ -147,8 +148,10 @@ def summarize(result: PipelineResult, job_name: str) -> JobSummary:
             summary.output += value
         elif base in buckets and reason:
             buckets[base][reason] = buckets[base].get(reason, 0) + value
-    ids: dict[str, dict[str, set[str]]] = {"dropped_ids": defaultdict(set),
-                                           "dead_letter_ids": defaultdict(set)}
+    ids: dict[str, dict[str, set[str]]] = {
+        "dropped_ids": defaultdict(set),
+        "dead_letter_ids": defaultdict(set),
+    }
     for string_set in metrics.get("string_sets", []):
         base, reason = _label(string_set.key.metric.name)
         if base in ids and reason:
@@ -158,8 +161,11 @@ def summarize(result: PipelineResult, job_name: str) -> JobSummary:
     return summary
 
 
-def load_job(job_dir: str | Path = ".", config_file: str | Path | None = None,
-             overrides: Mapping[str, Any] | None = None) -> tuple[KlioConfig, RunFn, Path]:
+def load_job(
+    job_dir: str | Path = ".",
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[KlioConfig, RunFn, Path]:
     """The job's config (paths resolved against the job dir) and its ``run``."""
     directory = Path(job_dir).resolve()
     config_path = Path(config_file) if config_file else directory / "klio-job.yaml"
@@ -167,9 +173,13 @@ def load_job(job_dir: str | Path = ".", config_file: str | Path | None = None,
     return config, load_run_function(directory), directory
 
 
-def run_job(config: KlioConfig, run_fn: RunFn, runner: str | None = None,
-            extra_options: Mapping[str, Any] | None = None,
-            on_start: Callable[[], None] | None = None) -> JobSummary:
+def run_job(
+    config: KlioConfig,
+    run_fn: RunFn,
+    runner: str | None = None,
+    extra_options: Mapping[str, Any] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> JobSummary:
     """Build and run the batch pipeline; blocks until done."""
     ensure_emulator_credentials()
     options = beam_options(config, runner, extra_options)

@@ -1,7 +1,9 @@
 """gcp-storage-emulator (PyPI) for tests: a real GCS-compatible server in memory.
 
-`running_gcs_emulator()` starts it on a free localhost port, polls until it answers (with a deadline)
-and kills it on exit. The `gcs_emulator` fixture (session) sets STORAGE_EMULATOR_HOST for the session;
+`running_gcs_emulator()` starts it on a free localhost port, polls until it answers (with a
+deadline)
+and kills it on exit. The `gcs_emulator` fixture (session) sets STORAGE_EMULATOR_HOST for the
+session;
 the klio runtime then sets up fake credentials by itself (klio_runtime.io.gcs).
 """
 
@@ -33,7 +35,9 @@ def _command() -> str:
         return str(beside_python)
     found = shutil.which("gcp-storage-emulator")
     if not found:
-        raise RuntimeError("gcp-storage-emulator is not installed (pip install gcp-storage-emulator)")
+        raise RuntimeError(
+            "gcp-storage-emulator is not installed (pip install gcp-storage-emulator)"
+        )
     return found
 
 
@@ -54,7 +58,9 @@ def running_gcs_emulator(timeout: float = 20.0) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [_command(), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + timeout

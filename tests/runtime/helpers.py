@@ -13,8 +13,10 @@ from klio_runtime.metrics import process_hub
 
 def make_config(job_config: dict[str, Any] | None = None, **top: Any) -> KlioConfig:
     """A config with a unique job name (metrics are per job name within the test process)."""
-    data: dict[str, Any] = {"job_name": f"t-{uuid.uuid4().hex[:10]}",
-                            "pipeline_options": {"streaming": False}}
+    data: dict[str, Any] = {
+        "job_name": f"t-{uuid.uuid4().hex[:10]}",
+        "pipeline_options": {"streaming": False},
+    }
     data.update(top)
     data["job_config"] = job_config or {}
     return parse_config(data)

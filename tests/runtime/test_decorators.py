@@ -13,9 +13,9 @@ from typing import Any
 import apache_beam as beam
 import pytest
 from apache_beam import pvalue
-
 from klio_runtime import decorators as d
 from klio_runtime.context import KlioContext
+
 from tests.runtime.helpers import bound, dropped, make_config, msg_bytes, parsed
 
 
@@ -286,8 +286,9 @@ def test_profile_logs_duration_at_debug(ctx: KlioContext, capsys: Any) -> None:
     assert "profile:" in capsys.readouterr().err
 
 
-def test_logger_shows_info_by_default_and_debug_when_the_job_asks(ctx: KlioContext,
-                                                                   capsys: Any) -> None:
+def test_logger_shows_info_by_default_and_debug_when_the_job_asks(
+    ctx: KlioContext, capsys: Any
+) -> None:
     @d.handle_klio
     def f(c: KlioContext, item: Any) -> Any:
         c.logger.info("info line")

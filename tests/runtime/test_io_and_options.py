@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
-
 from klio_runtime.io.events import decode_line, encode_line
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message
 from klio_runtime.metrics import KlioMetrics, MetricsHub, prometheus_name
 from klio_runtime.runner import beam_options, resolve_paths
+from prometheus_client import CollectorRegistry
+
 from tests.runtime.helpers import make_config
 
 
@@ -27,8 +27,9 @@ def test_event_line_is_an_id_or_a_base64_message() -> None:
         decode_line(b"\xff\xfe\n")
 
 
-def test_exists_many_lists_each_directory_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:
+def test_exists_many_lists_each_directory_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.txt").write_text("x")
     (tmp_path / "a" / "sub").mkdir()
@@ -36,10 +37,18 @@ def test_exists_many_lists_each_directory_once(tmp_path: Path, monkeypatch: pyte
     listed: list[str] = []
     real = store._list
     monkeypatch.setattr(store, "_list", lambda d: listed.append(d) or real(d))
-    paths = [f"{tmp_path}/a/x.txt", f"{tmp_path}/a/y.txt", f"{tmp_path}/a/sub",
-             f"{tmp_path}/nowhere/z.txt"]
-    assert store.exists_many(paths) == {paths[0]: True, paths[1]: False, paths[2]: False,
-                                        paths[3]: False}
+    paths = [
+        f"{tmp_path}/a/x.txt",
+        f"{tmp_path}/a/y.txt",
+        f"{tmp_path}/a/sub",
+        f"{tmp_path}/nowhere/z.txt",
+    ]
+    assert store.exists_many(paths) == {
+        paths[0]: True,
+        paths[1]: False,
+        paths[2]: False,
+        paths[3]: False,
+    }
     assert sorted(listed) == sorted([f"{tmp_path}/a", f"{tmp_path}/nowhere"])
 
 
@@ -86,27 +95,40 @@ def test_metrics_prefix_from_job_config() -> None:
 
 
 def test_direct_runners_map_to_fn_api_runner_and_dataflow_options_stay() -> None:
-    config = make_config(pipeline_options={
-        "runner": "DirectRunner", "streaming": False, "project": "p",
-        "worker_harness_container_image": "img:1", "setup_file": "setup.py",
-        "experiments": ["beam_fn_api", "use_runner_v2"]})
+    config = make_config(
+        pipeline_options={
+            "runner": "DirectRunner",
+            "streaming": False,
+            "project": "p",
+            "worker_harness_container_image": "img:1",
+            "setup_file": "setup.py",
+            "experiments": ["beam_fn_api", "use_runner_v2"],
+        }
+    )
     opts = beam_options(config).get_all_options()
     assert opts["runner"] == "FnApiRunner"
     assert opts["project"] == "p" and opts["experiments"] == ["beam_fn_api", "use_runner_v2"]
     assert opts["setup_file"] == "setup.py"
     gke = make_config(pipeline_options={"runner": "DirectGKERunner", "streaming": False})
     assert beam_options(gke).get_all_options()["runner"] == "FnApiRunner"
-    assert beam_options(config, runner="DataflowRunner").get_all_options()["runner"] == \
-        "DataflowRunner"
+    assert (
+        beam_options(config, runner="DataflowRunner").get_all_options()["runner"]
+        == "DataflowRunner"
+    )
     flink = beam_options(config, runner="FlinkRunner", extra={"flink_master": "host:8081"})
     assert flink.get_all_options()["flink_master"] == "host:8081"
 
 
 def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
-    config = make_config({
-        "events": {"inputs": [{"type": "file", "location": "./ids.txt"}],
-                   "outputs": [{"type": "file", "location": "gs://b/out"}]},
-        "data": {"inputs": [{"type": "file", "location": "data"}]}})
+    config = make_config(
+        {
+            "events": {
+                "inputs": [{"type": "file", "location": "./ids.txt"}],
+                "outputs": [{"type": "file", "location": "gs://b/out"}],
+            },
+            "data": {"inputs": [{"type": "file", "location": "data"}]},
+        }
+    )
     resolved = resolve_paths(config, tmp_path)
     assert resolved.job_config.events.inputs[0].location == str(tmp_path / "ids.txt")
     assert resolved.job_config.events.outputs[0].location == "gs://b/out"

@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from klio_runtime.io.events import encode_line
 from klio_runtime.message import new_message
-from tests.emulators.gcs import gcs_emulator  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 KLIO = str(Path(sys.executable).parent / "klio")
@@ -23,16 +21,26 @@ N = 1000
 
 
 def klio(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")}
-    return subprocess.run([KLIO, *args], capture_output=True, text=True, timeout=240,
-                          env={**base, **(env or {})}, check=False)
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")
+    }
+    return subprocess.run(
+        [KLIO, *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**base, **(env or {})},
+        check=False,
+    )
 
 
 def run_job(job_dir: Path, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     summary = job_dir / "summary.json"
-    done = klio("job", "run", "--job-dir", str(job_dir), "--summary-json", str(summary), *extra,
-                env=env)
+    done = klio(
+        "job", "run", "--job-dir", str(job_dir), "--summary-json", str(summary), *extra, env=env
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "klio job run: summary" in done.stdout
     result: dict[str, Any] = json.loads(summary.read_text())
@@ -80,11 +88,16 @@ def test_uppercase_1000_then_skip_ping_and_force(uppercase_job: Path) -> None:
 
     (job / "data" / "input" / "track-0001.txt").write_text("changed\n")
     specials = job / "specials.txt"
-    specials.write_text("\n".join([
-        encode_line(new_message("track-0000", ping=True)),
-        encode_line(new_message("track-0001", force=True)),
-        "track-0002",
-    ]) + "\n")
+    specials.write_text(
+        "\n".join(
+            [
+                encode_line(new_message("track-0000", ping=True)),
+                encode_line(new_message("track-0001", force=True)),
+                "track-0002",
+            ]
+        )
+        + "\n"
+    )
     mixed = run_job(job, "--no-progress", "-c", f"job_config.events.inputs[0].location={specials}")
     assert mixed["skipped"] == {"ping": 1, "output_exists": 1}
     assert mixed["processed"] == 1 and mixed["output"] == 3
@@ -99,7 +112,8 @@ def test_bad_input_each_counted_by_reason_and_id_rest_done(tmp_path: Path) -> No
     job = tmp_path / "bad"
     shutil.copytree(JOBS / "bad_input", job, ignore=shutil.ignore_patterns("out"))
     (job / "ids.txt").write_bytes(
-        b"ok-1\nok-2\nraise-1\nok-3\nslow-1\n../escape\n\xff\xfebroken\nok-4\n")
+        b"ok-1\nok-2\nraise-1\nok-3\nslow-1\n../escape\n\xff\xfebroken\nok-4\n"
+    )
     result = run_job(job, "--no-progress")
     assert result["dropped"] == {"run_error": 1, "timeout": 1}
     assert result["dropped_ids"] == {"run_error": ["raise-1"], "timeout": ["slow-1"]}
@@ -107,8 +121,11 @@ def test_bad_input_each_counted_by_reason_and_id_rest_done(tmp_path: Path) -> No
     assert result["dead_letter_ids"]["invalid_element_id"] == ["../escape"]
     assert result["dead_letter_ids"]["malformed_line"] == [f"{job / 'ids.txt'}:7"]
     assert event_ids(job / "out" / "events") == ["ok-1", "ok-2", "ok-3", "ok-4"]
-    letters = [json.loads(line) for shard in (job / "out" / "dead-letter").glob("events-*.jsonl")
-               for line in shard.read_text().splitlines()]
+    letters = [
+        json.loads(line)
+        for shard in (job / "out" / "dead-letter").glob("events-*.jsonl")
+        for line in shard.read_text().splitlines()
+    ]
     assert sorted(d["reason"] for d in letters) == ["invalid_element_id", "malformed_line"]
     assert "cannot handle raise-1" in result["stderr"]
     assert "[slow-1]" in result["stderr"] and "timed out" in result["stderr"]
@@ -129,8 +146,13 @@ def test_klio_style_job_runs_unchanged(tmp_path: Path) -> None:
 def test_created_job_runs_as_created(tmp_path: Path) -> None:
     created = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "my-job")
     assert created.returncode == 0, created.stderr
-    for name in ("klio-job.yaml", "run.py", "transforms.py", "Dockerfile",
-                 "tests/test_transforms.py"):
+    for name in (
+        "klio-job.yaml",
+        "run.py",
+        "transforms.py",
+        "Dockerfile",
+        "tests/test_transforms.py",
+    ):
         assert (tmp_path / "new" / name).is_file()
     assert "FROM klio-runtime:latest" in (tmp_path / "new" / "Dockerfile").read_text()
     result = run_job(tmp_path / "new", "--no-progress")
@@ -146,7 +168,8 @@ def test_config_errors_exit_2_with_the_field(tmp_path: Path) -> None:
     bad_yaml = klio("job", "run", "--job-dir", str(tmp_path))
     assert bad_yaml.returncode == 2 and "config error" in bad_yaml.stderr
     (tmp_path / "klio-job.yaml").write_text(
-        "version: 2\njob_name: x\njob_config:\n  events:\n    inputs:\n      - type: file\n")
+        "version: 2\njob_name: x\njob_config:\n  events:\n    inputs:\n      - type: file\n"
+    )
     missing = klio("job", "run", "--job-dir", str(tmp_path))
     assert missing.returncode == 2 and "job_config.events.inputs[0].location" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -157,24 +180,36 @@ def test_uppercase_with_data_on_gcs_emulator(uppercase_job: Path, gcs_emulator: 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(project="klio-local", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": gcs_emulator})
+    client = storage.Client(
+        project="klio-local",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": gcs_emulator},
+    )
     bucket = client.create_bucket("klio-data")
     ids = [f"track-{i:04d}" for i in range(50)]
     for element in ids:
         bucket.blob(f"input/{element}.txt").upload_from_string(f"cloud {element}\n")
-    (uppercase_job / "ids.txt").write_text("\n".join(ids + ["track-9999"]) + "\n")
+    (uppercase_job / "ids.txt").write_text("\n".join([*ids, "track-9999"]) + "\n")
     env = {"STORAGE_EMULATOR_HOST": gcs_emulator}
-    overrides = ["-c", "job_config.data.inputs[0].type=gcs",
-                 "-c", "job_config.data.inputs[0].location=gs://klio-data/input",
-                 "-c", "job_config.data.outputs[0].type=gcs",
-                 "-c", "job_config.data.outputs[0].location=gs://klio-data/output",
-                 "-c", "job_config.events.outputs[0].location=gs://klio-data/events/out"]
+    overrides = [
+        "-c",
+        "job_config.data.inputs[0].type=gcs",
+        "-c",
+        "job_config.data.inputs[0].location=gs://klio-data/input",
+        "-c",
+        "job_config.data.outputs[0].type=gcs",
+        "-c",
+        "job_config.data.outputs[0].location=gs://klio-data/output",
+        "-c",
+        "job_config.events.outputs[0].location=gs://klio-data/events/out",
+    ]
     result = run_job(uppercase_job, "--no-progress", *overrides, env=env)
     assert result["processed"] == 50 and result["dropped"] == {"input_missing": 1}
     for element in ids:
-        assert bucket.blob(f"output/{element}.txt").download_as_bytes() == \
-            f"CLOUD {element.upper()}\n".encode()
+        assert (
+            bucket.blob(f"output/{element}.txt").download_as_bytes()
+            == f"CLOUD {element.upper()}\n".encode()
+        )
     events = [b.name for b in client.list_blobs("klio-data", prefix="events/out")]
     assert events == ["events/out-00000-of-00001"]
     again = run_job(uppercase_job, "--no-progress", *overrides, env=env)

@@ -8,12 +8,12 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
-
 from klio_runtime.decorators import handle_klio
 from klio_runtime.message import element_id, new_message, parse, serialize
 from klio_runtime.pipeline import KlioJobTransform
 from klio_runtime.routing import JobRef
 from klio_runtime.transforms.route import Dropped
+
 from tests.runtime.helpers import make_config, msg_bytes
 
 
@@ -34,11 +34,14 @@ def _elements_and_payloads(data: bytes) -> tuple[str, bytes]:
 def _data_config(tmp_path: Path, **output: Any) -> dict[str, Any]:
     (tmp_path / "in").mkdir()
     (tmp_path / "out").mkdir()
-    return {"data": {
-        "inputs": [{"type": "file", "location": str(tmp_path / "in"), "file_suffix": ".txt"}],
-        "outputs": [{"type": "file", "location": str(tmp_path / "out"), "file_suffix": ".txt",
-                     **output}],
-    }}
+    return {
+        "data": {
+            "inputs": [{"type": "file", "location": str(tmp_path / "in"), "file_suffix": ".txt"}],
+            "outputs": [
+                {"type": "file", "location": str(tmp_path / "out"), "file_suffix": ".txt", **output}
+            ],
+        }
+    }
 
 
 def test_flow_process_skip_force_ping_missing_and_recipients(tmp_path: Path) -> None:
@@ -59,16 +62,38 @@ def test_flow_process_skip_force_ping_missing_and_recipients(tmp_path: Path) -> 
     ]
     with beam.Pipeline(runner=FnApiRunner()) as p:
         out = p | beam.Create(inputs) | KlioJobTransform(config, _run_fn, batch_size=2)
-        assert_that(out["output"] | beam.Map(_elements_and_payloads), equal_to([
-            ("todo", b"ran:todo"), ("forced", b"ran:forced"), ("done", b""), ("pinged", b""),
-        ]), label="output")
-        assert_that(out["dropped"], equal_to([
-            Dropped("missing", "input_missing"), Dropped("not-mine", "not_recipient"),
-        ]), label="dropped")
-        assert_that(out["input_missing"] | beam.Map(lambda b: element_id(parse(b))),
-                    equal_to(["missing"]), label="missing")
-        assert_that(out["dead_letter"] | beam.Map(lambda d: d.reason),
-                    equal_to(["decode_error"]), label="dead")
+        assert_that(
+            out["output"] | beam.Map(_elements_and_payloads),
+            equal_to(
+                [
+                    ("todo", b"ran:todo"),
+                    ("forced", b"ran:forced"),
+                    ("done", b""),
+                    ("pinged", b""),
+                ]
+            ),
+            label="output",
+        )
+        assert_that(
+            out["dropped"],
+            equal_to(
+                [
+                    Dropped("missing", "input_missing"),
+                    Dropped("not-mine", "not_recipient"),
+                ]
+            ),
+            label="dropped",
+        )
+        assert_that(
+            out["input_missing"] | beam.Map(lambda b: element_id(parse(b))),
+            equal_to(["missing"]),
+            label="missing",
+        )
+        assert_that(
+            out["dead_letter"] | beam.Map(lambda d: d.reason),
+            equal_to(["decode_error"]),
+            label="dead",
+        )
 
 
 def test_audit_log_gets_this_job(tmp_path: Path) -> None:
@@ -76,14 +101,23 @@ def test_audit_log_gets_this_job(tmp_path: Path) -> None:
     with beam.Pipeline(runner=FnApiRunner()) as p:
         out = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, _run_fn)
         assert_that(
-            out["output"] | beam.Map(
-                lambda b: [e.klio_job.job_name for e in parse(b).metadata.job_audit_log]),
-            equal_to([[config.job_name]]))
+            out["output"]
+            | beam.Map(lambda b: [e.klio_job.job_name for e in parse(b).metadata.job_audit_log]),
+            equal_to([[config.job_name]]),
+        )
 
 
 def test_several_event_inputs_reach_run_as_named_tuple() -> None:
-    config = make_config({"events": {"inputs": [
-        {"type": "file", "location": "a.txt"}, {"type": "file", "location": "b.txt"}]}})
+    config = make_config(
+        {
+            "events": {
+                "inputs": [
+                    {"type": "file", "location": "a.txt"},
+                    {"type": "file", "location": "b.txt"},
+                ]
+            }
+        }
+    )
     seen: list[tuple[str, ...]] = []
 
     def run(inputs: Any, cfg: Any) -> Any:
@@ -94,8 +128,10 @@ def test_several_event_inputs_reach_run_as_named_tuple() -> None:
         a = p | "A" >> beam.Create([msg_bytes("a")])
         b = p | "B" >> beam.Create([msg_bytes("b")])
         out = {"file0": a, "file1": b} | KlioJobTransform(config, run)
-        assert_that(out["output"] | beam.Map(_elements_and_payloads),
-                    equal_to([("a", b"ran:a"), ("b", b"ran:b")]))
+        assert_that(
+            out["output"] | beam.Map(_elements_and_payloads),
+            equal_to([("a", b"ran:a"), ("b", b"ran:b")]),
+        )
     assert seen == [("file0", "file1")]
 
 
@@ -107,16 +143,19 @@ def test_skip_existence_check_runs_everything(tmp_path: Path) -> None:
     (tmp_path / "out" / "x.txt").write_text("exists")
     with beam.Pipeline(runner=FnApiRunner()) as p:
         out = p | beam.Create([msg_bytes("x"), msg_bytes("y")]) | KlioJobTransform(config, _run_fn)
-        assert_that(out["output"] | beam.Map(_elements_and_payloads),
-                    equal_to([("x", b"ran:x"), ("y", b"ran:y")]))
+        assert_that(
+            out["output"] | beam.Map(_elements_and_payloads),
+            equal_to([("x", b"ran:x"), ("y", b"ran:y")]),
+        )
 
 
 def test_non_klio_bytes_are_wrapped_when_allowed() -> None:
     config = make_config({"allow_non_klio_messages": True})
     with beam.Pipeline(runner=FnApiRunner()) as p:
         out = p | beam.Create([b"\xff\x00raw"]) | KlioJobTransform(config, _run_fn)
-        assert_that(out["output"] | beam.Map(lambda b: parse(b).data.element),
-                    equal_to([b"\xff\x00raw"]))
+        assert_that(
+            out["output"] | beam.Map(lambda b: parse(b).data.element), equal_to([b"\xff\x00raw"])
+        )
 
 
 def test_run_output_that_is_not_a_message_is_dead_lettered() -> None:

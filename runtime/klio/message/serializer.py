@@ -7,7 +7,9 @@ from klio_runtime.decorators import message_out
 from klio_runtime.proto.klio_pb2 import KlioMessage
 
 
-def to_klio_message(incoming_message: bytes, kconfig: Any = None, logger: Any = None) -> KlioMessage:
+def to_klio_message(
+    incoming_message: bytes, kconfig: Any = None, logger: Any = None
+) -> KlioMessage:
     allow = bool(kconfig is not None and kconfig.job_config.allow_non_klio_messages)
     return _message.parse(incoming_message, allow_non_klio=allow)
 

@@ -1,17 +1,17 @@
 """Klio's ``klio.transforms.core``: ``KlioContext`` and ``KlioBaseDoFn``.
 
-Klio built a context from config pickled into ``__main__``; here ``KlioContext()`` with no argument is
+Klio built a context from config pickled into ``__main__``; here ``KlioContext()`` with no argument
+is
 the running job's context (bound by the runtime), and ``KlioContext(config)`` builds one.
 """
 
 from typing import Any
 
 import apache_beam as beam
-
 from klio_runtime import context as _context
 
 
-def KlioContext(config: Any = None, **kwargs: Any) -> _context.KlioContext:  # noqa: N802
+def KlioContext(config: Any = None, **kwargs: Any) -> _context.KlioContext:
     if config is None and not kwargs:
         return _context.bound_context()
     return _context.KlioContext(config, **kwargs)

@@ -58,22 +58,29 @@ def render_summary(summary: JobSummary, console: Console) -> None:
     table.add_row("skipped (output exists)", str(summary.skipped.get("output_exists", 0)), "")
     table.add_row("ping", str(summary.skipped.get("ping", 0)), "")
     for reason, count in sorted(summary.dropped.items()):
-        table.add_row(f"dropped: {reason}", str(count),
-                      _ids(summary.dropped_ids.get(reason, [])))
+        table.add_row(f"dropped: {reason}", str(count), _ids(summary.dropped_ids.get(reason, [])))
     for reason, count in sorted(summary.dead_letter.items()):
-        table.add_row(f"dead-lettered: {reason}", str(count),
-                      _ids(summary.dead_letter_ids.get(reason, [])))
+        table.add_row(
+            f"dead-lettered: {reason}", str(count), _ids(summary.dead_letter_ids.get(reason, []))
+        )
     console.print(table)
 
 
-def _run_with_progress(config: KlioConfig, run_fn: Any, runner: str | None,
-                       options: dict[str, Any], console: Console) -> JobSummary:
+def _run_with_progress(
+    config: KlioConfig, run_fn: Any, runner: str | None, options: dict[str, Any], console: Console
+) -> JobSummary:
     total = _total(config)
     hub = process_hub()
     start = hub.value("klio_messages_received_total", job=config.job_name)
     thread, box = run_in_thread(lambda: run_job(config, run_fn, runner, options))
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task(f"{config.job_name}", total=total)
         while thread.is_alive():
             thread.join(0.1)
@@ -88,25 +95,60 @@ def _run_with_progress(config: KlioConfig, run_fn: Any, runner: str | None,
 
 
 @click.command("run")
-@click.option("--job-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="The job directory (klio-job.yaml, run.py).")
-@click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Config file instead of <job-dir>/klio-job.yaml.")
-@click.option("--runner", default=None,
-              help="Beam runner (DataflowRunner, FlinkRunner, …); default: the config's, "
-                   "DirectRunner running in-process.")
+@click.option(
+    "--job-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The job directory (klio-job.yaml, run.py).",
+)
+@click.option(
+    "--config-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file instead of <job-dir>/klio-job.yaml.",
+)
+@click.option(
+    "--runner",
+    default=None,
+    help="Beam runner (DataflowRunner, FlinkRunner, …); default: the config's, "
+    "DirectRunner running in-process.",
+)
 @click.option("--direct-runner", is_flag=True, help="Run locally in-process (Klio's flag).")
-@click.option("--config-override", "-c", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value by dotted path, e.g. job_config.events.inputs[0]."
-                   "location=ids.txt (repeatable).")
-@click.option("--pipeline-option", "-O", "pipeline_opts", multiple=True, metavar="KEY=VALUE",
-              help="Extra Beam pipeline option (repeatable).")
+@click.option(
+    "--config-override",
+    "-c",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value by dotted path, e.g. job_config.events.inputs[0]."
+    "location=ids.txt (repeatable).",
+)
+@click.option(
+    "--pipeline-option",
+    "-O",
+    "pipeline_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra Beam pipeline option (repeatable).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the summary as JSON to this file.")
-def run(job_dir: Path, config_file: Path | None, runner: str | None, direct_runner: bool,
-        overrides: tuple[str, ...], pipeline_opts: tuple[str, ...], no_progress: bool,
-        summary_json: Path | None) -> None:
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the summary as JSON to this file.",
+)
+def run(
+    job_dir: Path,
+    config_file: Path | None,
+    runner: str | None,
+    direct_runner: bool,
+    overrides: tuple[str, ...],
+    pipeline_opts: tuple[str, ...],
+    no_progress: bool,
+    summary_json: Path | None,
+) -> None:
     """Run the job in JOB_DIR (default: here) as a batch pipeline and print a summary."""
     console = Console(stderr=False)
     err_console = Console(stderr=True)
@@ -133,8 +175,9 @@ def run(job_dir: Path, config_file: Path | None, runner: str | None, direct_runn
         err_console.print(f"[red]error[/red] {err}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
     except Exception as err:
-        err_console.print(f"[red]pipeline failed[/red] {type(err).__name__}: {err}",
-                          highlight=False)
+        err_console.print(
+            f"[red]pipeline failed[/red] {type(err).__name__}: {err}", highlight=False
+        )
         raise SystemExit(EXIT_FAILED) from None
     render_summary(summary, console)
     if summary_json is not None:

@@ -34,8 +34,12 @@ class DeadLetter:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"element": self.element, "reason": self.reason, "where": self.where,
-             "detail": self.detail},
+            {
+                "element": self.element,
+                "reason": self.reason,
+                "where": self.where,
+                "detail": self.detail,
+            },
             sort_keys=True,
         )
 
@@ -98,16 +102,21 @@ class _DecodeLines(beam.DoFn):
         except UnicodeDecodeError as err:
             yield pvalue.TaggedOutput(
                 DEAD_LETTER_TAG,
-                DeadLetter("malformed_line", f"{path}:{number}", f"not UTF-8 text: {err.reason}",
-                           element=raw[:60].decode("utf-8", "replace")),
+                DeadLetter(
+                    "malformed_line",
+                    f"{path}:{number}",
+                    f"not UTF-8 text: {err.reason}",
+                    element=raw[:60].decode("utf-8", "replace"),
+                ),
             )
             return
         if msg is not None:
             yield kmessage.serialize(msg)
 
 
-class ReadEventFile(beam.PTransform):  # type: ignore[type-arg]
-    """``pattern`` (local or gs://, globs allowed) → serialized KlioMessages; tag ``dead_letter``."""
+class ReadEventFile(beam.PTransform):
+    """``pattern`` (local or gs://, globs allowed) → serialized KlioMessages; tag
+    ``dead_letter``."""
 
     def __init__(self, pattern: str) -> None:
         super().__init__()
@@ -129,14 +138,14 @@ def _element_line(data: bytes) -> str:
     return kmessage.element_id(kmessage.parse(data))
 
 
-class WriteEventFile(beam.PTransform):  # type: ignore[type-arg]
+class WriteEventFile(beam.PTransform):
     """Serialized KlioMessages → one element id per line under ``prefix`` (Beam's shard naming)."""
 
     def __init__(self, prefix: str) -> None:
         super().__init__()
         self.prefix = prefix
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:  # type: ignore[type-arg]
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         if self.prefix.startswith("gs://"):
             ensure_emulator_credentials()
         return (
@@ -146,14 +155,14 @@ class WriteEventFile(beam.PTransform):  # type: ignore[type-arg]
         )
 
 
-class WriteDeadLetters(beam.PTransform):  # type: ignore[type-arg]
+class WriteDeadLetters(beam.PTransform):
     """DeadLetter records → JSON lines under ``prefix`` (element, reason, where, detail)."""
 
     def __init__(self, prefix: str) -> None:
         super().__init__()
         self.prefix = prefix
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:  # type: ignore[type-arg]
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         if self.prefix.startswith("gs://"):
             ensure_emulator_credentials()
         return (

@@ -1,7 +1,8 @@
 """Google Cloud Storage access, including the local emulator.
 
 With ``STORAGE_EMULATOR_HOST`` set and no credentials configured, Beam's GcsIO would spend ~20 s
-retrying ``google.auth.default()``; :func:`ensure_emulator_credentials` writes a fake authorized-user
+retrying ``google.auth.default()``; :func:`ensure_emulator_credentials` writes a fake
+authorized-user
 credentials file and names it in ``GOOGLE_APPLICATION_CREDENTIALS`` so both Beam and the
 google-cloud-storage client go straight to the emulator.
 """
@@ -47,7 +48,7 @@ def split_gs(url: str) -> tuple[str, str]:
     """``gs://bucket/a/b`` → (``bucket``, ``a/b``)."""
     if not url.startswith("gs://"):
         raise ValueError(f"not a gs:// URL: {url!r}")
-    bucket, _, name = url[len("gs://"):].partition("/")
+    bucket, _, name = url[len("gs://") :].partition("/")
     if not bucket:
         raise ValueError(f"gs:// URL without a bucket: {url!r}")
     return bucket, name
@@ -55,7 +56,7 @@ def split_gs(url: str) -> tuple[str, str]:
 
 def storage_client() -> Any:
     """A google-cloud-storage client (anonymous against the emulator)."""
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     if emulator_host():
         from google.auth.credentials import AnonymousCredentials

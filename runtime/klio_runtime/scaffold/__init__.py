@@ -26,8 +26,8 @@ def create_job(job_dir: Path, job_name: str, base_image: str = "klio-runtime:lat
     """Write a runnable job into ``job_dir`` (created; must be empty); returns the files written."""
     if not JOB_NAME.match(job_name) or len(job_name) > 63:
         raise ScaffoldError(
-            f"job name {job_name!r}: use lower-case letters, digits and '-', starting with a letter "
-            "(a DNS-1123 label, so the operator can name its Kubernetes objects after it)"
+            f"job name {job_name!r}: use lower-case letters, digits and '-', starting with a "
+            "letter (a DNS-1123 label, so the operator can name its Kubernetes objects after it)"
         )
     if job_dir.exists() and any(job_dir.iterdir()):
         raise ScaffoldError(f"{job_dir}: directory is not empty")

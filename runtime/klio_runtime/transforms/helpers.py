@@ -26,7 +26,7 @@ from klio_runtime.transforms.route import job_ref_of
 PROCESS, PASS_THRU, FOUND, NOT_FOUND = "process", "pass_thru", "found", "not_found"
 
 
-class _KlioDoFn(beam.DoFn):  # type: ignore[misc]
+class _KlioDoFn(beam.DoFn):
     def __init__(self, config: KlioConfig | None = None) -> None:
         self._config = config
 
@@ -36,12 +36,16 @@ class _KlioDoFn(beam.DoFn):  # type: ignore[misc]
 
     def parse(self, data: bytes) -> kmessage.KlioMessage:
         return kmessage.parse(
-            data, allow_non_klio=self._klio.config.job_config.allow_non_klio_messages)
+            data, allow_non_klio=self._klio.config.job_config.allow_non_klio_messages
+        )
 
 
 def _tagged(dofn: beam.DoFn, *tags: str, main: str | None = None) -> Any:
-    return beam.ParDo(dofn).with_outputs(*tags, main=main) if main else \
-        beam.ParDo(dofn).with_outputs(*tags)
+    return (
+        beam.ParDo(dofn).with_outputs(*tags, main=main)
+        if main
+        else beam.ParDo(dofn).with_outputs(*tags)
+    )
 
 
 class _CheckRecipients(_KlioDoFn):
@@ -54,7 +58,7 @@ class _CheckRecipients(_KlioDoFn):
             self._klio.metrics.dropped("not_recipient", element)
 
 
-class KlioCheckRecipients(beam.PTransform):  # type: ignore[type-arg]
+class KlioCheckRecipients(beam.PTransform):
     """Keep messages meant for this job; count the rest as dropped ``not_recipient``."""
 
     def __init__(self, config: KlioConfig | None = None) -> None:
@@ -70,7 +74,7 @@ class _UpdateAuditLog(_KlioDoFn):
         yield kmessage.serialize(with_audit_entry(self.parse(data), self.job, datetime.now(UTC)))
 
 
-class KlioUpdateAuditLog(beam.PTransform):  # type: ignore[type-arg]
+class KlioUpdateAuditLog(beam.PTransform):
     """Append (now, this job) to each message's audit log."""
 
     def __init__(self, config: KlioConfig | None = None) -> None:
@@ -92,7 +96,7 @@ class _FilterPing(_KlioDoFn):
             yield pvalue.TaggedOutput(PROCESS, data)
 
 
-class KlioFilterPing(beam.PTransform):  # type: ignore[type-arg]
+class KlioFilterPing(beam.PTransform):
     """Pings → ``pass_thru``; the rest → ``process``."""
 
     def __init__(self, config: KlioConfig | None = None) -> None:
@@ -114,7 +118,7 @@ class _FilterForce(_KlioDoFn):
             yield pvalue.TaggedOutput(PASS_THRU, data)
 
 
-class KlioFilterForce(beam.PTransform):  # type: ignore[type-arg]
+class KlioFilterForce(beam.PTransform):
     """For messages whose output exists: forced → ``process``, else → ``pass_thru``."""
 
     def __init__(self, config: KlioConfig | None = None) -> None:
@@ -128,8 +132,9 @@ class KlioFilterForce(beam.PTransform):  # type: ignore[type-arg]
 class _CheckExists(_KlioDoFn):
     """Tags ``found``/``not_found`` per message, checking ``batch_size`` messages per listing."""
 
-    def __init__(self, direction: str, config: KlioConfig | None = None,
-                 batch_size: int = 500) -> None:
+    def __init__(
+        self, direction: str, config: KlioConfig | None = None, batch_size: int = 500
+    ) -> None:
         super().__init__(config)
         self.direction = direction
         self.batch_size = batch_size
@@ -156,7 +161,7 @@ class _CheckExists(_KlioDoFn):
 
     def finish_bundle(self) -> Iterator[Any]:
         for out in self._flush():
-            yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+            yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
 
     def _flush(self) -> Iterator[pvalue.TaggedOutput]:
         batch, self.pending = self.pending, []
@@ -165,7 +170,7 @@ class _CheckExists(_KlioDoFn):
             yield pvalue.TaggedOutput(FOUND if found[path] else NOT_FOUND, data)
 
 
-class _ExistenceCheck(beam.PTransform):  # type: ignore[type-arg]
+class _ExistenceCheck(beam.PTransform):
     direction = "input"
 
     def __init__(self, config: KlioConfig | None = None, batch_size: int = 500) -> None:
@@ -174,8 +179,9 @@ class _ExistenceCheck(beam.PTransform):  # type: ignore[type-arg]
         self.batch_size = batch_size
 
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | _tagged(_CheckExists(self.direction, self.config, self.batch_size),
-                               FOUND, NOT_FOUND)
+        return pcoll | _tagged(
+            _CheckExists(self.direction, self.config, self.batch_size), FOUND, NOT_FOUND
+        )
 
 
 class KlioCheckInputExists(_ExistenceCheck):
@@ -200,7 +206,7 @@ class _Drop(_KlioDoFn):
         return iter(())
 
 
-class KlioDrop(beam.PTransform):  # type: ignore[type-arg]
+class KlioDrop(beam.PTransform):
     """Drop messages on purpose: logged and counted under reason ``klio_drop``."""
 
     def __init__(self, config: KlioConfig | None = None) -> None:
@@ -225,11 +231,12 @@ class _Counter(_KlioDoFn):
         yield item
 
 
-class KlioMessageCounter(beam.PTransform):  # type: ignore[type-arg]
+class KlioMessageCounter(beam.PTransform):
     """Count elements passing by under ``kmsg-<suffix>`` (Klio's name); elements pass unchanged."""
 
-    def __init__(self, suffix: str, bind_transform: str | None = None,
-                 config: KlioConfig | None = None) -> None:
+    def __init__(
+        self, suffix: str, bind_transform: str | None = None, config: KlioConfig | None = None
+    ) -> None:
         super().__init__()
         self.name = f"kmsg-{suffix}" if not bind_transform else f"kmsg-{suffix}-{bind_transform}"
         self.config = config
@@ -248,16 +255,21 @@ class _TriggerUpstream(_KlioDoFn):
         yield kmessage.serialize(bottom_up_request(msg, self.job, self.parent))
 
 
-class KlioTriggerUpstream(beam.PTransform):  # type: ignore[type-arg]
+class KlioTriggerUpstream(beam.PTransform):
     """Messages whose input is missing → bottom-up requests for ``upstream_job_name``.
 
     Returns the request messages; publishing them on ``upstream_topic`` is the streaming worker's
     (a batch run has nobody listening).
     """
 
-    def __init__(self, upstream_job_name: str, upstream_topic: str | None = None,
-                 log_level: str = "INFO", config: KlioConfig | None = None,
-                 upstream_project: str = "") -> None:
+    def __init__(
+        self,
+        upstream_job_name: str,
+        upstream_topic: str | None = None,
+        log_level: str = "INFO",
+        config: KlioConfig | None = None,
+        upstream_project: str = "",
+    ) -> None:
         super().__init__()
         self.parent = JobRef(upstream_job_name, upstream_project)
         self.upstream_topic = upstream_topic

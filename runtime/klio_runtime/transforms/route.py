@@ -1,8 +1,11 @@
-"""The built-in steps before ``run``: recipients → audit log → ping → output exists/force → input exists.
+"""The built-in steps before ``run``: recipients → audit log → ping → output exists/force → input
+exists.
 
-One DoFn applies the pure decisions of :mod:`klio_runtime.routing` in the design's order. Existence is
+One DoFn applies the pure decisions of :mod:`klio_runtime.routing` in the design's order. Existence
+is
 checked in batches (``batch_size`` messages, one listing per data directory) before each batch is
-decided. Outputs (tags): ``process`` (bytes for ``run``), ``pass_thru`` (ping / output exists, to the
+decided. Outputs (tags): ``process`` (bytes for ``run``), ``pass_thru`` (ping / output exists, to
+the
 event output), ``input_missing`` (the hook for bottom-up requests), ``dropped`` (:class:`Dropped`),
 ``dead_letter`` (bytes that are not a KlioMessage, ids that cannot be paths).
 """
@@ -54,7 +57,7 @@ def data_outputs(config: KlioConfig) -> list[DataOutput]:
     return [d for d in config.job_config.data.outputs if not d.skip_klio_existence_check]
 
 
-class RouteMessages(beam.DoFn):  # type: ignore[misc]
+class RouteMessages(beam.DoFn):
     """Serialized KlioMessage in; the decision's tagged output out."""
 
     def __init__(self, config: KlioConfig, batch_size: int = 500) -> None:
@@ -70,8 +73,9 @@ class RouteMessages(beam.DoFn):  # type: ignore[misc]
         self.job = job_ref_of(self.config)
         self.inputs: Sequence[DataInput] = data_inputs(self.config)
         self.outputs: Sequence[DataOutput] = data_outputs(self.config)
-        self.has_data_io = bool(self.config.job_config.data.inputs
-                                or self.config.job_config.data.outputs)
+        self.has_data_io = bool(
+            self.config.job_config.data.inputs or self.config.job_config.data.outputs
+        )
         self.ping = any(d.ping for d in self.config.job_config.data.inputs)
         self.force = any(d.force for d in self.config.job_config.data.outputs)
         self.allow_non_klio = self.config.job_config.allow_non_klio_messages
@@ -107,12 +111,12 @@ class RouteMessages(beam.DoFn):  # type: ignore[misc]
         if len(self.pending) >= self.batch_size:
             yield from self._flush()
 
-    def finish_bundle(self) -> Iterator[WindowedValue]:
+    def finish_bundle(self) -> Iterator[Any]:
         for out in self._flush():
             if isinstance(out, pvalue.TaggedOutput):
-                yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, [GlobalWindow()]))
+                yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
             else:
-                yield WindowedValue(out, 0, [GlobalWindow()])
+                yield WindowedValue(out, 0, (GlobalWindow(),))
 
     def _flush(self) -> Iterator[Any]:
         batch, self.pending = self.pending, []
@@ -129,16 +133,27 @@ class RouteMessages(beam.DoFn):  # type: ignore[misc]
         for msg in batch:
             element = kmessage.element_id(msg)
             forced = msg.metadata.force or force_all
-            outputs_exist = None if forced or not self.outputs else all(
-                found[d.path_for(element)] for d in self.outputs)
-            inputs_exist = None if not self.inputs else all(
-                found[d.path_for(element)] for d in self.inputs)
+            outputs_exist = (
+                None
+                if forced or not self.outputs
+                else all(found[d.path_for(element)] for d in self.outputs)
+            )
+            inputs_exist = (
+                None if not self.inputs else all(found[d.path_for(element)] for d in self.inputs)
+            )
             yield from self._emit(msg, outputs_exist, inputs_exist)
 
-    def _emit(self, msg: kmessage.KlioMessage, outputs_exist: bool | None,
-              inputs_exist: bool | None) -> Iterator[Any]:
-        decision = decide(msg, self.job, outputs_exist=outputs_exist, inputs_exist=inputs_exist,
-                          ping=self.ping, force=self.force)
+    def _emit(
+        self, msg: kmessage.KlioMessage, outputs_exist: bool | None, inputs_exist: bool | None
+    ) -> Iterator[Any]:
+        decision = decide(
+            msg,
+            self.job,
+            outputs_exist=outputs_exist,
+            inputs_exist=inputs_exist,
+            ping=self.ping,
+            force=self.force,
+        )
         if decision is Decision.PROCESS:
             self.to_run.inc()
             yield kmessage.serialize(msg)
@@ -150,8 +165,11 @@ class RouteMessages(beam.DoFn):  # type: ignore[misc]
             yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
         elif decision is Decision.INPUT_MISSING:
             element = kmessage.element_id(msg)
-            self.ctx.logger.info("input missing for %s: not run (no parent to ask in batch mode)",
-                                 element, extra={"element_id": element})
+            self.ctx.logger.info(
+                "input missing for %s: not run (no parent to ask in batch mode)",
+                element,
+                extra={"element_id": element},
+            )
             yield pvalue.TaggedOutput(INPUT_MISSING, kmessage.serialize(msg))
             yield self._drop(element, "input_missing")
         else:
@@ -163,12 +181,13 @@ class RouteMessages(beam.DoFn):  # type: ignore[misc]
 
     def _dead_letter(self, reason: str, detail: str, element: str) -> pvalue.TaggedOutput:
         self.metrics.dead_lettered(reason, element)
-        self.ctx.logger.warning("dead letter (%s) %s: %s", reason, element, detail,
-                                extra={"element_id": element})
+        self.ctx.logger.warning(
+            "dead letter (%s) %s: %s", reason, element, detail, extra={"element_id": element}
+        )
         return pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(reason, "message", detail, element))
 
 
-class KlioRoute(beam.PTransform):  # type: ignore[type-arg]
+class KlioRoute(beam.PTransform):
     """The built-in steps as one transform; see the module docstring for its outputs."""
 
     def __init__(self, config: KlioConfig, batch_size: int = 500) -> None:
@@ -176,7 +195,7 @@ class KlioRoute(beam.PTransform):  # type: ignore[type-arg]
         self.config = config
         self.batch_size = batch_size
 
-    def expand(self, pcoll: beam.PCollection) -> pvalue.DoOutputsTuple:  # type: ignore[type-arg]
+    def expand(self, pcoll: beam.PCollection) -> pvalue.DoOutputsTuple:
         return pcoll | "Route" >> beam.ParDo(
             RouteMessages(self.config, self.batch_size)
         ).with_outputs(*TAGS, main=PROCESS)

@@ -3,7 +3,6 @@
 import time
 
 import apache_beam as beam
-
 from klio.transforms import decorators
 
 

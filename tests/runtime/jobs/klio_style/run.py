@@ -1,7 +1,6 @@
 import logging
 
 import apache_beam as beam
-
 import transforms
 
 logging.getLogger("klio").setLevel(logging.DEBUG)

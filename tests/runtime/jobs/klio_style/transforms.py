@@ -2,7 +2,6 @@
 
 import apache_beam as beam
 from apache_beam import pvalue
-
 from klio.transforms import decorators
 
 
