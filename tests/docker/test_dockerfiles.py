@@ -154,3 +154,55 @@ def test_operator_image_default_matches_the_chart() -> None:
     assert set(expose.value.split()) == ports
     assert values["image"]["repository"] == "klio-operator"
     assert entrypoint_and_cmd(dockerfile)[0] == "klio-operator"
+
+
+def stage_build_context(dockerfile: Dockerfile, dest: Path) -> None:
+    """Lay out the build stage's WORKDIR as its COPY and `mkdir` steps would (no daemon needed)."""
+    build = dockerfile.stages[0]
+    for ins in build.instructions:
+        if ins.keyword == "COPY":
+            *sources, target = [w for w in ins.value.split() if not w.startswith("--")]
+            for source in sources:
+                origin = REPO / source
+                where = dest / target if target.endswith("/") and target != "./" else dest
+                if origin.is_dir():
+                    shutil.copytree(origin, where, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                else:
+                    where.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, where / origin.name)
+        elif ins.keyword == "RUN":
+            for made in re.findall(r"\bmkdir (?:-p )?([\w./-]+)", ins.value):
+                (dest / made).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("path", "wanted", "unwanted"), [
+    (DOCKER / "runtime.Dockerfile", {"klio_runtime", "klio"}, {"klio_operator"}),
+    (DOCKER / "operator.Dockerfile", {"klio_runtime", "klio_operator"}, set()),
+], ids=["runtime", "operator"])
+def test_build_stage_context_makes_a_wheel_with_the_entrypoint(
+    path: Path, wanted: set[str], unwanted: set[str], tmp_path: Path
+) -> None:
+    """`pip install .` in the build stage works from exactly what the Dockerfile copies."""
+    import zipfile
+
+    dockerfile = parse(path)
+    context = tmp_path / "src"
+    stage_build_context(dockerfile, context)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path / "dist"), str(context)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = archive.read(entry_points).decode()
+    packages = {name.split("/")[0] for name in names if "/" in name}
+    assert wanted <= packages, f"missing from the image: {wanted - packages}"
+    assert not unwanted & packages, f"should not be in the image: {unwanted & packages}"
+    entrypoint = entrypoint_and_cmd(dockerfile)[0]
+    assert re.search(rf"^{re.escape(entrypoint)} = ", scripts, flags=re.MULTILINE), scripts
