@@ -6,6 +6,7 @@ import click
 
 from klio_runtime.cli.job import job
 from klio_runtime.cli.message import message
+from klio_runtime.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,5 +17,6 @@ def main() -> None:
 
 main.add_command(job)
 main.add_command(message)
+main.add_command(worker)
 
 __all__ = ["main"]

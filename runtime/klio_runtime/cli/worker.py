@@ -1,0 +1,116 @@
+"""``klio worker``: the container entrypoint the operator renders (worker_contract.WORKER_COMMAND).
+
+With Pub/Sub event inputs it runs the streaming micro-batch worker until SIGTERM; with only file
+event inputs it runs the job once as a bounded batch pipeline and exits (a Kubernetes Job).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from klio_runtime.config import ConfigError, FileEventInput, PubSubEventInput, parse_overrides
+from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
+
+# The contract's ports (klio_operator.worker_contract); Beam and Pub/Sub load only when run.
+HEALTH_PORT = 8080
+METRICS_PORT = 9090
+
+DEFAULTS = WorkerSettings()
+
+
+@click.command()
+@click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The job's klio-job.yaml (default: klio-job.yaml in --job-dir).")
+@click.option("--job-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=".", show_default=True, help="Directory holding run.py.")
+@click.option("--config-override", "-O", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value by dotted path (repeatable).")
+@click.option("--health-port", type=int, default=HEALTH_PORT, show_default=True,
+              envvar="KLIO_HEALTH_PORT", help="Port of /healthz and /readyz (0: any free).")
+@click.option("--metrics-port", type=int, default=METRICS_PORT, show_default=True,
+              envvar="KLIO_METRICS_PORT", help="Port of the Prometheus /metrics (0: any free).")
+@click.option("--probe-host", default="0.0.0.0", show_default=True, envvar="KLIO_PROBE_HOST",
+              help="Address the health and metrics servers listen on.")
+@click.option("--max-messages", type=click.IntRange(min=1), default=DEFAULTS.max_messages,
+              show_default=True, envvar="KLIO_MAX_MESSAGES", help="Messages per micro-batch.")
+@click.option("--max-wait-ms", type=click.IntRange(min=0), default=DEFAULTS.max_wait_ms,
+              show_default=True, envvar="KLIO_MAX_WAIT_MS",
+              help="How long to gather a batch after its first message.")
+@click.option("--max-batch-bytes", type=click.IntRange(min=1), default=DEFAULTS.max_batch_bytes,
+              show_default=True, envvar="KLIO_MAX_BATCH_BYTES",
+              help="Bytes (data + attributes) held per micro-batch.")
+@click.option("--ack-deadline", type=click.IntRange(min=10, max=600),
+              default=DEFAULTS.ack_deadline_seconds, show_default=True,
+              envvar="KLIO_ACK_DEADLINE_SECONDS",
+              help="Seconds each lease extension of in-flight messages grants.")
+@click.option("--stall-seconds", type=click.FloatRange(min=1), default=600.0, show_default=True,
+              envvar="KLIO_STALL_SECONDS",
+              help="/healthz fails when the loop makes no progress for this long.")
+@click.option("--dead-letter-topic", envvar=ENV_DEAD_LETTER_TOPIC,
+              help="Topic for messages the job cannot process "
+                   "(else job_config.dead_letter_topic).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, envvar="KLIO_LOG_LEVEL")
+def worker(config_file: Path | None, job_dir: Path, config_override: tuple[str, ...],
+           health_port: int, metrics_port: int, probe_host: str, max_messages: int,
+           max_wait_ms: int, max_batch_bytes: int, ack_deadline: int, stall_seconds: float,
+           dead_letter_topic: str | None, log_level: str) -> None:
+    """Run a Klio job as a worker: pull, run, publish, then acknowledge.
+
+    Messages are acknowledged only after their outputs are published (at-least-once).
+    SIGTERM stops pulling, finishes the in-flight batch and exits 0.
+    """
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from klio_runtime.metrics import process_hub
+    from klio_runtime.runner import JobLoadError, load_job, run_job
+    from klio_runtime.worker.health import HealthState, ProbeServers
+    from klio_runtime.worker.loop import StreamingWorker
+
+    try:
+        overrides = parse_overrides(config_override)
+        config, run_fn, _ = load_job(job_dir, config_file, overrides)
+    except (ConfigError, JobLoadError) as err:
+        raise click.ClickException(str(err)) from None
+
+    inputs = config.job_config.events.inputs
+    if inputs and all(isinstance(i, FileEventInput) for i in inputs):
+        summary = run_job(config, run_fn)
+        click.echo(f"batch done: received {summary.received}, output {summary.output}, "
+                   f"dropped {summary.dropped}, dead letters {summary.dead_letter}")
+        return
+    if not any(isinstance(i, PubSubEventInput) for i in inputs):
+        raise click.ClickException("job_config.events.inputs: no pubsub or file input to read")
+
+    health = HealthState(stall_seconds=stall_seconds)
+    settings = WorkerSettings(
+        max_messages=max_messages, max_wait_ms=max_wait_ms, max_batch_bytes=max_batch_bytes,
+        ack_deadline_seconds=ack_deadline, lease_every_seconds=ack_deadline / 3,
+    )
+    try:
+        loop = StreamingWorker(config, run_fn, settings, health=health,
+                               dead_letter_topic=dead_letter_topic)
+    except (ConfigError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    servers = ProbeServers(health, process_hub().registry, probe_host, health_port,
+                           metrics_port)
+    click.echo(f"klio worker {config.job_name}: health on :{servers.health_port}, "
+               f"metrics on :{servers.metrics_port}", err=True)
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        logging.getLogger("klio.worker").info("signal %d: draining", signum)
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        loop.run()
+    finally:
+        servers.close()
+    click.echo(f"klio worker {config.job_name}: drained, exiting", err=True)

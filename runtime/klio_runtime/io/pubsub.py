@@ -1,0 +1,182 @@
+"""Pub/Sub for the worker: synchronous pull, publish-and-wait, ack, and lease extension.
+
+Synchronous pull (not streaming pull) because the worker decides when a message is done: it
+acknowledges only after the outputs are published. The emulator's streaming pull also tops out
+near 2,000 msgs/s while plain pull reaches ~50,000 (components.md). Clients find the emulator
+through ``PUBSUB_EMULATOR_HOST`` by themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.api_core import exceptions as api_exceptions
+from google.cloud import pubsub_v1
+
+_PATH_KINDS = {"topics", "subscriptions"}
+# Pub/Sub caps one acknowledge / modifyAckDeadline request at a few thousand ids (and 512 KB).
+_ACK_CHUNK = 1000
+_EMPTY_PULL_ERRORS = (api_exceptions.DeadlineExceeded, api_exceptions.RetryError)
+
+
+def resource_path(name: str, kind: str, project: str | None) -> str:
+    """``projects/<p>/<kind>/<id>`` for a full path or a bare id (then ``project`` is needed).
+
+    Raises ValueError naming what is missing: a bare id without a project, or a path of the
+    wrong kind (a topic given where a subscription is expected).
+    """
+    if kind not in _PATH_KINDS:
+        raise ValueError(f"kind must be one of {sorted(_PATH_KINDS)}, not {kind!r}")
+    if name.startswith("projects/"):
+        parts = name.split("/")
+        if len(parts) != 4 or parts[2] != kind or not parts[1] or not parts[3]:
+            raise ValueError(f"{name!r} is not a Pub/Sub {kind[:-1]} path "
+                             f"(projects/<project>/{kind}/<id>)")
+        return name
+    if not name:
+        raise ValueError(f"empty Pub/Sub {kind[:-1]} name")
+    if not project:
+        raise ValueError(f"{kind[:-1]} {name!r} has no project: give a full path "
+                         "(projects/<project>/...) or set pipeline_options.project / "
+                         "KLIO_PUBSUB_PROJECT")
+    return f"projects/{project}/{kind}/{name}"
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """One pulled message: where it came from, its ack id, bytes and attributes."""
+
+    subscription: str
+    ack_id: str
+    data: bytes
+    attributes: Mapping[str, str]
+    message_id: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + sum(len(k) + len(v) for k, v in self.attributes.items())
+
+
+class PubSubClient:
+    """The worker's one subscriber and one publisher, with the calls it needs."""
+
+    def __init__(self, publisher: Any | None = None, subscriber: Any | None = None) -> None:
+        self.publisher = publisher or pubsub_v1.PublisherClient()
+        self.subscriber = subscriber or pubsub_v1.SubscriberClient()
+
+    def check_subscription(self, subscription: str) -> None:
+        """Raises google.api_core.exceptions.NotFound if the subscription does not exist."""
+        self.subscriber.get_subscription(request={"subscription": subscription}, timeout=10)
+
+    def pull(self, subscription: str, max_messages: int, wait: bool,
+             timeout: float = 1.0) -> list[Pulled]:
+        """Up to ``max_messages``; ``wait`` lets the server hold the call until some arrive."""
+        request = {"subscription": subscription, "max_messages": max_messages}
+        if not wait:
+            request["return_immediately"] = True
+        try:
+            response = self.subscriber.pull(request=request, timeout=timeout, retry=None)
+        except _EMPTY_PULL_ERRORS:
+            return []
+        return [
+            Pulled(subscription, received.ack_id, bytes(received.message.data),
+                   dict(received.message.attributes), received.message.message_id)
+            for received in response.received_messages
+        ]
+
+    def publish_all(self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]],
+                    timeout: float = 60.0) -> list[str]:
+        """Publish ``(topic, data, attributes)`` and wait for every future; their message ids.
+
+        All are sent before any is awaited (awaiting one at a time waits out each batch window).
+        Raises the first publish error (nothing is acknowledged by the caller then).
+        """
+        pending = [self.publisher.publish(topic, data, **dict(attributes))
+                   for topic, data, attributes in messages]
+        if not pending:
+            return []
+        _, not_done = futures.wait(pending, timeout=timeout)
+        if not_done:
+            raise TimeoutError(f"{len(not_done)} of {len(pending)} publishes not confirmed "
+                               f"within {timeout}s")
+        return [future.result() for future in pending]
+
+    def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
+        for start in range(0, len(ack_ids), _ACK_CHUNK):
+            self.subscriber.acknowledge(
+                request={"subscription": subscription,
+                         "ack_ids": list(ack_ids[start:start + _ACK_CHUNK])})
+
+    def modify_ack_deadline(self, subscription: str, ack_ids: Sequence[str],
+                            seconds: int) -> None:
+        """``seconds`` 0 hands the messages back for redelivery at once."""
+        for start in range(0, len(ack_ids), _ACK_CHUNK):
+            self.subscriber.modify_ack_deadline(
+                request={"subscription": subscription,
+                         "ack_ids": list(ack_ids[start:start + _ACK_CHUNK]),
+                         "ack_deadline_seconds": seconds})
+
+    def close(self) -> None:
+        self.subscriber.close()
+        transport = getattr(self.publisher, "transport", None)
+        if transport is not None:
+            transport.close()
+
+
+@dataclass
+class LeaseKeeper:
+    """Extends the ack deadline of in-flight messages while a long batch runs.
+
+    Every ``every`` seconds, each held ack id gets ``deadline`` more seconds. Without it, a batch
+    longer than the subscription's ack deadline would be redelivered to another worker while
+    this one still works on it.
+    """
+
+    client: PubSubClient
+    deadline: int = 60
+    every: float = 20.0
+    _held: dict[str, list[str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    extensions: int = 0
+
+    def hold(self, pulled: Iterable[Pulled]) -> None:
+        with self._lock:
+            for message in pulled:
+                self._held.setdefault(message.subscription, []).append(message.ack_id)
+
+    def release(self) -> None:
+        with self._lock:
+            self._held = {}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="klio-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def extend_now(self) -> None:
+        with self._lock:
+            held = {sub: list(ids) for sub, ids in self._held.items()}
+        for subscription, ack_ids in held.items():
+            try:
+                self.client.modify_ack_deadline(subscription, ack_ids, self.deadline)
+                self.extensions += 1
+            except api_exceptions.GoogleAPICallError:
+                # Next round retries; at worst the messages are redelivered (at-least-once).
+                pass
+
+    def _loop(self) -> None:
+        next_at = time.monotonic() + self.every
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self.extend_now()
+            next_at = time.monotonic() + self.every

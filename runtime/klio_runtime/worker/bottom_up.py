@@ -1,0 +1,136 @@
+"""Bottom-up in the worker: which parents to ask for a message whose data input is missing.
+
+The job config names its parents under the custom key ``job_config.parents`` (the operator
+renders it; Klio's config had no such key):
+
+    job_config:
+      parents:
+        - job_name: transcode          # the parent's job name (its KlioJob name)
+          gcp_project: my-project      # the parent's pipeline_options.project ("" if none)
+          topic: projects/my-project/topics/klio.ns.transcode.input   # where the parent reads
+          data_input: 0                # index in job_config.data.inputs it produces
+                                       # (default: the parent's position in this list)
+
+A request goes to the parent's ``topic`` (the topic that parent reads). Pending requests are
+remembered per (element, parent) for ``ttl`` seconds so a burst asks a parent once. The memory is
+in-process: each replica remembers its own requests, so N replicas may ask a parent up to N times
+for one element in a burst; the parent then skips all but one because its output exists
+(``output_exists``). A store shared by replicas (Redis, or a Pub/Sub ordering key) would remove
+those duplicates.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from klio_runtime.config import ConfigError, KlioConfig
+from klio_runtime.message import KlioMessage, element_id
+from klio_runtime.routing import JobRef, bottom_up_request
+
+PARENTS_KEY = "parents"
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A parent job: its identity, the topic it reads, the data input it produces."""
+
+    job: JobRef
+    topic: str
+    data_input: int
+
+
+def parents_of(config: KlioConfig) -> list[Parent]:
+    """``job_config.parents`` as :class:`Parent` list. Raises ConfigError naming each bad field."""
+    raw = getattr(config.job_config, PARENTS_KEY, None)
+    if raw is None:
+        return []
+    where = f"job_config.{PARENTS_KEY}"
+    if not isinstance(raw, list):
+        raise ConfigError([f"{where}: must be a list, got {type(raw).__name__}"])
+    n_inputs = len(config.job_config.data.inputs)
+    parents: list[Parent] = []
+    errors: list[str] = []
+    for index, entry in enumerate(raw):
+        here = f"{where}[{index}]"
+        if not isinstance(entry, Mapping):
+            errors.append(f"{here}: must be a mapping, got {type(entry).__name__}")
+            continue
+        unknown = sorted(set(entry) - {"job_name", "gcp_project", "topic", "data_input"})
+        errors += [f"{here}.{key}: unknown key" for key in unknown]
+        name, topic = entry.get("job_name"), entry.get("topic")
+        project = entry.get("gcp_project", "") or ""
+        data_input = entry.get("data_input", index)
+        if not isinstance(name, str) or not name:
+            errors.append(f"{here}.job_name: required (a non-empty string)")
+        if not isinstance(topic, str) or not topic:
+            errors.append(f"{here}.topic: required (the topic the parent reads)")
+        if not isinstance(project, str):
+            errors.append(f"{here}.gcp_project: must be a string")
+        if not isinstance(data_input, int) or isinstance(data_input, bool) or not (
+                0 <= data_input < n_inputs):
+            errors.append(f"{here}.data_input: must be an index into job_config.data.inputs "
+                          f"(0..{n_inputs - 1}), got {data_input!r}")
+        if not errors:
+            parents.append(Parent(JobRef(str(name), str(project)), str(topic), int(data_input)))
+    if errors:
+        raise ConfigError(errors)
+    return parents
+
+
+def requests_for(msg: KlioMessage, job: JobRef, parents: Sequence[Parent],
+                 missing_inputs: Iterable[int]) -> list[tuple[Parent, KlioMessage]]:
+    """The (parent, request) pairs for the data inputs of ``msg`` that are missing."""
+    missing = set(missing_inputs)
+    return [(parent, bottom_up_request(msg, job, parent.job))
+            for parent in parents if parent.data_input in missing]
+
+
+class PendingRequests:
+    """(element, parent) pairs asked for recently; a pair is pending for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 300.0, max_entries: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl <= 0:
+            raise ValueError(f"ttl must be > 0, not {ttl}")
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._until: dict[tuple[str, JobRef], float] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, msg: KlioMessage, parent: JobRef) -> bool:
+        """True if no request for this element to ``parent`` is pending (and mark it pending)."""
+        key = (element_id(msg), parent)
+        now = self._clock()
+        with self._lock:
+            if self._until.get(key, 0.0) > now:
+                return False
+            if len(self._until) >= self.max_entries:
+                self._expire(now)
+            if len(self._until) >= self.max_entries:
+                # Bounded memory: forget the oldest; worst case one more request to a parent.
+                self._until.pop(next(iter(self._until)))
+            self._until[key] = now + self.ttl
+            return True
+
+    def forget(self, msg: KlioMessage, parent: JobRef) -> None:
+        """Undo a claim whose request was not published (so a redelivery can ask again)."""
+        with self._lock:
+            self._until.pop((element_id(msg), parent), None)
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, until in self._until.items() if until <= now]:
+            del self._until[key]
+
+
+def describe(parents: Sequence[Parent]) -> list[dict[str, Any]]:
+    """Parents as config entries (what the operator renders under ``job_config.parents``)."""
+    return [{"job_name": p.job.job_name, "gcp_project": p.job.gcp_project, "topic": p.topic,
+             "data_input": p.data_input} for p in parents]

@@ -1,0 +1,110 @@
+"""The worker's probes: ``/healthz`` (alive: the loop has ticked recently) and ``/readyz``
+(subscribed and pulling, not draining), plus the Prometheus ``/metrics`` server.
+
+Paths and default ports are the operator's contract (klio_operator.worker_contract); the values
+are repeated here because the runtime must not import the operator.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+HEALTH_PORT = 8080
+METRICS_PORT = 9090
+
+
+class HealthState:
+    """What the probes report; the worker loop updates it."""
+
+    def __init__(self, stall_seconds: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if stall_seconds <= 0:
+            raise ValueError(f"stall_seconds must be > 0, not {stall_seconds}")
+        self.stall_seconds = stall_seconds
+        self._clock = clock
+        self._last_tick = clock()
+        self._lock = threading.Lock()
+        self.subscribed = False
+        self.draining = False
+        self.reason = "starting"
+
+    def tick(self) -> None:
+        """The loop is alive (called every iteration and around each batch)."""
+        with self._lock:
+            self._last_tick = self._clock()
+
+    def alive(self) -> tuple[bool, str]:
+        with self._lock:
+            idle = self._clock() - self._last_tick
+        if idle > self.stall_seconds:
+            return False, (f"worker loop stuck: no progress for {idle:.0f}s "
+                           f"(> {self.stall_seconds:.0f}s)")
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining (SIGTERM): not pulling"
+        if not self.subscribed:
+            return False, self.reason
+        return self.alive()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: HealthState
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == LIVENESS_PATH:
+            ok, why = self.state.alive()
+        elif path == READINESS_PATH:
+            ok, why = self.state.ready()
+        else:
+            self._answer(404, f"not found: {path} (try {LIVENESS_PATH}, {READINESS_PATH})")
+            return
+        self._answer(200 if ok else 503, why)
+
+    def _answer(self, status: int, text: str) -> None:
+        body = (text + "\n").encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # probes every few seconds would flood the log
+
+
+class ProbeServers:
+    """The health server and the metrics server, each on its own thread."""
+
+    def __init__(self, state: HealthState, registry: CollectorRegistry, host: str = "0.0.0.0",
+                 health_port: int = HEALTH_PORT, metrics_port: int = METRICS_PORT) -> None:
+        handler = type("HealthHandler", (_Handler,), {"state": state})
+        self._health = ThreadingHTTPServer((host, health_port), handler)
+        self._health.daemon_threads = True
+        self._metrics, _ = start_http_server(metrics_port, addr=host, registry=registry)
+        threading.Thread(target=self._health.serve_forever, name="klio-health",
+                         daemon=True).start()
+
+    @property
+    def health_port(self) -> int:
+        return int(self._health.server_address[1])
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self._metrics.server_address[1])
+
+    def close(self) -> None:
+        self._health.shutdown()
+        self._health.server_close()
+        self._metrics.shutdown()
+        self._metrics.server_close()

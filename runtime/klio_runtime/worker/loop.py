@@ -1,0 +1,446 @@
+"""The streaming worker: pull a micro-batch, run the job, publish, wait, then acknowledge.
+
+At-least-once: a message is acknowledged only after every message it produced (outputs, dead
+letters, bottom-up requests) is confirmed published; if anything fails, the batch is handed back
+(ack deadline 0) for redelivery. So a kill at any point loses nothing, and may repeat a batch:
+job outputs must be idempotent. One batch at a time, bounded by count and bytes: memory and
+concurrency stay bounded (the subscription holds the backlog). SIGTERM (``stop``) ends the loop
+after the in-flight batch is published and acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from google.api_core import exceptions as api_exceptions
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge as PromGauge
+from prometheus_client import Histogram as PromHistogram
+
+from klio_runtime import message as kmessage
+from klio_runtime.config import (
+    ConfigError,
+    FileEventInput,
+    KlioConfig,
+    PubSubEventInput,
+    PubSubEventOutput,
+)
+from klio_runtime.io.events import DeadLetter
+from klio_runtime.io.pubsub import LeaseKeeper, PubSubClient, Pulled, resource_path
+from klio_runtime.io.storage import DataStore
+from klio_runtime.metrics import KlioMetrics, process_hub
+from klio_runtime.pipeline import RunFn, input_names
+from klio_runtime.transforms.route import job_ref_of
+from klio_runtime.worker.bottom_up import Parent, PendingRequests, parents_of, requests_for
+from klio_runtime.worker.executor import BatchExecutor, BatchResult
+from klio_runtime.worker.health import HealthState
+from klio_runtime.worker.settings import (
+    DEAD_LETTER_KEY,
+    ENV_DEAD_LETTER_TOPIC,
+    ENV_PUBSUB_PROJECT,
+    WorkerSettings,
+)
+
+log = logging.getLogger("klio.worker")
+
+
+# Attributes added to a dead letter (the original attributes are kept beside them).
+ATTR_REASON = "klio_dead_letter_reason"
+ATTR_DETAIL = "klio_dead_letter_detail"
+ATTR_JOB = "klio_job"
+
+
+class WorkerMetrics:
+    """The worker's own series, beside the job's standard ones on the same registry."""
+
+    _by_registry: ClassVar[dict[int, WorkerMetrics]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.batches = PromCounter("klio_worker_batches", "Micro-batches run.", ["job"],
+                                   registry=r)
+        self.batch_size = PromHistogram(
+            "klio_worker_batch_messages", "Messages per micro-batch.", ["job"], registry=r,
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+        self.batch_seconds = PromHistogram(
+            "klio_worker_batch_seconds", "Pull-to-ack time of a micro-batch.", ["job"],
+            registry=r)
+        self.acked = PromCounter("klio_worker_acked", "Messages acknowledged.", ["job"],
+                                 registry=r)
+        self.nacked = PromCounter("klio_worker_nacked",
+                                  "Messages handed back for redelivery, by reason.",
+                                  ["job", "reason"], registry=r)
+        self.published = PromCounter("klio_worker_published",
+                                     "Messages published, by kind (output, dead_letter, "
+                                     "bottom_up).", ["job", "kind"], registry=r)
+        self.bottom_up = PromCounter("klio_worker_bottom_up_requests",
+                                     "Bottom-up requests sent to a parent.", ["job", "parent"],
+                                     registry=r)
+        self.bottom_up_pending = PromCounter(
+            "klio_worker_bottom_up_suppressed",
+            "Bottom-up requests not sent because one is pending.", ["job", "parent"],
+            registry=r)
+        self.in_flight = PromGauge("klio_worker_in_flight_messages",
+                                   "Messages pulled and not yet acknowledged.", ["job"],
+                                   registry=r)
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> WorkerMetrics:
+        with cls._lock:
+            found = cls._by_registry.get(id(registry))
+            if found is None:
+                found = cls._by_registry[id(registry)] = cls(registry)
+            return found
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    topic: str
+    data: bytes
+    attributes: Mapping[str, str]
+    kind: str
+
+
+class StreamingWorker:
+    """One job's pull → run → publish → ack loop (see the module docstring)."""
+
+    def __init__(self, config: KlioConfig, run_fn: RunFn,
+                 settings: WorkerSettings | None = None, client: PubSubClient | None = None,
+                 health: HealthState | None = None,
+                 dead_letter_topic: str | None = None) -> None:
+        self.config = config
+        self.settings = settings or WorkerSettings()
+        self.health = health or HealthState()
+        self.project = os.environ.get(ENV_PUBSUB_PROJECT) or config.pipeline_options.project
+        self.inputs, self.output_topics = self._event_io(config)
+        self.dead_letter_topic = self._dead_letter_topic(dead_letter_topic)
+        self.parents: list[Parent] = [
+            Parent(p.job, resource_path(p.topic, "topics", self.project), p.data_input)
+            for p in parents_of(config)
+        ]
+        self.job = job_ref_of(config)
+        self.pending = PendingRequests(self.settings.pending_ttl_seconds)
+        self.client = client or PubSubClient()
+        self.lease = LeaseKeeper(self.client, self.settings.ack_deadline_seconds,
+                                 self.settings.lease_every_seconds)
+        self.job_metrics = KlioMetrics.from_settings(config.job_name, config.job_config.metrics)
+        self.metrics = WorkerMetrics.on(process_hub().registry)
+        self.stop_event = threading.Event()
+        self.store = DataStore()
+        self.executor = BatchExecutor(config, run_fn, [name for name, _ in self.inputs])
+
+    # -- configuration ----------------------------------------------------------------------
+    def _event_io(self, config: KlioConfig) -> tuple[list[tuple[str, str]], list[str]]:
+        names = input_names(config)
+        inputs: list[tuple[str, str]] = []
+        errors: list[str] = []
+        for index, (name, conf) in enumerate(zip(names, config.job_config.events.inputs,
+                                                 strict=True)):
+            where = f"job_config.events.inputs[{index}]"
+            if isinstance(conf, FileEventInput):
+                errors.append(f"{where}: a file input runs as a batch job, not beside "
+                              "Pub/Sub inputs in a streaming worker")
+            elif isinstance(conf, PubSubEventInput):
+                if not conf.subscription:
+                    errors.append(f"{where}.subscription: required by the worker (the operator "
+                                  "creates one per topic input)")
+                    continue
+                try:
+                    inputs.append((name, resource_path(conf.subscription, "subscriptions",
+                                                       self.project)))
+                except ValueError as err:
+                    errors.append(f"{where}.subscription: {err}")
+        outputs: list[str] = []
+        for index, out in enumerate(config.job_config.events.outputs):
+            where = f"job_config.events.outputs[{index}]"
+            if out.skip_klio_write:
+                continue
+            if not isinstance(out, PubSubEventOutput):
+                errors.append(f"{where}: the streaming worker writes pubsub outputs only "
+                              f"(got {out.type})")
+                continue
+            try:
+                outputs.append(resource_path(out.topic, "topics", self.project))
+            except ValueError as err:
+                errors.append(f"{where}.topic: {err}")
+        if not inputs and not errors:
+            errors.append("job_config.events.inputs: the streaming worker needs a pubsub input")
+        if errors:
+            raise ConfigError(errors)
+        return inputs, outputs
+
+    def _dead_letter_topic(self, given: str | None) -> str | None:
+        topic = (given or os.environ.get(ENV_DEAD_LETTER_TOPIC)
+                 or getattr(self.config.job_config, DEAD_LETTER_KEY, None))
+        if not topic:
+            return None
+        try:
+            return resource_path(str(topic), "topics", self.project)
+        except ValueError as err:
+            raise ConfigError([f"dead-letter topic: {err}"]) from None
+
+    # -- the loop ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop pulling; the in-flight batch still finishes (SIGTERM)."""
+        self.health.draining = True
+        self.stop_event.set()
+
+    def run(self) -> None:
+        """Until :meth:`stop`: wait for the subscriptions, then pull, run, publish, ack."""
+        self.lease.start()
+        try:
+            if not self._wait_for_subscriptions():
+                return
+            self.health.subscribed = True
+            log.info("worker %s pulling %s", self.config.job_name,
+                     ", ".join(sub for _, sub in self.inputs))
+            while not self.stop_event.is_set():
+                self.health.tick()
+                batch = self._pull_batch()
+                if batch:
+                    self.process(batch)
+        finally:
+            self.lease.stop()
+            self.executor.close()
+            self.client.close()
+
+    def _wait_for_subscriptions(self) -> bool:
+        missing = [sub for _, sub in self.inputs]
+        while missing:
+            try:
+                self.client.check_subscription(missing[0])
+                missing.pop(0)
+            except api_exceptions.NotFound:
+                self.health.reason = f"subscription {missing[0]} does not exist (yet)"
+                log.warning("%s; retrying", self.health.reason)
+                if self.stop_event.wait(2.0):
+                    return False
+            self.health.tick()
+        return True
+
+    def _pull_batch(self) -> list[Pulled]:
+        settings = self.settings
+        batch: list[Pulled] = []
+        size = 0
+        subscriptions = [sub for _, sub in self.inputs]
+        deadline: float | None = None
+        while len(batch) < settings.max_messages and size < settings.max_batch_bytes:
+            got_any = False
+            for subscription in subscriptions:
+                want = settings.max_messages - len(batch)
+                if want <= 0:
+                    break
+                # Block (server-side wait) only while nothing is held and one input exists.
+                wait = not batch and len(subscriptions) == 1
+                pulled = self.client.pull(subscription, want, wait=wait)
+                got_any = got_any or bool(pulled)
+                for index, message in enumerate(pulled):
+                    if size + message.size > settings.max_batch_bytes and batch:
+                        self._nack(pulled[index:], "batch_bytes")
+                        return batch
+                    batch.append(message)
+                    size += message.size
+            if batch and deadline is None:
+                deadline = time.monotonic() + settings.max_wait_ms / 1000
+            if self.stop_event.is_set() and not batch:
+                return batch
+            if deadline is not None and (time.monotonic() >= deadline or not got_any):
+                break
+            if not got_any and self.stop_event.wait(0.05):
+                break
+            self.health.tick()
+        return batch
+
+    # -- one batch --------------------------------------------------------------------------
+    def process(self, batch: Sequence[Pulled]) -> None:
+        """Run, publish and acknowledge one batch (or hand it back if publishing fails)."""
+        started = time.monotonic()
+        job = self.config.job_name
+        self.lease.hold(batch)
+        self.metrics.in_flight.labels(job=job).set(len(batch))
+        try:
+            outgoing, nacked = self._outgoing(batch)
+            self.health.tick()
+            try:
+                self.client.publish_all(((o.topic, o.data, o.attributes) for o in outgoing),
+                                        self.settings.publish_timeout_seconds)
+            except Exception as err:
+                log.error("publishing failed (%s: %s): the batch of %d goes back for redelivery",
+                          type(err).__name__, err, len(batch))
+                self._forget_requests(outgoing)
+                self._nack(batch, "publish_error")
+                return
+            kinds: dict[str, int] = {}
+            for o in outgoing:
+                kinds[o.kind] = kinds.get(o.kind, 0) + 1
+            for kind, count in kinds.items():
+                self.metrics.published.labels(job=job, kind=kind).inc(count)
+            to_ack = [m for m in batch if m.ack_id not in nacked]
+            self._ack(to_ack)
+            if nacked:
+                self._nack([m for m in batch if m.ack_id in nacked], "no_dead_letter_topic")
+        finally:
+            self.lease.release()
+            self.metrics.in_flight.labels(job=job).set(0)
+            self.health.tick()
+        self.metrics.batches.labels(job=job).inc()
+        self.metrics.batch_size.labels(job=job).observe(len(batch))
+        self.metrics.batch_seconds.labels(job=job).observe(time.monotonic() - started)
+
+    def _outgoing(self, batch: Sequence[Pulled]) -> tuple[list[_Outgoing], set[str]]:
+        """What this batch publishes, and the ack ids to hand back (dead letters with nowhere
+        to go: Pub/Sub's dead-letter policy then takes them)."""
+        allow_non_klio = self.config.job_config.allow_non_klio_messages
+        by_input = {sub: name for name, sub in self.inputs}
+        feed: dict[str, list[bytes]] = {name: [] for name, _ in self.inputs}
+        attributes: dict[str, Mapping[str, str]] = {}
+        originals: dict[str, Pulled] = {}
+        undecodable: list[tuple[Pulled, str]] = []
+        for message in batch:
+            try:
+                msg = kmessage.parse(message.data, allow_non_klio=allow_non_klio)
+            except kmessage.MessageDecodeError as err:
+                undecodable.append((message, str(err)))
+                continue
+            element = kmessage.element_id(msg)
+            attributes.setdefault(element, message.attributes)
+            originals.setdefault(element, message)
+            feed[by_input[message.subscription]].append(message.data)
+
+        result = self._run(feed, originals)
+        out: list[_Outgoing] = []
+        for data in result.output:
+            element = kmessage.element_id(kmessage.parse(data))
+            attrs = attributes.get(element, {})
+            out += [_Outgoing(topic, data, attrs, "output") for topic in self.output_topics]
+
+        nacked: set[str] = set()
+        letters: list[tuple[Pulled | None, DeadLetter]] = []
+        for message, detail in undecodable:
+            self.job_metrics.received()
+            self.job_metrics.dead_lettered("decode_error", repr(message.data[:60]))
+            letters.append((message, DeadLetter("decode_error", "message", detail,
+                                                repr(message.data[:60]))))
+        for letter in result.dead_letter:
+            if isinstance(letter, DeadLetter):
+                letters.append((originals.get(letter.element), letter))
+            else:
+                letters.append((None, DeadLetter("unknown", "run", repr(letter)[:200])))
+        for original, letter in letters:
+            if self.dead_letter_topic is None:
+                log.warning("dead letter (%s) %s: no dead-letter topic configured "
+                            "(%s / job_config.%s); handed back to Pub/Sub", letter.reason,
+                            letter.element, ENV_DEAD_LETTER_TOPIC, DEAD_LETTER_KEY)
+                if original is not None:
+                    nacked.add(original.ack_id)
+                continue
+            out.append(self._dead_letter(original, letter))
+
+        out += self._bottom_up(result.input_missing)
+        return out, nacked
+
+    def _run(self, feed: Mapping[str, list[bytes]], originals: Mapping[str, Pulled]
+             ) -> BatchResult:
+        if not any(feed.values()):
+            return BatchResult({"output": [], "dropped": [], "input_missing": [],
+                                "dead_letter": []})
+        try:
+            return self.executor.run(feed)
+        except Exception as err:
+            # One bad element must not block the others forever: run them one by one, and
+            # dead-letter those that fail alone.
+            log.warning("batch failed (%s: %s); running its messages one at a time",
+                        type(err).__name__, err)
+        merged = BatchResult({"output": [], "dropped": [], "input_missing": [],
+                              "dead_letter": []})
+        for name, values in feed.items():
+            for data in values:
+                try:
+                    one = self.executor.run({name: [data]})
+                except Exception as err:
+                    element = kmessage.element_id(kmessage.parse(data))
+                    self.job_metrics.dead_lettered("pipeline_error", element)
+                    merged.dead_letter.append(DeadLetter(
+                        "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
+                    continue
+                merged.output += one.output
+                merged.dropped += one.dropped
+                merged.input_missing += one.input_missing
+                merged.dead_letter += one.dead_letter
+        return merged
+
+    def _dead_letter(self, original: Pulled | None, letter: DeadLetter) -> _Outgoing:
+        assert self.dead_letter_topic is not None
+        extra = {ATTR_REASON: letter.reason, ATTR_DETAIL: letter.detail[:1000],
+                 ATTR_JOB: self.config.job_name}
+        if original is not None:  # the original bytes, so the message can be replayed
+            return _Outgoing(self.dead_letter_topic, original.data,
+                             {**original.attributes, **extra}, "dead_letter")
+        return _Outgoing(self.dead_letter_topic, letter.to_json().encode("utf-8"), extra,
+                         "dead_letter")
+
+    def _bottom_up(self, missing: Sequence[bytes]) -> list[_Outgoing]:
+        if not missing:
+            return []
+        messages = [kmessage.parse(data) for data in missing]
+        if not self.parents:
+            for msg in messages:
+                log.warning("input missing for %s and job_config.parents names no parent to ask",
+                            kmessage.element_id(msg))
+            return []
+        inputs = self.config.job_config.data.inputs
+        paths = {(i, kmessage.element_id(m)): inputs[p.data_input].path_for(kmessage.element_id(m))
+                 for m in messages for i, p in enumerate(self.parents)}
+        found = self.store.exists_many(set(paths.values()))
+        out: list[_Outgoing] = []
+        for msg in messages:
+            element = kmessage.element_id(msg)
+            missing_inputs = {p.data_input for i, p in enumerate(self.parents)
+                              if not found[paths[(i, element)]]}
+            for parent, request in requests_for(msg, self.job, self.parents, missing_inputs):
+                name = parent.job.job_name
+                if not self.pending.claim(msg, parent.job):
+                    self.metrics.bottom_up_pending.labels(job=self.job.job_name,
+                                                          parent=name).inc()
+                    continue
+                self.metrics.bottom_up.labels(job=self.job.job_name, parent=name).inc()
+                log.info("input missing for %s: asking parent %s on %s", element, name,
+                         parent.topic)
+                out.append(_Outgoing(parent.topic, kmessage.serialize(request), {},
+                                     f"bottom_up:{name}"))
+        return out
+
+    def _forget_requests(self, outgoing: Sequence[_Outgoing]) -> None:
+        by_name = {p.job.job_name: p.job for p in self.parents}
+        for o in outgoing:
+            if o.kind.startswith("bottom_up:"):
+                self.pending.forget(kmessage.parse(o.data), by_name[o.kind.split(":", 1)[1]])
+
+    def _ack(self, messages: Sequence[Pulled]) -> None:
+        for subscription, ack_ids in _by_subscription(messages).items():
+            self.client.ack(subscription, ack_ids)
+        self.metrics.acked.labels(job=self.config.job_name).inc(len(messages))
+
+    def _nack(self, messages: Sequence[Pulled], reason: str) -> None:
+        for subscription, ack_ids in _by_subscription(messages).items():
+            try:
+                self.client.modify_ack_deadline(subscription, ack_ids, 0)
+            except api_exceptions.GoogleAPICallError as err:
+                log.warning("could not hand back %d messages (%s); they return after their "
+                            "ack deadline", len(ack_ids), err)
+        self.metrics.nacked.labels(job=self.config.job_name, reason=reason).inc(len(messages))
+
+
+def _by_subscription(messages: Sequence[Pulled]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for message in messages:
+        grouped.setdefault(message.subscription, []).append(message.ack_id)
+    return grouped
