@@ -84,9 +84,12 @@ def load_audio(
     if _is_empty(source):
         raise AudioError(name, errors.EMPTY, "the file is empty (0 bytes)")
     try:
-        frames, native_sr = _decode_soundfile(source, name, offset, duration)
+        frames, native_sr, subtype = _decode_soundfile(source, name, offset, duration)
     except _NotForLibsndfile as err:
         frames, native_sr = _decode_ffmpeg(source, name, offset, duration, err.detail)
+        subtype = "FLOAT"
+    # Integer PCM and the lossy codecs decode to finite numbers; only float samples can be NaN.
+    may_hold_nan = subtype in _FLOAT_SUBTYPES
     if frames.shape[1] == 0:
         raise AudioError(name, errors.NO_CHANNELS, "the file has 0 channels")
     if frames.shape[0] == 0:
@@ -94,7 +97,8 @@ def load_audio(
             name, errors.EMPTY, f"no samples to decode (offset {offset} s, duration {duration})"
         )
     y = frames[:, 0] if frames.shape[1] == 1 else (frames.mean(axis=1) if mono else frames.T)
-    errors.check_finite(y, name)
+    if may_hold_nan:
+        errors.check_finite(y, name)
     out_sr = native_sr
     if sr is not None and int(sr) != native_sr:
         import librosa  # imported lazily: numba compiles on first import of its resampler paths
@@ -137,11 +141,11 @@ def _open_input(source: AudioSource) -> Iterator[Any]:
 
 def _decode_soundfile(
     source: AudioSource, name: str, offset: float, duration: float | None
-) -> tuple[np.ndarray, int]:
-    """Frames as ``(n, channels)`` float32 and the native rate; _NotForLibsndfile to try ffmpeg."""
+) -> tuple[np.ndarray, int, str]:
+    """Frames ``(n, channels)`` float32, native rate, subtype; _NotForLibsndfile to try ffmpeg."""
     try:
         with _open_input(source) as raw, sf.SoundFile(raw) as f:
-            native_sr = f.samplerate
+            native_sr, subtype = f.samplerate, f.subtype
             if f.frames <= 0:
                 # A cut-off Ogg opens with no length; let ffmpeg give the verdict.
                 raise _NotForLibsndfile("libsndfile found no frames")
@@ -169,9 +173,10 @@ def _decode_soundfile(
             name, errors.TRUNCATED,
             f"decoded {frames.shape[0]} of the {wanted} frames the header announces",
         )
-    return frames, native_sr
+    return frames, native_sr, subtype
 
 
+_FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 _WAV_SHORT_DATA = re.compile(r"^data\s*:\s*\d+\s*\(should be", re.MULTILINE)
 
 # ffmpeg's messages, most specific first: (pattern, reason).
@@ -277,11 +282,11 @@ def iter_blocks(
         raise AudioError(name, errors.NOT_AUDIO, f"libsndfile cannot stream it: {err}") from err
 
 
-def warm_up() -> None:
-    """Run the decoders and the resampler once so numba/soxr set-up happens now, not per element."""
+def warm_up(resample: bool = True) -> None:
+    """Run the decoder (and the resampler) once so their set-up happens now, not per element."""
     buf = io.BytesIO()
     sf.write(buf, np.zeros(2048, dtype=np.float32), 8000, format="WAV")
-    load_audio(buf.getvalue(), element="<warm-up>", sr=DEFAULT_SR)
+    load_audio(buf.getvalue(), element="<warm-up>", sr=DEFAULT_SR if resample else None)
 
 
 __all__ = [

@@ -27,7 +27,7 @@ class _LoadAudioFn(AudioDoFn):
         self.options = options
 
     def warm_up(self) -> None:
-        load.warm_up()
+        load.warm_up(resample=self.options.get("sr", load.DEFAULT_SR) is not None)
 
     def apply(self, item: AudioItem) -> AudioItem:
         y, sr = load.load_audio(_audio_source(item), element=item.element, **self.options)
