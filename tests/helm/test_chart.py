@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.helm.chart import (
     one,
     render,
     run_helm,
+    template_args,
 )
 
 VARIANT_IDS = [path.name for path in VARIANTS]
@@ -236,8 +238,6 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("values", "complaint"), BAD_VALUES, ids=[c for _, c in BAD_VALUES])
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
-    from tests.helm.chart import template_args
-
     proc = run_helm(template_args(values=values), check=False)
     assert proc.returncode != 0, f"helm accepted {values}"
     assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
@@ -269,8 +269,6 @@ def test_readme_lists_every_value() -> None:
 
 
 def test_schema_accepts_every_default_and_covers_every_key() -> None:
-    import json
-
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"]), set(values) - set(schema["properties"])
@@ -303,3 +301,10 @@ def test_chart_refuses_clusters_older_than_its_kube_version() -> None:
     assert proc.returncode != 0
     assert "kubeVersion" in proc.stderr or "incompatible" in proc.stderr, proc.stderr
     run_helm(["template", "klio", str(CHART), "--kube-version", "1.25.0"])
+
+
+def test_alerts_without_the_service_monitor_are_refused() -> None:
+    args = template_args(values={"metrics": {"prometheusRule": {"enabled": True}}})
+    proc = run_helm(args, check=False)
+    assert proc.returncode != 0
+    assert "metrics.prometheusRule.enabled needs metrics.serviceMonitor.enabled" in proc.stderr
