@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -80,7 +81,11 @@ class PubSubClient:
         if not wait:
             request["return_immediately"] = True
         try:
-            response = self.subscriber.pull(request=request, timeout=timeout, retry=None)
+            with warnings.catch_warnings():
+                # Deprecated, yet the only way to top up a batch without a server-side wait.
+                warnings.filterwarnings("ignore", "The return_immediately flag",
+                                        DeprecationWarning)
+                response = self.subscriber.pull(request=request, timeout=timeout, retry=None)
         except _EMPTY_PULL_ERRORS:
             return []
         return [

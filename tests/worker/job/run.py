@@ -1,0 +1,47 @@
+"""The worker tests' job: passes each message on, leaving traces the tests read.
+
+Custom ``job_config`` keys: ``setup_log`` (a line per DoFn setup), ``processed_log`` (a line per
+element run), ``sleep_seconds`` (per element, to hold a batch in flight), ``fail_element``
+(raises for that element id). Each data output gets ``<element>`` written with the job's name.
+"""
+
+import os
+import time
+
+import apache_beam as beam
+
+from klio_runtime.decorators import handle_klio
+from klio_runtime.io.storage import write_bytes
+
+
+def _append(path, line):
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+class Work(beam.DoFn):
+    def __init__(self, config):
+        self.settings = dict(config.job_config.model_extra or {})
+        self.outputs = list(config.job_config.data.outputs)
+        self.job_name = config.job_name
+
+    def setup(self):
+        _append(self.settings.get("setup_log"), f"setup {os.getpid()}")
+
+    @handle_klio
+    def process(self, item):
+        element = item.element.decode("utf-8")
+        if element == self.settings.get("fail_element"):
+            raise ValueError(f"cannot handle {element}")
+        delay = float(self.settings.get("sleep_seconds") or 0)
+        if delay:
+            time.sleep(delay)
+        for out in self.outputs:
+            write_bytes(out.path_for(element), self.job_name.encode("utf-8"))
+        _append(self.settings.get("processed_log"), element)
+        yield item
+
+
+def run(pcoll, config):
+    return pcoll | "Work" >> beam.ParDo(Work(config))
