@@ -65,6 +65,7 @@ def worker() -> Iterator[tuple[KlioMetrics, int]]:
     metrics.received(3)
     metrics.output(2)
     metrics.processing_time(0.25)
+    metrics.flush()  # as a worker does at the end of each bundle: counts reach Prometheus batched
     with serve_metrics(metrics.hub.registry) as port:
         yield metrics, port
 
