@@ -35,6 +35,7 @@ from prometheus_client import Histogram as PromHistogram
 P = ParamSpec("P")
 R = TypeVar("R")
 
+FLUSH_EVERY = 64
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
 _TIMER_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
@@ -194,10 +195,12 @@ class KlioMetrics:
         self.job_name = job_name
         self.prefix = prometheus_name(prefix or job_name)
         self.hub = hub if hub is not None else process_hub()
-        self._standard_beam = {
-            "received": Metrics.counter(job_name, "klio_messages_received"),
-            "output": Metrics.counter(job_name, "klio_messages_output"),
-        }
+        self._beam_counters: dict[str, Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
+        # The two per-message counters reach Prometheus in small batches: its lock per inc()
+        # costs more than the rest of a trivial job's step.
+        self._pending_received = 0
+        self._pending_output = 0
         self._processing_beam = Metrics.distribution(job_name, "klio_processing_ms")
         self._ids_cache: dict[str, Any] = {}
 
@@ -260,35 +263,63 @@ class KlioMetrics:
             timer_unit,
         )
 
-    # -- standard metrics -----------------------------------------------------------------
+    # -- standard metrics (label children cached: these run once or more per message) -----
+    def _child(self, metric: Any, **labels: str) -> Any:
+        key = (id(metric), *labels.values())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(job=self.job_name, **labels)
+        return child
+
+    def _beam_counter(self, name: str) -> Any:
+        counter = self._beam_counters.get(name)
+        if counter is None:
+            counter = self._beam_counters[name] = Metrics.counter(self.job_name, name)
+        return counter
+
     def received(self, n: int = 1) -> None:
-        self._standard_beam["received"].inc(n)
-        self.hub.received.labels(job=self.job_name).inc(n)
+        """Count read messages; Prometheus gets them in steps of ``FLUSH_EVERY`` or at flush()."""
+        self._beam_counter("klio_messages_received").inc(n)
+        self._pending_received += n
+        if self._pending_received >= FLUSH_EVERY:
+            self.flush()
 
     def output(self, n: int = 1) -> None:
-        self._standard_beam["output"].inc(n)
-        self.hub.output.labels(job=self.job_name).inc(n)
+        """Count written messages; batched to Prometheus like ``received``."""
+        self._beam_counter("klio_messages_output").inc(n)
+        self._pending_output += n
+        if self._pending_output >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the batched counts to Prometheus (DoFns call this in ``finish_bundle``)."""
+        if self._pending_received:
+            self._child(self.hub.received).inc(self._pending_received)
+            self._pending_received = 0
+        if self._pending_output:
+            self._child(self.hub.output).inc(self._pending_output)
+            self._pending_output = 0
 
     def dropped(self, reason: str, element: str | None = None) -> None:
         """Count a drop; ``element`` joins the Beam string set that run summaries report by id."""
-        Metrics.counter(self.job_name, f"klio_messages_dropped[reason={reason}]").inc()
-        self.hub.dropped.labels(job=self.job_name, reason=reason).inc()
+        self._beam_counter(f"klio_messages_dropped[reason={reason}]").inc()
+        self._child(self.hub.dropped, reason=reason).inc()
         if element is not None:
             self._ids(f"dropped_ids[reason={reason}]").add(element)
 
     def skipped(self, reason: str) -> None:
-        Metrics.counter(self.job_name, f"klio_messages_skipped[reason={reason}]").inc()
-        self.hub.skipped.labels(job=self.job_name, reason=reason).inc()
+        self._beam_counter(f"klio_messages_skipped[reason={reason}]").inc()
+        self._child(self.hub.skipped, reason=reason).inc()
 
     def dead_lettered(self, reason: str, where: str | None = None) -> None:
-        Metrics.counter(self.job_name, f"klio_dead_letter[reason={reason}]").inc()
-        self.hub.dead_letter.labels(job=self.job_name, reason=reason).inc()
+        self._beam_counter(f"klio_dead_letter[reason={reason}]").inc()
+        self._child(self.hub.dead_letter, reason=reason).inc()
         if where is not None:
             self._ids(f"dead_letter_ids[reason={reason}]").add(where)
 
     def processing_time(self, seconds: float) -> None:
         self._processing_beam.update(int(seconds * 1000))
-        self.hub.processing.labels(job=self.job_name).observe(seconds)
+        self._child(self.hub.processing).observe(seconds)
 
     @contextmanager
     def processing(self) -> Iterator[None]:

@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from klio_runtime import message as kmessage
 from klio_runtime.config import FileEventInput, FileEventOutput, KlioConfig
 from klio_runtime.context import KlioContext, bind_context
+from klio_runtime.decorators import fast_parse
 from klio_runtime.io.events import (
     DEAD_LETTER_TAG,
     DeadLetter,
@@ -65,12 +66,18 @@ class _PrepareOutput(beam.DoFn):
             )
             return
         try:
-            msg = kmessage.parse(bytes(data))
+            msg = fast_parse(bytes(data))
         except kmessage.MessageDecodeError as err:
             yield self._bad(str(err), repr(bytes(data)[:60]))
             return
         self.metrics.output()
-        yield kmessage.serialize(prepare_output(msg, self.job))
+        if msg.metadata.intended_recipients.WhichOneof("recipients") != "limited":
+            yield bytes(data)  # prepare_output changes only limited recipients: no re-encoding
+        else:
+            yield kmessage.serialize(prepare_output(msg, self.job))
+
+    def finish_bundle(self) -> None:
+        self.metrics.flush()
 
     def _bad(self, detail: str, element: str) -> pvalue.TaggedOutput:
         self.metrics.dead_lettered("bad_output", element)

@@ -63,6 +63,8 @@ def test_metrics_reach_prometheus_under_standard_and_prefixed_names() -> None:
     hub = MetricsHub(CollectorRegistry())
     metrics = KlioMetrics("my-job", hub=hub)
     metrics.received(3)
+    assert hub.value("klio_messages_received_total", job="my-job") == 0  # batched
+    metrics.flush()
     metrics.dropped("run_error", "e1")
     metrics.counter("kmsg-done", transform="Upper").inc(2)
     metrics.gauge("queue").set(5)

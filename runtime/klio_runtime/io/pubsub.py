@@ -36,15 +36,18 @@ def resource_path(name: str, kind: str, project: str | None) -> str:
     if name.startswith("projects/"):
         parts = name.split("/")
         if len(parts) != 4 or parts[2] != kind or not parts[1] or not parts[3]:
-            raise ValueError(f"{name!r} is not a Pub/Sub {kind[:-1]} path "
-                             f"(projects/<project>/{kind}/<id>)")
+            raise ValueError(
+                f"{name!r} is not a Pub/Sub {kind[:-1]} path (projects/<project>/{kind}/<id>)"
+            )
         return name
     if not name:
         raise ValueError(f"empty Pub/Sub {kind[:-1]} name")
     if not project:
-        raise ValueError(f"{kind[:-1]} {name!r} has no project: give a full path "
-                         "(projects/<project>/...) or set pipeline_options.project / "
-                         "KLIO_PUBSUB_PROJECT")
+        raise ValueError(
+            f"{kind[:-1]} {name!r} has no project: give a full path "
+            "(projects/<project>/...) or set pipeline_options.project / "
+            "KLIO_PUBSUB_PROJECT"
+        )
     return f"projects/{project}/{kind}/{name}"
 
 
@@ -70,12 +73,17 @@ class PubSubClient:
         self.publisher = publisher or pubsub_v1.PublisherClient()
         self.subscriber = subscriber or pubsub_v1.SubscriberClient()
 
-    def check_subscription(self, subscription: str) -> None:
-        """Raises google.api_core.exceptions.NotFound if the subscription does not exist."""
-        self.subscriber.get_subscription(request={"subscription": subscription}, timeout=10)
+    def ack_deadline_of(self, subscription: str) -> int:
+        """The subscription's ack deadline in seconds.
 
-    def pull(self, subscription: str, max_messages: int, wait: bool,
-             timeout: float = 1.0) -> list[Pulled]:
+        Raises google.api_core.exceptions.NotFound if the subscription does not exist.
+        """
+        found = self.subscriber.get_subscription(request={"subscription": subscription}, timeout=10)
+        return int(found.ack_deadline_seconds or 10)
+
+    def pull(
+        self, subscription: str, max_messages: int, wait: bool, timeout: float = 1.0
+    ) -> list[Pulled]:
         """Up to ``max_messages``; ``wait`` lets the server hold the call until some arrive."""
         request = {"subscription": subscription, "max_messages": max_messages}
         if not wait:
@@ -83,48 +91,61 @@ class PubSubClient:
         try:
             with warnings.catch_warnings():
                 # Deprecated, yet the only way to top up a batch without a server-side wait.
-                warnings.filterwarnings("ignore", "The return_immediately flag",
-                                        DeprecationWarning)
+                warnings.filterwarnings("ignore", "The return_immediately flag", DeprecationWarning)
                 response = self.subscriber.pull(request=request, timeout=timeout, retry=None)
         except _EMPTY_PULL_ERRORS:
             return []
         return [
-            Pulled(subscription, received.ack_id, bytes(received.message.data),
-                   dict(received.message.attributes), received.message.message_id)
+            Pulled(
+                subscription,
+                received.ack_id,
+                bytes(received.message.data),
+                dict(received.message.attributes),
+                received.message.message_id,
+            )
             for received in response.received_messages
         ]
 
-    def publish_all(self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]],
-                    timeout: float = 60.0) -> list[str]:
+    def publish_all(
+        self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]], timeout: float = 60.0
+    ) -> list[str]:
         """Publish ``(topic, data, attributes)`` and wait for every future; their message ids.
 
         All are sent before any is awaited (awaiting one at a time waits out each batch window).
         Raises the first publish error (nothing is acknowledged by the caller then).
         """
-        pending = [self.publisher.publish(topic, data, **dict(attributes))
-                   for topic, data, attributes in messages]
+        pending = [
+            self.publisher.publish(topic, data, **dict(attributes))
+            for topic, data, attributes in messages
+        ]
         if not pending:
             return []
         _, not_done = futures.wait(pending, timeout=timeout)
         if not_done:
-            raise TimeoutError(f"{len(not_done)} of {len(pending)} publishes not confirmed "
-                               f"within {timeout}s")
+            raise TimeoutError(
+                f"{len(not_done)} of {len(pending)} publishes not confirmed within {timeout}s"
+            )
         return [future.result() for future in pending]
 
     def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
         for start in range(0, len(ack_ids), _ACK_CHUNK):
             self.subscriber.acknowledge(
-                request={"subscription": subscription,
-                         "ack_ids": list(ack_ids[start:start + _ACK_CHUNK])})
+                request={
+                    "subscription": subscription,
+                    "ack_ids": list(ack_ids[start : start + _ACK_CHUNK]),
+                }
+            )
 
-    def modify_ack_deadline(self, subscription: str, ack_ids: Sequence[str],
-                            seconds: int) -> None:
+    def modify_ack_deadline(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
         """``seconds`` 0 hands the messages back for redelivery at once."""
         for start in range(0, len(ack_ids), _ACK_CHUNK):
             self.subscriber.modify_ack_deadline(
-                request={"subscription": subscription,
-                         "ack_ids": list(ack_ids[start:start + _ACK_CHUNK]),
-                         "ack_deadline_seconds": seconds})
+                request={
+                    "subscription": subscription,
+                    "ack_ids": list(ack_ids[start : start + _ACK_CHUNK]),
+                    "ack_deadline_seconds": seconds,
+                }
+            )
 
     def close(self) -> None:
         self.subscriber.close()

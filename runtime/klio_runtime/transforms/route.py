@@ -105,13 +105,15 @@ class RouteMessages(beam.DoFn):
             return
         msg = with_audit_entry(msg, self.job, datetime.now(UTC))
         if first is Decision.PASS_PING or not (self.inputs or self.outputs):
-            yield from self._emit(msg, None, None)
+            # nothing left to check: the first decision is final
+            yield from self._act(first, msg)
             return
         self.pending.append(msg)
         if len(self.pending) >= self.batch_size:
             yield from self._flush()
 
     def finish_bundle(self) -> Iterator[Any]:
+        self.metrics.flush()
         for out in self._flush():
             if isinstance(out, pvalue.TaggedOutput):
                 yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
@@ -154,6 +156,9 @@ class RouteMessages(beam.DoFn):
             ping=self.ping,
             force=self.force,
         )
+        yield from self._act(decision, msg)
+
+    def _act(self, decision: Decision, msg: kmessage.KlioMessage) -> Iterator[Any]:
         if decision is Decision.PROCESS:
             self.to_run.inc()
             yield kmessage.serialize(msg)
