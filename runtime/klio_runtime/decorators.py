@@ -258,7 +258,7 @@ def _run_one(
     token = current_element.set(element)
     start = time.perf_counter()
     try:
-        result = func(*call_args, kmsg.data, **kwargs)
+        result = _call_with_job_limits(ctx, func, (*call_args, kmsg.data), kwargs, where)
         if isinstance(result, types.GeneratorType):
             if not many:
                 raise TypeError(
@@ -275,6 +275,39 @@ def _run_one(
         return [drop(ctx, incoming, where, err, element)]
     finally:
         current_element.reset(token)
+
+
+def _call_with_job_limits(
+    ctx: KlioContext,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    where: str,
+) -> Any:
+    """Call the job's function under the job-wide knobs (the KlioJob's ``timeoutSeconds`` and
+    ``retries``, i.e. ``job_config.timeout_seconds`` / ``retries``); unset, a plain call."""
+    job_config = ctx.config.job_config
+    limit = getattr(job_config, "timeout_seconds", None)
+    retries = int(getattr(job_config, "retries", 0) or 0)
+    if not limit and not retries:
+        return func(*args, **kwargs)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            if limit:
+                message = f"Function '{where}' timed out after {float(limit)} seconds."
+                return _run_with_timeout(
+                    func, float(limit), KlioTimeoutError, message, args, kwargs
+                )
+            return func(*args, **kwargs)
+        except Exception as err:
+            if attempt > retries:
+                if retries:
+                    raise KlioRetriesExhausted(
+                        f"Function '{where}' failed {attempt} times. Last exception: {err!r}"
+                    ) from err
+                raise
 
 
 def fast_parse(data: bytes, *, allow_non_klio: bool = False) -> KlioMessage:

@@ -100,6 +100,12 @@ class MetricsHub:
                 )
             return metric
 
+    def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
+        """Serve this registry on ``http://addr:port/metrics`` from a daemon thread."""
+        from prometheus_client import start_http_server
+
+        return start_http_server(port, addr=addr, registry=self.registry)
+
     def value(self, metric: str, **labels: str) -> float:
         """Current value of a sample (0 when absent): used by progress bars and tests."""
         got = self.registry.get_sample_value(metric, labels)

@@ -137,7 +137,8 @@ class KlioJobTransform(beam.PTransform):
         for name, pcoll in inputs.items():
             conf = configs.get(name)
             if conf is not None and conf.skip_klio_read:
-                to_run[name] = pcoll
+                # Klio gives run the pipeline itself for an input it does not read
+                to_run[name] = pcoll.pipeline if isinstance(pcoll, beam.pvalue.PBegin) else pcoll
                 continue
             routed = pcoll | f"[{name}] Klio route" >> KlioRoute(self.config, self.batch_size)
             to_run[name] = routed.process
@@ -202,7 +203,7 @@ def build_pipeline(
     dead: list[Any] = []
     for name, conf in zip(names, config.job_config.events.inputs, strict=True):
         if conf.skip_klio_read:
-            inputs[name] = pipeline
+            inputs[name] = beam.pvalue.PBegin(pipeline)
         elif isinstance(conf, FileEventInput):
             read = pipeline | f"[{name}] Read events" >> ReadEventFile(conf.location)
             inputs[name] = read.events

@@ -304,3 +304,27 @@ def test_logger_shows_info_by_default_and_debug_when_the_job_asks(
     finally:
         ctx.logger.setLevel(logging.INFO)
     assert "[elem-8] debug line" in capsys.readouterr().err
+
+
+def test_job_config_timeout_and_retries_apply_to_every_element() -> None:
+    ctx = bound(make_config({"timeout_seconds": 0.5, "retries": 1}))
+    calls: list[str] = []
+
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        if item.element == b"slow":
+            time.sleep(30)
+        return item
+
+    @d.handle_klio
+    def always_fails(c: KlioContext, item: Any) -> Any:
+        calls.append("x")  # runs in the forked child: the parent's list stays empty
+        raise OSError("down")
+
+    start = time.monotonic()
+    assert parsed(f(msg_bytes("fine"))).data.element == b"fine"
+    assert f(msg_bytes("slow")).tag == "drop"
+    assert time.monotonic() - start < 5  # 2 tries x 0.5 s, not 30 s
+    assert dropped(ctx.config, "retries_exhausted") == 1
+    assert always_fails(msg_bytes("e")).tag == "drop" and calls == []
+    assert dropped(ctx.config, "retries_exhausted") == 2

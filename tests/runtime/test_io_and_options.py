@@ -136,3 +136,20 @@ def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
     assert resolved.job_config.events.outputs[0].location == "gs://b/out"
     assert resolved.job_config.data.inputs[0].location == str(tmp_path / "data")
     assert config.job_config.events.inputs[0].location == "./ids.txt"
+
+
+def test_metrics_registry_served_over_http() -> None:
+    import socket
+    import urllib.request
+
+    hub = MetricsHub(CollectorRegistry())
+    KlioMetrics("served-job", hub=hub).dropped("timeout")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server, thread = hub.serve(port, addr="127.0.0.1")
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        server.shutdown()
+    assert b'klio_messages_dropped_total{job="served-job",reason="timeout"} 1.0' in body

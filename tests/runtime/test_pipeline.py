@@ -168,3 +168,32 @@ def test_run_output_that_is_not_a_message_is_dead_lettered() -> None:
         out = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, run)
         assert_that(out["dead_letter"] | beam.Map(lambda d: d.reason), equal_to(["bad_output"]))
         assert_that(out["output"], equal_to([]), label="none")
+
+
+def test_skip_klio_read_gives_run_the_pipeline_and_skip_write_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    from klio_runtime.pipeline import build_pipeline
+
+    out_prefix = tmp_path / "events"
+    config = make_config(
+        {
+            "events": {
+                "inputs": [
+                    {"type": "file", "location": str(tmp_path / "none.txt"), "skip_klio_read": True}
+                ],
+                "outputs": [{"type": "file", "location": str(out_prefix), "skip_klio_write": True}],
+            }
+        }
+    )
+    seen: list[Any] = []
+
+    def run(pipeline: Any, cfg: Any) -> Any:
+        seen.append(pipeline)
+        return pipeline | beam.Create([msg_bytes("own-read")]) | beam.Map(_mark)
+
+    from klio_runtime.runner import beam_options
+
+    build_pipeline(config, run, beam_options(config)).run().wait_until_finish()
+    assert isinstance(seen[0], beam.Pipeline)
+    assert not list(tmp_path.glob("events*"))
