@@ -147,7 +147,7 @@ def test_metrics_registry_served_over_http() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server, thread = hub.serve(port, addr="127.0.0.1")
+    server, _thread = hub.serve(port, addr="127.0.0.1")
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
