@@ -15,7 +15,7 @@ import numpy as np
 from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from klio_runtime import message as kmessage
-from klio_runtime.audio import errors
+from klio_runtime.audio import errors, features
 from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem, encode_payload
 from klio_runtime.audio.steps import AudioDoFn, AudioStep
@@ -172,3 +172,61 @@ class GcsUploadPlot(UploadData):
             file_format=file_format, config=config, **savefig_kwargs,
         )
         self.dofn.step = "GcsUploadPlot"
+
+
+class _StreamFeatureFn(_DataLocationFn):
+    step = "StreamFeature"
+
+    def __init__(
+        self, feature: str, location: str | None, file_suffix: str | None,
+        librosa_kwargs: dict[str, Any], config: KlioConfig | None,
+    ) -> None:
+        super().__init__(location, file_suffix, config)
+        if feature not in features.STREAMABLE:
+            raise ValueError(
+                f"StreamFeature: {feature!r} cannot be streamed; choose one of "
+                f"{sorted(features.STREAMABLE)}"
+            )
+        self.feature = feature
+        self.librosa_kwargs = librosa_kwargs
+
+    def warm_up(self) -> None:
+        features.warm_up()
+
+    def apply(self, item: AudioItem) -> AudioItem:
+        assert self.location is not None
+        path = _join(self.location, _safe_element(item) + (self.file_suffix or ""))
+        if "://" in path and not path.startswith("file://"):
+            source: Any = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        else:
+            source = path.removeprefix("file://")
+            if not FileSystems.exists(source):
+                raise AudioError(item.element, errors.IO_ERROR, f"cannot read {path}: not found")
+        try:
+            result, sr = features.stream_feature(
+                source, self.feature, element=item.element, **self.librosa_kwargs
+            )
+        finally:
+            if hasattr(source, "close"):
+                source.close()
+        hop = self.librosa_kwargs.get("hop_length", 512)
+        return item.replace(result, "numpy", sample_rate=sr, hop_length=hop, source_path=path)
+
+
+class StreamFeature(AudioStep):
+    """A frame-local feature of each element's file, computed block by block from the data input.
+
+    For long files: memory is the feature plus one block of audio, never the decoded file.
+    ``feature``: "mel", "mfcc" or "stft_magnitude"; at the file's native rate, mono, without
+    centring (``librosa.stream``'s convention); ``n_fft``, ``hop_length``, ``block_frames`` and
+    the feature's librosa keyword arguments pass through. Plot transforms take its output.
+    """
+
+    def __init__(
+        self, feature: str = "mel", *, location: str | None = None,
+        file_suffix: str | None = None, config: KlioConfig | None = None,
+        **librosa_kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _StreamFeatureFn(feature, location, file_suffix, librosa_kwargs, config)
+        )
