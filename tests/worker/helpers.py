@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 from google.cloud import pubsub_v1
-
 from klio_runtime.message import KlioMessage, parse
+
 from tests.emulators.pubsub import free_port
 
 PROJECT = "klio-local"
@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    """Poll ``condition`` until it returns something truthy; at the deadline, fail naming
+    ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -113,7 +114,8 @@ class PubSub:
 
 def write_config(directory: Path, name: str, in_sub: str, out_topic: str,
                  job_config: dict[str, Any] | None = None) -> Path:
-    """A streaming klio-job.yaml for the test job reading ``in_sub`` and publishing to ``out_topic``."""
+    """A streaming klio-job.yaml for the test job: reads ``in_sub``, publishes to
+    ``out_topic``."""
     config = {
         "version": 2,
         "job_name": name,
@@ -193,7 +195,8 @@ class WorkerProcess:
         self.wait(10)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from klio_runtime.cli import main
 from klio_runtime.message import new_message, parse, serialize
 from klio_runtime.routing import JobRef
+
 from tests.worker.helpers import (
     PROJECT,
     PubSub,
@@ -134,10 +134,11 @@ def test_bottom_up_asks_each_missing_parent_once_then_runs(chain: Chain) -> None
     assert {j.job_name for j in limited.recipients} == {chain.names[j] for j in "abc"}
     # The audit log keeps the whole trail: c asked b, b asked a, then a, b and c ran.
     assert audit_jobs(message) == [chain.names[j] for j in "cbabc"]
-    # c's own metrics count one request to b and the suppressed repeats.
+    # c's own metrics count exactly one request to b (the repeats were suppressed).
     _, metrics = chain.workers["c"].get("/metrics")
-    sent = f'klio_worker_bottom_up_requests_total{{job="{chain.names["c"]}",parent="{chain.names["b"]}"}}'
-    assert any(line.startswith(sent) for line in metrics.splitlines()), metrics
+    labels = f'job="{chain.names["c"]}",parent="{chain.names["b"]}"'
+    sent = f"klio_worker_bottom_up_requests_total{{{labels}}} 1.0"
+    assert sent in metrics.splitlines(), metrics
 
 
 def test_top_down_after_bottom_up_input_missing_continues_downward(chain: Chain) -> None:

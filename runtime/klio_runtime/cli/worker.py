@@ -113,4 +113,6 @@ def worker(config_file: Path | None, job_dir: Path, config_override: tuple[str, 
         loop.run()
     finally:
         servers.close()
-    click.echo(f"klio worker {config.job_name}: drained, exiting", err=True)
+    acked = process_hub().value("klio_worker_acked_total", job=config.job_name)
+    click.echo(f"klio worker {config.job_name}: drained, exiting (acked {acked:.0f} messages)",
+               err=True)

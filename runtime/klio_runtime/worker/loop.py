@@ -195,10 +195,10 @@ class StreamingWorker:
 
     def run(self) -> None:
         """Until :meth:`stop`: wait for the subscriptions, then pull, run, publish, ack."""
-        self.lease.start()
         try:
             if not self._wait_for_subscriptions():
                 return
+            self.lease.start()
             self.health.subscribed = True
             log.info("worker %s pulling %s", self.config.job_name,
                      ", ".join(sub for _, sub in self.inputs))
@@ -216,7 +216,9 @@ class StreamingWorker:
         missing = [sub for _, sub in self.inputs]
         while missing:
             try:
-                self.client.check_subscription(missing[0])
+                deadline = self.client.ack_deadline_of(missing[0])
+                # The first extension must come before the subscription's own deadline ends.
+                self.lease.every = min(self.lease.every, deadline / 2)
                 missing.pop(0)
             except api_exceptions.NotFound:
                 self.health.reason = f"subscription {missing[0]} does not exist (yet)"

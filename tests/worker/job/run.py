@@ -9,7 +9,6 @@ import os
 import time
 
 import apache_beam as beam
-
 from klio_runtime.decorators import handle_klio
 from klio_runtime.io.storage import write_bytes
 

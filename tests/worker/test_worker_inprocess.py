@@ -1,0 +1,221 @@
+"""The streaming worker in this process (a thread) on the real Pub/Sub emulator: dead letters,
+ack only after publish, probes and metrics."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from google.api_core import exceptions as api_exceptions
+from klio_runtime.config import ConfigError
+from klio_runtime.io.pubsub import PubSubClient
+from klio_runtime.message import new_message, serialize
+from klio_runtime.metrics import process_hub
+from klio_runtime.runner import load_job
+from klio_runtime.worker.health import HealthState, ProbeServers
+from klio_runtime.worker.loop import ATTR_REASON, StreamingWorker
+from klio_runtime.worker.settings import WorkerSettings
+
+from tests.emulators.pubsub import free_port
+from tests.worker.helpers import (
+    JOB_DIR,
+    PubSub,
+    lines,
+    subscription,
+    topic,
+    unique,
+    wait_for,
+    write_config,
+)
+
+FAST = WorkerSettings(max_messages=50, max_wait_ms=20)
+
+
+@pytest.fixture
+def pubsub(pubsub_emulator: str) -> Iterator[PubSub]:
+    client = PubSub()
+    yield client
+    client.cleanup()
+
+
+class RecordingClient(PubSubClient):
+    """The real client, noting the order of publishes and acks (for the at-least-once check)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def publish_all(self, messages, timeout=60.0):  # type: ignore[no-untyped-def]
+        ids = super().publish_all(list(messages), timeout)
+        self.events += ["published"] * len(ids)
+        return ids
+
+    def ack(self, subscription, ack_ids):  # type: ignore[no-untyped-def]
+        super().ack(subscription, ack_ids)
+        self.events += ["acked"] * len(ack_ids)
+
+
+@contextmanager
+def running(worker: StreamingWorker) -> Iterator[StreamingWorker]:
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the worker did not stop within 30 s"
+
+
+def _worker(config: Path, **kwargs: object) -> StreamingWorker:
+    loaded, run_fn, _ = load_job(JOB_DIR, config)
+    return StreamingWorker(loaded, run_fn, kwargs.pop("settings", FAST), **kwargs)  # type: ignore[arg-type]
+
+
+def _setup(pubsub: PubSub, tmp_path: Path, **job_config: object) -> dict[str, str]:
+    name = unique("ip")
+    t = {"in": pubsub.topic(f"{name}-in"), "out": pubsub.topic(f"{name}-out"),
+         "dead": pubsub.topic(f"{name}-dead")}
+    s = {"in": pubsub.subscribe(t["in"], f"{name}-in"),
+         "out": pubsub.subscribe(t["out"], f"{name}-out"),
+         "dead": pubsub.subscribe(t["dead"], f"{name}-dead")}
+    config = write_config(tmp_path, name, s["in"], t["out"], dict(job_config))
+    return {"name": name, "config": str(config), **{f"{k}_topic": v for k, v in t.items()},
+            **{f"{k}_sub": v for k, v in s.items()}}
+
+
+def test_garbage_goes_to_the_dead_letter_topic_counted_and_acked(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    client = RecordingClient()
+    worker = _worker(Path(job["config"]), client=client, dead_letter_topic=job["dead_topic"])
+    with running(worker):
+        pubsub.publish(job["in_topic"], [b"\xff\x00not a klio message"], origin="test")
+        pubsub.publish(job["in_topic"], [serialize(new_message("fine"))])
+        dead = pubsub.collect(job["dead_sub"], 1, 30, key=lambda m: m.data.hex())
+        pubsub.collect(job["out_sub"], 1, 30)
+        wait_for(lambda: client.events.count("acked") == 2, 10, "both acknowledged")
+    (letter,) = dead.values()
+    assert letter.data == b"\xff\x00not a klio message"  # the original bytes, for replay
+    assert letter.attributes["origin"] == "test"
+    assert letter.attributes[ATTR_REASON] == "decode_error"
+    assert "not a KlioMessage" in letter.attributes["klio_dead_letter_detail"]
+    assert process_hub().value("klio_dead_letter_total", job=job["name"],
+                               reason="decode_error") == 1
+    # Nothing was acknowledged before its output (or dead letter) was published.
+    assert client.events.index("acked") > client.events.index("published")
+
+
+def test_a_failed_publish_hands_the_batch_back_and_nothing_is_lost(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    missing_out = topic(unique("later"))  # the output topic does not exist yet
+    config = Path(job["config"])
+    config.write_text(config.read_text().replace(job["out_topic"], missing_out))
+    client = RecordingClient()
+    worker = _worker(config, client=client)
+    elements = [unique("e") for _ in range(3)]
+    with running(worker):
+        pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
+        wait_for(lambda: process_hub().value("klio_worker_nacked_total", job=job["name"],
+                                             reason="publish_error") >= 3, 30, "a hand-back")
+        assert "acked" not in client.events
+        pubsub.publisher.create_topic(name=missing_out)
+        pubsub.topics.append(missing_out)
+        out_sub = pubsub.subscribe(missing_out, unique("later-out"))
+        got = pubsub.collect(out_sub, 3, 60)
+    assert sorted(got) == sorted(elements)
+
+
+def test_probes_and_metrics(pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    late_sub = subscription(unique("late"))
+    config = Path(job["config"])
+    config.write_text(config.read_text().replace(job["in_sub"], late_sub))
+    health = HealthState()
+    servers = ProbeServers(health, process_hub().registry, "127.0.0.1", free_port(), free_port())
+
+    def get(path: str, port: int | None = None) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{port or servers.health_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    worker = _worker(config, health=health)
+    try:
+        with running(worker):
+            # Not ready while the subscription does not exist; alive all the same.
+            wait_for(lambda: "does not exist" in get("/readyz")[1], 10, "the not-ready reason")
+            assert get("/readyz")[0] == 503
+            assert get("/healthz")[0] == 200
+            pubsub.subscriber.create_subscription(name=late_sub, topic=job["in_topic"])
+            pubsub.subscriptions.append(late_sub)
+            wait_for(lambda: get("/readyz")[0] == 200, 10, "ready once subscribed")
+            pubsub.publish(job["in_topic"], [serialize(new_message("m1"))])
+            pubsub.collect(job["out_sub"], 1, 30)
+            status, text = get("/metrics", servers.metrics_port)
+            assert status == 200
+            assert f'klio_worker_batches_total{{job="{job["name"]}"}} 1.0' in text
+            assert f'klio_messages_output_total{{job="{job["name"]}"}} 1.0' in text
+            assert get("/nope")[0] == 404
+        assert get("/readyz") == (503, "draining (SIGTERM): not pulling\n")
+    finally:
+        servers.close()
+
+
+def test_liveness_fails_when_the_loop_stalls() -> None:
+    now = [0.0]
+    health = HealthState(stall_seconds=30, clock=lambda: now[0])
+    health.subscribed = True
+    assert health.alive() == (True, "ok") and health.ready()[0]
+    now[0] = 31.0
+    alive, why = health.alive()
+    assert not alive and "no progress for 31s" in why
+    assert not health.ready()[0]
+    health.tick()
+    assert health.alive()[0]
+
+
+def test_setup_once_and_lines_of_the_test_job(pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    worker = _worker(Path(job["config"]))
+    with running(worker):
+        for round_ in range(3):
+            elements = [unique(f"r{round_}") for _ in range(4)]
+            pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
+            pubsub.collect(job["out_sub"], 4, 30)
+    assert len(lines(tmp_path / f"{job['name']}.setup.log")) == 1
+    assert process_hub().value("klio_worker_batches_total", job=job["name"]) >= 3
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"outputs": [{"type": "file", "location": "out"}]},
+     "job_config.events.outputs[0]: the streaming worker writes pubsub outputs only"),
+    ({"inputs": [{"type": "pubsub", "topic": "projects/klio-local/topics/only-topic"}]},
+     "job_config.events.inputs[0].subscription: required by the worker"),
+    ({"inputs": [{"type": "pubsub", "subscription": "bare-sub"}]},
+     "has no project"),
+])
+def test_bad_event_config_is_refused_by_field(tmp_path: Path, change: dict[str, object],
+                                              error: str) -> None:
+    config = write_config(tmp_path, unique("bad"), subscription("in-sub"), topic("out-topic"))
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data["job_config"]["events"].update(change)
+    data["pipeline_options"].pop("project")
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=error.replace("[", r"\[").replace("]", r"\]")):
+        _worker(config)
+
+
+def test_missing_subscription_error_is_not_found(pubsub: PubSub) -> None:
+    with pytest.raises(api_exceptions.NotFound):
+        PubSubClient().ack_deadline_of(subscription(unique("none")))
