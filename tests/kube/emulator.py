@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import copy
 import datetime
+import json
 import re
 import uuid
 from collections import defaultdict
@@ -25,7 +26,7 @@ import attrs
 import jsonpatch
 import jsonpointer
 import kmock
-from kmock._internal import apps, enums, k8s, rendering
+from kmock._internal import enums, k8s, rendering
 
 Resource = kmock.resource
 ObjectKey = tuple[Resource, str | None, str]
@@ -141,6 +142,8 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         factory=lambda: defaultdict(list), init=False
     )
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    watched: set[str] = attrs.field(factory=set, init=False)
+    """Plurals of the resources some client has started watching (to know a client is up)."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -313,21 +316,54 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
     # -- serving ------------------------------------------------------------------------------
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        if request.resource is None or request.action not in (
-            enums.action.CREATE,
-            enums.action.UPDATE,
-            enums.action.DELETE,
-        ):
+        # Object requests are served here directly: kmock's reaction routing checks each new
+        # request against every request seen so far, which turns a long run quadratic.
+        # (So kmock's `<<` reactions apply to discovery and non-Kubernetes paths only.)
+        if request.resource is None or request.resource.plural is None or request.action is None:
             return await super()._handle(request)
+        if request.action == enums.action.WATCH:
+            return await self._stream_watch(request)
         async with self._lock:
             if request.action == enums.action.CREATE:
                 self._create(request)
             elif request.action == enums.action.UPDATE:
                 self._patch(request)
-            elif request.name is not None:
-                self._delete((request.resource, request.namespace, request.name))
-        # Skip kmock's own state keeping; its fallbacks answer with the state stored above.
-        return await apps.RawHandler._handle(self, request)
+            elif request.action == enums.action.DELETE:
+                self._delete((request.resource, request.namespace, request.name or ""))
+        if request.action == enums.action.LIST:
+            payload = await self._serve_list(request)
+        elif request.action == enums.action.CREATE:
+            payload = self._stored(request, request.data["metadata"]["name"])
+        else:
+            payload = self._stored(request, request.name or "")
+        return aiohttp.web.json_response(payload)
+
+    def _stored(self, request: rendering.Request, name: str) -> dict[str, Any]:
+        """The object as last stored (even if just deleted), or 404."""
+        assert request.resource is not None
+        namespace = request.namespace
+        if request.action == enums.action.CREATE and namespace is None:
+            namespace = (request.data.get("metadata") or {}).get("namespace")
+        key: ObjectKey = (request.resource, namespace, name)
+        if key not in self.objects or self.objects[key].empty:
+            raise NotFoundError(status=404, reason="NotFound", message=f"{name} not found")
+        obj = self.objects[key]
+        if request.action == enums.action.FETCH and obj.deleted:
+            raise NotFoundError(status=404, reason="NotFound", message=f"{name} not found")
+        return dict(obj.last.raw)
+
+    async def _stream_watch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        assert request._raw_request is not None
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request._raw_request)
+        try:
+            async for event in self._serve_watch(request):
+                if isinstance(event, dict):
+                    await response.write(json.dumps(event).encode() + b"\n")
+        except ConnectionResetError:  # the client went away
+            return response
+        await response.write_eof()
+        return response
 
     def _matches(self, request: rendering.Request, raw: Mapping[str, Any]) -> bool:
         meta = raw.get("metadata", {})
@@ -358,6 +394,7 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
         yield b""  # send the headers now: the stream is open even if nothing happens
         assert request.resource is not None
+        self.watched.add(str(request.resource.plural))
         since = request.params.get("resourceVersion")
         timeout = request.params.get("timeoutSeconds")
         deadline = asyncio.get_running_loop().time() + float(timeout) if timeout else None
