@@ -29,6 +29,7 @@ def job_dir(tmp_path: Path, bad_dir: Path) -> Path:
     return job
 
 
+@pytest.mark.slow
 def test_example_plots_every_file_and_drops_bad_ones_by_name(
     job_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

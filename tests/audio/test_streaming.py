@@ -31,6 +31,7 @@ def long_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_streamed_mel_of_a_long_file_stays_far_below_its_decoded_size(long_file: Path) -> None:
     decoded_bytes = sf.info(long_file).frames * 2 * 4  # float32 stereo
     tracemalloc.start()
