@@ -57,7 +57,7 @@ def find_cycle(start: str, parents_of: Mapping[str, Sequence[str]]) -> list[str]
 
     def visit(job: str) -> list[str] | None:
         if job in on_path:
-            loop = [*path[path.index(job):], job]
+            loop = [*path[path.index(job) :], job]
             return list(reversed(loop))  # parent links reversed: data flows parent → child
         if job in done:
             return None

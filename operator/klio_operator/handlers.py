@@ -272,15 +272,21 @@ async def _reconcile(
         raise kopf.PermanentError(blocked.message) from exc
 
     topics_state = await _ensure_pubsub(context, body, plan)
+    first = not body.get("status")  # nothing exists yet, nothing stale to remove
+    stored = {}
     for child in plan.children:
-        await apply(context.kube, child)
-    await prune(
-        context.kube,
-        namespace,
-        f"{LABEL_JOB}={name},app.kubernetes.io/managed-by={MANAGED_BY}",
-        [object_key(child) for child in plan.children],
-    )
-    await _report(context, body, spec, plan, parents_state, topics_state, resolution)
+        outcome, obj = await apply(context.kube, child, likely_absent=first)
+        stored[object_key(child)] = (outcome, obj)
+    if not first:
+        await prune(
+            context.kube,
+            namespace,
+            f"{LABEL_JOB}={name},app.kubernetes.io/managed-by={MANAGED_BY}",
+            [object_key(child) for child in plan.children],
+        )
+    workload = stored.get(plan.workload) if plan.workload else None
+    just_created = workload[1] if workload and workload[0] == "created" else None
+    await _report(context, body, spec, plan, parents_state, topics_state, resolution, just_created)
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
 
@@ -312,10 +318,15 @@ async def _report(
     parents_state: cond.ConditionState,
     topics_state: cond.ConditionState,
     resolution: dag.ParentResolution,
+    just_created: Mapping[str, Any] | None = None,
 ) -> None:
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     kind, workload_name = plan.workload or (None, None)
-    obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
+    if just_created is not None:  # no pods can exist yet: save two reads
+        obj: Mapping[str, Any] | None = just_created
+        pods: list[dict[str, Any]] = []
+    else:
+        obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
     observation = cond.Observation(
         generation=int(body.metadata.get("generation") or 0),
         parents=parents_state,
@@ -410,8 +421,14 @@ def _state(condition: Mapping[str, Any]) -> cond.ConditionState:
 
 
 async def on_workload_event(
-    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+    labels: Mapping[str, str],
+    namespace: str | None,
+    status: Mapping[str, Any],
+    memo: Any,
+    **_: Any,
 ) -> None:
+    if not status:
+        return  # just created: nothing new to report on
     job = labels.get(LABEL_JOB)
     if job and namespace:
         await refresh_status(_context(memo), namespace, job)

@@ -87,6 +87,8 @@ class KubeApi:
 
         configuration = client.Configuration()
         config.load_kube_config(client_configuration=configuration)
+        if configuration.host.startswith("http://"):
+            return cls(configuration.host)  # a local API emulator or proxy: no TLS, no token
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
         if configuration.cert_file:
             context.load_cert_chain(configuration.cert_file, configuration.key_file)
@@ -189,24 +191,30 @@ def is_subset(desired: Any, current: Any) -> bool:
     return bool(desired == current)
 
 
-async def apply(api: KubeApi, obj: Mapping[str, Any]) -> str:
-    """Create the object, or patch it to the desired fields. Returns created/updated/unchanged."""
+async def apply(
+    api: KubeApi, obj: Mapping[str, Any], *, likely_absent: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """Create the object, or patch it to the desired fields.
+
+    Returns (created / updated / unchanged, the object as stored). With `likely_absent` (a
+    job's first reconcile) it tries to create first, saving a read.
+    """
     meta = obj["metadata"]
     path = resource_path(obj["kind"], meta.get("namespace"), meta["name"])
-    current = await api.get(path)
+    current = None if likely_absent else await api.get(path)
     if current is None:
         try:
-            await api.create(resource_path(obj["kind"], meta.get("namespace")), obj)
-            return "created"
+            return "created", await api.create(
+                resource_path(obj["kind"], meta.get("namespace")), obj
+            )
         except KubeApiError as exc:
-            if exc.status != 409:  # lost a race with another writer: patch it instead
+            if exc.status != 409:  # it exists after all (or a race): patch it instead
                 raise
             current = await api.get(path) or {}
     desired = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
     if is_subset(desired, current):
-        return "unchanged"
-    await api.merge_patch(path, desired)
-    return "updated"
+        return "unchanged", current
+    return "updated", await api.merge_patch(path, desired)
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:

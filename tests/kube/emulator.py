@@ -142,6 +142,9 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         factory=lambda: defaultdict(list), init=False
     )
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _by_resource: dict[Resource, dict[ObjectKey, None]] = attrs.field(
+        factory=lambda: defaultdict(dict), init=False
+    )
     watched: set[str] = attrs.field(factory=set, init=False)
     """Plurals of the resources some client has started watching (to know a client is up)."""
 
@@ -179,15 +182,17 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
             self.objects[key].create(raw)  # appends a version: the full new state
         else:
             self.objects[key] = raw
+        self._by_resource[key[0]][key] = None
+
+    def _live_of(self, resource: Resource) -> list[dict[str, Any]]:
+        objects = [self.objects[key] for key in list(self._by_resource.get(resource, {}))]
+        return [obj.raw for obj in objects if not obj.deleted]
 
     def live_objects(self, resource: Resource | str | None = None) -> list[dict[str, Any]]:
         """Every stored, not deleted object (of one resource if given), for assertions."""
-        wanted = Resource(resource) if isinstance(resource, str) else resource
-        return [
-            obj.raw
-            for (res, _, _), obj in list(self.objects.items())
-            if not obj.deleted and (wanted is None or res == wanted)
-        ]
+        if resource is not None:
+            return self._live_of(Resource(resource) if isinstance(resource, str) else resource)
+        return [raw for res in list(self._by_resource) for raw in self._live_of(res)]
 
     # -- mutations ----------------------------------------------------------------------------
 
@@ -305,11 +310,17 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
 
     def _collect_garbage(self) -> None:
         """Delete dependents whose owners are all gone (background propagation)."""
-        live_uids = {raw["metadata"].get("uid") for raw in self.live_objects()}
-        for key, obj in list(self.objects.items()):
-            if obj.deleted:
-                continue
-            owners = obj.raw.get("metadata", {}).get("ownerReferences") or []
+        live_keys = [
+            key
+            for keys in list(self._by_resource.values())
+            for key in list(keys)
+            if not self.objects[key].deleted
+        ]
+        live_uids = {self.objects[key].raw["metadata"].get("uid") for key in live_keys}
+        for key in live_keys:
+            if self.objects[key].deleted:
+                continue  # collected by an earlier step of this pass
+            owners = self.objects[key].raw.get("metadata", {}).get("ownerReferences") or []
             if owners and not any(ref.get("uid") in live_uids for ref in owners):
                 self._delete(key)
 
@@ -365,29 +376,33 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         await response.write_eof()
         return response
 
-    def _matches(self, request: rendering.Request, raw: Mapping[str, Any]) -> bool:
-        meta = raw.get("metadata", {})
-        if request.namespace is not None and meta.get("namespace") != request.namespace:
-            return False
-        if request.name is not None and meta.get("name") != request.name:
-            return False
+    def _matcher(self, request: rendering.Request) -> Callable[[Mapping[str, Any]], bool]:
+        """Does an object fall under the request's namespace, name and label selector?"""
         selector = request.params.get("labelSelector")
-        return not selector or label_selector_matcher(selector)(meta.get("labels") or {})
+        labels_match = label_selector_matcher(selector) if selector else None
+
+        def matches(raw: Mapping[str, Any]) -> bool:
+            meta = raw.get("metadata", {})
+            if request.namespace is not None and meta.get("namespace") != request.namespace:
+                return False
+            if request.name is not None and meta.get("name") != request.name:
+                return False
+            return labels_match is None or labels_match(meta.get("labels") or {})
+
+        return matches
 
     def _known(self, resource: Resource | None) -> bool:
+        if resource in self.resources or resource in self._by_resource:
+            return True
         return any(res == resource for res in self._get_resources())
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         if not self._known(request.resource):
             raise k8s.KubernetesResourceNotFoundError()
+        assert request.resource is not None
+        matches = self._matcher(request)
         async with self._lock:
-            items = [
-                raw
-                for (res, _, _), obj in self.objects.items()
-                if res == request.resource and not obj.deleted
-                for raw in [obj.raw]
-                if self._matches(request, raw)
-            ]
+            items = [raw for raw in self._live_of(request.resource) if matches(raw)]
             version = self._resource_version
         return {"metadata": {"resourceVersion": str(version)}, "items": items}
 
@@ -398,6 +413,7 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         since = request.params.get("resourceVersion")
         timeout = request.params.get("timeoutSeconds")
         deadline = asyncio.get_running_loop().time() + float(timeout) if timeout else None
+        matches = self._matcher(request)
         async with self._lock:
             log = self._event_log[request.resource]
             if since and since != "0":
@@ -407,10 +423,8 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
                 position = len(log)
                 replay = [
                     {"type": "ADDED", "object": raw}
-                    for (res, _, _), obj in self.objects.items()
-                    if res == request.resource and not obj.deleted
-                    for raw in [obj.raw]
-                    if self._matches(request, raw)
+                    for raw in self._live_of(request.resource)
+                    if matches(raw)
                 ]
         for event in replay:
             yield event
@@ -419,7 +433,7 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
             while position < len(log):
                 _, event = log[position]
                 position += 1
-                if self._matches(request, event["object"]):
+                if matches(event["object"]):
                     yield event
             remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
             if remaining is not None and remaining <= 0:
