@@ -20,6 +20,7 @@ from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem, encode_payload
 from klio_runtime.audio.steps import AudioDoFn, AudioStep
 from klio_runtime.config import KlioConfig
+from klio_runtime.io.gcs import ensure_emulator_credentials
 
 INVALID_ELEMENT = "invalid_element"
 
@@ -58,6 +59,8 @@ class _DataLocationFn(AudioDoFn):
             if self.file_suffix is None:
                 self.file_suffix = configured_suffix
         self.file_suffix = _suffix(self.file_suffix or "")
+        if self.location.startswith("gs://"):
+            ensure_emulator_credentials()  # no-op unless STORAGE_EMULATOR_HOST is set
 
     def _configured(self) -> tuple[str, str]:
         field = f"job_config.data.{self.direction}"
