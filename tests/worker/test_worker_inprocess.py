@@ -50,8 +50,8 @@ class RecordingClient(PubSubClient):
         super().__init__()
         self.events: list[str] = []
 
-    def publish_all(self, messages, timeout=60.0):  # type: ignore[no-untyped-def]
-        ids = super().publish_all(list(messages), timeout)
+    def wait_published(self, pending, timeout=60.0):  # type: ignore[no-untyped-def]
+        ids = super().wait_published(pending, timeout)
         self.events += ["published"] * len(ids)
         return ids
 

@@ -106,25 +106,28 @@ class PubSubClient:
             for received in response.received_messages
         ]
 
-    def publish_all(
-        self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]], timeout: float = 60.0
-    ) -> list[str]:
-        """Publish ``(topic, data, attributes)`` and wait for every future; their message ids.
+    def publish_all(self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]],
+                    timeout: float = 60.0) -> list[str]:
+        """Publish ``(topic, data, attributes)`` and wait for every one; their message ids."""
+        return self.wait_published(self.publish_nowait(messages), timeout)
 
-        All are sent before any is awaited (awaiting one at a time waits out each batch window).
-        Raises the first publish error (nothing is acknowledged by the caller then).
-        """
-        pending = [
-            self.publisher.publish(topic, data, **dict(attributes))
-            for topic, data, attributes in messages
-        ]
+    def publish_nowait(self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]]
+                       ) -> list[futures.Future[str]]:
+        """Send every message; the futures to wait on (all sent before any is awaited: awaiting
+        one at a time waits out each batch window)."""
+        return [self.publisher.publish(topic, data, **dict(attributes))
+                for topic, data, attributes in messages]
+
+    def wait_published(self, pending: Sequence[futures.Future[str]],
+                       timeout: float = 60.0) -> list[str]:
+        """The message ids once all are confirmed. Raises the first publish error, or
+        TimeoutError (the caller then acknowledges nothing)."""
         if not pending:
             return []
         _, not_done = futures.wait(pending, timeout=timeout)
         if not_done:
-            raise TimeoutError(
-                f"{len(not_done)} of {len(pending)} publishes not confirmed within {timeout}s"
-            )
+            raise TimeoutError(f"{len(not_done)} of {len(pending)} publishes not confirmed "
+                               f"within {timeout}s")
         return [future.result() for future in pending]
 
     def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
@@ -177,9 +180,12 @@ class LeaseKeeper:
             for message in pulled:
                 self._held.setdefault(message.subscription, []).append(message.ack_id)
 
-    def release(self) -> None:
+    def release(self, pulled: Iterable[Pulled]) -> None:
+        """Stop extending these (acknowledged or handed back)."""
+        done = {(m.subscription, m.ack_id) for m in pulled}
         with self._lock:
-            self._held = {}
+            self._held = {sub: kept for sub, ids in self._held.items()
+                          if (kept := [i for i in ids if (sub, i) not in done])}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="klio-lease", daemon=True)

@@ -15,7 +15,8 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from google.api_core import exceptions as api_exceptions
@@ -107,6 +108,17 @@ class _Outgoing:
     data: bytes
     attributes: Mapping[str, str]
     kind: str
+
+
+@dataclass
+class _InFlight:
+    """A batch whose outputs are being published."""
+
+    batch: Sequence[Pulled]
+    started: float
+    outgoing: list[_Outgoing] = field(default_factory=list)
+    nacked: set[str] = field(default_factory=set)
+    futures: list[Future[str]] = field(default_factory=list)
 
 
 class StreamingWorker:
@@ -202,11 +214,18 @@ class StreamingWorker:
             self.health.subscribed = True
             log.info("worker %s pulling %s", self.config.job_name,
                      ", ".join(sub for _, sub in self.inputs))
+            # Two batches at most: while one's publishes are confirmed, the next is pulled and
+            # run. Each is acknowledged only after its own publishes (see _finish).
+            in_flight: _InFlight | None = None
             while not self.stop_event.is_set():
                 self.health.tick()
-                batch = self._pull_batch()
-                if batch:
-                    self.process(batch)
+                batch = self._pull_batch(may_wait=in_flight is None)
+                started = self._start(batch) if batch else None
+                if in_flight is not None:
+                    self._finish(in_flight)
+                in_flight = started
+            if in_flight is not None:
+                self._finish(in_flight)
         finally:
             self.lease.stop()
             self.executor.close()
@@ -228,7 +247,7 @@ class StreamingWorker:
             self.health.tick()
         return True
 
-    def _pull_batch(self) -> list[Pulled]:
+    def _pull_batch(self, may_wait: bool = True) -> list[Pulled]:
         settings = self.settings
         batch: list[Pulled] = []
         size = 0
@@ -241,7 +260,7 @@ class StreamingWorker:
                 if want <= 0:
                     break
                 # Block (server-side wait) only while nothing is held and one input exists.
-                wait = not batch and len(subscriptions) == 1
+                wait = may_wait and not batch and len(subscriptions) == 1
                 pulled = self.client.pull(subscription, want, wait=wait)
                 got_any = got_any or bool(pulled)
                 for index, message in enumerate(pulled):
@@ -252,7 +271,7 @@ class StreamingWorker:
                     size += message.size
             if batch and deadline is None:
                 deadline = time.monotonic() + settings.max_wait_ms / 1000
-            if self.stop_event.is_set() and not batch:
+            if not batch and (self.stop_event.is_set() or not (got_any or may_wait)):
                 return batch
             if deadline is not None and (time.monotonic() >= deadline or not got_any):
                 break
@@ -264,38 +283,61 @@ class StreamingWorker:
     # -- one batch --------------------------------------------------------------------------
     def process(self, batch: Sequence[Pulled]) -> None:
         """Run, publish and acknowledge one batch (or hand it back if publishing fails)."""
-        started = time.monotonic()
-        job = self.config.job_name
+        started = self._start(batch)
+        if started is not None:
+            self._finish(started)
+
+    def _start(self, batch: Sequence[Pulled]) -> _InFlight | None:
+        """Run the batch and send what it publishes; None if it was handed back."""
         self.lease.hold(batch)
-        self.metrics.in_flight.labels(job=job).set(len(batch))
+        self.metrics.in_flight.labels(job=self.config.job_name).inc(len(batch))
+        in_flight = _InFlight(batch, time.monotonic())
         try:
-            outgoing, nacked = self._outgoing(batch)
-            self.health.tick()
-            try:
-                self.client.publish_all(((o.topic, o.data, o.attributes) for o in outgoing),
-                                        self.settings.publish_timeout_seconds)
-            except Exception as err:
-                log.error("publishing failed (%s: %s): the batch of %d goes back for redelivery",
-                          type(err).__name__, err, len(batch))
-                self._forget_requests(outgoing)
-                self._nack(batch, "publish_error")
-                return
-            kinds: dict[str, int] = {}
-            for o in outgoing:
-                kinds[o.kind] = kinds.get(o.kind, 0) + 1
-            for kind, count in kinds.items():
-                self.metrics.published.labels(job=job, kind=kind).inc(count)
-            to_ack = [m for m in batch if m.ack_id not in nacked]
-            self._ack(to_ack)
-            if nacked:
-                self._nack([m for m in batch if m.ack_id in nacked], "no_dead_letter_topic")
-        finally:
-            self.lease.release()
-            self.metrics.in_flight.labels(job=job).set(0)
-            self.health.tick()
-        self.metrics.batches.labels(job=job).inc()
-        self.metrics.batch_size.labels(job=job).observe(len(batch))
-        self.metrics.batch_seconds.labels(job=job).observe(time.monotonic() - started)
+            in_flight.outgoing, in_flight.nacked = self._outgoing(batch)
+            in_flight.futures = self.client.publish_nowait(
+                (o.topic, o.data, o.attributes) for o in in_flight.outgoing)
+        except Exception:
+            log.exception("the batch of %d failed before publishing; handed back", len(batch))
+            self._forget_requests(in_flight.outgoing)
+            self._nack(batch, "run_error")
+            self._done(in_flight, completed=False)
+            return None
+        self.health.tick()
+        return in_flight
+
+    def _finish(self, in_flight: _InFlight) -> None:
+        """Wait for the batch's publishes, then acknowledge it (or hand it back)."""
+        job, batch = self.config.job_name, in_flight.batch
+        try:
+            self.client.wait_published(in_flight.futures, self.settings.publish_timeout_seconds)
+        except Exception as err:
+            log.error("publishing failed (%s: %s): the batch of %d goes back for redelivery",
+                      type(err).__name__, err, len(batch))
+            self._forget_requests(in_flight.outgoing)
+            self._nack(batch, "publish_error")
+            self._done(in_flight, completed=False)
+            return
+        kinds: dict[str, int] = {}
+        for o in in_flight.outgoing:
+            kinds[o.kind] = kinds.get(o.kind, 0) + 1
+        for kind, count in kinds.items():
+            self.metrics.published.labels(job=job, kind=kind).inc(count)
+        nacked = in_flight.nacked
+        self._ack([m for m in batch if m.ack_id not in nacked])
+        if nacked:
+            self._nack([m for m in batch if m.ack_id in nacked], "no_dead_letter_topic")
+        self._done(in_flight, completed=True)
+
+    def _done(self, in_flight: _InFlight, completed: bool) -> None:
+        job, batch = self.config.job_name, in_flight.batch
+        self.lease.release(batch)
+        self.metrics.in_flight.labels(job=job).dec(len(batch))
+        self.health.tick()
+        if completed:
+            self.metrics.batches.labels(job=job).inc()
+            self.metrics.batch_size.labels(job=job).observe(len(batch))
+            self.metrics.batch_seconds.labels(job=job).observe(
+                time.monotonic() - in_flight.started)
 
     def _outgoing(self, batch: Sequence[Pulled]) -> tuple[list[_Outgoing], set[str]]:
         """What this batch publishes, and the ack ids to hand back (dead letters with nowhere
@@ -319,9 +361,10 @@ class StreamingWorker:
 
         result = self._run(feed, originals)
         out: list[_Outgoing] = []
+        keep_attributes = any(attributes.values())  # else skip parsing each output again
         for data in result.output:
-            element = kmessage.element_id(kmessage.parse(data))
-            attrs = attributes.get(element, {})
+            attrs = (attributes.get(kmessage.element_id(kmessage.parse(data)), {})
+                     if keep_attributes else {})
             out += [_Outgoing(topic, data, attrs, "output") for topic in self.output_topics]
 
         nacked: set[str] = set()

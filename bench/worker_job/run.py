@@ -1,0 +1,5 @@
+"""The benchmark's trivial job: Klio's built-in steps only; ``run`` passes messages through."""
+
+
+def run(pcoll, config):
+    return pcoll
