@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from google.cloud import pubsub_v1  # noqa: E402
-
 from klio_runtime.message import new_message, serialize  # noqa: E402
+
 from tests.emulators.pubsub import free_port, running_pubsub_emulator  # noqa: E402
 
 PROJECT = "klio-local"
