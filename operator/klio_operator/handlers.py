@@ -10,8 +10,9 @@ import asyncio
 import datetime
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import kopf
 
@@ -35,6 +36,8 @@ from klio_operator.planning import (
 from klio_operator.pubsub_admin import PubSubAdmin, PubSubAdminError
 
 KLIOJOBS = (GROUP, VERSION, PLURAL)
+PUBSUB_THREADS = 16
+T = TypeVar("T")
 PARENTS_CHANGED = "klio.io/parents-changed"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
@@ -50,6 +53,13 @@ class OperatorContext:
     facts: ClusterFacts = field(default_factory=ClusterFacts)
     retry_delay: float = 30.0
     """Seconds before retrying a job whose parent is missing or whose Pub/Sub call failed."""
+    pubsub_threads: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(PUBSUB_THREADS, thread_name_prefix="pubsub")
+    )
+    """Pub/Sub admin calls block (gRPC): they get their own threads, not the loop's default."""
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pubsub_threads, fn, *args)
 
 
 class JobSummary(NamedTuple):
@@ -85,20 +95,30 @@ def index_job(
 ) -> dict[str, JobSummary]:
     if meta.get("deletionTimestamp"):
         return {}  # a job being deleted no longer counts as a parent
+    return {namespace or "": summarize(name, spec, _context(memo).facts)}
+
+
+def _namespace_jobs(index: Any, namespace: str) -> dict[str, JobSummary]:
+    return {job.name: job for job in index.get(namespace, [])}
+
+
+def summarize(name: str, spec: Mapping[str, Any], facts: ClusterFacts) -> JobSummary:
+    """What children need to know of a job (also for a job whose spec is invalid)."""
     try:
         parsed = parse_spec(dict(spec))
     except SpecError:
         raw_parents = spec.get("parents") or []
         parents = tuple(p for p in raw_parents if isinstance(p, str))
-        default = _context(memo).facts.default_project
-        return {namespace or "": JobSummary(name, parents, default, ())}
-    project = project_of(parsed, _context(memo).facts)
-    summary = JobSummary(name, tuple(parsed.parents), project, tuple(parsed.data_outputs))
-    return {namespace or "": summary}
+        return JobSummary(name, parents, facts.default_project, ())
+    project = project_of(parsed, facts)
+    return JobSummary(name, tuple(parsed.parents), project, tuple(parsed.data_outputs))
 
 
-def _namespace_jobs(index: Any, namespace: str) -> dict[str, JobSummary]:
-    return {job.name: job for job in index.get(namespace, [])}
+async def _fetch_summary(context: OperatorContext, namespace: str, name: str) -> JobSummary | None:
+    body = await context.kube.get(resource_path("KlioJob", namespace, name))
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    return summarize(name, body.get("spec") or {}, context.facts)
 
 
 # -- observing ---------------------------------------------------------------------------------
@@ -229,6 +249,11 @@ async def _reconcile(
         raise kopf.PermanentError(f"invalid spec: {blocked.message}") from exc
 
     jobs = _namespace_jobs(klio_jobs, namespace)
+    for parent in spec.parents:
+        if parent not in jobs:  # the index may lag behind the API: ask before giving up
+            found = await _fetch_summary(context, namespace, parent)
+            if found is not None:
+                jobs[parent] = found
     graph = {job.name: list(job.parents) for job in jobs.values()}
     resolution = dag.resolve_parents(name, spec.parents, graph)
     parents_state = cond.parents_condition(resolution)
@@ -301,8 +326,9 @@ async def _ensure_pubsub(
     stale_topics = [t for t in previous.get("topics") or [] if t not in wanted_topics]
     stale_subs = [s for s in stale_subs if s not in plan.external_subscriptions]
     try:
-        await asyncio.to_thread(context.pubsub.apply, plan.pubsub)
-        await asyncio.to_thread(context.pubsub.remove, stale_subs, stale_topics)
+        await context.in_thread(context.pubsub.apply, plan.pubsub)
+        if stale_subs or stale_topics:
+            await context.in_thread(context.pubsub.remove, stale_subs, stale_topics)
     except PubSubAdminError as exc:
         context.metrics.pubsub_errors.inc()
         kopf.warn(body, reason="PubSubError", message=str(exc))
@@ -454,12 +480,6 @@ async def touch_children(
                     raise
 
 
-async def on_created(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
-    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
-    jobs = _namespace_jobs(klio_jobs, namespace or "").values()
-    await touch_children(_context(memo), namespace or "", name, jobs, "created")
-
-
 async def on_parents_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
     klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
     jobs = _namespace_jobs(klio_jobs, namespace or "").values()
@@ -494,7 +514,7 @@ async def on_deleted(
     except (SpecError, PlanningError):
         pass  # an invalid job created nothing beyond what its status lists
     try:
-        await asyncio.to_thread(context.pubsub.remove, sorted(subscriptions), sorted(topics))
+        await context.in_thread(context.pubsub.remove, sorted(subscriptions), sorted(topics))
     except PubSubAdminError as exc:
         context.metrics.pubsub_errors.inc()
         kopf.warn(body, reason="PubSubError", message=str(exc))
@@ -518,7 +538,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.index(*KLIOJOBS, registry=registry, id="klio_jobs")(index_job)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on(*KLIOJOBS, registry=registry, id="reconcile", backoff=5)(reconcile)
-    kopf.on.create(*KLIOJOBS, registry=registry, id="tell_children")(on_created)
     kopf.on.field(*KLIOJOBS, field="spec.parents", registry=registry, id="parents_changed")(
         on_parents_changed
     )

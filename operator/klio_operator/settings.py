@@ -69,6 +69,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if context is not None:
         await context.kube.close()
         context.pubsub.close()
+        context.pubsub_threads.shutdown(wait=False)
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
