@@ -219,3 +219,39 @@ def test_bad_event_config_is_refused_by_field(tmp_path: Path, change: dict[str, 
 def test_missing_subscription_error_is_not_found(pubsub: PubSub) -> None:
     with pytest.raises(api_exceptions.NotFound):
         PubSubClient().ack_deadline_of(subscription(unique("none")))
+
+
+def test_batches_stay_within_the_byte_bound(pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    tight = WorkerSettings(max_messages=50, max_wait_ms=50, max_batch_bytes=300)
+    worker = _worker(Path(job["config"]), settings=tight)
+    elements = [unique("big") for _ in range(8)]
+    pubsub.publish(job["in_topic"], [serialize(new_message(e, b"x" * 100)) for e in elements])
+    with running(worker):
+        got = pubsub.collect(job["out_sub"], len(elements), 60)
+    assert sorted(got) == sorted(elements)
+    hub, name = process_hub(), job["name"]
+    batches = hub.value("klio_worker_batch_messages_count", job=name)
+    assert batches >= 4  # ~115 bytes each: two fit in 300
+    assert hub.value("klio_worker_batch_messages_bucket", job=name, le="2.0") == batches
+
+
+def test_file_inputs_run_once_as_a_batch_job(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+    from klio_runtime.cli import main
+
+    (tmp_path / "ids.txt").write_text("one\ntwo\n")
+    config = tmp_path / "batch.yaml"
+    config.write_text(yaml.safe_dump({
+        "version": 2, "job_name": unique("batch"),
+        "pipeline_options": {"streaming": False},
+        "job_config": {
+            "events": {"inputs": [{"type": "file", "location": str(tmp_path / "ids.txt")}],
+                       "outputs": [{"type": "file", "location": str(tmp_path / "out" / "ev")}]},
+            "processed_log": str(tmp_path / "processed.log")}}))
+    result = CliRunner().invoke(main, ["worker", "--config-file", str(config),
+                                       "--job-dir", str(JOB_DIR)])
+    assert result.exit_code == 0, result.output
+    assert "batch done: received 2, output 2" in result.output
+    assert sorted(lines(tmp_path / "processed.log")) == ["one", "two"]
