@@ -257,3 +257,8 @@ def test_klio_audio_import_paths() -> None:
     assert kdec.handle_binary is handle_binary
     with pytest.raises(TypeError, match="samplerate"):
         kaudio.LoadAudio(samplerate=8000)
+
+
+def test_load_audio_without_a_payload_says_what_to_do() -> None:
+    outputs, drops, ids = run(lambda p: p | LoadAudio(), [msg("no-payload")])
+    assert outputs == [] and drops == {"bad_payload": 1} and ids["bad_payload"] == {"no-payload"}

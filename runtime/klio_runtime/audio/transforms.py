@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from klio_runtime.audio import features, load, plots
+from klio_runtime.audio import errors, features, load, plots
+from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem
 from klio_runtime.audio.steps import AudioDoFn, AudioStep, check_array
 from klio_runtime.config import KlioConfig
@@ -30,6 +31,12 @@ class _LoadAudioFn(AudioDoFn):
         load.warm_up(resample=self.options.get("sr", load.DEFAULT_SR) is not None)
 
     def apply(self, item: AudioItem) -> AudioItem:
+        if isinstance(item.payload, bytes | str) and not item.payload:
+            raise AudioError(
+                item.element, errors.BAD_PAYLOAD,
+                "the message has no payload: put GcsLoadBinary() before LoadAudio(), "
+                "or make the payload the file's path",
+            )
         y, sr = load.load_audio(_audio_source(item), element=item.element, **self.options)
         return item.replace(y, "numpy", sample_rate=sr)
 
