@@ -255,3 +255,26 @@ def test_file_inputs_run_once_as_a_batch_job(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "batch done: received 2, output 2" in result.output
     assert sorted(lines(tmp_path / "processed.log")) == ["one", "two"]
+
+
+def test_lease_keeper_extends_only_what_is_held(pubsub: PubSub) -> None:
+    from klio_runtime.io.pubsub import LeaseKeeper
+
+    name = unique("lease")
+    in_topic = pubsub.topic(name)
+    sub = pubsub.subscribe(in_topic, name)
+    pubsub.publish(in_topic, [b"a", b"b"])
+    client = PubSubClient()
+    pulled = wait_for(lambda: client.pull(sub, 10, wait=False), 10, "two messages")
+    keeper = LeaseKeeper(client, deadline=30, every=0.05)
+    keeper.hold(pulled)
+    keeper.start()
+    try:
+        wait_for(lambda: keeper.extensions >= 2, 5, "two extensions")
+        keeper.release(pulled)
+        after = keeper.extensions
+        keeper.extend_now()  # nothing held: no call
+        assert keeper.extensions == after
+    finally:
+        keeper.stop()
+    client.ack(sub, [m.ack_id for m in pulled])
