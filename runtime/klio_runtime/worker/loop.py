@@ -3,9 +3,11 @@
 At-least-once: a message is acknowledged only after every message it produced (outputs, dead
 letters, bottom-up requests) is confirmed published; if anything fails, the batch is handed back
 (ack deadline 0) for redelivery. So a kill at any point loses nothing, and may repeat a batch:
-job outputs must be idempotent. One batch at a time, bounded by count and bytes: memory and
-concurrency stay bounded (the subscription holds the backlog). SIGTERM (``stop``) ends the loop
-after the in-flight batch is published and acknowledged.
+job outputs must be idempotent. At most two batches are held, each bounded by count and bytes:
+one running while the previous one's publishes are confirmed, so memory and concurrency stay
+bounded (the subscription holds the backlog). A batch is up to ``max_messages`` gathered for at
+most ``max_wait_ms`` after the first, cut short when the subscription has no more. SIGTERM
+(``stop``) ends the loop after the held batches are published and acknowledged.
 """
 
 from __future__ import annotations
