@@ -538,7 +538,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.index(*KLIOJOBS, registry=registry, id="klio_jobs")(index_job)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on(*KLIOJOBS, registry=registry, id="reconcile", backoff=5)(reconcile)
-    kopf.on.field(*KLIOJOBS, field="spec.parents", registry=registry, id="parents_changed")(
+    kopf.on.update(*KLIOJOBS, field="spec.parents", registry=registry, id="parents_changed")(
         on_parents_changed
     )
     kopf.on.delete(*KLIOJOBS, registry=registry, id="cleanup", backoff=5)(on_deleted)

@@ -86,6 +86,9 @@ class PubSubPlan:
 
     topics: tuple[TopicPlan, ...]
     subscriptions: tuple[SubscriptionPlan, ...]
+    parent_topics: tuple[TopicPlan, ...] = ()
+    """Parents' output topics: ensured before subscribing (a parent may not have made its own
+    yet), never deleted by the child."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,14 @@ def plan_pubsub(
             name = dag.input_subscription(project, ns, job, index)
             subscriptions.append(SubscriptionPlan(name, event_input.topic, dead_letter))
             inputs.append((event_input.topic, name))
-    return PubSubPlan(tuple(topics), tuple(subscriptions)), inputs, tuple(external)
+    parent_topics = tuple(
+        TopicPlan(dag.output_topic(parent.project, ns, parent.name)) for parent in parents
+    )
+    return (
+        PubSubPlan(tuple(topics), tuple(subscriptions), parent_topics),
+        inputs,
+        tuple(external),
+    )
 
 
 # -- the worker's klio-job.yaml ---------------------------------------------------------------

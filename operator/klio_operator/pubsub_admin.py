@@ -78,8 +78,12 @@ class PubSubAdmin:
         except gexc.AlreadyExists:
             return False
 
-    def ensure_subscription(self, plan: SubscriptionPlan) -> bool:
-        """Create the subscription, or bring its dead-letter policy in line; True if created."""
+    def ensure_subscription(self, plan: SubscriptionPlan, create_topic: bool = False) -> bool:
+        """Create the subscription, or bring its dead-letter policy in line; True if created.
+
+        With `create_topic`, a missing topic is created first (a parent's output topic the
+        parent has not made yet).
+        """
         request: dict[str, Any] = {
             "name": plan.name,
             "topic": plan.topic,
@@ -90,16 +94,20 @@ class PubSubAdmin:
                 "dead_letter_topic": plan.dead_letter_topic,
                 "max_delivery_attempts": plan.max_delivery_attempts,
             }
+        expected: tuple[type[Exception], ...] = (gexc.AlreadyExists,)
         try:
             self._call(
                 f"create subscription {plan.name}",
                 self.subscriber.create_subscription,
                 request,
-                (gexc.AlreadyExists,),
+                (*expected, gexc.NotFound) if create_topic else expected,
             )
             return True
         except gexc.AlreadyExists:
             pass
+        except gexc.NotFound:
+            self.ensure_topic(plan.topic)
+            return self.ensure_subscription(plan)
         current = self._call(
             f"get subscription {plan.name}",
             self.subscriber.get_subscription,
@@ -153,8 +161,9 @@ class PubSubAdmin:
         """Topics first (subscriptions and dead-letter policies refer to them)."""
         for topic in plan.topics:
             self.ensure_topic(topic.name)
+        parent_topics = {topic.name for topic in plan.parent_topics}
         for subscription in plan.subscriptions:
-            self.ensure_subscription(subscription)
+            self.ensure_subscription(subscription, create_topic=subscription.topic in parent_topics)
 
     def remove(self, subscriptions: Iterable[str], topics: Iterable[str]) -> None:
         """Subscriptions first, then topics; absent ones are skipped."""

@@ -61,3 +61,17 @@ def test_other_failures_name_the_resource(admin: PubSubAdmin) -> None:
         admin.ensure_subscription(missing_topic)
     with pytest.raises(PubSubAdminError, match="create topic bad"):
         admin.ensure_topic("bad")
+
+
+def test_a_parents_topic_is_created_when_the_parent_has_not_yet(admin: PubSubAdmin) -> None:
+    parent_topic = f"{P}/topics/parent-out"
+    plan = PubSubPlan(
+        topics=(TopicPlan(f"{P}/topics/child-out"),),
+        subscriptions=(
+            SubscriptionPlan(f"{P}/subscriptions/child-from-parent", parent_topic, None),
+        ),
+        parent_topics=(TopicPlan(parent_topic),),
+    )
+    admin.apply(plan)
+    assert admin.topic_exists(parent_topic)
+    assert admin.subscription_exists(f"{P}/subscriptions/child-from-parent")

@@ -1,0 +1,252 @@
+"""Time for the Klio operator to bring N KlioJobs (a DAG) to Ready, beside a no-op kopf operator.
+
+Both operators run as their own processes (`klio-operator run` and `kopf run` of a one-handler
+file) against the same extended kmock API emulator (tests/kube) in this process; the Klio
+operator also talks to Google's real Pub/Sub emulator. The bench plays the Deployment
+controller (it marks each Deployment's workers ready). Prints both times, their ratio (goal
+≤ 3×) and each operator's resident memory after the N jobs.
+
+    .venv/bin/python bench/operator_reconcile.py [--jobs 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.emulators.pubsub import delete_everything, free_port, running_pubsub_emulator
+from tests.kube.emulator import KlioKubernetesEmulator, running_emulator
+
+NS = "bench"
+KJ_PATH = f"/apis/klio.io/v1alpha1/namespaces/{NS}/kliojobs"
+NOOP_OPERATOR = """
+import kopf
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_):
+    settings.peering.standalone = True
+
+@kopf.on.create("klio.io", "v1alpha1", "kliojobs")
+def noop(**_):
+    pass
+"""
+
+
+def dag_specs(count: int) -> list[tuple[str, dict[str, Any]]]:
+    """A forest of small DAGs: every fifth job a root; others have one or two earlier parents."""
+    jobs: list[tuple[str, dict[str, Any]]] = []
+    for index in range(count):
+        name = f"job-{index:04d}"
+        spec: dict[str, Any] = {
+            "image": "registry.example/klio/bench:1",
+            "dataOutputs": [{"location": f"gs://bench/{name}"}],
+        }
+        position = index % 5
+        if position == 0:
+            spec["eventInputs"] = [{"type": "file", "location": f"gs://bench/ids/{name}.txt"}]
+        else:
+            base = index - position
+            parents = {f"job-{base + position - 1:04d}"}
+            if position >= 2:
+                parents.add(f"job-{base:04d}")  # a second parent: the DAG's root
+            spec["parents"] = sorted(parents)
+        jobs.append((name, spec))
+    return jobs
+
+
+def kubeconfig(directory: Path, url: str) -> Path:
+    path = directory / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+                "users": [{"name": "bench", "user": {"token": "bench"}}],
+                "contexts": [
+                    {"name": "bench", "context": {"cluster": "emulator", "user": "bench"}}
+                ],
+                "current-context": "bench",
+            }
+        )
+    )
+    return path
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def create_jobs(api: KlioKubernetesEmulator, jobs: list[tuple[str, dict[str, Any]]]) -> None:
+    for name, spec in jobs:
+        body = {
+            "apiVersion": "klio.io/v1alpha1",
+            "kind": "KlioJob",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        }
+        async with api.request("POST", KJ_PATH, data=json.dumps(body)) as response:
+            if response.status != 200:
+                raise RuntimeError(f"create {name}: {response.status} {await response.text()}")
+
+
+async def play_deployment_controller(api: KlioKubernetesEmulator, stop: asyncio.Event) -> None:
+    """Mark every new Deployment's workers ready, as the real controller would."""
+    done: set[str] = set()
+    while not stop.is_set():
+        for deployment in api.live_objects("apps/v1/deployments"):
+            meta = deployment["metadata"]
+            key = f"{meta['name']}@{meta['generation']}"
+            if key in done:
+                continue
+            replicas = deployment["spec"].get("replicas", 1)
+            status = {
+                "observedGeneration": meta["generation"],
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "updatedReplicas": replicas,
+            }
+            path = f"/apis/apps/v1/namespaces/{NS}/deployments/{meta['name']}/status"
+            async with api.request(
+                "PATCH",
+                path,
+                data=json.dumps({"status": status}),
+                headers={"Content-Type": "application/merge-patch+json"},
+            ):
+                done.add(key)
+        await asyncio.sleep(0.05)
+
+
+async def measure(
+    command: list[str],
+    env: dict[str, str],
+    jobs: list[tuple[str, dict[str, Any]]],
+    done: Callable[[KlioKubernetesEmulator], int],
+    controller: bool,
+    timeout: float,
+) -> tuple[float, float]:
+    """Run one operator process, create the jobs, wait until `done` counts all; (seconds, MiB)."""
+    async with running_emulator() as api:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**env, "KUBECONFIG": str(kubeconfig(Path(tmp), str(api.url).rstrip("/")))}
+            log = open(os.environ.get("BENCH_OPERATOR_LOG", os.devnull), "ab")  # noqa: SIM115
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+            stop = asyncio.Event()
+            player = (
+                asyncio.create_task(play_deployment_controller(api, stop)) if controller else None
+            )
+            try:
+                # The operator is up once it watches KlioJobs.
+                deadline = time.monotonic() + 60
+                while "kliojobs" not in api.watched:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{command[0]} did not start watching")
+                    await asyncio.sleep(0.05)
+                started = time.perf_counter()
+                await create_jobs(api, jobs)
+                deadline = time.monotonic() + timeout
+                while done(api) < len(jobs):
+                    if process.poll() is not None:
+                        raise RuntimeError(f"{command} exited with {process.returncode}")
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"only {done(api)}/{len(jobs)} done after {timeout}s")
+                    await asyncio.sleep(0.1)
+                elapsed = time.perf_counter() - started
+                memory = rss_mib(process.pid)
+            finally:
+                stop.set()
+                if player is not None:
+                    await player
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                log.close()
+    return elapsed, memory
+
+
+def ready_count(api: KlioKubernetesEmulator) -> int:
+    count = 0
+    for job in api.live_objects("klio.io/v1alpha1/kliojobs"):
+        for condition in (job.get("status") or {}).get("conditions") or []:
+            if condition["type"] == "Ready" and condition["status"] == "True":
+                count += 1
+    return count
+
+
+def handled_count(api: KlioKubernetesEmulator) -> int:
+    return sum(
+        1
+        for job in api.live_objects("klio.io/v1alpha1/kliojobs")
+        if "kopf.zalando.org/last-handled-configuration"
+        in (job["metadata"].get("annotations") or {})
+    )
+
+
+async def main(count: int, timeout: float) -> None:
+    jobs = dag_specs(count)
+    python = sys.executable
+    with running_pubsub_emulator() as pubsub_host, tempfile.TemporaryDirectory() as tmp:
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host  # for this process's cleanup too
+        noop_file = Path(tmp) / "noop_operator.py"
+        noop_file.write_text(NOOP_OPERATOR)
+        env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_host, "KLIO_OPERATOR_RETRY_DELAY": "1"}
+        noop_command = [
+            python,
+            "-m",
+            "kopf",
+            "run",
+            "--all-namespaces",
+            "--standalone",
+            "-q",
+            str(noop_file),
+        ]
+        klio_command = [
+            python,
+            "-m",
+            "klio_operator",
+            "run",
+            "--all-namespaces",
+            "--metrics-port",
+            "0",
+            "--health-port",
+            str(free_port()),
+            "--log-level",
+            "warning",
+        ]
+        print(f"{count} jobs: measuring the no-op operator...", flush=True)
+        noop_seconds, noop_mib = await measure(
+            noop_command, env, jobs, handled_count, controller=False, timeout=timeout
+        )
+        print(f"no-op: {noop_seconds:.2f} s; measuring klio-operator...", flush=True)
+        klio_seconds, klio_mib = await measure(
+            klio_command, env, jobs, ready_count, controller=True, timeout=timeout
+        )
+        await asyncio.to_thread(delete_everything)
+    print(f"KlioJobs (a DAG, {count // 5} roots, up to 2 parents each): {count}")
+    print(f"no-op kopf operator, all handled: {noop_seconds:7.2f} s   RSS {noop_mib:6.1f} MiB")
+    print(f"klio-operator, all Ready:         {klio_seconds:7.2f} s   RSS {klio_mib:6.1f} MiB")
+    print(f"ratio klio / no-op: {klio_seconds / noop_seconds:.2f}x (goal <= 3x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=600)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.jobs, arguments.timeout))
