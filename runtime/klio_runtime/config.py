@@ -28,10 +28,10 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from klio_runtime.message import validate_element_id
 
@@ -173,14 +173,24 @@ class _DataLocation(_IOConfig):
     file_suffix: str = ""
     skip_klio_existence_check: bool = False
 
-    @field_validator("location")
-    @classmethod
-    def _gcs_is_a_gs_url(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("type") == "gcs" and not value.startswith("gs://"):
-            raise ValueError(
-                f"{value!r} must start with gs:// for type gcs (use type: file for local paths)"
+    @model_validator(mode="after")
+    def _gcs_is_a_gs_url(self) -> Self:
+        # Klio's own configs park unused entries (skip_klio_existence_check) at a local path
+        if (
+            self.type == "gcs"
+            and not self.skip_klio_existence_check
+            and not self.location.startswith("gs://")
+        ):
+            problem = PydanticCustomError(
+                "gcs_url",
+                "{location!r} must start with gs:// for type gcs (use type: file for local paths)",
+                {"location": self.location},
             )
-        return value
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [InitErrorDetails(type=problem, loc=("location",), input=self.location)],
+            )
+        return self
 
     def path_for(self, element_id: str) -> str:
         """The object holding `element_id`: ``<location>/<element_id><file_suffix>``.
