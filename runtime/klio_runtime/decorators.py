@@ -99,31 +99,38 @@ def _best_element_id(incoming: Any) -> str:
 
 
 # -- payload rules (Klio's from_klio_message) ------------------------------------------------------
-def message_out(kmsg: KlioMessage, result: Any) -> Any:
-    """Serialize ``kmsg`` after the job returned ``result``.
+FILTERED = "filtered"
 
-    ``data`` (or a copy of it) → the message as it is now; ``str``/``bytes`` → the new payload;
-    ``None`` → empty payload (as Klio); ``TaggedOutput`` keeps its tag. v1 messages keep their
-    payload.
+
+def payload_of(kmsg: KlioMessage, result: Any) -> bytes:
+    """The next payload for what the job's function returned (Klio's ``from_klio_message``).
+
+    ``str``/``bytes`` → that payload; the ``data`` it was given (or anything equal to it), ``None``
+    or an empty value → the payload is cleared (so a payload never nests the message itself).
     """
+    if result is None or result is kmsg.data:
+        return b""
+    if isinstance(result, bytes):
+        return result
+    if isinstance(result, str):
+        return result.encode("utf-8")
+    if isinstance(result, KlioMessage.Data) and result == kmsg.data:
+        return b""
+    if isinstance(result, bytearray | memoryview):
+        return bytes(result)
+    raise KlioMessagePayloadException(
+        f"returned payload must be bytes, str, the data item it was given or None, got "
+        f"{type(result).__name__}: {result!r:.80}"
+    )
+
+
+def message_out(kmsg: KlioMessage, result: Any) -> Any:
+    """Serialize ``kmsg`` with the payload :func:`payload_of` ``result``; a ``TaggedOutput`` keeps
+    its tag. v1 messages keep their payload (as Klio)."""
     if isinstance(result, pvalue.TaggedOutput):
         return pvalue.TaggedOutput(result.tag, message_out(kmsg, result.value))
-    if isinstance(result, KlioMessage.Data):
-        if result is not kmsg.data:
-            kmsg.data.CopyFrom(result)
-        return kmessage.serialize(kmsg)
-    if kmsg.version == Version.V2 or kmsg.version == Version.UNKNOWN:
-        if result is None:
-            payload = b""
-        elif isinstance(result, bytes):
-            payload = result
-        elif isinstance(result, str):
-            payload = result.encode("utf-8")
-        else:
-            raise KlioMessagePayloadException(
-                f"returned payload must be bytes, str, the item or None, got "
-                f"{type(result).__name__}: {result!r:.80}"
-            )
+    payload = payload_of(kmsg, result)
+    if kmsg.version != Version.V1:
         kmsg.data.payload = payload
     return kmessage.serialize(kmsg)
 
@@ -237,6 +244,15 @@ class _LazyLimiter:
         self._lock = threading.Lock()
 
 
+def _message_of(ctx: KlioContext, incoming: Any) -> KlioMessage:
+    """The message in ``incoming``: the one it carries (from the job's previous step), else parsed."""
+    kmsg = kmessage.take_carried(incoming)
+    if kmsg is None:
+        data = incoming if type(incoming) is bytes else bytes(incoming)
+        kmsg = fast_parse(data, allow_non_klio=ctx.config.job_config.allow_non_klio_messages)
+    return kmsg
+
+
 def _run_one(
     ctx: KlioContext,
     func: Callable[..., Any],
@@ -246,15 +262,17 @@ def _run_one(
     where: str,
     many: bool,
 ) -> list[Any]:
-    """Parse → call → serialize for one element; every failure goes through :func:`drop`."""
+    """Parse → call → serialize for one element; every failure goes through :func:`drop`.
+
+    Returns the outputs: none when the function returned (or yielded only) ``None`` — Klio's
+    filter, counted as dropped with reason ``filtered`` (logged at DEBUG only: it is the job's
+    choice, not an error).
+    """
     try:
-        kmsg = fast_parse(
-            bytes(incoming),
-            allow_non_klio=bool(getattr(ctx.config.job_config, "allow_non_klio_messages", False)),
-        )
+        kmsg = _message_of(ctx, incoming)
     except Exception as err:
         return [drop(ctx, incoming, where, err)]
-    element = kmessage.element_id(kmsg)
+    element = kmsg.data.element.decode("utf-8", "backslashreplace")
     token = current_element.set(element)
     start = time.perf_counter()
     try:
@@ -268,13 +286,35 @@ def _run_one(
         else:
             results = [result]
         ctx.metrics.processing_time(time.perf_counter() - start)
-        if len(results) == 1:
-            return [message_out(kmsg, results[0])]
-        return [message_out(_copy(kmsg), r) for r in results]
+        kept = [r for r in results if r is not None]
+        if len(kept) < len(results):
+            _filtered(ctx, element, where, len(results) - len(kept))
+        if len(kept) == 1:
+            return [_carried_out(kmsg, kept[0])]
+        return [_carried_out(_copy(kmsg), r) for r in kept]
     except Exception as err:
         return [drop(ctx, incoming, where, err, element)]
     finally:
         current_element.reset(token)
+
+
+def _filtered(ctx: KlioContext, element: str, where: str, count: int) -> None:
+    ctx.logger.debug(
+        "%s returned None for %s: not passed on (filtered)", where, element,
+        extra={"element_id": element},
+    )
+    for _ in range(count):
+        ctx.metrics.dropped(FILTERED, element)
+
+
+def _carried_out(kmsg: KlioMessage, result: Any) -> Any:
+    """:func:`message_out`, as bytes that carry the message to the job's next step."""
+    if isinstance(result, pvalue.TaggedOutput):
+        return pvalue.TaggedOutput(result.tag, _carried_out(kmsg, result.value))
+    payload = payload_of(kmsg, result)
+    if kmsg.version != Version.V1:
+        kmsg.data.payload = payload
+    return kmessage.carry(kmsg)
 
 
 def _call_with_job_limits(
@@ -345,9 +385,10 @@ def _handle_klio(
                 ctx = bound_context()
                 with limiter.get(ctx):
                     # extra positional args of Map(f, a, b) go after the data
-                    return _run_one(
+                    out = _run_one(
                         ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False
-                    )[0]
+                    )
+                return _single(out, incoming)
 
             return _own_signature(func_wrapper)
 
@@ -368,13 +409,19 @@ def _handle_klio(
                 out = _run_one(
                     ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where, many=is_process
                 )
-            return iter(out) if is_process else out[0]
+            return iter(out) if is_process else _single(out, incoming)
 
         return _own_signature(method_wrapper)
 
     if args and callable(args[0]):
         return inner(args[0])
     return inner
+
+
+def _single(out: list[Any], incoming: Any) -> Any:
+    """A function's one output; a filtered element leaves on the ``drop`` tag, which ``Map``
+    routes away (a plain ``None`` would become an element)."""
+    return out[0] if out else pvalue.TaggedOutput(DROP_TAG, incoming)
 
 
 def _bind_rest(func: Callable[..., Any], rest: tuple[Any, ...]) -> Callable[..., Any]:
@@ -399,13 +446,14 @@ def _serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
             out = _run_one(
                 ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where, many=is_process
             )
-            return iter(out) if is_process else out[0]
+            return iter(out) if is_process else _single(out, incoming)
 
         return _own_signature(method_wrapper)
 
     @functools.wraps(func)
     def func_wrapper(ctx: KlioContext, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
-        return _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False)[0]
+        out = _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False)
+        return _single(out, incoming)
 
     return _own_signature(func_wrapper)
 

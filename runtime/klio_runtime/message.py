@@ -26,15 +26,18 @@ __all__ = [
     "InvalidElementId",
     "KlioJob",
     "KlioJobAuditLogItem",
+    "CarriedBytes",
     "KlioMessage",
     "MessageDecodeError",
     "Version",
+    "carry",
     "element_id",
     "from_json",
     "new_message",
     "parse",
     "parse_exact",
     "serialize",
+    "take_carried",
     "to_json",
     "upgrade",
     "validate_element_id",
@@ -152,6 +155,35 @@ def parse(data: bytes, *, allow_non_klio: bool = False) -> KlioMessage:
 def serialize(msg: KlioMessage) -> bytes:
     """Serialize a KlioMessage to the bytes Klio reads."""
     return msg.SerializeToString()
+
+
+class CarriedBytes(bytes):
+    """Serialized KlioMessage bytes that carry the message they were made from.
+
+    A job's own steps hand these to the next step so it can :func:`take_carried` the parsed
+    message instead of parsing the bytes again. They are plain bytes to everyone else; once
+    encoded between stages they arrive as plain bytes and are parsed as usual.
+    """
+
+    carried: KlioMessage | None
+
+    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
+        return (bytes, (bytes(self),))  # between stages and processes: plain bytes
+
+
+def carry(msg: KlioMessage) -> bytes:
+    """``serialize(msg)`` that carries ``msg`` along; the caller must not change ``msg`` after."""
+    out = CarriedBytes(msg.SerializeToString())
+    out.carried = msg
+    return out
+
+
+def take_carried(data: object) -> KlioMessage | None:
+    """The message ``data`` carries, handed to the first caller only (the taker may change it;
+    a second consumer of the same element parses the bytes instead)."""
+    if type(data) is CarriedBytes:
+        return data.__dict__.pop("carried", None)  # type: ignore[no-any-return]
+    return None
 
 
 def new_message(

@@ -65,14 +65,17 @@ class _PrepareOutput(beam.DoFn):
                 repr(data)[:80],
             )
             return
-        try:
-            msg = fast_parse(bytes(data))
-        except kmessage.MessageDecodeError as err:
-            yield self._bad(str(err), repr(bytes(data)[:60]))
-            return
+        msg = kmessage.take_carried(data)
+        if msg is None:
+            try:
+                msg = fast_parse(bytes(data))
+            except kmessage.MessageDecodeError as err:
+                yield self._bad(str(err), repr(bytes(data)[:60]))
+                return
         self.metrics.output()
         if msg.metadata.intended_recipients.WhichOneof("recipients") != "limited":
-            yield bytes(data)  # prepare_output changes only limited recipients: no re-encoding
+            # prepare_output changes only limited recipients: no re-encoding; plain bytes out
+            yield data if type(data) is bytes else bytes(data)
         else:
             yield kmessage.serialize(prepare_output(msg, self.job))
 

@@ -20,6 +20,7 @@ from klio_runtime.message import KlioJob, KlioJobAuditLogItem, KlioMessage, Vers
 __all__ = [
     "Decision",
     "JobRef",
+    "append_audit_entry",
     "bottom_up_request",
     "decide",
     "is_recipient",
@@ -124,6 +125,17 @@ def with_audit_entry(msg: KlioMessage, job: JobRef, now: datetime) -> KlioMessag
     item.timestamp.FromDatetime(now)
     out.metadata.job_audit_log.append(item)
     return out
+
+
+def append_audit_entry(msg: KlioMessage, job: KlioJob, now_ns: int) -> None:
+    """Append (``now_ns``, ``job``) to the audit log of ``msg`` IN PLACE.
+
+    For a step that owns the message it just parsed (no copy needed); ``now_ns`` is
+    nanoseconds since the epoch (``time.time_ns()``), the wire's own resolution.
+    """
+    item = msg.metadata.job_audit_log.add()
+    item.klio_job.CopyFrom(job)
+    item.timestamp.FromNanoseconds(now_ns)
 
 
 def bottom_up_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMessage:

@@ -37,22 +37,80 @@ def test_handle_klio_function_gets_ctx_and_data_and_str_sets_payload(ctx: KlioCo
     assert out.data.element == b"e1" and out.data.payload == b"new payload"
 
 
-def test_returning_data_passes_message_on_with_its_payload(ctx: KlioContext) -> None:
+def test_returning_data_clears_the_payload_as_klio_documents(ctx: KlioContext) -> None:
+    # state.rst: a value equal to the `data` argument clears the payload (no nested payloads)
     @d.handle_klio()
-    def f(c: KlioContext, item: Any) -> Any:
+    def same(c: KlioContext, item: Any) -> Any:
         item.payload = b"changed"
         return item
 
-    assert parsed(f(msg_bytes("e1", b"old"))).data.payload == b"changed"
+    @d.handle_klio()
+    def equal_copy(c: KlioContext, item: Any) -> Any:
+        copy = type(item)()
+        copy.CopyFrom(item)
+        return copy
+
+    @d.handle_klio()
+    def keep(c: KlioContext, item: Any) -> Any:
+        return item.payload
+
+    assert parsed(same(msg_bytes("e1", b"old"))).data.payload == b""
+    assert parsed(equal_copy(msg_bytes("e1", b"old"))).data.payload == b""
+    assert parsed(keep(msg_bytes("e1", b"old"))).data.payload == b"old"
 
 
-def test_returning_none_clears_payload_as_klio_does(ctx: KlioContext) -> None:
+def test_returning_another_data_item_is_a_bad_payload(ctx: KlioContext) -> None:
+    @d.handle_klio
+    def other(c: KlioContext, item: Any) -> Any:
+        copy = type(item)()
+        copy.element = b"someone-else"
+        return copy
+
+    out = other(msg_bytes("e1", b"old"))
+    assert isinstance(out, pvalue.TaggedOutput) and out.tag == "drop"
+    assert dropped(ctx.config, "bad_payload") == 1
+
+
+def test_returning_none_filters_the_message_counted_not_logged(
+    ctx: KlioContext, capsys: Any
+) -> None:
     @d.handle_klio
     def f(c: KlioContext, item: Any) -> None:
         return None
 
-    out = parsed(f(msg_bytes("e1", b"old")))
-    assert out.data.element == b"e1" and out.data.payload == b""
+    incoming = msg_bytes("e1", b"old")
+    out = f(incoming)
+    assert isinstance(out, pvalue.TaggedOutput) and out.tag == "drop" and out.value == incoming
+    assert dropped(ctx.config, "filtered") == 1
+    assert "ERROR" not in capsys.readouterr().err
+
+
+def test_dofn_yielding_none_and_data_emits_only_the_data(ctx: KlioContext) -> None:
+    class Fn(beam.DoFn):
+        @d.handle_klio
+        def process(self, item: Any) -> Any:
+            yield None
+            yield item
+            yield b"second"
+
+    outs = list(Fn().process(msg_bytes("e1", b"old")))
+    assert [parsed(o).data.payload for o in outs] == [b"", b"second"]
+    assert dropped(ctx.config, "filtered") == 1
+
+
+def test_empty_str_or_bytes_clear_and_tagged_none_keeps_its_tag(ctx: KlioContext) -> None:
+    @d.handle_klio
+    def empty(c: KlioContext, item: Any) -> Any:
+        return ""
+
+    @d.handle_klio
+    def tagged_none(c: KlioContext, item: Any) -> Any:
+        return pvalue.TaggedOutput("later", None)
+
+    assert parsed(empty(msg_bytes("e1", b"old"))).data.payload == b""
+    out = tagged_none(msg_bytes("e1", b"old"))
+    assert isinstance(out, pvalue.TaggedOutput) and out.tag == "later"
+    assert parsed(out.value).data.payload == b""
 
 
 def test_tagged_output_keeps_its_tag(ctx: KlioContext) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 import apache_beam as beam
@@ -28,7 +28,7 @@ from klio_runtime.config import DataInput, DataOutput, KlioConfig
 from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
-from klio_runtime.routing import Decision, JobRef, decide, with_audit_entry
+from klio_runtime.routing import Decision, JobRef, append_audit_entry, decide
 
 PROCESS = "process"
 PASS_THRU = "pass_thru"
@@ -71,6 +71,7 @@ class RouteMessages(beam.DoFn):
         bind_context(self.ctx)
         self.metrics = self.ctx.metrics
         self.job = job_ref_of(self.config)
+        self.job_proto = self.job.to_proto()
         self.inputs: Sequence[DataInput] = data_inputs(self.config)
         self.outputs: Sequence[DataOutput] = data_outputs(self.config)
         self.has_data_io = bool(
@@ -103,7 +104,8 @@ class RouteMessages(beam.DoFn):
         if first is Decision.DROP_NOT_RECIPIENT:
             yield self._drop(element, "not_recipient")
             return
-        msg = with_audit_entry(msg, self.job, datetime.now(UTC))
+        # the message was parsed here, so it is ours to change: no copy
+        append_audit_entry(msg, self.job_proto, time.time_ns())
         if first is Decision.PASS_PING or not (self.inputs or self.outputs):
             # nothing left to check: the first decision is final
             yield from self._act(first, msg)
@@ -161,7 +163,7 @@ class RouteMessages(beam.DoFn):
     def _act(self, decision: Decision, msg: kmessage.KlioMessage) -> Iterator[Any]:
         if decision is Decision.PROCESS:
             self.to_run.inc()
-            yield kmessage.serialize(msg)
+            yield kmessage.carry(msg)
         elif decision is Decision.PASS_PING:
             self.metrics.skipped("ping")
             yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
