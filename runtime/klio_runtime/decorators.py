@@ -245,7 +245,7 @@ class _LazyLimiter:
 
 
 def _message_of(ctx: KlioContext, incoming: Any) -> KlioMessage:
-    """The message in ``incoming``: the one it carries (from the job's previous step), else parsed."""
+    """The message ``incoming`` carries (from the job's previous step), else parsed."""
     kmsg = kmessage.take_carried(incoming)
     if kmsg is None:
         data = incoming if type(incoming) is bytes else bytes(incoming)
@@ -300,7 +300,9 @@ def _run_one(
 
 def _filtered(ctx: KlioContext, element: str, where: str, count: int) -> None:
     ctx.logger.debug(
-        "%s returned None for %s: not passed on (filtered)", where, element,
+        "%s returned None for %s: not passed on (filtered)",
+        where,
+        element,
         extra={"element_id": element},
     )
     for _ in range(count):

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from klio_runtime.routing import JobRef
 
 __all__ = [
+    "CarriedBytes",
     "InvalidElementId",
     "KlioJob",
     "KlioJobAuditLogItem",
-    "CarriedBytes",
     "KlioMessage",
     "MessageDecodeError",
     "Version",

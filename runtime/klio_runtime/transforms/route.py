@@ -12,9 +12,9 @@ event output), ``input_missing`` (the hook for bottom-up requests), ``dropped`` 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-import time
 from typing import Any
 
 import apache_beam as beam
