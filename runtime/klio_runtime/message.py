@@ -182,7 +182,7 @@ def take_carried(data: object) -> KlioMessage | None:
     """The message ``data`` carries, handed to the first caller only (the taker may change it;
     a second consumer of the same element parses the bytes instead)."""
     if type(data) is CarriedBytes:
-        return data.__dict__.pop("carried", None)  # type: ignore[no-any-return]
+        return data.__dict__.pop("carried", None)
     return None
 
 
