@@ -372,6 +372,15 @@ async def _report(
     )
     status = cond.build_status(observation, body.get("status"), _now())
     await _write_status(context, namespace, name, status)
+    if not _workers_ready(status):
+        # The workload may have changed between our look and our write, and its event may
+        # have been dropped as "not reconciled yet": look once more, now that status exists.
+        await refresh_status(context, namespace, name)
+
+
+def _workers_ready(status: Mapping[str, Any]) -> bool:
+    condition = cond.condition_of(status, cond.WORKERS_READY) or {}
+    return condition.get("status") == "True"
 
 
 # -- status refresh on workload / pod changes ------------------------------------------------
