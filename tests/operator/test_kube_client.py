@@ -1,0 +1,57 @@
+"""The operator's small API client: configuration, apply, prune against the emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from klio_operator.kube import KubeApi, apply, is_subset, prune, resource_path
+
+from tests.kube.emulator import running_emulator
+
+
+def test_client_from_a_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:6443"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    (tmp_path / "kubeconfig").write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert KubeApi.from_environment().server == "http://127.0.0.1:6443"
+
+
+def test_is_subset_ignores_server_defaults() -> None:
+    desired = {"spec": {"containers": [{"name": "w", "image": "a"}]}}
+    current = {"spec": {"containers": [{"name": "w", "image": "a", "tty": False}], "x": 1}}
+    assert is_subset(desired, current)
+    assert not is_subset({"spec": {"containers": [{"name": "w", "image": "b"}]}}, current)
+
+
+async def test_apply_creates_updates_and_leaves_alone_then_prune() -> None:
+    async with running_emulator() as emulator:
+        api = KubeApi(str(emulator.url).rstrip("/"))
+        labels = {"klio.io/job": "j"}
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "ns", "labels": labels},
+            "data": {"k": "1"},
+        }
+        assert (await apply(api, cm))[0] == "created"
+        assert (await apply(api, cm))[0] == "unchanged"
+        assert (await apply(api, cm, likely_absent=True))[0] == "unchanged"  # 409 → compare
+        changed = {**cm, "data": {"k": "2"}}
+        outcome, stored = await apply(api, changed)
+        assert outcome == "updated" and stored["data"] == {"k": "2"}
+        other = {**cm, "metadata": {**cm["metadata"], "name": "b"}}
+        await apply(api, other)
+        deleted = await prune(api, "ns", "klio.io/job=j", [("ConfigMap", "a")], ["ConfigMap"])
+        assert deleted == [("ConfigMap", "b")]
+        assert await api.get(resource_path("ConfigMap", "ns", "b")) is None
+        await api.close()
