@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from klio_runtime.routing import JobRef
 
 __all__ = [
-    "CarriedBytes",
     "InvalidElementId",
     "KlioJob",
     "KlioJobAuditLogItem",
@@ -157,33 +157,39 @@ def serialize(msg: KlioMessage) -> bytes:
     return msg.SerializeToString()
 
 
-class CarriedBytes(bytes):
-    """Serialized KlioMessage bytes that carry the message they were made from.
+class _Carried(threading.local):
+    """Per thread: serialized bytes (by identity) → the message they were made from."""
 
-    A job's own steps hand these to the next step so it can :func:`take_carried` the parsed
-    message instead of parsing the bytes again. They are plain bytes to everyone else; once
-    encoded between stages they arrive as plain bytes and are parsed as usual.
-    """
+    def __init__(self) -> None:
+        self.messages: dict[int, tuple[bytes, KlioMessage]] = {}
 
-    carried: KlioMessage | None
 
-    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
-        return (bytes, (bytes(self),))  # between stages and processes: plain bytes
+_carried = _Carried()
+_MAX_CARRIED = 256  # messages nobody took (the next step was not ours) are forgotten past this
 
 
 def carry(msg: KlioMessage) -> bytes:
-    """``serialize(msg)`` that carries ``msg`` along; the caller must not change ``msg`` after."""
-    out = CarriedBytes(msg.SerializeToString())
-    out.carried = msg
-    return out
+    """``serialize(msg)``, remembering ``msg`` for the job's next step (:func:`take_carried`).
+
+    Beam hands an element to the next step of a fused stage as the same object, so the next step
+    finds the message by the bytes' identity and skips parsing; anywhere else the bytes are plain
+    bytes. The caller must not change ``msg`` afterwards.
+    """
+    data = msg.SerializeToString()
+    messages = _carried.messages
+    if len(messages) >= _MAX_CARRIED:
+        messages.clear()
+    messages[id(data)] = (data, msg)  # holding `data` keeps its id from being reused
+    return data
 
 
 def take_carried(data: object) -> KlioMessage | None:
-    """The message ``data`` carries, handed to the first caller only (the taker may change it;
-    a second consumer of the same element parses the bytes instead)."""
-    if type(data) is CarriedBytes:
-        return data.__dict__.pop("carried", None)
-    return None
+    """The message ``data`` was made from by :func:`carry` in this thread, handed out once (the
+    taker may change it; a second consumer of the same element parses the bytes instead)."""
+    found = _carried.messages.pop(id(data), None)
+    if found is None or found[0] is not data:
+        return None
+    return found[1]
 
 
 def new_message(
