@@ -677,18 +677,19 @@ def retry(
 
 
 # -- profile ---------------------------------------------------------------------------------------
-def profile(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Time each call and log it at DEBUG on the ``klio`` logger (Klio's profiling hook point)."""
-    import logging
+PROFILE_MARK = "__klio_profile__"
 
-    log = logging.getLogger("klio")
 
-    @functools.wraps(func)
-    def wrapper(*a: Any, **kw: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return func(*a, **kw)
-        finally:
-            log.debug("profile: %s took %.6f s", _name(func), time.perf_counter() - start)
+def profile(func: Callable[..., Any] | None = None, **_: Any) -> Any:
+    """Mark a function or method for profiling; as in Klio, it has no effect on a normal run.
 
-    return wrapper
+    The function is returned itself (no wrapper, no cost), with ``__klio_profile__ = True`` so a
+    profiling tool can find what to measure. Usable with or without parentheses.
+    """
+
+    def mark(target: Callable[..., Any]) -> Callable[..., Any]:
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(target, PROFILE_MARK, True)
+        return target
+
+    return mark(func) if func is not None else mark

@@ -217,32 +217,33 @@ class KlioDrop(beam.PTransform):
         return pcoll | beam.ParDo(_Drop(self.config))
 
 
-class _Counter(_KlioDoFn):
-    def __init__(self, name: str, config: KlioConfig | None = None) -> None:
-        super().__init__(config)
-        self.name = name
+class KlioMessageCounter(beam.PTransform, beam.DoFn):  # type: ignore[misc]
+    """Count elements passing by under ``kmsg-<suffix>`` (Klio's name); elements pass unchanged.
+
+    A DoFn, as Klio's: ``beam.ParDo(KlioMessageCounter(suffix="x", bind_transform="T"))``. Klio's
+    docs also show ``pcoll | KlioMessageCounter(...)``, so it is a PTransform as well (applying
+    itself as that ParDo).
+    """
+
+    def __init__(
+        self, suffix: str, bind_transform: str | None = None, config: KlioConfig | None = None
+    ) -> None:
+        beam.PTransform.__init__(self)
+        self.suffix = suffix
+        self.bind_transform = bind_transform
+        self.name = f"kmsg-{suffix}"
+        self._config = config
 
     def setup(self) -> None:
-        super().setup()
-        self.counter = self._klio.metrics.counter(self.name)
+        self._klio = KlioContext(self._config) if self._config is not None else bound_context()
+        self.counter = self._klio.metrics.counter(self.name, transform=self.bind_transform)
 
     def process(self, item: Any) -> Iterator[Any]:
         self.counter.inc()
         yield item
 
-
-class KlioMessageCounter(beam.PTransform):
-    """Count elements passing by under ``kmsg-<suffix>`` (Klio's name); elements pass unchanged."""
-
-    def __init__(
-        self, suffix: str, bind_transform: str | None = None, config: KlioConfig | None = None
-    ) -> None:
-        super().__init__()
-        self.name = f"kmsg-{suffix}" if not bind_transform else f"kmsg-{suffix}-{bind_transform}"
-        self.config = config
-
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | beam.ParDo(_Counter(self.name, self.config))
+        return pcoll | beam.ParDo(self)
 
 
 class _TriggerUpstream(_KlioDoFn):
