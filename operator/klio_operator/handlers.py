@@ -36,7 +36,7 @@ from klio_operator.planning import (
 from klio_operator.pubsub_admin import PubSubAdmin, PubSubAdminError
 
 KLIOJOBS = (GROUP, VERSION, PLURAL)
-PUBSUB_THREADS = 16
+PUBSUB_THREADS = 4
 T = TypeVar("T")
 PARENTS_CHANGED = "klio.io/parents-changed"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
