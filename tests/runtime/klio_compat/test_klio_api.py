@@ -1,0 +1,160 @@
+"""Klio's documented API through its own import paths: helper transforms' outputs, decorators in a
+pipeline, ``klio_core.config.KlioConfig(raw_dict)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.util import assert_that, equal_to
+from klio.transforms import decorators, helpers
+from klio_core.config import ConfigError, KlioConfig
+from klio_core.proto import klio_pb2
+from klio_runtime import config as runtime_config
+
+from tests.runtime.helpers import bound, dropped, make_config, msg_bytes
+
+
+def elements(pcoll: Any, label: str) -> Any:
+    return pcoll | label >> beam.Map(lambda b: klio_pb2.KlioMessage.FromString(b).data.element)
+
+
+def test_helpers_tag_found_not_found_force_ping_and_drop(tmp_path: Path) -> None:
+    outputs, inputs = tmp_path / "out", tmp_path / "in"
+    outputs.mkdir()
+    inputs.mkdir()
+    (outputs / "done.wav").write_bytes(b"x")
+    (outputs / "done-forced.wav").write_bytes(b"x")
+    (inputs / "new.ogg").write_bytes(b"x")
+    config = make_config(
+        {
+            "data": {
+                "inputs": [{"type": "file", "location": str(inputs), "file_suffix": ".ogg"}],
+                "outputs": [{"type": "file", "location": str(outputs), "file_suffix": ".wav"}],
+            }
+        }
+    )
+    ctx = bound(config)
+    messages = [
+        msg_bytes("done"),
+        msg_bytes("done-forced", force=True),
+        msg_bytes("new"),
+        msg_bytes("pinged", ping=True),
+    ]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create(messages) | helpers.KlioGcsCheckOutputExists()
+        forced = out.found | helpers.KlioFilterForce()
+        pinged = out.not_found | helpers.KlioFilterPing()
+        inputs_checked = pinged.process | helpers.KlioGcsCheckInputExists()
+        counted = inputs_checked.found | beam.ParDo(
+            helpers.KlioMessageCounter(suffix="input-found", bind_transform="check")
+        )
+        _ = forced.pass_thru | helpers.KlioDrop()
+        assert_that(elements(out.found, "f"), equal_to([b"done", b"done-forced"]), label="found")
+        assert_that(elements(out.not_found, "nf"), equal_to([b"new", b"pinged"]), label="not_found")
+        assert_that(elements(forced.process, "fp"), equal_to([b"done-forced"]), label="forced")
+        assert_that(elements(forced.pass_thru, "fpt"), equal_to([b"done"]), label="not forced")
+        assert_that(elements(pinged.pass_thru, "pp"), equal_to([b"pinged"]), label="ping")
+        assert_that(elements(counted, "c"), equal_to([b"new"]), label="input found")
+        assert_that(
+            elements(inputs_checked.not_found, "inf"), equal_to([]), label="input not found"
+        )
+    assert dropped(ctx.config, "klio_drop") == 1
+    counters = p.result.metrics().query()["counters"]
+    assert {(c.key.metric.name, c.committed) for c in counters if "kmsg" in c.key.metric.name} == {
+        ("kmsg-input-found[transform=check]", 1)
+    }
+
+
+def test_decorators_stack_as_documented_in_a_pipeline() -> None:
+    ctx = bound(make_config())
+    attempts: dict[str, int] = {}
+
+    @decorators.handle_klio
+    @decorators.retry(tries=3, exception=ValueError)
+    def flaky(c: Any, item: Any) -> Any:
+        element = item.element.decode()
+        attempts[element] = attempts.get(element, 0) + 1
+        if attempts[element] < 2:
+            raise ValueError("first try fails")
+        return item.element + b"!"
+
+    class Tag(beam.DoFn):
+        @decorators.set_klio_context
+        def setup(self) -> None:
+            self.job_name = self._klio.config.job_name
+
+        @decorators.serialize_klio_message
+        def process(self, item: Any) -> Any:
+            yield item.payload + b" by " + self.job_name.encode()
+
+    @decorators.inject_klio_context
+    def payload_of(c: Any, data: bytes) -> bytes:
+        return klio_pb2.KlioMessage.FromString(data).data.payload
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = (
+            p
+            | beam.Create([msg_bytes("a"), msg_bytes("b")])
+            | beam.Map(flaky)
+            | beam.ParDo(Tag())
+            | beam.Map(payload_of)
+        )
+        name = ctx.config.job_name.encode()
+        assert_that(out, equal_to([b"a! by " + name, b"b! by " + name]))
+
+
+def test_klio_config_from_a_raw_dict_with_templates_and_overrides() -> None:
+    raw = {
+        "version": 2,
+        "job_name": "my-job",
+        "pipeline_options": {"project": "my-project", "runner": "DirectRunner"},
+        "job_config": {
+            "my_model": "gs://models/$MODEL",
+            "events": {
+                "inputs": [
+                    {"type": "file", "location": "first.txt"},
+                    {"type": "file", "location": "second.txt"},
+                ]
+            },
+            "data": {"outputs": [{"type": "gcs", "location": "gs://bucket/out"}]},
+        },
+    }
+    config = KlioConfig(
+        raw,
+        raw_templates=["MODEL=v2.h5"],
+        raw_overrides=[
+            "job_config.events.inputs.file1.location=other.txt",
+            "job_config.data.outputs[0].force=true",
+        ],
+    )
+    assert isinstance(config, runtime_config.KlioConfig)
+    assert config.job_name == "my-job" and config.pipeline_options.project == "my-project"
+    assert config.job_config.my_model == "gs://models/v2.h5"
+    assert [i.location for i in config.job_config.events.inputs] == ["first.txt", "other.txt"]
+    assert config.job_config.data.outputs[0].force is True
+    assert config.as_dict()["job_config"]["events"]["inputs"][1]["location"] == "other.txt"
+    assert raw["job_config"]["events"]["inputs"][1]["location"] == "second.txt"  # not mutated
+    assert KlioConfig(job_name="by-fields").job_name == "by-fields"
+
+
+def test_klio_config_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError) as caught:
+        KlioConfig({"job_name": "j", "job_config": {"thread_pool_size": 0}})
+    assert caught.value.errors[0].startswith("job_config.thread_pool_size")
+    with pytest.raises(ConfigError, match="template: no value for 'MISSING'"):
+        KlioConfig({"job_name": "j", "job_config": {"x": "$MISSING"}}, raw_templates=["A=b"])
+
+
+def test_unused_gcs_data_entry_may_name_a_local_path_checked_one_may_not() -> None:
+    base = {"job_name": "j", "job_config": {"data": {"inputs": [{"type": "gcs"}]}}}
+    entry = base["job_config"]["data"]["inputs"][0]  # type: ignore[index]
+    entry.update(location="/not/a/real/file", skip_klio_existence_check=True)
+    assert KlioConfig(base).job_config.data.inputs[0].location == "/not/a/real/file"
+    entry["skip_klio_existence_check"] = False
+    with pytest.raises(ConfigError) as caught:
+        KlioConfig(base)
+    assert caught.value.errors[0].startswith("job_config.data.inputs[0].location: ")

@@ -1,0 +1,116 @@
+"""Jobs written as Klio's own jobs are (its integration jobs' configs and transforms, its docs'
+examples), run in-process the way `klio job run` runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from klio_runtime.runner import JobSummary, load_job, run_job
+
+JOBS = Path(__file__).parent / "jobs"
+
+
+def copy_job(name: str, tmp_path: Path) -> Path:
+    job = tmp_path / name
+    shutil.copytree(JOBS / name, job)
+    return job
+
+
+def run_dir(job: Path) -> JobSummary:
+    config, run_fn, _ = load_job(job)
+    return run_job(config, run_fn)
+
+
+def event_lines(prefix: Path) -> list[str]:
+    shards = sorted(prefix.parent.glob(prefix.name + "-[0-9]*-of-[0-9]*"))
+    return sorted(line for shard in shards for line in shard.read_text().split())
+
+
+def test_read_file_write_file_runs_unchanged(tmp_path: Path, capsys: Any) -> None:
+    job = copy_job("read_file_write_file", tmp_path)
+    summary = run_dir(job)
+    ids = ["alpha", "bravo", "charlie", "delta"]
+    assert (summary.received, summary.processed, summary.output) == (4, 4, 4)
+    # one element per line, Beam's shard naming (what Klio's integration test reads)
+    assert (job / "ids_output-00000-of-00001").is_file()
+    assert event_lines(job / "ids_output") == ids
+    err = capsys.readouterr().err
+    for element in ids:
+        assert f"INFO klio [{element}] Received element b'{element}'" in err
+        assert f"INFO klio [{element}] Received payload b''" in err
+    assert err.count("Hello, Klio!") == 4
+
+
+def test_message_state_payloads_filter_and_clear(tmp_path: Path, capsys: Any) -> None:
+    job = copy_job("message_state", tmp_path)
+    summary = run_dir(job)
+    # bar-2 has no "foo": filter_response returned None → filtered, counted, not an error
+    assert summary.dropped == {"filtered": 1} and summary.dropped_ids == {"filtered": ["bar-2"]}
+    assert event_lines(job / "out" / "events") == ["foo-1", "foo-3"]
+    seen = job / "out" / "seen"
+    # PrivetKlio yielded `data`: the payload it saw ('"foo-1"') is cleared for the next step
+    assert sorted(p.name for p in seen.iterdir()) == ["foo-1", "foo-3"]
+    assert (seen / "foo-1").read_bytes() == b"payload="
+    err = capsys.readouterr().err
+    assert "Privet got payload b'\"foo-1\"'" in err
+    assert "Dropping b'bar-2' because no 'foo' in response data" in err
+    assert "ERROR" not in err
+
+
+@pytest.fixture
+def emulator_env(gcs_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    credentials = tmp_path / "fake-credentials.json"
+    credentials.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "fake",
+                "client_secret": "fake",
+                "refresh_token": "fake",
+                "token": "fake-token",
+                "expiry": "2099-01-01T00:00:00Z",
+            }
+        )
+    )
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
+    return gcs_emulator
+
+
+@pytest.mark.slow
+def test_batch_modular_default_shape_on_the_gcs_emulator(
+    tmp_path: Path, emulator_env: str, capsys: Any
+) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project="klio-local",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": emulator_env},
+    )
+    bucket = client.create_bucket("klio-integration")
+    for element in ("has-input-1", "has-input-2", "has-input-3", "done-before"):
+        bucket.blob(f"beatbox/{element}.ogg").upload_from_string(b"audio")
+    bucket.blob("batch-modular-default/outputs/done-before.wav").upload_from_string(b"done")
+
+    job = copy_job("gcs_checks", tmp_path)
+    summary = run_dir(job)
+    assert summary.received == 5 and summary.processed == 3
+    assert summary.skipped == {"output_exists": 1}
+    assert summary.dropped == {"input_missing": 1}
+    assert summary.dropped_ids == {"input_missing": ["no-input"]}
+    # processed and already-done messages both go on to the event output, as in Klio
+    assert event_lines(job / "ids_output") == [
+        "done-before",
+        "has-input-1",
+        "has-input-2",
+        "has-input-3",
+    ]
+    err = capsys.readouterr().err
+    assert "Received element b'has-input-2'" in err
+    assert "Received element b'done-before'" not in err
