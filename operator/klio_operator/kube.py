@@ -86,7 +86,11 @@ class KubeApi:
         from kubernetes import client, config
 
         configuration = client.Configuration()
-        config.load_kube_config(client_configuration=configuration)
+        # Read KUBECONFIG now: the kubernetes package reads it once, at its import.
+        paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        config.load_kube_config(
+            config_file=paths[0] if paths else None, client_configuration=configuration
+        )
         if configuration.host.startswith("http://"):
             return cls(configuration.host)  # a local API emulator or proxy: no TLS, no token
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)

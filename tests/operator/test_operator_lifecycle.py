@@ -132,3 +132,20 @@ async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() ->
             await op.wait(lambda: op.condition_is("orphan", "TopicsReady", "True"), "healed")
 
         await op.run(scenario)
+
+
+async def test_workers_ready_before_the_first_status_is_not_lost() -> None:
+    """A controller faster than the first reconcile: readiness still reaches the status."""
+    async with operator_under_test() as op:
+
+        async def fast_controller() -> None:
+            await op.wait(lambda: "quick" in op.objects("Deployment"), "Deployment")
+            await op.play_deployment_controller("quick")  # maybe before any status exists
+
+        async def scenario() -> None:
+            controller = asyncio.create_task(fast_controller())
+            await op.apply_job("quick")
+            await controller
+            await op.wait(lambda: op.condition_is("quick", "Ready", "True"), "Ready")
+
+        await op.run(scenario)
