@@ -305,6 +305,7 @@ def _env(owner: Owner, spec: KlioJobSpec, facts: ClusterFacts) -> list[dict[str,
             "value": dag.dead_letter_topic(project, owner.namespace, owner.name),
         },
     ]
+    ours += [{"name": name, "value": value} for name, value in worker_contract.SCRATCH_ENV]
     own_names = {var.name for var in spec.env}
     return [var for var in ours if var["name"] not in own_names] + [
         var.to_wire() for var in spec.env

@@ -28,6 +28,13 @@ METRICS_PATH: Final = "/metrics"
 
 SCRATCH_DIR: Final = "/tmp"
 """Writable scratch space (an emptyDir): the root filesystem is read-only."""
+SCRATCH_ENV: Final = (
+    # Caches that would otherwise be written under a read-only $HOME (numba via librosa,
+    # matplotlib for plots, anything following XDG).
+    ("NUMBA_CACHE_DIR", f"{SCRATCH_DIR}/numba-cache"),
+    ("MPLCONFIGDIR", f"{SCRATCH_DIR}/matplotlib"),
+    ("XDG_CACHE_HOME", f"{SCRATCH_DIR}/cache"),
+)
 
 DRAIN_SECONDS: Final = 60
 """Grace a worker gets to drain after SIGTERM, beyond the job's per-element timeout."""

@@ -178,6 +178,7 @@ def test_env_and_resources() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["A"] == "1" and env["KLIO_JOB_NAME"] == "override"
     assert env["KLIO_DEAD_LETTER_TOPIC"].endswith("klio.team.child.dead-letter")
+    assert env["NUMBA_CACHE_DIR"].startswith(worker_contract.SCRATCH_DIR)  # read-only root
     assert container["resources"] == {
         "requests": {"cpu": "500m", "memory": "1Gi"},
         "limits": {"cpu": 2},
