@@ -149,3 +149,30 @@ async def test_workers_ready_before_the_first_status_is_not_lost() -> None:
             await op.wait(lambda: op.condition_is("quick", "Ready", "True"), "Ready")
 
         await op.run(scenario)
+
+
+async def test_dropping_a_parent_removes_its_subscription() -> None:
+    async with operator_under_test() as op:
+        from_a = f"projects/{PROJECT}/subscriptions/klio.{NS}.child.from.a"
+
+        async def subscriptions() -> set[str]:
+            return (await asyncio.to_thread(pubsub_names, op.context.pubsub))[1]
+
+        async def scenario() -> None:
+            await op.apply_job("a")
+            await op.apply_job("child", parents=["a"])
+            await op.wait(lambda: op.condition_is("child", "TopicsReady", "True"), "wired")
+            assert from_a in await subscriptions()
+            await op.send(
+                "PATCH", resource_path("KlioJob", NS, "child"), {"spec": {"parents": None}}
+            )
+            await op.wait(
+                lambda: op.objects("KlioJob")["child"]["status"].get("observedGeneration") == 2,
+                "reconciled",
+            )
+            assert from_a not in await subscriptions()
+            assert op.objects("KlioJob")["child"]["status"]["subscriptions"] == [
+                f"projects/{PROJECT}/subscriptions/klio.{NS}.child.dead-letter"
+            ]
+
+        await op.run(scenario)
