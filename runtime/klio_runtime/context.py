@@ -15,7 +15,7 @@ import contextvars
 import logging
 import sys
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 from klio_runtime.config import KlioConfig
 from klio_runtime.metrics import KlioMetrics
@@ -78,6 +78,21 @@ def job_ref(config: KlioConfig) -> KlioJob:
     return job
 
 
+class JobLimits(NamedTuple):
+    """The job-wide limits on each element's run (``job_config.timeout_seconds`` / ``retries``)."""
+
+    timeout_seconds: float | None
+    retries: int
+
+
+def job_limits(config: KlioConfig) -> JobLimits | None:
+    """The job's limits, or None when it sets none (then the job's code is called directly)."""
+    job_config = config.job_config
+    limit = getattr(job_config, "timeout_seconds", None)
+    retries = int(getattr(job_config, "retries", 0) or 0)
+    return JobLimits(float(limit) if limit else None, retries) if limit or retries else None
+
+
 class KlioContext:
     """``config`` (the parsed job config), ``job`` (KlioJob proto), ``logger``, ``metrics``."""
 
@@ -96,6 +111,7 @@ class KlioContext:
             if metrics is not None
             else KlioMetrics.from_settings(config.job_name, config.job_config.metrics)
         )
+        self.job_limits = job_limits(config)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (KlioContext, (self.config,))

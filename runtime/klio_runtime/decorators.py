@@ -34,8 +34,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from klio_runtime import message as kmessage
-from klio_runtime.context import KlioContext, bound_context, current_element
-from klio_runtime.proto.klio_pb2 import KlioMessage, Version
+from klio_runtime.context import JobLimits, KlioContext, bound_context, current_element
+from klio_runtime.proto.klio_pb2 import KlioMessage
 
 DROP_TAG = "drop"
 
@@ -130,7 +130,7 @@ def message_out(kmsg: KlioMessage, result: Any) -> Any:
     if isinstance(result, pvalue.TaggedOutput):
         return pvalue.TaggedOutput(result.tag, message_out(kmsg, result.value))
     payload = payload_of(kmsg, result)
-    if kmsg.version != Version.V1:
+    if kmsg.version != kmessage.V1:
         kmsg.data.payload = payload
     return kmessage.serialize(kmsg)
 
@@ -276,15 +276,22 @@ def _run_one(
     token = current_element.set(element)
     start = time.perf_counter()
     try:
-        result = _call_with_job_limits(ctx, func, (*call_args, kmsg.data), kwargs, where)
-        if isinstance(result, types.GeneratorType):
-            if not many:
-                raise TypeError(
-                    f"{where} returned a generator: only a DoFn's process method may yield"
-                )
-            results = list(result)  # the generator's body runs here: inside the error path
-        else:
-            results = [result]
+        args = (*call_args, kmsg.data)
+        limits = ctx.job_limits
+        result = (
+            func(*args, **kwargs)
+            if limits is None
+            else _call_with_job_limits(limits, func, args, kwargs, where)
+        )
+        if type(result) is not types.GeneratorType:  # the common case, kept short
+            ctx.metrics.processing_time(time.perf_counter() - start)
+            if result is None:
+                _filtered(ctx, element, where, 1)
+                return []
+            return [_carried_out(kmsg, result)]
+        if not many:
+            raise TypeError(f"{where} returned a generator: only a DoFn's process method may yield")
+        results = list(result)  # the generator's body runs here: inside the error path
         ctx.metrics.processing_time(time.perf_counter() - start)
         kept = [r for r in results if r is not None]
         if len(kept) < len(results):
@@ -311,28 +318,27 @@ def _filtered(ctx: KlioContext, element: str, where: str, count: int) -> None:
 
 def _carried_out(kmsg: KlioMessage, result: Any) -> Any:
     """:func:`message_out`, as bytes that carry the message to the job's next step."""
-    if isinstance(result, pvalue.TaggedOutput):
+    if type(result) is bytes:
+        payload = result
+    elif isinstance(result, pvalue.TaggedOutput):
         return pvalue.TaggedOutput(result.tag, _carried_out(kmsg, result.value))
-    payload = payload_of(kmsg, result)
-    if kmsg.version != Version.V1:
+    else:
+        payload = payload_of(kmsg, result)
+    if kmsg.version != kmessage.V1:
         kmsg.data.payload = payload
     return kmessage.carry(kmsg)
 
 
 def _call_with_job_limits(
-    ctx: KlioContext,
+    limits: JobLimits,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     where: str,
 ) -> Any:
     """Call the job's function under the job-wide knobs (the KlioJob's ``timeoutSeconds`` and
-    ``retries``, i.e. ``job_config.timeout_seconds`` / ``retries``); unset, a plain call."""
-    job_config = ctx.config.job_config
-    limit = getattr(job_config, "timeout_seconds", None)
-    retries = int(getattr(job_config, "retries", 0) or 0)
-    if not limit and not retries:
-        return func(*args, **kwargs)
+    ``retries``, i.e. ``job_config.timeout_seconds`` / ``retries``)."""
+    limit, retries = limits.timeout_seconds, limits.retries
     attempt = 0
     while True:
         attempt += 1
@@ -361,7 +367,7 @@ def fast_parse(data: bytes, *, allow_non_klio: bool = False) -> KlioMessage:
         msg = KlioMessage.FromString(data)
     except Exception:
         msg = None
-    if msg is not None and msg.version == Version.V2 and msg.data.element:
+    if msg is not None and msg.version == kmessage.V2 and msg.data.element:
         return msg
     return kmessage.parse(data, allow_non_klio=allow_non_klio)
 

@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 _KNOWN_VERSIONS = frozenset(Version.values())
+# plain ints: attribute access on the generated enum wrapper is a slow Python __getattr__
+V1: Version = Version.V1
+V2: Version = Version.V2
 _SHOWN_ELEMENT_CHARS = 80
 
 
@@ -107,19 +110,19 @@ def upgrade(msg: KlioMessage) -> KlioMessage:
     ``element`` is tagged V2, with neither it is tagged V1, with both it stays untagged.
     """
     data = msg.data
-    if msg.version == Version.V2:
+    if msg.version == V2:
         return msg
-    if msg.version == Version.V1:
+    if msg.version == V1:
         if data.entity_id and not data.element:
             data.element = data.entity_id.encode("utf-8")
         return msg
     if data.entity_id and not data.element:
-        msg.version = Version.V1
+        msg.version = V1
         data.element = data.entity_id.encode("utf-8")
     elif not data.entity_id and not data.element:
-        msg.version = Version.V1
+        msg.version = V1
     elif data.element and not data.entity_id:
-        msg.version = Version.V2
+        msg.version = V2
     return msg
 
 

@@ -286,28 +286,30 @@ class KlioMetrics:
         return counter
 
     def received(self, n: int = 1) -> None:
-        """Count read messages; Prometheus gets them in steps of ``FLUSH_EVERY`` or at flush()."""
-        self._beam_counter("klio_messages_received").inc(n)
+        """Count read messages; Beam and Prometheus get them in steps of ``FLUSH_EVERY`` or at
+        flush()."""
         self._pending_received += n
         if self._pending_received >= FLUSH_EVERY:
             self.flush()
 
     def output(self, n: int = 1) -> None:
-        """Count written messages; batched to Prometheus like ``received``."""
-        self._beam_counter("klio_messages_output").inc(n)
+        """Count written messages; batched like ``received``."""
         self._pending_output += n
         if self._pending_output >= FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the batched counts to Prometheus (DoFns call this in ``finish_bundle``)."""
+        """Hand the batched counts on (DoFns call this in ``finish_bundle``: Beam counts what a
+        bundle's code increments, so this must run inside the bundle)."""
         self._flush_times()
         if self._pending_received:
-            self._child(self.hub.received).inc(self._pending_received)
-            self._pending_received = 0
+            received, self._pending_received = self._pending_received, 0
+            self._beam_counter("klio_messages_received").inc(received)
+            self._child(self.hub.received).inc(received)
         if self._pending_output:
-            self._child(self.hub.output).inc(self._pending_output)
-            self._pending_output = 0
+            output, self._pending_output = self._pending_output, 0
+            self._beam_counter("klio_messages_output").inc(output)
+            self._child(self.hub.output).inc(output)
 
     def dropped(self, reason: str, element: str | None = None) -> None:
         """Count a drop; ``element`` joins the Beam string set that run summaries report by id."""

@@ -9,7 +9,7 @@ reads, the streaming worker's micro-batches, Dataflow or Flink.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -58,26 +58,26 @@ class _PrepareOutput(beam.DoFn):
         )
         self.job = job_ref_of(self.config)
 
-    def process(self, data: Any) -> Iterator[Any]:
-        if not isinstance(data, bytes | bytearray):
-            yield self._bad(
-                f"run returned {type(data).__name__}, not serialized KlioMessage bytes",
-                repr(data)[:80],
-            )
-            return
+    def process(self, data: Any) -> Iterable[Any]:
+        # A list, not a generator: this runs once per message and Beam iterates either.
         msg = kmessage.take_carried(data)
         if msg is None:
+            if not isinstance(data, bytes | bytearray):
+                return [
+                    self._bad(
+                        f"run returned {type(data).__name__}, not serialized KlioMessage bytes",
+                        repr(data)[:80],
+                    )
+                ]
             try:
                 msg = fast_parse(bytes(data))
             except kmessage.MessageDecodeError as err:
-                yield self._bad(str(err), repr(bytes(data)[:60]))
-                return
+                return [self._bad(str(err), repr(bytes(data)[:60]))]
         self.metrics.output()
         if msg.metadata.intended_recipients.WhichOneof("recipients") != "limited":
-            # prepare_output changes only limited recipients: no re-encoding; plain bytes out
-            yield data if type(data) is bytes else bytes(data)
-        else:
-            yield kmessage.serialize(prepare_output(msg, self.job))
+            # prepare_output changes only limited recipients: no re-encoding
+            return [data if type(data) is bytes else bytes(data)]
+        return [kmessage.serialize(prepare_output(msg, self.job))]
 
     def finish_bundle(self) -> None:
         self.metrics.flush()

@@ -67,6 +67,9 @@ def _listed(job: JobRef, jobs: Iterable[KlioJob]) -> bool:
     return any(_same_job(job, candidate) for candidate in jobs)
 
 
+_V2: Version = Version.V2  # once: the enum wrapper's attribute access is a slow __getattr__
+
+
 def is_recipient(msg: KlioMessage, job: JobRef) -> bool:
     """Whether ``job`` should handle ``msg``, as Klio decides.
 
@@ -74,7 +77,7 @@ def is_recipient(msg: KlioMessage, job: JobRef) -> bool:
     → no (Klio drops such a V2 message with a warning). Other versions follow V1 rules:
     yes if ``metadata.downstream`` is empty (top-down) or lists the job.
     """
-    if msg.version == Version.V2:
+    if msg.version == _V2:
         recipients = msg.metadata.intended_recipients
         kind = recipients.WhichOneof("recipients")
         if kind == "anyone":

@@ -13,7 +13,7 @@ event output), ``input_missing`` (the hook for bottom-up requests), ``dropped`` 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,8 @@ from klio_runtime.config import DataInput, DataOutput, KlioConfig
 from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
-from klio_runtime.routing import Decision, JobRef, append_audit_entry, decide
+from klio_runtime.message import element_id
+from klio_runtime.routing import Decision, JobRef, append_audit_entry, decide, is_recipient
 
 PROCESS = "process"
 PASS_THRU = "pass_thru"
@@ -80,43 +81,47 @@ class RouteMessages(beam.DoFn):
         self.ping = any(d.ping for d in self.config.job_config.data.inputs)
         self.force = any(d.force for d in self.config.job_config.data.outputs)
         self.allow_non_klio = self.config.job_config.allow_non_klio_messages
+        self.checks_data = bool(self.inputs or self.outputs)
         self.store = DataStore()
         self.to_run = Metrics.counter(self.config.job_name, "klio_messages_to_run")
 
     def start_bundle(self) -> None:
         self.pending: list[kmessage.KlioMessage] = []
+        self.to_run_count = 0  # Beam's counter gets the bundle's total at its end
 
-    def process(self, data: bytes) -> Iterator[Any]:
+    def process(self, data: bytes) -> Iterable[Any]:
+        # A list, not a generator: this runs once per message and Beam iterates either.
         self.metrics.received()
         try:
             msg = kmessage.parse(data, allow_non_klio=self.allow_non_klio)
         except kmessage.MessageDecodeError as err:
-            yield self._dead_letter("decode_error", str(err), repr(data[:60]))
-            return
-        element = kmessage.element_id(msg)
+            return [self._dead_letter("decode_error", str(err), repr(data[:60]))]
         if self.has_data_io:
             try:
                 kmessage.validate_element_id(msg.data.element)
             except kmessage.InvalidElementId as err:
-                yield self._dead_letter("invalid_element_id", str(err), element)
-                return
-        first = decide(msg, self.job, outputs_exist=None, inputs_exist=None, ping=self.ping)
-        if first is Decision.DROP_NOT_RECIPIENT:
-            yield self._drop(element, "not_recipient")
-            return
+                return [self._dead_letter("invalid_element_id", str(err), element_id(msg))]
+        if not is_recipient(msg, self.job):
+            return [self._drop(element_id(msg), "not_recipient")]
         # the message was parsed here, so it is ours to change: no copy
         append_audit_entry(msg, self.job_proto, time.time_ns())
-        if first is Decision.PASS_PING or not (self.inputs or self.outputs):
-            # nothing left to check: the first decision is final
-            yield from self._act(first, msg)
-            return
+        if self.ping or msg.metadata.ping:
+            return list(self._act(Decision.PASS_PING, msg))
+        if not self.checks_data:
+            self.to_run_count += 1
+            return [kmessage.carry(msg)]
         self.pending.append(msg)
         if len(self.pending) >= self.batch_size:
-            yield from self._flush()
+            return list(self._flush())
+        return []
 
     def finish_bundle(self) -> Iterator[Any]:
+        outputs = list(self._flush())
         self.metrics.flush()
-        for out in self._flush():
+        if self.to_run_count:
+            self.to_run.inc(self.to_run_count)
+            self.to_run_count = 0
+        for out in outputs:
             if isinstance(out, pvalue.TaggedOutput):
                 yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
             else:
@@ -162,7 +167,7 @@ class RouteMessages(beam.DoFn):
 
     def _act(self, decision: Decision, msg: kmessage.KlioMessage) -> Iterator[Any]:
         if decision is Decision.PROCESS:
-            self.to_run.inc()
+            self.to_run_count += 1
             yield kmessage.carry(msg)
         elif decision is Decision.PASS_PING:
             self.metrics.skipped("ping")
