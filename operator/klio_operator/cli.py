@@ -21,9 +21,11 @@ from klio_operator.planning import (
     Owner,
     ParentInfo,
     PlanningError,
+    event_topics_of,
     plan_job,
     project_of,
     render_yaml,
+    topic_read_by,
 )
 
 EXIT_INVALID = 2
@@ -109,6 +111,26 @@ def _load_documents(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return documents
 
 
+def _parent_info(
+    namespace: str,
+    spec: Any,
+    name: str,
+    jobs: dict[str, tuple[Path, dict[str, Any], Any]],
+    facts: ClusterFacts,
+) -> ParentInfo:
+    first = None
+    if spec.parents:
+        grandparent = jobs.get(spec.parents[0])
+        project = project_of(grandparent[2], facts) if grandparent else facts.default_project
+        first = (spec.parents[0], project)
+    return ParentInfo(
+        name,
+        project_of(spec, facts),
+        tuple(spec.data_outputs),
+        topic_read_by(namespace, first, event_topics_of(spec)),
+    )
+
+
 def _fail(lines: Sequence[str]) -> None:
     for line in lines:
         click.echo(line, err=True)
@@ -189,11 +211,8 @@ def render(
                 f"{', '.join(resolution.missing)} (pass the parents' manifests with -f)"
             )
             continue
-        parents = [
-            ParentInfo(p, project_of(jobs[p][2], facts), tuple(jobs[p][2].data_outputs))
-            for p in spec.parents
-        ]
         job_namespace = (document.get("metadata") or {}).get("namespace") or namespace
+        parents = [_parent_info(job_namespace, jobs[p][2], p, jobs, facts) for p in spec.parents]
         try:
             plan = plan_job(Owner(name, job_namespace), spec, parents, facts)
         except PlanningError as exc:

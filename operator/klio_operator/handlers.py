@@ -30,8 +30,10 @@ from klio_operator.planning import (
     Plan,
     PlanningError,
     desired_workers,
+    event_topics_of,
     plan_job,
     project_of,
+    topic_read_by,
 )
 from klio_operator.pubsub_admin import PubSubAdmin, PubSubAdminError
 
@@ -69,6 +71,7 @@ class JobSummary(NamedTuple):
     parents: tuple[str, ...]
     project: str
     data_outputs: tuple[DataOutput, ...]
+    event_topics: tuple[str, ...] = ()
 
 
 def _context(memo: Any) -> OperatorContext:
@@ -111,7 +114,30 @@ def summarize(name: str, spec: Mapping[str, Any], facts: ClusterFacts) -> JobSum
         parents = tuple(p for p in raw_parents if isinstance(p, str))
         return JobSummary(name, parents, facts.default_project, ())
     project = project_of(parsed, facts)
-    return JobSummary(name, tuple(parsed.parents), project, tuple(parsed.data_outputs))
+    return JobSummary(
+        name,
+        tuple(parsed.parents),
+        project,
+        tuple(parsed.data_outputs),
+        event_topics_of(parsed),
+    )
+
+
+def parent_info(
+    namespace: str, parent: JobSummary, jobs: Mapping[str, JobSummary], facts: ClusterFacts
+) -> ParentInfo:
+    """A resolved parent as planning needs it, with the topic it reads (for bottom-up)."""
+    first = None
+    if parent.parents:
+        grandparent = jobs.get(parent.parents[0])
+        project = grandparent.project if grandparent else facts.default_project
+        first = (parent.parents[0], project)
+    return ParentInfo(
+        parent.name,
+        parent.project,
+        parent.data_outputs,
+        topic_read_by(namespace, first, parent.event_topics),
+    )
 
 
 async def _fetch_summary(context: OperatorContext, namespace: str, name: str) -> JobSummary | None:
@@ -286,7 +312,7 @@ async def _reconcile(
         kopf.warn(body, reason="ParentNotFound", message=parents_state.message)
         raise kopf.TemporaryError(parents_state.message, delay=context.retry_delay)
 
-    parents = [ParentInfo(p, jobs[p].project, jobs[p].data_outputs) for p in spec.parents]
+    parents = [parent_info(namespace, jobs[p], jobs, context.facts) for p in spec.parents]
     owner = Owner(name, namespace, uid)
     try:
         plan = plan_job(owner, spec, parents, context.facts)

@@ -55,6 +55,9 @@ class ParentInfo:
     name: str
     project: str
     data_outputs: tuple[DataOutput, ...] = ()
+    input_topic: str | None = None
+    """The topic the parent reads (see `topic_read_by`): bottom-up requests go there. None: the
+    parent reads no topic the operator knows (a file input, a team's own subscription)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,26 @@ def project_of(spec: KlioJobSpec, facts: ClusterFacts) -> str:
     """The Pub/Sub project of a job's own topics and subscriptions."""
     project = spec.pipeline_options.get("project")
     return project if isinstance(project, str) and project else facts.default_project
+
+
+def topic_read_by(
+    namespace: str, first_parent: tuple[str, str] | None, event_topics: Sequence[str]
+) -> str | None:
+    """The topic a job reads: its first parent's output topic (`first_parent` is that parent's
+    (name, project)), else its first Pub/Sub event-input topic, else None.
+
+    A child asks a parent for missing data by publishing a bottom-up request to this topic (the
+    worker's `job_config.parents[].topic`).
+    """
+    if first_parent is not None:
+        name, project = first_parent
+        return dag.output_topic(project, namespace, name)
+    return event_topics[0] if event_topics else None
+
+
+def event_topics_of(spec: KlioJobSpec) -> tuple[str, ...]:
+    """The topics of a job's Pub/Sub event inputs, in order."""
+    return tuple(i.topic for i in spec.event_inputs if i.type == "pubsub" and i.topic)
 
 
 def labels_for(job: str, component: Component) -> dict[str, str]:
@@ -254,6 +277,8 @@ def worker_config(
             "outputs": [{**_data_entry(out), "force": out.force} for out in spec.data_outputs],
         },
     }
+    if bottom_up := worker_parents(spec, parents, data_inputs):
+        job_config[worker_contract.PARENTS_KEY] = bottom_up
     if spec.thread_pool_size is not None:
         job_config["thread_pool_size"] = spec.thread_pool_size
     if spec.timeout_seconds is not None:
@@ -269,6 +294,44 @@ def worker_config(
     except ConfigError as exc:
         # The spec's free-form parts (config, pipelineOptions) map onto these paths.
         raise PlanningError([f"klio-job.yaml {error}" for error in exc.errors]) from exc
+
+
+def worker_parents(
+    spec: KlioJobSpec, parents: Sequence[ParentInfo], data_inputs: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """`job_config.parents` for the worker's bottom-up (klio_runtime.worker.bottom_up).
+
+    Each entry names the parent, the topic it reads and the index of the data input it
+    produces. Inputs taken from parents: its place among the parents with outputs. Explicit
+    `dataInputs`: the input at a location the parent writes, else the first input no parent
+    writes, in order. A parent that reads no known topic, or produces none of the inputs,
+    cannot be asked and has no entry.
+    """
+    index_of: dict[int, int] = {}
+    if spec.data_inputs is None:
+        with_outputs = [i for i, parent in enumerate(parents) if parent.data_outputs]
+        index_of = {position: index for index, position in enumerate(with_outputs)}
+    else:
+        for position, parent in enumerate(parents):
+            locations = {out.location for out in parent.data_outputs}
+            for index, item in enumerate(data_inputs):
+                if item.get("location") in locations:
+                    index_of[position] = index
+                    break
+        free = [i for i in range(len(data_inputs)) if i not in index_of.values()]
+        for position in range(len(parents)):
+            if position not in index_of and free:
+                index_of[position] = free.pop(0)
+    return [
+        {
+            "job_name": parent.name,
+            "gcp_project": parent.project,
+            "topic": parent.input_topic,
+            "data_input": index_of[position],
+        }
+        for position, parent in enumerate(parents)
+        if parent.input_topic is not None and position in index_of
+    ]
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

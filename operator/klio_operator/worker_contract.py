@@ -45,3 +45,7 @@ ENV_NAMESPACE: Final = "KLIO_NAMESPACE"
 ENV_POD_NAME: Final = "KLIO_POD_NAME"
 ENV_DEAD_LETTER_TOPIC: Final = "KLIO_DEAD_LETTER_TOPIC"
 ENV_PUBSUB_PROJECT: Final = "KLIO_PUBSUB_PROJECT"
+
+PARENTS_KEY: Final = "parents"
+"""`job_config` key listing the parents a worker asks for missing data (bottom-up): entries
+`{job_name, gcp_project, topic, data_input}` (klio_runtime.worker.bottom_up.parents_of)."""
