@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import kubernetes.config  # noqa: F401  (imported first on purpose, see below)
 import pytest
 from klio_operator.kube import KubeApi, apply, is_subset, prune, resource_path
 
@@ -12,6 +13,9 @@ from tests.kube.emulator import running_emulator
 
 
 def test_client_from_a_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kubernetes package reads KUBECONFIG once, when imported: a KUBECONFIG set later (as
+    # here, with the package imported by this module) must still be honoured. This failed in CI
+    # whenever an earlier test had imported the package, not because of load.
     config = {
         "apiVersion": "v1",
         "kind": "Config",
