@@ -115,7 +115,11 @@ def stuck_pod(pods: Sequence[Mapping[str, Any]]) -> ConditionState | None:
     for pod in pods:
         name = pod.get("metadata", {}).get("name", "?")
         status = pod.get("status") or {}
-        for container in status.get("containerStatuses") or []:
+        containers = [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]
+        for container in containers:
             waiting = (container.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in STUCK_REASONS:
                 detail = waiting.get("message") or waiting["reason"]

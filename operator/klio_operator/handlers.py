@@ -310,7 +310,9 @@ async def _reconcile(
         status["phase"] = "Pending"
         await _write_status(context, namespace, name, status)
         kopf.warn(body, reason="ParentNotFound", message=parents_state.message)
-        raise kopf.TemporaryError(parents_state.message, delay=context.retry_delay)
+        # Not a retry: the parent's creation nudges this job (`on_created`), which heals it at
+        # once; a kopf retry would sleep out its delay whatever happens meanwhile.
+        return
 
     parents = [parent_info(namespace, jobs[p], jobs, context.facts) for p in spec.parents]
     owner = Owner(name, namespace, uid)
@@ -515,10 +517,25 @@ async def touch_children(
                     raise
 
 
-async def on_parents_changed(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+async def on_created(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    """A new job may be the missing parent of waiting children: heal them now."""
     klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
     jobs = _namespace_jobs(klio_jobs, namespace or "").values()
-    await touch_children(_context(memo), namespace or "", name, jobs, "changed")
+    await touch_children(_context(memo), namespace or "", name, jobs, "appeared")
+
+
+async def on_spec_changed(
+    namespace: str | None, name: str, old: Any, new: Any, memo: Any, **kwargs: Any
+) -> None:
+    """Children depend on what their parents are (parents, outputs, topics): tell them."""
+    context = _context(memo)
+    before = summarize(name, old or {}, context.facts)
+    after = summarize(name, new or {}, context.facts)
+    if before == after:
+        return
+    klio_jobs = kwargs["klio_jobs"]
+    jobs = _namespace_jobs(klio_jobs, namespace or "").values()
+    await touch_children(context, namespace or "", name, jobs, "changed")
 
 
 async def on_deleted(
@@ -571,11 +588,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     settings.register(registry)
     kopf.index(*KLIOJOBS, registry=registry, id="klio_jobs")(index_job)
+    # Before the job's own reconcile: children waiting for it start healing at once.
+    kopf.on.create(*KLIOJOBS, registry=registry, id="announce")(on_created)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on(*KLIOJOBS, registry=registry, id="reconcile", backoff=5)(reconcile)
-    kopf.on.update(*KLIOJOBS, field="spec.parents", registry=registry, id="parents_changed")(
-        on_parents_changed
-    )
+    kopf.on.update(*KLIOJOBS, field="spec", registry=registry, id="spec_changed")(on_spec_changed)
     kopf.on.delete(*KLIOJOBS, registry=registry, id="cleanup", backoff=5)(on_deleted)
     for resource in (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), ("v1", "pods")):
         kopf.on.event(*resource, labels=WORKLOAD_LABELS, registry=registry, id="workload")(

@@ -2,11 +2,14 @@
 
 The handlers get a `KubeApi` passed in (through kopf's memo), so tests point it at an API
 emulator and the operator at the cluster. Updates are JSON merge patches of the desired fields
-only: fields set by others (an autoscaler's replica count, defaults) are left alone.
+only: fields set by others (an autoscaler's replica count, defaults) are left alone. Like
+`kubectl apply`, each object keeps what the operator last applied in an annotation, so a field
+the operator stopped setting (a removed serviceAccountName) is deleted, not left behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 from collections.abc import Iterable, Mapping
@@ -39,6 +42,8 @@ CHILD_KINDS = (
     "ScaledObject",
 )
 OPTIONAL_GROUPS = {"ServiceMonitor": "monitoring.coreos.com", "ScaledObject": "keda.sh"}
+LAST_APPLIED = "klio.io/last-applied"
+"""Annotation holding the fields the operator last applied (compact JSON)."""
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -195,30 +200,79 @@ def is_subset(desired: Any, current: Any) -> bool:
     return bool(desired == current)
 
 
+def removals(previous: Any, desired: Any, current: Any) -> dict[str, Any]:
+    """A merge patch deleting what was applied before, is no longer desired and still exists.
+
+    Lists are replaced whole by a merge patch, so only mapping keys need deleting.
+    """
+    patch: dict[str, Any] = {}
+    if not (isinstance(previous, Mapping) and isinstance(current, Mapping)):
+        return patch
+    desired = desired if isinstance(desired, Mapping) else {}
+    for key, before in previous.items():
+        if key not in current:
+            continue
+        if key not in desired:
+            patch[key] = None
+        elif isinstance(before, Mapping) and (
+            inner := removals(before, desired[key], current[key])
+        ):
+            patch[key] = inner
+    return patch
+
+
+def _with_last_applied(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The desired fields, annotated with themselves (what `removals` compares against)."""
+    desired = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
+    record = json.dumps(desired, sort_keys=True, separators=(",", ":"))
+    meta = dict(desired["metadata"])
+    meta["annotations"] = {**(meta.get("annotations") or {}), LAST_APPLIED: record}
+    return {**desired, "metadata": meta}
+
+
+def _last_applied(current: Mapping[str, Any]) -> Any:
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    try:
+        return json.loads(annotations.get(LAST_APPLIED) or "{}")
+    except ValueError:
+        return {}  # hand-edited: nothing known to delete
+
+
+def _merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 async def apply(
     api: KubeApi, obj: Mapping[str, Any], *, likely_absent: bool = False
 ) -> tuple[str, dict[str, Any]]:
-    """Create the object, or patch it to the desired fields.
+    """Create the object, or patch it to the desired fields (deleting ones no longer set).
 
     Returns (created / updated / unchanged, the object as stored). With `likely_absent` (a
     job's first reconcile) it tries to create first, saving a read.
     """
     meta = obj["metadata"]
     path = resource_path(obj["kind"], meta.get("namespace"), meta["name"])
+    desired = _with_last_applied(obj)
     current = None if likely_absent else await api.get(path)
     if current is None:
         try:
             return "created", await api.create(
-                resource_path(obj["kind"], meta.get("namespace")), obj
+                resource_path(obj["kind"], meta.get("namespace")), {**obj, **desired}
             )
         except KubeApiError as exc:
             if exc.status != 409:  # it exists after all (or a race): patch it instead
                 raise
             current = await api.get(path) or {}
-    desired = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
-    if is_subset(desired, current):
+    deletions = removals(_last_applied(current), desired, current)
+    if not deletions and is_subset(desired, current):
         return "unchanged", current
-    return "updated", await api.merge_patch(path, desired)
+    return "updated", await api.merge_patch(path, _merge(desired, deletions))
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -196,7 +196,8 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
 
     # -- mutations ----------------------------------------------------------------------------
 
-    def _create(self, request: rendering.Request) -> None:
+    def _create(self, request: rendering.Request) -> str:
+        """Store a new object; returns its name (generated from `generateName` if need be)."""
         assert request.resource is not None
         if not isinstance(request.data, Mapping):
             raise UnprocessableEntityError(
@@ -228,6 +229,7 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         raw.pop("status", None)  # status is written through the status subresource only
         self._store(key, raw)
         self._emit(request.resource, "ADDED", raw, version)
+        return str(meta["name"])
 
     def _patch(self, request: rendering.Request) -> None:
         assert request.resource is not None and request.name is not None
@@ -335,8 +337,9 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         if request.action == enums.action.WATCH:
             return await self._stream_watch(request)
         async with self._lock:
+            created = ""
             if request.action == enums.action.CREATE:
-                self._create(request)
+                created = self._create(request)
             elif request.action == enums.action.UPDATE:
                 self._patch(request)
             elif request.action == enums.action.DELETE:
@@ -344,7 +347,7 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         if request.action == enums.action.LIST:
             payload = await self._serve_list(request)
         elif request.action == enums.action.CREATE:
-            payload = self._stored(request, request.data["metadata"]["name"])
+            payload = self._stored(request, created)
         else:
             payload = self._stored(request, request.name or "")
         return aiohttp.web.json_response(payload)

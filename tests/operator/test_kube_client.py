@@ -7,7 +7,7 @@ from pathlib import Path
 
 import kubernetes.config  # noqa: F401  (imported first on purpose, see below)
 import pytest
-from klio_operator.kube import KubeApi, apply, is_subset, prune, resource_path
+from klio_operator.kube import KubeApi, apply, is_subset, prune, removals, resource_path
 
 from tests.kube.emulator import running_emulator
 
@@ -58,4 +58,31 @@ async def test_apply_creates_updates_and_leaves_alone_then_prune() -> None:
         deleted = await prune(api, "ns", "klio.io/job=j", [("ConfigMap", "a")], ["ConfigMap"])
         assert deleted == [("ConfigMap", "b")]
         assert await api.get(resource_path("ConfigMap", "ns", "b")) is None
+        await api.close()
+
+
+def test_removals_delete_only_what_was_applied_and_still_exists() -> None:
+    previous = {"spec": {"a": 1, "b": {"c": 2, "d": 3}, "gone": 4}, "keep": 1}
+    desired = {"spec": {"a": 1, "b": {"c": 2}}, "keep": 1}
+    current = {"spec": {"a": 1, "b": {"c": 2, "d": 3, "server": 9}, "default": 0}, "keep": 1}
+    assert removals(previous, desired, current) == {"spec": {"b": {"d": None}}}
+
+
+async def test_apply_deletes_a_field_no_longer_desired_but_keeps_others_fields() -> None:
+    async with running_emulator() as emulator:
+        api = KubeApi(str(emulator.url).rstrip("/"))
+        path = resource_path("ConfigMap", "ns", "c")
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "ns"},
+            "data": {"keep": "1", "drop": "2"},
+        }
+        await apply(api, cm)
+        # Someone else's field (say, a controller's): never ours, so never removed.
+        await api.merge_patch(path, {"data": {"theirs": "x"}})
+        outcome, stored = await apply(api, {**cm, "data": {"keep": "1"}})
+        assert outcome == "updated"
+        assert stored["data"] == {"keep": "1", "theirs": "x"}
+        assert (await apply(api, {**cm, "data": {"keep": "1"}}))[0] == "unchanged"
         await api.close()

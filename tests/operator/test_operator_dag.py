@@ -12,6 +12,7 @@ from tests.operator.harness import NS, PROJECT, operator_under_test, pubsub_name
 pytestmark = pytest.mark.usefixtures("pubsub_clean")
 
 CHILD_KINDS = ("ConfigMap", "Deployment", "Service")
+UPLOADS = f"projects/{PROJECT}/topics/uploads"
 
 
 async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
@@ -102,4 +103,32 @@ async def test_a_cycle_is_named_and_nothing_is_created() -> None:
             assert op.objects("KlioJob")["x"]["status"]["phase"] == "Failed"
             assert not op.objects("Deployment")
 
+        await op.run(scenario)
+
+
+async def test_a_parent_appearing_later_heals_its_child_promptly() -> None:
+    async with operator_under_test() as op:
+        op.context.retry_delay = 120  # far beyond the wait below: only a prompt nudge passes
+
+        async def scenario() -> None:
+            await op.apply_job("late-child", parents=["late"])
+            await op.wait(
+                lambda: op.condition_is("late-child", "ParentsResolved", "False", "ParentNotFound"),
+                "child waits for its parent",
+            )
+            await op.apply_job(
+                "late",
+                eventInputs=[{"type": "pubsub", "topic": UPLOADS}],
+                dataOutputs=[{"location": "gs://bkt/late"}],
+            )
+            await op.wait(
+                lambda: op.condition_is("late-child", "ParentsResolved", "True"),
+                "child healed",
+                timeout=10,
+            )
+            await op.wait(lambda: "late-child" in op.objects("Deployment"), "child's workers")
+            config = op.objects("ConfigMap")["late-child-config"]["data"]["klio-job.yaml"]
+            assert f"topic: {UPLOADS}" in config  # the worker knows where to ask its parent
+
+        await asyncio.to_thread(op.context.pubsub.ensure_topic, UPLOADS)
         await op.run(scenario)

@@ -176,3 +176,81 @@ async def test_dropping_a_parent_removes_its_subscription() -> None:
             ]
 
         await op.run(scenario)
+
+
+async def test_crash_looping_and_unschedulable_pods_degrade_with_their_reason() -> None:
+    async with operator_under_test() as op:
+        crash = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}}
+        stuck = {
+            "CrashLoopBackOff": {"containerStatuses": [{"name": "worker", "state": crash}]},
+            "Unschedulable": {
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes: insufficient memory",
+                    }
+                ]
+            },
+        }
+
+        async def scenario() -> None:
+            await op.apply_job("w")
+            await op.wait(lambda: "w" in op.objects("Deployment"), "Deployment")
+            await op.play_deployment_controller("w")
+            await op.wait(lambda: op.condition_is("w", "Ready", "True"), "Ready")
+            for reason, pod_status in stuck.items():
+                pod = {"metadata": {"name": "w-pod", "labels": labels_for("w", "worker")}}
+                await op.send("POST", resource_path("Pod", NS), pod)
+                await op.send(
+                    "PATCH", resource_path("Pod", NS, "w-pod", "status"), {"status": pod_status}
+                )
+                await op.wait(lambda r=reason: op.condition_is("w", "Degraded", "True", r), reason)
+                assert "w-pod" in (op.condition("w", "Degraded") or {})["message"]
+                assert op.objects("KlioJob")["w"]["status"]["phase"] == "Degraded"
+                await op.send("DELETE", resource_path("Pod", NS, "w-pod"))
+                await op.wait(lambda: op.condition_is("w", "Degraded", "False"), "recovered")
+
+        await op.run(scenario)
+
+
+async def test_a_removed_field_disappears_from_the_live_children() -> None:
+    async with operator_under_test() as op:
+
+        def pod_spec() -> dict[str, object]:
+            return dict(op.objects("Deployment")["sa"]["spec"]["template"]["spec"])
+
+        async def scenario() -> None:
+            await op.apply_job("sa", serviceAccountName="reader", imagePullPolicy="Always")
+            await op.wait(lambda: "sa" in op.objects("Deployment"), "Deployment")
+            assert pod_spec()["serviceAccountName"] == "reader"
+            body = {"spec": {"serviceAccountName": None, "imagePullPolicy": None}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "sa"), body)
+            await op.wait(lambda: "serviceAccountName" not in pod_spec(), "field removed")
+            container = op.objects("Deployment")["sa"]["spec"]["template"]["spec"]["containers"]
+            assert "imagePullPolicy" not in container[0]
+            await op.wait(
+                lambda: op.objects("KlioJob")["sa"]["status"].get("observedGeneration") == 2,
+                "reconciled",
+            )
+
+        await op.run(scenario)
+
+
+async def test_a_parents_new_output_reaches_its_childs_config() -> None:
+    async with operator_under_test() as op:
+        op.context.retry_delay = 120  # only the prompt nudge can pass the wait below
+
+        def child_config() -> str:
+            return str(op.objects("ConfigMap").get("kid-config", {}).get("data", {}))
+
+        async def scenario() -> None:
+            await op.apply_job("dad", dataOutputs=[{"location": "gs://bkt/v1"}])
+            await op.apply_job("kid", parents=["dad"])
+            await op.wait(lambda: "gs://bkt/v1" in child_config(), "child reads v1")
+            body = {"spec": {"dataOutputs": [{"location": "gs://bkt/v2"}]}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "dad"), body)
+            await op.wait(lambda: "gs://bkt/v2" in child_config(), "child reads v2", timeout=10)
+
+        await op.run(scenario)
