@@ -1,20 +1,28 @@
 """Klio job vs raw Beam: the same trivial function (upper-case) over N elements, same runner.
 
-    python bench/runtime_uppercase.py [--elements 100000] [--repeat 3]
+    python bench/runtime_uppercase.py [--elements 100000] [--repeat 3] [--source create|file|both]
 
-Raw: ``Create(ids) | Map(upper)``. Klio: ``Create(serialized KlioMessages) | KlioJobTransform``
-(the messages an event input delivers), where ``run`` maps a ``@handle_klio`` function that
-upper-cases the element into the payload. So the Klio side pays for what a job does per message:
-parse, route (recipients, audit log, ping; no data IO configured here), the decorator's
-parse/serialize and metrics, and output preparation. Both run on Beam's in-process FnApiRunner,
-interleaved so both see the same machine load. Prints both times (best of --repeat), the ratio
-raw/klio (goal >= 0.8) and the peak RSS of the process.
+``--source file`` (what ``klio job run`` does): both read the same file of N element ids, one per
+line, and write one line per element. Raw: ``ReadFromText | Map(upper) | WriteToText``. Klio: the
+batch pipeline :func:`klio_runtime.pipeline.build_pipeline` builds for a job with that file as its
+event input and a file event output (read → KlioMessage → route → run → write ids).
+
+``--source create``: both from ``Create`` of in-memory elements. Raw: ``Create(ids) | Map(upper)``.
+Klio: ``Create(serialized KlioMessages) | KlioJobTransform`` (the messages an event input
+delivers); the Klio side pays only for what a job does per message.
+
+In both, ``run`` maps a ``@handle_klio`` function that upper-cases the element into the payload,
+and the Klio side pays for parse, route (recipients, audit log, ping; no data IO configured), the
+decorator's parse/serialize and metrics, and output preparation. Both run on Beam's in-process
+FnApiRunner, interleaved so both see the same machine load. Prints both times (best of
+--repeat), the ratio raw/klio (goal >= 0.8) and the peak RSS of the process.
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +32,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from klio_runtime.config import KlioConfig, parse_config
 from klio_runtime.decorators import handle_klio
 from klio_runtime.message import new_message, serialize
-from klio_runtime.pipeline import KlioJobTransform
+from klio_runtime.pipeline import KlioJobTransform, build_pipeline
 
 
 @handle_klio
@@ -51,30 +59,92 @@ def klio_pipeline(messages: list[bytes], config: KlioConfig) -> None:
         _ = out["output"] | beam.combiners.Count.Globally()
 
 
+def raw_file_pipeline(ids_file: str, out_prefix: str) -> None:
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = (
+            p
+            | beam.io.ReadFromText(ids_file)
+            | beam.Map(str.upper)
+            | beam.io.WriteToText(out_prefix)
+        )
+
+
+def file_config(ids_file: str, out_prefix: str) -> KlioConfig:
+    return parse_config(
+        {
+            "job_name": "bench-uppercase-file",
+            "pipeline_options": {"streaming": False},
+            "job_config": {
+                "events": {
+                    "inputs": [{"type": "file", "location": ids_file}],
+                    "outputs": [{"type": "file", "location": out_prefix}],
+                }
+            },
+        }
+    )
+
+
+def klio_file_pipeline(config: KlioConfig) -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(flags=[], runner=FnApiRunner())
+    pipeline = build_pipeline(config, klio_run, options)
+    pipeline.run().wait_until_finish()
+
+
 def timed(fn: Callable[[], None]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
+def compare(
+    label: str, raw_fn: Callable[[], None], klio_fn: Callable[[], None], n: int, repeat: int
+) -> None:
+    raws, klios = [], []
+    for _ in range(repeat):  # interleaved, so both see the same machine load
+        raws.append(timed(raw_fn))
+        klios.append(timed(klio_fn))
+    raw, klio = min(raws), min(klios)
+    print(f"[{label}] elements {n}")
+    print(f"[{label}] raw Beam        {raw:.2f} s  ({n / raw:,.0f} elements/s)")
+    print(f"[{label}] Klio job        {klio:.2f} s  ({n / klio:,.0f} elements/s)")
+    print(f"[{label}] ratio raw/klio  {raw / klio:.2f}x  (goal >= 0.8x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--elements", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--source", choices=("create", "file", "both"), default="both")
     args = parser.parse_args()
     ids = [f"track-{i:06d}" for i in range(args.elements)]
-    config = parse_config({"job_name": "bench-uppercase", "pipeline_options": {"streaming": False}})
-    messages = [to_message(element) for element in ids]  # what an event input delivers
-    raws, klios = [], []
-    for _ in range(args.repeat):  # interleaved, so both see the same machine load
-        raws.append(timed(lambda: raw_pipeline(ids)))
-        klios.append(timed(lambda: klio_pipeline(messages, config)))
-    raw, klio = min(raws), min(klios)
+    if args.source in ("create", "both"):
+        config = parse_config(
+            {"job_name": "bench-uppercase", "pipeline_options": {"streaming": False}}
+        )
+        messages = [to_message(element) for element in ids]  # what an event input delivers
+        compare(
+            "create",
+            lambda: raw_pipeline(ids),
+            lambda: klio_pipeline(messages, config),
+            args.elements,
+            args.repeat,
+        )
+    if args.source in ("file", "both"):
+        with tempfile.TemporaryDirectory(prefix="klio-bench-") as tmp:
+            ids_file = f"{tmp}/ids.txt"
+            with open(ids_file, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(ids) + "\n")
+            fconfig = file_config(ids_file, f"{tmp}/klio/out")
+            compare(
+                "file",
+                lambda: raw_file_pipeline(ids_file, f"{tmp}/raw/out"),
+                lambda: klio_file_pipeline(fconfig),
+                args.elements,
+                args.repeat,
+            )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"elements        {args.elements}")
-    print(f"raw Beam        {raw:.2f} s  ({args.elements / raw:,.0f} elements/s)")
-    print(f"Klio job        {klio:.2f} s  ({args.elements / klio:,.0f} elements/s)")
-    print(f"ratio raw/klio  {raw / klio:.2f}x  (goal >= 0.8x)")
     print(f"peak RSS        {peak_mib:.0f} MiB")
 
 
