@@ -1,0 +1,83 @@
+"""The speed paths keep behaviour: carried messages, batched metrics, fan-out after handle_klio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.util import assert_that, equal_to
+from klio_runtime import message as kmessage
+from klio_runtime.decorators import handle_klio
+from klio_runtime.metrics import KlioMetrics, MetricsHub
+from prometheus_client import generate_latest
+
+from tests.runtime.helpers import bound, make_config, msg_bytes
+
+
+def test_carried_message_is_handed_out_once_and_matches_its_bytes() -> None:
+    msg = kmessage.new_message("e1", b"p")
+    data = kmessage.carry(msg)
+    assert type(data) is bytes and data == kmessage.serialize(msg)
+    assert kmessage.take_carried(bytes(bytearray(data))) is None  # equal, another object: not it
+    assert kmessage.take_carried(data) is msg
+    assert kmessage.take_carried(data) is None  # a second consumer parses instead
+
+
+def test_fan_out_after_handle_klio_each_branch_sees_the_original() -> None:
+    # Two consumers of one handle_klio output: the first may change the carried message, the
+    # second must still see what the bytes say.
+    bound(make_config())
+
+    @handle_klio
+    def set_payload(ctx: Any, item: Any) -> bytes:
+        return b"shared"
+
+    @handle_klio
+    def branch_a(ctx: Any, item: Any) -> bytes:
+        return item.payload + b"+a"
+
+    @handle_klio
+    def branch_b(ctx: Any, item: Any) -> bytes:
+        return item.payload + b"+b"
+
+    def payload(data: bytes) -> bytes:
+        return kmessage.parse(data).data.payload
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        shared = p | beam.Create([msg_bytes("e1"), msg_bytes("e2")]) | beam.Map(set_payload)
+        a = shared | "A" >> beam.Map(branch_a) | "pa" >> beam.Map(payload)
+        b = shared | "B" >> beam.Map(branch_b) | "pb" >> beam.Map(payload)
+        assert_that(a, equal_to([b"shared+a"] * 2), label="a")
+        assert_that(b, equal_to([b"shared+b"] * 2), label="b")
+
+
+def test_batched_processing_histogram_equals_one_observe_per_value() -> None:
+    times = [0.0, 0.0001, 0.005, 0.25, 0.3, 0.3, 7.5, 100.0]
+    batched = KlioMetrics("j", hub=MetricsHub())
+    for seconds in times:
+        batched.processing_time(seconds)
+    batched.flush()
+    direct_hub = MetricsHub()
+    direct = direct_hub.processing.labels(job="j")
+    for seconds in times:
+        direct.observe(seconds)
+
+    def samples(hub: MetricsHub) -> list[str]:
+        text = generate_latest(hub.registry).decode()
+        return [
+            line
+            for line in text.splitlines()
+            if line.startswith("klio_processing_seconds") and "_created" not in line
+        ]
+
+    assert samples(batched.hub) == samples(direct_hub)
+    assert any('le="0.25"} 4.0' in line for line in samples(batched.hub))
+
+
+def test_counts_reach_prometheus_at_flush_not_before() -> None:
+    metrics = KlioMetrics("j", hub=MetricsHub())
+    metrics.received(3)
+    assert metrics.hub.value("klio_messages_received_total", job="j") == 0
+    metrics.flush()
+    assert metrics.hub.value("klio_messages_received_total", job="j") == 3
