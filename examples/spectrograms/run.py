@@ -1,0 +1,27 @@
+"""spectrograms: a mel spectrogram PNG of each track, with Klio's klio-audio transforms.
+
+The STFT's window and hop come from the job's own config keys ``n_fft`` and ``hop_length``
+(a KlioJob's ``spec.config``), with librosa's defaults when unset.
+"""
+
+from klio_audio.transforms import audio
+from klio_audio.transforms import io as aio
+
+N_MELS = 128
+FMAX = 8000
+
+
+def run(input_pcol, config):
+    stft = {
+        "n_fft": int(getattr(config.job_config, "n_fft", 2048)),
+        "hop_length": int(getattr(config.job_config, "hop_length", 512)),
+    }
+    return (
+        input_pcol
+        | aio.GcsLoadBinary()                      # job_config.data.inputs[0]/<id>.flac
+        | audio.LoadAudio(sr=None)                 # native rate, mono
+        | audio.GetMelSpec(n_mels=N_MELS, fmax=FMAX, **stft)
+        | audio.MelSpecToPlot(title="Mel spectrogram of {element}", fmax=FMAX,
+                              hop_length=stft["hop_length"])
+        | aio.GcsUploadPlot()                      # job_config.data.outputs[0]/<id>.png
+    )
