@@ -15,6 +15,7 @@ import apache_beam as beam
 import numpy as np
 from klio.transforms import decorators
 from klio_runtime.audio.load import load_audio
+from klio_runtime.context import KlioContext
 from klio_runtime.io.storage import DataStore
 
 
@@ -37,6 +38,8 @@ def measure(samples: np.ndarray, sample_rate: int) -> dict[str, Any]:
 
 class MeasureLoudness(beam.DoFn):
     """Reads ``<data input>/<id>.flac``, writes ``<data output>/<id>.json``."""
+
+    _klio: KlioContext  # set by handle_klio
 
     def setup(self) -> None:
         self._store = DataStore()

@@ -4,14 +4,16 @@ The STFT's window and hop come from the job's own config keys ``n_fft`` and ``ho
 (a KlioJob's ``spec.config``), with librosa's defaults when unset.
 """
 
+import apache_beam as beam
 from klio_audio.transforms import audio
 from klio_audio.transforms import io as aio
+from klio_runtime.config import KlioConfig
 
 N_MELS = 128
 FMAX = 8000
 
 
-def run(input_pcol, config):
+def run(input_pcol: beam.PCollection, config: KlioConfig) -> beam.PCollection:
     stft = {
         "n_fft": int(getattr(config.job_config, "n_fft", 2048)),
         "hop_length": int(getattr(config.job_config, "hop_length", 512)),

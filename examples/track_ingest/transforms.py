@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 from klio.transforms import decorators
 from klio_runtime.audio.load import load_audio
+from klio_runtime.context import KlioContext
 from klio_runtime.io.storage import DataStore
 
 SAMPLE_RATE = 22050
@@ -54,6 +55,8 @@ def encode_flac(samples: np.ndarray) -> bytes:
 
 class IngestTrack(beam.DoFn):
     """Writes ``<data output>/<id>.flac`` from the id's source file, or a tone when it has none."""
+
+    _klio: KlioContext  # set by handle_klio
 
     def setup(self) -> None:
         self._store = DataStore()

@@ -16,6 +16,7 @@ from typing import Any
 
 import apache_beam as beam
 from klio.transforms import decorators
+from klio_runtime.context import KlioContext
 from klio_runtime.io.storage import DataStore
 
 LEVELS = (
@@ -65,6 +66,8 @@ def render_report(
 
 class WriteReport(beam.DoFn):
     """Reads ``<input 0>/<id>.png`` and ``<input 1>/<id>.json``, writes ``<output>/<id>.html``."""
+
+    _klio: KlioContext  # set by handle_klio
 
     def setup(self) -> None:
         self._store = DataStore()
