@@ -15,10 +15,12 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -144,10 +146,10 @@ async def measure(
     done: Callable[[KlioKubernetesEmulator], int],
     controller: bool,
     timeout: float,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, Counter[str]]:
     """Run one operator process, create the jobs, wait until `done` counts all.
 
-    Returns (wall seconds, resident MiB, operator CPU seconds)."""
+    Returns (wall seconds, resident MiB, operator CPU seconds, API requests by kind)."""
     async with running_emulator() as api:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**env, "KUBECONFIG": str(kubeconfig(Path(tmp), str(api.url).rstrip("/")))}
@@ -165,7 +167,9 @@ async def measure(
                         raise RuntimeError(f"{command[0]} did not start watching")
                     await asyncio.sleep(0.05)
                 started = time.perf_counter()
+                api.tally.clear()
                 cpu_before = cpu_seconds(process.pid)
+                bench_cpu_before = time.process_time()
                 await create_jobs(api, jobs)
                 deadline = time.monotonic() + timeout
                 while done(api) < len(jobs):
@@ -177,17 +181,21 @@ async def measure(
                 elapsed = time.perf_counter() - started
                 memory = rss_mib(process.pid)
                 cpu = cpu_seconds(process.pid) - cpu_before
+                tally = Counter(api.tally)
+                print(f"  API emulator + bench CPU: {time.process_time() - bench_cpu_before:.2f} s"
+                      f" over {elapsed:.2f} s", flush=True)
             finally:
                 stop.set()
                 if player is not None:
                     await player
-                process.terminate()
+                # py-spy writes its samples on SIGINT; an operator stops on either.
+                process.send_signal(signal.SIGINT if "record" in command else signal.SIGTERM)
                 try:
-                    process.wait(timeout=20)
+                    process.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     process.kill()
                 log.close()
-    return elapsed, memory, cpu
+    return elapsed, memory, cpu, tally
 
 
 def ready_count(api: KlioKubernetesEmulator) -> int:
@@ -231,7 +239,16 @@ async def main(count: int, timeout: float) -> None:
             if os.environ.get("BENCH_PROFILE")
             else []
         )
+        # BENCH_PYSPY=out.txt: sample every thread of the operator with py-spy (collapsed
+        # stacks); the CPU figure is then py-spy's, not the operator's.
+        pyspy = (
+            [str(Path(python).parent / "py-spy"), "record", "-r", "200", "--threads",
+             "-f", "raw", "-o", os.environ["BENCH_PYSPY"], "--"]
+            if os.environ.get("BENCH_PYSPY")
+            else []
+        )
         klio_command = [
+            *pyspy,
             python,
             *profile,
             "-m",
@@ -246,11 +263,11 @@ async def main(count: int, timeout: float) -> None:
             "warning",
         ]
         print(f"{count} jobs: measuring the no-op operator...", flush=True)
-        noop_seconds, noop_mib, noop_cpu = await measure(
+        noop_seconds, noop_mib, noop_cpu, noop_tally = await measure(
             noop_command, env, jobs, handled_count, controller=False, timeout=timeout
         )
         print(f"no-op: {noop_seconds:.2f} s; measuring klio-operator...", flush=True)
-        klio_seconds, klio_mib, klio_cpu = await measure(
+        klio_seconds, klio_mib, klio_cpu, klio_tally = await measure(
             klio_command, env, jobs, ready_count, controller=True, timeout=timeout
         )
         await asyncio.to_thread(delete_everything)
@@ -263,6 +280,10 @@ async def main(count: int, timeout: float) -> None:
         f"klio-operator, all Ready:         {klio_seconds:7.2f} s   RSS {klio_mib:6.1f} MiB"
         f"   operator CPU {klio_cpu:6.2f} s"
     )
+    for who, tally in (("no-op", noop_tally), ("klio", klio_tally)):
+        calls = sum(tally.values()) - tally["CREATE kliojobs"]
+        top = ", ".join(f"{kind} {n / count:.1f}" for kind, n in tally.most_common(8))
+        print(f"API requests per job, {who}: {calls / count:.1f} ({top})")
     print(f"ratio klio / no-op: {klio_seconds / noop_seconds:.2f}x (goal <= 3x)")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ T = TypeVar("T")
 PARENTS_CHANGED = "klio.io/parents-changed"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
+WORKER_PODS = "app.kubernetes.io/component in (worker,launcher)"
 
 
 @dataclass
@@ -59,6 +61,9 @@ class OperatorContext:
         default_factory=lambda: ThreadPoolExecutor(PUBSUB_THREADS, thread_name_prefix="pubsub")
     )
     """Pub/Sub admin calls block (gRPC): they get their own threads, not the loop's default."""
+    workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Events seen of each job's workload or pods: a reconcile that saw this count change
+    while it ran looks at the workload again (their refresh may have found no status yet)."""
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.pubsub_threads, fn, *args)
@@ -72,6 +77,8 @@ class JobSummary(NamedTuple):
     project: str
     data_outputs: tuple[DataOutput, ...]
     event_topics: tuple[str, ...] = ()
+    waiting: bool = False
+    """Its status says a parent is missing: a parent that appears must nudge it."""
 
 
 def _context(memo: Any) -> OperatorContext:
@@ -93,12 +100,17 @@ def index_job(
     name: str,
     spec: Mapping[str, Any],
     meta: Mapping[str, Any],
+    status: Mapping[str, Any],
     memo: Any,
     **_: Any,
 ) -> dict[str, JobSummary]:
     if meta.get("deletionTimestamp"):
         return {}  # a job being deleted no longer counts as a parent
-    return {namespace or "": summarize(name, spec, _context(memo).facts)}
+    summary = summarize(name, spec, _context(memo).facts)
+    parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
+    if parents is not None and parents.get("reason") == "ParentNotFound":
+        summary = summary._replace(waiting=True)
+    return {namespace or "": summary}
 
 
 def _namespace_jobs(index: Any, namespace: str) -> dict[str, JobSummary]:
@@ -158,14 +170,11 @@ async def observe_workload(
     if kind and workload_name:
         obj = await kube.get(resource_path(kind, namespace, workload_name))
     elif kind:
-        selector = f"{LABEL_JOB}={name},app.kubernetes.io/component in (worker,launcher)"
+        selector = f"{LABEL_JOB}={name},{WORKER_PODS}"
         found = await kube.list(resource_path(kind, namespace), selector)
         found.sort(key=lambda o: int(o["metadata"].get("resourceVersion") or 0))
         obj = found[-1] if found else None
-    pods = await kube.list(
-        resource_path("Pod", namespace),
-        f"{LABEL_JOB}={name},app.kubernetes.io/component in (worker,launcher)",
-    )
+    pods = await kube.list(resource_path("Pod", namespace), f"{LABEL_JOB}={name},{WORKER_PODS}")
     return obj, pods
 
 
@@ -263,6 +272,7 @@ async def _reconcile(
     klio_jobs: kopf.Index[str, JobSummary],
 ) -> None:
     generation = int(body.metadata.get("generation") or 0)
+    events_seen = context.workload_events[(namespace, name)]
     try:
         spec = parse_spec(dict(body.spec))
     except SpecError as exc:
@@ -310,8 +320,12 @@ async def _reconcile(
         status["phase"] = "Pending"
         await _write_status(context, namespace, name, status)
         kopf.warn(body, reason="ParentNotFound", message=parents_state.message)
-        # Not a retry: the parent's creation nudges this job (`on_created`), which heals it at
-        # once; a kopf retry would sleep out its delay whatever happens meanwhile.
+        # Not a retry (it would sleep out its delay whatever happens): a parent that appears
+        # nudges the jobs whose status says they wait for it (`nudge_waiting_children`). One
+        # that appeared while this status was being written may not have seen it: look again.
+        for parent in resolution.missing:
+            if await _fetch_summary(context, namespace, parent) is not None:
+                raise kopf.TemporaryError(f"parent {parent} just appeared", delay=0)
         return
 
     parents = [parent_info(namespace, jobs[p], jobs, context.facts) for p in spec.parents]
@@ -340,6 +354,12 @@ async def _reconcile(
     workload = stored.get(plan.workload) if plan.workload else None
     just_created = workload[1] if workload and workload[0] == "created" else None
     await _report(context, body, spec, plan, parents_state, topics_state, resolution, just_created)
+    if context.workload_events[(namespace, name)] != events_seen:
+        # The workload changed while we worked, and its event may have been dropped as "not
+        # reconciled yet": look once more, now that the status exists.
+        await refresh_status(context, namespace, name)
+    waiting = [job for job in jobs.values() if job.waiting and name in job.parents]
+    await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
 
@@ -400,15 +420,6 @@ async def _report(
     )
     status = cond.build_status(observation, body.get("status"), _now())
     await _write_status(context, namespace, name, status)
-    if not _workers_ready(status):
-        # The workload may have changed between our look and our write, and its event may
-        # have been dropped as "not reconciled yet": look once more, now that status exists.
-        await refresh_status(context, namespace, name)
-
-
-def _workers_ready(status: Mapping[str, Any]) -> bool:
-    condition = cond.condition_of(status, cond.WORKERS_READY) or {}
-    return condition.get("status") == "True"
 
 
 # -- status refresh on workload / pod changes ------------------------------------------------
@@ -417,7 +428,12 @@ def _workers_ready(status: Mapping[str, Any]) -> bool:
 REFRESH_ATTEMPTS = 5
 
 
-async def refresh_status(context: OperatorContext, namespace: str, name: str) -> None:
+async def refresh_status(
+    context: OperatorContext,
+    namespace: str,
+    name: str,
+    deployment: Mapping[str, Any] | None = None,
+) -> None:
     """Recompute the worker conditions of a job after its Deployment, Job or pods changed.
 
     Writes only over the status it read (resourceVersion precondition), so a slower refresh
@@ -425,11 +441,30 @@ async def refresh_status(context: OperatorContext, namespace: str, name: str) ->
     reads again.
     """
     for _ in range(REFRESH_ATTEMPTS):
-        if await _refresh_once(context, namespace, name):
+        if await _refresh_once(context, namespace, name, deployment):
             return
 
 
-async def _refresh_once(context: OperatorContext, namespace: str, name: str) -> bool:
+def settled(deployment: Mapping[str, Any], desired: int) -> bool:
+    """All desired workers updated, ready and available: no pod can be stuck."""
+    status = deployment.get("status") or {}
+    generation = int((deployment.get("metadata") or {}).get("generation") or 0)
+    return (
+        int(status.get("observedGeneration") or 0) >= generation
+        and int(status.get("replicas") or 0)
+        == int(status.get("updatedReplicas") or 0)
+        == int(status.get("readyReplicas") or 0)
+        == desired
+        and not status.get("unavailableReplicas")
+    )
+
+
+async def _refresh_once(
+    context: OperatorContext,
+    namespace: str,
+    name: str,
+    deployment: Mapping[str, Any] | None,
+) -> bool:
     body = await context.kube.get(resource_path("KlioJob", namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return True
@@ -449,7 +484,19 @@ async def _refresh_once(context: OperatorContext, namespace: str, name: str) -> 
         return True
     kind = _workload_kind(spec)
     workload_name = name if kind == "Deployment" else None
-    obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
+    seen = deployment if kind == "Deployment" else None
+    if seen is not None and (seen.get("metadata") or {}).get("name") == name:
+        # The event's own Deployment: no need to read it again, nor the pods once it settled.
+        obj: Mapping[str, Any] | None = seen
+        pods = (
+            []
+            if settled(seen, _desired(spec, seen))
+            else await context.kube.list(
+                resource_path("Pod", namespace), f"{LABEL_JOB}={name},{WORKER_PODS}"
+            )
+        )
+    else:
+        obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
     observation = cond.Observation(
         generation=int(status.get("observedGeneration") or 0),
         parents=_state(parents),
@@ -484,6 +531,7 @@ def _state(condition: Mapping[str, Any]) -> cond.ConditionState:
 
 
 async def on_workload_event(
+    body: kopf.Body,
     labels: Mapping[str, str],
     namespace: str | None,
     status: Mapping[str, Any],
@@ -494,7 +542,10 @@ async def on_workload_event(
         return  # just created: nothing new to report on
     job = labels.get(LABEL_JOB)
     if job and namespace:
-        await refresh_status(_context(memo), namespace, job)
+        context = _context(memo)
+        context.workload_events[(namespace, job)] += 1
+        deployment = body if body.get("kind") == "Deployment" else None
+        await refresh_status(context, namespace, job, deployment)
 
 
 # -- parents appearing and going ---------------------------------------------------------------
@@ -515,13 +566,6 @@ async def touch_children(
             except KubeApiError as exc:
                 if exc.status != 404:
                     raise
-
-
-async def on_created(namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
-    """A new job may be the missing parent of waiting children: heal them now."""
-    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
-    jobs = _namespace_jobs(klio_jobs, namespace or "").values()
-    await touch_children(_context(memo), namespace or "", name, jobs, "appeared")
 
 
 async def on_spec_changed(
@@ -572,6 +616,7 @@ async def on_deleted(
         kopf.warn(body, reason="PubSubError", message=str(exc))
         raise kopf.TemporaryError(str(exc), delay=context.retry_delay) from exc
     context.metrics.set_phase(namespace, name, None)
+    context.workload_events.pop((namespace, name), None)
     await touch_children(
         context, namespace, name, _namespace_jobs(klio_jobs, namespace).values(), "deleted"
     )
@@ -588,8 +633,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     settings.register(registry)
     kopf.index(*KLIOJOBS, registry=registry, id="klio_jobs")(index_job)
-    # Before the job's own reconcile: children waiting for it start healing at once.
-    kopf.on.create(*KLIOJOBS, registry=registry, id="announce")(on_created)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on(*KLIOJOBS, registry=registry, id="reconcile", backoff=5)(reconcile)
     kopf.on.update(*KLIOJOBS, field="spec", registry=registry, id="spec_changed")(on_spec_changed)

@@ -334,6 +334,14 @@ def worker_parents(
     ]
 
 
+_SAFE_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """Plain YAML, in the given key order; libyaml's emitter when present (several × faster)."""
+    return str(yaml.dump(dict(data), Dumper=_SAFE_DUMPER, sort_keys=False))
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -488,7 +496,7 @@ def plan_job(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _metadata(owner, config_map_name(job), "config"),
-            "data": {worker_contract.CONFIG_FILE: yaml.safe_dump(config, sort_keys=False)},
+            "data": {worker_contract.CONFIG_FILE: dump_yaml(config)},
         }
     ]
     selector = worker_selector(job)

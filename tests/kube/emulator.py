@@ -16,7 +16,7 @@ import datetime
 import json
 import re
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -147,6 +147,8 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
     )
     watched: set[str] = attrs.field(factory=set, init=False)
     """Plurals of the resources some client has started watching (to know a client is up)."""
+    tally: Counter[str] = attrs.field(factory=Counter, init=False)
+    """Object requests served, by `<action> <plural>[/<subresource>]` (for benches)."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -334,6 +336,8 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         # (So kmock's `<<` reactions apply to discovery and non-Kubernetes paths only.)
         if request.resource is None or request.resource.plural is None or request.action is None:
             return await super()._handle(request)
+        self.tally[f"{request.action.name} {request.resource.plural}"
+                   + (f"/{request.subresource}" if request.subresource else "")] += 1
         if request.action == enums.action.WATCH:
             return await self._stream_watch(request)
         async with self._lock:
