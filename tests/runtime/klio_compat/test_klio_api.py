@@ -158,3 +158,25 @@ def test_unused_gcs_data_entry_may_name_a_local_path_checked_one_may_not() -> No
     with pytest.raises(ConfigError) as caught:
         KlioConfig(base)
     assert caught.value.errors[0].startswith("job_config.data.inputs[0].location: ")
+
+
+def test_trigger_upstream_takes_klios_arguments_and_builds_bottom_up_requests() -> None:
+    config = make_config()
+    bound(config)
+
+    def recipients(data: bytes) -> tuple[list[str], str]:
+        limited = klio_pb2.KlioMessage.FromString(data).metadata.intended_recipients.limited
+        return sorted(j.job_name for j in limited.recipients), limited.trigger_children_of.job_name
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = (
+            p
+            | beam.Create([msg_bytes("needs-parent")])
+            | helpers.KlioTriggerUpstream(
+                upstream_job_name="parent-job",
+                upstream_topic="projects/p/topics/parent-input",
+                log_level="DEBUG",
+            )
+            | beam.Map(recipients)
+        )
+        assert_that(out, equal_to([(sorted(["parent-job", config.job_name]), config.job_name)]))
