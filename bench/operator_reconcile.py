@@ -1,10 +1,18 @@
 """Time for the Klio operator to bring N KlioJobs (a DAG) to Ready, beside a no-op kopf operator.
 
-Both operators run as their own processes (`klio-operator run` and `kopf run` of a one-handler
-file) against the same extended kmock API emulator (tests/kube) in this process; the Klio
-operator also talks to Google's real Pub/Sub emulator. The bench plays the Deployment
-controller (it marks each Deployment's workers ready). Prints both times, their ratio (goal
-≤ 3×) and each operator's resident memory after the N jobs.
+Both operators run as their own processes (`klio-operator run` and `kopf run` of a file with
+no-op create and delete handlers) against the same extended kmock API emulator (tests/kube) in
+this process; the Klio operator also talks to Google's real Pub/Sub emulator.
+
+Like with like: both are kopf operators with a finalizer (a delete handler), the same emulator,
+the same jobs created the same way, timed from the first create until every job is done.
+"Done" for the no-op: kopf recorded the job as handled (its last-handled annotation). "Ready"
+for Klio: the KlioJob's `Ready` condition is True, which means its parents resolved, its
+Pub/Sub topics and subscriptions exist on the emulator, its ConfigMap, Deployment and Service
+are applied, and its Deployment reports every desired worker ready and updated (the bench plays
+the Deployment controller: it marks each new Deployment's workers ready). Prints both times,
+their ratio (goal <= 3x), API requests per job, each operator's CPU and resident memory after
+the N jobs.
 
     .venv/bin/python bench/operator_reconcile.py [--jobs 500]
 """
@@ -41,6 +49,10 @@ def configure(settings: kopf.OperatorSettings, **_):
 
 @kopf.on.create("klio.io", "v1alpha1", "kliojobs")
 def noop(**_):
+    pass
+
+@kopf.on.delete("klio.io", "v1alpha1", "kliojobs")
+def noop_cleanup(**_):
     pass
 """
 
@@ -182,8 +194,11 @@ async def measure(
                 memory = rss_mib(process.pid)
                 cpu = cpu_seconds(process.pid) - cpu_before
                 tally = Counter(api.tally)
-                print(f"  API emulator + bench CPU: {time.process_time() - bench_cpu_before:.2f} s"
-                      f" over {elapsed:.2f} s", flush=True)
+                print(
+                    f"  API emulator + bench CPU: {time.process_time() - bench_cpu_before:.2f} s"
+                    f" over {elapsed:.2f} s",
+                    flush=True,
+                )
             finally:
                 stop.set()
                 if player is not None:
@@ -242,8 +257,18 @@ async def main(count: int, timeout: float) -> None:
         # BENCH_PYSPY=out.txt: sample every thread of the operator with py-spy (collapsed
         # stacks); the CPU figure is then py-spy's, not the operator's.
         pyspy = (
-            [str(Path(python).parent / "py-spy"), "record", "-r", "200", "--threads",
-             "-f", "raw", "-o", os.environ["BENCH_PYSPY"], "--"]
+            [
+                str(Path(python).parent / "py-spy"),
+                "record",
+                "-r",
+                "200",
+                "--threads",
+                "-f",
+                "raw",
+                "-o",
+                os.environ["BENCH_PYSPY"],
+                "--",
+            ]
             if os.environ.get("BENCH_PYSPY")
             else []
         )

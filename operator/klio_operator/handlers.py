@@ -30,6 +30,7 @@ from klio_operator.planning import (
     ParentInfo,
     Plan,
     PlanningError,
+    PubSubPlan,
     desired_workers,
     event_topics_of,
     plan_job,
@@ -61,6 +62,8 @@ class OperatorContext:
         default_factory=lambda: ThreadPoolExecutor(PUBSUB_THREADS, thread_name_prefix="pubsub")
     )
     """Pub/Sub admin calls block (gRPC): they get their own threads, not the loop's default."""
+    pubsub_applied: dict[tuple[str, str], PubSubPlan] = field(default_factory=dict)
+    """The Pub/Sub plan this process last applied successfully for each job."""
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
@@ -373,6 +376,12 @@ async def _ensure_pubsub(
     stale_subs = [s for s in previous.get("subscriptions") or [] if s not in wanted_subs]
     stale_topics = [t for t in previous.get("topics") or [] if t not in wanted_topics]
     stale_subs = [s for s in stale_subs if s not in plan.external_subscriptions]
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    if context.pubsub_applied.get(key) == plan.pubsub and not (stale_subs or stale_topics):
+        # This process made exactly these resources already: a re-reconcile for another reason
+        # (a nudge, a worker-only change) needs no admin calls. A restart checks them again.
+        return cond.topics_ready(len(wanted_subs) + len(wanted_topics))
+    context.pubsub_applied.pop(key, None)
     try:
         await context.in_thread(context.pubsub.apply, plan.pubsub)
         if stale_subs or stale_topics:
@@ -381,6 +390,7 @@ async def _ensure_pubsub(
         context.metrics.pubsub_errors.inc()
         kopf.warn(body, reason="PubSubError", message=str(exc))
         return cond.topics_failed(str(exc))
+    context.pubsub_applied[key] = plan.pubsub
     return cond.topics_ready(len(wanted_subs) + len(wanted_topics))
 
 
@@ -558,6 +568,8 @@ async def touch_children(
     stamp = f"{parent} {why} {_now().isoformat()}"
     for job in jobs:
         if parent in job.parents and job.name != parent:
+            # The parent's topic may be gone or new: the child checks its subscriptions again.
+            context.pubsub_applied.pop((namespace, job.name), None)
             try:
                 await context.kube.merge_patch(
                     resource_path("KlioJob", namespace, job.name),
@@ -617,6 +629,7 @@ async def on_deleted(
         raise kopf.TemporaryError(str(exc), delay=context.retry_delay) from exc
     context.metrics.set_phase(namespace, name, None)
     context.workload_events.pop((namespace, name), None)
+    context.pubsub_applied.pop((namespace, name), None)
     await touch_children(
         context, namespace, name, _namespace_jobs(klio_jobs, namespace).values(), "deleted"
     )

@@ -113,6 +113,11 @@ class PubSubAdmin:
             self.subscriber.get_subscription,
             {"subscription": plan.name},
         )
+        if current.topic != plan.topic:
+            # A subscription's topic cannot change (the parent moved, or its topic was deleted
+            # and made again): replace it. Its backlog came from a topic the job no longer reads.
+            self.delete_subscription(plan.name)
+            return self.ensure_subscription(plan, create_topic)
         policy = current.dead_letter_policy
         wanted_topic = plan.dead_letter_topic or ""
         if policy.dead_letter_topic != wanted_topic or (

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from klio_operator.kube import resource_path
-from klio_operator.planning import labels_for
+from klio_operator.planning import PubSubPlan, labels_for
 
 from tests.operator.harness import NS, PROJECT, operator_under_test, pubsub_names
 
@@ -252,5 +252,50 @@ async def test_a_parents_new_output_reaches_its_childs_config() -> None:
             body = {"spec": {"dataOutputs": [{"location": "gs://bkt/v2"}]}}
             await op.send("PATCH", resource_path("KlioJob", NS, "dad"), body)
             await op.wait(lambda: "gs://bkt/v2" in child_config(), "child reads v2", timeout=10)
+
+        await op.run(scenario)
+
+
+async def test_a_worker_only_change_makes_no_pubsub_calls_but_a_parent_change_does() -> None:
+    async with operator_under_test() as op:
+        applied: list[str] = []
+        real_apply = op.context.pubsub.apply
+
+        def counting_apply(plan: PubSubPlan) -> None:
+            applied.append(plan.topics[0].name)
+            real_apply(plan)
+
+        op.context.pubsub.apply = counting_apply  # type: ignore[method-assign]
+
+        def generation_seen(job: str, generation: int) -> bool:
+            status = op.objects("KlioJob").get(job, {}).get("status") or {}
+            return bool(status.get("observedGeneration") == generation)
+
+        async def scenario() -> None:
+            await op.apply_job("p1")
+            await op.apply_job("c1", parents=["p1"])
+            await op.wait(lambda: op.condition_is("c1", "TopicsReady", "True"), "wired")
+            before = applied.count(f"projects/{PROJECT}/topics/klio.{NS}.c1.output")
+            body = {"spec": {"replicas": 3}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "c1"), body)
+            await op.wait(lambda: generation_seen("c1", 2), "c1 reconciled")
+            assert op.objects("Deployment")["c1"]["spec"]["replicas"] == 3
+            assert applied.count(f"projects/{PROJECT}/topics/klio.{NS}.c1.output") == before
+            # The parent's Pub/Sub project changes: the child must subscribe anew.
+            body = {"spec": {"pipelineOptions": {"project": "test-project"}}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "p1"), body)
+            await op.wait(
+                lambda: (
+                    "projects/test-project/topics/klio.team.p1.output"
+                    in op.objects("ConfigMap")["c1-config"]["data"]["klio-job.yaml"]
+                ),
+                "child follows its parent's new topic",
+            )
+            await op.wait(lambda: op.condition_is("c1", "TopicsReady", "True"), "rewired")
+            subscription = await asyncio.to_thread(
+                op.context.pubsub.subscriber.get_subscription,
+                subscription=f"projects/{PROJECT}/subscriptions/klio.{NS}.c1.from.p1",
+            )
+            assert subscription.topic == "projects/test-project/topics/klio.team.p1.output"
 
         await op.run(scenario)
