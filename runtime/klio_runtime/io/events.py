@@ -168,5 +168,7 @@ class WriteDeadLetters(beam.PTransform):
         return (
             pcoll
             | "Json" >> beam.Map(DeadLetter.to_json)
-            | "Write" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl")
+            # no dead letters, no file: a job directory is not littered with empty shards
+            | "Write"
+            >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl", skip_if_empty=True)
         )
