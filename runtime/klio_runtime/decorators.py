@@ -99,7 +99,6 @@ def _best_element_id(incoming: Any) -> str:
 
 
 # -- payload rules (Klio's from_klio_message) ------------------------------------------------------
-FILTERED = "filtered"
 
 
 def payload_of(kmsg: KlioMessage, result: Any) -> bytes:
@@ -264,9 +263,9 @@ def _run_one(
 ) -> list[Any]:
     """Parse → call → serialize for one element; every failure goes through :func:`drop`.
 
-    Returns the outputs: none when the function returned (or yielded only) ``None`` — Klio's
-    filter, counted as dropped with reason ``filtered`` (logged at DEBUG only: it is the job's
-    choice, not an error).
+    A returned or yielded ``None`` passes the message on with its payload cleared, as Klio's
+    ``from_klio_message`` does (its state.rst lists ``None`` beside ``data`` as clearing the
+    payload); only a generator that yields nothing emits nothing.
     """
     try:
         kmsg = _message_of(ctx, incoming)
@@ -285,35 +284,18 @@ def _run_one(
         )
         if type(result) is not types.GeneratorType:  # the common case, kept short
             ctx.metrics.processing_time(time.perf_counter() - start)
-            if result is None:
-                _filtered(ctx, element, where, 1)
-                return []
             return [_carried_out(kmsg, result)]
         if not many:
             raise TypeError(f"{where} returned a generator: only a DoFn's process method may yield")
         results = list(result)  # the generator's body runs here: inside the error path
         ctx.metrics.processing_time(time.perf_counter() - start)
-        kept = [r for r in results if r is not None]
-        if len(kept) < len(results):
-            _filtered(ctx, element, where, len(results) - len(kept))
-        if len(kept) == 1:
-            return [_carried_out(kmsg, kept[0])]
-        return [_carried_out(_copy(kmsg), r) for r in kept]
+        if len(results) == 1:
+            return [_carried_out(kmsg, results[0])]
+        return [_carried_out(_copy(kmsg), r) for r in results]
     except Exception as err:
         return [drop(ctx, incoming, where, err, element)]
     finally:
         current_element.reset(token)
-
-
-def _filtered(ctx: KlioContext, element: str, where: str, count: int) -> None:
-    ctx.logger.debug(
-        "%s returned None for %s: not passed on (filtered)",
-        where,
-        element,
-        extra={"element_id": element},
-    )
-    for _ in range(count):
-        ctx.metrics.dropped(FILTERED, element)
 
 
 def _carried_out(kmsg: KlioMessage, result: Any) -> Any:
@@ -386,7 +368,7 @@ def _handle_klio(
                     out = _run_one(
                         ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False
                     )
-                return _single(out, incoming)
+                return out[0]
 
             return _own_signature(func_wrapper)
 
@@ -407,19 +389,13 @@ def _handle_klio(
                 out = _run_one(
                     ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where, many=is_process
                 )
-            return iter(out) if is_process else _single(out, incoming)
+            return iter(out) if is_process else out[0]
 
         return _own_signature(method_wrapper)
 
     if args and callable(args[0]):
         return inner(args[0])
     return inner
-
-
-def _single(out: list[Any], incoming: Any) -> Any:
-    """A function's one output; a filtered element leaves on the ``drop`` tag, which ``Map``
-    routes away (a plain ``None`` would become an element)."""
-    return out[0] if out else pvalue.TaggedOutput(DROP_TAG, incoming)
 
 
 def _bind_rest(func: Callable[..., Any], rest: tuple[Any, ...]) -> Callable[..., Any]:
@@ -444,14 +420,14 @@ def _serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
             out = _run_one(
                 ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where, many=is_process
             )
-            return iter(out) if is_process else _single(out, incoming)
+            return iter(out) if is_process else out[0]
 
         return _own_signature(method_wrapper)
 
     @functools.wraps(func)
     def func_wrapper(ctx: KlioContext, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
         out = _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False)
-        return _single(out, incoming)
+        return out[0]
 
     return _own_signature(func_wrapper)
 

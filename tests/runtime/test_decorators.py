@@ -71,21 +71,22 @@ def test_returning_another_data_item_is_a_bad_payload(ctx: KlioContext) -> None:
     assert dropped(ctx.config, "bad_payload") == 1
 
 
-def test_returning_none_filters_the_message_counted_not_logged(
+def test_returning_none_passes_the_message_on_with_the_payload_cleared(
     ctx: KlioContext, capsys: Any
 ) -> None:
+    # Klio's from_klio_message(kmsg, None): the message goes on, its payload cleared.
     @d.handle_klio
     def f(c: KlioContext, item: Any) -> None:
         return None
 
-    incoming = msg_bytes("e1", b"old")
-    out = f(incoming)
-    assert isinstance(out, pvalue.TaggedOutput) and out.tag == "drop" and out.value == incoming
-    assert dropped(ctx.config, "filtered") == 1
+    out = f(msg_bytes("e1", b"old"))
+    assert isinstance(out, bytes)
+    assert parsed(out).data.element == b"e1" and parsed(out).data.payload == b""
+    assert dropped(ctx.config, "filtered") == 0
     assert "ERROR" not in capsys.readouterr().err
 
 
-def test_dofn_yielding_none_and_data_emits_only_the_data(ctx: KlioContext) -> None:
+def test_dofn_yielding_none_emits_the_message_with_the_payload_cleared(ctx: KlioContext) -> None:
     class Fn(beam.DoFn):
         @d.handle_klio
         def process(self, item: Any) -> Any:
@@ -94,8 +95,8 @@ def test_dofn_yielding_none_and_data_emits_only_the_data(ctx: KlioContext) -> No
             yield b"second"
 
     outs = list(Fn().process(msg_bytes("e1", b"old")))
-    assert [parsed(o).data.payload for o in outs] == [b"", b"second"]
-    assert dropped(ctx.config, "filtered") == 1
+    assert [parsed(o).data.payload for o in outs] == [b"", b"", b"second"]
+    assert dropped(ctx.config, "filtered") == 0
 
 
 def test_empty_str_or_bytes_clear_and_tagged_none_keeps_its_tag(ctx: KlioContext) -> None:

@@ -46,19 +46,20 @@ def test_read_file_write_file_runs_unchanged(tmp_path: Path, capsys: Any) -> Non
     assert err.count("Hello, Klio!") == 4
 
 
-def test_message_state_payloads_filter_and_clear(tmp_path: Path, capsys: Any) -> None:
+def test_message_state_payloads_set_and_clear(tmp_path: Path, capsys: Any) -> None:
     job = copy_job("message_state", tmp_path)
     summary = run_dir(job)
-    # bar-2 has no "foo": filter_response returned None → filtered, counted, not an error
-    assert summary.dropped == {"filtered": 1} and summary.dropped_ids == {"filtered": ["bar-2"]}
-    assert event_lines(job / "out" / "events") == ["foo-1", "foo-3"]
+    # bar-2 has no "foo": filter_response returned None → passed on, payload cleared, no drop
+    assert summary.dropped == {}
+    assert sorted(event_lines(job / "out" / "events")) == ["bar-2", "foo-1", "foo-3"]
     seen = job / "out" / "seen"
     # PrivetKlio yielded `data`: the payload it saw ('"foo-1"') is cleared for the next step
-    assert sorted(p.name for p in seen.iterdir()) == ["foo-1", "foo-3"]
+    assert sorted(p.name for p in seen.iterdir()) == ["bar-2", "foo-1", "foo-3"]
     assert (seen / "foo-1").read_bytes() == b"payload="
     err = capsys.readouterr().err
     assert "Privet got payload b'\"foo-1\"'" in err
-    assert "Dropping b'bar-2' because no 'foo' in response data" in err
+    assert "INFO klio [bar-2] Privet got payload b''" in err  # None cleared bar-2's payload
+    assert "No 'foo' in the response for b'bar-2'" in err
     assert "ERROR" not in err
 
 
