@@ -107,6 +107,8 @@ def test_garbage_goes_to_the_dead_letter_topic_counted_and_acked(
     assert "not a KlioMessage" in letter.attributes["klio_dead_letter_detail"]
     assert process_hub().value("klio_dead_letter_total", job=job["name"],
                                reason="decode_error") == 1
+    # the garbage was counted as received too, though no bundle ran for it
+    assert process_hub().value("klio_messages_received_total", job=job["name"]) == 2
     # Nothing was acknowledged before its output (or dead letter) was published.
     assert client.events.index("acked") > client.events.index("published")
 

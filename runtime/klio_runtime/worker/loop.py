@@ -376,6 +376,8 @@ class StreamingWorker:
             self.job_metrics.dead_lettered("decode_error", repr(message.data[:60]))
             letters.append((message, DeadLetter("decode_error", "message", detail,
                                                 repr(message.data[:60]))))
+        if undecodable:
+            self.job_metrics.flush()  # counted outside any bundle: hand the batched count on now
         for letter in result.dead_letter:
             if isinstance(letter, DeadLetter):
                 letters.append((originals.get(letter.element), letter))
