@@ -15,6 +15,7 @@ per batch. ``close`` tears the DoFns down. A GroupByKey inside ``run`` groups wi
 
 from __future__ import annotations
 
+import copy
 import itertools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -87,15 +88,18 @@ class _WarmFnApiRunner(FnApiRunner):
         proto = merge_common_environments(
             self.resolve_any_environments(merge_superset_dep_environments(proto)))
         self.proto = proto
-        stage_context, _ = self.create_stages(proto)
+        # Translated once: with several inputs (a Flatten of Impulses) a fresh translation may
+        # not match the bundle processors the SDK worker cached under the same descriptor ids.
+        self._translated = self.create_stages(proto)
+        stage_context, _ = self._translated
         self.handlers = WorkerHandlerManager(stage_context.components.environments,
                                              self._provision_info)
 
     def run_once(self) -> None:
         """Run every stage to completion (one batch), as FnApiRunner.run_stages does."""
-        # A run rewrites its stages' protos (data endpoints, buffers): translate afresh, from
-        # the same proto, so every run registers identical bundle descriptors under the same ids.
-        stage_context, stages = self.create_stages(self.proto)
+        # A run rewrites its stages' protos (data endpoints, buffers): each run gets a copy of
+        # the one translation, so every run registers identical bundle descriptors.
+        stage_context, stages = copy.deepcopy(self._translated)
         context = execution.FnApiRunnerExecutionContext(
             stages, self.handlers, stage_context.components,
             stage_context.safe_coders, stage_context.data_channel_coders,
