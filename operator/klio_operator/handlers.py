@@ -98,7 +98,7 @@ def _now() -> datetime.datetime:
 # -- the index of jobs per namespace ----------------------------------------------------------
 
 
-def index_job(
+async def index_job(
     namespace: str | None,
     name: str,
     spec: Mapping[str, Any],
