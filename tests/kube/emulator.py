@@ -336,8 +336,10 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         # (So kmock's `<<` reactions apply to discovery and non-Kubernetes paths only.)
         if request.resource is None or request.resource.plural is None or request.action is None:
             return await super()._handle(request)
-        self.tally[f"{request.action.name} {request.resource.plural}"
-                   + (f"/{request.subresource}" if request.subresource else "")] += 1
+        self.tally[
+            f"{request.action.name} {request.resource.plural}"
+            + (f"/{request.subresource}" if request.subresource else "")
+        ] += 1
         if request.action == enums.action.WATCH:
             return await self._stream_watch(request)
         async with self._lock:
