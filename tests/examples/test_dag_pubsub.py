@@ -99,9 +99,14 @@ class Worker:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """SIGTERM: the worker drains its in-flight batch and exits (``stop`` waits for it)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -229,6 +234,8 @@ def cluster_dag(
             wait_for(worker.ready, 60, f"worker {job} ready", every=0.1)
         yield ClusterDag(tmp, configs, workers, bucket)
     finally:
+        for worker in workers.values():  # all drain at once
+            worker.terminate()
         for worker in workers.values():
             worker.stop()
         for plan in plans.values():
