@@ -183,7 +183,7 @@ class _DataLocation(_IOConfig):
         ):
             problem = PydanticCustomError(
                 "gcs_url",
-                "{location!r} must start with gs:// for type gcs (use type: file for local paths)",
+                "'{location}' must start with gs:// for type gcs (use type: file for local paths)",
                 {"location": self.location},
             )
             raise ValidationError.from_exception_data(

@@ -179,7 +179,9 @@ def test_gcs_location_must_be_a_gs_url_both_errors_reported() -> None:
         "job_config.data.inputs[0].location",
         "job_config.data.outputs[0].location",
     ]
-    assert "must start with gs://" in errors[0]
+    location = yaml.safe_load((FIXTURES / "gcs_local_path.yaml").read_text())[
+        "job_config"]["data"]["inputs"][0]["location"]
+    assert f"'{location}' must start with gs://" in errors[0]  # names the value given
 
 
 def test_every_error_is_reported_with_its_path() -> None:
