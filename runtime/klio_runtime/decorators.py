@@ -246,10 +246,18 @@ class _LazyLimiter:
 def _message_of(ctx: KlioContext, incoming: Any) -> KlioMessage:
     """The message ``incoming`` carries (from the job's previous step), else parsed."""
     kmsg = kmessage.take_carried(incoming)
-    if kmsg is None:
-        data = incoming if type(incoming) is bytes else bytes(incoming)
-        kmsg = fast_parse(data, allow_non_klio=ctx.config.job_config.allow_non_klio_messages)
-    return kmsg
+    if kmsg is not None:
+        return kmsg
+    if type(incoming) is not bytes:
+        # An object carrying a parsed message (audio's AudioItem) hands it over as a message:
+        # its payload is encoded once, without serializing and parsing the whole message again.
+        to_message = getattr(incoming, "to_message", None)
+        if to_message is not None and not isinstance(incoming, bytes | bytearray | memoryview):
+            kmsg = to_message()
+            if isinstance(kmsg, KlioMessage):
+                return kmsg
+        incoming = bytes(incoming)
+    return fast_parse(incoming, allow_non_klio=ctx.config.job_config.allow_non_klio_messages)
 
 
 def _run_one(

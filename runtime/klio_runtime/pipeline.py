@@ -63,12 +63,10 @@ class _PrepareOutput(beam.DoFn):
         msg = kmessage.take_carried(data)
         if msg is None:
             if not isinstance(data, bytes | bytearray):
-                return [
-                    self._bad(
-                        f"run returned {type(data).__name__}, not serialized KlioMessage bytes",
-                        repr(data)[:80],
-                    )
-                ]
+                converted = self._to_bytes(data)
+                if not isinstance(converted, bytes):
+                    return [converted]
+                data = converted
             try:
                 msg = fast_parse(bytes(data))
             except kmessage.MessageDecodeError as err:
@@ -81,6 +79,25 @@ class _PrepareOutput(beam.DoFn):
 
     def finish_bundle(self) -> None:
         self.metrics.flush()
+
+    def _to_bytes(self, data: Any) -> bytes | pvalue.TaggedOutput:
+        """An object that defines ``__bytes__`` (e.g. audio's AudioItem: the serialized message it
+        stands for) becomes those bytes, so a run ending on such a step needs no ``Map(bytes)``;
+        anything else is a dead letter."""
+        if not hasattr(type(data), "__bytes__"):
+            return self._bad(
+                f"run returned {type(data).__name__}, not serialized KlioMessage bytes (nor an "
+                "object defining __bytes__)",
+                repr(data)[:80],
+            )
+        try:
+            return bytes(data)
+        except Exception as err:
+            return self._bad(
+                f"bytes() of the {type(data).__name__} run returned raised "
+                f"{type(err).__name__}: {err}",
+                repr(data)[:80],
+            )
 
     def _bad(self, detail: str, element: str) -> pvalue.TaggedOutput:
         self.metrics.dead_lettered("bad_output", element)

@@ -1,0 +1,85 @@
+"""Objects that stand for a message (audio's AudioItem): run may end on them, handle_klio takes
+them without a serialize-and-parse round trip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.util import assert_that, equal_to
+from klio_runtime.audio.item import AudioItem, decode_payload
+from klio_runtime.decorators import handle_klio
+from klio_runtime.message import KlioMessage, new_message, parse
+from klio_runtime.pipeline import KlioJobTransform
+
+from tests.runtime.helpers import bound, make_config, msg_bytes
+
+
+class _Unconvertible:
+    def __bytes__(self) -> bytes:
+        raise ValueError("cannot encode this one")
+
+
+def _to_audio_item(data: bytes) -> AudioItem:
+    return AudioItem(parse(data), np.arange(3, dtype=np.float32), "numpy")
+
+
+def _element_and_array(data: bytes) -> tuple[str, list[float]]:
+    msg = parse(data)
+    array = decode_payload(msg.data.payload, element="x", numpy=True)
+    return msg.data.element.decode(), [float(v) for v in array]
+
+
+def test_run_ending_on_an_audio_item_writes_its_message() -> None:
+    config = make_config()
+
+    def run(pcoll: Any, cfg: Any) -> Any:
+        return pcoll | beam.Map(_to_audio_item)  # no Map(bytes) at the end
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([msg_bytes("a"), msg_bytes("b")]) | KlioJobTransform(config, run)
+        assert_that(
+            out["output"] | beam.Map(_element_and_array),
+            equal_to([("a", [0.0, 1.0, 2.0]), ("b", [0.0, 1.0, 2.0])]),
+        )
+        assert_that(out["dead_letter"], equal_to([]), label="no dead letters")
+
+
+def test_bytes_conversion_that_fails_is_a_dead_letter_naming_the_type() -> None:
+    config = make_config()
+
+    def run(pcoll: Any, cfg: Any) -> Any:
+        return pcoll | beam.Map(lambda _: _Unconvertible())
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, run)
+        assert_that(
+            out["dead_letter"] | beam.Map(lambda d: (d.reason, "_Unconvertible" in d.detail)),
+            equal_to([("bad_output", True)]),
+        )
+        assert_that(out["output"], equal_to([]), label="nothing written")
+
+
+def test_handle_klio_takes_an_audio_items_message_without_bytes() -> None:
+    bound(make_config())
+    seen: list[tuple[bytes, list[float]]] = []
+
+    @handle_klio
+    def step(ctx: Any, data: Any) -> Any:
+        array = decode_payload(data.payload, element="x", numpy=True)
+        seen.append((data.element, [float(v) for v in array]))
+        return data
+
+    class _NoBytes(AudioItem):
+        __slots__ = ()
+
+        def __bytes__(self) -> bytes:  # the round trip the decorator must not take
+            raise AssertionError("handle_klio serialized the item")
+
+    item = _NoBytes(new_message("e1"), np.ones(2, dtype=np.float32), "numpy")
+    out = step(item)
+    assert seen == [(b"e1", [1.0, 1.0])]
+    assert parse(out).data.element == b"e1" and parse(out).data.payload == b""
+    assert isinstance(item.message, KlioMessage) and item.message.data.payload == b""
