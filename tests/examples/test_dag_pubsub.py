@@ -6,8 +6,7 @@ manifests say), and each job is a real `klio worker` process running its example
 Top-down: `klio message publish` to track-ingest's topic runs all four. Bottom-up: for a track
 with only its loudness JSON, `klio message publish --bottom-up` to track-report makes exactly the
 missing chain (track-ingest → spectrograms → track-report); loudness, whose output exists, does
-not run. (The bottom-up track is a fresh one: a track that went top-down moments ago may have a
-request to the same parent still pending in track-report's worker, which is then not repeated.)
+not run.
 """
 
 from __future__ import annotations

@@ -79,6 +79,18 @@ def test_pending_requests_suppress_repeats_until_the_ttl() -> None:
     assert pending.claim(msg, parent)
 
 
+def test_a_settled_element_may_ask_again_before_the_ttl() -> None:
+    pending = PendingRequests(ttl=300, clock=lambda: 0.0)
+    msg, other = new_message("e1"), new_message("e2")
+    assert pending.claim(msg, JobRef("p0")) and pending.claim(msg, JobRef("p1"))
+    assert pending.claim(other, JobRef("p0"))
+    assert len(pending) == 3
+    pending.settle(["e1"])  # the job ran for e1: its parents answered
+    assert len(pending) == 1
+    assert pending.claim(msg, JobRef("p0")) and pending.claim(msg, JobRef("p1"))
+    assert not pending.claim(other, JobRef("p0"))  # e2 is still pending
+
+
 def test_pending_requests_stay_bounded() -> None:
     now = [0.0]
     pending = PendingRequests(ttl=60, max_entries=3, clock=lambda: now[0])

@@ -90,7 +90,8 @@ def requests_for(msg: KlioMessage, job: JobRef, parents: Sequence[Parent],
 
 
 class PendingRequests:
-    """(element, parent) pairs asked for recently; a pair is pending for ``ttl`` seconds."""
+    """(element, parent) pairs asked for recently; a pair is pending for ``ttl`` seconds, or until
+    the job runs for that element (:meth:`settle`: the parents answered)."""
 
     def __init__(self, ttl: float = 300.0, max_entries: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -99,35 +100,54 @@ class PendingRequests:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
-        self._until: dict[tuple[str, JobRef], float] = {}
+        self._until: dict[str, dict[JobRef, float]] = {}  # element → parent → pending until
         self._lock = threading.Lock()
 
     def claim(self, msg: KlioMessage, parent: JobRef) -> bool:
         """True if no request for this element to ``parent`` is pending (and mark it pending)."""
-        key = (element_id(msg), parent)
+        element = element_id(msg)
         now = self._clock()
         with self._lock:
-            if self._until.get(key, 0.0) > now:
+            asked = self._until.get(element)
+            if asked is None:
+                if len(self._until) >= self.max_entries:
+                    self._expire(now)
+                if len(self._until) >= self.max_entries:
+                    # Bounded memory: forget the oldest; worst case one more request to a parent.
+                    self._until.pop(next(iter(self._until)))
+                asked = self._until[element] = {}
+            elif asked.get(parent, 0.0) > now:
                 return False
-            if len(self._until) >= self.max_entries:
-                self._expire(now)
-            if len(self._until) >= self.max_entries:
-                # Bounded memory: forget the oldest; worst case one more request to a parent.
-                self._until.pop(next(iter(self._until)))
-            self._until[key] = now + self.ttl
+            asked[parent] = now + self.ttl
             return True
 
     def forget(self, msg: KlioMessage, parent: JobRef) -> None:
         """Undo a claim whose request was not published (so a redelivery can ask again)."""
+        element = element_id(msg)
         with self._lock:
-            self._until.pop((element_id(msg), parent), None)
+            asked = self._until.get(element)
+            if asked is not None:
+                asked.pop(parent, None)
+                if not asked:
+                    del self._until[element]
+
+    def settle(self, elements: Iterable[str]) -> None:
+        """The job ran for these elements, so their requests were answered: a later missing input
+        (outputs deleted, a new bottom-up run) asks the parents again at once."""
+        with self._lock:
+            for element in elements:
+                self._until.pop(element, None)
 
     def __len__(self) -> int:
-        return len(self._until)
+        """Pending (element, parent) pairs."""
+        return sum(len(asked) for asked in self._until.values())
 
     def _expire(self, now: float) -> None:
-        for key in [k for k, until in self._until.items() if until <= now]:
-            del self._until[key]
+        for element, asked in list(self._until.items()):
+            for parent in [p for p, until in asked.items() if until <= now]:
+                del asked[parent]
+            if not asked:
+                del self._until[element]
 
 
 def describe(parents: Sequence[Parent]) -> list[dict[str, Any]]:

@@ -368,6 +368,8 @@ class StreamingWorker:
             attrs = (attributes.get(kmessage.element_id(kmessage.parse(data)), {})
                      if keep_attributes else {})
             out += [_Outgoing(topic, data, attrs, "output") for topic in self.output_topics]
+        if len(self.pending):  # the elements this job ran for: their parents have answered
+            self.pending.settle(kmessage.element_id(kmessage.parse(d)) for d in result.output)
 
         nacked: set[str] = set()
         letters: list[tuple[Pulled | None, DeadLetter]] = []
