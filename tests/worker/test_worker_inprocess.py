@@ -126,10 +126,13 @@ def test_a_failed_publish_hands_the_batch_back_and_nothing_is_lost(
         pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
         wait_for(lambda: process_hub().value("klio_worker_nacked_total", job=job["name"],
                                              reason="publish_error") >= 3, 30, "a hand-back")
-        assert "acked" not in client.events
-        pubsub.publisher.create_topic(name=missing_out)
-        pubsub.topics.append(missing_out)
-        out_sub = pubsub.subscribe(missing_out, unique("later-out"))
+    assert "acked" not in client.events  # handed back, and still so after the worker stopped
+    # Topic and subscription exist before a worker runs again (a message published before the
+    # subscription exists would never reach it, and the test could not see it arrive).
+    pubsub.publisher.create_topic(name=missing_out)
+    pubsub.topics.append(missing_out)
+    out_sub = pubsub.subscribe(missing_out, unique("later-out"))
+    with running(_worker(config, client=RecordingClient())):
         got = pubsub.collect(out_sub, 3, 60)
     assert sorted(got) == sorted(elements)
 
