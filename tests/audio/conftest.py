@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 
 from tests.audio import signals
-from tests.emulators.gcs import gcs_emulator  # a fixture, used by test_gcs.py
-
-__all__ = ["gcs_emulator"]
 
 SR = 22050
 
