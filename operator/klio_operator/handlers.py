@@ -6,14 +6,12 @@ them on kopf's default registry, so `kopf run -m klio_operator.handlers` works t
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import kopf
 
@@ -37,11 +35,10 @@ from klio_operator.planning import (
     project_of,
     topic_read_by,
 )
-from klio_operator.pubsub_admin import PubSubAdmin, PubSubAdminError
+from klio_operator.pubsub_admin import AsyncPubSubAdmin, PubSubAdminError
+from klio_operator.together import all_of
 
 KLIOJOBS = (GROUP, VERSION, PLURAL)
-PUBSUB_THREADS = 4
-T = TypeVar("T")
 PARENTS_CHANGED = "klio.io/parents-changed"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
@@ -53,23 +50,16 @@ class OperatorContext:
     """What the handlers need, passed through kopf's memo (`memo.klio`)."""
 
     kube: KubeApi
-    pubsub: PubSubAdmin
+    pubsub: AsyncPubSubAdmin
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     facts: ClusterFacts = field(default_factory=ClusterFacts)
     retry_delay: float = 30.0
     """Seconds before retrying a job whose parent is missing or whose Pub/Sub call failed."""
-    pubsub_threads: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(PUBSUB_THREADS, thread_name_prefix="pubsub")
-    )
-    """Pub/Sub admin calls block (gRPC): they get their own threads, not the loop's default."""
     pubsub_applied: dict[tuple[str, str], PubSubPlan] = field(default_factory=dict)
     """The Pub/Sub plan this process last applied successfully for each job."""
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
-
-    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pubsub_threads, fn, *args)
 
 
 class JobSummary(NamedTuple):
@@ -98,6 +88,11 @@ def _now() -> datetime.datetime:
 # -- the index of jobs per namespace ----------------------------------------------------------
 
 
+JobKey = tuple[str, str, str]
+"""The index's keys: `("job", namespace, name)` → the job; `("child", namespace, parent)` →
+every job naming that parent. Direct lookups: a reconcile never scans the namespace."""
+
+
 async def index_job(
     namespace: str | None,
     name: str,
@@ -106,18 +101,43 @@ async def index_job(
     status: Mapping[str, Any],
     memo: Any,
     **_: Any,
-) -> dict[str, JobSummary]:
+) -> dict[JobKey, JobSummary]:
     if meta.get("deletionTimestamp"):
         return {}  # a job being deleted no longer counts as a parent
     summary = summarize(name, spec, _context(memo).facts)
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
     if parents is not None and parents.get("reason") == "ParentNotFound":
         summary = summary._replace(waiting=True)
-    return {namespace or "": summary}
+    keys: dict[JobKey, JobSummary] = {("job", namespace or "", name): summary}
+    for parent in summary.parents:
+        keys["child", namespace or "", parent] = summary
+    return keys
 
 
-def _namespace_jobs(index: Any, namespace: str) -> dict[str, JobSummary]:
-    return {job.name: job for job in index.get(namespace, [])}
+def _indexed_job(index: Any, namespace: str, name: str) -> JobSummary | None:
+    for summary in index.get(("job", namespace, name), ()):
+        return summary
+    return None
+
+
+def _children_of(index: Any, namespace: str, parent: str) -> list[JobSummary]:
+    return list(index.get(("child", namespace, parent), ()))
+
+
+def _ancestors(index: Any, namespace: str, parents: Iterable[str]) -> dict[str, JobSummary]:
+    """The indexed jobs reachable from `parents` through parent links (what cycle detection
+    and the parents' own parents need); absent ones are left out."""
+    found: dict[str, JobSummary] = {}
+    todo = list(parents)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        summary = _indexed_job(index, namespace, name)
+        if summary is not None:
+            found[name] = summary
+            todo.extend(summary.parents)
+    return found
 
 
 def summarize(name: str, spec: Mapping[str, Any], facts: ClusterFacts) -> JobSummary:
@@ -287,12 +307,13 @@ async def _reconcile(
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
         raise kopf.PermanentError(f"invalid spec: {blocked.message}") from exc
 
-    jobs = _namespace_jobs(klio_jobs, namespace)
+    jobs = _ancestors(klio_jobs, namespace, spec.parents)
     for parent in spec.parents:
         if parent not in jobs:  # the index may lag behind the API: ask before giving up
             found = await _fetch_summary(context, namespace, parent)
             if found is not None:
                 jobs[parent] = found
+                jobs.update(_ancestors(klio_jobs, namespace, found.parents))
     graph = {job.name: list(job.parents) for job in jobs.values()}
     resolution = dag.resolve_parents(name, spec.parents, graph)
     parents_state = cond.parents_condition(resolution)
@@ -343,10 +364,13 @@ async def _reconcile(
 
     topics_state = await _ensure_pubsub(context, body, plan)
     first = not body.get("status")  # nothing exists yet, nothing stale to remove
-    stored = {}
-    for child in plan.children:
-        outcome, obj = await apply(context.kube, child, likely_absent=first)
-        stored[object_key(child)] = (outcome, obj)
+    # Children refer to each other by name only: the API takes them in any order.
+    applied = await all_of(
+        apply(context.kube, child, likely_absent=first) for child in plan.children
+    )
+    stored = {
+        object_key(child): result for child, result in zip(plan.children, applied, strict=True)
+    }
     if not first:
         await prune(
             context.kube,
@@ -361,7 +385,7 @@ async def _reconcile(
         # The workload changed while we worked, and its event may have been dropped as "not
         # reconciled yet": look once more, now that the status exists.
         await refresh_status(context, namespace, name)
-    waiting = [job for job in jobs.values() if job.waiting and name in job.parents]
+    waiting = [job for job in _children_of(klio_jobs, namespace, name) if job.waiting]
     await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
@@ -383,9 +407,9 @@ async def _ensure_pubsub(
         return cond.topics_ready(len(wanted_subs) + len(wanted_topics))
     context.pubsub_applied.pop(key, None)
     try:
-        await context.in_thread(context.pubsub.apply, plan.pubsub)
+        await context.pubsub.apply(plan.pubsub)
         if stale_subs or stale_topics:
-            await context.in_thread(context.pubsub.remove, stale_subs, stale_topics)
+            await context.pubsub.remove(stale_subs, stale_topics)
     except PubSubAdminError as exc:
         context.metrics.pubsub_errors.inc()
         kopf.warn(body, reason="PubSubError", message=str(exc))
@@ -589,9 +613,8 @@ async def on_spec_changed(
     after = summarize(name, new or {}, context.facts)
     if before == after:
         return
-    klio_jobs = kwargs["klio_jobs"]
-    jobs = _namespace_jobs(klio_jobs, namespace or "").values()
-    await touch_children(context, namespace or "", name, jobs, "changed")
+    children = _children_of(kwargs["klio_jobs"], namespace or "", name)
+    await touch_children(context, namespace or "", name, children, "changed")
 
 
 async def on_deleted(
@@ -622,7 +645,7 @@ async def on_deleted(
     except (SpecError, PlanningError):
         pass  # an invalid job created nothing beyond what its status lists
     try:
-        await context.in_thread(context.pubsub.remove, sorted(subscriptions), sorted(topics))
+        await context.pubsub.remove(sorted(subscriptions), sorted(topics))
     except PubSubAdminError as exc:
         context.metrics.pubsub_errors.inc()
         kopf.warn(body, reason="PubSubError", message=str(exc))
@@ -630,9 +653,8 @@ async def on_deleted(
     context.metrics.set_phase(namespace, name, None)
     context.workload_events.pop((namespace, name), None)
     context.pubsub_applied.pop((namespace, name), None)
-    await touch_children(
-        context, namespace, name, _namespace_jobs(klio_jobs, namespace).values(), "deleted"
-    )
+    children = _children_of(klio_jobs, namespace, name)
+    await touch_children(context, namespace, name, children, "deleted")
 
 
 # -- registration ------------------------------------------------------------------------------

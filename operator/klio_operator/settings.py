@@ -11,7 +11,7 @@ import kopf
 from klio_operator.kube import OPTIONAL_GROUPS, KubeApi
 from klio_operator.metrics import OperatorMetrics
 from klio_operator.planning import DEFAULT_PROJECT, ClusterFacts
-from klio_operator.pubsub_admin import PubSubAdmin
+from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
 FINALIZER = "klio.io/finalizer"
 STORAGE_PREFIX = "kopf.klio.io"
@@ -47,7 +47,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             metrics.serve(int(port))
         context = OperatorContext(
             kube=KubeApi.from_environment(),
-            pubsub=PubSubAdmin(),
+            pubsub=AsyncPubSubAdmin(),
             metrics=metrics,
             retry_delay=float(os.environ.get(ENV_RETRY_DELAY, "30")),
         )
@@ -68,8 +68,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     context = memo.get("klio")
     if context is not None:
         await context.kube.close()
-        context.pubsub.close()
-        context.pubsub_threads.shutdown(wait=False)
+        await context.pubsub.close()
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

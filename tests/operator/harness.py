@@ -13,7 +13,7 @@ from google.api_core import exceptions as gexc
 from klio_operator.handlers import OperatorContext, register
 from klio_operator.kube import KubeApi, resource_path
 from klio_operator.metrics import OperatorMetrics
-from klio_operator.pubsub_admin import PubSubAdmin
+from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
 from tests.kube.emulator import KlioKubernetesEmulator, running_emulator
 from tests.kube.kopf_harness import add_emulator_login, run_with_operator, wait_until
@@ -103,7 +103,7 @@ async def operator_under_test(
     async with running_emulator(optional_groups) as api:
         add_emulator_login(registry, api)
         kube = KubeApi(str(api.url).rstrip("/"))
-        pubsub = PubSubAdmin(timeout=10)
+        pubsub = AsyncPubSubAdmin(timeout=10)
         context = OperatorContext(
             kube=kube, pubsub=pubsub, metrics=OperatorMetrics(), retry_delay=0.3
         )
@@ -111,19 +111,17 @@ async def operator_under_test(
             yield OperatorUnderTest(api, registry, context)
         finally:
             await kube.close()
-            pubsub.close()
+            await pubsub.close()
 
 
-def pubsub_names(admin: PubSubAdmin, project: str = PROJECT) -> tuple[set[str], set[str]]:
+async def pubsub_names(
+    admin: AsyncPubSubAdmin, project: str = PROJECT
+) -> tuple[set[str], set[str]]:
     """Every topic and subscription of the project on the emulator."""
+    request = {"project": f"projects/{project}"}
     try:
-        topics = {
-            t.name for t in admin.publisher.list_topics(request={"project": f"projects/{project}"})
-        }
-        subs = {
-            s.name
-            for s in admin.subscriber.list_subscriptions(request={"project": f"projects/{project}"})
-        }
+        topics = {t.name async for t in await admin.publisher.list_topics(request=request)}
+        subs = {s.name async for s in await admin.subscriber.list_subscriptions(request=request)}
     except gexc.NotFound:
         return set(), set()
     return topics, subs

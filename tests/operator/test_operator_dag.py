@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from klio_operator.dag import dead_letter_topic, output_topic, parent_subscription
 
@@ -18,7 +16,7 @@ UPLOADS = f"projects/{PROJECT}/topics/uploads"
 async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
     async with operator_under_test() as op:
         uploads = f"projects/{PROJECT}/topics/uploads"  # the team's own topic, not ours
-        await asyncio.to_thread(op.context.pubsub.ensure_topic, uploads)
+        await op.context.pubsub.ensure_topic(uploads)
 
         async def scenario() -> None:
             # Children before parents: they wait, then heal when the parents appear.
@@ -38,7 +36,7 @@ async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
                 assert f"{job}-metrics" in op.objects("Service")
                 owner = op.objects("Deployment")[job]["metadata"]["ownerReferences"][0]
                 assert owner["uid"] == op.objects("KlioJob")[job]["metadata"]["uid"]
-            topics, subs = await asyncio.to_thread(pubsub_names, op.context.pubsub)
+            topics, subs = await pubsub_names(op.context.pubsub)
             for job in "abc":
                 assert output_topic(PROJECT, NS, job) in topics
                 assert dead_letter_topic(PROJECT, NS, job) in topics
@@ -79,7 +77,7 @@ async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
             await op.wait(
                 lambda: not any(op.objects(kind) for kind in CHILD_KINDS), "children deleted"
             )
-            topics, subs = await asyncio.to_thread(pubsub_names, op.context.pubsub)
+            topics, subs = await pubsub_names(op.context.pubsub)
             assert topics == {uploads}  # not ours: kept
             assert subs == set()
 
@@ -130,5 +128,5 @@ async def test_a_parent_appearing_later_heals_its_child_promptly() -> None:
             config = op.objects("ConfigMap")["late-child-config"]["data"]["klio-job.yaml"]
             assert f"topic: {UPLOADS}" in config  # the worker knows where to ask its parent
 
-        await asyncio.to_thread(op.context.pubsub.ensure_topic, UPLOADS)
+        await op.context.pubsub.ensure_topic(UPLOADS)
         await op.run(scenario)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("pubsub_clean")
 async def test_stuck_pod_degrades_then_recovers_and_suspend_keeps_subscriptions() -> None:
     async with operator_under_test(optional_groups=("monitoring.coreos.com", "keda.sh")) as op:
         incoming = f"projects/{PROJECT}/topics/incoming"
-        await asyncio.to_thread(op.context.pubsub.ensure_topic, incoming)
+        await op.context.pubsub.ensure_topic(incoming)
 
         async def scenario() -> None:
             await op.apply_job(
@@ -51,7 +51,7 @@ async def test_stuck_pod_degrades_then_recovers_and_suspend_keeps_subscriptions(
                 lambda: op.objects("Deployment")["j"]["spec"].get("replicas") == 0, "scaled to 0"
             )
             await op.wait(lambda: "j" not in op.objects("ScaledObject"), "autoscaler removed")
-            _, subs = await asyncio.to_thread(pubsub_names, op.context.pubsub)
+            _, subs = await pubsub_names(op.context.pubsub)
             assert f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0" in subs
             await op.play_deployment_controller("j")
             await op.wait(
@@ -126,9 +126,7 @@ async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() ->
             )
             assert op.context.metrics.pubsub_errors._value.get() >= 1
             # The topic appears: the job heals by itself on its next retry.
-            await asyncio.to_thread(
-                op.context.pubsub.ensure_topic, f"projects/{PROJECT}/topics/nope"
-            )
+            await op.context.pubsub.ensure_topic(f"projects/{PROJECT}/topics/nope")
             await op.wait(lambda: op.condition_is("orphan", "TopicsReady", "True"), "healed")
 
         await op.run(scenario)
@@ -156,7 +154,7 @@ async def test_dropping_a_parent_removes_its_subscription() -> None:
         from_a = f"projects/{PROJECT}/subscriptions/klio.{NS}.child.from.a"
 
         async def subscriptions() -> set[str]:
-            return (await asyncio.to_thread(pubsub_names, op.context.pubsub))[1]
+            return (await pubsub_names(op.context.pubsub))[1]
 
         async def scenario() -> None:
             await op.apply_job("a")
@@ -261,9 +259,9 @@ async def test_a_worker_only_change_makes_no_pubsub_calls_but_a_parent_change_do
         applied: list[str] = []
         real_apply = op.context.pubsub.apply
 
-        def counting_apply(plan: PubSubPlan) -> None:
+        async def counting_apply(plan: PubSubPlan) -> None:
             applied.append(plan.topics[0].name)
-            real_apply(plan)
+            await real_apply(plan)
 
         op.context.pubsub.apply = counting_apply  # type: ignore[method-assign]
 
@@ -292,8 +290,7 @@ async def test_a_worker_only_change_makes_no_pubsub_calls_but_a_parent_change_do
                 "child follows its parent's new topic",
             )
             await op.wait(lambda: op.condition_is("c1", "TopicsReady", "True"), "rewired")
-            subscription = await asyncio.to_thread(
-                op.context.pubsub.subscriber.get_subscription,
+            subscription = await op.context.pubsub.subscriber.get_subscription(
                 subscription=f"projects/{PROJECT}/subscriptions/klio.{NS}.c1.from.p1",
             )
             assert subscription.topic == "projects/test-project/topics/klio.team.p1.output"

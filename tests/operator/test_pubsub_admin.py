@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from klio_operator.planning import PubSubPlan, SubscriptionPlan, TopicPlan
-from klio_operator.pubsub_admin import PubSubAdmin, PubSubAdminError
+from klio_operator.pubsub_admin import AsyncPubSubAdmin, PubSubAdmin, PubSubAdminError
 
 P = "projects/klio-local"
 
@@ -75,3 +75,51 @@ def test_a_parents_topic_is_created_when_the_parent_has_not_yet(admin: PubSubAdm
     admin.apply(plan)
     assert admin.topic_exists(parent_topic)
     assert admin.subscription_exists(f"{P}/subscriptions/child-from-parent")
+
+
+async def test_async_admin_applies_a_plan_concurrently_and_idempotently(pubsub_clean: str) -> None:
+    admin = AsyncPubSubAdmin(timeout=10)
+    parent_topic = f"{P}/topics/parent-out"
+    plan = PubSubPlan(
+        topics=(TopicPlan(f"{P}/topics/out"), TopicPlan(f"{P}/topics/dead")),
+        subscriptions=(
+            SubscriptionPlan(f"{P}/subscriptions/from-parent", parent_topic, f"{P}/topics/dead"),
+            SubscriptionPlan(f"{P}/subscriptions/own", f"{P}/topics/out", f"{P}/topics/dead", 7),
+        ),
+        parent_topics=(TopicPlan(parent_topic),),
+    )
+    try:
+        await admin.apply(plan)
+        await admin.apply(plan)  # again: nothing fails, nothing doubles
+        assert await admin.ensure_topic(parent_topic) is False
+        own = await admin.subscriber.get_subscription(subscription=f"{P}/subscriptions/own")
+        assert own.topic == f"{P}/topics/out"
+        assert own.dead_letter_policy.dead_letter_topic == f"{P}/topics/dead"
+        assert own.dead_letter_policy.max_delivery_attempts == 7
+        subscriptions = [s.name for s in plan.subscriptions]
+        topics = [t.name for t in (*plan.topics, *plan.parent_topics)]
+        await admin.remove(subscriptions, topics)
+        await admin.remove(subscriptions, topics)  # absent ones are skipped
+        assert await admin.ensure_topic(f"{P}/topics/out") is True  # it was gone
+    finally:
+        await admin.close()
+
+
+async def test_async_admin_failures_name_the_resource_after_every_call_ends(
+    pubsub_clean: str,
+) -> None:
+    admin = AsyncPubSubAdmin(timeout=10)
+    plan = PubSubPlan(
+        topics=(TopicPlan("bad"), TopicPlan(f"{P}/topics/fine")),
+        subscriptions=(),
+    )
+    try:
+        with pytest.raises(PubSubAdminError, match="create topic bad"):
+            await admin.apply(plan)
+        # The good call beside the failed one still finished.
+        assert await admin.ensure_topic(f"{P}/topics/fine") is False
+        missing_topic = SubscriptionPlan(f"{P}/subscriptions/sub-in", f"{P}/topics/absent", None)
+        with pytest.raises(PubSubAdminError, match=r"create subscription .*sub-in"):
+            await admin.ensure_subscription(missing_topic)
+    finally:
+        await admin.close()
