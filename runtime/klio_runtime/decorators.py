@@ -244,10 +244,7 @@ class _LazyLimiter:
 
 
 def _message_of(ctx: KlioContext, incoming: Any) -> KlioMessage:
-    """The message ``incoming`` carries (from the job's previous step), else parsed."""
-    kmsg = kmessage.take_carried(incoming)
-    if kmsg is not None:
-        return kmsg
+    """The message of ``incoming`` that is not carried (:func:`kmessage.take_carried` first)."""
     if type(incoming) is not bytes:
         # An object carrying a parsed message (audio's AudioItem) hands it over as a message:
         # its payload is encoded once, without serializing and parsing the whole message again.
@@ -275,22 +272,30 @@ def _run_one(
     ``from_klio_message`` does (its state.rst lists ``None`` beside ``data`` as clearing the
     payload); only a generator that yields nothing emits nothing.
     """
-    try:
-        kmsg = _message_of(ctx, incoming)
-    except Exception as err:
-        return [drop(ctx, incoming, where, err)]
-    element = kmsg.data.element.decode("utf-8", "backslashreplace")
+    kmsg = kmessage.take_carried(incoming)  # the common case: the job's previous step made it
+    if kmsg is None:
+        try:
+            kmsg = _message_of(ctx, incoming)
+        except Exception as err:
+            return [drop(ctx, incoming, where, err)]
+    data = kmsg.data  # one wrapper object, used thrice
+    element = data.element.decode("utf-8", "backslashreplace")
     token = current_element.set(element)
     start = time.perf_counter()
     try:
-        args = (*call_args, kmsg.data)
+        args = (*call_args, data)
         limits = ctx.job_limits
         result = (
             func(*args, **kwargs)
             if limits is None
             else _call_with_job_limits(limits, func, args, kwargs, where)
         )
-        if type(result) is not types.GeneratorType:  # the common case, kept short
+        if type(result) is bytes:  # the most common case, kept shortest
+            ctx.metrics.processing_time(time.perf_counter() - start)
+            if kmsg.version != kmessage.V1:
+                data.payload = result
+            return [kmessage.carry(kmsg)]
+        if type(result) is not types.GeneratorType:
             ctx.metrics.processing_time(time.perf_counter() - start)
             return [_carried_out(kmsg, result)]
         if not many:

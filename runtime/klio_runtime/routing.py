@@ -18,6 +18,7 @@ from datetime import datetime
 from klio_runtime.message import KlioJob, KlioJobAuditLogItem, KlioMessage, Version
 
 __all__ = [
+    "AuditStamper",
     "Decision",
     "JobRef",
     "append_audit_entry",
@@ -139,6 +140,29 @@ def append_audit_entry(msg: KlioMessage, job: KlioJob, now_ns: int) -> None:
     item = msg.metadata.job_audit_log.add()
     item.klio_job.CopyFrom(job)
     item.timestamp.FromNanoseconds(now_ns)
+
+
+class AuditStamper:
+    """:func:`append_audit_entry` for one job, at a fraction of its cost per message.
+
+    The entry is built once, as a template message holding only it; each call sets the template's
+    timestamp and merges it into the message in C (merging appends to repeated fields, and the
+    template's other fields are unset, so nothing else changes). Not for concurrent use: a Beam
+    DoFn instance is called by one thread at a time.
+    """
+
+    def __init__(self, job: KlioJob) -> None:
+        self._template = KlioMessage()
+        item = self._template.metadata.job_audit_log.add()
+        item.klio_job.CopyFrom(job)
+        self._timestamp = item.timestamp
+
+    def __call__(self, msg: KlioMessage, now_ns: int) -> None:
+        seconds, nanos = divmod(now_ns, 1_000_000_000)
+        timestamp = self._timestamp
+        timestamp.seconds = seconds
+        timestamp.nanos = nanos
+        msg.MergeFrom(self._template)
 
 
 def bottom_up_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMessage:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import apache_beam as beam
+import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from klio_runtime import message as kmessage
 from klio_runtime.decorators import handle_klio
+from klio_runtime.message import KlioMessage
 from klio_runtime.metrics import KlioMetrics, MetricsHub
+from klio_runtime.routing import AuditStamper, JobRef, append_audit_entry
 from prometheus_client import generate_latest
 
 from tests.runtime.helpers import bound, make_config, msg_bytes
@@ -81,3 +84,33 @@ def test_counts_reach_prometheus_at_flush_not_before() -> None:
     assert metrics.hub.value("klio_messages_received_total", job="j") == 0
     metrics.flush()
     assert metrics.hub.value("klio_messages_received_total", job="j") == 3
+
+
+def test_audit_stamper_appends_what_append_audit_entry_appends_and_nothing_else() -> None:
+    job = JobRef("stamping-job", "proj").to_proto()
+    base = kmessage.new_message("e1", b"payload", force=True)
+    base.metadata.job_audit_log.add().klio_job.job_name = "earlier"
+    stamper = AuditStamper(job)
+    for now_ns in (1_700_000_000_123_456_789, 5):  # the template is reused: no leftovers
+        by_fields, by_stamper = KlioMessage(), KlioMessage()
+        by_fields.CopyFrom(base)
+        by_stamper.CopyFrom(base)
+        append_audit_entry(by_fields, job, now_ns)
+        stamper(by_stamper, now_ns)
+        assert by_stamper == by_fields
+        assert len(by_stamper.metadata.job_audit_log) == 2
+        assert by_stamper.metadata.job_audit_log[1].timestamp.ToNanoseconds() == now_ns
+
+
+def test_short_paths_of_parse_and_new_message_agree_with_the_long_ones() -> None:
+    plain = kmessage.new_message("e1")
+    spelled = KlioMessage(version=kmessage.V2)
+    spelled.data.element = b"e1"
+    spelled.metadata.intended_recipients.anyone.SetInParent()
+    assert plain == spelled and kmessage.new_message(b"e1") == spelled
+    data = kmessage.serialize(spelled)
+    assert kmessage.parse(data) == kmessage.upgrade(kmessage.parse_exact(data))
+    # unknown fields still refused on the short path's own message kind (V2 with an element)
+    with_unknown = data + b"\x78\x01"  # field 15, varint 1
+    with pytest.raises(kmessage.MessageDecodeError, match="unknown field number at 15"):
+        kmessage.parse(with_unknown)

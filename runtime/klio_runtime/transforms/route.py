@@ -29,7 +29,7 @@ from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id
-from klio_runtime.routing import Decision, JobRef, append_audit_entry, decide, is_recipient
+from klio_runtime.routing import AuditStamper, Decision, JobRef, decide, is_recipient
 
 PROCESS = "process"
 PASS_THRU = "pass_thru"
@@ -72,7 +72,7 @@ class RouteMessages(beam.DoFn):
         bind_context(self.ctx)
         self.metrics = self.ctx.metrics
         self.job = job_ref_of(self.config)
-        self.job_proto = self.job.to_proto()
+        self.stamp_audit = AuditStamper(self.job.to_proto())
         self.inputs: Sequence[DataInput] = data_inputs(self.config)
         self.outputs: Sequence[DataOutput] = data_outputs(self.config)
         self.has_data_io = bool(
@@ -106,7 +106,7 @@ class RouteMessages(beam.DoFn):
         if not is_recipient(msg, self.job):
             return [self._drop(element_id(msg), "not_recipient")]
         # the message was parsed here, so it is ours to change: no copy
-        append_audit_entry(msg, self.job_proto, time.time_ns())
+        self.stamp_audit(msg, time.time_ns())
         if self.ping or msg.metadata.ping:
             return list(self._act(Decision.PASS_PING, msg))
         if not self.checks_data:
