@@ -57,6 +57,10 @@ class OperatorContext:
     """Seconds before retrying a job whose parent is missing or whose Pub/Sub call failed."""
     pubsub_applied: dict[tuple[str, str], PubSubPlan] = field(default_factory=dict)
     """The Pub/Sub plan this process last applied successfully for each job."""
+    summaries: dict[tuple[str, str], tuple[tuple[str, int], JobSummary]] = field(
+        default_factory=dict
+    )
+    """Each job's summary for the index, with the (uid, generation) it was made from."""
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
@@ -102,9 +106,20 @@ async def index_job(
     memo: Any,
     **_: Any,
 ) -> dict[JobKey, JobSummary]:
+    context = _context(memo)
+    key = (namespace or "", name)
     if meta.get("deletionTimestamp"):
+        context.summaries.pop(key, None)
         return {}  # a job being deleted no longer counts as a parent
-    summary = summarize(name, spec, _context(memo).facts)
+    # A summary depends on the spec alone, and the spec changes only with the generation:
+    # status writes and kopf's own annotations (most events) reuse it.
+    stamp = (str(meta.get("uid")), int(meta.get("generation") or 0))
+    cached = context.summaries.get(key)
+    if cached is not None and cached[0] == stamp and stamp[1]:
+        summary = cached[1]
+    else:
+        summary = summarize(name, spec, context.facts)
+        context.summaries[key] = (stamp, summary)
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
     if parents is not None and parents.get("reason") == "ParentNotFound":
         summary = summary._replace(waiting=True)
@@ -653,6 +668,7 @@ async def on_deleted(
     context.metrics.set_phase(namespace, name, None)
     context.workload_events.pop((namespace, name), None)
     context.pubsub_applied.pop((namespace, name), None)
+    context.summaries.pop((namespace, name), None)
     children = _children_of(klio_jobs, namespace, name)
     await touch_children(context, namespace, name, children, "deleted")
 

@@ -40,22 +40,27 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self._phases: dict[tuple[str, str], str] = {}
+        self._counts: Tally[str] = Tally()
         for result in RESULTS:
             self.reconciles.labels(result=result)
         self._publish_phases()
 
     def set_phase(self, namespace: str, name: str, phase: str | None) -> None:
-        """Record a job's phase (None: the job is gone)."""
-        if phase is None:
-            self._phases.pop((namespace, name), None)
-        else:
+        """Record a job's phase (None: the job is gone). Only the two phases that change are
+        published again (a write per status, so no pass over every job)."""
+        before = self._phases.pop((namespace, name), None)
+        if phase is not None:
             self._phases[(namespace, name)] = phase
-        self._publish_phases()
+        if before == phase:
+            return
+        for changed, step in ((before, -1), (phase, 1)):
+            if changed is not None:
+                self._counts[changed] += step
+                self.jobs.labels(phase=changed).set(self._counts[changed])
 
     def _publish_phases(self) -> None:
-        counts = Tally(self._phases.values())
-        for phase in {*PHASES, *counts}:
-            self.jobs.labels(phase=phase).set(counts.get(phase, 0))
+        for phase in {*PHASES, *self._counts}:
+            self.jobs.labels(phase=phase).set(self._counts.get(phase, 0))
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
         """Serve /metrics on `port` in a background thread."""

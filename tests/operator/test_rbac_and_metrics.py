@@ -52,3 +52,19 @@ def test_metrics_are_exposed_with_phases() -> None:
     assert "klio_operator_reconcile_duration_seconds_count 1.0" in text
     assert 'klio_operator_kliojobs{phase="Running"} 1.0' in text
     assert "klio_operator_pubsub_admin_errors_total 1.0" in text
+
+
+def test_jobs_by_phase_follow_each_jobs_moves() -> None:
+    metrics = OperatorMetrics()
+    metrics.set_phase("ns", "a", "Pending")
+    metrics.set_phase("ns", "b", "Pending")
+    metrics.set_phase("ns", "a", "Running")
+    metrics.set_phase("ns", "a", "Running")  # the same again counts once
+    metrics.set_phase("other", "a", "Degraded")
+    metrics.set_phase("ns", "b", None)
+    metrics.set_phase("ns", "gone", None)  # never seen: nothing moves
+    text = generate_latest(metrics.registry).decode()
+    assert 'klio_operator_kliojobs{phase="Pending"} 0.0' in text
+    assert 'klio_operator_kliojobs{phase="Running"} 1.0' in text
+    assert 'klio_operator_kliojobs{phase="Degraded"} 1.0' in text
+    assert 'klio_operator_kliojobs{phase="Succeeded"} 0.0' in text
