@@ -44,6 +44,9 @@ class DeadLetter:
         )
 
 
+_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
 def decode_line(raw: bytes) -> kmessage.KlioMessage | None:
     """The message one event line stands for; None for a blank line.
 
@@ -53,7 +56,8 @@ def decode_line(raw: bytes) -> kmessage.KlioMessage | None:
     if not line.strip():
         return None
     stripped = line.strip()
-    if len(stripped) % 4 == 0 and len(stripped) >= 8:
+    # a character outside base64's alphabet (as in most ids: "-", "_", ".") rules it out at once
+    if len(stripped) % 4 == 0 and len(stripped) >= 8 and not stripped.translate(None, _BASE64):
         try:
             msg = kmessage.parse(base64.b64decode(stripped, validate=True))
         except (binascii.Error, ValueError):

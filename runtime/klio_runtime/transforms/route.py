@@ -28,7 +28,7 @@ from klio_runtime.config import DataInput, DataOutput, KlioConfig
 from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
-from klio_runtime.message import element_id
+from klio_runtime.message import V2, element_id
 from klio_runtime.routing import AuditStamper, Decision, JobRef, decide, is_recipient
 
 PROCESS = "process"
@@ -103,11 +103,14 @@ class RouteMessages(beam.DoFn):
                 kmessage.validate_element_id(msg.data.element)
             except kmessage.InvalidElementId as err:
                 return [self._dead_letter("invalid_element_id", str(err), element_id(msg))]
-        if not is_recipient(msg, self.job):
+        metadata = msg.metadata  # one wrapper object for the checks below
+        # the common message, checked inline: V2 for anyone (else is_recipient's rules)
+        for_anyone = metadata.intended_recipients.WhichOneof("recipients") == "anyone"
+        if not ((for_anyone and msg.version == V2) or is_recipient(msg, self.job)):
             return [self._drop(element_id(msg), "not_recipient")]
         # the message was parsed here, so it is ours to change: no copy
         self.stamp_audit(msg, time.time_ns())
-        if self.ping or msg.metadata.ping:
+        if self.ping or metadata.ping:
             return list(self._act(Decision.PASS_PING, msg))
         if not self.checks_data:
             self.to_run_count += 1
