@@ -175,16 +175,20 @@ class KlioJobTransform(beam.PTransform):
         ran = self.run_fn(run_input, self.config)
 
         pipeline = self._pipeline_of(inputs)
-        results = [ran] if isinstance(ran, beam.PCollection) else []
-        prepared = (
-            (results + pass_thru)
-            | "Merge run and pass-thru" >> beam.Flatten(pipeline=pipeline)
-            | "Prepare output"
-            >> beam.ParDo(_PrepareOutput(self.config)).with_outputs(DEAD_LETTER_TAG, main=OUTPUT)
-        )
-        dead.append(prepared[DEAD_LETTER_TAG])
+        # Each branch is prepared before the merge: run's output in the same fused stage as run,
+        # so the message run's last step carries is taken, not parsed again (a runner may
+        # materialize the merge: FnApiRunner always does for a Flatten of several inputs).
+        branches = [("run", ran)] if isinstance(ran, beam.PCollection) else []
+        branches += [(f"pass-thru {i}", pcoll) for i, pcoll in enumerate(pass_thru)]
+        prepared = []
+        for label, pcoll in branches:
+            ready = pcoll | f"Prepare output ({label})" >> beam.ParDo(
+                _PrepareOutput(self.config)
+            ).with_outputs(DEAD_LETTER_TAG, main=OUTPUT)
+            prepared.append(ready[OUTPUT])
+            dead.append(ready[DEAD_LETTER_TAG])
         return {
-            OUTPUT: prepared[OUTPUT],
+            OUTPUT: prepared | "Merge run and pass-thru" >> beam.Flatten(pipeline=pipeline),
             DROPPED: dropped | "Merge dropped" >> beam.Flatten(pipeline=pipeline),
             INPUT_MISSING: missing | "Merge input missing" >> beam.Flatten(pipeline=pipeline),
             DEAD_LETTER_TAG: dead | "Merge dead letters" >> beam.Flatten(pipeline=pipeline),
