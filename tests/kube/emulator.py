@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import datetime
 import json
 import re
@@ -132,6 +133,27 @@ def _spec_of(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
+@dataclasses.dataclass(frozen=True)
+class ApiCall:
+    """One object request as RBAC sees it: who, which verb, on which group/resource."""
+
+    agent: str
+    verb: str
+    group: str
+    resource: str  # plural, or plural/subresource
+
+
+# kmock's action → the RBAC verb (PATCH is the only update method our clients use).
+_VERBS = {
+    enums.action.LIST: "list",
+    enums.action.WATCH: "watch",
+    enums.action.FETCH: "get",
+    enums.action.CREATE: "create",
+    enums.action.UPDATE: "patch",
+    enums.action.DELETE: "delete",
+}
+
+
 @attrs.define(kw_only=True)
 class KlioKubernetesEmulator(kmock.KubernetesEmulator):
     """A kmock API server that behaves enough like Kubernetes for kopf and the Klio operator."""
@@ -149,6 +171,8 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
     """Plurals of the resources some client has started watching (to know a client is up)."""
     tally: Counter[str] = attrs.field(factory=Counter, init=False)
     """Object requests served, by `<action> <plural>[/<subresource>]` (for benches)."""
+    calls: list[ApiCall] = attrs.field(factory=list, init=False)
+    """Every object request, with its client's User-Agent (what RBAC must allow)."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -340,6 +364,15 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
             f"{request.action.name} {request.resource.plural}"
             + (f"/{request.subresource}" if request.subresource else "")
         ] += 1
+        self.calls.append(
+            ApiCall(
+                agent=request.headers.get("User-Agent", ""),
+                verb=_VERBS[request.action],
+                group=request.resource.group or "",
+                resource=request.resource.plural
+                + (f"/{request.subresource}" if request.subresource else ""),
+            )
+        )
         if request.action == enums.action.WATCH:
             return await self._stream_watch(request)
         async with self._lock:
