@@ -1,7 +1,8 @@
 """The example DAG as a cluster runs it, without the cluster: the worker configs come from
-`klio-operator render` of examples/kliojobs, the topics and subscriptions from the operator's own
-PubSubAdmin on the real Pub/Sub emulator, the data from the GCS emulator (gs://klio-demo, as the
-manifests say), and each job is a real `klio worker` process running its examples/<job> dir.
+`klio-operator render` of examples/kliojobs, the topics and subscriptions from the operator's
+own AsyncPubSubAdmin on the real Pub/Sub emulator, the data from the GCS emulator
+(gs://klio-demo, as the manifests say), and each job is a real `klio worker` process running
+its examples/<job> dir.
 
 Top-down: `klio message publish` to track-ingest's topic runs all four. Bottom-up: for a track
 with only its loudness JSON, `klio message publish --bottom-up` to track-report makes exactly the
@@ -33,7 +34,6 @@ from klio_operator.cli import main as operator_cli
 from klio_operator.handlers import parent_info, summarize
 from klio_operator.models import parse_spec
 from klio_operator.planning import ClusterFacts, Owner, PubSubPlan, plan_job
-from klio_operator.pubsub_admin import PubSubAdmin
 from klio_runtime.io.gcs import ensure_emulator_credentials, storage_client
 
 from tests.emulators.pubsub import free_port
@@ -49,6 +49,7 @@ from tests.examples.dag import (
     check_png,
     check_report,
 )
+from tests.operator.harness import apply_plans, remove_plans
 from tests.worker.helpers import PubSub, wait_for
 
 pytestmark = pytest.mark.slow
@@ -216,10 +217,8 @@ def cluster_dag(
     new_tracks = yaml.safe_load(MANIFESTS["track-ingest"].read_text())["spec"]["eventInputs"][0]
     with contextlib.suppress(gexc.AlreadyExists):  # the team's own topic (not the operator's)
         pubsub.publisher.create_topic(name=new_tracks["topic"])
-    admin = PubSubAdmin()
     plans = pubsub_plans(namespace)
-    for plan in plans.values():
-        admin.apply(plan)
+    apply_plans(plans.values())
     configs: dict[str, Path] = {}
     workers: dict[str, Worker] = {}
     try:
@@ -237,9 +236,7 @@ def cluster_dag(
             worker.terminate()
         for worker in workers.values():
             worker.stop()
-        for plan in plans.values():
-            admin.remove([s.name for s in plan.subscriptions], [t.name for t in plan.topics])
-        admin.close()
+        remove_plans(plans.values())
         pubsub.publisher.delete_topic(request={"topic": new_tracks["topic"]})
         pubsub.cleanup()
 

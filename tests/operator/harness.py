@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from google.api_core import exceptions as gexc
 from klio_operator.handlers import OperatorContext, register
 from klio_operator.kube import KubeApi, resource_path
 from klio_operator.metrics import OperatorMetrics
+from klio_operator.planning import PubSubPlan
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
 from tests.kube.emulator import KlioKubernetesEmulator, running_emulator
@@ -125,3 +127,33 @@ async def pubsub_names(
     except gexc.NotFound:
         return set(), set()
     return topics, subs
+
+
+def apply_plans(plans: Iterable[PubSubPlan]) -> None:
+    """Ensure each plan's topics and subscriptions, as the operator does (for blocking tests)."""
+
+    async def apply() -> None:
+        admin = AsyncPubSubAdmin()
+        try:
+            for plan in plans:
+                await admin.apply(plan)
+        finally:
+            await admin.close()
+
+    asyncio.run(apply())
+
+
+def remove_plans(plans: Iterable[PubSubPlan]) -> None:
+    """Delete what :func:`apply_plans` made (absent resources are skipped)."""
+
+    async def remove() -> None:
+        admin = AsyncPubSubAdmin()
+        try:
+            for plan in plans:
+                await admin.remove(
+                    [s.name for s in plan.subscriptions], [t.name for t in plan.topics]
+                )
+        finally:
+            await admin.close()
+
+    asyncio.run(remove())

@@ -1,5 +1,5 @@
 """The operator's plan really wires a DAG: `klio-operator render` output of a 2-job DAG, its
-Pub/Sub resources ensured on the real emulator by the operator's own PubSubAdmin, and two real
+Pub/Sub resources ensured on the real emulator by the operator's own AsyncPubSubAdmin, and two real
 `klio worker` processes running the rendered configs with the rendered environment.
 
 Top-down: a message on the root's event-input topic flows parent → child. Bottom-up: a message
@@ -23,9 +23,9 @@ from klio_operator.cli import main as operator_cli
 from klio_operator.handlers import parent_info, summarize
 from klio_operator.models import parse_spec
 from klio_operator.planning import ClusterFacts, Owner, PubSubPlan, plan_job
-from klio_operator.pubsub_admin import PubSubAdmin
 from klio_runtime.message import new_message, parse, serialize
 
+from tests.operator.harness import apply_plans, remove_plans
 from tests.worker.helpers import PubSub, WorkerProcess, audit_jobs, lines, unique, wait_for
 
 pytestmark = pytest.mark.slow
@@ -122,13 +122,12 @@ def rendered_dag(
         "parent": render(paths["parent"]),
         "child": render(paths["child"], paths["parent"]),
     }
-    admin = PubSubAdmin()
     plans = pubsub_plans(namespace, specs)
     for name, plan in plans.items():
         # The render's comments list exactly the resources the operator ensures.
         for sub in plan.subscriptions:
             assert f"Pub/Sub subscription {sub.name} on {sub.topic}" in rendered[name][1]
-        admin.apply(plan)
+    apply_plans(plans.values())
     watch = pubsub.subscribe(dag.output_topic(PROJECT, namespace, "child"), unique("watch"))
     configs: dict[str, dict[str, Any]] = {}
     envs: dict[str, dict[str, str]] = {}
@@ -146,9 +145,7 @@ def rendered_dag(
     finally:
         for worker in workers.values():
             worker.stop()
-        for plan in plans.values():
-            admin.remove([s.name for s in plan.subscriptions], [t.name for t in plan.topics])
-        admin.close()
+        remove_plans(plans.values())
         pubsub.cleanup()
 
 

@@ -16,8 +16,8 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
+import google.cloud.pubsub_v1 as pubsub_v1
 from google.api_core import exceptions as api_exceptions
-from google.cloud import pubsub_v1
 
 _PATH_KINDS = {"topics", "subscriptions"}
 # Pub/Sub caps one acknowledge / modifyAckDeadline request at a few thousand ids (and 512 KB).
