@@ -48,6 +48,11 @@ NOOP_OPERATOR = """
 import kopf
 from klio_operator.settings import configure_settings
 
+# Importing klio_operator registered the Klio handlers on the default registry: start clean,
+# keeping kopf's own login through the kubernetes client (which that registry carried).
+kopf.set_default_registry(kopf.OperatorRegistry())
+kopf.on.login()(kopf.login_via_client)
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_):
     configure_settings(settings)  # the Klio operator's kopf settings: like with like

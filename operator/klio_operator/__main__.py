@@ -1,4 +1,4 @@
-"""`python -m klio_operator` is `klio-operator` (kopf: `kopf run -m klio_operator.handlers`)."""
+"""`python -m klio_operator` is `klio-operator` (kopf: `kopf run -m klio_operator`)."""
 
 from klio_operator.cli import main
 

@@ -1,7 +1,7 @@
 """kopf handlers: thin glue of parse → plan → apply → status. Logic lives in pure modules.
 
 `register(registry)` puts every handler on a kopf registry; importing this module registers
-them on kopf's default registry, so `kopf run -m klio_operator.handlers` works too.
+them on kopf's default registry, so `kopf run -m klio_operator` works too.
 """
 
 from __future__ import annotations

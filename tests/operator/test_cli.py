@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -81,3 +83,17 @@ def test_examples_render() -> None:
         args = ["render", "-f", first] + [x for e in others for x in ("-f", e)]
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, f"{first}: {result.output}"
+
+
+def test_kopf_run_dash_m_klio_operator_finds_the_handlers() -> None:
+    # `kopf run -m klio_operator` only imports the package: that must register every handler.
+    code = (
+        "import kopf, klio_operator\n"
+        "registry = kopf.get_default_registry()\n"
+        "ids = {h.id for r in (registry._changing, registry._watching, registry._indexing)"
+        " for h in r.get_all_handlers()}\n"
+        "print(sorted(ids))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    for handler in ("reconcile", "cleanup", "klio_jobs", "workload"):
+        assert handler in out.stdout, out.stdout
