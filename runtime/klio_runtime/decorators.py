@@ -2,12 +2,10 @@
 ``inject_klio_context``, ``timeout``, ``retry``, ``profile``.
 
 One error path (:func:`drop`): whatever goes wrong for one element — bytes that are not a
-KlioMessage,
-the job's function raising or timing out, a payload that is not bytes — is logged with the element
-id,
-counted under a reason (``klio_messages_dropped_total{reason}`` and Beam's string set of dropped
-ids),
-and the element leaves on the ``drop`` tagged output (Klio's tag). The pipeline keeps going.
+KlioMessage, the job's function raising or timing out, a payload that is not bytes — is logged
+with the element id, counted under a reason (``klio_messages_dropped_total{reason}`` and Beam's
+string set of dropped ids), and the element leaves on the ``drop`` tagged output (Klio's tag).
+The pipeline keeps going.
 
 Like Klio, a function whose first parameter is named ``self`` is treated as a method.
 """
@@ -479,11 +477,10 @@ def handle_klio(
     """Parse the incoming bytes, give the function the context and ``data``, serialize the result.
 
     On a plain function ``f(ctx, data)``; on a DoFn's ``process(self, data)`` (may yield; the
-    context is
-    ``self._klio``); on a PTransform's ``expand`` (only sets ``self._klio``). Use with or without
-    parentheses. At most ``max_thread_count`` elements (default ``job_config.thread_pool_size``,
-    else
-    the CPU count; :attr:`ThreadLimit.NONE` for no limit) run the function at once in this process.
+    context is ``self._klio``); on a PTransform's ``expand`` (only sets ``self._klio``). Use with
+    or without parentheses. At most ``max_thread_count`` elements (default
+    ``job_config.thread_pool_size``, else the CPU count; :attr:`ThreadLimit.NONE` for no limit)
+    run the function at once in this process.
     """
     return _handle_klio(
         *args, max_thread_count=max_thread_count, thread_limiter=thread_limiter, **kwargs
@@ -586,8 +583,8 @@ def timeout(
     A thread cannot be stopped from outside, so, as Klio did, the work runs in a separate process: a
     runaway loop or a hung native call is really killed. The fork inherits the element and the code,
     so nothing needs to be importable; the result (or exception) comes back pickled. Side effects
-    in the
-    child (mutated objects, metric increments) stay in the child. Place under ``@handle_klio``.
+    in the child (mutated objects, metric increments) stay in the child. Place under
+    ``@handle_klio``.
     """
     try:
         limit = float(seconds)

@@ -1,16 +1,13 @@
 """Job metrics: one call records to Beam's metrics and to a prometheus-client registry.
 
 Beam's metrics reach Dataflow/Flink dashboards and ``PipelineResult.metrics()``; the prometheus
-registry is
-what the worker serves on ``/metrics``. Prometheus expects one registry per process, so the worker
-process owns one :class:`MetricsHub` (``process_hub()``); everything else receives a
-:class:`KlioMetrics`
-built from the job config.
+registry is what the worker serves on ``/metrics``. Prometheus expects one registry per process, so
+the worker process owns one :class:`MetricsHub` (``process_hub()``); everything else receives a
+:class:`KlioMetrics` built from the job config.
 
 Standard names (label ``job`` on all): ``klio_messages_received_total``,
 ``klio_messages_dropped_total{reason}``, ``klio_messages_skipped_total{reason}`` (ping,
-output_exists),
-``klio_messages_output_total``, ``klio_dead_letter_total{reason}`` and the histogram
+output_exists), ``klio_messages_output_total``, ``klio_dead_letter_total{reason}`` and the histogram
 ``klio_processing_seconds``. User metrics are named ``<prefix>_<name>`` where the prefix is
 ``job_config.metrics.prefix`` or the job name, made Prometheus-safe.
 """

@@ -2,8 +2,7 @@
 :func:`build_pipeline` (that transform between the configured event reads and writes).
 
 The transform takes serialized KlioMessages and is the same whatever feeds it: the batch runner's
-file
-reads, the streaming worker's micro-batches, Dataflow or Flink.
+file reads, the streaming worker's micro-batches, Dataflow or Flink.
 """
 
 from __future__ import annotations
@@ -127,11 +126,10 @@ class KlioJobTransform(beam.PTransform):
 
     Input: one PCollection (one event input) or a mapping ``{"file0": pcoll, ...}`` keyed by
     :func:`input_names`; an input with ``skip_klio_read`` is given to ``run`` as it is (Klio passes
-    the
-    pipeline there). Output: a dict of PCollections — ``output`` (messages for the event outputs:
-    run's results plus pings and already-done messages), ``dropped`` (route.Dropped),
-    ``input_missing``
-    (messages whose data input is missing: the bottom-up hook) and ``dead_letter`` (DeadLetter).
+    the pipeline there). Output: a dict of PCollections — ``output`` (messages for the event
+    outputs: run's results plus pings and already-done messages), ``dropped`` (route.Dropped),
+    ``input_missing`` (messages whose data input is missing: the bottom-up hook) and
+    ``dead_letter`` (DeadLetter).
     """
 
     def __init__(self, config: KlioConfig, run_fn: RunFn, batch_size: int = 500) -> None:

@@ -1,8 +1,7 @@
 """Klio's ``klio.transforms.core``: ``KlioContext`` and ``KlioBaseDoFn``.
 
 Klio built a context from config pickled into ``__main__``; here ``KlioContext()`` with no argument
-is
-the running job's context (bound by the runtime), and ``KlioContext(config)`` builds one.
+is the running job's context (bound by the runtime), and ``KlioContext(config)`` builds one.
 """
 
 from typing import Any
