@@ -364,6 +364,10 @@ def parse_config(data: Mapping[str, Any]) -> KlioConfig:
         raise ConfigError(format_validation_errors(exc)) from None
 
 
+CONFIG_FILE_NAME = "klio-job.yaml"
+"""A job directory's config file (Klio's name)."""
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> KlioConfig:
     """Read, override and validate a ``klio-job.yaml``.
 

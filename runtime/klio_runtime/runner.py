@@ -22,7 +22,13 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from klio_runtime.config import FileEventInput, FileEventOutput, KlioConfig, load_config
+from klio_runtime.config import (
+    CONFIG_FILE_NAME,
+    FileEventInput,
+    FileEventOutput,
+    KlioConfig,
+    load_config,
+)
 from klio_runtime.io.gcs import ensure_emulator_credentials
 from klio_runtime.pipeline import RunFn, build_pipeline
 
@@ -168,7 +174,7 @@ def load_job(
 ) -> tuple[KlioConfig, RunFn, Path]:
     """The job's config (paths resolved against the job dir) and its ``run``."""
     directory = Path(job_dir).resolve()
-    config_path = Path(config_file) if config_file else directory / "klio-job.yaml"
+    config_path = Path(config_file) if config_file else directory / CONFIG_FILE_NAME
     config = resolve_paths(load_config(config_path, overrides), directory)
     return config, load_run_function(directory), directory
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from klio_runtime.cli.options import config_file_option, job_dir_option
 from klio_runtime.config import ConfigError, FileEventInput, KlioConfig, parse_overrides
 from klio_runtime.io.events import count_lines
 from klio_runtime.metrics import process_hub
@@ -95,19 +96,8 @@ def _run_with_progress(
 
 
 @click.command("run")
-@click.option(
-    "--job-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The job directory (klio-job.yaml, run.py).",
-)
-@click.option(
-    "--config-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file instead of <job-dir>/klio-job.yaml.",
-)
+@job_dir_option
+@config_file_option
 @click.option(
     "--runner",
     default=None,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from klio_runtime.config import ConfigError, KlioConfig, load_config
+from klio_runtime.cli.options import config_file_option, job_dir_option
+from klio_runtime.config import CONFIG_FILE_NAME, ConfigError, KlioConfig, load_config
 
-CONFIG_FILE_NAME = "klio-job.yaml"
 RUN_FILE_NAME = "run.py"
 EXIT_INVALID = 2
 
@@ -85,19 +85,8 @@ def verify_job_dir(
 
 
 @click.command()
-@click.option(
-    "--job-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The job directory (with klio-job.yaml and run.py).",
-)
-@click.option(
-    "--config-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=f"The job config, if not {CONFIG_FILE_NAME} in the job directory.",
-)
+@job_dir_option
+@config_file_option
 def verify(job_dir: Path, config_file: Path | None) -> None:
     """Check the job's config and run.py; print every problem, by field. Exit 2 if any."""
     config, errors = verify_job_dir(job_dir, config_file)

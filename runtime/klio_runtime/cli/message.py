@@ -7,6 +7,7 @@ from typing import BinaryIO, NoReturn
 
 import click
 
+from klio_runtime.config import CONFIG_FILE_NAME
 from klio_runtime.message import (
     MessageDecodeError,
     from_json,
@@ -108,8 +109,8 @@ def publish(elements: tuple[str, ...], config_file: Path | None, force: bool, pi
     from klio_runtime.io.pubsub import PubSubClient, resource_path
     from klio_runtime.message import InvalidElementId, new_message
 
-    if config_file is None and Path("klio-job.yaml").is_file():
-        config_file = Path("klio-job.yaml")
+    if config_file is None and Path(CONFIG_FILE_NAME).is_file():
+        config_file = Path(CONFIG_FILE_NAME)
     config = None
     if config_file is not None:
         try:

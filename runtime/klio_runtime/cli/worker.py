@@ -14,6 +14,7 @@ from types import FrameType
 
 import click
 
+from klio_runtime.cli.options import config_file_option, job_dir_option
 from klio_runtime.config import ConfigError, FileEventInput, PubSubEventInput, parse_overrides
 from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
 
@@ -25,10 +26,8 @@ DEFAULTS = WorkerSettings()
 
 
 @click.command()
-@click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The job's klio-job.yaml (default: klio-job.yaml in --job-dir).")
-@click.option("--job-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=".", show_default=True, help="Directory holding run.py.")
+@config_file_option
+@job_dir_option
 @click.option("--config-override", "-O", multiple=True, metavar="KEY=VALUE",
               help="Override a config value by dotted path (repeatable).")
 @click.option("--health-port", type=int, default=HEALTH_PORT, show_default=True,
