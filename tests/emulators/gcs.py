@@ -81,13 +81,6 @@ def running_gcs_emulator(timeout: float = 20.0) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """The emulator's URL; STORAGE_EMULATOR_HOST points at it for the session."""
-    with running_gcs_emulator() as url:
-        previous = os.environ.get("STORAGE_EMULATOR_HOST")
-        os.environ["STORAGE_EMULATOR_HOST"] = url
-        try:
-            yield url
-        finally:
-            if previous is None:
-                os.environ.pop("STORAGE_EMULATOR_HOST", None)
-            else:
-                os.environ["STORAGE_EMULATOR_HOST"] = previous
+    with running_gcs_emulator() as url, pytest.MonkeyPatch.context() as env:
+        env.setenv("STORAGE_EMULATOR_HOST", url)
+        yield url

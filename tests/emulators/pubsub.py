@@ -9,7 +9,6 @@ emulator keeps everything in memory).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import time
@@ -93,16 +92,9 @@ def delete_everything(projects: tuple[str, ...] = TEST_PROJECTS) -> None:
 @pytest.fixture(scope="session")
 def pubsub_emulator() -> Iterator[str]:
     """One emulator for the session; PUBSUB_EMULATOR_HOST points at it while it runs."""
-    before = os.environ.get("PUBSUB_EMULATOR_HOST")
-    with running_pubsub_emulator() as host:
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        try:
-            yield host
-        finally:
-            if before is None:
-                os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-            else:
-                os.environ["PUBSUB_EMULATOR_HOST"] = before
+    with running_pubsub_emulator() as host, pytest.MonkeyPatch.context() as env:
+        env.setenv("PUBSUB_EMULATOR_HOST", host)
+        yield host
 
 
 @pytest.fixture
