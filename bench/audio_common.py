@@ -6,6 +6,8 @@ import json
 import resource
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,23 @@ def job_dir(root: Path, audio: Path, names: list[str]) -> Path:
         f"  data:\n    inputs: [{{type: file, location: {audio}, file_suffix: ''}}]\n"
     )
     return job
+
+
+def time_job(root: Path, audio: Path, names: list[str], run: Callable[[Any, Any], Any]) -> float:
+    """Seconds for a Klio job running ``run`` over ``names``, on a warm worker: Beam's runner
+    modules are imported and set up by one small run first, as a long-lived worker would have."""
+    from klio_runtime.runner import load_job, run_job
+
+    def make(where: Path, files: list[str]) -> Path:
+        job = job_dir(where, audio, files)
+        (job / "run.py").write_text("def run(pcoll, config):\n    return pcoll\n")
+        return job
+
+    run_job(load_job(make(root / "warm", names[:1]))[0], run)
+    config, _, _ = load_job(make(root, names))
+    start = time.perf_counter()
+    summary = run_job(config, run)
+    seconds = time.perf_counter() - start
+    if summary.output != len(names) or summary.dropped:
+        raise SystemExit(f"the job did not handle every file: {summary}")
+    return seconds

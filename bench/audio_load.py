@@ -44,7 +44,6 @@ def in_job(root: Path, audio: Path, names: list[str]) -> dict[str, Any]:
     from klio_runtime.audio.io import GcsLoadBinary
     from klio_runtime.audio.transforms import LoadAudio
     from klio_runtime.message import serialize
-    from klio_runtime.runner import load_job, run_job
 
     def run(pcoll: Any, config: Any) -> Any:
         return (
@@ -54,19 +53,7 @@ def in_job(root: Path, audio: Path, names: list[str]) -> dict[str, Any]:
             | "Done" >> beam.Map(lambda item: serialize(item.message))
         )
 
-    # A warm worker: Beam's runner modules imported and set up by one small run first.
-    warm = audio_common.job_dir(root / "warm", audio, names[:1])
-    (warm / "run.py").write_text("def run(pcoll, config):\n    return pcoll\n")
-    run_job(load_job(warm)[0], run)
-    job = audio_common.job_dir(root, audio, names)
-    (job / "run.py").write_text("def run(pcoll, config):\n    return pcoll\n")
-    config, _, _ = load_job(job)
-    start = time.perf_counter()
-    summary = run_job(config, run)
-    seconds = time.perf_counter() - start
-    if summary.output != len(names) or summary.dropped:
-        raise SystemExit(f"job did not load every file: {summary}")
-    return {"seconds": seconds}
+    return {"seconds": audio_common.time_job(root, audio, names, run)}
 
 
 def main() -> None:
