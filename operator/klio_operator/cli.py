@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -87,6 +88,8 @@ def run(
         raise click.UsageError("--namespace and --all-namespaces exclude each other")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     os.environ[ENV_METRICS_PORT] = str(metrics_port)
+    # Registered after the settings handler, so it runs once the startup imports are done.
+    kopf.on.startup(registry=kopf.get_default_registry(), id="klio_gc")(settle_garbage_collector)
     asyncio.run(
         kopf.operator(
             registry=kopf.get_default_registry(),
@@ -96,6 +99,21 @@ def run(
             liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
         )
     )
+
+
+YOUNG_GENERATION_THRESHOLD = 20_000
+"""Allocations between young collections (CPython's default: 700). Each watch event allocates
+thousands of short-lived dicts; with the default, young collections promote them and the
+growing old generation is rescanned in full every few hundred jobs (a fifth of the
+operator's CPU with 500 KlioJobs)."""
+
+
+def settle_garbage_collector(**_: Any) -> None:
+    """Move what startup made (modules, clients, ~100k objects) out of the collector's sight:
+    they live as long as the process, and a full collection would rescan them each time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _load_documents(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:

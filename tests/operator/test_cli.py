@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
-from klio_operator.cli import main
+from klio_operator.cli import YOUNG_GENERATION_THRESHOLD, main, settle_garbage_collector
 from klio_runtime.config import parse_config
 
 PARENT = """
@@ -97,3 +98,15 @@ def test_kopf_run_dash_m_klio_operator_finds_the_handlers() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     for handler in ("reconcile", "cleanup", "klio_jobs", "workload"):
         assert handler in out.stdout, out.stdout
+
+
+def test_run_settles_the_garbage_collector_after_startup() -> None:
+    """Startup's objects frozen out of full collections; a wider young generation."""
+    before = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
