@@ -19,7 +19,15 @@ from klio_operator import conditions as cond
 from klio_operator import dag
 from klio_operator.kube import KubeApi, KubeApiError, apply, object_key, prune, resource_path
 from klio_operator.metrics import OperatorMetrics
-from klio_operator.models import GROUP, PLURAL, VERSION, DataOutput, SpecError, parse_spec
+from klio_operator.models import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    DataOutput,
+    KlioJobSpec,
+    SpecError,
+    parse_spec,
+)
 from klio_operator.planning import (
     LABEL_JOB,
     MANAGED_BY,
@@ -57,13 +65,24 @@ class OperatorContext:
     """Seconds before retrying a job whose parent is missing or whose Pub/Sub call failed."""
     pubsub_applied: dict[tuple[str, str], PubSubPlan] = field(default_factory=dict)
     """The Pub/Sub plan this process last applied successfully for each job."""
-    summaries: dict[tuple[str, str], tuple[tuple[str, int], JobSummary]] = field(
-        default_factory=dict
-    )
-    """Each job's summary for the index, with the (uid, generation) it was made from."""
+    parsed: dict[tuple[str, str], ParsedJob] = field(default_factory=dict)
+    """Each job's spec, parsed once per generation (the index and the handlers share it)."""
+    latest: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """The newest body of each job that the watch delivered (an informer's cache): a status
+    refresh starts from it instead of reading the job, and writes only over its
+    resourceVersion, so a stale copy costs a conflict and a read, never a wrong status."""
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
+
+
+class ParsedJob(NamedTuple):
+    """A job's spec as of one (uid, generation): what the index and the handlers need of it."""
+
+    stamp: tuple[str, int]
+    summary: JobSummary
+    spec: KlioJobSpec | None
+    """None: the spec is invalid (the reconcile reports why)."""
 
 
 class JobSummary(NamedTuple):
@@ -98,6 +117,7 @@ every job naming that parent. Direct lookups: a reconcile never scans the namesp
 
 
 async def index_job(
+    body: kopf.Body,
     namespace: str | None,
     name: str,
     spec: Mapping[str, Any],
@@ -109,17 +129,11 @@ async def index_job(
     context = _context(memo)
     key = (namespace or "", name)
     if meta.get("deletionTimestamp"):
-        context.summaries.pop(key, None)
+        context.parsed.pop(key, None)
+        context.latest.pop(key, None)
         return {}  # a job being deleted no longer counts as a parent
-    # A summary depends on the spec alone, and the spec changes only with the generation:
-    # status writes and kopf's own annotations (most events) reuse it.
-    stamp = (str(meta.get("uid")), int(meta.get("generation") or 0))
-    cached = context.summaries.get(key)
-    if cached is not None and cached[0] == stamp and stamp[1]:
-        summary = cached[1]
-    else:
-        summary = summarize(name, spec, context.facts)
-        context.summaries[key] = (stamp, summary)
+    context.latest[key] = dict(body)  # the top level only: the watch's dicts are not reused
+    summary = parsed_job(context, name, spec, meta).summary
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
     if parents is not None and parents.get("reason") == "ParentNotFound":
         summary = summary._replace(waiting=True)
@@ -155,14 +169,40 @@ def _ancestors(index: Any, namespace: str, parents: Iterable[str]) -> dict[str, 
     return found
 
 
-def summarize(name: str, spec: Mapping[str, Any], facts: ClusterFacts) -> JobSummary:
-    """What children need to know of a job (also for a job whose spec is invalid)."""
+def parsed_job(
+    context: OperatorContext, name: str, spec: Mapping[str, Any], meta: Mapping[str, Any]
+) -> ParsedJob:
+    """The job's parsed spec and summary, made once per generation: the spec changes only with
+    the generation, so status writes and kopf's own annotations (most events) reuse them."""
+    key = (str(meta.get("namespace") or ""), name)
+    stamp = (str(meta.get("uid")), int(meta.get("generation") or 0))
+    cached = context.parsed.get(key)
+    if cached is not None and cached.stamp == stamp and stamp[1]:
+        return cached
     try:
-        parsed = parse_spec(dict(spec))
+        parsed: KlioJobSpec | None = parse_spec(dict(spec))
     except SpecError:
-        raw_parents = spec.get("parents") or []
-        parents = tuple(p for p in raw_parents if isinstance(p, str))
-        return JobSummary(name, parents, facts.default_project, ())
+        parsed = None
+    known = ParsedJob(stamp, summarize(name, spec, context.facts, parsed), parsed)
+    context.parsed[key] = known
+    return known
+
+
+def summarize(
+    name: str,
+    spec: Mapping[str, Any],
+    facts: ClusterFacts,
+    parsed: KlioJobSpec | None = None,
+) -> JobSummary:
+    """What children need to know of a job (also for a job whose spec is invalid); `parsed`:
+    the spec already parsed, if it is valid."""
+    if parsed is None:
+        try:
+            parsed = parse_spec(dict(spec))
+        except SpecError:
+            raw_parents = spec.get("parents") or []
+            parents = tuple(p for p in raw_parents if isinstance(p, str))
+            return JobSummary(name, parents, facts.default_project, ())
     project = project_of(parsed, facts)
     return JobSummary(
         name,
@@ -233,21 +273,36 @@ async def _write_status(
     namespace: str,
     name: str,
     status: dict[str, Any],
-    resource_version: str | None = None,
+    over: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Patch the status; with `resource_version`, only if nobody wrote since (else False)."""
+    """Patch the status; with `over` (the job it was computed from), only if the job's
+    generation and status are still those (else False). Unlike a resourceVersion
+    precondition, kopf's own annotation writes in between do not make it fail."""
     path = resource_path("KlioJob", namespace, name, "status")
-    patch: dict[str, Any] = {"status": status}
-    if resource_version is not None:
-        patch["metadata"] = {"resourceVersion": resource_version}
     try:
-        await context.kube.merge_patch(path, patch)
+        if over is None:
+            written = await context.kube.merge_patch(path, {"status": status})
+        else:
+            written = await context.kube.json_patch(
+                path,
+                [
+                    {
+                        "op": "test",
+                        "path": "/metadata/generation",
+                        "value": over["metadata"].get("generation"),
+                    },
+                    {"op": "test", "path": "/status", "value": over.get("status")},
+                    {"op": "replace", "path": "/status", "value": status},
+                ],
+            )
     except KubeApiError as exc:
-        if exc.status == 409 and resource_version is not None:
+        if exc.status in (409, 422) and over is not None:
             return False
         if exc.status != 404:  # the job is gone: nothing to report on
             raise
         return True
+    # Newer than the watch may have delivered yet: a refresh right after starts from it.
+    context.latest[(namespace, name)] = written
     context.metrics.set_phase(namespace, name, status.get("phase"))
     return True
 
@@ -312,7 +367,10 @@ async def _reconcile(
     generation = int(body.metadata.get("generation") or 0)
     events_seen = context.workload_events[(namespace, name)]
     try:
-        spec = parse_spec(dict(body.spec))
+        # The index parsed this generation already; an invalid spec is parsed again for why.
+        spec = parsed_job(context, name, body.spec, body.metadata).spec or parse_spec(
+            dict(body.spec)
+        )
     except SpecError as exc:
         blocked = cond.invalid_spec(exc.errors)
         parents_state = cond.ConditionState(
@@ -485,13 +543,20 @@ async def refresh_status(
 ) -> None:
     """Recompute the worker conditions of a job after its Deployment, Job or pods changed.
 
-    Writes only over the status it read (resourceVersion precondition), so a slower refresh
-    never overwrites what a reconcile of a newer generation just reported; on a conflict it
-    reads again.
+    Starts from the job as last seen (`context.latest`: the watch's or our own last write's),
+    else reads it. Writes only over the generation and status it started from (JSON-patch
+    `test` operations), so a slower refresh never overwrites what a reconcile of a newer
+    generation just reported; on a conflict it reads again. A decision to write nothing is
+    made on a fresh read only (a cached copy may lag behind a status written since).
     """
+    body = context.latest.get((namespace, name))
+    fresh = False
     for _ in range(REFRESH_ATTEMPTS):
-        if await _refresh_once(context, namespace, name, deployment):
+        if body is None or fresh:
+            body, fresh = await context.kube.get(resource_path("KlioJob", namespace, name)), True
+        if await _refresh_once(context, namespace, name, body, deployment, fresh):
             return
+        fresh = True
 
 
 def settled(deployment: Mapping[str, Any], desired: int) -> bool:
@@ -512,25 +577,27 @@ async def _refresh_once(
     context: OperatorContext,
     namespace: str,
     name: str,
+    body: Mapping[str, Any] | None,
     deployment: Mapping[str, Any] | None,
+    fresh: bool,
 ) -> bool:
-    body = await context.kube.get(resource_path("KlioJob", namespace, name))
+    """One attempt; True when done. False: look again on a fresh read (a write conflicted, or
+    a cached `body` (not `fresh`) suggested there was nothing to write)."""
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return True
+        return fresh
     status = body.get("status") or {}
     if status.get("observedGeneration") != body["metadata"].get("generation"):
-        return True  # a reconcile of the new spec is under way and will report
+        return fresh  # a reconcile of the new spec is under way and will report
     ready = cond.condition_of(status, cond.READY)
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
     topics = cond.condition_of(status, cond.TOPICS_READY)
     if ready is None or parents is None or topics is None:
-        return True  # not reconciled yet: the reconcile reports
+        return fresh  # not reconciled yet: the reconcile reports
     if ready.get("reason") in BLOCKED_REASONS or parents.get("status") != "True":
-        return True  # nothing runs for a blocked job; the reconcile owns its status
-    try:
-        spec = parse_spec(body.get("spec") or {})
-    except SpecError:
-        return True
+        return fresh  # nothing runs for a blocked job; the reconcile owns its status
+    spec = parsed_job(context, name, body.get("spec") or {}, body["metadata"]).spec
+    if spec is None:
+        return fresh
     kind = _workload_kind(spec)
     workload_name = name if kind == "Deployment" else None
     seen = deployment if kind == "Deployment" else None
@@ -565,9 +632,8 @@ async def _refresh_once(
     )
     new_status = cond.build_status(observation, status, _now())
     if new_status == status:
-        return True
-    version = body["metadata"].get("resourceVersion")
-    return await _write_status(context, namespace, name, new_status, version)
+        return fresh
+    return await _write_status(context, namespace, name, new_status, over=body)
 
 
 def _state(condition: Mapping[str, Any]) -> cond.ConditionState:
@@ -668,7 +734,8 @@ async def on_deleted(
     context.metrics.set_phase(namespace, name, None)
     context.workload_events.pop((namespace, name), None)
     context.pubsub_applied.pop((namespace, name), None)
-    context.summaries.pop((namespace, name), None)
+    context.parsed.pop((namespace, name), None)
+    context.latest.pop((namespace, name), None)
     children = _children_of(klio_jobs, namespace, name)
     await touch_children(context, namespace, name, children, "deleted")
 

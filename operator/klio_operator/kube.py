@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ def resource_path(
 
 @dataclass
 class KubeApi:
-    """JSON over HTTP to the API server: get, list, create, merge-patch, delete."""
+    """JSON over HTTP to the API server: get, list, create, merge- and JSON-patch, delete."""
 
     server: str
     token: str | None = None
@@ -174,6 +174,13 @@ class KubeApi:
         return dict(
             await self.request("PATCH", path, body, content_type="application/merge-patch+json")
         )
+
+    async def json_patch(
+        self, path: str, operations: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """An RFC 6902 patch; a failed `test` operation is refused with 422."""
+        content_type = "application/json-patch+json"
+        return dict(await self.request("PATCH", path, list(operations), content_type=content_type))
 
     async def delete(self, path: str) -> bool:
         """True if deleted, False if it was already gone."""
