@@ -23,10 +23,17 @@ from klio_runtime.proto.klio_pb2 import KlioJob
 
 LOGGER_NAME = "klio"
 
-# The element being processed in this thread; the log handler adds it to every record.
-current_element: contextvars.ContextVar[str] = contextvars.ContextVar(
+# The element being processed in this thread; the log handler adds it to every record. The
+# decorators set the element's bytes (decoded only when a record is written, not per element).
+current_element: contextvars.ContextVar[str | bytes] = contextvars.ContextVar(
     "klio_current_element", default="-"
 )
+
+
+def current_element_id() -> str:
+    """The id of the element this thread is handling (``-`` outside one)."""
+    element = current_element.get()
+    return element.decode("utf-8", "backslashreplace") if type(element) is bytes else str(element)
 
 
 class _ElementIdFilter(logging.Filter):
@@ -34,7 +41,7 @@ class _ElementIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "element_id"):
-            record.element_id = current_element.get()
+            record.element_id = current_element_id()
         return True
 
 

@@ -233,6 +233,19 @@ class _LazyLimiter:
                     self._limiter = ThreadLimiter(_resolve_limit(self._max, ctx), self._name)
         return self._limiter
 
+    def call(self, ctx: KlioContext, run: Callable[..., list[Any]], *args: Any) -> list[Any]:
+        """``run(*args)`` holding one of the limiter's tokens (the per-element path: the token
+        queue is used directly, without a ``with`` block's two extra calls)."""
+        limiter = self._limiter if self._limiter is not None else self.get(ctx)
+        tokens = limiter._tokens
+        if tokens is None:
+            return run(*args)
+        tokens.get()
+        try:
+            return run(*args)
+        finally:
+            tokens.put(None)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"_max": self._max, "_limiter": self._limiter, "_name": self._name}
 
@@ -276,9 +289,13 @@ def _run_one(
             kmsg = _message_of(ctx, incoming)
         except Exception as err:
             return [drop(ctx, incoming, where, err)]
+        if kmsg.metadata.ping:
+            # A ping skips the work (a job without data inputs sends it here, see
+            # transforms.route); never carried, so only parsed messages need this check.
+            return [incoming]
     data = kmsg.data  # one wrapper object, used thrice
-    element = data.element.decode("utf-8", "backslashreplace")
-    token = current_element.set(element)
+    element = data.element
+    token = current_element.set(element)  # decoded only if a log record needs it
     start = time.perf_counter()
     try:
         args = (*call_args, data)
@@ -304,7 +321,7 @@ def _run_one(
             return [_carried_out(kmsg, results[0])]
         return [_carried_out(_copy(kmsg), r) for r in results]
     except Exception as err:
-        return [drop(ctx, incoming, where, err, element)]
+        return [drop(ctx, incoming, where, err, element.decode("utf-8", "backslashreplace"))]
     finally:
         current_element.reset(token)
 
@@ -374,12 +391,10 @@ def _handle_klio(
             @functools.wraps(func)
             def func_wrapper(incoming: Any, *rest: Any, **kwargs: Any) -> Any:
                 ctx = bound_context()
-                with limiter.get(ctx):
-                    # extra positional args of Map(f, a, b) go after the data
-                    out = _run_one(
-                        ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False
-                    )
-                return out[0]
+                # extra positional args of Map(f, a, b) go after the data
+                call = _bind_rest(func, rest)
+                return limiter.call(ctx, _run_one, ctx, call, (ctx,), kwargs, incoming, where,
+                                    False)[0]
 
             return _own_signature(func_wrapper)
 
@@ -396,10 +411,9 @@ def _handle_klio(
         def method_wrapper(self: Any, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
             ctx = _context_of(self)
             is_process = func.__name__ == "process" and isinstance(self, beam.DoFn)
-            with limiter.get(ctx):
-                out = _run_one(
-                    ctx, _bind_rest(func, rest), (self,), kwargs, incoming, where, many=is_process
-                )
+            call = _bind_rest(func, rest)
+            out = limiter.call(ctx, _run_one, ctx, call, (self,), kwargs, incoming, where,
+                               is_process)
             return iter(out) if is_process else out[0]
 
         return _own_signature(method_wrapper)

@@ -27,13 +27,12 @@ from klio_runtime.io.events import (
     WriteEventFile,
 )
 from klio_runtime.metrics import KlioMetrics
-from klio_runtime.routing import prepare_output
 from klio_runtime.transforms.route import (
     DROPPED,
     INPUT_MISSING,
     PASS_THRU,
     KlioRoute,
-    job_ref_of,
+    has_pass_thru,
 )
 
 RunFn = Callable[[Any, KlioConfig], Any]
@@ -46,7 +45,8 @@ def input_names(config: KlioConfig) -> list[str]:
 
 
 class _PrepareOutput(beam.DoFn):
-    """Run's output → the message children receive (``prepare_output``), counted."""
+    """Run's output → serialized KlioMessages for the event outputs, counted; anything else is a
+    dead letter naming what run returned."""
 
     def __init__(self, config: KlioConfig) -> None:
         self.config = config
@@ -55,26 +55,21 @@ class _PrepareOutput(beam.DoFn):
         self.metrics = KlioMetrics.from_settings(
             self.config.job_name, self.config.job_config.metrics
         )
-        self.job = job_ref_of(self.config)
 
     def process(self, data: Any) -> Iterable[Any]:
         # A list, not a generator: this runs once per message and Beam iterates either.
-        msg = kmessage.take_carried(data)
-        if msg is None:
+        if kmessage.take_carried(data) is None:  # not made by a handle_klio step: check it
             if not isinstance(data, bytes | bytearray):
                 converted = self._to_bytes(data)
                 if not isinstance(converted, bytes):
                     return [converted]
                 data = converted
             try:
-                msg = fast_parse(bytes(data))
+                fast_parse(bytes(data))
             except kmessage.MessageDecodeError as err:
                 return [self._bad(str(err), repr(bytes(data)[:60]))]
         self.metrics.output()
-        if msg.metadata.intended_recipients.WhichOneof("recipients") != "limited":
-            # prepare_output changes only limited recipients: no re-encoding
-            return [data if type(data) is bytes else bytes(data)]
-        return [kmessage.serialize(prepare_output(msg, self.job))]
+        return [data if type(data) is bytes else bytes(data)]
 
     def finish_bundle(self) -> None:
         self.metrics.flush()
@@ -173,24 +168,32 @@ class KlioJobTransform(beam.PTransform):
         ran = self.run_fn(run_input, self.config)
 
         pipeline = self._pipeline_of(inputs)
-        # Each branch is prepared before the merge: run's output in the same fused stage as run,
-        # so the message run's last step carries is taken, not parsed again (a runner may
-        # materialize the merge: FnApiRunner always does for a Flatten of several inputs).
-        branches = [("run", ran)] if isinstance(ran, beam.PCollection) else []
-        branches += [(f"pass-thru {i}", pcoll) for i, pcoll in enumerate(pass_thru)]
-        prepared = []
-        for label, pcoll in branches:
-            ready = pcoll | f"Prepare output ({label})" >> beam.ParDo(
+        # run's output is prepared in the same fused stage as run, so the message its last step
+        # carries is taken, not parsed again. Pass-thru messages are ready as they are.
+        if isinstance(ran, beam.PCollection):
+            ready = ran | "Prepare output" >> beam.ParDo(
                 _PrepareOutput(self.config)
             ).with_outputs(DEAD_LETTER_TAG, main=OUTPUT)
-            prepared.append(ready[OUTPUT])
+            outputs = [ready[OUTPUT]]
             dead.append(ready[DEAD_LETTER_TAG])
+        else:
+            outputs = []
+        if has_pass_thru(self.config):
+            # A runner may materialize this merge (FnApiRunner always does for a Flatten of
+            # several inputs): a job without pass-thru outputs does not pay for it.
+            outputs += pass_thru
         return {
-            OUTPUT: prepared | "Merge run and pass-thru" >> beam.Flatten(pipeline=pipeline),
+            OUTPUT: self._merge(outputs, "Merge run and pass-thru", pipeline),
             DROPPED: dropped | "Merge dropped" >> beam.Flatten(pipeline=pipeline),
             INPUT_MISSING: missing | "Merge input missing" >> beam.Flatten(pipeline=pipeline),
             DEAD_LETTER_TAG: dead | "Merge dead letters" >> beam.Flatten(pipeline=pipeline),
         }
+
+    @staticmethod
+    def _merge(pcolls: list[Any], label: str, pipeline: beam.Pipeline) -> Any:
+        if len(pcolls) == 1:
+            return pcolls[0]
+        return pcolls | label >> beam.Flatten(pipeline=pipeline)
 
     @staticmethod
     def _pipeline_of(inputs: Mapping[str, Any]) -> beam.Pipeline:

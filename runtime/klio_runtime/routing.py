@@ -4,8 +4,9 @@ Nothing here does IO or mutates its arguments: functions that change a message r
 new one (a copy), because Beam forbids changing an element a DoFn received. Transforms
 gather the facts (does an output exist?), call these, and act on the result.
 
-The order is the design's: recipients → ping → output exists (unless force) → input
-exists → run. Jobs are compared by (gcp_project, job_name), both exactly, as Klio does.
+The order is the design's: recipients (and :func:`resume_top_down`) → ping → output exists
+(unless force) → input exists → run. Jobs are compared by (gcp_project, job_name), both
+exactly, as Klio does.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = [
     "bottom_up_request",
     "decide",
     "is_recipient",
-    "prepare_output",
+    "resume_top_down",
     "with_audit_entry",
 ]
 
@@ -192,13 +193,14 @@ def bottom_up_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMess
     return out
 
 
-def prepare_output(msg: KlioMessage, job: JobRef) -> KlioMessage:
-    """A copy of ``msg`` ready for ``job``'s event output.
+def resume_top_down(msg: KlioMessage, job: JobRef) -> KlioMessage:
+    """A copy of ``msg`` as ``job`` handles it: if ``job`` is the limited recipients'
+    ``trigger_children_of``, the bottom-up request has come back to the job that first asked for
+    it, so recipients become ``anyone`` and the DAG below runs top-down again.
 
-    If ``job`` is the limited recipients' ``trigger_children_of``, the bottom-up
-    request has reached the job that first asked for it, so recipients become
-    ``anyone`` and its children run top-down again. Everything else (including V1
-    ``downstream`` routing, which Klio passes on unchanged) is kept.
+    Klio applies this when the message is received (its ``KlioCheckRecipients``), before the
+    audit log, ping and existence checks, so ``run`` already sees the changed message.
+    Everything else (including V1 ``downstream`` routing) is kept.
     """
     out = _copy(msg)
     intended = out.metadata.intended_recipients

@@ -12,7 +12,7 @@ from klio_runtime.routing import (
     bottom_up_request,
     decide,
     is_recipient,
-    prepare_output,
+    resume_top_down,
     with_audit_entry,
 )
 
@@ -233,32 +233,32 @@ def test_request_round_trips_and_reaches_the_parent() -> None:
     assert not is_recipient(request, OTHER)
 
 
-# --- prepare_output ---
+# --- resume_top_down ---
 
 
 def test_trigger_job_turns_recipients_back_to_anyone() -> None:
     msg = new_message("e", recipients=[JOB, PARENT], trigger_children_of=JOB)
-    out = prepare_output(msg, JOB)
+    out = resume_top_down(msg, JOB)
     assert out.metadata.intended_recipients.WhichOneof("recipients") == "anyone"
     assert msg.metadata.intended_recipients.WhichOneof("recipients") == "limited"
 
 
 def test_other_limited_messages_pass_unchanged() -> None:
     with_trigger = new_message("e", recipients=[JOB, PARENT], trigger_children_of=JOB)
-    assert prepare_output(with_trigger, PARENT) == with_trigger
+    assert resume_top_down(with_trigger, PARENT) == with_trigger
     without_trigger = new_message("e", recipients=[JOB, PARENT])
-    assert prepare_output(without_trigger, JOB) == without_trigger
+    assert resume_top_down(without_trigger, JOB) == without_trigger
     trigger_other_project = new_message(
         "e", recipients=[JOB], trigger_children_of=JobRef("transcode", "elsewhere")
     )
-    assert prepare_output(trigger_other_project, JOB) == trigger_other_project
+    assert resume_top_down(trigger_other_project, JOB) == trigger_other_project
 
 
 def test_anyone_and_v1_messages_pass_unchanged() -> None:
     anyone = new_message("e", b"p")
-    assert prepare_output(anyone, JOB) == anyone
+    assert resume_top_down(anyone, JOB) == anyone
     v1 = v1_message(JOB)
-    out = prepare_output(v1, JOB)
+    out = resume_top_down(v1, JOB)
     assert out == v1
     assert out is not v1
 
@@ -270,9 +270,9 @@ def test_full_bottom_up_cycle_resumes_top_down_after_the_asking_job() -> None:
     assert decide(request, OTHER, outputs_exist=None, inputs_exist=None) == (
         Decision.DROP_NOT_RECIPIENT
     )
-    from_parent = prepare_output(request, PARENT)
+    from_parent = resume_top_down(request, PARENT)
     assert decide(from_parent, JOB, outputs_exist=False, inputs_exist=True) == Decision.PROCESS
-    from_job = prepare_output(from_parent, JOB)
+    from_job = resume_top_down(from_parent, JOB)
     assert is_recipient(from_job, OTHER)
 
 

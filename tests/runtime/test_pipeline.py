@@ -12,7 +12,7 @@ from klio_runtime.decorators import handle_klio
 from klio_runtime.message import element_id, new_message, parse, serialize
 from klio_runtime.pipeline import KlioJobTransform
 from klio_runtime.routing import JobRef
-from klio_runtime.transforms.route import Dropped
+from klio_runtime.transforms.route import Dropped, KlioRoute
 
 from tests.runtime.helpers import make_config, msg_bytes
 
@@ -197,3 +197,67 @@ def test_skip_klio_read_gives_run_the_pipeline_and_skip_write_writes_nothing(
     build_pipeline(config, run, beam_options(config)).run().wait_until_finish()
     assert isinstance(seen[0], beam.Pipeline)
     assert not list(tmp_path.glob("events*"))
+
+
+def test_job_without_data_io_passes_pings_through_run_untouched() -> None:
+    # As in Klio, a job with no data input has no ping filter: the ping goes to run, whose
+    # handle_klio steps pass it on without calling the job's function.
+    config = make_config()
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        inputs = [msg_bytes("pinged", b"as sent", ping=True), msg_bytes("worked")]
+        out = p | beam.Create(inputs) | KlioJobTransform(config, _run_fn)
+        assert_that(
+            out["output"] | beam.Map(_elements_and_payloads),
+            equal_to([("pinged", b"as sent"), ("worked", b"ran:worked")]),
+        )
+    labels = {t.full_label for t in p.transforms_stack[0].parts}
+    assert not any("Merge run and pass-thru" in label for label in labels)
+    counters = {
+        c.key.metric.name: c.committed
+        for c in p.result.metrics().query()["counters"]
+        if c.key.metric.namespace == config.job_name
+    }
+    assert counters["klio_messages_skipped[reason=ping]"] == 1
+    assert counters["klio_messages_to_run"] == 1
+    assert counters["klio_messages_output"] == 2
+
+
+def test_bottom_up_answer_turns_top_down_when_received_by_the_asking_job() -> None:
+    # Klio's KlioCheckRecipients: the job named trigger_children_of turns the recipients back to
+    # anyone on receipt, so run already sees (and passes on) a top-down message.
+    config = make_config()
+    me, parent = JobRef(config.job_name), JobRef("parent")
+
+    class Look(beam.DoFn):
+        def process(self, data: bytes) -> Any:
+            kind = parse(data).metadata.intended_recipients.WhichOneof("recipients")
+            yield f"run saw {kind}"
+
+    def run(pcoll: Any, cfg: Any) -> Any:
+        return pcoll | beam.ParDo(Look())
+
+    answer = serialize(new_message("e", recipients=[me, parent], trigger_children_of=me))
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        routed = p | beam.Create([answer]) | KlioRoute(config)
+        run_saw = run(routed.process, config)
+        assert_that(run_saw, equal_to(["run saw anyone"]))
+
+
+def test_event_lines_from_any_source_become_messages() -> None:
+    from klio_runtime.io.events import DecodeEventLines, encode_line
+
+    config = make_config()
+    lines = ["track-1", b"track-2", encode_line(new_message("track-3", b"p")), "", b"\xff\xfe"]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        decoded = p | beam.Create(lines) | DecodeEventLines()
+        out = decoded.events | KlioJobTransform(config, _run_fn)
+        assert_that(
+            out["output"] | beam.Map(_elements_and_payloads),
+            equal_to([("track-1", b"ran:track-1"), ("track-2", b"ran:track-2"),
+                      ("track-3", b"ran:track-3")]),
+        )
+        assert_that(
+            decoded.dead_letter | beam.Map(lambda d: (d.reason, d.where)),
+            equal_to([("malformed_line", "b'\\xff\\xfe'")]),
+            label="dead",
+        )

@@ -99,23 +99,50 @@ def count_lines(pattern: str) -> int:
 
 
 class _DecodeLines(beam.DoFn):
-    def process(self, record: tuple[str, int, bytes]) -> Iterator[object]:
+    """(file, line number, line) → a serialized KlioMessage, or a dead letter naming the line."""
+
+    def process(self, record: tuple[str, int, bytes]) -> list[object]:
+        # A list, not a generator: this runs once per line and Beam iterates either.
         path, number, raw = record
-        try:
-            msg = decode_line(raw)
-        except UnicodeDecodeError as err:
-            yield pvalue.TaggedOutput(
-                DEAD_LETTER_TAG,
-                DeadLetter(
-                    "malformed_line",
-                    f"{path}:{number}",
-                    f"not UTF-8 text: {err.reason}",
-                    element=raw[:60].decode("utf-8", "replace"),
-                ),
-            )
-            return
-        if msg is not None:
-            yield kmessage.carry(msg)  # decoded and checked here: the router need not parse again
+        return _decoded(raw, f"{path}:{number}")
+
+
+class _DecodeEventLines(beam.DoFn):
+    """A line (str or bytes) → a serialized KlioMessage, or a dead letter naming the line."""
+
+    def process(self, line: str | bytes) -> list[object]:
+        raw = line.encode("utf-8") if isinstance(line, str) else bytes(line)
+        return _decoded(raw, repr(raw[:60]))
+
+
+def _decoded(raw: bytes, where: str) -> list[object]:
+    try:
+        msg = decode_line(raw)
+    except UnicodeDecodeError as err:
+        letter = DeadLetter(
+            "malformed_line",
+            where,
+            f"not UTF-8 text: {err.reason}",
+            element=raw[:60].decode("utf-8", "replace"),
+        )
+        return [pvalue.TaggedOutput(DEAD_LETTER_TAG, letter)]
+    if msg is None:
+        return []
+    return [kmessage.carry(msg)]  # decoded and checked here: the router need not parse again
+
+
+class DecodeEventLines(beam.PTransform):
+    """Event lines from any source (str or bytes: an element id, or a base64 KlioMessage) →
+    serialized KlioMessages, as a file event input reads its lines; tag ``dead_letter``.
+
+    For jobs whose ids come from elsewhere (a query, a list): ``ids | DecodeEventLines() |
+    KlioJobTransform(...)``.
+    """
+
+    def expand(self, pcoll: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return pcoll | "Decode" >> beam.ParDo(_DecodeEventLines()).with_outputs(
+            DEAD_LETTER_TAG, main="events"
+        )
 
 
 class ReadEventFile(beam.PTransform):

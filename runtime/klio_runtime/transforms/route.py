@@ -6,6 +6,10 @@ is checked in batches (``batch_size`` messages, one listing per data directory) 
 decided. Outputs (tags): ``process`` (bytes for ``run``), ``pass_thru`` (ping / output exists, to
 the event output), ``input_missing`` (the hook for bottom-up requests), ``dropped``
 (:class:`Dropped`), ``dead_letter`` (bytes that are not a KlioMessage, ids that cannot be paths).
+
+As in Klio (its ``run.py`` builds the ping and output-exists filters only for a job with data
+inputs or checked data outputs), a job with neither has no ``pass_thru``: its ping messages go to
+``run``, where every ``handle_klio`` step passes a ping on without calling the job's function.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import V2, element_id
-from klio_runtime.routing import AuditStamper, Decision, JobRef, decide, is_recipient
+from klio_runtime.routing import (
+    AuditStamper,
+    Decision,
+    JobRef,
+    decide,
+    is_recipient,
+    resume_top_down,
+)
 
 PROCESS = "process"
 PASS_THRU = "pass_thru"
@@ -56,6 +67,12 @@ def data_outputs(config: KlioConfig) -> list[DataOutput]:
     return [d for d in config.job_config.data.outputs if not d.skip_klio_existence_check]
 
 
+def has_pass_thru(config: KlioConfig) -> bool:
+    """Whether messages can skip ``run`` to the event output: a ping needs a data input and
+    "output exists" a checked data output, as in Klio."""
+    return bool(config.job_config.data.inputs) or bool(data_outputs(config))
+
+
 class RouteMessages(beam.DoFn):
     """Serialized KlioMessage in; the decision's tagged output out."""
 
@@ -76,6 +93,7 @@ class RouteMessages(beam.DoFn):
         self.has_data_io = bool(
             self.config.job_config.data.inputs or self.config.job_config.data.outputs
         )
+        self.passes_thru = has_pass_thru(self.config)
         self.ping = any(d.ping for d in self.config.job_config.data.inputs)
         self.force = any(d.force for d in self.config.job_config.data.outputs)
         self.allow_non_klio = self.config.job_config.allow_non_klio_messages
@@ -102,14 +120,21 @@ class RouteMessages(beam.DoFn):
             except kmessage.InvalidElementId as err:
                 return [self._dead_letter("invalid_element_id", str(err), element_id(msg))]
         metadata = msg.metadata  # one wrapper object for the checks below
+        kind = metadata.intended_recipients.WhichOneof("recipients")
         # the common message, checked inline: V2 for anyone (else is_recipient's rules)
-        for_anyone = metadata.intended_recipients.WhichOneof("recipients") == "anyone"
-        if not ((for_anyone and msg.version == V2) or is_recipient(msg, self.job)):
+        if not ((kind == "anyone" and msg.version == V2) or is_recipient(msg, self.job)):
             return [self._drop(element_id(msg), "not_recipient")]
+        if kind == "limited":
+            msg = resume_top_down(msg, self.job)
+            metadata = msg.metadata
         # the message was parsed here, so it is ours to change: no copy
         self.stamp_audit(msg, time.time_ns())
-        if self.ping or metadata.ping:
-            return list(self._act(Decision.PASS_PING, msg))
+        if metadata.ping or self.ping:
+            if self.passes_thru:
+                return list(self._act(Decision.PASS_PING, msg))
+            self.metrics.skipped("ping")
+            # not carried: run's handle_klio steps parse it, see the ping and pass it on untouched
+            return [kmessage.serialize(msg)]
         if not self.checks_data:
             self.to_run_count += 1
             return [kmessage.carry(msg)]
@@ -174,9 +199,11 @@ class RouteMessages(beam.DoFn):
             yield kmessage.carry(msg)
         elif decision is Decision.PASS_PING:
             self.metrics.skipped("ping")
+            self.metrics.output()  # ready for the event output as it is
             yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
         elif decision is Decision.PASS_OUTPUT_EXISTS:
             self.metrics.skipped("output_exists")
+            self.metrics.output()
             yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
         elif decision is Decision.INPUT_MISSING:
             element = kmessage.element_id(msg)
