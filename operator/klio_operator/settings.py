@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 
@@ -22,11 +23,29 @@ ENV_METRICS_PORT = "KLIO_OPERATOR_METRICS_PORT"
 ENV_RETRY_DELAY = "KLIO_OPERATOR_RETRY_DELAY"
 
 
+class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's last-handled annotation, built without deep-copying the status first.
+
+    kopf copies the whole body and then drops the status, on every event; a KlioJob's status
+    is most of its body, and three of a new job's five events carry one. The essence (spec,
+    labels, annotations) is the same.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        fields = list(extra_fields or [])
+        if "status" in body and not fields:  # extra fields might name status fields: keep it
+            without_status = {key: value for key, value in body.items() if key != "status"}
+            body = kopf.Body(cast(kopf.RawBody, without_status))
+        return super().build(body=body, extra_fields=fields)
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     """Where kopf keeps its state and how it talks; shared by the CLI and the tests."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DiffBaseStorage(
         prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # Events for problems, not for every handler run
