@@ -45,8 +45,9 @@ CHILD_KINDS = (
 )
 OPTIONAL_GROUPS = {"ServiceMonitor": "monitoring.coreos.com", "ScaledObject": "keda.sh"}
 LAST_APPLIED = "klio.io/last-applied"
+"""Annotation holding the fields the operator last applied: their key paths as compact JSON,
+`1` for a value (what `removals` needs; the values themselves are in the object)."""
 USER_AGENT = f"klio-operator/{__version__}"
-"""Annotation holding the fields the operator last applied (compact JSON)."""
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -234,10 +235,18 @@ def removals(previous: Any, desired: Any, current: Any) -> dict[str, Any]:
     return patch
 
 
+def applied_fields(value: Any) -> Any:
+    """The key paths of `value`: mappings kept, anything else (lists too: a merge patch replaces
+    them whole) as `1`. Half the size of the values, and all `removals` looks at."""
+    if isinstance(value, Mapping):
+        return {key: applied_fields(inner) for key, inner in value.items()}
+    return 1
+
+
 def _with_last_applied(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The desired fields, annotated with themselves (what `removals` compares against)."""
+    """The desired fields, annotated with their key paths (what `removals` compares against)."""
     desired = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
-    record = json.dumps(desired, sort_keys=True, separators=(",", ":"))
+    record = json.dumps(applied_fields(desired), sort_keys=True, separators=(",", ":"))
     meta = dict(desired["metadata"])
     meta["annotations"] = {**(meta.get("annotations") or {}), LAST_APPLIED: record}
     return {**desired, "metadata": meta}

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import kubernetes.config  # noqa: F401  (imported first on purpose, see below)
 import pytest
-from klio_operator.kube import KubeApi, apply, is_subset, prune, removals, resource_path
+from klio_operator.kube import (
+    LAST_APPLIED,
+    KubeApi,
+    apply,
+    is_subset,
+    prune,
+    removals,
+    resource_path,
+)
 
 from tests.kube.emulator import running_emulator
 
@@ -85,4 +93,25 @@ async def test_apply_deletes_a_field_no_longer_desired_but_keeps_others_fields()
         assert outcome == "updated"
         assert stored["data"] == {"keep": "1", "theirs": "x"}
         assert (await apply(api, {**cm, "data": {"keep": "1"}}))[0] == "unchanged"
+        await api.close()
+
+
+async def test_last_applied_records_key_paths_and_an_older_full_record_still_works() -> None:
+    async with running_emulator() as emulator:
+        api = KubeApi(str(emulator.url).rstrip("/"))
+        path = resource_path("ConfigMap", "ns", "c")
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "ns"},
+            "data": {"keep": "1", "drop": "2"},
+        }
+        _, stored = await apply(api, cm)
+        record = json.loads(stored["metadata"]["annotations"][LAST_APPLIED])
+        assert record["data"] == {"drop": 1, "keep": 1}  # the paths, not the values
+        # What an operator that recorded whole values left behind: read the same way.
+        full = json.dumps({"data": cm["data"], "metadata": cm["metadata"]})
+        await api.merge_patch(path, {"metadata": {"annotations": {LAST_APPLIED: full}}})
+        _, stored = await apply(api, {**cm, "data": {"keep": "1"}})
+        assert stored["data"] == {"keep": "1"}
         await api.close()
