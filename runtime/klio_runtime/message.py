@@ -148,9 +148,11 @@ def parse(data: bytes, *, allow_non_klio: bool = False) -> KlioMessage:
         pass  # parse_exact below says why
     else:
         # The common message, in short: parse_exact's checks hold and upgrade changes nothing.
-        size = msg.ByteSize()
+        # Dropping unknown fields (at any depth) leaves canonical bytes (any serializer's output
+        # for a message it knows) as long as they were: bytes that are not canonical, or had
+        # unknown fields, take parse_exact's full path below, which tells the two apart.
         msg.DiscardUnknownFields()
-        if msg.ByteSize() == size and msg.version == V2 and msg.data.element:
+        if msg.ByteSize() == len(data) and msg.version == V2 and msg.data.element:
             return msg
     try:
         msg = upgrade(parse_exact(data))
