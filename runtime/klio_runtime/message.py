@@ -33,6 +33,7 @@ __all__ = [
     "carry",
     "element_id",
     "from_json",
+    "is_carried",
     "new_message",
     "parse",
     "parse_exact",
@@ -211,6 +212,13 @@ def carry(msg: KlioMessage) -> bytes:
         messages.clear()
     messages[id(data)] = (data, msg)  # holding `data` keeps its id from being reused
     return data
+
+
+def is_carried(data: object) -> bool:
+    """Whether ``data`` was made by :func:`carry` in this thread and not taken yet (it stays for
+    the next step to take)."""
+    found = _carried.messages.get(id(data))
+    return found is not None and found[0] is data
 
 
 def take_carried(data: object) -> KlioMessage | None:

@@ -58,7 +58,8 @@ class _PrepareOutput(beam.DoFn):
 
     def process(self, data: Any) -> Iterable[Any]:
         # A list, not a generator: this runs once per message and Beam iterates either.
-        if kmessage.take_carried(data) is None:  # not made by a handle_klio step: check it
+        # made by a handle_klio step: left carried for the event writer; else checked here
+        if not kmessage.is_carried(data):
             if not isinstance(data, bytes | bytearray):
                 converted = self._to_bytes(data)
                 if not isinstance(converted, bytes):
