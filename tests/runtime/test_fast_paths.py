@@ -27,6 +27,15 @@ def test_carried_message_is_handed_out_once_and_matches_its_bytes() -> None:
     assert kmessage.take_carried(data) is None  # a second consumer parses instead
 
 
+def test_a_carried_message_can_be_checked_without_taking_it() -> None:
+    msg = kmessage.new_message("e2")
+    data = kmessage.carry(msg)
+    assert kmessage.is_carried(data) and kmessage.is_carried(data)
+    assert not kmessage.is_carried(bytes(bytearray(data)))
+    assert kmessage.take_carried(data) is msg
+    assert not kmessage.is_carried(data)
+
+
 def test_fan_out_after_handle_klio_each_branch_sees_the_original() -> None:
     # Two consumers of one handle_klio output: the first may change the carried message, the
     # second must still see what the bytes say.
