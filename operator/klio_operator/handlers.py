@@ -756,9 +756,15 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.update(*KLIOJOBS, field="spec", registry=registry, id="spec_changed")(on_spec_changed)
     kopf.on.delete(*KLIOJOBS, registry=registry, id="cleanup", backoff=5)(on_deleted)
     for resource in (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), ("v1", "pods")):
-        kopf.on.event(*resource, labels=WORKLOAD_LABELS, registry=registry, id="workload")(
-            on_workload_event
-        )
+        # Without a status (just created) there is nothing to report: not even invoked.
+        kopf.on.event(
+            *resource,
+            labels=WORKLOAD_LABELS,
+            field="status",
+            value=kopf.PRESENT,
+            registry=registry,
+            id="workload",
+        )(on_workload_event)
 
 
 register(kopf.get_default_registry())
