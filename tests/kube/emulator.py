@@ -295,6 +295,9 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
                 reason="Invalid",
                 message=f"subresource {request.subresource} unsupported",
             )
+        # A merge patch shares the stanzas it left alone with `current` (and with the watch
+        # event that carried it): the metadata written below must be a copy of its own.
+        new["metadata"] = dict(new.get("metadata") or {})
         # The server owns identity fields, whatever the patch said.
         for field in ("uid", "creationTimestamp", "namespace", "name", "generation"):
             if field in current["metadata"]:

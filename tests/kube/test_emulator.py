@@ -136,6 +136,26 @@ async def test_watch_from_resource_version_replays_only_later_changes(
     ]
 
 
+async def test_a_later_patch_leaves_earlier_versions_and_their_events_alone(
+    api: KlioKubernetesEmulator,
+) -> None:
+    await call(api, "POST", CM, {"metadata": {"name": "first"}})  # a version to watch from
+    _, created = await call(api, "POST", KJ, {"metadata": {"name": "j"}, "spec": {"v": 1}})
+    since = str(int(created["metadata"]["resourceVersion"]) - 1)
+    await call(api, "PATCH", f"{KJ}/j", {"spec": {"v": 2}})  # metadata untouched by the patch
+    events = await asyncio.wait_for(
+        read_events(api, f"{KJ}?watch=true&resourceVersion={since}", 2), timeout=5
+    )
+    # Each event is the object as it was: generation and spec always agree.
+    assert [(e["object"]["metadata"]["generation"], e["object"]["spec"]) for e in events] == [
+        (1, {"v": 1}),
+        (2, {"v": 2}),
+    ]
+    assert (
+        events[0]["object"]["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    )
+
+
 async def test_watch_without_version_starts_with_current_state(api: KlioKubernetesEmulator) -> None:
     await call(api, "POST", CM, {"metadata": {"name": "a", "labels": {"k": "1"}}})
     await call(api, "POST", CM, {"metadata": {"name": "b"}})
