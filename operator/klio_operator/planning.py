@@ -631,7 +631,14 @@ def _service_monitor(owner: Owner) -> dict[str, Any]:
         "spec": {
             "selector": {"matchLabels": labels_for(owner.name, "metrics")},
             "endpoints": [
-                {"port": "metrics", "path": worker_contract.METRICS_PATH, "interval": "30s"}
+                {
+                    "port": "metrics",
+                    "path": worker_contract.METRICS_PATH,
+                    "interval": "30s",
+                    # The worker's series carry `job` = the Klio job (klio_messages_received_total
+                    # {job=...}); without this Prometheus renames it exported_job.
+                    "honorLabels": True,
+                }
             ],
         },
     }

@@ -234,6 +234,7 @@ def test_service_monitor_only_when_prometheus_operator_exists() -> None:
         "ServiceMonitor"
     ]
     assert monitor["spec"]["endpoints"][0]["path"] == worker_contract.METRICS_PATH
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # the Klio job's `job` label
     service = by_kind(plan_job(OWNER, spec()))["Service"]
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()

@@ -1,5 +1,6 @@
-"""A real Prometheus scrapes /metrics as the chart's ServiceMonitor says and evaluates the chart's
-alert rules; promtool checks them."""
+"""A real Prometheus scrapes the operator's /metrics as the chart's ServiceMonitor says and a
+worker's as the operator's own ServiceMonitor for a KlioJob says, and evaluates the chart's alert
+rules; promtool checks them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from klio_operator.metrics import OperatorMetrics
-from klio_operator.planning import metrics_service_name
+from klio_operator.models import KlioJobSpec
+from klio_operator.planning import ClusterFacts, Owner, metrics_service_name, plan_job
 from klio_runtime.metrics import KlioMetrics, MetricsHub
 
 from tests.helm.chart import NAMESPACE, one, render
@@ -100,11 +102,14 @@ def test_prometheus_scrapes_worker_and_operator_and_evaluates_alerts(
     monitor = one(monitoring_objects, "ServiceMonitor")
     operator_service = one(monitoring_objects, "Service")["metadata"]["name"]
     worker_service = metrics_service_name(JOB)
+    plan = plan_job(Owner(JOB, JOB_NAMESPACE), KlioJobSpec.model_validate({"image": "img:1"}),
+                    facts=ClusterFacts(has_service_monitor=True))
+    (worker_monitor,) = [c for c in plan.children if c["kind"] == "ServiceMonitor"]
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules_file)],
         "scrape_configs": [
-            scrape_job(monitor, service=worker_service, namespace=JOB_NAMESPACE,
+            scrape_job(worker_monitor, service=worker_service, namespace=JOB_NAMESPACE,
                        target=f"127.0.0.1:{worker_port}", scrape_interval="1s"),
             scrape_job(monitor, service=operator_service, namespace=NAMESPACE,
                        target=f"127.0.0.1:{operator_port}", scrape_interval="1s"),
@@ -123,10 +128,12 @@ def test_prometheus_scrapes_worker_and_operator_and_evaluates_alerts(
         assert received == 3
         assert sample_value(prometheus, f"klio_messages_output_total{selector}") == 2
         assert sample_value(prometheus, f"klio_processing_seconds_count{selector}") == 1
-        # The worker's own `job` label (the Klio job) survives as exported_job: the scrape job wins.
+        # The worker's own `job` label (the Klio job) is kept (honorLabels), so the standard
+        # query by job works in Prometheus as it reads on /metrics.
         (series,) = prometheus.query(f"klio_messages_received_total{selector}")
-        assert series["metric"]["exported_job"] == JOB
-        assert series["metric"]["job"] == worker_service
+        assert series["metric"]["job"] == JOB
+        assert "exported_job" not in series["metric"]
+        assert sample_value(prometheus, f'klio_messages_received_total{{job="{JOB}"}}') == 3
 
         operator_selector = f'{{namespace="{NAMESPACE}", service="{operator_service}"}}'
         wait_for("the operator's up == 1",
