@@ -48,6 +48,7 @@ from klio_operator.together import all_of
 
 KLIOJOBS = (GROUP, VERSION, PLURAL)
 PARENTS_CHANGED = "klio.io/parents-changed"
+PUBSUB_DRIFT = "klio.io/pubsub-drift"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
 WORKER_PODS = "app.kubernetes.io/component in (worker,launcher)"
@@ -74,6 +75,10 @@ class OperatorContext:
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
+    drift_interval: float = 300.0
+    """Seconds between checks that the Pub/Sub resources made are still there (0: never)."""
+    drift_reported: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The drift note (annotation) of each job whose repair this process reported in an Event."""
 
 
 class ParsedJob(NamedTuple):
@@ -436,6 +441,14 @@ async def _reconcile(
         raise kopf.PermanentError(blocked.message) from exc
 
     topics_state = await _ensure_pubsub(context, body, plan)
+    drift_note = body.metadata.annotations.get(PUBSUB_DRIFT)
+    if drift_note and topics_state.status == "True":
+        key = (namespace, name)
+        if context.drift_reported.get(key) != drift_note:
+            context.drift_reported[key] = drift_note
+            _, _, missing = drift_note.partition(" missing: ")
+            kopf.warn(body, reason="PubSubDrift",
+                      message=f"made again after they were deleted outside the operator: {missing}")
     first = not body.get("status")  # nothing exists yet, nothing stale to remove
     # Children refer to each other by name only: the API takes them in any order.
     applied = await all_of(
@@ -685,6 +698,23 @@ async def touch_children(
                     raise
 
 
+async def nudge_drifted(context: OperatorContext, key: tuple[str, str], missing: list[str]) -> None:
+    """A job whose Pub/Sub resources went missing (see `drift`): say so, and make it reconcile
+    now (its plan was forgotten, so the reconcile makes them again)."""
+    namespace, name = key
+    context.metrics.pubsub_drift.inc()
+    # The reconcile this triggers posts the Event (kopf posts Events from its handlers only).
+    note = f"{_now().isoformat()} missing: {', '.join(missing)}"
+    try:
+        await context.kube.merge_patch(
+            resource_path("KlioJob", namespace, name),
+            {"metadata": {"annotations": {PUBSUB_DRIFT: note}}},
+        )
+    except KubeApiError as exc:
+        if exc.status != 404:  # deleted meanwhile: nothing to repair
+            raise
+
+
 async def on_spec_changed(
     namespace: str | None, name: str, old: Any, new: Any, memo: Any, **kwargs: Any
 ) -> None:
@@ -734,6 +764,7 @@ async def on_deleted(
     context.metrics.set_phase(namespace, name, None)
     context.workload_events.pop((namespace, name), None)
     context.pubsub_applied.pop((namespace, name), None)
+    context.drift_reported.pop((namespace, name), None)
     context.parsed.pop((namespace, name), None)
     context.latest.pop((namespace, name), None)
     children = _children_of(klio_jobs, namespace, name)

@@ -34,6 +34,11 @@ class OperatorMetrics:
             ["phase"],
             registry=self.registry,
         )
+        self.pubsub_drift = Counter(
+            "klio_operator_pubsub_drift",
+            "KlioJobs found with Pub/Sub resources deleted outside the operator (made again).",
+            registry=self.registry,
+        )
         self.pubsub_errors = Counter(
             "klio_operator_pubsub_admin_errors",
             "Failed Pub/Sub admin calls (create / delete of topics and subscriptions).",

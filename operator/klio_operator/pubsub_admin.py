@@ -192,6 +192,25 @@ class AsyncPubSubAdmin:
         except gexc.NotFound:
             return False
 
+    async def existing(self, projects: Iterable[str]) -> tuple[set[str], set[str]]:
+        """Every topic and subscription of ``projects`` (full names), by listing them."""
+        topics: set[str] = set()
+        subscriptions: set[str] = set()
+        for project in sorted(set(projects)):
+            where = f"projects/{project}"
+            try:
+                async for topic in await self.publisher.list_topics(
+                    request={"project": where}, timeout=self.timeout
+                ):
+                    topics.add(topic.name)
+                async for subscription in await self.subscriber.list_subscriptions(
+                    request={"project": where}, timeout=self.timeout
+                ):
+                    subscriptions.add(subscription.name)
+            except gexc.GoogleAPIError as exc:
+                raise PubSubAdminError(f"list topics and subscriptions of {where}: {exc}") from exc
+        return topics, subscriptions
+
     async def apply(self, plan: PubSubPlan) -> None:
         """Topics first (subscriptions and dead-letter policies refer to them)."""
         await all_of(self.ensure_topic(topic.name) for topic in plan.topics)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import kopf
 
+from klio_operator import drift
 from klio_operator.kube import OPTIONAL_GROUPS, KubeApi
 from klio_operator.metrics import OperatorMetrics
 from klio_operator.planning import DEFAULT_PROJECT, ClusterFacts
@@ -18,9 +21,13 @@ FINALIZER = "klio.io/finalizer"
 STORAGE_PREFIX = "kopf.klio.io"
 """kopf's bookkeeping annotations; not `klio.io/...`, which kopf would then ignore in diffs."""
 
+if TYPE_CHECKING:
+    from klio_operator.handlers import OperatorContext
+
 ENV_PROJECT = "KLIO_PUBSUB_PROJECT"
 ENV_METRICS_PORT = "KLIO_OPERATOR_METRICS_PORT"
 ENV_RETRY_DELAY = "KLIO_OPERATOR_RETRY_DELAY"
+ENV_DRIFT_INTERVAL = "KLIO_OPERATOR_DRIFT_INTERVAL"
 
 
 class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -69,6 +76,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             pubsub=AsyncPubSubAdmin(),
             metrics=metrics,
             retry_delay=float(os.environ.get(ENV_RETRY_DELAY, "30")),
+            drift_interval=float(os.environ.get(ENV_DRIFT_INTERVAL, "300")),
         )
         memo["klio"] = context
     groups = await context.kube.api_groups()
@@ -83,7 +91,30 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
 
 
+    if context.drift_interval > 0:
+        memo["klio_drift"] = asyncio.create_task(watch_drift(context), name="klio pubsub drift")
+
+
+async def watch_drift(context: OperatorContext) -> None:
+    """Drift repair for the operator's lifetime (see `klio_operator.drift`)."""
+    from klio_operator.handlers import nudge_drifted
+
+    async def one_pass() -> None:
+        await drift.repair_pubsub_drift(
+            context.pubsub_applied,
+            context.pubsub.existing,
+            lambda key, missing: nudge_drifted(context, key, missing),
+        )
+
+    await drift.run_every(context.drift_interval, one_pass)
+
+
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("klio_drift")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     context = memo.get("klio")
     if context is not None:
         await context.kube.close()

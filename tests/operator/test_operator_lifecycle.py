@@ -296,3 +296,37 @@ async def test_a_worker_only_change_makes_no_pubsub_calls_but_a_parent_change_do
             assert subscription.topic == "projects/test-project/topics/klio.team.p1.output"
 
         await op.run(scenario)
+
+
+async def test_pubsub_resources_deleted_by_hand_are_made_again() -> None:
+    async with operator_under_test() as op:
+        op.context.drift_interval = 0.3
+        own_topic = f"projects/{PROJECT}/topics/klio.{NS}.a.output"
+        from_a = f"projects/{PROJECT}/subscriptions/klio.{NS}.child.from.a"
+
+        async def scenario() -> None:
+            await op.apply_job("a")
+            await op.apply_job("child", parents=["a"])
+            await op.wait(lambda: op.condition_is("child", "TopicsReady", "True"), "wired")
+            topics, subs = await pubsub_names(op.context.pubsub)
+            assert own_topic in topics and from_a in subs
+            # Someone cleans up by hand: the child's subscription and the parent's topic.
+            await op.context.pubsub.delete_subscription(from_a)
+            await op.context.pubsub.delete_topic(own_topic)
+
+            async def restored() -> bool:
+                topics, subs = await pubsub_names(op.context.pubsub)
+                return own_topic in topics and from_a in subs
+
+            deadline = asyncio.get_running_loop().time() + 15
+            while not await restored():
+                assert asyncio.get_running_loop().time() < deadline, "not made again in 15 s"
+                await asyncio.sleep(0.1)
+            def reported() -> bool:
+                return "PubSubDrift" in {e.get("reason") for e in op.api.live_objects("v1/events")}
+
+            await op.wait(reported, "a PubSubDrift Event")
+            assert op.context.metrics.pubsub_drift._value.get() >= 2  # both jobs drifted
+            assert op.condition_is("child", "TopicsReady", "True")
+
+        await op.run(scenario)
