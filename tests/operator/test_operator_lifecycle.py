@@ -310,23 +310,33 @@ async def test_pubsub_resources_deleted_by_hand_are_made_again() -> None:
             await op.wait(lambda: op.condition_is("child", "TopicsReady", "True"), "wired")
             topics, subs = await pubsub_names(op.context.pubsub)
             assert own_topic in topics and from_a in subs
-            # Someone cleans up by hand: the child's subscription and the parent's topic.
-            await op.context.pubsub.delete_subscription(from_a)
+            # Someone deletes the parent's topic by hand: the child's subscription is left
+            # detached (its topic reads _deleted-topic_) until both are made again.
             await op.context.pubsub.delete_topic(own_topic)
 
-            async def restored() -> bool:
-                topics, subs = await pubsub_names(op.context.pubsub)
-                return own_topic in topics and from_a in subs
+            async def reattached() -> bool:
+                topics, _ = await pubsub_names(op.context.pubsub)
+                if own_topic not in topics:
+                    return False
+                sub = await op.context.pubsub.subscriber.get_subscription(subscription=from_a)
+                return bool(sub.topic == own_topic)
 
-            deadline = asyncio.get_running_loop().time() + 15
-            while not await restored():
-                assert asyncio.get_running_loop().time() < deadline, "not made again in 15 s"
-                await asyncio.sleep(0.1)
+            async def subscribed() -> bool:
+                return from_a in (await pubsub_names(op.context.pubsub))[1]
+
+            for deleted, repaired in ((None, reattached), (from_a, subscribed)):
+                if deleted:  # then the child's subscription itself
+                    await op.context.pubsub.delete_subscription(deleted)
+                deadline = asyncio.get_running_loop().time() + 15
+                while not await repaired():
+                    assert asyncio.get_running_loop().time() < deadline, f"{repaired.__name__}"
+                    await asyncio.sleep(0.1)
+
             def reported() -> bool:
                 return "PubSubDrift" in {e.get("reason") for e in op.api.live_objects("v1/events")}
 
             await op.wait(reported, "a PubSubDrift Event")
-            assert op.context.metrics.pubsub_drift._value.get() >= 2  # both jobs drifted
+            assert op.context.metrics.pubsub_drift._value.get() >= 3  # a and child, then child
             assert op.condition_is("child", "TopicsReady", "True")
 
         await op.run(scenario)
