@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from google.api_core import exceptions as gexc
 from klio_operator.kube import resource_path
 from klio_operator.planning import PubSubPlan, labels_for
 
@@ -318,7 +319,10 @@ async def test_pubsub_resources_deleted_by_hand_are_made_again() -> None:
                 topics, _ = await pubsub_names(op.context.pubsub)
                 if own_topic not in topics:
                     return False
-                sub = await op.context.pubsub.subscriber.get_subscription(subscription=from_a)
+                try:
+                    sub = await op.context.pubsub.subscriber.get_subscription(subscription=from_a)
+                except gexc.NotFound:  # between the replacement's delete and create
+                    return False
                 return bool(sub.topic == own_topic)
 
             async def subscribed() -> bool:
