@@ -154,9 +154,10 @@ def test_image_digest_wins_over_tag() -> None:
 
 def test_pubsub_settings_reach_the_operator_environment() -> None:
     objects = render(values={"pubsub": {"project": "p1", "emulatorHost": "pubsub:8085",
-                                        "credentialsSecret": "key"}})
+                                        "credentialsSecret": "key", "driftCheckSeconds": 60}})
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["KLIO_OPERATOR_DRIFT_INTERVAL"] == "60"
     assert env["GOOGLE_CLOUD_PROJECT"] == "p1"
     assert env["PUBSUB_EMULATOR_HOST"] == "pubsub:8085"
     assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/google/key.json"
@@ -227,6 +228,7 @@ BAD_VALUES = [
     ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
     ({"resources": {"limits": {"gpu": 1}}}, "/resources/limits"),
     ({"pubsub": {"emulatorHost": "http://pubsub:8085"}}, "/pubsub/emulatorHost"),
+    ({"pubsub": {"driftCheckSeconds": -1}}, "/pubsub/driftCheckSeconds"),
     ({"tolerations": [{"key": "a", "operator": "Maybe"}]}, "/tolerations/0/operator"),
     # Unknown keys at every level.
     ({"replicas": 1}, "additional properties 'replicas'"),
