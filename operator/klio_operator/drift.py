@@ -1,22 +1,27 @@
-"""Drift repair: Pub/Sub resources of a job that went missing after the operator made them.
+"""Drift repair: what the operator made for a job and someone deleted since.
 
 A topic or subscription deleted by hand (or by a cleanup script) breaks an edge of the DAG while
-the job still reads Ready. Every ``interval`` seconds the operator lists the topics and
-subscriptions of the projects it created resources in (two list calls per project, however many
-jobs) and nudges each job whose resources are not all there: the job re-reconciles, makes them
-again and reports it in an Event.
+the job still reads Ready; a deleted ConfigMap, Service or Deployment is not made again until the
+job changes. Every ``interval`` seconds the operator lists the topics and subscriptions of the
+projects it created resources in (two list calls per project) and its child objects (one list
+per kind and namespace, by its managed-by label), however many jobs, and nudges each job missing
+something: the job re-reconciles, makes them again and reports it in an Event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from klio_operator.planning import PubSubPlan
 
 JobKey = tuple[str, str]  # (namespace, name)
+ObjectKey = tuple[str, str]  # (kind, name)
+Nudge = Callable[[JobKey, list[str]], Awaitable[None]]
+RUNS = frozenset({"Job"})
+"""Kinds that are a run, not a state: a batch Job deleted (by its TTL once finished, or by
+someone stopping it) must not run again."""
 log = logging.getLogger(__name__)
 
 
@@ -55,10 +60,48 @@ def drifted(
     return out
 
 
+def missing_objects(
+    applied: Mapping[JobKey, frozenset[ObjectKey]], live: Mapping[tuple[str, str], set[str]]
+) -> dict[JobKey, list[str]]:
+    """Each job some of whose child objects are not live, with them as ``Kind/name`` (sorted).
+
+    ``live`` maps (namespace, kind) to the names that exist."""
+    out: dict[JobKey, list[str]] = {}
+    for (namespace, job), objects in applied.items():
+        missing = sorted(
+            f"{kind}/{name}" for kind, name in objects
+            if kind not in RUNS and name not in live.get((namespace, kind), set())
+        )
+        if missing:
+            out[(namespace, job)] = missing
+    return out
+
+
+async def repair_object_drift(
+    applied: dict[JobKey, frozenset[ObjectKey]],
+    list_live: Callable[[str, str], Awaitable[set[str]]],
+    nudge: Nudge,
+) -> dict[JobKey, list[str]]:
+    """One pass over child objects: list each (namespace, kind) once, forget and nudge each job
+    missing some (``list_live(namespace, kind)`` gives the names the operator manages)."""
+    snapshot = dict(applied)
+    wanted = sorted(
+        {(ns, kind) for (ns, _), objects in snapshot.items() for kind, _ in objects}
+    )
+    wanted = [(ns, kind) for ns, kind in wanted if kind not in RUNS]
+    live = {where: await list_live(*where) for where in wanted}
+    found = missing_objects(snapshot, live)
+    for key, missing in found.items():
+        if applied.get(key) is snapshot[key]:  # not re-applied meanwhile
+            applied.pop(key, None)
+            await nudge(key, missing)
+    return found
+
+
 async def repair_pubsub_drift(
     applied: dict[JobKey, PubSubPlan],
     list_existing: Callable[[Iterable[str]], Awaitable[tuple[set[str], set[str]]]],
-    nudge: Callable[[JobKey, list[str]], Awaitable[None]],
+    nudge: Nudge,
 ) -> dict[JobKey, list[str]]:
     """One pass: list, compare with what was applied, forget and nudge each drifted job.
 
@@ -87,7 +130,3 @@ async def run_every(interval: float, one_pass: Callable[[], Awaitable[object]]) 
             raise
         except Exception:
             log.exception("drift check failed; next try in %s s", interval)
-
-
-def stamp() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat()

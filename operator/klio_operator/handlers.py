@@ -48,7 +48,7 @@ from klio_operator.together import all_of
 
 KLIOJOBS = (GROUP, VERSION, PLURAL)
 PARENTS_CHANGED = "klio.io/parents-changed"
-PUBSUB_DRIFT = "klio.io/pubsub-drift"
+DRIFT = "klio.io/drift"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
 WORKER_PODS = "app.kubernetes.io/component in (worker,launcher)"
@@ -75,8 +75,13 @@ class OperatorContext:
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
+    children_applied: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(
+        default_factory=dict
+    )
+    """The child objects (kind, name) this process last applied for each job."""
     drift_interval: float = 300.0
-    """Seconds between checks that the Pub/Sub resources made are still there (0: never)."""
+    """Seconds between checks that the Pub/Sub resources and child objects made are still
+    there (0: never)."""
     drift_reported: dict[tuple[str, str], str] = field(default_factory=dict)
     """The drift note (annotation) of each job whose repair this process reported in an Event."""
 
@@ -441,19 +446,14 @@ async def _reconcile(
         raise kopf.PermanentError(blocked.message) from exc
 
     topics_state = await _ensure_pubsub(context, body, plan)
-    drift_note = body.metadata.annotations.get(PUBSUB_DRIFT)
-    if drift_note and topics_state.status == "True":
-        key = (namespace, name)
-        if context.drift_reported.get(key) != drift_note:
-            context.drift_reported[key] = drift_note
-            _, _, missing = drift_note.partition(" missing: ")
-            kopf.warn(body, reason="PubSubDrift",
-                      message=f"made again after they were deleted outside the operator: {missing}")
     first = not body.get("status")  # nothing exists yet, nothing stale to remove
     # Children refer to each other by name only: the API takes them in any order.
     applied = await all_of(
         apply(context.kube, child, likely_absent=first) for child in plan.children
     )
+    context.children_applied[(namespace, name)] = frozenset(map(object_key, plan.children))
+    if topics_state.status == "True":
+        _report_drift_repaired(context, body, namespace, name)
     stored = {
         object_key(child): result for child, result in zip(plan.children, applied, strict=True)
     }
@@ -475,6 +475,18 @@ async def _reconcile(
     await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+
+
+def _report_drift_repaired(
+    context: OperatorContext, body: kopf.Body, namespace: str, name: str
+) -> None:
+    """The Event for a drift repair (`nudge_drifted` noted what was missing), once per note."""
+    note = body.metadata.annotations.get(DRIFT)
+    if note and context.drift_reported.get((namespace, name)) != note:
+        context.drift_reported[(namespace, name)] = note
+        _, _, missing = note.partition(" missing: ")
+        message = f"made again after they were deleted outside the operator: {missing}"
+        kopf.warn(body, reason="DriftRepaired", message=message)
 
 
 async def _ensure_pubsub(
@@ -698,17 +710,19 @@ async def touch_children(
                     raise
 
 
-async def nudge_drifted(context: OperatorContext, key: tuple[str, str], missing: list[str]) -> None:
-    """A job whose Pub/Sub resources went missing (see `drift`): say so, and make it reconcile
-    now (its plan was forgotten, so the reconcile makes them again)."""
+async def nudge_drifted(
+    context: OperatorContext, key: tuple[str, str], missing: list[str], resource: str
+) -> None:
+    """A job whose Pub/Sub resources or child objects went missing (see `drift`): note what,
+    and make it reconcile now, which makes them again (the plan it applied was forgotten)."""
     namespace, name = key
-    context.metrics.pubsub_drift.inc()
+    context.metrics.drift_repairs.labels(resource=resource).inc()
     # The reconcile this triggers posts the Event (kopf posts Events from its handlers only).
     note = f"{_now().isoformat()} missing: {', '.join(missing)}"
     try:
         await context.kube.merge_patch(
             resource_path("KlioJob", namespace, name),
-            {"metadata": {"annotations": {PUBSUB_DRIFT: note}}},
+            {"metadata": {"annotations": {DRIFT: note}}},
         )
     except KubeApiError as exc:
         if exc.status != 404:  # deleted meanwhile: nothing to repair
@@ -765,6 +779,7 @@ async def on_deleted(
     context.workload_events.pop((namespace, name), None)
     context.pubsub_applied.pop((namespace, name), None)
     context.drift_reported.pop((namespace, name), None)
+    context.children_applied.pop((namespace, name), None)
     context.parsed.pop((namespace, name), None)
     context.latest.pop((namespace, name), None)
     children = _children_of(klio_jobs, namespace, name)

@@ -34,9 +34,11 @@ class OperatorMetrics:
             ["phase"],
             registry=self.registry,
         )
-        self.pubsub_drift = Counter(
-            "klio_operator_pubsub_drift",
-            "KlioJobs found with Pub/Sub resources deleted outside the operator (made again).",
+        self.drift_repairs = Counter(
+            "klio_operator_drift_repairs",
+            "KlioJobs found with Pub/Sub resources (resource=pubsub) or child objects "
+            "(resource=object) deleted outside the operator, and made again.",
+            ["resource"],
             registry=self.registry,
         )
         self.pubsub_errors = Counter(

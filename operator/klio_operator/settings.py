@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 import kopf
 
 from klio_operator import drift
-from klio_operator.kube import OPTIONAL_GROUPS, KubeApi
+from klio_operator.kube import OPTIONAL_GROUPS, KubeApi, resource_path
 from klio_operator.metrics import OperatorMetrics
-from klio_operator.planning import DEFAULT_PROJECT, ClusterFacts
+from klio_operator.planning import DEFAULT_PROJECT, MANAGED_BY, ClusterFacts
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
 FINALIZER = "klio.io/finalizer"
@@ -92,18 +92,28 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
     if context.drift_interval > 0:
-        memo["klio_drift"] = asyncio.create_task(watch_drift(context), name="klio pubsub drift")
+        memo["klio_drift"] = asyncio.create_task(watch_drift(context), name="klio drift repair")
 
 
 async def watch_drift(context: OperatorContext) -> None:
     """Drift repair for the operator's lifetime (see `klio_operator.drift`)."""
     from klio_operator.handlers import nudge_drifted
 
+    async def live_children(namespace: str, kind: str) -> set[str]:
+        selector = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+        listed = await context.kube.list(resource_path(kind, namespace), selector)
+        return {obj["metadata"]["name"] for obj in listed}
+
     async def one_pass() -> None:
         await drift.repair_pubsub_drift(
             context.pubsub_applied,
             context.pubsub.existing,
-            lambda key, missing: nudge_drifted(context, key, missing),
+            lambda key, missing: nudge_drifted(context, key, missing, "pubsub"),
+        )
+        await drift.repair_object_drift(
+            context.children_applied,
+            live_children,
+            lambda key, missing: nudge_drifted(context, key, missing, "object"),
         )
 
     await drift.run_every(context.drift_interval, one_pass)

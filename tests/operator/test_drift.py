@@ -1,4 +1,4 @@
-"""Drift repair's decisions alone: what is missing, which jobs to nudge, which projects to list."""
+"""Drift repair's decisions alone: what is missing, which jobs to nudge, what to list."""
 
 from __future__ import annotations
 
@@ -59,3 +59,37 @@ async def test_a_pass_forgets_and_nudges_only_drifted_jobs_it_still_holds() -> N
     assert nudged == [(("ns", "b"), [f"{P}/topics/b.dl"])]
     assert applied == {("ns", "a"): a}  # b's plan forgotten: its reconcile ensures it again
     assert await drift.repair_pubsub_drift({}, listing, nudge) == {}  # nothing applied: no calls
+
+
+def test_missing_objects_by_kind_and_name_but_never_a_batch_run() -> None:
+    applied = {
+        ("ns", "a"): frozenset({("ConfigMap", "a-config"), ("Deployment", "a")}),
+        ("ns", "b"): frozenset({("ConfigMap", "b-config"), ("Job", "b-run")}),
+    }
+    live = {("ns", "ConfigMap"): {"a-config"}, ("ns", "Deployment"): set()}
+    # b's batch Job is gone (its TTL after it finished, or stopped by hand): not run again
+    assert drift.missing_objects(applied, live) == {
+        ("ns", "a"): ["Deployment/a"],
+        ("ns", "b"): ["ConfigMap/b-config"],
+    }
+
+
+async def test_an_object_pass_lists_each_namespace_and_kind_once() -> None:
+    applied = {
+        ("ns", "a"): frozenset({("ConfigMap", "a-config"), ("Service", "a-metrics")}),
+        ("ns", "b"): frozenset({("ConfigMap", "b-config"), ("Job", "b-run")}),
+    }
+    listed: list[tuple[str, str]] = []
+    nudged: list[tuple[str, str]] = []
+
+    async def live(namespace: str, kind: str) -> set[str]:
+        listed.append((namespace, kind))
+        return {"a-config", "b-config"} if kind == "ConfigMap" else set()
+
+    async def nudge(key: tuple[str, str], missing: list[str]) -> None:
+        nudged.append(key)
+
+    found = await drift.repair_object_drift(applied, live, nudge)
+    assert sorted(listed) == [("ns", "ConfigMap"), ("ns", "Service")]
+    assert found == {("ns", "a"): ["Service/a-metrics"]} and nudged == [("ns", "a")]
+    assert set(applied) == {("ns", "b")}

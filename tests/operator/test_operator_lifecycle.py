@@ -299,7 +299,7 @@ async def test_a_worker_only_change_makes_no_pubsub_calls_but_a_parent_change_do
         await op.run(scenario)
 
 
-async def test_pubsub_resources_deleted_by_hand_are_made_again() -> None:
+async def test_pubsub_resources_and_children_deleted_by_hand_are_made_again() -> None:
     async with operator_under_test() as op:
         op.context.drift_interval = 0.3
         own_topic = f"projects/{PROJECT}/topics/klio.{NS}.a.output"
@@ -337,10 +337,20 @@ async def test_pubsub_resources_deleted_by_hand_are_made_again() -> None:
                     await asyncio.sleep(0.1)
 
             def reported() -> bool:
-                return "PubSubDrift" in {e.get("reason") for e in op.api.live_objects("v1/events")}
+                events = op.api.live_objects("v1/events")
+                return "DriftRepaired" in {e.get("reason") for e in events}
 
-            await op.wait(reported, "a PubSubDrift Event")
-            assert op.context.metrics.pubsub_drift._value.get() >= 3  # a and child, then child
+            await op.wait(reported, "a DriftRepaired Event")
+            drift = op.context.metrics.drift_repairs
+            assert drift.labels(resource="pubsub")._value.get() >= 3  # a and child, then child
             assert op.condition_is("child", "TopicsReady", "True")
+
+            # Child objects deleted by hand come back too (the next pass finds them missing).
+            for kind in ("ConfigMap", "Service", "Deployment"):
+                (child_object,) = [n for n in op.objects(kind) if n.startswith("child")]
+                await op.send("DELETE", resource_path(kind, NS, child_object))
+                await op.wait(lambda k=kind, n=child_object: n in op.objects(k),
+                              f"{kind} {child_object} made again")
+            assert drift.labels(resource="object")._value.get() >= 3
 
         await op.run(scenario)

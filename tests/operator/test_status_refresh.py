@@ -38,7 +38,7 @@ async def first_status(op: OperatorUnderTest, name: str) -> None:
         await op.wait(
             lambda: (
                 op.condition_is(name, "WorkersReady", "False")
-                and LAST_HANDLED in op.objects("KlioJob")[name]["metadata"]["annotations"]
+                and LAST_HANDLED in op.objects("KlioJob")[name]["metadata"].get("annotations", {})
             ),
             "first status, handled",
         )
