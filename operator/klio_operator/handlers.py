@@ -48,8 +48,10 @@ from klio_operator.together import all_of
 
 KLIOJOBS = (GROUP, VERSION, PLURAL)
 PARENTS_CHANGED = "klio.io/parents-changed"
-DRIFT = "klio.io/drift"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
+DRIFT = "klio.io/drift"
+"""Annotation noting what drift repair found missing (see `nudge_drifted`), so the job
+re-reconciles and its Event can say what was made again."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
 WORKER_PODS = "app.kubernetes.io/component in (worker,launcher)"
 
@@ -69,9 +71,10 @@ class OperatorContext:
     parsed: dict[tuple[str, str], ParsedJob] = field(default_factory=dict)
     """Each job's spec, parsed once per generation (the index and the handlers share it)."""
     latest: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
-    """The newest body of each job that the watch delivered (an informer's cache): a status
-    refresh starts from it instead of reading the job, and writes only over its
-    resourceVersion, so a stale copy costs a conflict and a read, never a wrong status."""
+    """The newest body of each job that the watch delivered or we wrote (an informer's cache):
+    a status refresh starts from it instead of reading the job, and writes only over its
+    generation and status, so a stale copy costs a refused write and a read, never a wrong
+    status."""
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
