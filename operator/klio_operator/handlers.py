@@ -679,6 +679,7 @@ async def on_workload_event(
     namespace: str | None,
     status: Mapping[str, Any],
     memo: Any,
+    type: str | None = None,
     **_: Any,
 ) -> None:
     if not status:
@@ -688,6 +689,15 @@ async def on_workload_event(
         context = _context(memo)
         context.workload_events[(namespace, job)] += 1
         deployment = body if body.get("kind") == "Deployment" else None
+        key = (namespace, job)
+        wanted = context.children_applied.get(key, frozenset())
+        if type == "DELETED" and deployment is not None:
+            gone = ("Deployment", str(deployment.metadata.name))
+            if gone in wanted:
+                # Deleted while the job still wants it (a job's own deletion or a mode change
+                # forgets it first): drift repair at once, not at the next pass.
+                context.children_applied.pop(key, None)
+                await nudge_drifted(context, key, ["/".join(gone)], "object")
         await refresh_status(context, namespace, job, deployment)
 
 

@@ -354,3 +354,29 @@ async def test_pubsub_resources_and_children_deleted_by_hand_are_made_again() ->
             assert drift.labels(resource="object")._value.get() >= 3
 
         await op.run(scenario)
+
+
+async def test_a_deployment_deleted_by_hand_comes_back_at_once() -> None:
+    async with operator_under_test() as op:
+        assert op.context.drift_interval >= 300  # no periodic pass in this test: the event does it
+
+        async def scenario() -> None:
+            await op.apply_job("j")
+            await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
+            await op.play_deployment_controller("j")
+            await op.wait(lambda: op.condition_is("j", "Ready", "True"), "Ready")
+            first_uid = op.objects("Deployment")["j"]["metadata"]["uid"]
+            await op.send("DELETE", resource_path("Deployment", NS, "j"))
+            await op.wait(
+                lambda: op.objects("Deployment").get("j", {}).get("metadata", {}).get("uid")
+                not in (None, first_uid),
+                "the Deployment made again",
+            )
+            assert op.context.metrics.drift_repairs.labels(resource="object")._value.get() == 1
+            # Deleting the job itself is not drift: nothing is made again.
+            await op.delete_job("j")
+            await op.wait(lambda: "j" not in op.objects("KlioJob"), "job gone")
+            await op.wait(lambda: "j" not in op.objects("Deployment"), "Deployment gone")
+            assert op.context.metrics.drift_repairs.labels(resource="object")._value.get() == 1
+
+        await op.run(scenario)
