@@ -31,6 +31,11 @@ def emulator_host() -> str | None:
     return os.environ.get("STORAGE_EMULATOR_HOST") or None
 
 
+def write_emulator_credentials(handle: Any) -> None:
+    """Write the fake credentials the emulator accepts (a credentials JSON file's content)."""
+    json.dump(_FAKE_CREDENTIALS, handle)
+
+
 def ensure_emulator_credentials() -> None:
     """If the emulator is in use and no credentials are configured, configure fake ones."""
     if not emulator_host() or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
@@ -40,7 +45,7 @@ def ensure_emulator_credentials() -> None:
             return
         fd, path = tempfile.mkstemp(prefix="klio-emulator-credentials-", suffix=".json")
         with os.fdopen(fd, "w") as handle:
-            json.dump(_FAKE_CREDENTIALS, handle)
+            write_emulator_credentials(handle)
         os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = path
 
 

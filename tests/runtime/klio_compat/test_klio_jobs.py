@@ -3,12 +3,12 @@ examples), run in-process the way `klio job run` runs them."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from klio_runtime.io.gcs import write_emulator_credentials
 from klio_runtime.runner import JobSummary, load_job, run_job
 
 JOBS = Path(__file__).parent / "jobs"
@@ -66,18 +66,8 @@ def test_message_state_payloads_set_and_clear(tmp_path: Path, capsys: Any) -> No
 @pytest.fixture
 def emulator_env(gcs_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     credentials = tmp_path / "fake-credentials.json"
-    credentials.write_text(
-        json.dumps(
-            {
-                "type": "authorized_user",
-                "client_id": "fake",
-                "client_secret": "fake",
-                "refresh_token": "fake",
-                "token": "fake-token",
-                "expiry": "2099-01-01T00:00:00Z",
-            }
-        )
-    )
+    with credentials.open("w") as handle:
+        write_emulator_credentials(handle)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
     return gcs_emulator
