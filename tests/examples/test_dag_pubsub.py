@@ -29,11 +29,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from google.api_core import exceptions as gexc
-from klio_operator import worker_contract
 from klio_operator.cli import main as operator_cli
-from klio_operator.handlers import parent_info, summarize
-from klio_operator.models import parse_spec
-from klio_operator.planning import ClusterFacts, Owner, PubSubPlan, plan_job
 from klio_runtime.io.gcs import ensure_emulator_credentials, storage_client
 
 from tests.emulators.pubsub import free_port
@@ -49,7 +45,7 @@ from tests.examples.dag import (
     check_png,
     check_report,
 )
-from tests.operator.harness import apply_plans, remove_plans
+from tests.operator.harness import apply_plans, pubsub_plans, remove_plans, worker_inputs
 from tests.worker.helpers import PubSub, wait_for
 
 pytestmark = pytest.mark.slow
@@ -124,25 +120,7 @@ def render(namespace: str, job: str) -> tuple[dict[str, Any], dict[str, str]]:
         args += ["-f", str(path)]
     result = CliRunner().invoke(operator_cli, args)
     assert result.exit_code == 0, result.output
-    docs = [d for d in yaml.safe_load_all(result.output) if d]
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    env = {var["name"]: var["value"] for var in container["env"] if "value" in var}
-    return yaml.safe_load(config_map["data"][worker_contract.CONFIG_FILE]), env
-
-
-def pubsub_plans(namespace: str) -> dict[str, PubSubPlan]:
-    """What the operator ensures for each job (the planning its handlers run)."""
-    facts = ClusterFacts(default_project=PROJECT)
-    specs = {name: yaml.safe_load(path.read_text())["spec"] for name, path in MANIFESTS.items()}
-    summaries = {name: summarize(name, spec, facts) for name, spec in specs.items()}
-    plans = {}
-    for name, raw in specs.items():
-        spec = parse_spec(raw)
-        parents = [parent_info(namespace, summaries[p], summaries, facts) for p in spec.parents]
-        plans[name] = plan_job(Owner(name, namespace), spec, parents, facts).pubsub
-    return plans
+    return worker_inputs([d for d in yaml.safe_load_all(result.output) if d])
 
 
 @dataclass
@@ -217,7 +195,8 @@ def cluster_dag(
     new_tracks = yaml.safe_load(MANIFESTS["track-ingest"].read_text())["spec"]["eventInputs"][0]
     with contextlib.suppress(gexc.AlreadyExists):  # the team's own topic (not the operator's)
         pubsub.publisher.create_topic(name=new_tracks["topic"])
-    plans = pubsub_plans(namespace)
+    specs = {name: yaml.safe_load(path.read_text())["spec"] for name, path in MANIFESTS.items()}
+    plans = pubsub_plans(namespace, specs)
     apply_plans(plans.values())
     configs: dict[str, Path] = {}
     workers: dict[str, Worker] = {}

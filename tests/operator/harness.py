@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import kopf
+import yaml
 from google.api_core import exceptions as gexc
-from klio_operator.handlers import OperatorContext, register
+from klio_operator import worker_contract
+from klio_operator.handlers import OperatorContext, parent_info, register, summarize
 from klio_operator.kube import KubeApi, resource_path
 from klio_operator.metrics import OperatorMetrics
-from klio_operator.planning import PubSubPlan
+from klio_operator.models import parse_spec
+from klio_operator.planning import ClusterFacts, Owner, PubSubPlan, plan_job
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
 from tests.kube.emulator import KlioKubernetesEmulator, running_emulator
@@ -127,6 +130,29 @@ async def pubsub_names(
     except gexc.NotFound:
         return set(), set()
     return topics, subs
+
+
+def worker_inputs(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """From `klio-operator render` output: the rendered klio-job.yaml and the worker
+    container's literal environment."""
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == list(worker_contract.WORKER_COMMAND)
+    env = {var["name"]: var["value"] for var in container["env"] if "value" in var}
+    return yaml.safe_load(config_map["data"][worker_contract.CONFIG_FILE]), env
+
+
+def pubsub_plans(namespace: str, specs: dict[str, dict[str, Any]]) -> dict[str, PubSubPlan]:
+    """What the operator ensures for each job (the same planning its handlers run)."""
+    facts = ClusterFacts(default_project=PROJECT)
+    summaries = {name: summarize(name, spec, facts) for name, spec in specs.items()}
+    plans = {}
+    for name, raw in specs.items():
+        spec = parse_spec(raw)
+        parents = [parent_info(namespace, summaries[p], summaries, facts) for p in spec.parents]
+        plans[name] = plan_job(Owner(name, namespace), spec, parents, facts).pubsub
+    return plans
 
 
 def apply_plans(plans: Iterable[PubSubPlan]) -> None:

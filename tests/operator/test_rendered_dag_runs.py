@@ -20,12 +20,9 @@ import yaml
 from click.testing import CliRunner
 from klio_operator import dag, worker_contract
 from klio_operator.cli import main as operator_cli
-from klio_operator.handlers import parent_info, summarize
-from klio_operator.models import parse_spec
-from klio_operator.planning import ClusterFacts, Owner, PubSubPlan, plan_job
 from klio_runtime.message import new_message, parse, serialize
 
-from tests.operator.harness import apply_plans, remove_plans
+from tests.operator.harness import apply_plans, pubsub_plans, remove_plans, worker_inputs
 from tests.worker.helpers import PubSub, WorkerProcess, audit_jobs, lines, unique, wait_for
 
 pytestmark = pytest.mark.slow
@@ -68,28 +65,6 @@ def render(*paths: Path) -> tuple[list[dict[str, Any]], str]:
     result = CliRunner().invoke(operator_cli, args)
     assert result.exit_code == 0, result.output
     return [d for d in yaml.safe_load_all(result.output) if d], result.output
-
-
-def worker_inputs(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The rendered klio-job.yaml and the worker container's literal environment."""
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
-    deployment = next(d for d in docs if d["kind"] == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == list(worker_contract.WORKER_COMMAND)
-    env = {var["name"]: var["value"] for var in container["env"] if "value" in var}
-    return yaml.safe_load(config_map["data"][worker_contract.CONFIG_FILE]), env
-
-
-def pubsub_plans(namespace: str, specs: dict[str, dict[str, Any]]) -> dict[str, PubSubPlan]:
-    """What the operator ensures for each job (the same planning the handlers run)."""
-    facts = ClusterFacts(default_project=PROJECT)
-    summaries = {name: summarize(name, spec, facts) for name, spec in specs.items()}
-    plans = {}
-    for name, raw in specs.items():
-        spec = parse_spec(raw)
-        parents = [parent_info(namespace, summaries[p], summaries, facts) for p in spec.parents]
-        plans[name] = plan_job(Owner(name, namespace), spec, parents, facts).pubsub
-    return plans
 
 
 @pytest.fixture(scope="module")
