@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from klio_operator.planning import PubSubPlan
 
@@ -91,10 +92,7 @@ async def repair_object_drift(
     wanted = [(ns, kind) for ns, kind in wanted if kind not in RUNS]
     live = {where: await list_live(*where) for where in wanted}
     found = missing_objects(snapshot, live)
-    for key, missing in found.items():
-        if applied.get(key) is snapshot[key]:  # not re-applied meanwhile
-            applied.pop(key, None)
-            await nudge(key, missing)
+    await _forget_and_nudge(applied, snapshot, found, nudge)
     return found
 
 
@@ -112,11 +110,22 @@ async def repair_pubsub_drift(
         return {}
     topics, subscriptions = await list_existing(projects_of(snapshot))
     found = drifted(snapshot, topics, subscriptions)
+    await _forget_and_nudge(applied, snapshot, found, nudge)
+    return found
+
+
+async def _forget_and_nudge(
+    applied: dict[JobKey, Any],
+    snapshot: Mapping[JobKey, Any],
+    found: Mapping[JobKey, list[str]],
+    nudge: Nudge,
+) -> None:
+    """Forget what each drifted job had applied (unless it was applied again while the pass
+    listed) and nudge it."""
     for key, missing in found.items():
-        if applied.get(key) is snapshot[key]:  # not re-applied meanwhile
+        if applied.get(key) is snapshot[key]:
             applied.pop(key, None)
             await nudge(key, missing)
-    return found
 
 
 async def run_every(interval: float, one_pass: Callable[[], Awaitable[object]]) -> None:

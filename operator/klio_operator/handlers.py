@@ -713,14 +713,22 @@ async def touch_children(
         if parent in job.parents and job.name != parent:
             # The parent's topic may be gone or new: the child checks its subscriptions again.
             context.pubsub_applied.pop((namespace, job.name), None)
-            try:
-                await context.kube.merge_patch(
-                    resource_path("KlioJob", namespace, job.name),
-                    {"metadata": {"annotations": {PARENTS_CHANGED: stamp}}},
-                )
-            except KubeApiError as exc:
-                if exc.status != 404:
-                    raise
+            await _annotate_job(context, namespace, job.name, PARENTS_CHANGED, stamp)
+
+
+async def _annotate_job(
+    context: OperatorContext, namespace: str, name: str, annotation: str, value: str
+) -> None:
+    """Set an annotation of ours on a KlioJob (its change makes the job reconcile); a job
+    deleted meanwhile needs nothing."""
+    try:
+        await context.kube.merge_patch(
+            resource_path("KlioJob", namespace, name),
+            {"metadata": {"annotations": {annotation: value}}},
+        )
+    except KubeApiError as exc:
+        if exc.status != 404:
+            raise
 
 
 async def nudge_drifted(
@@ -732,14 +740,7 @@ async def nudge_drifted(
     context.metrics.drift_repairs.labels(resource=resource).inc()
     # The reconcile this triggers posts the Event (kopf posts Events from its handlers only).
     note = f"{_now().isoformat()} missing: {', '.join(missing)}"
-    try:
-        await context.kube.merge_patch(
-            resource_path("KlioJob", namespace, name),
-            {"metadata": {"annotations": {DRIFT: note}}},
-        )
-    except KubeApiError as exc:
-        if exc.status != 404:  # deleted meanwhile: nothing to repair
-            raise
+    await _annotate_job(context, namespace, name, DRIFT, note)
 
 
 async def on_spec_changed(
