@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import kubernetes.config  # noqa: F401  (imported first on purpose, see below)
 import pytest
@@ -76,16 +77,19 @@ def test_removals_delete_only_what_was_applied_and_still_exists() -> None:
     assert removals(previous, desired, current) == {"spec": {"b": {"d": None}}}
 
 
+CONFIG_MAP: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "c", "namespace": "ns"},
+    "data": {"keep": "1", "drop": "2"},
+}
+
+
 async def test_apply_deletes_a_field_no_longer_desired_but_keeps_others_fields() -> None:
     async with running_emulator() as emulator:
         api = KubeApi(str(emulator.url).rstrip("/"))
         path = resource_path("ConfigMap", "ns", "c")
-        cm = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "c", "namespace": "ns"},
-            "data": {"keep": "1", "drop": "2"},
-        }
+        cm = CONFIG_MAP
         await apply(api, cm)
         # Someone else's field (say, a controller's): never ours, so never removed.
         await api.merge_patch(path, {"data": {"theirs": "x"}})
@@ -100,12 +104,7 @@ async def test_last_applied_records_key_paths_and_an_older_full_record_still_wor
     async with running_emulator() as emulator:
         api = KubeApi(str(emulator.url).rstrip("/"))
         path = resource_path("ConfigMap", "ns", "c")
-        cm = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "c", "namespace": "ns"},
-            "data": {"keep": "1", "drop": "2"},
-        }
+        cm = CONFIG_MAP
         _, stored = await apply(api, cm)
         record = json.loads(stored["metadata"]["annotations"][LAST_APPLIED])
         assert record["data"] == {"drop": 1, "keep": 1}  # the paths, not the values
