@@ -237,7 +237,7 @@ class _LazyLimiter:
         """``run(*args)`` holding one of the limiter's tokens (the per-element path: the token
         queue is used directly, without a ``with`` block's two extra calls)."""
         limiter = self._limiter if self._limiter is not None else self.get(ctx)
-        tokens = limiter._tokens
+        tokens = limiter._tokens  # read here, not via a ThreadLimiter method: one call less
         if tokens is None:
             return run(*args)
         tokens.get()
