@@ -26,6 +26,15 @@ from klio_runtime.io.events import (
     WriteDeadLetters,
     WriteEventFile,
 )
+from klio_runtime.io.pubsub_events import (
+    PublishDeadLetters,
+    ReadEventPubSub,
+    WriteEventPubSub,
+    dead_letter_topic,
+    input_source,
+    output_topic,
+    pubsub_project,
+)
 from klio_runtime.metrics import KlioMetrics
 from klio_runtime.transforms.route import (
     DROPPED,
@@ -222,9 +231,17 @@ def build_pipeline(
     config: KlioConfig, run_fn: RunFn, options: PipelineOptions | None = None
 ) -> beam.Pipeline:
     """A pipeline reading the configured event inputs, running the job, writing its event
-    outputs."""
+    outputs: files (a bounded run), or Pub/Sub through the runner's own source and sink (a
+    streaming run on Dataflow, Flink or another Beam runner; on Kubernetes with the direct
+    runner, ``klio worker`` reads Pub/Sub itself).
+
+    Raises:
+        klio_runtime.config.ConfigError: a topic or subscription that is not a path of its kind,
+            naming the field.
+    """
     pipeline = beam.Pipeline(options=options)
     names = input_names(config)
+    project = pubsub_project(config)
     inputs: dict[str, Any] = {}
     dead: list[Any] = []
     for name, conf in zip(names, config.job_config.events.inputs, strict=True):
@@ -237,11 +254,9 @@ def build_pipeline(
                 read[DEAD_LETTER_TAG]
                 | f"[{name}] Count dead letters" >> beam.ParDo(_CountDeadLetters(config))
             )
-        else:
-            raise NotImplementedError(
-                f"job_config.events.inputs[{names.index(name)}]: {conf.type} inputs run on the "
-                "streaming worker, not in a batch pipeline"
-            )
+        else:  # Pub/Sub: the runner's own source (Dataflow, Flink, a streaming DirectRunner)
+            kind, path = input_source(conf, names.index(name), project)
+            inputs[name] = pipeline | f"[{name}] Read events" >> ReadEventPubSub(**{kind: path})
     if not inputs:
         raise ValueError("job_config.events.inputs: a batch run needs at least one event input")
     result = inputs | "Klio job" >> KlioJobTransform(config, run_fn)
@@ -249,18 +264,25 @@ def build_pipeline(
     for index, out in enumerate(config.job_config.events.outputs):
         if out.skip_klio_write:
             continue
-        if not isinstance(out, FileEventOutput):
-            raise NotImplementedError(
-                f"job_config.events.outputs[{index}]: {out.type} outputs run on the streaming "
-                "worker, not in a batch pipeline"
-            )
-        _ = result[OUTPUT] | f"[output{index}] Write events" >> WriteEventFile(out.location)
+        label = f"[output{index}] Write events"
+        if isinstance(out, FileEventOutput):
+            _ = result[OUTPUT] | label >> WriteEventFile(out.location)
+            continue
+        _ = result[OUTPUT] | label >> WriteEventPubSub(output_topic(out, index, project))
 
-    where = dead_letter_location(config)
-    if where:
+    # A dead-letter topic when there is one (the job streams), else files.
+    dead_topic, where = dead_letter_topic(config), dead_letter_location(config)
+    write_dead: beam.PTransform | None = (
+        PublishDeadLetters(dead_topic, config.job_name)
+        if dead_topic
+        else WriteDeadLetters(where)
+        if where
+        else None
+    )
+    if write_dead is not None:
         _ = (
             [*dead, result[DEAD_LETTER_TAG]]
             | "Merge all dead letters" >> beam.Flatten(pipeline=pipeline)
-            | "Write dead letters" >> WriteDeadLetters(where)
+            | "Write dead letters" >> write_dead
         )
     return pipeline

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.runner import PipelineResult
+from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from klio_runtime.config import (
     CONFIG_FILE_NAME,
@@ -30,10 +31,15 @@ from klio_runtime.config import (
     load_config,
 )
 from klio_runtime.io.gcs import ensure_emulator_credentials
+from klio_runtime.io.pubsub_events import has_pubsub_input
+from klio_runtime.metrics import process_hub
 from klio_runtime.pipeline import RunFn, build_pipeline
 
 LOCAL_RUNNERS = {None, "", "DirectRunner", "DirectGKERunner", "FnApiRunner"}
+"""Runner names that run a job here: on FnApiRunner (batch) or the streaming worker (Pub/Sub)."""
 BATCH_RUNNER = "FnApiRunner"
+IN_PROCESS_RUNNERS = {BATCH_RUNNER, "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+"""Beam runners that run the pipeline in this process: ``klio job run`` waits for them."""
 
 
 class JobLoadError(RuntimeError):
@@ -43,13 +49,26 @@ class JobLoadError(RuntimeError):
 def beam_options(
     config: KlioConfig, runner: str | None = None, extra: Mapping[str, Any] | None = None
 ) -> PipelineOptions:
-    """Beam options from ``pipeline_options`` (+ ``extra``); local runners → FnApiRunner (batch)."""
+    """Beam options from ``pipeline_options`` (+ ``extra``); local runners → FnApiRunner (batch).
+
+    Raises:
+        ValueError: Pub/Sub inputs with a local runner (they stream: the worker runs them).
+    """
     values = dict(config.pipeline_options.as_dict())
     values.update(extra or {})
     chosen = runner if runner is not None else values.get("runner")
     values["runner"] = BATCH_RUNNER if chosen in LOCAL_RUNNERS else chosen
     if values["runner"] == BATCH_RUNNER:
+        if has_pubsub_input(config):
+            raise ValueError(
+                "job_config.events.inputs: Pub/Sub inputs stream, which the in-process batch "
+                "runner cannot: run the local streaming worker (`klio job run` or `klio worker`) "
+                "or name a streaming Beam runner (DataflowRunner, FlinkRunner, "
+                "BundleBasedDirectRunner)"
+            )
         values["streaming"] = False
+    elif has_pubsub_input(config):
+        values["streaming"] = True  # a Pub/Sub source is unbounded: Beam needs streaming mode
     values = {k: v for k, v in values.items() if v is not None}
     if values.get("streaming") is False:
         values.pop("streaming")
@@ -118,7 +137,8 @@ class JobSummary:
     """What a run did, from the job's Beam metrics."""
 
     received: int = 0
-    processed: int = 0
+    processed: int | None = 0
+    """Messages sent to ``run``; None when not counted (the streaming worker's summary)."""
     output: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -126,6 +146,8 @@ class JobSummary:
     dead_letter: dict[str, int] = field(default_factory=dict)
     dead_letter_ids: dict[str, list[str]] = field(default_factory=dict)
     state: str = ""
+    submitted: bool = False
+    """Handed to a runner elsewhere (Dataflow, Flink) and not waited for: no counts."""
 
 
 def _label(name: str) -> tuple[str, str | None]:
@@ -143,13 +165,14 @@ def summarize(result: PipelineResult, job_name: str) -> JobSummary:
         "klio_messages_dropped": summary.dropped,
         "klio_dead_letter": summary.dead_letter,
     }
+    processed = 0
     for counter in metrics.get("counters", []):
         base, reason = _label(counter.key.metric.name)
         value = int(counter.committed or 0)
         if base == "klio_messages_received":
             summary.received += value
         elif base == "klio_messages_to_run":
-            summary.processed += value
+            processed += value
         elif base == "klio_messages_output":
             summary.output += value
         elif base in buckets and reason:
@@ -162,9 +185,47 @@ def summarize(result: PipelineResult, job_name: str) -> JobSummary:
         base, reason = _label(string_set.key.metric.name)
         if base in ids and reason:
             ids[base][reason].update(string_set.committed or ())
+    summary.processed = processed
     summary.dropped_ids = {k: sorted(v) for k, v in ids["dropped_ids"].items()}
     summary.dead_letter_ids = {k: sorted(v) for k, v in ids["dead_letter_ids"].items()}
     return summary
+
+
+def streaming_summary(job_name: str, since: Mapping[str, float] | None = None) -> JobSummary:
+    """What the streaming worker did, from this process's prometheus registry (counted since
+    ``since``, a :func:`hub_counts` snapshot). Element ids are not kept there, and messages sent
+    to ``run`` are not counted apart: ``processed`` is None."""
+    now = hub_counts(job_name)
+    before = since or {}
+    summary = JobSummary(processed=None, state="DRAINED")
+    buckets = {
+        "klio_messages_skipped_total": summary.skipped,
+        "klio_messages_dropped_total": summary.dropped,
+        "klio_dead_letter_total": summary.dead_letter,
+    }
+    for key, value in now.items():
+        count = int(value - before.get(key, 0.0))
+        name, _, reason = key.partition("|")
+        if name == "klio_messages_received_total":
+            summary.received = count
+        elif name == "klio_messages_output_total":
+            summary.output = count
+        elif name in buckets and count:
+            buckets[name][reason] = count
+    return summary
+
+
+def hub_counts(job_name: str) -> dict[str, float]:
+    """The job's standard counters in this process's registry: ``name`` or ``name|reason`` →
+    value."""
+    counts: dict[str, float] = {}
+    for family in process_hub().registry.collect():
+        for sample in family.samples:
+            if sample.labels.get("job") != job_name or not sample.name.endswith("_total"):
+                continue
+            reason = sample.labels.get("reason")
+            counts[f"{sample.name}|{reason}" if reason else sample.name] = sample.value
+    return counts
 
 
 def load_job(
@@ -185,16 +246,45 @@ def run_job(
     runner: str | None = None,
     extra_options: Mapping[str, Any] | None = None,
     on_start: Callable[[], None] | None = None,
+    blocking: bool = False,
 ) -> JobSummary:
-    """Build and run the batch pipeline; blocks until done."""
+    """Build and run the pipeline. As Klio does, it waits until the pipeline ends on a runner in
+    this process (or with ``blocking``); on another (Dataflow, Flink) it returns once submitted,
+    with the submitted state and no counts, after waiting for a streaming pipeline to run if the
+    job config says ``wait_for_pipeline_running``."""
     ensure_emulator_credentials()
     options = beam_options(config, runner, extra_options)
     pipeline = build_pipeline(config, run_fn, options)
     if on_start:
         on_start()
     result = pipeline.run()
-    result.wait_until_finish()
-    return summarize(result, config.job_name)
+    if blocking or options.get_all_options()["runner"] in IN_PROCESS_RUNNERS:
+        result.wait_until_finish()
+        return summarize(result, config.job_name)
+    streaming = bool(options.get_all_options().get("streaming"))
+    if streaming and getattr(config.job_config, "wait_for_pipeline_running", False):
+        wait_for_running(result)
+    return JobSummary(processed=None, state=str(result.state), submitted=True)
+
+
+def wait_for_running(
+    result: PipelineResult, timeout: float = 600.0, poll_seconds: float = 10.0
+) -> None:
+    """Wait until a submitted pipeline runs (Klio's ``wait_for_pipeline_running``).
+
+    Raises:
+        RuntimeError: it ended first, or is not running after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        state = result.state
+        if state == PipelineState.RUNNING:
+            return
+        if PipelineState.is_terminal(state):
+            raise RuntimeError(f"the pipeline ended ({state}) before it was running")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the pipeline is {state}, not running, after {timeout:.0f} s")
+        time.sleep(poll_seconds)
 
 
 def run_in_thread(target: Callable[[], JobSummary]) -> tuple[threading.Thread, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Event lines, data existence, metrics registry, and the runner's option mapping."""
+"""Event lines, data existence, metrics registry, the runner's option mapping, and the Beam
+Pub/Sub IO of a pipeline for Dataflow or Flink."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
+from apache_beam.io.gcp.pubsub import ReadFromPubSub, WriteToPubSub
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
+from apache_beam.runners.runner import PipelineResult, PipelineState
+from klio_runtime.config import ConfigError, KlioConfig
 from klio_runtime.io.events import decode_line, encode_line
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message
 from klio_runtime.metrics import KlioMetrics, MetricsHub, prometheus_name
-from klio_runtime.runner import beam_options, resolve_paths
+from klio_runtime.pipeline import build_pipeline
+from klio_runtime.runner import beam_options, resolve_paths, wait_for_running
 from prometheus_client import CollectorRegistry
 
 from tests.runtime.helpers import make_config
@@ -153,3 +159,79 @@ def test_metrics_registry_served_over_http() -> None:
     finally:
         server.shutdown()
     assert b'klio_messages_dropped_total{job="served-job",reason="timeout"} 1.0' in body
+
+
+def _pubsub_config(**inputs: str) -> KlioConfig:
+    return make_config(
+        {
+            "events": {
+                "inputs": [{"type": "pubsub", **inputs}],
+                "outputs": [{"type": "pubsub", "topic": "out"}],
+            },
+            "dead_letter_topic": "dead",
+        },
+        pipeline_options={"project": "my-project", "streaming": False},
+    )
+
+
+def _pubsub_io(config: KlioConfig) -> dict[str, dict[str, object]]:
+    """The Beam Pub/Sub sources and sinks of the job's pipeline, by transform kind."""
+    pipeline = build_pipeline(config, lambda pcoll, _: pcoll, beam_options(config, "FlinkRunner"))
+    found: dict[str, dict[str, object]] = {}
+
+    class Visit(PipelineVisitor):
+        def visit_transform(self, node: AppliedPTransform) -> None:
+            transform = node.transform
+            if isinstance(transform, ReadFromPubSub):
+                found["read"] = {
+                    "subscription": transform._source.full_subscription,
+                    "topic": transform._source.full_topic,
+                }
+            elif isinstance(transform, WriteToPubSub):
+                found.setdefault("write", {})[node.full_label] = transform.full_topic
+
+        enter_composite_transform = visit_transform
+
+    pipeline.visit(Visit())
+    return found
+
+
+def test_pubsub_event_io_becomes_beams_own_source_and_sinks() -> None:
+    config = _pubsub_config(topic="projects/other-project/topics/events", subscription="subs")
+    found = _pubsub_io(config)
+    # the subscription when given (as Klio reads), bare ids in the job's project
+    subscription = "projects/my-project/subscriptions/subs"
+    assert found["read"] == {"subscription": subscription, "topic": None}
+    assert sorted(found["write"].values()) == [
+        "projects/my-project/topics/dead",
+        "projects/my-project/topics/out",
+    ]
+    assert beam_options(config, "FlinkRunner").get_all_options()["streaming"] is True
+
+    events = "projects/other-project/topics/events"
+    topic_only = _pubsub_io(_pubsub_config(topic=events))
+    assert topic_only["read"] == {"subscription": None, "topic": events}
+
+
+def test_pubsub_paths_of_the_wrong_kind_are_named_by_field() -> None:
+    with pytest.raises(ConfigError) as err:
+        _pubsub_io(_pubsub_config(subscription="projects/p/topics/not-a-subscription"))
+    assert err.value.errors[0].startswith("job_config.events.inputs[0].subscription: ")
+    bad_out = _pubsub_config(subscription="sub")
+    bad_out.job_config.events.outputs[0].topic = "projects/p/subscriptions/s"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as err:
+        _pubsub_io(bad_out)
+    assert err.value.errors[0].startswith("job_config.events.outputs[0].topic: ")
+
+
+def test_pubsub_inputs_on_the_local_batch_runner_say_what_runs_them() -> None:
+    with pytest.raises(ValueError, match="klio job run` or `klio worker`"):
+        beam_options(_pubsub_config(subscription="sub"))
+
+
+def test_waiting_for_a_submitted_pipeline_to_run_stops_at_running_or_an_end() -> None:
+    wait_for_running(PipelineResult(PipelineState.RUNNING), timeout=1, poll_seconds=0.01)
+    with pytest.raises(RuntimeError, match=r"ended \(FAILED\) before it was running"):
+        wait_for_running(PipelineResult(PipelineState.FAILED), timeout=1, poll_seconds=0.01)
+    with pytest.raises(RuntimeError, match="PENDING, not running, after 0 s"):
+        wait_for_running(PipelineResult(PipelineState.PENDING), timeout=0.05, poll_seconds=0.01)

@@ -14,11 +14,12 @@ import pytest
 from google.api_core import exceptions as api_exceptions
 from klio_runtime.config import ConfigError
 from klio_runtime.io.pubsub import PubSubClient
+from klio_runtime.io.pubsub_events import ATTR_REASON
 from klio_runtime.message import new_message, serialize
 from klio_runtime.metrics import process_hub
 from klio_runtime.runner import load_job
 from klio_runtime.worker.health import HealthState, ProbeServers
-from klio_runtime.worker.loop import ATTR_REASON, StreamingWorker
+from klio_runtime.worker.loop import StreamingWorker
 from klio_runtime.worker.settings import WorkerSettings
 
 from tests.emulators.pubsub import free_port

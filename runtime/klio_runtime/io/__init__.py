@@ -1,1 +1,2 @@
-"""Event and data IO: local paths and ``gs://`` (Pub/Sub arrives with the streaming worker)."""
+"""Event and data IO: local paths, ``gs://`` and Pub/Sub (the worker's client in ``pubsub``, Beam
+runners' transforms in ``pubsub_events``)."""

@@ -13,7 +13,6 @@ most ``max_wait_ms`` after the first, cut short when the subscription has no mor
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,8 @@ from klio_runtime.config import (
 )
 from klio_runtime.io.events import DeadLetter
 from klio_runtime.io.pubsub import LeaseKeeper, PubSubClient, Pulled, resource_path
+from klio_runtime.io.pubsub_events import dead_letter_message, pubsub_project
+from klio_runtime.io.pubsub_events import dead_letter_topic as dead_letter_topic_of
 from klio_runtime.io.storage import DataStore
 from klio_runtime.metrics import KlioMetrics, process_hub
 from klio_runtime.pipeline import RunFn, input_names
@@ -47,17 +48,10 @@ from klio_runtime.worker.health import HealthState
 from klio_runtime.worker.settings import (
     DEAD_LETTER_KEY,
     ENV_DEAD_LETTER_TOPIC,
-    ENV_PUBSUB_PROJECT,
     WorkerSettings,
 )
 
 log = logging.getLogger("klio.worker")
-
-
-# Attributes added to a dead letter (the original attributes are kept beside them).
-ATTR_REASON = "klio_dead_letter_reason"
-ATTR_DETAIL = "klio_dead_letter_detail"
-ATTR_JOB = "klio_job"
 
 
 class WorkerMetrics:
@@ -133,9 +127,9 @@ class StreamingWorker:
         self.config = config
         self.settings = settings or WorkerSettings()
         self.health = health or HealthState()
-        self.project = os.environ.get(ENV_PUBSUB_PROJECT) or config.pipeline_options.project
+        self.project = pubsub_project(config)
         self.inputs, self.output_topics = self._event_io(config)
-        self.dead_letter_topic = self._dead_letter_topic(dead_letter_topic)
+        self.dead_letter_topic = dead_letter_topic_of(config, dead_letter_topic)
         self.parents: list[Parent] = [
             Parent(p.job, resource_path(p.topic, "topics", self.project), p.data_input)
             for p in parents_of(config)
@@ -190,16 +184,6 @@ class StreamingWorker:
         if errors:
             raise ConfigError(errors)
         return inputs, outputs
-
-    def _dead_letter_topic(self, given: str | None) -> str | None:
-        topic = (given or os.environ.get(ENV_DEAD_LETTER_TOPIC)
-                 or getattr(self.config.job_config, DEAD_LETTER_KEY, None))
-        if not topic:
-            return None
-        try:
-            return resource_path(str(topic), "topics", self.project)
-        except ValueError as err:
-            raise ConfigError([f"dead-letter topic: {err}"]) from None
 
     # -- the loop ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -430,13 +414,11 @@ class StreamingWorker:
 
     def _dead_letter(self, original: Pulled | None, letter: DeadLetter) -> _Outgoing:
         assert self.dead_letter_topic is not None
-        extra = {ATTR_REASON: letter.reason, ATTR_DETAIL: letter.detail[:1000],
-                 ATTR_JOB: self.config.job_name}
+        record = dead_letter_message(letter, self.config.job_name)
         if original is not None:  # the original bytes, so the message can be replayed
             return _Outgoing(self.dead_letter_topic, original.data,
-                             {**original.attributes, **extra}, "dead_letter")
-        return _Outgoing(self.dead_letter_topic, letter.to_json().encode("utf-8"), extra,
-                         "dead_letter")
+                             {**original.attributes, **record.attributes}, "dead_letter")
+        return _Outgoing(self.dead_letter_topic, record.data, record.attributes, "dead_letter")
 
     def _bottom_up(self, missing: Sequence[bytes]) -> list[_Outgoing]:
         if not missing:
