@@ -1,4 +1,5 @@
-"""``klio job run``: run a job directory as a batch pipeline, with progress and a summary."""
+"""``klio job run``: run a job directory, with progress and a summary: a batch pipeline for file
+inputs, the local streaming worker (or the named Beam runner) for Pub/Sub inputs."""
 
 from __future__ import annotations
 
@@ -16,18 +17,22 @@ from rich.table import Table
 from klio_runtime.cli.options import config_file_option, job_dir_option
 from klio_runtime.config import ConfigError, FileEventInput, KlioConfig, parse_overrides
 from klio_runtime.io.events import count_lines
+from klio_runtime.io.pubsub_events import has_pubsub_input
 from klio_runtime.metrics import process_hub
 from klio_runtime.runner import (
     LOCAL_RUNNERS,
     JobLoadError,
     JobSummary,
+    hub_counts,
     load_job,
     run_in_thread,
     run_job,
+    streaming_summary,
 )
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 SHOWN_IDS = 10
 
 
@@ -54,7 +59,8 @@ def render_summary(summary: JobSummary, console: Console) -> None:
     table.add_column("count", justify="right")
     table.add_column("elements", overflow="fold")
     table.add_row("received", str(summary.received), "")
-    table.add_row("processed (sent to run)", str(summary.processed), "")
+    if summary.processed is not None:
+        table.add_row("processed (sent to run)", str(summary.processed), "")
     table.add_row("written to event outputs", str(summary.output), "")
     table.add_row("skipped (output exists)", str(summary.skipped.get("output_exists", 0)), "")
     table.add_row("ping", str(summary.skipped.get("ping", 0)), "")
@@ -95,6 +101,35 @@ def _run_with_progress(
     return summary
 
 
+def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Console) -> None:
+    """A job with Pub/Sub inputs, run locally: the streaming worker in the foreground (as in a
+    pod, with probes and metrics on free ports) until Ctrl-C, which drains it."""
+    from klio_runtime.worker.serve import Probes, serve
+    from klio_runtime.worker.settings import WorkerSettings
+
+    since = hub_counts(config.job_name)
+    console.print(
+        f"{config.job_name}: streaming from Pub/Sub on the local worker; Ctrl-C drains and stops",
+        highlight=False,
+    )
+    try:
+        serve(
+            config,
+            run_fn,
+            WorkerSettings(),
+            Probes(health_port=0, metrics_port=0, host="127.0.0.1"),
+            announce=lambda line: err.print(line, highlight=False),
+        )
+    except ConfigError as error:
+        for line in error.errors:
+            err.print(f"[red]config error[/red] {line}", highlight=False)
+        raise SystemExit(EXIT_INVALID) from None
+    except Exception as error:
+        err.print(f"[red]worker failed[/red] {type(error).__name__}: {error}", highlight=False)
+        raise SystemExit(EXIT_FAILED) from None
+    render_summary(streaming_summary(config.job_name, since), console)
+
+
 @click.command("run")
 @job_dir_option
 @config_file_option
@@ -122,6 +157,12 @@ def _run_with_progress(
     metavar="KEY=VALUE",
     help="Extra Beam pipeline option (repeatable).",
 )
+@click.option(
+    "--blocking/--no-blocking",
+    default=False,
+    help="Wait for a pipeline submitted to a runner elsewhere (Dataflow, Flink) to end, as "
+    "Klio's flag; a pipeline run here is always waited for.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(
     "--summary-json",
@@ -136,10 +177,15 @@ def run(
     direct_runner: bool,
     overrides: tuple[str, ...],
     pipeline_opts: tuple[str, ...],
+    blocking: bool,
     no_progress: bool,
     summary_json: Path | None,
 ) -> None:
-    """Run the job in JOB_DIR (default: here) as a batch pipeline and print a summary."""
+    """Run the job in JOB_DIR (default: here) and print a summary.
+
+    File event inputs run as a batch pipeline. Pub/Sub inputs stream: on the local worker until
+    Ctrl-C, or on the Beam runner named (DataflowRunner, FlinkRunner, …).
+    """
     console = Console(stderr=False)
     err_console = Console(stderr=True)
     if direct_runner:
@@ -156,20 +202,33 @@ def run(
         raise SystemExit(EXIT_INVALID) from None
     started = time.monotonic()
     chosen = runner if runner is not None else config.pipeline_options.runner
+    if chosen in LOCAL_RUNNERS and has_pubsub_input(config):
+        _run_streaming(config, run_fn, console, err_console)
+        return
     try:
         if no_progress or chosen not in LOCAL_RUNNERS:
-            summary = run_job(config, run_fn, runner, options)
+            summary = run_job(config, run_fn, runner, options, blocking=blocking)
         else:
             summary = _run_with_progress(config, run_fn, runner, options, console)
+    except ConfigError as err:
+        for line in err.errors:
+            err_console.print(f"[red]config error[/red] {line}", highlight=False)
+        raise SystemExit(EXIT_INVALID) from None
     except (NotImplementedError, ValueError) as err:
         err_console.print(f"[red]error[/red] {err}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        err_console.print("stopped (Ctrl-C)", highlight=False)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
         err_console.print(
             f"[red]pipeline failed[/red] {type(err).__name__}: {err}", highlight=False
         )
         raise SystemExit(EXIT_FAILED) from None
-    render_summary(summary, console)
+    if summary.submitted:
+        console.print(f"submitted to {chosen}: {summary.state}", highlight=False)
+    else:
+        render_summary(summary, console)
     if summary_json is not None:
         summary_json.write_text(json.dumps(dataclasses.asdict(summary), indent=2, sort_keys=True))
     console.print(f"done in {time.monotonic() - started:.1f} s ({summary.state})")

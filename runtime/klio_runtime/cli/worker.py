@@ -7,10 +7,8 @@ event inputs it runs the job once as a bounded batch pipeline and exits (a Kuber
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -67,10 +65,8 @@ def worker(config_file: Path | None, job_dir: Path, config_override: tuple[str, 
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from klio_runtime.metrics import process_hub
     from klio_runtime.runner import JobLoadError, load_job, run_job
-    from klio_runtime.worker.health import HealthState, ProbeServers
-    from klio_runtime.worker.loop import StreamingWorker
+    from klio_runtime.worker.serve import Probes, serve
 
     try:
         overrides = parse_overrides(config_override)
@@ -87,31 +83,15 @@ def worker(config_file: Path | None, job_dir: Path, config_override: tuple[str, 
     if not any(isinstance(i, PubSubEventInput) for i in inputs):
         raise click.ClickException("job_config.events.inputs: no pubsub or file input to read")
 
-    health = HealthState(stall_seconds=stall_seconds)
     settings = WorkerSettings(
         max_messages=max_messages, max_wait_ms=max_wait_ms, max_batch_bytes=max_batch_bytes,
         ack_deadline_seconds=ack_deadline, lease_every_seconds=ack_deadline / 3,
     )
+    probes = Probes(health_port, metrics_port, probe_host, stall_seconds)
     try:
-        loop = StreamingWorker(config, run_fn, settings, health=health,
-                               dead_letter_topic=dead_letter_topic)
+        acked = serve(config, run_fn, settings, probes, dead_letter_topic,
+                      announce=lambda line: click.echo(line, err=True))
     except (ConfigError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    servers = ProbeServers(health, process_hub().registry, probe_host, health_port,
-                           metrics_port)
-    click.echo(f"klio worker {config.job_name}: health on :{servers.health_port}, "
-               f"metrics on :{servers.metrics_port}", err=True)
-
-    def on_signal(signum: int, _: FrameType | None) -> None:
-        logging.getLogger("klio.worker").info("signal %d: draining", signum)
-        loop.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        loop.run()
-    finally:
-        servers.close()
-    acked = process_hub().value("klio_worker_acked_total", job=config.job_name)
     click.echo(f"klio worker {config.job_name}: drained, exiting (acked {acked:.0f} messages)",
                err=True)

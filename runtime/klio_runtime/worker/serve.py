@@ -1,0 +1,67 @@
+"""The streaming worker in the foreground: probes and metrics up, the loop run until SIGTERM or
+SIGINT, then drained. ``klio worker`` (in a pod) and ``klio job run`` (on a laptop, for a job
+with Pub/Sub inputs) both run it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from klio_runtime.config import KlioConfig
+from klio_runtime.metrics import process_hub
+from klio_runtime.pipeline import RunFn
+from klio_runtime.worker.health import HealthState, ProbeServers
+from klio_runtime.worker.loop import StreamingWorker
+from klio_runtime.worker.settings import WorkerSettings
+
+log = logging.getLogger("klio.worker")
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Where the worker serves ``/healthz``, ``/readyz`` and ``/metrics`` (port 0: any free)."""
+
+    health_port: int
+    metrics_port: int
+    host: str = "0.0.0.0"
+    stall_seconds: float = 600.0
+
+
+def serve(
+    config: KlioConfig,
+    run_fn: RunFn,
+    settings: WorkerSettings,
+    probes: Probes,
+    dead_letter_topic: str | None = None,
+    announce: Callable[[str], None] = log.info,
+) -> float:
+    """Run the worker until SIGTERM or SIGINT; returns how many messages it acknowledged.
+
+    Raises:
+        klio_runtime.config.ConfigError: the event IO cannot run on the worker, naming the field.
+    """
+    health = HealthState(stall_seconds=probes.stall_seconds)
+    loop = StreamingWorker(config, run_fn, settings, health=health,
+                           dead_letter_topic=dead_letter_topic)
+    hub = process_hub()
+    acked_before = hub.value("klio_worker_acked_total", job=config.job_name)
+    servers = ProbeServers(health, hub.registry, probes.host, probes.health_port,
+                           probes.metrics_port)
+    announce(f"klio worker {config.job_name}: health on :{servers.health_port}, "
+             f"metrics on :{servers.metrics_port}")
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("signal %d: draining", signum)
+        loop.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        loop.run()
+    finally:
+        servers.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return hub.value("klio_worker_acked_total", job=config.job_name) - acked_before
