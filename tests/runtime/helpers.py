@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import ReadFromPubSub, WriteToPubSub
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from klio_runtime.config import KlioConfig, parse_config
 from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.message import KlioMessage, new_message, parse, serialize
@@ -38,3 +41,27 @@ def parsed(data: bytes) -> KlioMessage:
 
 def dropped(config: KlioConfig, reason: str) -> float:
     return process_hub().value("klio_messages_dropped_total", job=config.job_name, reason=reason)
+
+
+def beam_pubsub_io(pipeline: beam.Pipeline) -> dict[str, list[Any]]:
+    """A pipeline's Beam Pub/Sub sources and sinks: ``read``: ``(kind, path)`` of each source
+    (kind ``subscription`` or ``topic``), ``write``: each sink's topic."""
+    found: dict[str, list[Any]] = {"read": [], "write": []}
+
+    class Visit(PipelineVisitor):
+        def visit_transform(self, node: AppliedPTransform) -> None:
+            transform = node.transform
+            if isinstance(transform, ReadFromPubSub):
+                source = transform._source
+                found["read"].append(
+                    ("subscription", source.full_subscription)
+                    if source.full_subscription
+                    else ("topic", source.full_topic)
+                )
+            elif isinstance(transform, WriteToPubSub):
+                found["write"].append(transform.full_topic)
+
+        enter_composite_transform = visit_transform
+
+    pipeline.visit(Visit())
+    return found

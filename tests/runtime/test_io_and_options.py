@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from apache_beam.io.gcp.pubsub import ReadFromPubSub, WriteToPubSub
-from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from klio_runtime.config import ConfigError, KlioConfig
 from klio_runtime.io.events import decode_line, encode_line
@@ -19,7 +18,7 @@ from klio_runtime.pipeline import build_pipeline
 from klio_runtime.runner import beam_options, resolve_paths, wait_for_running
 from prometheus_client import CollectorRegistry
 
-from tests.runtime.helpers import make_config
+from tests.runtime.helpers import beam_pubsub_io, make_config
 
 
 def test_event_line_is_an_id_or_a_base64_message() -> None:
@@ -174,43 +173,24 @@ def _pubsub_config(**inputs: str) -> KlioConfig:
     )
 
 
-def _pubsub_io(config: KlioConfig) -> dict[str, dict[str, object]]:
-    """The Beam Pub/Sub sources and sinks of the job's pipeline, by transform kind."""
-    pipeline = build_pipeline(config, lambda pcoll, _: pcoll, beam_options(config, "FlinkRunner"))
-    found: dict[str, dict[str, object]] = {}
-
-    class Visit(PipelineVisitor):
-        def visit_transform(self, node: AppliedPTransform) -> None:
-            transform = node.transform
-            if isinstance(transform, ReadFromPubSub):
-                found["read"] = {
-                    "subscription": transform._source.full_subscription,
-                    "topic": transform._source.full_topic,
-                }
-            elif isinstance(transform, WriteToPubSub):
-                found.setdefault("write", {})[node.full_label] = transform.full_topic
-
-        enter_composite_transform = visit_transform
-
-    pipeline.visit(Visit())
-    return found
+def _pubsub_io(config: KlioConfig) -> dict[str, Any]:
+    options = beam_options(config, "FlinkRunner")
+    return beam_pubsub_io(build_pipeline(config, lambda pcoll, _: pcoll, options))
 
 
 def test_pubsub_event_io_becomes_beams_own_source_and_sinks() -> None:
     config = _pubsub_config(topic="projects/other-project/topics/events", subscription="subs")
     found = _pubsub_io(config)
     # the subscription when given (as Klio reads), bare ids in the job's project
-    subscription = "projects/my-project/subscriptions/subs"
-    assert found["read"] == {"subscription": subscription, "topic": None}
-    assert sorted(found["write"].values()) == [
+    assert found["read"] == [("subscription", "projects/my-project/subscriptions/subs")]
+    assert sorted(found["write"]) == [
         "projects/my-project/topics/dead",
         "projects/my-project/topics/out",
     ]
     assert beam_options(config, "FlinkRunner").get_all_options()["streaming"] is True
 
     events = "projects/other-project/topics/events"
-    topic_only = _pubsub_io(_pubsub_config(topic=events))
-    assert topic_only["read"] == {"subscription": None, "topic": events}
+    assert _pubsub_io(_pubsub_config(topic=events))["read"] == [("topic", events)]
 
 
 def test_pubsub_paths_of_the_wrong_kind_are_named_by_field() -> None:
