@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 GROUP = "klio.io"
 VERSION = "v1alpha1"
@@ -259,8 +260,9 @@ class KlioJobSpec(WireModel):
     )
     runner: Runner = Field(
         default="direct",
-        description="Beam runner: direct (in the worker pods), dataflow or flink (the workers"
-        " submit to that engine).",
+        description="Beam runner: direct (in the worker pods), dataflow or flink (a launcher Job"
+        " submits the pipeline to that engine: dataflow needs pipelineOptions region and a gs://"
+        " temp_location, flink needs flink_master).",
     )
     parents: list[ParentName] = Field(
         default_factory=list,
@@ -350,10 +352,48 @@ class KlioJobSpec(WireModel):
             raise ValueError(f"env names listed twice: {', '.join(duplicates)}")
         return value
 
+    @model_validator(mode="after")
+    def _runner_can_submit(self) -> Self:
+        # The launcher's Beam refuses to submit without these, after the pod has started:
+        # say so at apply time instead, naming the option.
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError("runner_option", message),
+                loc=("pipelineOptions", option),
+                input=self.pipeline_options.get(option),
+            )
+            for option, message in runner_option_problems(self.runner, self.pipeline_options)
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
     @property
     def is_root(self) -> bool:
         """A root job has no parents: only event inputs trigger it."""
         return not self.parents
+
+
+def runner_option_problems(runner: Runner, options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(option, why) for each pipeline option the runner needs to accept a job: Dataflow a
+    region and a gs:// temp or staging location, Flink the cluster's address."""
+    problems: list[tuple[str, str]] = []
+    if runner == "dataflow":
+        if not options.get("region"):
+            problems.append(("region", "required by the dataflow runner (e.g. europe-west1)"))
+        locations = [name for name in ("temp_location", "staging_location") if options.get(name)]
+        if not locations:
+            why = "required by the dataflow runner (or staging_location): a gs:// path"
+            problems.append(("temp_location", why))
+        for name in locations:
+            if not str(options[name]).startswith("gs://"):
+                why = f"must be a gs:// path for the dataflow runner, not {options[name]!r}"
+                problems.append((name, why))
+    elif runner == "flink" and not options.get("flink_master"):
+        problems.append(
+            ("flink_master", "required by the flink runner: the Flink cluster's host:port")
+        )
+    return problems
 
 
 class Condition(WireModel):

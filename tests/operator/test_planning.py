@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 from klio_operator import worker_contract
-from klio_operator.models import DataOutput, KlioJobSpec
+from klio_operator.models import DataOutput, KlioJobSpec, SpecError, parse_spec
 from klio_operator.planning import (
     ClusterFacts,
     Owner,
@@ -17,6 +17,10 @@ from klio_operator.planning import (
     plan_job,
 )
 from klio_runtime.config import parse_config
+from klio_runtime.pipeline import build_pipeline
+from klio_runtime.runner import beam_options
+
+from tests.runtime.helpers import beam_pubsub_io
 
 OWNER = Owner("child", "team", "uid-123")
 
@@ -308,7 +312,11 @@ def test_batch_job_is_a_kubernetes_job_named_by_config() -> None:
     ("runner", "beam"), [("dataflow", "DataflowRunner"), ("flink", "FlinkRunner")]
 )
 def test_distributed_runners_get_a_launcher_job(runner: str, beam: str) -> None:
-    options = {"region": "europe-west1", "flink_master": "flink-jobmanager:8081"}
+    options = {
+        "region": "europe-west1",
+        "temp_location": "gs://tmp-bucket/child",
+        "flink_master": "flink-jobmanager:8081",
+    }
     plan = plan_job(OWNER, spec(runner=runner, pipelineOptions=options))
     kinds = by_kind(plan)
     assert "Deployment" not in kinds
@@ -331,3 +339,58 @@ def test_config_that_the_runtime_refuses_is_an_error_with_its_path() -> None:
     with pytest.raises(PlanningError) as caught:
         plan_job(OWNER, spec(config={"blocking": "not-a-bool"}))
     assert any("job_config.blocking" in error for error in caught.value.errors)
+
+
+def test_a_dataflow_launcher_submits_a_pipeline_wired_to_the_planned_topics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataflow = {"region": "europe-west1", "temp_location": "gs://proj-tmp/child"}
+    job = spec(runner="dataflow", parents=["a", "b"], pipelineOptions=dataflow)
+    plan = plan_job(OWNER, job, PARENTS)
+    launcher = worker_container(plan, "Job")
+    for var in launcher["env"]:  # what the launcher's pod sees
+        if "value" in var:
+            monkeypatch.setenv(var["name"], var["value"])
+    data = by_kind(plan)["ConfigMap"]["data"][worker_contract.CONFIG_FILE]
+    config = parse_config(yaml.safe_load(data))
+    submitted = beam_options(config).get_all_options()  # the launcher's `klio job run`
+    assert (submitted["runner"], submitted["streaming"]) == ("DataflowRunner", True)
+
+    # The graph is the runner's to run: built here for Flink, which checks no GCP credentials.
+    options = beam_options(config, "FlinkRunner")
+    found = beam_pubsub_io(build_pipeline(config, lambda pcoll, _: pcoll, options))
+    subscriptions = "projects/klio-local/subscriptions"
+    from_parents = [f"{subscriptions}/klio.team.child.from.{parent}" for parent in "ab"]
+    assert sorted(path for _, path in found["read"]) == from_parents
+    assert {sub.name for sub in plan.pubsub.subscriptions} >= set(from_parents)
+    # its output topic and its dead-letter topic, both planned
+    assert set(found["write"]) == {topic.name for topic in plan.pubsub.topics}
+
+
+@pytest.mark.parametrize(
+    ("runner", "options", "errors"),
+    [
+        (
+            "dataflow",
+            {},
+            [
+                "spec.pipelineOptions.region: required by the dataflow runner",
+                "spec.pipelineOptions.temp_location: required by the dataflow runner",
+            ],
+        ),
+        (
+            "dataflow",
+            {"region": "europe-west1", "staging_location": "/tmp/staging"},
+            ["spec.pipelineOptions.staging_location: must be a gs:// path"],
+        ),
+        ("flink", {"parallelism": 2}, ["spec.pipelineOptions.flink_master: required"]),
+    ],
+)
+def test_a_runner_missing_what_it_needs_to_submit_is_refused_naming_the_option(
+    runner: str, options: dict[str, Any], errors: list[str]
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({"image": "reg.example/job:1", "runner": runner, "pipelineOptions": options})
+    assert len(caught.value.errors) == len(errors)
+    for error, expected in zip(caught.value.errors, errors, strict=True):
+        assert error.startswith(expected), error

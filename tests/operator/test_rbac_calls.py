@@ -40,7 +40,8 @@ async def test_every_call_of_a_whole_lifecycle_is_allowed_by_the_rbac_rules() ->
             await op.apply_job("loop-b", parents=["loop-a"])
             await op.wait(lambda: op.condition_is("loop-b", "ParentsResolved", "False"), "cycle")
             await op.apply_job("once", mode="batch", parents=["root"])
-            await op.apply_job("flow", runner="dataflow", parents=["root"])
+            submit = {"region": "europe-west1", "temp_location": "gs://bkt/tmp"}
+            await op.apply_job("flow", runner="dataflow", parents=["root"], pipelineOptions=submit)
             for job in ("root", "child"):
                 await op.wait(lambda job=job: job in op.objects("Deployment"), f"{job} workers")
                 await op.play_deployment_controller(job)

@@ -31,7 +31,10 @@ SPECS: dict[str, dict[str, Any]] = {
     },
     "suspended": {"suspend": True, "autoscaling": {"maxReplicas": 3}},
     "batch": {"mode": "batch", "replicas": 3, "eventInputs": [{"type": "file", "location": "/x"}]},
-    "dataflow": {"runner": "dataflow", "pipelineOptions": {"region": "europe-west1"}},
+    "dataflow": {
+        "runner": "dataflow",
+        "pipelineOptions": {"region": "europe-west1", "temp_location": "gs://tmp-bucket/x"},
+    },
     "flink": {"runner": "flink", "pipelineOptions": {"flink_master": "jm:8081"}},
 }
 FACTS = {
