@@ -15,6 +15,7 @@ once, each as ``<path>: <message>`` (e.g. ``job_config.data.inputs[1].location: 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -368,13 +369,33 @@ CONFIG_FILE_NAME = "klio-job.yaml"
 """A job directory's config file (Klio's name)."""
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> KlioConfig:
-    """Read, override and validate a ``klio-job.yaml``.
+def config_path_of(job_dir: str | Path, config_file: str | Path | None = None) -> Path:
+    """The job's config file: ``klio-job.yaml`` in the job directory, or ``config_file``, which,
+    when relative, is looked for in the job directory first (as Klio does), then here."""
+    directory = Path(job_dir)
+    if config_file is None:
+        return directory / CONFIG_FILE_NAME
+    given = Path(config_file)
+    in_job_dir = directory / given
+    return in_job_dir if not given.is_absolute() and in_job_dir.is_file() else given
 
+
+def load_config(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    templates: Mapping[str, str] | None = None,
+) -> KlioConfig:
+    """Read, template, override and validate a ``klio-job.yaml``.
+
+    `templates` (Klio's ``-T KEY=VALUE``) replace ``$KEY`` and ``${KEY}`` in the file's text
+    before it is parsed, as Klio's command line does, even when empty: a ``$`` with no value is
+    an error (``$$`` is a literal ``$``). None reads the text as it is (a rendered config).
     `overrides` maps dotted paths to values, e.g. ``{"pipeline_options.runner": "FnApiRunner",
-    "job_config.events.inputs[0].location": "ids.txt"}``; missing mappings on the way are
+    "job_config.events.inputs[0].location": "ids.txt"}``; an IO list item may also be named as
+    Klio names it (``job_config.events.inputs.file0.location``); missing mappings on the way are
     created (as Klio does), list indices must exist. Raises ConfigError for a missing file,
-    YAML syntax (with line and column), a bad override path, or an invalid config.
+    a template variable without a value, YAML syntax (with line and column), a bad override
+    path, or an invalid config.
     """
     path = Path(path)
     try:
@@ -383,6 +404,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         raise ConfigError([f"{path}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    if templates is not None:
+        text = _apply_templates(text, templates, str(path))
     data = _load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: must be a YAML mapping, got {type(data).__name__}"])
@@ -427,6 +450,18 @@ def _load_yaml(text: str, source: str) -> Any:
         raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
 
 
+def _apply_templates(text: str, templates: Mapping[str, str], source: str) -> str:
+    try:
+        return string.Template(text).substitute(templates)
+    except KeyError as exc:
+        name = exc.args[0]
+        raise ConfigError(
+            [f"{source}: template variable ${name} has no value (give -T {name}=VALUE)"]
+        ) from None
+    except ValueError as exc:  # a lone "$" not followed by a name
+        raise ConfigError([f"{source}: {exc} (write $$ for a literal $)"]) from None
+
+
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -466,6 +501,8 @@ def _assign(data: Any, parts: list[str | int], value: Any) -> None:
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         shown = _format_location(tuple(parts[: depth + 1]))
+        if isinstance(part, str) and isinstance(node, list):
+            part = _klio_io_index(node, part, shown)
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise TypeError(f"{shown}: not a list")
@@ -480,8 +517,27 @@ def _assign(data: Any, parts: list[str | int], value: Any) -> None:
         node = node[part]
 
 
+def _klio_io_index(items: list[Any], name: str, shown: str) -> int:
+    """The position of the IO entry Klio calls ``name``: the entry's own ``name``, else its type
+    and its position among the unnamed entries of that type (``file0``, ``pubsub0``, ``file1``)."""
+    names: list[str] = []
+    unnamed: dict[str, int] = {}
+    for item in items:
+        entry = item if isinstance(item, Mapping) else {}
+        own = entry.get("name")
+        if own:
+            names.append(str(own))
+            continue
+        kind = str(entry.get("type", ""))
+        names.append(f"{kind}{unnamed.get(kind, 0)}")
+        unnamed[kind] = unnamed.get(kind, 0) + 1
+    if name not in names:
+        raise IndexError(f"{shown}: no such item (named here: {', '.join(names) or 'none'})")
+    return names.index(name)
+
+
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings (e.g. from ``--config-override``) into an overrides mapping.
+    """``KEY=VALUE`` strings (e.g. from ``-O``) into an overrides mapping.
 
     VALUE is read as a YAML scalar or flow value, so ``true``, ``3`` and ``[a, b]`` get their
     types; anything else stays a string.
@@ -500,6 +556,21 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     if errors:
         raise ConfigError(errors)
     return overrides
+
+
+def parse_templates(pairs: Iterable[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings (Klio's ``-T``) into template values, kept as text."""
+    templates: dict[str, str] = {}
+    errors = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            errors.append(f"template {pair!r}: expected KEY=VALUE")
+            continue
+        templates[key.strip()] = value
+    if errors:
+        raise ConfigError(errors)
+    return templates
 
 
 def _dump_model(model: BaseModel) -> dict[str, Any]:

@@ -24,10 +24,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from klio_runtime.config import (
-    CONFIG_FILE_NAME,
     FileEventInput,
     FileEventOutput,
     KlioConfig,
+    config_path_of,
     load_config,
 )
 from klio_runtime.io.gcs import ensure_emulator_credentials
@@ -232,11 +232,13 @@ def load_job(
     job_dir: str | Path = ".",
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> tuple[KlioConfig, RunFn, Path]:
-    """The job's config (paths resolved against the job dir) and its ``run``."""
+    """The job's config (templated, overridden, paths resolved against the job dir) and its
+    ``run``."""
     directory = Path(job_dir).resolve()
-    config_path = Path(config_file) if config_file else directory / CONFIG_FILE_NAME
-    config = resolve_paths(load_config(config_path, overrides), directory)
+    config_path = config_path_of(directory, config_file)
+    config = resolve_paths(load_config(config_path, overrides, templates), directory)
     return config, load_run_function(directory), directory
 
 

@@ -18,6 +18,7 @@ from klio_runtime.config import (
     load_config,
     parse_config,
     parse_overrides,
+    parse_templates,
 )
 from klio_runtime.message import InvalidElementId
 
@@ -365,3 +366,66 @@ def test_klio_core_import_path_gives_our_classes() -> None:
     assert issubclass(klio_core_config.KlioConfig, ours.KlioConfig)  # + Klio's raw-dict constructor
     assert klio_core_config.KlioJobConfig is ours.JobConfig
     assert klio_core_config.KlioPipelineConfig is ours.PipelineOptions
+
+
+def test_overrides_name_io_entries_as_klio_does(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "job_name": "named-io",
+                "job_config": {
+                    "events": {
+                        "inputs": [
+                            {"type": "file", "location": "a.txt"},
+                            {"type": "pubsub", "subscription": "projects/p/subscriptions/s"},
+                            {"type": "file", "location": "b.txt", "name": "second"},
+                            {"type": "file", "location": "c.txt"},
+                        ]
+                    }
+                },
+            }
+        )
+    )
+    # `<type><n>`: n counts the entries of that type (Klio's IO sections); `name` when given
+    config = load_config(
+        path,
+        overrides={
+            "job_config.events.inputs.file0.location": "A.txt",
+            "job_config.events.inputs.pubsub0.subscription": "projects/p/subscriptions/t",
+            "job_config.events.inputs.second.location": "B.txt",
+            "job_config.events.inputs.file1.location": "C.txt",
+        },
+    )
+    inputs = config.job_config.events.inputs
+    assert [getattr(i, "location", None) for i in inputs] == ["A.txt", None, "B.txt", "C.txt"]
+    assert inputs[1].subscription == "projects/p/subscriptions/t"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides={"job_config.events.inputs.file9.location": "x"})
+    assert caught.value.errors == [
+        "override job_config.events.inputs.file9.location: job_config.events.inputs.file9: "
+        "no such item (named here: file0, pubsub0, second, file1)"
+    ]
+
+
+def test_templates_fill_the_file_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text(
+        "job_name: ${team}-report\n"
+        "job_config:\n"
+        "  events:\n"
+        "    inputs: [{type: file, location: ./ids-$day.txt}]\n"
+        "  price: $$5\n"
+    )
+    config = load_config(path, templates={"team": "audio", "day": "2026-11-25"})
+    assert config.job_name == "audio-report"
+    assert config.job_config.events.inputs[0].location == "./ids-2026-11-25.txt"  # type: ignore[union-attr]
+    assert config.job_config.price == "$5"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"template variable \$day has no value \(give -T day="):
+        load_config(path, templates={"team": "audio"})
+    with pytest.raises(ConfigError, match=r"\$team has no value"):  # as Klio's CLI, even with none
+        load_config(path, templates={})
+    assert load_config(path).job_name == "${team}-report"  # a rendered config: read as it is
+    assert parse_templates(["a=x=y", "b="]) == {"a": "x=y", "b": ""}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_templates(["nothing"])

@@ -105,3 +105,23 @@ def test_run_py_is_not_imported(tmp_path: Path) -> None:
     code, _, _ = verify("--job-dir", str(make_job(tmp_path, run=source)))
     assert code == 0
     assert not marker.exists()
+
+
+def test_klio_spellings_of_config_file_overrides_and_templates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "job").mkdir()
+    job_dir = make_job(tmp_path / "job")
+    templated = (FIXTURES / "batch_file_audio.yaml").read_text().replace(
+        "job_name: local-spectrograms", "job_name: ${who}-spectrograms"
+    )
+    (job_dir / "templated.yaml").write_text(templated)
+    monkeypatch.chdir(tmp_path)  # `-c` relative: found in the job directory, as in Klio
+    code, out, err = verify("--job-dir", "job", "-c", "templated.yaml", "-T", "who=team")
+    assert (code, err) == (0, ""), err
+    assert out.startswith("OK: job team-spectrograms in job is valid")
+
+    code, _, err = verify("--job-dir", "job", "-c", "templated.yaml")
+    assert code == 2 and "template variable $who has no value (give -T who=VALUE)" in err
+    code, _, err = verify("--job-dir", "job", "-O", "job_config.retries=many")
+    assert code == 2 and "job_config.retries: " in err

@@ -137,7 +137,7 @@ def test_a_second_run_skips_and_force_reruns(local_dag: LocalDag) -> None:
     summary = local_dag.run("loudness")
     assert summary["processed"] == 1 and summary["skipped"] == {"output_exists": 2}, summary
 
-    summary = local_dag.run("track_report", "-c", "job_config.data.outputs[0].force=true")
+    summary = local_dag.run("track_report", "-O", "job_config.data.outputs[0].force=true")
     assert summary["processed"] == 3 and not summary["skipped"], summary
     report = local_dag.out / outputs["track_report"].format("demo-001")
     assert report.stat().st_mtime_ns > before[report]

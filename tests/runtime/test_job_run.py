@@ -98,12 +98,13 @@ def test_uppercase_1000_then_skip_ping_and_force(uppercase_job: Path) -> None:
         )
         + "\n"
     )
-    mixed = run_job(job, "--no-progress", "-c", f"job_config.events.inputs[0].location={specials}")
+    mixed = run_job(job, "--no-progress", "-O", f"job_config.events.inputs[0].location={specials}")
     assert mixed["skipped"] == {"ping": 1, "output_exists": 1}
     assert mixed["processed"] == 1 and mixed["output"] == 3
     assert (job / "out" / "data" / "track-0001.txt").read_text() == "CHANGED\n"
 
-    forced = run_job(job, "--no-progress", "-c", "job_config.data.outputs[0].force=true")
+    # Klio's spelling: an IO entry named by its type and its position among that type
+    forced = run_job(job, "--no-progress", "-O", "job_config.data.outputs.file0.force=true")
     assert forced["processed"] == N and forced["skipped"] == {}
 
 
@@ -192,15 +193,15 @@ def test_uppercase_with_data_on_gcs_emulator(uppercase_job: Path, gcs_emulator: 
     (uppercase_job / "ids.txt").write_text("\n".join([*ids, "track-9999"]) + "\n")
     env = {"STORAGE_EMULATOR_HOST": gcs_emulator}
     overrides = [
-        "-c",
+        "-O",
         "job_config.data.inputs[0].type=gcs",
-        "-c",
+        "-O",
         "job_config.data.inputs[0].location=gs://klio-data/input",
-        "-c",
+        "--override",
         "job_config.data.outputs[0].type=gcs",
-        "-c",
+        "--override",
         "job_config.data.outputs[0].location=gs://klio-data/output",
-        "-c",
+        "--config-override",
         "job_config.events.outputs[0].location=gs://klio-data/events/out",
     ]
     result = run_job(uppercase_job, "--no-progress", *overrides, env=env)

@@ -14,8 +14,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from klio_runtime.cli.options import config_file_option, job_dir_option
-from klio_runtime.config import ConfigError, FileEventInput, KlioConfig, parse_overrides
+from klio_runtime.cli.options import (
+    config_file_option,
+    job_dir_option,
+    override_option,
+    template_option,
+)
+from klio_runtime.config import (
+    ConfigError,
+    FileEventInput,
+    KlioConfig,
+    parse_overrides,
+    parse_templates,
+)
 from klio_runtime.io.events import count_lines
 from klio_runtime.io.pubsub_events import has_pubsub_input
 from klio_runtime.metrics import process_hub
@@ -140,22 +151,30 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
     "DirectRunner running in-process.",
 )
 @click.option("--direct-runner", is_flag=True, help="Run locally in-process (Klio's flag).")
-@click.option(
-    "--config-override",
-    "-c",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value by dotted path, e.g. job_config.events.inputs[0]."
-    "location=ids.txt (repeatable).",
-)
+@override_option
+@template_option
 @click.option(
     "--pipeline-option",
-    "-O",
     "pipeline_opts",
     multiple=True,
     metavar="KEY=VALUE",
     help="Extra Beam pipeline option (repeatable).",
+)
+@click.option(
+    "--update/--no-update",
+    default=None,
+    help="Update the running Dataflow job of the same name (Beam's update option; default: the"
+    " config's pipeline_options.update).",
+)
+@click.option(
+    "--image-tag",
+    default=None,
+    help="Accepted for Klio's command line; the job runs from this directory, not a built image.",
+)
+@click.option(
+    "--force-build",
+    is_flag=True,
+    help="Accepted for Klio's command line; no image is built.",
 )
 @click.option(
     "--blocking/--no-blocking",
@@ -176,7 +195,11 @@ def run(
     runner: str | None,
     direct_runner: bool,
     overrides: tuple[str, ...],
+    templates: tuple[str, ...],
     pipeline_opts: tuple[str, ...],
+    update: bool | None,
+    image_tag: str | None,
+    force_build: bool,
     blocking: bool,
     no_progress: bool,
     summary_json: Path | None,
@@ -191,8 +214,12 @@ def run(
     if direct_runner:
         runner = "DirectRunner"
     try:
-        config, run_fn, _ = load_job(job_dir, config_file, parse_overrides(overrides))
+        config, run_fn, _ = load_job(
+            job_dir, config_file, parse_overrides(overrides), parse_templates(templates)
+        )
         options = parse_overrides(pipeline_opts)
+        if update is not None:
+            options["update"] = update
     except ConfigError as err:
         for line in err.errors:
             err_console.print(f"[red]config error[/red] {line}", highlight=False)

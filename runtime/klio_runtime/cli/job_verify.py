@@ -7,12 +7,26 @@ module is parsed, never imported, so verifying runs none of the job's code.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
-from klio_runtime.cli.options import config_file_option, job_dir_option
-from klio_runtime.config import CONFIG_FILE_NAME, ConfigError, KlioConfig, load_config
+from klio_runtime.cli.options import (
+    config_file_option,
+    job_dir_option,
+    override_option,
+    template_option,
+)
+from klio_runtime.config import (
+    ConfigError,
+    KlioConfig,
+    config_path_of,
+    load_config,
+    parse_overrides,
+    parse_templates,
+)
 
 RUN_FILE_NAME = "run.py"
 EXIT_INVALID = 2
@@ -67,14 +81,17 @@ def _check_run_signature(name: str, node: ast.FunctionDef) -> list[str]:
 
 
 def verify_job_dir(
-    job_dir: Path, config_file: Path | None = None
+    job_dir: Path,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> tuple[KlioConfig | None, list[str]]:
     """Check a job directory; returns the parsed config (if valid) and every problem found."""
-    config_path = config_file if config_file is not None else job_dir / CONFIG_FILE_NAME
+    config_path = config_path_of(job_dir, config_file)
     errors: list[str] = []
     config = None
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, overrides, templates)
     except ConfigError as exc:
         errors.extend(
             line if line.startswith(str(config_path)) else f"{config_path.name}: {line}"
@@ -87,9 +104,18 @@ def verify_job_dir(
 @click.command()
 @job_dir_option
 @config_file_option
-def verify(job_dir: Path, config_file: Path | None) -> None:
+@override_option
+@template_option
+def verify(
+    job_dir: Path, config_file: Path | None, overrides: tuple[str, ...], templates: tuple[str, ...]
+) -> None:
     """Check the job's config and run.py; print every problem, by field. Exit 2 if any."""
-    config, errors = verify_job_dir(job_dir, config_file)
+    try:
+        parsed = parse_overrides(overrides), parse_templates(templates)
+    except ConfigError as exc:
+        config, errors = None, exc.errors
+    else:
+        config, errors = verify_job_dir(job_dir, config_file, *parsed)
     if errors:
         for line in errors:
             click.echo(f"error: {line}", err=True)

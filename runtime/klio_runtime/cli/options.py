@@ -17,7 +17,27 @@ job_dir_option = click.option(
 )
 config_file_option = click.option(
     "--config-file",
+    "-c",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"The job config, if not {CONFIG_FILE_NAME} in the job directory.",
+    help=f"The job config, if not {CONFIG_FILE_NAME} in the job directory (a relative path is"
+    " looked for in the job directory first, as Klio does).",
+)
+override_option = click.option(
+    "--override",
+    "--config-override",
+    "-O",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value by dotted path, e.g. job_config.events.inputs[0].location=ids.txt"
+    " or, as Klio names IO entries, job_config.events.inputs.file0.location=ids.txt (repeatable).",
+)
+template_option = click.option(
+    "--template",
+    "-T",
+    "templates",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Replace $KEY and ${KEY} in the config file with VALUE before it is read (repeatable).",
 )

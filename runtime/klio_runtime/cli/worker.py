@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from klio_runtime.cli.options import config_file_option, job_dir_option
+from klio_runtime.cli.options import config_file_option, job_dir_option, override_option
 from klio_runtime.config import ConfigError, FileEventInput, PubSubEventInput, parse_overrides
 from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
 
@@ -26,8 +26,7 @@ DEFAULTS = WorkerSettings()
 @click.command()
 @config_file_option
 @job_dir_option
-@click.option("--config-override", "-O", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value by dotted path (repeatable).")
+@override_option
 @click.option("--health-port", type=int, default=HEALTH_PORT, show_default=True,
               envvar="KLIO_HEALTH_PORT", help="Port of /healthz and /readyz (0: any free).")
 @click.option("--metrics-port", type=int, default=METRICS_PORT, show_default=True,
@@ -54,7 +53,7 @@ DEFAULTS = WorkerSettings()
                    "(else job_config.dead_letter_topic).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, envvar="KLIO_LOG_LEVEL")
-def worker(config_file: Path | None, job_dir: Path, config_override: tuple[str, ...],
+def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
            health_port: int, metrics_port: int, probe_host: str, max_messages: int,
            max_wait_ms: int, max_batch_bytes: int, ack_deadline: int, stall_seconds: float,
            dead_letter_topic: str | None, log_level: str) -> None:
@@ -69,8 +68,7 @@ def worker(config_file: Path | None, job_dir: Path, config_override: tuple[str, 
     from klio_runtime.worker.serve import Probes, serve
 
     try:
-        overrides = parse_overrides(config_override)
-        config, run_fn, _ = load_job(job_dir, config_file, overrides)
+        config, run_fn, _ = load_job(job_dir, config_file, parse_overrides(overrides))
     except (ConfigError, JobLoadError) as err:
         raise click.ClickException(str(err)) from None
 
