@@ -37,7 +37,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from klio_runtime.message import validate_element_id
 
 SUPPORTED_VERSION = 2
-_IO_TAGS = frozenset({"pubsub", "file"})
+_IO_TAGS = frozenset({"pubsub", "file", "avro"})
 
 
 class ConfigError(ValueError):
@@ -124,6 +124,67 @@ class FileEventOutput(_IOConfig):
         return self.location
 
 
+def _joined(location: str | None, name: str | None) -> str:
+    """Klio's rule for avro paths: ``location`` joined with the file name or pattern when both
+    are given, else whichever is."""
+    if location and name:
+        return f"{location.rstrip('/')}/{name}"
+    return location or name or ""
+
+
+class AvroEventInput(_IOConfig):
+    """Avro files (local or gs://, globs allowed): each record is an event, its ``element``
+    field the element id, or (without one) the record as JSON (Klio's avro event input)."""
+
+    type: Literal["avro"] = "avro"
+    name: str | None = None
+    location: str | None = None
+    file_pattern: str | None = None
+    min_bundle_size: int = Field(default=0, ge=0)
+    validate_: bool = Field(default=True, alias="validate")
+    skip_klio_read: bool = False
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _location_or_pattern(self) -> Self:
+        if not (self.location or self.file_pattern):
+            raise ValueError("one of location, file_pattern is required")
+        return self
+
+    @property
+    def pattern(self) -> str:
+        """The files to read."""
+        return _joined(self.location, self.file_pattern)
+
+
+class AvroEventOutput(_IOConfig):
+    """Avro files under a prefix, one record ``{"element": bytes}`` per output message (Klio's
+    avro event output and its schema)."""
+
+    type: Literal["avro"] = "avro"
+    name: str | None = None
+    location: str | None = None
+    file_path_prefix: str | None = None
+    codec: str = "deflate"
+    file_name_suffix: str = ""
+    num_shards: int = Field(default=0, ge=0)
+    shard_name_template: str | None = None
+    mime_type: str = "application/x-avro"
+    skip_klio_write: bool = False
+
+    @model_validator(mode="after")
+    def _location_or_prefix(self) -> Self:
+        if not (self.location or self.file_path_prefix):
+            raise ValueError("one of location, file_path_prefix is required")
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """Where the files go (Beam's shard naming follows)."""
+        return _joined(self.location, self.file_path_prefix)
+
+
 def _io_type_tag(value: Any) -> str | None:
     """The union member for an IO entry; None (→ the unsupported-type error) for unknown types."""
     if isinstance(value, Mapping):
@@ -135,11 +196,13 @@ def _io_type_tag(value: Any) -> str | None:
 
 
 _UNSUPPORTED_EVENT_TYPE = (
-    "type must be pubsub or file (Klio's bq, avro and custom event IO are not supported yet)"
+    "type must be pubsub, file or avro (Klio's bq and custom event IO are not supported yet)"
 )
 
 EventInput = Annotated[
-    Annotated[PubSubEventInput, Tag("pubsub")] | Annotated[FileEventInput, Tag("file")],
+    Annotated[PubSubEventInput, Tag("pubsub")]
+    | Annotated[FileEventInput, Tag("file")]
+    | Annotated[AvroEventInput, Tag("avro")],
     Discriminator(
         _io_type_tag,
         custom_error_type="unsupported_io_type",
@@ -147,7 +210,9 @@ EventInput = Annotated[
     ),
 ]
 EventOutput = Annotated[
-    Annotated[PubSubEventOutput, Tag("pubsub")] | Annotated[FileEventOutput, Tag("file")],
+    Annotated[PubSubEventOutput, Tag("pubsub")]
+    | Annotated[FileEventOutput, Tag("file")]
+    | Annotated[AvroEventOutput, Tag("avro")],
     Discriminator(
         _io_type_tag,
         custom_error_type="unsupported_io_type",
@@ -577,10 +642,10 @@ def _dump_model(model: BaseModel) -> dict[str, Any]:
     """A model as a plain dict in input spelling: declared fields that are None are left out,
     extra (custom) keys are kept exactly, even when None."""
     out: dict[str, Any] = {}
-    for name in type(model).model_fields:
+    for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if value is not None:
-            out[name] = _dump_value(value)
+            out[field.alias or name] = _dump_value(value)
     for name, value in (model.model_extra or {}).items():
         out[name] = _dump_value(value)
     return out

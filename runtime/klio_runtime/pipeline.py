@@ -16,9 +16,16 @@ from apache_beam import pvalue
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from klio_runtime import message as kmessage
-from klio_runtime.config import FileEventInput, FileEventOutput, KlioConfig
+from klio_runtime.config import (
+    AvroEventInput,
+    AvroEventOutput,
+    FileEventInput,
+    FileEventOutput,
+    KlioConfig,
+)
 from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.decorators import fast_parse
+from klio_runtime.io.avro_events import ReadEventAvro, WriteEventAvro
 from klio_runtime.io.events import (
     DEAD_LETTER_TAG,
     DeadLetter,
@@ -212,8 +219,8 @@ class KlioJobTransform(beam.PTransform):
 
 
 def dead_letter_location(config: KlioConfig) -> str | None:
-    """``job_config.dead_letter_location``, else ``dead-letter/`` beside the first file event
-    output.
+    """``job_config.dead_letter_location``, else ``dead-letter/`` beside the first file or avro
+    event output.
 
     A sub-directory, so a child reading ``<output>*`` never reads the dead letters as events.
     """
@@ -221,8 +228,9 @@ def dead_letter_location(config: KlioConfig) -> str | None:
     if configured:
         return str(configured)
     for out in config.job_config.events.outputs:
-        if isinstance(out, FileEventOutput):
-            parent, _, name = out.location.rpartition("/")
+        if isinstance(out, FileEventOutput | AvroEventOutput):
+            location = out.location if isinstance(out, FileEventOutput) else out.prefix
+            parent, _, name = location.rpartition("/")
             return f"{parent}/dead-letter/{name}" if parent else f"dead-letter/{name}"
     return None
 
@@ -247,8 +255,13 @@ def build_pipeline(
     for name, conf in zip(names, config.job_config.events.inputs, strict=True):
         if conf.skip_klio_read:
             inputs[name] = beam.pvalue.PBegin(pipeline)
-        elif isinstance(conf, FileEventInput):
-            read = pipeline | f"[{name}] Read events" >> ReadEventFile(conf.location)
+        elif isinstance(conf, FileEventInput | AvroEventInput):
+            reader = (
+                ReadEventFile(conf.location)
+                if isinstance(conf, FileEventInput)
+                else ReadEventAvro(conf)
+            )
+            read = pipeline | f"[{name}] Read events" >> reader
             inputs[name] = read.events
             dead.append(
                 read[DEAD_LETTER_TAG]
@@ -267,8 +280,10 @@ def build_pipeline(
         label = f"[output{index}] Write events"
         if isinstance(out, FileEventOutput):
             _ = result[OUTPUT] | label >> WriteEventFile(out.location)
-            continue
-        _ = result[OUTPUT] | label >> WriteEventPubSub(output_topic(out, index, project))
+        elif isinstance(out, AvroEventOutput):
+            _ = result[OUTPUT] | label >> WriteEventAvro(out)
+        else:
+            _ = result[OUTPUT] | label >> WriteEventPubSub(output_topic(out, index, project))
 
     # A dead-letter topic when there is one (the job streams), else files.
     dead_topic, where = dead_letter_topic(config), dead_letter_location(config)

@@ -169,9 +169,9 @@ def test_klio_spellings_are_accepted_and_dumped_as_location() -> None:
 def test_unsupported_klio_event_types_say_so() -> None:
     errors = errors_of(yaml.safe_load((FIXTURES / "unsupported_bq.yaml").read_text()))
     assert len(errors) == 2
-    assert errors[0].startswith("job_config.events.inputs[0]: type must be pubsub or file")
+    assert errors[0].startswith("job_config.events.inputs[0]: type must be pubsub, file or avro")
     assert "not supported yet" in errors[0] and "(got 'bq')" in errors[0]
-    assert errors[1].startswith("job_config.events.outputs[0]: type must be pubsub or file")
+    assert errors[1].startswith("job_config.events.outputs[0]: type must be pubsub, file or avro")
 
 
 def test_gcs_location_must_be_a_gs_url_both_errors_reported() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from klio_runtime.cli.options import config_file_option, job_dir_option, override_option
-from klio_runtime.config import ConfigError, FileEventInput, PubSubEventInput, parse_overrides
+from klio_runtime.config import ConfigError, PubSubEventInput, parse_overrides
 from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
 
 # The contract's ports (klio_operator.worker_contract); Beam and Pub/Sub load only when run.
@@ -73,13 +73,13 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
         raise click.ClickException(str(err)) from None
 
     inputs = config.job_config.events.inputs
-    if inputs and all(isinstance(i, FileEventInput) for i in inputs):
+    if inputs and not any(isinstance(i, PubSubEventInput) for i in inputs):  # files: a batch
         summary = run_job(config, run_fn)
         click.echo(f"batch done: received {summary.received}, output {summary.output}, "
                    f"dropped {summary.dropped}, dead letters {summary.dead_letter}")
         return
-    if not any(isinstance(i, PubSubEventInput) for i in inputs):
-        raise click.ClickException("job_config.events.inputs: no pubsub or file input to read")
+    if not inputs:
+        raise click.ClickException("job_config.events.inputs: no event input to read")
 
     settings = WorkerSettings(
         max_messages=max_messages, max_wait_ms=max_wait_ms, max_batch_bytes=max_batch_bytes,

@@ -29,7 +29,6 @@ from prometheus_client import Histogram as PromHistogram
 from klio_runtime import message as kmessage
 from klio_runtime.config import (
     ConfigError,
-    FileEventInput,
     KlioConfig,
     PubSubEventInput,
     PubSubEventOutput,
@@ -153,10 +152,10 @@ class StreamingWorker:
         for index, (name, conf) in enumerate(zip(names, config.job_config.events.inputs,
                                                  strict=True)):
             where = f"job_config.events.inputs[{index}]"
-            if isinstance(conf, FileEventInput):
-                errors.append(f"{where}: a file input runs as a batch job, not beside "
+            if not isinstance(conf, PubSubEventInput):
+                errors.append(f"{where}: a {conf.type} input runs as a batch job, not beside "
                               "Pub/Sub inputs in a streaming worker")
-            elif isinstance(conf, PubSubEventInput):
+            else:
                 if not conf.subscription:
                     errors.append(f"{where}.subscription: required by the worker (the operator "
                                   "creates one per topic input)")
