@@ -234,7 +234,7 @@ def test_rendered_configs_wire_the_dag(cluster_dag: ClusterDag) -> None:
 def test_top_down_runs_all_four(cluster_dag: ClusterDag) -> None:
     dag = cluster_dag
     element = f"td-{uuid.uuid4().hex[:8]}"
-    dag.publish("track-ingest", element)
+    dag.publish("track-ingest", element, "--top-down")
     dag.wait_for_report(element)
 
     check_flac(dag.read("track-ingest", element))

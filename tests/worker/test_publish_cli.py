@@ -35,7 +35,7 @@ def _job(pubsub: PubSub, tmp_path: Path) -> tuple[Path, str, str]:
 def test_publish_top_down_and_flags(pubsub: PubSub, tmp_path: Path) -> None:
     config, sub, _ = _job(pubsub, tmp_path)
     result = CliRunner().invoke(main, ["message", "publish", "id-1", "id-2", "--force",
-                                       "--config-file", str(config)])
+                                       "--top-down", "--config-file", str(config)])
     assert result.exit_code == 0, result.output
     ids = result.stdout.split()
     assert len(ids) == 2 and all(ids)
@@ -47,15 +47,31 @@ def test_publish_top_down_and_flags(pubsub: PubSub, tmp_path: Path) -> None:
     assert msg.metadata.intended_recipients.WhichOneof("recipients") == "anyone"
 
 
-def test_publish_bottom_up_targets_the_job(pubsub: PubSub, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [["--ping", "--bottom-up"], ["-p"]])
+def test_publish_bottom_up_targets_the_job_and_is_the_default(
+    flags: list[str], pubsub: PubSub, tmp_path: Path
+) -> None:
     config, sub, name = _job(pubsub, tmp_path)
-    result = CliRunner().invoke(main, ["message", "publish", "id-3", "--ping", "--bottom-up",
-                                       "--config-file", str(config)])
+    result = CliRunner().invoke(main, ["message", "publish", "id-3", *flags,
+                                       "-c", str(config)])
     assert result.exit_code == 0, result.output
     msg = parse(pubsub.collect(sub, 1, 30)["id-3"].data)
     limited = msg.metadata.intended_recipients.limited
     assert [(j.job_name, j.gcp_project) for j in limited.recipients] == [(name, PROJECT)]
-    assert msg.metadata.ping
+    assert msg.metadata.ping and not msg.metadata.force
+    assert "published 1 bottom-up message(s)" in result.stderr
+
+
+def test_publish_non_klio_sends_the_element_as_it_is(pubsub: PubSub, tmp_path: Path) -> None:
+    config, sub, _ = _job(pubsub, tmp_path)
+    refused = CliRunner().invoke(main, ["message", "publish", "raw-1", "-n", "-c", str(config)])
+    assert refused.exit_code == 1 and "allow_non_klio_messages: true" in refused.output
+    result = CliRunner().invoke(main, ["message", "publish", "raw-1", "--non-klio", "-c",
+                                       str(config), "-O",
+                                       "job_config.allow_non_klio_messages=true"])
+    assert result.exit_code == 0, result.output
+    got = pubsub.collect(sub, 1, 30, key=lambda m: m.data.decode())
+    assert list(got) == ["raw-1"]
 
 
 def test_publish_to_an_explicit_topic(pubsub: PubSub) -> None:
@@ -64,12 +80,17 @@ def test_publish_to_an_explicit_topic(pubsub: PubSub) -> None:
     result = CliRunner().invoke(main, ["message", "publish", "x-1", "--topic",
                                        in_topic.rsplit("/", 1)[1], "--project", PROJECT])
     assert result.exit_code == 0, result.output
-    assert list(pubsub.collect(sub, 1, 30)) == ["x-1"]
+    got = pubsub.collect(sub, 1, 30)
+    assert list(got) == ["x-1"]
+    # no job config: no job to limit it to, so it is for anyone
+    assert parse(got["x-1"].data).metadata.intended_recipients.WhichOneof("recipients") == "anyone"
 
 
 @pytest.mark.parametrize(("args", "error"), [
     (["e1"], "no topic: give --topic"),
     (["e1", "--bottom-up", "--topic", "projects/p1p/topics/abc"], "--bottom-up needs"),
+    (["e1", "-t", "-b", "--topic", "projects/p1p/topics/abc"], "not both"),
+    (["e1", "-n", "-f", "--topic", "projects/p1p/topics/abc"], "cannot be --force"),
     (["e1", "--topic", "bare"], "has no project"),
     (["", "--topic", "projects/p1p/topics/abc"], "it is empty"),
 ])

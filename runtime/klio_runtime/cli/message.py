@@ -7,6 +7,12 @@ from typing import BinaryIO, NoReturn
 
 import click
 
+from klio_runtime.cli.options import (
+    config_file_option,
+    job_dir_option,
+    override_option,
+    template_option,
+)
 from klio_runtime.config import CONFIG_FILE_NAME
 from klio_runtime.message import (
     MessageDecodeError,
@@ -90,35 +96,64 @@ def encode(source: BinaryIO, output: BinaryIO) -> None:
 
 @message.command()
 @click.argument("elements", nargs=-1, required=True)
-@click.option("--config-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The job's klio-job.yaml (default: ./klio-job.yaml when it exists).")
-@click.option("--force", is_flag=True, help="Run even if the job's outputs exist.")
-@click.option("--ping", is_flag=True, help="Trace through the DAG without running the jobs.")
-@click.option("--bottom-up", is_flag=True,
-              help="Only this job (and the parents it needs) runs, not its children.")
+@job_dir_option
+@config_file_option
+@override_option
+@template_option
+@click.option("-f", "--force", is_flag=True, help="Run even if the job's outputs exist.")
+@click.option("-p", "--ping", is_flag=True,
+              help="Trace through the DAG without running the jobs.")
+@click.option("-t", "--top-down", is_flag=True,
+              help="For anyone: this job and every job below it run.")
+@click.option("-b", "--bottom-up", is_flag=True,
+              help="Only this job (and the parents it needs) runs, not its children: the default "
+                   "when the job's config is known, as in Klio.")
+@click.option("-n", "--non-klio", is_flag=True,
+              help="Publish each ELEMENT as it is, not as a KlioMessage (the job must allow "
+                   "non-Klio messages).")
 @click.option("--topic", help="Topic to publish to (default: the job's first pubsub input's).")
 @click.option("--project", envvar="KLIO_PUBSUB_PROJECT",
               help="Project of a bare topic id (default: pipeline_options.project).")
-def publish(elements: tuple[str, ...], config_file: Path | None, force: bool, ping: bool,
-            bottom_up: bool, topic: str | None, project: str | None) -> None:
+def publish(elements: tuple[str, ...], job_dir: Path, config_file: Path | None,
+            overrides: tuple[str, ...], templates: tuple[str, ...], force: bool, ping: bool,
+            top_down: bool, bottom_up: bool, non_klio: bool, topic: str | None,
+            project: str | None) -> None:
     """Publish a KlioMessage for each ELEMENT id to the job's input topic.
 
-    Prints the Pub/Sub message id of each, in order. Uses PUBSUB_EMULATOR_HOST when set.
+    As in Klio, a message is for this job only (bottom-up) unless --top-down; with no job
+    config (only --topic), it is for anyone. Prints the Pub/Sub message id of each, in order.
+    Uses PUBSUB_EMULATOR_HOST when set.
     """
-    from klio_runtime.config import ConfigError, PubSubEventInput, load_config
+    from klio_runtime.config import (
+        ConfigError,
+        PubSubEventInput,
+        config_path_of,
+        load_config,
+        parse_overrides,
+        parse_templates,
+    )
     from klio_runtime.io.pubsub import PubSubClient, resource_path
     from klio_runtime.message import InvalidElementId, new_message
 
-    if config_file is None and Path(CONFIG_FILE_NAME).is_file():
-        config_file = Path(CONFIG_FILE_NAME)
+    if top_down and bottom_up:
+        raise click.UsageError("use --top-down or --bottom-up, not both")
+    if non_klio and (force or ping or bottom_up):
+        raise click.UsageError("a non-Klio message cannot be --force, --ping or --bottom-up")
+    config_path = config_path_of(job_dir, config_file)
     config = None
-    if config_file is not None:
+    if config_file is not None or config_path.is_file():
         try:
-            config = load_config(config_file)
+            config = load_config(
+                config_path, parse_overrides(overrides), parse_templates(templates)
+            )
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
     if bottom_up and config is None:
-        raise click.UsageError("--bottom-up needs the job's config (--config-file)")
+        raise click.UsageError(f"--bottom-up needs the job's config (--config-file, or "
+                               f"{CONFIG_FILE_NAME} in --job-dir)")
+    if non_klio and config is not None and not config.job_config.allow_non_klio_messages:
+        raise click.ClickException("the job does not take non-Klio messages: set "
+                                   "job_config.allow_non_klio_messages: true")
     if config is not None:
         project = project or config.pipeline_options.project
     if topic is None:
@@ -137,14 +172,16 @@ def publish(elements: tuple[str, ...], config_file: Path | None, force: bool, pi
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     recipients = None
-    if bottom_up:
+    if config is not None and not top_down and not non_klio:
         from klio_runtime.transforms.route import job_ref_of
 
-        assert config is not None
         recipients = [job_ref_of(config)]
     try:
-        payloads = [serialize(new_message(element, force=force, ping=ping,
-                                          recipients=recipients)) for element in elements]
+        payloads = [
+            element.encode("utf-8") if non_klio
+            else serialize(new_message(element, force=force, ping=ping, recipients=recipients))
+            for element in elements
+        ]
     except InvalidElementId as exc:
         raise click.UsageError(str(exc)) from None
     client = PubSubClient()
@@ -154,4 +191,5 @@ def publish(elements: tuple[str, ...], config_file: Path | None, force: bool, pi
         client.close()
     for message_id in ids:
         click.echo(message_id)
-    click.echo(f"published {len(ids)} message(s) to {topic_path}", err=True)
+    how = "non-Klio" if non_klio else "bottom-up" if recipients else "top-down"
+    click.echo(f"published {len(ids)} {how} message(s) to {topic_path}", err=True)
