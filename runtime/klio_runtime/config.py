@@ -124,9 +124,9 @@ class FileEventOutput(_IOConfig):
         return self.location
 
 
-def _joined(location: str | None, name: str | None) -> str:
-    """Klio's rule for avro paths: ``location`` joined with the file name or pattern when both
-    are given, else whichever is."""
+def joined_path(location: str | None, name: str | None) -> str:
+    """Klio's rule for event file paths: ``location`` joined with the file name or pattern when
+    both are given, else whichever is ("" for neither)."""
     if location and name:
         return f"{location.rstrip('/')}/{name}"
     return location or name or ""
@@ -155,7 +155,7 @@ class AvroEventInput(_IOConfig):
     @property
     def pattern(self) -> str:
         """The files to read."""
-        return _joined(self.location, self.file_pattern)
+        return joined_path(self.location, self.file_pattern)
 
 
 class AvroEventOutput(_IOConfig):
@@ -182,7 +182,7 @@ class AvroEventOutput(_IOConfig):
     @property
     def prefix(self) -> str:
         """Where the files go (Beam's shard naming follows)."""
-        return _joined(self.location, self.file_path_prefix)
+        return joined_path(self.location, self.file_path_prefix)
 
 
 def _io_type_tag(value: Any) -> str | None:
@@ -470,7 +470,7 @@ def load_config(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     if templates is not None:
-        text = _apply_templates(text, templates, str(path))
+        text = fill_templates(text, templates, str(path))
     data = _load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: must be a YAML mapping, got {type(data).__name__}"])
@@ -515,7 +515,11 @@ def _load_yaml(text: str, source: str) -> Any:
         raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
 
 
-def _apply_templates(text: str, templates: Mapping[str, str], source: str) -> str:
+def fill_templates(text: str, templates: Mapping[str, str], source: str) -> str:
+    """``$KEY`` and ``${KEY}`` in a config's text replaced by their values (``$$``: a ``$``).
+
+    Raises ConfigError naming a variable with no value, or a lone ``$``.
+    """
     try:
         return string.Template(text).substitute(templates)
     except KeyError as exc:

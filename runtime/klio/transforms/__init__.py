@@ -1,4 +1,8 @@
-"""Klio's ``klio.transforms``: decorators, helpers and core, as aliases of klio_runtime."""
+"""Klio's ``klio.transforms``: decorators, helpers, core and io, as aliases of klio_runtime.
+
+As in Klio, the package itself exports the IO transforms (``from klio.transforms import
+KlioReadFromText``); the helpers are kept here too.
+"""
 
 from klio.transforms.core import KlioBaseDoFn, KlioContext
 from klio.transforms.helpers import (
@@ -14,6 +18,16 @@ from klio.transforms.helpers import (
     KlioTriggerUpstream,
     KlioUpdateAuditLog,
 )
+from klio.transforms.io import (
+    KlioReadFromAvro,
+    KlioReadFromBigQuery,
+    KlioReadFromPubSub,
+    KlioReadFromText,
+    KlioWriteToAvro,
+    KlioWriteToBigQuery,
+    KlioWriteToPubSub,
+    KlioWriteToText,
+)
 
 __all__ = [
     "KlioBaseDoFn",
@@ -27,6 +41,14 @@ __all__ = [
     "KlioGcsCheckInputExists",
     "KlioGcsCheckOutputExists",
     "KlioMessageCounter",
+    "KlioReadFromAvro",
+    "KlioReadFromBigQuery",
+    "KlioReadFromPubSub",
+    "KlioReadFromText",
     "KlioTriggerUpstream",
     "KlioUpdateAuditLog",
+    "KlioWriteToAvro",
+    "KlioWriteToBigQuery",
+    "KlioWriteToPubSub",
+    "KlioWriteToText",
 ]

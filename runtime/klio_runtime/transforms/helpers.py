@@ -7,6 +7,7 @@ argument or, for Klio code that passes none, from the running job's context.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
-from klio_runtime.config import KlioConfig
+from klio_runtime.config import AvroEventOutput, FileEventOutput, KlioConfig
 from klio_runtime.context import KlioContext, bound_context
 from klio_runtime.io.storage import DataStore
 from klio_runtime.routing import JobRef, bottom_up_request, is_recipient, with_audit_entry
@@ -278,3 +279,90 @@ class KlioTriggerUpstream(beam.PTransform):
 
     def expand(self, pcoll: Any) -> Any:
         return pcoll | beam.ParDo(_TriggerUpstream(self.parent, self.config))
+
+
+class KlioWriteToEventOutput(beam.PTransform):
+    """Write messages to the job's event output (for a job that writes them itself, with
+    ``skip_klio_write``), counted under ``kmsg-output``. Exactly one event output must be
+    configured, as in Klio."""
+
+    def __init__(self, config: KlioConfig | None = None) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pcoll: Any) -> Any:
+        from klio_runtime.io.pubsub_events import output_topic, pubsub_project
+        from klio_runtime.transforms import io as klio_io
+
+        config = self.config if self.config is not None else bound_context().config
+        outputs = config.job_config.events.outputs
+        if len(outputs) != 1:
+            raise ValueError(
+                "KlioWriteToEventOutput needs exactly one job_config.events.outputs entry, not "
+                f"{len(outputs)}"
+            )
+        out = outputs[0]
+        if isinstance(out, FileEventOutput):
+            writer: beam.PTransform = klio_io.KlioWriteToText(out.location)
+        elif isinstance(out, AvroEventOutput):
+            writer = klio_io.KlioWriteToAvro(**out.model_dump(exclude={"type", "skip_klio_write"}))
+        else:
+            writer = klio_io.KlioWriteToPubSub(output_topic(out, 0, pubsub_project(config)))
+        return (
+            pcoll
+            | "Write Counter" >> KlioMessageCounter("output", "KlioWriteToEventOutput", config)
+            | f"Writing to '{out.type}'" >> writer
+        )
+
+
+class _DebugMessage(_KlioDoFn):
+    def __init__(self, prefix: str, level: int, config: KlioConfig | None) -> None:
+        super().__init__(config)
+        self.prefix = prefix
+        self.level = level
+
+    def process(self, data: bytes) -> Iterator[bytes]:
+        msg = self.parse(data)
+        element = kmessage.element_id(msg)
+        shown = kmessage.to_json(msg)
+        self._klio.logger.log(
+            self.level, "%s%s", self.prefix, shown, extra={"element_id": element}
+        )
+        yield data
+
+
+class KlioDebugMessage(beam.PTransform):
+    """Log each message (as JSON, after ``prefix``, at ``log_level``) on the job's logger and
+    pass it on; counted under ``kmsg-debug``."""
+
+    def __init__(
+        self, prefix: str = "DEBUG: ", log_level: str | int = "INFO",
+        config: KlioConfig | None = None,
+    ) -> None:
+        super().__init__()
+        level = logging.getLevelName(log_level.upper()) if isinstance(log_level, str) else log_level
+        if not isinstance(level, int):
+            raise ValueError(f"KlioDebugMessage: unknown log_level {log_level!r}")
+        self.prefix, self.level, self.config = prefix, level, config
+
+    def expand(self, pcoll: Any) -> Any:
+        counter = KlioMessageCounter("debug", "KlioDebugMessage", self.config)
+        return (
+            pcoll
+            | "Debug Message Counter" >> counter
+            | "Log" >> beam.ParDo(_DebugMessage(self.prefix, self.level, self.config))
+        )
+
+
+def _set_trace(data: Any) -> Any:
+    import pdb  # only when a job asks for a debugger
+
+    pdb.set_trace()
+    return data
+
+
+class KlioSetTrace(beam.PTransform):
+    """A Python debugger stop at each element (for a local run)."""
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.Map(_set_trace)

@@ -145,7 +145,7 @@ def test_klio_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as caught:
         KlioConfig({"job_name": "j", "job_config": {"thread_pool_size": 0}})
     assert caught.value.errors[0].startswith("job_config.thread_pool_size")
-    with pytest.raises(ConfigError, match="template: no value for 'MISSING'"):
+    with pytest.raises(ConfigError, match=r"template variable \$MISSING has no value"):
         KlioConfig({"job_name": "j", "job_config": {"x": "$MISSING"}}, raw_templates=["A=b"])
 
 
@@ -180,3 +180,62 @@ def test_trigger_upstream_takes_klios_arguments_and_builds_bottom_up_requests() 
             | beam.Map(recipients)
         )
         assert_that(out, equal_to([(sorted(["parent-job", config.job_name]), config.job_name)]))
+
+
+def test_debug_message_logs_each_message_and_passes_it_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config()
+    bound(config)
+    with caplog.at_level("DEBUG", logger="klio"), beam.Pipeline(runner=FnApiRunner()) as p:
+        out = (
+            p
+            | beam.Create([msg_bytes("a"), msg_bytes("b")])
+            | helpers.KlioDebugMessage(prefix="seen: ", log_level="WARNING")
+        )
+        assert_that(elements(out, "e"), equal_to([b"a", b"b"]))
+    logged = [r for r in caplog.records if r.getMessage().startswith("seen: ")]
+    assert len(logged) == 2 and {r.levelname for r in logged} == {"WARNING"}
+    shown = [r.getMessage() for r in logged]  # each message's JSON: element a, then b, in base64
+    assert {('"YQ=="' in m, '"Yg=="' in m) for m in shown} == {(True, False), (False, True)}
+    with pytest.raises(ValueError, match="unknown log_level 'LOUD'"):
+        helpers.KlioDebugMessage(log_level="LOUD")
+
+
+def test_a_job_writing_its_own_events_uses_klios_write_transforms(tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("x-1\nx-2\n")
+    config = make_config(
+        {
+            "events": {
+                "inputs": [{"type": "file", "location": str(ids)}],
+                "outputs": [
+                    {"type": "file", "location": str(tmp_path / "out"), "skip_klio_write": True}
+                ],
+            }
+        }
+    )
+
+    def run(pcoll: Any, _: Any) -> Any:
+        return pcoll | helpers.KlioWriteToEventOutput()
+
+    from klio_runtime.runner import run_job
+
+    run_job(config, run)
+    written = sorted((tmp_path).glob("out-*-of-*"))
+    assert [line for f in written for line in f.read_text().split()] == ["x-1", "x-2"]
+
+
+def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
+    from klio.transforms import KlioReadFromText, KlioWriteToAvro, io
+
+    (tmp_path / "ids.txt").write_text("t-1\nt-2\n")
+    bound(make_config())
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        read = p | KlioReadFromText(location=str(tmp_path), file_pattern="ids.txt")
+        _ = read | KlioWriteToAvro(location=str(tmp_path), file_path_prefix="events")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        again = p | io.KlioReadFromAvro(file_pattern=str(tmp_path / "events*"))
+        assert_that(elements(again, "e"), equal_to([b"t-1", b"t-2"]))
+    with pytest.raises(NotImplementedError, match="BigQuery event IO is not supported"):
+        io.KlioReadFromBigQuery(table="p:d.t")

@@ -1,0 +1,23 @@
+"""Klio's ``klio.transforms.io`` (aliases of klio_runtime.transforms.io)."""
+
+from klio_runtime.transforms.io import (
+    KlioReadFromAvro,
+    KlioReadFromBigQuery,
+    KlioReadFromPubSub,
+    KlioReadFromText,
+    KlioWriteToAvro,
+    KlioWriteToBigQuery,
+    KlioWriteToPubSub,
+    KlioWriteToText,
+)
+
+__all__ = [
+    "KlioReadFromAvro",
+    "KlioReadFromBigQuery",
+    "KlioReadFromPubSub",
+    "KlioReadFromText",
+    "KlioWriteToAvro",
+    "KlioWriteToBigQuery",
+    "KlioWriteToPubSub",
+    "KlioWriteToText",
+]
