@@ -20,7 +20,7 @@ import pytest
 from klio_runtime.io.pubsub_events import ATTR_JOB, ATTR_REASON
 from klio_runtime.message import new_message, parse, serialize
 
-from tests.worker.helpers import JOB_DIR, PubSub, unique, write_config
+from tests.worker.helpers import JOB_DIR, PROJECT, PubSub, unique, write_config
 
 pytestmark = pytest.mark.slow
 GARBAGE = b"\x08\x96\x01 not a klio message"
@@ -102,3 +102,35 @@ def test_a_beam_runner_reads_and_writes_with_beams_pubsub_io(
     assert letter.attributes[ATTR_JOB] == name
     assert finished.returncode == 130, finished.stdout
     assert "stopped (Ctrl-C)" in finished.stdout
+
+
+def test_a_created_streaming_job_runs_as_created(pubsub: PubSub, tmp_path: Path) -> None:
+    name = unique("created")
+    klio = str(Path(sys.executable).parent / "klio")
+    job_dir = tmp_path / name
+    created = subprocess.run(
+        [klio, "job", "create", "--job-name", name, "--output", str(job_dir), "--gcp-project",
+         PROJECT, "--job-type", "streaming", "--use-defaults", "--python-version", "3.11"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "ignored (Klio options this scaffold does not use): --python-version 3.11" in (
+        created.stderr
+    )
+    # Klio's layout: <job>-input, its subscription <job>-input-<job>, <job>-output
+    in_topic = pubsub.topic(f"{name}-input")
+    pubsub.subscribe(in_topic, f"{name}-input-{name}")
+    out_sub = pubsub.subscribe(pubsub.topic(f"{name}-output"), f"{name}-check")
+    pubsub.publish(in_topic, [serialize(new_message("t-1"))])
+
+    process = subprocess.Popen(
+        [klio, "job", "run", "--job-dir", str(job_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ,
+    )
+    try:
+        got = pubsub.collect(out_sub, 1, timeout=120)
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=90)
+    assert parse(got["t-1"].data).data.payload == b"hello t-1", stdout
+    assert process.returncode == 0, stdout

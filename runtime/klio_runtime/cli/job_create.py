@@ -11,28 +11,56 @@ from klio_runtime.scaffold import ScaffoldError, create_job
 EXIT_INVALID = 2
 
 
-@click.command("create")
+@click.command(
+    "create", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @click.option(
     "--job-dir",
+    "--output",
+    "job_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Where to create the job (default: ./<job-name>).",
 )
 @click.option("--job-name", required=True, help="The job's name (DNS-1123 label).")
 @click.option(
+    "--job-type",
+    type=click.Choice(["batch", "streaming"]),
+    default="batch",
+    show_default=True,
+    help="batch: reads ids.txt, runs offline; streaming: Pub/Sub topics named after the job.",
+)
+@click.option("--gcp-project", default=None, help="pipeline_options.project (streaming: required).")
+@click.option("--region", default=None, help="pipeline_options.region (for Dataflow).")
+@click.option("--use-defaults", is_flag=True, help="Accepted for Klio's command line: no prompts.")
+@click.option(
     "--base-image",
     default="klio-runtime:latest",
     show_default=True,
     help="The runtime image the job's Dockerfile starts FROM.",
 )
-def create(job_dir: Path | None, job_name: str, base_image: str) -> None:
-    """Create a job: klio-job.yaml, run.py, transforms.py, Dockerfile, tests/, sample ids."""
+@click.pass_context
+def create(
+    ctx: click.Context,
+    job_dir: Path | None,
+    job_name: str,
+    job_type: str,
+    gcp_project: str | None,
+    region: str | None,
+    use_defaults: bool,
+    base_image: str,
+) -> None:
+    """Create a job: klio-job.yaml, run.py, transforms.py, Dockerfile, tests/ (and, for a batch
+    job, sample ids). Klio's other create options are accepted and ignored, with a note."""
     target = job_dir if job_dir is not None else Path(job_name)
     try:
-        written = create_job(target, job_name, base_image)
+        written = create_job(target, job_name, base_image, job_type, gcp_project, region)
     except ScaffoldError as err:
         click.echo(f"error: {err}", err=True)
         raise SystemExit(EXIT_INVALID) from None
+    if ctx.args:
+        click.echo(f"ignored (Klio options this scaffold does not use): {' '.join(ctx.args)}",
+                   err=True)
     click.echo(
         f"created {job_name} in {target}: " + ", ".join(str(p.relative_to(target)) for p in written)
     )

@@ -22,20 +22,50 @@ class ScaffoldError(ValueError):
     """The job cannot be created (bad name, directory not empty)."""
 
 
-def create_job(job_dir: Path, job_name: str, base_image: str = "klio-runtime:latest") -> list[Path]:
-    """Write a runnable job into ``job_dir`` (created; must be empty); returns the files written."""
+def create_job(
+    job_dir: Path,
+    job_name: str,
+    base_image: str = "klio-runtime:latest",
+    job_type: str = "batch",
+    project: str | None = None,
+    region: str | None = None,
+) -> list[Path]:
+    """Write a runnable job into ``job_dir`` (created; must be empty); returns the files written.
+
+    ``batch`` reads ``ids.txt`` and runs offline; ``streaming`` reads and writes Pub/Sub topics
+    named after the job in ``project`` (Klio's layout: ``<job>-input``, its subscription
+    ``<job>-input-<job>``, ``<job>-output``).
+    """
     if not JOB_NAME.match(job_name) or len(job_name) > 63:
         raise ScaffoldError(
             f"job name {job_name!r}: use lower-case letters, digits and '-', starting with a "
             "letter (a DNS-1123 label, so the operator can name its Kubernetes objects after it)"
         )
+    if job_type not in ("batch", "streaming"):
+        raise ScaffoldError(f"job type {job_type!r}: batch or streaming")
+    if job_type == "streaming" and not project:
+        raise ScaffoldError("a streaming job needs --gcp-project: its topics live there")
     if job_dir.exists() and any(job_dir.iterdir()):
         raise ScaffoldError(f"{job_dir}: directory is not empty")
     templates = resources.files(__package__).joinpath("templates")
+    extra = "".join(
+        f"  {key}: {value}\n" for key, value in (("project", project), ("region", region)) if value
+    )
+    values = {
+        "job_name": job_name,
+        "base_image": base_image,
+        "project": project or "",
+        "pipeline_extra": extra,
+    }
+    files = dict(FILES)
+    if job_type == "streaming":
+        files.pop("ids.txt.tmpl")
+        files["klio-job.streaming.yaml.tmpl"] = files.pop("klio-job.yaml.tmpl")
     written = []
-    for source, target in FILES.items():
+    for source, target in files.items():
         text = templates.joinpath(source).read_text(encoding="utf-8")
-        text = text.replace("{{job_name}}", job_name).replace("{{base_image}}", base_image)
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", value)
         path = job_dir / target
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
