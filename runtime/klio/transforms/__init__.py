@@ -1,54 +1,13 @@
 """Klio's ``klio.transforms``: decorators, helpers, core and io, as aliases of klio_runtime.
 
 As in Klio, the package itself exports the IO transforms (``from klio.transforms import
-KlioReadFromText``); the helpers are kept here too.
+KlioReadFromText``); the helpers are exported here too.
 """
 
+from klio.transforms import helpers as _helpers
+from klio.transforms import io as _io
 from klio.transforms.core import KlioBaseDoFn, KlioContext
-from klio.transforms.helpers import (
-    KlioCheckInputExists,
-    KlioCheckOutputExists,
-    KlioCheckRecipients,
-    KlioDrop,
-    KlioFilterForce,
-    KlioFilterPing,
-    KlioGcsCheckInputExists,
-    KlioGcsCheckOutputExists,
-    KlioMessageCounter,
-    KlioTriggerUpstream,
-    KlioUpdateAuditLog,
-)
-from klio.transforms.io import (
-    KlioReadFromAvro,
-    KlioReadFromBigQuery,
-    KlioReadFromPubSub,
-    KlioReadFromText,
-    KlioWriteToAvro,
-    KlioWriteToBigQuery,
-    KlioWriteToPubSub,
-    KlioWriteToText,
-)
+from klio.transforms.helpers import *  # noqa: F403  (the lists are the modules' __all__)
+from klio.transforms.io import *  # noqa: F403
 
-__all__ = [
-    "KlioBaseDoFn",
-    "KlioCheckInputExists",
-    "KlioCheckOutputExists",
-    "KlioCheckRecipients",
-    "KlioContext",
-    "KlioDrop",
-    "KlioFilterForce",
-    "KlioFilterPing",
-    "KlioGcsCheckInputExists",
-    "KlioGcsCheckOutputExists",
-    "KlioMessageCounter",
-    "KlioReadFromAvro",
-    "KlioReadFromBigQuery",
-    "KlioReadFromPubSub",
-    "KlioReadFromText",
-    "KlioTriggerUpstream",
-    "KlioUpdateAuditLog",
-    "KlioWriteToAvro",
-    "KlioWriteToBigQuery",
-    "KlioWriteToPubSub",
-    "KlioWriteToText",
-]
+__all__ = ["KlioBaseDoFn", "KlioContext", *_helpers.__all__, *_io.__all__]

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -112,6 +112,12 @@ def _run_with_progress(
     return summary
 
 
+def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
+    for line in error.errors:
+        err.print(f"[red]config error[/red] {line}", highlight=False)
+    raise SystemExit(EXIT_INVALID) from None
+
+
 def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Console) -> None:
     """A job with Pub/Sub inputs, run locally: the streaming worker in the foreground (as in a
     pod, with probes and metrics on free ports) until Ctrl-C, which drains it."""
@@ -132,9 +138,7 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
             announce=lambda line: err.print(line, highlight=False),
         )
     except ConfigError as error:
-        for line in error.errors:
-            err.print(f"[red]config error[/red] {line}", highlight=False)
-        raise SystemExit(EXIT_INVALID) from None
+        _refuse_config(error, err)
     except Exception as error:
         err.print(f"[red]worker failed[/red] {type(error).__name__}: {error}", highlight=False)
         raise SystemExit(EXIT_FAILED) from None
@@ -221,9 +225,7 @@ def run(
         if update is not None:
             options["update"] = update
     except ConfigError as err:
-        for line in err.errors:
-            err_console.print(f"[red]config error[/red] {line}", highlight=False)
-        raise SystemExit(EXIT_INVALID) from None
+        _refuse_config(err, err_console)
     except JobLoadError as err:
         err_console.print(f"[red]error[/red] {err}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
@@ -238,9 +240,7 @@ def run(
         else:
             summary = _run_with_progress(config, run_fn, runner, options, console)
     except ConfigError as err:
-        for line in err.errors:
-            err_console.print(f"[red]config error[/red] {line}", highlight=False)
-        raise SystemExit(EXIT_INVALID) from None
+        _refuse_config(err, err_console)
     except (NotImplementedError, ValueError) as err:
         err_console.print(f"[red]error[/red] {err}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
