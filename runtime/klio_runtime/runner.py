@@ -109,7 +109,7 @@ def load_run_function(job_dir: Path) -> RunFn:
         if path in sys.path:
             sys.path.remove(path)
         sys.path.insert(0, path)
-    _forget_other_jobs_modules(job_dir_s)
+    forget_other_jobs_modules(job_dir_s)
     spec = importlib.util.spec_from_file_location("run", run_py)
     assert spec is not None and spec.loader is not None
     module: ModuleType = importlib.util.module_from_spec(spec)
@@ -124,7 +124,8 @@ def load_run_function(job_dir: Path) -> RunFn:
     return run_fn
 
 
-def _forget_other_jobs_modules(job_dir: str) -> None:
+def forget_other_jobs_modules(job_dir: str) -> None:
+    """Drop cached ``run``/``transforms`` modules that are not this job directory's."""
     # Jobs name their modules alike (run, transforms); another job's cached copy must not win.
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None) or ""

@@ -158,6 +158,8 @@ def test_created_job_runs_as_created(tmp_path: Path) -> None:
     assert "FROM klio-runtime:latest" in (tmp_path / "new" / "Dockerfile").read_text()
     result = run_job(tmp_path / "new", "--no-progress")
     assert result["processed"] == 2 and result["output"] == 2
+    tested = klio("job", "test", "-j", str(tmp_path / "new"), "--", "-q", "-p", "no:cacheprovider")
+    assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout + tested.stderr
     refused = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "Bad_Name")
     assert refused.returncode == 2 and "Bad_Name" in refused.stderr
 

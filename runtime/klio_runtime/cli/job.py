@@ -1,4 +1,4 @@
-"""``klio job …``: verify, run and create job directories."""
+"""``klio job …``: verify, run, test and create job directories."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import click
 
 from klio_runtime.cli.job_create import create
 from klio_runtime.cli.job_run import run
+from klio_runtime.cli.job_test import test
 from klio_runtime.cli.job_verify import verify
 
 
@@ -17,3 +18,4 @@ def job() -> None:
 job.add_command(verify)
 job.add_command(run)
 job.add_command(create)
+job.add_command(test)

@@ -10,6 +10,7 @@ from klio_runtime.config import CONFIG_FILE_NAME
 
 job_dir_option = click.option(
     "--job-dir",
+    "-j",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=Path("."),
     show_default=True,

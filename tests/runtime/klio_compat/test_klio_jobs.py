@@ -106,3 +106,68 @@ def test_batch_modular_default_shape_on_the_gcs_emulator(
     err = capsys.readouterr().err
     assert "Received element b'has-input-2'" in err
     assert "Received element b'done-before'" not in err
+
+
+KLIO_STYLE_TESTS = '''
+import logging
+
+import pytest
+from klio.transforms import decorators
+from klio_core.proto import klio_pb2
+
+import transforms
+
+
+@pytest.fixture
+def klio_msg():
+    msg = klio_pb2.KlioMessage()
+    msg.data.element = b"s0m3_tr4ck_1d"
+    msg.version = klio_pb2.Version.V2
+    return msg
+
+
+@decorators.handle_klio
+def first_func(ctx, item):
+    ctx.logger.info(f"[first_func]: {item.element}")
+    return item
+
+
+def test_process_yields_the_message(klio_msg, caplog):
+    caplog.set_level(logging.DEBUG)
+    output = transforms.LogKlioMessage().process(klio_msg.SerializeToString())
+    assert list(output) == [klio_msg.SerializeToString()]
+    assert [r.message for r in caplog.records] == [
+        "Hello, Klio!", "Received element b's0m3_tr4ck_1d'", "Received payload b''"
+    ]
+
+
+def test_a_function_logs_once(klio_msg, caplog):
+    caplog.set_level(logging.DEBUG)
+    assert first_func(klio_msg.SerializeToString()) == klio_msg.SerializeToString()
+    assert [r.message for r in caplog.records] == ["[first_func]: b's0m3_tr4ck_1d'"]
+
+
+def test_the_job_context_is_bound():
+    from klio.transforms import core
+
+    assert core.KlioContext().config.job_name == "compat-read-file-write-file"
+'''
+
+
+def test_klio_job_test_runs_a_jobs_own_tests_as_klio_does(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    job = copy_job("read_file_write_file", tmp_path)
+    (job / "tests").mkdir()
+    (job / "tests" / "test_transforms.py").write_text(KLIO_STYLE_TESTS)
+    klio = str(Path(sys.executable).parent / "klio")
+    command = [klio, "job", "test", "-j", str(job), "--image-tag", "x", "--", "tests", "-q",
+               "-p", "no:cacheprovider"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
+
+    (job / "tests" / "test_fails.py").write_text("def test_fails():\n    assert False\n")
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert failed.returncode == 1 and "1 failed, 3 passed" in failed.stdout

@@ -1,0 +1,77 @@
+"""``klio job test``: the job's own tests (pytest), with the job's context bound, as Klio runs them.
+
+Klio's job tests call a decorated DoFn's ``process`` (or a decorated function) directly, outside any
+pipeline; ``klio job test`` gives such code the job's context from its ``klio-job.yaml``, runs from
+the job directory with it importable (``import transforms``), and sets ``KLIO_TEST_MODE``. Arguments
+after the options (or after ``--``) go to pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from klio_runtime.cli.options import (
+    config_file_option,
+    job_dir_option,
+    override_option,
+    template_option,
+)
+
+EXIT_INVALID = 2
+
+
+@click.command(
+    "test", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@job_dir_option
+@config_file_option
+@override_option
+@template_option
+@click.option("--image-tag", default=None, help="Accepted for Klio's command line; unused.")
+@click.option("--force-build", is_flag=True, help="Accepted for Klio's command line; unused.")
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def test(
+    job_dir: Path,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    templates: tuple[str, ...],
+    image_tag: str | None,
+    force_build: bool,
+    pytest_args: tuple[str, ...],
+) -> None:
+    """Run the job's tests with pytest (PYTEST_ARGS are passed on); exits with pytest's code."""
+    from klio_runtime.config import (
+        ConfigError,
+        config_path_of,
+        load_config,
+        parse_overrides,
+        parse_templates,
+    )
+    from klio_runtime.context import KlioContext, bind_context
+    from klio_runtime.runner import forget_other_jobs_modules, resolve_paths
+
+    try:
+        import pytest
+    except ImportError:
+        raise click.ClickException("klio job test needs pytest: pip install pytest") from None
+    directory = job_dir.resolve()
+    try:
+        config = load_config(
+            config_path_of(directory, config_file),
+            parse_overrides(overrides),
+            parse_templates(templates),
+        )
+    except ConfigError as err:
+        for line in err.errors:
+            click.echo(f"config error: {line}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    bind_context(KlioContext(resolve_paths(config, directory)))
+    os.environ["KLIO_TEST_MODE"] = "true"
+    os.chdir(directory)
+    forget_other_jobs_modules(str(directory))
+    sys.path.insert(0, str(directory))
+    raise SystemExit(int(pytest.main(list(pytest_args))))
