@@ -54,6 +54,8 @@ class WorkloadObservation:
     pods: Sequence[Mapping[str, Any]] = ()
     desired: int = 0
     suspended: bool = False
+    engine: str | None = None
+    """For runner dataflow or flink: the engine the Job (a launcher) submits the pipeline to."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,18 @@ def _job_state(w: WorkloadObservation) -> WorkerState:
     job_conditions = {c.get("type"): c for c in status.get("conditions") or []}
     failed = job_conditions.get("Failed", {}).get("status") == "True"
     complete = job_conditions.get("Complete", {}).get("status") == "True"
+    if complete and w.engine is not None:
+        # A launcher's work is to submit: the pipeline now runs (or ran) on the engine, which
+        # reports its own progress; the KlioJob has not succeeded for that.
+        submitted = f"the pipeline was submitted to {w.engine}"
+        return WorkerState(
+            0,
+            0,
+            (
+                ConditionState(WORKERS_READY, "True", "Submitted", submitted),
+                ConditionState(PROGRESSING, "False", "Submitted", submitted),
+            ),
+        )
     if complete:
         return WorkerState(
             0,
@@ -193,14 +207,20 @@ def _job_state(w: WorkloadObservation) -> WorkerState:
             finished="Succeeded",
         )
     if failed:
-        message = job_conditions["Failed"].get("message") or "the batch job failed"
+        message = job_conditions["Failed"].get("message") or (
+            f"the launcher could not submit the pipeline to {w.engine}"
+            if w.engine is not None
+            else "the batch job failed"
+        )
+        no_success = (ConditionState(SUCCEEDED, "False", "JobFailed", message),)
+        succeeded_state = () if w.engine else no_success
         return WorkerState(
             0,
             0,
             (
                 ConditionState(WORKERS_READY, "False", "JobFailed", message),
                 ConditionState(PROGRESSING, "False", "JobFailed", message),
-                ConditionState(SUCCEEDED, "False", "JobFailed", message),
+                *succeeded_state,
                 ConditionState(DEGRADED, "True", "JobFailed", message),
             ),
             finished="Failed",
@@ -211,6 +231,11 @@ def _job_state(w: WorkloadObservation) -> WorkerState:
         workers = ConditionState(WORKERS_READY, "True", "Running", f"{active} pods running")
     else:
         workers = ConditionState(WORKERS_READY, "False", "WorkersStarting", "no pod running yet")
+    if w.engine is not None:
+        submitting = f"submitting the pipeline to {w.engine}"
+        return WorkerState(
+            active, active, (workers, ConditionState(PROGRESSING, "True", "Submitting", submitting))
+        )
     return WorkerState(
         active,
         active,

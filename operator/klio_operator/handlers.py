@@ -29,6 +29,7 @@ from klio_operator.models import (
     parse_spec,
 )
 from klio_operator.planning import (
+    ENGINES,
     LABEL_JOB,
     MANAGED_BY,
     ClusterFacts,
@@ -546,12 +547,13 @@ async def _report(
             pods=pods,
             desired=_desired(spec, obj),
             suspended=spec.suspend,
+            engine=ENGINES.get(spec.runner),
         ),
         selector=plan.selector,
         topic_names=[t.name for t in plan.pubsub.topics],
         subscription_names=[s.name for s in plan.pubsub.subscriptions],
         parent_names=list(resolution.found),
-        batch=spec.mode == "batch",
+        batch=spec.mode == "batch" and spec.runner == "direct",
     )
     status = cond.build_status(observation, body.get("status"), _now())
     await _write_status(context, namespace, name, status)
@@ -651,12 +653,13 @@ async def _refresh_once(
             pods=pods,
             desired=_desired(spec, obj),
             suspended=spec.suspend,
+            engine=ENGINES.get(spec.runner),
         ),
         selector=status.get("selector"),
         topic_names=status.get("topics") or [],
         subscription_names=status.get("subscriptions") or [],
         parent_names=status.get("parents") or [],
-        batch=spec.mode == "batch",
+        batch=spec.mode == "batch" and spec.runner == "direct",
     )
     new_status = cond.build_status(observation, status, _now())
     if new_status == status:

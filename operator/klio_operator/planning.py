@@ -26,6 +26,8 @@ DEFAULT_PROJECT = "klio-local"
 MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub's minimum for a dead-letter policy
 ACK_DEADLINE_SECONDS = 60
 RUNNER_NAMES = {"direct": "FnApiRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner"}
+ENGINES = {"dataflow": "Dataflow", "flink": "Flink"}
+"""The engines a launcher Job submits a pipeline to, by spec.runner (direct has none)."""
 
 Component = Literal["worker", "config", "metrics", "autoscaler", "launcher"]
 

@@ -38,6 +38,7 @@ def observe(obj: Any = None, pods: Any = (), desired: int = 2, **kw: Any) -> con
             pods=pods,
             desired=desired,
             suspended=kw.pop("suspended", False),
+            engine=kw.pop("engine", None),
         ),
         selector="app=x",
         **kw,
@@ -151,6 +152,29 @@ def test_batch_job_succeeds_or_fails() -> None:
     running = {"metadata": {}, "status": {"active": 1}}
     status = cond.build_status(observe(running, kind="Job", batch=True, desired=1), None, T0)
     assert conditions(status)["Succeeded"]["status"] == "Unknown" and status["phase"] == "Running"
+
+
+def test_a_launcher_that_submitted_is_ready_not_succeeded() -> None:
+    """runner dataflow/flink: the Job only submits; the pipeline runs on the engine."""
+    submitting = {"metadata": {}, "status": {"active": 1}}
+    launcher = {"kind": "Job", "desired": 1, "engine": "Dataflow"}
+    status = cond.build_status(observe(submitting, **launcher), None, T0)
+    c = conditions(status)
+    assert c["Progressing"]["reason"] == "Submitting" and "Succeeded" not in c
+    done = {
+        "metadata": {},
+        "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    status = cond.build_status(observe(done, **launcher), None, T1)
+    c = conditions(status)
+    assert status["phase"] == "Running" and c["Ready"]["status"] == "True"
+    assert c["WorkersReady"]["message"] == "the pipeline was submitted to Dataflow"
+    assert c["Progressing"]["reason"] == "Submitted" and "Succeeded" not in c
+    failed = {"metadata": {}, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    status = cond.build_status(observe(failed, kind="Job", desired=1, engine="Flink"), None, T0)
+    c = conditions(status)
+    assert status["phase"] == "Failed" and "Succeeded" not in c
+    assert c["Degraded"]["message"] == "the launcher could not submit the pipeline to Flink"
 
 
 def test_rollout_of_a_new_generation_is_progressing() -> None:
