@@ -583,6 +583,11 @@ def _batch_job(
         if component == "worker"
         else worker_contract.LAUNCHER_COMMAND
     )
+    if component == "launcher" and spec.runner == "dataflow" and spec.mode == "streaming":
+        # A new spec replaces the running streaming job in place (Dataflow's update), rather
+        # than starting a second one beside it; the first launch has nothing to update and
+        # submits a new job (klio job run --update, as Klio's).
+        command = (*command, "--update")
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -39,6 +39,8 @@ LOCAL_RUNNERS = {None, "", "DirectRunner", "DirectGKERunner", "FnApiRunner"}
 """Runner names that run a job here: on FnApiRunner (batch) or the streaming worker (Pub/Sub)."""
 BATCH_RUNNER = "FnApiRunner"
 IN_PROCESS_RUNNERS = {BATCH_RUNNER, "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+NOTHING_TO_UPDATE = "No running job found with name"
+"""Beam's DataflowRunner error for ``update`` with no running job of that name."""
 """Beam runners that run the pipeline in this process: ``klio job run`` waits for them."""
 
 
@@ -55,6 +57,7 @@ def beam_options(
         ValueError: Pub/Sub inputs with a local runner (they stream: the worker runs them).
     """
     values = dict(config.pipeline_options.as_dict())
+    values.setdefault("job_name", config.job_name)  # Klio's: Dataflow names (and updates) it so
     values.update(extra or {})
     chosen = runner if runner is not None else values.get("runner")
     values["runner"] = BATCH_RUNNER if chosen in LOCAL_RUNNERS else chosen
@@ -254,13 +257,21 @@ def run_job(
     """Build and run the pipeline. As Klio does, it waits until the pipeline ends on a runner in
     this process (or with ``blocking``); on another (Dataflow, Flink) it returns once submitted,
     with the submitted state and no counts, after waiting for a streaming pipeline to run if the
-    job config says ``wait_for_pipeline_running``."""
+    job config says ``wait_for_pipeline_running``. With ``update`` and no running job of the
+    job's name to update, it submits a new one (Klio's rule)."""
     ensure_emulator_credentials()
     options = beam_options(config, runner, extra_options)
     pipeline = build_pipeline(config, run_fn, options)
     if on_start:
         on_start()
-    result = pipeline.run()
+    try:
+        result = pipeline.run()
+    except ValueError as err:
+        if options.get_all_options().get("update") and NOTHING_TO_UPDATE in str(err):
+            # Klio's rule: no running job of this name to update yet, so submit a new one
+            no_update = {**(extra_options or {}), "update": False}
+            return run_job(config, run_fn, runner, no_update, None, blocking)
+        raise
     if blocking or options.get_all_options()["runner"] in IN_PROCESS_RUNNERS:
         result.wait_until_finish()
         return summarize(result, config.job_name)

@@ -323,7 +323,13 @@ def test_distributed_runners_get_a_launcher_job(runner: str, beam: str) -> None:
     launcher = kinds["Job"]
     assert launcher["metadata"]["labels"]["app.kubernetes.io/component"] == "launcher"
     container = launcher["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == list(worker_contract.LAUNCHER_COMMAND)
+    # a streaming Dataflow job is updated in place when its spec changes
+    update = ["--update"] if runner == "dataflow" else []
+    assert container["command"] == [*worker_contract.LAUNCHER_COMMAND, *update]
+    batch = by_kind(plan_job(OWNER, spec(runner=runner, mode="batch", pipelineOptions=options)))
+    assert batch["Job"]["spec"]["template"]["spec"]["containers"][0]["command"] == list(
+        worker_contract.LAUNCHER_COMMAND
+    )
     config = parse_config(yaml.safe_load(kinds["ConfigMap"]["data"]["klio-job.yaml"]))
     assert config.pipeline_options.runner == beam
     assert config.pipeline_options.as_dict()["flink_master"] == "flink-jobmanager:8081"

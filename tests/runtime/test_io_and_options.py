@@ -15,7 +15,13 @@ from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message
 from klio_runtime.metrics import KlioMetrics, MetricsHub, prometheus_name
 from klio_runtime.pipeline import build_pipeline
-from klio_runtime.runner import beam_options, resolve_paths, wait_for_running
+from klio_runtime.runner import (
+    NOTHING_TO_UPDATE,
+    beam_options,
+    resolve_paths,
+    run_job,
+    wait_for_running,
+)
 from prometheus_client import CollectorRegistry
 
 from tests.runtime.helpers import beam_pubsub_io, make_config
@@ -215,3 +221,34 @@ def test_waiting_for_a_submitted_pipeline_to_run_stops_at_running_or_an_end() ->
         wait_for_running(PipelineResult(PipelineState.FAILED), timeout=1, poll_seconds=0.01)
     with pytest.raises(RuntimeError, match="PENDING, not running, after 0 s"):
         wait_for_running(PipelineResult(PipelineState.PENDING), timeout=0.05, poll_seconds=0.01)
+
+
+def test_the_job_name_names_the_beam_job_unless_the_options_do() -> None:
+    assert beam_options(make_config()).get_all_options()["job_name"].startswith("t-")
+    named = make_config(pipeline_options={"streaming": False, "job_name": "given"})
+    assert beam_options(named).get_all_options()["job_name"] == "given"
+
+
+def test_update_with_no_running_job_submits_a_new_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Klio's rule for Dataflow's ``update``: Beam's DataflowRunner refuses an update when no job
+    of that name runs (its message, here from a stand-in for Dataflow's answer)."""
+    import apache_beam as beam
+
+    attempts: list[object] = []
+    real_run = beam.Pipeline.run
+
+    def run(pipeline: beam.Pipeline, *args: Any, **kwargs: Any) -> Any:
+        update = pipeline.options.get_all_options().get("update")
+        attempts.append(update)
+        if update:
+            raise ValueError(f"{NOTHING_TO_UPDATE} 'job'")
+        return real_run(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(beam.Pipeline, "run", run)
+    (tmp_path / "ids.txt").write_text("a\nb\n")
+    ids = str(tmp_path / "ids.txt")
+    config = make_config({"events": {"inputs": [{"type": "file", "location": ids}]}})
+    summary = run_job(config, lambda pcoll, _: pcoll, extra_options={"update": True})
+    assert attempts == [True, False] and summary.state == "DONE" and summary.received == 2
