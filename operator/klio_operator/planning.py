@@ -264,6 +264,10 @@ def worker_config(
         "streaming": spec.mode == "streaming",
         "project": project,
     }
+    if spec.runner == "dataflow":
+        # Dataflow names running jobs per project and region: two namespaces' jobs of one name
+        # must not update each other.
+        pipeline_options.setdefault("job_name", f"{owner.namespace}-{owner.name}")
     job_config: dict[str, Any] = {
         **spec.config,
         "allow_non_klio_messages": spec.allow_non_klio_messages,

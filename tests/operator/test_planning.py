@@ -361,6 +361,7 @@ def test_a_dataflow_launcher_submits_a_pipeline_wired_to_the_planned_topics(
     config = parse_config(yaml.safe_load(data))
     submitted = beam_options(config).get_all_options()  # the launcher's `klio job run`
     assert (submitted["runner"], submitted["streaming"]) == ("DataflowRunner", True)
+    assert submitted["job_name"] == "team-child"  # unique per namespace on Dataflow
 
     # The graph is the runner's to run: built here for Flink, which checks no GCP credentials.
     options = beam_options(config, "FlinkRunner")
