@@ -39,9 +39,9 @@ LOCAL_RUNNERS = {None, "", "DirectRunner", "DirectGKERunner", "FnApiRunner"}
 """Runner names that run a job here: on FnApiRunner (batch) or the streaming worker (Pub/Sub)."""
 BATCH_RUNNER = "FnApiRunner"
 IN_PROCESS_RUNNERS = {BATCH_RUNNER, "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+"""Beam runners that run the pipeline in this process: ``klio job run`` waits for them."""
 NOTHING_TO_UPDATE = "No running job found with name"
 """Beam's DataflowRunner error for ``update`` with no running job of that name."""
-"""Beam runners that run the pipeline in this process: ``klio job run`` waits for them."""
 
 
 class JobLoadError(RuntimeError):
