@@ -178,6 +178,16 @@ def test_config_errors_exit_2_with_the_field(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr
 
 
+def test_gs_data_without_credentials_fails_saying_what_to_set(uppercase_job: Path) -> None:
+    env = {"HOME": str(uppercase_job), "CLOUDSDK_CONFIG": str(uppercase_job / "gcloud")}
+    done = klio("job", "run", "--job-dir", str(uppercase_job), "--no-progress", "-O",
+                "job_config.data.inputs[0].type=gcs", "-O",
+                "job_config.data.inputs[0].location=gs://no-such-bucket/in", env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DefaultCredentialsError" in done.stderr
+    assert "hint: gs:// data and Pub/Sub need Google credentials" in done.stderr
+
+
 @pytest.mark.slow
 def test_uppercase_with_data_on_gcs_emulator(uppercase_job: Path, gcs_emulator: str) -> None:
     from google.auth.credentials import AnonymousCredentials

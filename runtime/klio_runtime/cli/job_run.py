@@ -112,6 +112,25 @@ def _run_with_progress(
     return summary
 
 
+CREDENTIALS_HINT = (
+    "\nhint: gs:// data and Pub/Sub need Google credentials (gcloud auth application-default "
+    "login, or GOOGLE_APPLICATION_CREDENTIALS), or an emulator: STORAGE_EMULATOR_HOST for GCS, "
+    "PUBSUB_EMULATOR_HOST for Pub/Sub"
+)
+
+
+def _hint(err: BaseException) -> str:
+    """What to do about a failure whose cause is missing Google credentials ("" otherwise)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if type(seen).__name__ == "DefaultCredentialsError" or "DefaultCredentialsError" in str(
+            seen
+        ):
+            return CREDENTIALS_HINT
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
 def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
     for line in error.errors:
         err.print(f"[red]config error[/red] {line}", highlight=False)
@@ -140,7 +159,10 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
     except ConfigError as error:
         _refuse_config(error, err)
     except Exception as error:
-        err.print(f"[red]worker failed[/red] {type(error).__name__}: {error}", highlight=False)
+        err.print(
+            f"[red]worker failed[/red] {type(error).__name__}: {error}{_hint(error)}",
+            highlight=False,
+        )
         raise SystemExit(EXIT_FAILED) from None
     render_summary(streaming_summary(config.job_name, since), console)
 
@@ -249,7 +271,7 @@ def run(
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
         err_console.print(
-            f"[red]pipeline failed[/red] {type(err).__name__}: {err}", highlight=False
+            f"[red]pipeline failed[/red] {type(err).__name__}: {err}{_hint(err)}", highlight=False
         )
         raise SystemExit(EXIT_FAILED) from None
     if summary.submitted:
