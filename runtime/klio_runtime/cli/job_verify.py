@@ -101,13 +101,40 @@ def verify_job_dir(
     return config, errors
 
 
+def _create_resources(config: KlioConfig) -> list[str]:
+    """Make the job's missing resources, saying what each was; returns the problems."""
+    from klio_runtime.io.resources import ensure_resources, job_resources
+
+    try:
+        outcomes = ensure_resources(job_resources(config))
+    except ValueError as exc:
+        return [str(exc)]
+    problems = []
+    for resource, outcome in outcomes:
+        if outcome == "no topic":
+            problems.append(f"subscription {resource.name}: its topic is missing or not named")
+        else:
+            click.echo(f"{outcome}: {resource.kind} {resource.name}")
+    return problems
+
+
 @click.command()
 @job_dir_option
 @config_file_option
 @override_option
 @template_option
+@click.option(
+    "--create-resources",
+    is_flag=True,
+    help="Also make the job's missing Pub/Sub topics and subscriptions and GCS buckets (as "
+    "Klio's; honours PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST).",
+)
 def verify(
-    job_dir: Path, config_file: Path | None, overrides: tuple[str, ...], templates: tuple[str, ...]
+    job_dir: Path,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    templates: tuple[str, ...],
+    create_resources: bool,
 ) -> None:
     """Check the job's config and run.py; print every problem, by field. Exit 2 if any."""
     try:
@@ -116,6 +143,8 @@ def verify(
         config, errors = None, exc.errors
     else:
         config, errors = verify_job_dir(job_dir, config_file, *parsed)
+    if create_resources and config is not None and not errors:
+        errors = _create_resources(config)
     if errors:
         for line in errors:
             click.echo(f"error: {line}", err=True)

@@ -1,0 +1,88 @@
+"""`klio job verify --create-resources`: the job's topics, subscriptions and buckets, listed from
+the config and made on the Pub/Sub and GCS emulators."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from klio_runtime.cli import main
+from klio_runtime.config import parse_config
+from klio_runtime.io.gcs import storage_client
+from klio_runtime.io.resources import Resource, job_resources
+
+P = "projects/klio-local"
+
+
+def test_the_resources_a_config_names() -> None:
+    config = parse_config(
+        {
+            "job_name": "j",
+            "pipeline_options": {"project": "klio-local"},
+            "job_config": {
+                "dead_letter_topic": "j-dead",
+                "events": {
+                    "inputs": [
+                        {"type": "pubsub", "topic": "j-in", "subscription": "j-in-j"},
+                        {"type": "file", "location": "gs://events-bucket/ids.txt"},
+                    ],
+                    "outputs": [{"type": "pubsub", "topic": "j-out"}],
+                },
+                "data": {
+                    "inputs": [{"type": "gcs", "location": "gs://data-bucket/in"}],
+                    "outputs": [
+                        {"type": "gcs", "location": "gs://data-bucket/out"},
+                        {"type": "file", "location": "/local/out"},
+                    ],
+                },
+            },
+        }
+    )
+    assert job_resources(config) == [
+        Resource("topic", f"{P}/topics/j-in"),
+        Resource("subscription", f"{P}/subscriptions/j-in-j", f"{P}/topics/j-in"),
+        Resource("topic", f"{P}/topics/j-out"),
+        Resource("topic", f"{P}/topics/j-dead"),
+        Resource("bucket", "events-bucket"),
+        Resource("bucket", "data-bucket"),
+    ]
+
+
+@pytest.mark.slow
+def test_create_resources_makes_what_is_missing_once(
+    pubsub_emulator: str, gcs_emulator: str, tmp_path: Path
+) -> None:
+    name = f"res-{uuid.uuid4().hex[:8]}"
+    job = tmp_path / name
+    runner = CliRunner()
+    created = runner.invoke(main, ["job", "create", "--job-name", name, "--output", str(job),
+                                   "--gcp-project", "klio-local", "--job-type", "streaming"])
+    assert created.exit_code == 0, created.output
+    bucket = f"{name}-data"
+    extra = ["-O", f"job_config.data.outputs=[{{type: gcs, location: 'gs://{bucket}/out'}}]"]
+
+    first = runner.invoke(main, ["job", "verify", "-j", str(job), "--create-resources", *extra])
+    assert first.exit_code == 0, first.output
+    made = [line for line in first.stdout.splitlines() if line.startswith("created: ")]
+    assert made == [
+        f"created: topic {P}/topics/{name}-input",
+        f"created: subscription {P}/subscriptions/{name}-input-{name}",
+        f"created: topic {P}/topics/{name}-output",
+        f"created: bucket {bucket}",
+    ]
+    subscription = pubsub_v1.SubscriberClient().get_subscription(
+        request={"subscription": f"{P}/subscriptions/{name}-input-{name}"}
+    )
+    assert subscription.topic == f"{P}/topics/{name}-input"
+    assert storage_client().lookup_bucket(bucket) is not None
+
+    again = runner.invoke(main, ["job", "verify", "-j", str(job), "--create-resources", *extra])
+    assert again.exit_code == 0 and "created" not in again.stdout
+    assert again.stdout.count("exists: ") == 4
+    for topic in ("input", "output"):
+        with pytest.raises(gexc.AlreadyExists):
+            pubsub_v1.PublisherClient().create_topic(name=f"{P}/topics/{name}-{topic}")
