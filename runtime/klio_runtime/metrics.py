@@ -10,17 +10,23 @@ Standard names (label ``job`` on all): ``klio_messages_received_total``,
 output_exists), ``klio_messages_output_total``, ``klio_dead_letter_total{reason}`` and the histogram
 ``klio_processing_seconds``. User metrics are named ``<prefix>_<name>`` where the prefix is
 ``job_config.metrics.prefix`` or the job name, made Prometheus-safe.
+
+As Klio's logger client does, each update of a user metric is also logged on ``klio.metrics``
+(``[name] value: V transform: 'T' tags: {...}``), at DEBUG unless ``job_config.metrics.logger``
+says ``level`` (and ``timer_unit``, default ns); ``logger: false`` turns it off.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -123,28 +129,84 @@ def process_hub() -> MetricsHub:
         return _process_hub
 
 
-class Counter:
-    """A counter recorded to Beam and Prometheus. ``inc(n)`` adds."""
+METRICS_LOGGER = "klio.metrics"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR, "critical": logging.CRITICAL}
+_UNIT_NAMES = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms", "seconds": "s"}
 
-    def __init__(self, beam_metric: Any, prom: Any) -> None:
+
+@dataclass(frozen=True)
+class MetricsLogRelay:
+    """Klio's logger metrics client: each update of a user metric, logged on ``klio.metrics``."""
+
+    level: int = logging.DEBUG
+    timer_unit: str = "ns"
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None) -> MetricsLogRelay | None:
+        """From ``job_config.metrics``: ``logger: false`` → None; ``logger: {level, timer_unit}``.
+
+        Raises:
+            ValueError: naming an unknown level or timer unit.
+        """
+        top: Mapping[str, Any] = settings if isinstance(settings, Mapping) else {}
+        conf = top.get("logger", {})
+        if conf is False:
+            return None
+        conf = conf if isinstance(conf, Mapping) else {}
+        level_name = str(conf.get("level") or "debug").lower()
+        if level_name not in _LEVELS:
+            raise ValueError(
+                f"job_config.metrics.logger.level: one of {sorted(_LEVELS)}, not {level_name!r}"
+            )
+        unit = str(conf.get("timer_unit") or top.get("timer_unit") or "ns")
+        unit = _UNIT_NAMES.get(unit, unit)
+        if unit not in _TIMER_UNITS:
+            raise ValueError(
+                f"job_config.metrics.logger.timer_unit: one of {sorted(_TIMER_UNITS)}, not {unit!r}"
+            )
+        return cls(_LEVELS[level_name], unit)
+
+    def emit(self, name: str, value: Any, transform: str | None, tags: Mapping[str, Any]) -> None:
+        logger = logging.getLogger(METRICS_LOGGER)
+        if logger.isEnabledFor(self.level):
+            logger.log(
+                self.level, "[%s] value: %s transform: '%s' tags: %s", name, value, transform, tags
+            )
+
+
+Relay = Callable[[Any], None] | None
+"""One metric's relay: called with each update's value (None: not relayed)."""
+
+
+class Counter:
+    """A counter recorded to Beam and Prometheus (and logged, see the module). ``inc(n)`` adds."""
+
+    def __init__(self, beam_metric: Any, prom: Any, relay: Relay = None) -> None:
         self._beam = beam_metric
         self._prom = prom
+        self._relay = relay
 
     def inc(self, n: int = 1) -> None:
         self._beam.inc(n)
         self._prom.inc(n)
+        if self._relay is not None:
+            self._relay(n)
 
 
 class Gauge:
-    """A gauge recorded to Beam and Prometheus. ``set(v)`` records."""
+    """A gauge recorded to Beam and Prometheus (and logged). ``set(v)`` records."""
 
-    def __init__(self, beam_metric: Any, prom: Any) -> None:
+    def __init__(self, beam_metric: Any, prom: Any, relay: Relay = None) -> None:
         self._beam = beam_metric
         self._prom = prom
+        self._relay = relay
 
     def set(self, value: float) -> None:
         self._beam.set(int(value))
         self._prom.set(value)
+        if self._relay is not None:
+            self._relay(value)
 
 
 class Timer:
@@ -153,7 +215,9 @@ class Timer:
     Beam gets a distribution in the unit; Prometheus a histogram in seconds (its convention).
     """
 
-    def __init__(self, beam_metric: Any, prom: Any, timer_unit: str = "s") -> None:
+    def __init__(
+        self, beam_metric: Any, prom: Any, timer_unit: str = "s", relay: Relay = None
+    ) -> None:
         if timer_unit not in _TIMER_UNITS:
             raise ValueError(
                 f"timer_unit must be one of {sorted(_TIMER_UNITS)}, not {timer_unit!r}"
@@ -161,11 +225,14 @@ class Timer:
         self._beam = beam_metric
         self._prom = prom
         self._scale = _TIMER_UNITS[timer_unit]
+        self._relay = relay  # called with seconds
         self._local = threading.local()
 
     def record(self, seconds: float) -> None:
         self._beam.update(int(seconds * self._scale))
         self._prom.observe(seconds)
+        if self._relay is not None:
+            self._relay(seconds)
 
     def __enter__(self) -> Timer:
         starts: list[float] = self._local.__dict__.setdefault("starts", [])
@@ -194,9 +261,14 @@ class KlioMetrics:
     ones."""
 
     def __init__(
-        self, job_name: str, prefix: str | None = None, hub: MetricsHub | None = None
+        self,
+        job_name: str,
+        prefix: str | None = None,
+        hub: MetricsHub | None = None,
+        log_relay: MetricsLogRelay | None = MetricsLogRelay(),  # frozen: one default is shared
     ) -> None:
         self.job_name = job_name
+        self.log_relay = log_relay
         self.prefix = prometheus_name(prefix or job_name)
         self.hub = hub if hub is not None else process_hub()
         self._beam_counters: dict[str, Any] = {}
@@ -210,9 +282,10 @@ class KlioMetrics:
 
     @classmethod
     def from_settings(cls, job_name: str, settings: Mapping[str, Any] | None) -> KlioMetrics:
-        """Build from ``job_config.metrics`` (Klio's mapping; only ``prefix`` is read here)."""
+        """Build from ``job_config.metrics`` (Klio's mapping: ``prefix`` and ``logger``)."""
         prefix = settings.get("prefix") if isinstance(settings, Mapping) else None
-        return cls(job_name, prefix=str(prefix) if prefix else None)
+        relay = MetricsLogRelay.from_settings(settings)
+        return cls(job_name, prefix=str(prefix) if prefix else None, log_relay=relay)
 
     # -- user metrics (Klio's API) --------------------------------------------------------
     def _labels(self, transform: str | None, tags: Mapping[str, Any]) -> dict[str, str]:
@@ -224,9 +297,30 @@ class KlioMetrics:
     def _beam_name(self, name: str, labels: Mapping[str, str]) -> str:
         return name + "".join(f"[{k}={v}]" for k, v in labels.items())
 
+    def _relay(
+        self, name: str, transform: str | None, tags: Mapping[str, Any], kind: str
+    ) -> Relay:
+        relay = self.log_relay
+        if relay is None:
+            return None
+        shown = {**tags, "metric_type": kind}
+        if kind != "timer":
+            return functools.partial(relay.emit, name, transform=transform, tags=shown)
+        shown["unit"] = relay.timer_unit
+        scale = _TIMER_UNITS[relay.timer_unit]
+        return lambda seconds: relay.emit(name, seconds * scale, transform, shown)
+
     def counter(
-        self, name: str, value: int = 0, transform: str | None = None, **tags: Any
+        self,
+        name: str,
+        value: int = 0,
+        transform: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        **more_tags: Any,
     ) -> Counter:
+        """Klio's ``counter(name, value=0, transform=None, tags=None)``; tags may also be given
+        as keywords."""
+        tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
             PromCounter, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
@@ -234,14 +328,22 @@ class KlioMetrics:
         counter = Counter(
             Metrics.counter(self.job_name, self._beam_name(name, labels)),
             prom.labels(**labels) if labels else prom,
+            self._relay(name, transform, tags, "counter"),
         )
         if value:
             counter.inc(value)
         return counter
 
     def gauge(
-        self, name: str, value: float = 0, transform: str | None = None, **tags: Any
+        self,
+        name: str,
+        value: float = 0,
+        transform: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        **more_tags: Any,
     ) -> Gauge:
+        """Klio's ``gauge(name, value=0, transform=None, tags=None)``."""
+        tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
             PromGauge, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
@@ -249,14 +351,22 @@ class KlioMetrics:
         gauge = Gauge(
             Metrics.gauge(self.job_name, self._beam_name(name, labels)),
             prom.labels(**labels) if labels else prom,
+            self._relay(name, transform, tags, "gauge"),
         )
         if value:
             gauge.set(value)
         return gauge
 
     def timer(
-        self, name: str, transform: str | None = None, timer_unit: str = "s", **tags: Any
+        self,
+        name: str,
+        transform: str | None = None,
+        timer_unit: str = "s",
+        tags: Mapping[str, Any] | None = None,
+        **more_tags: Any,
     ) -> Timer:
+        """Klio's ``timer(name, transform=None, tags=None, timer_unit=...)``."""
+        tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
             PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels)
@@ -264,7 +374,8 @@ class KlioMetrics:
         return Timer(
             Metrics.distribution(self.job_name, self._beam_name(name, labels)),
             prom.labels(**labels) if labels else prom,
-            timer_unit,
+            _UNIT_NAMES.get(timer_unit, timer_unit),
+            self._relay(name, transform, tags, "timer"),
         )
 
     # -- standard metrics (label children cached: these run once or more per message) -----

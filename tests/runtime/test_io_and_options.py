@@ -3,6 +3,7 @@ Pub/Sub IO of a pipeline for Dataflow or Flink."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,13 @@ from klio_runtime.config import ConfigError, KlioConfig
 from klio_runtime.io.events import decode_line, encode_line
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message
-from klio_runtime.metrics import KlioMetrics, MetricsHub, prometheus_name
+from klio_runtime.metrics import (
+    METRICS_LOGGER,
+    KlioMetrics,
+    MetricsHub,
+    process_hub,
+    prometheus_name,
+)
 from klio_runtime.pipeline import build_pipeline
 from klio_runtime.runner import (
     NOTHING_TO_UPDATE,
@@ -252,3 +259,45 @@ def test_update_with_no_running_job_submits_a_new_one(
     config = make_config({"events": {"inputs": [{"type": "file", "location": ids}]}})
     summary = run_job(config, lambda pcoll, _: pcoll, extra_options={"update": True})
     assert attempts == [True, False] and summary.state == "DONE" and summary.received == 2
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_klio_tags_and_the_metrics_logger_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    handler = _Records()
+    logger = logging.getLogger(METRICS_LOGGER)
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.DEBUG)  # as a job that wants to see them
+    try:
+        metrics = KlioMetrics.from_settings("tags-job", {})
+        metrics.counter("my-counter", transform="MyTransform", tags={"model-version": "v1"}).inc()
+        in_ms = {"logger": {"level": "info", "timer_unit": "ms"}}
+        timed = KlioMetrics.from_settings("tags-job", in_ms)
+        timed.timer("my-timer", transform="T").record(0.5)
+        KlioMetrics.from_settings("tags-job", {"logger": False}).counter("quiet").inc()
+    finally:
+        logger.removeHandler(handler)
+    shown = [(r.levelname, r.getMessage()) for r in handler.records]
+    assert shown == [
+        (
+            "DEBUG",
+            "[my-counter] value: 1 transform: 'MyTransform' "
+            "tags: {'model-version': 'v1', 'metric_type': 'counter'}",
+        ),
+        ("INFO", "[my-timer] value: 500.0 transform: 'T' tags: {'metric_type': 'timer', "
+         "'unit': 'ms'}"),
+    ]
+    # Klio's tags are labels, one each (not one label holding the dict)
+    value = process_hub().value(
+        "tags_job_my_counter_total", model_version="v1", transform="MyTransform"
+    )
+    assert value == 1
+    with pytest.raises(ValueError, match=r"job_config\.metrics\.logger\.level: one of"):
+        KlioMetrics.from_settings("tags-job", {"logger": {"level": "loud"}})
