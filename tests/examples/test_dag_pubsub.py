@@ -4,10 +4,10 @@ own AsyncPubSubAdmin on the real Pub/Sub emulator, the data from the GCS emulato
 (gs://klio-demo, as the manifests say), and each job is a real `klio worker` process running
 its examples/<job> dir.
 
-Top-down: `klio message publish` to track-ingest's topic runs all four. Bottom-up: for a track
-with only its loudness JSON, `klio message publish --bottom-up` to track-report makes exactly the
-missing chain (track-ingest → spectrograms → track-report); loudness, whose output exists, does
-not run.
+Top-down: `klio message publish --top-down` to track-ingest's topic runs all four. Bottom-up:
+for a track with only its loudness JSON, `klio message publish --bottom-up` to track-report makes
+exactly the missing chain (track-ingest → spectrograms → track-report); loudness, whose output
+exists, does not run.
 """
 
 from __future__ import annotations
