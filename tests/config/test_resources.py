@@ -54,7 +54,7 @@ def test_the_resources_a_config_names() -> None:
 
 @pytest.mark.slow
 def test_create_resources_makes_what_is_missing_once(
-    pubsub_emulator: str, gcs_emulator: str, tmp_path: Path
+    pubsub_clean: str, gcs_emulator: str, tmp_path: Path
 ) -> None:
     name = f"res-{uuid.uuid4().hex[:8]}"
     job = tmp_path / name
