@@ -117,7 +117,7 @@ class _PrepareOutput(beam.DoFn):
         )
 
 
-class _CountDeadLetters(beam.DoFn):
+class CountDeadLetters(beam.DoFn):
     """Counts dead letters made before the job's context exists (the event readers')."""
 
     def __init__(self, config: KlioConfig) -> None:
@@ -265,7 +265,7 @@ def build_pipeline(
             inputs[name] = read.events
             dead.append(
                 read[DEAD_LETTER_TAG]
-                | f"[{name}] Count dead letters" >> beam.ParDo(_CountDeadLetters(config))
+                | f"[{name}] Count dead letters" >> beam.ParDo(CountDeadLetters(config))
             )
         else:  # Pub/Sub: the runner's own source (Dataflow, Flink, a streaming DirectRunner)
             kind, path = input_source(conf, names.index(name), project)

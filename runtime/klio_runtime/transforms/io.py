@@ -14,8 +14,20 @@ import apache_beam as beam
 
 from klio_runtime.config import AvroEventInput, AvroEventOutput, joined_path
 from klio_runtime.io.avro_events import ReadEventAvro, WriteEventAvro
-from klio_runtime.io.events import ReadEventFile, WriteEventFile
+from klio_runtime.io.events import DEAD_LETTER_TAG, ReadEventFile, WriteEventFile
 from klio_runtime.io.pubsub_events import ReadEventPubSub, WriteEventPubSub
+
+
+def _events_counting_dead_letters(read: Any) -> Any:
+    """A reader's events; its dead letters (lines or records that are not events) are counted
+    and logged under the running job, as a configured input's are, not lost silently."""
+    from klio_runtime.context import bound_context
+    from klio_runtime.pipeline import CountDeadLetters
+
+    _ = read[DEAD_LETTER_TAG] | "Count dead letters" >> beam.ParDo(
+        CountDeadLetters(bound_context().config)
+    )
+    return read.events
 
 
 def _given(path: str, what: str) -> str:
@@ -32,7 +44,7 @@ class KlioReadFromText(beam.PTransform):
         self.pattern = _given(joined_path(location, file_pattern), "KlioReadFromText")
 
     def expand(self, pbegin: Any) -> Any:
-        return (pbegin | "Read" >> ReadEventFile(self.pattern)).events
+        return _events_counting_dead_letters(pbegin | "Read" >> ReadEventFile(self.pattern))
 
 
 class KlioWriteToText(beam.PTransform):
@@ -56,7 +68,7 @@ class KlioReadFromAvro(beam.PTransform):
         self.conf = AvroEventInput(file_pattern=file_pattern, location=location, **kwargs)
 
     def expand(self, pbegin: Any) -> Any:
-        return (pbegin | "Read" >> ReadEventAvro(self.conf)).events
+        return _events_counting_dead_letters(pbegin | "Read" >> ReadEventAvro(self.conf))
 
 
 class KlioWriteToAvro(beam.PTransform):

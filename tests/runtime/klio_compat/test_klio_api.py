@@ -14,6 +14,7 @@ from klio.transforms import decorators, helpers
 from klio_core.config import ConfigError, KlioConfig
 from klio_core.proto import klio_pb2
 from klio_runtime import config as runtime_config
+from klio_runtime.metrics import process_hub
 
 from tests.runtime.helpers import bound, dropped, make_config, msg_bytes
 
@@ -229,11 +230,15 @@ def test_a_job_writing_its_own_events_uses_klios_write_transforms(tmp_path: Path
 def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
     from klio.transforms import KlioReadFromText, KlioWriteToAvro, io
 
-    (tmp_path / "ids.txt").write_text("t-1\nt-2\n")
-    bound(make_config())
+    (tmp_path / "ids.txt").write_bytes(b"t-1\nt-2\n\xff\xfe not text\n")
+    config = make_config()
+    bound(config)
     with beam.Pipeline(runner=FnApiRunner()) as p:
         read = p | KlioReadFromText(location=str(tmp_path), file_pattern="ids.txt")
         _ = read | KlioWriteToAvro(location=str(tmp_path), file_path_prefix="events")
+    # the line that is not text is counted, not lost
+    hub = process_hub()
+    assert hub.value("klio_dead_letter_total", job=config.job_name, reason="malformed_line") == 1
     with beam.Pipeline(runner=FnApiRunner()) as p:
         again = p | io.KlioReadFromAvro(file_pattern=str(tmp_path / "events*"))
         assert_that(elements(again, "e"), equal_to([b"t-1", b"t-2"]))
