@@ -20,7 +20,8 @@ from klio_runtime.io.pubsub_events import ReadEventPubSub, WriteEventPubSub
 
 def _events_counting_dead_letters(read: Any) -> Any:
     """A reader's events; its dead letters (lines or records that are not events) are counted
-    and logged under the running job, as a configured input's are, not lost silently."""
+    by reason, with where they came from, under the running job, as a configured input's are:
+    not lost silently."""
     from klio_runtime.context import bound_context
     from klio_runtime.pipeline import CountDeadLetters
 
