@@ -270,11 +270,12 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def test_klio_tags_and_the_metrics_logger_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_klio_tags_and_the_metrics_logger_client() -> None:
     handler = _Records()
     logger = logging.getLogger(METRICS_LOGGER)
     logger.addHandler(handler)
-    monkeypatch.setattr(logger, "level", logging.DEBUG)  # as a job that wants to see them
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # as a job that wants to see them (setLevel clears the cache)
     try:
         metrics = KlioMetrics.from_settings("tags-job", {})
         metrics.counter("my-counter", transform="MyTransform", tags={"model-version": "v1"}).inc()
@@ -284,6 +285,7 @@ def test_klio_tags_and_the_metrics_logger_client(monkeypatch: pytest.MonkeyPatch
         KlioMetrics.from_settings("tags-job", {"logger": False}).counter("quiet").inc()
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
     shown = [(r.levelname, r.getMessage()) for r in handler.records]
     assert shown == [
         (
