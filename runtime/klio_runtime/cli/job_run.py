@@ -204,9 +204,10 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
 )
 @click.option(
     "--blocking/--no-blocking",
-    default=False,
+    default=None,
     help="Wait for a pipeline submitted to a runner elsewhere (Dataflow, Flink) to end, as "
-    "Klio's flag; a pipeline run here is always waited for.",
+    "Klio's flag (default: the config's job_config.blocking); a pipeline run here is always "
+    "waited for.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(
@@ -226,7 +227,7 @@ def run(
     update: bool | None,
     image_tag: str | None,
     force_build: bool,
-    blocking: bool,
+    blocking: bool | None,
     no_progress: bool,
     summary_json: Path | None,
 ) -> None:
@@ -258,7 +259,8 @@ def run(
         return
     try:
         if no_progress or chosen not in LOCAL_RUNNERS:
-            summary = run_job(config, run_fn, runner, options, blocking=blocking)
+            waits = blocking if blocking is not None else config.job_config.blocking
+            summary = run_job(config, run_fn, runner, options, blocking=waits)
         else:
             summary = _run_with_progress(config, run_fn, runner, options, console)
     except ConfigError as err:
