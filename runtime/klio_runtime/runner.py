@@ -232,17 +232,31 @@ def hub_counts(job_name: str) -> dict[str, float]:
     return counts
 
 
+def load_job_config(
+    job_dir: str | Path = ".",
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    templates: Mapping[str, str] | None = None,
+) -> KlioConfig:
+    """A job directory's config: templated, overridden, its paths resolved against the job dir.
+
+    Raises:
+        klio_runtime.config.ConfigError: every problem, by field.
+    """
+    directory = Path(job_dir).resolve()
+    config_path = config_path_of(directory, config_file)
+    return resolve_paths(load_config(config_path, overrides, templates), directory)
+
+
 def load_job(
     job_dir: str | Path = ".",
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     templates: Mapping[str, str] | None = None,
 ) -> tuple[KlioConfig, RunFn, Path]:
-    """The job's config (templated, overridden, paths resolved against the job dir) and its
-    ``run``."""
+    """The job's config (:func:`load_job_config`) and its ``run``."""
     directory = Path(job_dir).resolve()
-    config_path = config_path_of(directory, config_file)
-    config = resolve_paths(load_config(config_path, overrides, templates), directory)
+    config = load_job_config(directory, config_file, overrides, templates)
     return config, load_run_function(directory), directory
 
 

@@ -44,15 +44,9 @@ def test(
     pytest_args: tuple[str, ...],
 ) -> None:
     """Run the job's tests with pytest (PYTEST_ARGS are passed on); exits with pytest's code."""
-    from klio_runtime.config import (
-        ConfigError,
-        config_path_of,
-        load_config,
-        parse_overrides,
-        parse_templates,
-    )
+    from klio_runtime.config import ConfigError, parse_overrides, parse_templates
     from klio_runtime.context import KlioContext, bind_context
-    from klio_runtime.runner import forget_other_jobs_modules, resolve_paths
+    from klio_runtime.runner import forget_other_jobs_modules, load_job_config
 
     try:
         import pytest
@@ -60,16 +54,14 @@ def test(
         raise click.ClickException("klio job test needs pytest: pip install pytest") from None
     directory = job_dir.resolve()
     try:
-        config = load_config(
-            config_path_of(directory, config_file),
-            parse_overrides(overrides),
-            parse_templates(templates),
+        config = load_job_config(
+            directory, config_file, parse_overrides(overrides), parse_templates(templates)
         )
     except ConfigError as err:
         for line in err.errors:
             click.echo(f"config error: {line}", err=True)
         raise SystemExit(EXIT_INVALID) from None
-    bind_context(KlioContext(resolve_paths(config, directory)))
+    bind_context(KlioContext(config))
     os.environ["KLIO_TEST_MODE"] = "true"
     os.chdir(directory)
     forget_other_jobs_modules(str(directory))
