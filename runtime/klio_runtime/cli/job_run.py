@@ -16,6 +16,8 @@ from rich.table import Table
 
 from klio_runtime.cli.options import (
     config_file_option,
+    force_build_option,
+    image_tag_option,
     job_dir_option,
     override_option,
     template_option,
@@ -192,16 +194,8 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
     help="Update the running Dataflow job of the same name (Beam's update option; default: the"
     " config's pipeline_options.update).",
 )
-@click.option(
-    "--image-tag",
-    default=None,
-    help="Accepted for Klio's command line; the job runs from this directory, not a built image.",
-)
-@click.option(
-    "--force-build",
-    is_flag=True,
-    help="Accepted for Klio's command line; no image is built.",
-)
+@image_tag_option
+@force_build_option
 @click.option(
     "--blocking/--no-blocking",
     default=None,

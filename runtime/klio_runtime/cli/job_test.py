@@ -16,6 +16,8 @@ import click
 
 from klio_runtime.cli.options import (
     config_file_option,
+    force_build_option,
+    image_tag_option,
     job_dir_option,
     override_option,
     template_option,
@@ -31,8 +33,8 @@ EXIT_INVALID = 2
 @config_file_option
 @override_option
 @template_option
-@click.option("--image-tag", default=None, help="Accepted for Klio's command line; unused.")
-@click.option("--force-build", is_flag=True, help="Accepted for Klio's command line; unused.")
+@image_tag_option
+@force_build_option
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def test(
     job_dir: Path,

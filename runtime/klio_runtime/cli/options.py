@@ -42,3 +42,11 @@ template_option = click.option(
     metavar="KEY=VALUE",
     help="Replace $KEY and ${KEY} in the config file with VALUE before it is read (repeatable).",
 )
+image_tag_option = click.option(
+    "--image-tag",
+    default=None,
+    help="Accepted for Klio's command line; the job runs from its directory, not a built image.",
+)
+force_build_option = click.option(
+    "--force-build", is_flag=True, help="Accepted for Klio's command line; no image is built."
+)
