@@ -605,6 +605,24 @@ def _klio_io_index(items: list[Any], name: str, shown: str) -> int:
     return names.index(name)
 
 
+def _key_values(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings → {KEY: VALUE} (VALUE as given).
+
+    Raises ConfigError naming every pair without a key or an ``=``.
+    """
+    found: dict[str, str] = {}
+    errors = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            errors.append(f"{what} {pair!r}: expected KEY=VALUE")
+            continue
+        found[key.strip()] = value
+    if errors:
+        raise ConfigError(errors)
+    return found
+
+
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings (e.g. from ``-O``) into an overrides mapping.
 
@@ -612,34 +630,17 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     types; anything else stays a string.
     """
     overrides: dict[str, Any] = {}
-    errors = []
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            errors.append(f"override {pair!r}: expected KEY=VALUE")
-            continue
+    for key, raw in _key_values(pairs, "override").items():
         try:
-            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            overrides[key] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            overrides[key.strip()] = raw
-    if errors:
-        raise ConfigError(errors)
+            overrides[key] = raw
     return overrides
 
 
 def parse_templates(pairs: Iterable[str]) -> dict[str, str]:
     """``KEY=VALUE`` strings (Klio's ``-T``) into template values, kept as text."""
-    templates: dict[str, str] = {}
-    errors = []
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            errors.append(f"template {pair!r}: expected KEY=VALUE")
-            continue
-        templates[key.strip()] = value
-    if errors:
-        raise ConfigError(errors)
-    return templates
+    return _key_values(pairs, "template")
 
 
 def _dump_model(model: BaseModel) -> dict[str, Any]:
