@@ -35,6 +35,7 @@ __all__ = [
     "from_json",
     "is_carried",
     "new_message",
+    "own_message",
     "parse",
     "parse_exact",
     "parse_own",
@@ -228,6 +229,13 @@ def take_carried(data: object) -> KlioMessage | None:
     if found is None or found[0] is not data:
         return None
     return found[1]
+
+
+def own_message(data: bytes) -> KlioMessage:
+    """The message of bytes the job's own steps made, for an event writer: the carried message
+    when its last step made it (no parse), else :func:`parse_own`."""
+    msg = take_carried(data)
+    return msg if msg is not None else parse_own(data)
 
 
 def new_message(

@@ -57,10 +57,7 @@ def _record_message(record: Mapping[str, Any], where: str) -> list[object]:
 
 
 def _element_record(data: bytes) -> dict[str, bytes]:
-    msg = kmessage.take_carried(data)  # the job's last step made it: no parse
-    if msg is None:
-        msg = kmessage.parse_own(data)
-    return {"element": bytes(msg.data.element)}
+    return {"element": bytes(kmessage.own_message(data).data.element)}
 
 
 class ReadEventAvro(beam.PTransform):

@@ -166,8 +166,7 @@ class ReadEventFile(beam.PTransform):
 
 
 def _element_line(data: bytes) -> str:
-    msg = kmessage.take_carried(data)  # the job's last step made it: no parse
-    return kmessage.element_id(msg if msg is not None else kmessage.parse_own(data))
+    return kmessage.element_id(kmessage.own_message(data))
 
 
 class WriteEventFile(beam.PTransform):
