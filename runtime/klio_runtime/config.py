@@ -98,6 +98,11 @@ class FileEventInput(_IOConfig):
         """Klio's name for `location` (what Beam's ReadFromText takes)."""
         return self.location
 
+    @property
+    def pattern(self) -> str:
+        """The files to read (as an avro input's ``pattern``)."""
+        return self.location
+
 
 class PubSubEventOutput(_IOConfig):
     """Output messages published to a Pub/Sub topic (children subscribe to it)."""
@@ -121,6 +126,11 @@ class FileEventOutput(_IOConfig):
     @property
     def file_path_prefix(self) -> str:
         """Klio's name for `location` (what Beam's WriteToText takes)."""
+        return self.location
+
+    @property
+    def prefix(self) -> str:
+        """Where the files go (as an avro output's ``prefix``)."""
         return self.location
 
 

@@ -229,8 +229,7 @@ def dead_letter_location(config: KlioConfig) -> str | None:
         return str(configured)
     for out in config.job_config.events.outputs:
         if isinstance(out, FileEventOutput | AvroEventOutput):
-            location = out.location if isinstance(out, FileEventOutput) else out.prefix
-            parent, _, name = location.rpartition("/")
+            parent, _, name = out.prefix.rpartition("/")
             return f"{parent}/dead-letter/{name}" if parent else f"dead-letter/{name}"
     return None
 

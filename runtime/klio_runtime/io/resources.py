@@ -60,15 +60,9 @@ def job_resources(config: KlioConfig) -> list[Resource]:
     dead = dead_letter_topic(config)
     if dead:
         found.append(Resource("topic", dead))
-    locations: list[str] = [
-        conf.location
-        for conf in [*events.inputs, *events.outputs]
-        if isinstance(conf, FileEventInput | FileEventOutput)
-    ]
+    locations = [c.pattern for c in events.inputs if isinstance(c, FileEventInput | AvroEventInput)]
     locations += [
-        conf.pattern if isinstance(conf, AvroEventInput) else conf.prefix
-        for conf in [*events.inputs, *events.outputs]
-        if isinstance(conf, AvroEventInput | AvroEventOutput)
+        c.prefix for c in events.outputs if isinstance(c, FileEventOutput | AvroEventOutput)
     ]
     data = config.job_config.data
     locations += [d.location for d in [*data.inputs, *data.outputs] if d.type == "gcs"]
