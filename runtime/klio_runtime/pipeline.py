@@ -22,6 +22,7 @@ from klio_runtime.config import (
     FileEventInput,
     FileEventOutput,
     KlioConfig,
+    PubSubEventOutput,
 )
 from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.decorators import fast_parse
@@ -234,6 +235,21 @@ def dead_letter_location(config: KlioConfig) -> str | None:
     return None
 
 
+def event_writer(
+    out: FileEventOutput | AvroEventOutput | PubSubEventOutput, index: int, project: str | None
+) -> beam.PTransform:
+    """The writer of event output ``index`` (files, Avro files or a Pub/Sub topic).
+
+    Raises:
+        klio_runtime.config.ConfigError: a topic that is not a topic path, naming the field.
+    """
+    if isinstance(out, FileEventOutput):
+        return WriteEventFile(out.location)
+    if isinstance(out, AvroEventOutput):
+        return WriteEventAvro(out)
+    return WriteEventPubSub(output_topic(out, index, project))
+
+
 def build_pipeline(
     config: KlioConfig, run_fn: RunFn, options: PipelineOptions | None = None
 ) -> beam.Pipeline:
@@ -276,13 +292,7 @@ def build_pipeline(
     for index, out in enumerate(config.job_config.events.outputs):
         if out.skip_klio_write:
             continue
-        label = f"[output{index}] Write events"
-        if isinstance(out, FileEventOutput):
-            _ = result[OUTPUT] | label >> WriteEventFile(out.location)
-        elif isinstance(out, AvroEventOutput):
-            _ = result[OUTPUT] | label >> WriteEventAvro(out)
-        else:
-            _ = result[OUTPUT] | label >> WriteEventPubSub(output_topic(out, index, project))
+        _ = result[OUTPUT] | f"[output{index}] Write events" >> event_writer(out, index, project)
 
     # A dead-letter topic when there is one (the job streams), else files.
     dead_topic, where = dead_letter_topic(config), dead_letter_location(config)

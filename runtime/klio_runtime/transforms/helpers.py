@@ -18,7 +18,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
-from klio_runtime.config import AvroEventOutput, FileEventOutput, KlioConfig
+from klio_runtime.config import KlioConfig
 from klio_runtime.context import KlioContext, bound_context
 from klio_runtime.io.storage import DataStore
 from klio_runtime.routing import JobRef, bottom_up_request, is_recipient, with_audit_entry
@@ -291,8 +291,8 @@ class KlioWriteToEventOutput(beam.PTransform):
         self.config = config
 
     def expand(self, pcoll: Any) -> Any:
-        from klio_runtime.io.pubsub_events import output_topic, pubsub_project
-        from klio_runtime.transforms import io as klio_io
+        from klio_runtime.io.pubsub_events import pubsub_project
+        from klio_runtime.pipeline import event_writer
 
         config = self.config if self.config is not None else bound_context().config
         outputs = config.job_config.events.outputs
@@ -302,16 +302,10 @@ class KlioWriteToEventOutput(beam.PTransform):
                 f"{len(outputs)}"
             )
         out = outputs[0]
-        if isinstance(out, FileEventOutput):
-            writer: beam.PTransform = klio_io.KlioWriteToText(out.location)
-        elif isinstance(out, AvroEventOutput):
-            writer = klio_io.KlioWriteToAvro(**out.model_dump(exclude={"type", "skip_klio_write"}))
-        else:
-            writer = klio_io.KlioWriteToPubSub(output_topic(out, 0, pubsub_project(config)))
         return (
             pcoll
             | "Write Counter" >> KlioMessageCounter("output", "KlioWriteToEventOutput", config)
-            | f"Writing to '{out.type}'" >> writer
+            | f"Writing to '{out.type}'" >> event_writer(out, 0, pubsub_project(config))
         )
 
 
