@@ -35,7 +35,12 @@ from klio_runtime.config import (
 )
 from klio_runtime.io.events import DeadLetter
 from klio_runtime.io.pubsub import LeaseKeeper, PubSubClient, Pulled, resource_path
-from klio_runtime.io.pubsub_events import dead_letter_message, pubsub_project
+from klio_runtime.io.pubsub_events import (
+    dead_letter_message,
+    input_source,
+    output_topic,
+    pubsub_project,
+)
 from klio_runtime.io.pubsub_events import dead_letter_topic as dead_letter_topic_of
 from klio_runtime.io.storage import DataStore
 from klio_runtime.metrics import KlioMetrics, process_hub
@@ -155,16 +160,15 @@ class StreamingWorker:
             if not isinstance(conf, PubSubEventInput):
                 errors.append(f"{where}: a {conf.type} input runs as a batch job, not beside "
                               "Pub/Sub inputs in a streaming worker")
-            else:
-                if not conf.subscription:
-                    errors.append(f"{where}.subscription: required by the worker (the operator "
-                                  "creates one per topic input)")
-                    continue
-                try:
-                    inputs.append((name, resource_path(conf.subscription, "subscriptions",
-                                                       self.project)))
-                except ValueError as err:
-                    errors.append(f"{where}.subscription: {err}")
+                continue
+            if not conf.subscription:
+                errors.append(f"{where}.subscription: required by the worker (the operator "
+                              "creates one per topic input)")
+                continue
+            try:
+                inputs.append((name, input_source(conf, index, self.project)[1]))
+            except ConfigError as err:
+                errors.extend(err.errors)
         outputs: list[str] = []
         for index, out in enumerate(config.job_config.events.outputs):
             where = f"job_config.events.outputs[{index}]"
@@ -175,9 +179,9 @@ class StreamingWorker:
                               f"(got {out.type})")
                 continue
             try:
-                outputs.append(resource_path(out.topic, "topics", self.project))
-            except ValueError as err:
-                errors.append(f"{where}.topic: {err}")
+                outputs.append(output_topic(out, index, self.project))
+            except ConfigError as err:
+                errors.extend(err.errors)
         if not inputs and not errors:
             errors.append("job_config.events.inputs: the streaming worker needs a pubsub input")
         if errors:
