@@ -278,19 +278,19 @@ def run_job(
     pipeline = build_pipeline(config, run_fn, options)
     if on_start:
         on_start()
+    chosen = options.get_all_options()
     try:
         result = pipeline.run()
     except ValueError as err:
-        if options.get_all_options().get("update") and NOTHING_TO_UPDATE in str(err):
+        if chosen.get("update") and NOTHING_TO_UPDATE in str(err):
             # Klio's rule: no running job of this name to update yet, so submit a new one
             no_update = {**(extra_options or {}), "update": False}
             return run_job(config, run_fn, runner, no_update, None, blocking)
         raise
-    if blocking or options.get_all_options()["runner"] in IN_PROCESS_RUNNERS:
+    if blocking or chosen["runner"] in IN_PROCESS_RUNNERS:
         result.wait_until_finish()
         return summarize(result, config.job_name)
-    streaming = bool(options.get_all_options().get("streaming"))
-    if streaming and getattr(config.job_config, "wait_for_pipeline_running", False):
+    if chosen.get("streaming") and getattr(config.job_config, "wait_for_pipeline_running", False):
         wait_for_running(result)
     return JobSummary(processed=None, state=str(result.state), submitted=True)
 

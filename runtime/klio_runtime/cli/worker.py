@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from klio_runtime.cli.options import config_file_option, job_dir_option, override_option
-from klio_runtime.config import ConfigError, PubSubEventInput, parse_overrides
+from klio_runtime.config import ConfigError, parse_overrides
 from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
 
 # The contract's ports (klio_operator.worker_contract); Beam and Pub/Sub load only when run.
@@ -64,6 +64,7 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import JobLoadError, load_job, run_job
     from klio_runtime.worker.serve import Probes, serve
 
@@ -73,7 +74,7 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
         raise click.ClickException(str(err)) from None
 
     inputs = config.job_config.events.inputs
-    if inputs and not any(isinstance(i, PubSubEventInput) for i in inputs):  # files: a batch
+    if inputs and not has_pubsub_input(config):  # files only: a batch
         summary = run_job(config, run_fn)
         click.echo(f"batch done: received {summary.received}, output {summary.output}, "
                    f"dropped {summary.dropped}, dead letters {summary.dead_letter}")
