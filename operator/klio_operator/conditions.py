@@ -326,7 +326,7 @@ def build_status(
     states[PARENTS_RESOLVED] = o.parents
     states[TOPICS_READY] = o.topics
     states.setdefault(DEGRADED, ConditionState(DEGRADED, "False", "AsExpected", ""))
-    if o.batch:
+    if o.batch and o.workload.engine is None:  # a launcher's job runs on the engine
         states.setdefault(SUCCEEDED, ConditionState(SUCCEEDED, "Unknown", "NotStarted", ""))
     blockers = [
         o.blocked,

@@ -274,6 +274,20 @@ def _workload_kind(spec: Any) -> str:
     return "Job" if spec.runner != "direct" or spec.mode == "batch" else "Deployment"
 
 
+def _workload(
+    spec: Any, kind: str | None, obj: Mapping[str, Any] | None, pods: list[dict[str, Any]]
+) -> cond.WorkloadObservation:
+    """What status needs to know of the job's Deployment or Job (a launcher's: its engine)."""
+    return cond.WorkloadObservation(
+        kind=kind,  # type: ignore[arg-type]
+        obj=obj,
+        pods=pods,
+        desired=_desired(spec, obj),
+        suspended=spec.suspend,
+        engine=ENGINES.get(spec.runner),
+    )
+
+
 def _desired(spec: Any, obj: Mapping[str, Any] | None) -> int:
     if spec.autoscaling is not None and not spec.suspend and obj is not None:
         return int((obj.get("spec") or {}).get("replicas") or 0)  # the autoscaler decides
@@ -541,19 +555,12 @@ async def _report(
         generation=int(body.metadata.get("generation") or 0),
         parents=parents_state,
         topics=topics_state,
-        workload=cond.WorkloadObservation(
-            kind=kind,  # type: ignore[arg-type]
-            obj=obj,
-            pods=pods,
-            desired=_desired(spec, obj),
-            suspended=spec.suspend,
-            engine=ENGINES.get(spec.runner),
-        ),
+        workload=_workload(spec, kind, obj, pods),
         selector=plan.selector,
         topic_names=[t.name for t in plan.pubsub.topics],
         subscription_names=[s.name for s in plan.pubsub.subscriptions],
         parent_names=list(resolution.found),
-        batch=spec.mode == "batch" and spec.runner == "direct",
+        batch=spec.mode == "batch",
     )
     status = cond.build_status(observation, body.get("status"), _now())
     await _write_status(context, namespace, name, status)
@@ -647,19 +654,12 @@ async def _refresh_once(
         generation=int(status.get("observedGeneration") or 0),
         parents=_state(parents),
         topics=_state(topics),
-        workload=cond.WorkloadObservation(
-            kind=kind,  # type: ignore[arg-type]
-            obj=obj,
-            pods=pods,
-            desired=_desired(spec, obj),
-            suspended=spec.suspend,
-            engine=ENGINES.get(spec.runner),
-        ),
+        workload=_workload(spec, kind, obj, pods),
         selector=status.get("selector"),
         topic_names=status.get("topics") or [],
         subscription_names=status.get("subscriptions") or [],
         parent_names=status.get("parents") or [],
-        batch=spec.mode == "batch" and spec.runner == "direct",
+        batch=spec.mode == "batch",
     )
     new_status = cond.build_status(observation, status, _now())
     if new_status == status:

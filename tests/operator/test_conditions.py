@@ -157,7 +157,7 @@ def test_batch_job_succeeds_or_fails() -> None:
 def test_a_launcher_that_submitted_is_ready_not_succeeded() -> None:
     """runner dataflow/flink: the Job only submits; the pipeline runs on the engine."""
     submitting = {"metadata": {}, "status": {"active": 1}}
-    launcher = {"kind": "Job", "desired": 1, "engine": "Dataflow"}
+    launcher = {"kind": "Job", "desired": 1, "engine": "Dataflow", "batch": True}
     status = cond.build_status(observe(submitting, **launcher), None, T0)
     c = conditions(status)
     assert c["Progressing"]["reason"] == "Submitting" and "Succeeded" not in c
