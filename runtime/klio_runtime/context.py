@@ -57,9 +57,21 @@ class _KlioHandler(logging.StreamHandler):
         pass
 
 
+_default_level: int = logging.INFO
+
+
+def leave_level_to_root() -> None:
+    """Give the ``klio`` logger no level of its own from now on, as Klio leaves it: the root
+    logger's level then decides, so a job's tests that set one (pytest's ``caplog.set_level``)
+    see every record of the job and of Klio's own ``klio.*`` loggers, DEBUG included."""
+    global _default_level
+    _default_level = logging.NOTSET
+    logging.getLogger(LOGGER_NAME).setLevel(logging.NOTSET)
+
+
 def klio_logger() -> logging.Logger:
     """The ``klio`` logger with a handler that shows the element id; INFO unless the job set a
-    level."""
+    level (or :func:`leave_level_to_root` was called)."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _KlioHandler) for h in logger.handlers):
         handler = _KlioHandler()
@@ -71,7 +83,7 @@ def klio_logger() -> logging.Logger:
         logger.addHandler(handler)
         logger.propagate = False
     if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+        logger.setLevel(_default_level)
     return logger
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import multiprocessing
 import os
 import pickle
@@ -32,7 +33,13 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from klio_runtime import message as kmessage
-from klio_runtime.context import JobLimits, KlioContext, bound_context, current_element
+from klio_runtime.context import (
+    LOGGER_NAME,
+    JobLimits,
+    KlioContext,
+    bound_context,
+    current_element,
+)
 from klio_runtime.proto.klio_pb2 import KlioMessage
 
 DROP_TAG = "drop"
@@ -170,12 +177,18 @@ class ThreadLimit(Enum):
     DEFAULT = "default"
 
 
+CONCURRENCY_LOGGER = logging.getLogger("klio.concurrency")
+BLOCKED = "Blocked – waiting on semaphore for an available thread"
+RELEASED = "Released semaphore"
+
+
 class ThreadLimiter:
     """Bounds how many elements run the job's code at once in this worker.
 
     Beam already calls ``process`` from its own bounded set of threads; this caps the number inside
     the job's code, so memory-heavy work cannot run N-threads-wide by accident. The tokens sit in a
     ``queue.SimpleQueue`` (implemented in C): taking one costs far less than a Python semaphore.
+    As Klio's limiter does, each take and return is logged at DEBUG on ``klio.concurrency``.
     """
 
     def __init__(self, max_thread_count: int | None = None, name: str | None = None) -> None:
@@ -189,14 +202,35 @@ class ThreadLimiter:
             for _ in range(max_thread_count):
                 self._tokens.put(None)
 
-    def __enter__(self) -> ThreadLimiter:
+    def acquire(self) -> None:
+        """Take a thread (blocks until one is free)."""
+        if CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG):
+            self.log(BLOCKED)
         if self._tokens is not None:
             self._tokens.get()
+
+    def release(self) -> None:
+        """Give the thread back."""
+        if self._tokens is not None:
+            self._tokens.put(None)
+        if CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG):
+            self.log(RELEASED)
+
+    def log(self, message: str) -> None:
+        """Klio's line: ``KlioThreadLimiter(name=…) <message> (available threads: N)``."""
+        tokens = self._tokens
+        available = "" if tokens is None else f" (available threads: {tokens.qsize()})"
+        CONCURRENCY_LOGGER.debug("%r %s%s", self, message, available)
+
+    def __repr__(self) -> str:
+        return f"KlioThreadLimiter({f'name={self.name}' if self.name else f'id={id(self)}'})"
+
+    def __enter__(self) -> ThreadLimiter:
+        self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._tokens is not None:
-            self._tokens.put(None)
+        self.release()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ThreadLimiter, (self.max_thread_count, self.name))
@@ -233,19 +267,6 @@ class _LazyLimiter:
                     self._limiter = ThreadLimiter(_resolve_limit(self._max, ctx), self._name)
         return self._limiter
 
-    def call(self, ctx: KlioContext, run: Callable[..., list[Any]], *args: Any) -> list[Any]:
-        """``run(*args)`` holding one of the limiter's tokens (the per-element path: the token
-        queue is used directly, without a ``with`` block's two extra calls)."""
-        limiter = self._limiter if self._limiter is not None else self.get(ctx)
-        tokens = limiter._tokens  # read here, not via a ThreadLimiter method: one call less
-        if tokens is None:
-            return run(*args)
-        tokens.get()
-        try:
-            return run(*args)
-        finally:
-            tokens.put(None)
-
     def __getstate__(self) -> dict[str, Any]:
         return {"_max": self._max, "_limiter": self._limiter, "_name": self._name}
 
@@ -276,8 +297,47 @@ def _run_one(
     incoming: Any,
     where: str,
     many: bool,
+    limiter: ThreadLimiter | None = None,
 ) -> list[Any]:
-    """Parse → call → serialize for one element; every failure goes through :func:`drop`.
+    """One element through the job's function, holding one of ``limiter``'s threads, counted
+    under Klio's per-transform metrics (``kmsg-received`` … ``kmsg-timer``).
+
+    In Klio's order: the thread is taken, the message counted as received, handled, the thread
+    given back, and then its success or drop and its time are counted.
+    """
+    stats = ctx.metrics.transform(where)
+    log = stats.logging()
+    if limiter is not None:
+        tokens = limiter._tokens  # read here, not via acquire(): fewer calls per element
+        if CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG):
+            limiter.log(BLOCKED)
+        if tokens is not None:
+            tokens.get()
+    start = time.perf_counter()
+    try:
+        stats.received(log)
+        out, ok = _handle_one(ctx, func, call_args, kwargs, incoming, where, many)
+        seconds = time.perf_counter() - start
+    finally:
+        if limiter is not None:
+            if tokens is not None:
+                tokens.put(None)
+            if CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG):
+                limiter.log(RELEASED)
+    stats.finished(ok, seconds, log)
+    return out
+
+
+def _handle_one(
+    ctx: KlioContext,
+    func: Callable[..., Any],
+    call_args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    incoming: Any,
+    where: str,
+    many: bool,
+) -> tuple[list[Any], bool]:
+    """Parse → call → serialize; every failure goes through :func:`drop` (then ``False``).
 
     A returned or yielded ``None`` passes the message on with its payload cleared, as Klio's
     ``from_klio_message`` does (its state.rst lists ``None`` beside ``data`` as clearing the
@@ -288,40 +348,36 @@ def _run_one(
         try:
             kmsg = _message_of(ctx, incoming)
         except Exception as err:
-            return [drop(ctx, incoming, where, err)]
+            return [drop(ctx, incoming, where, err)], False
         if kmsg.metadata.ping:
             # A ping skips the work (a job without data inputs sends it here, see
             # transforms.route); never carried, so only parsed messages need this check.
-            return [incoming]
+            return [incoming], True
     data = kmsg.data  # one wrapper object, used thrice
     element = data.element
     token = current_element.set(element)  # decoded only if a log record needs it
-    start = time.perf_counter()
     try:
         args = (*call_args, data)
         limits = ctx.job_limits
         result = (
             func(*args, **kwargs)
             if limits is None
-            else _call_with_job_limits(limits, func, args, kwargs, where)
+            else _call_with_job_limits(ctx, limits, func, args, kwargs, where)
         )
         if type(result) is bytes:  # the most common case, kept shortest
-            ctx.metrics.processing_time(time.perf_counter() - start)
             if kmsg.version != kmessage.V1:
                 data.payload = result
-            return [kmessage.carry(kmsg)]
+            return [kmessage.carry(kmsg)], True
         if type(result) is not types.GeneratorType:
-            ctx.metrics.processing_time(time.perf_counter() - start)
-            return [_carried_out(kmsg, result)]
+            return [_carried_out(kmsg, result)], True
         if not many:
             raise TypeError(f"{where} returned a generator: only a DoFn's process method may yield")
         results = list(result)  # the generator's body runs here: inside the error path
-        ctx.metrics.processing_time(time.perf_counter() - start)
         if len(results) == 1:
-            return [_carried_out(kmsg, results[0])]
-        return [_carried_out(_copy(kmsg), r) for r in results]
+            return [_carried_out(kmsg, results[0])], True
+        return [_carried_out(_copy(kmsg), r) for r in results], True
     except Exception as err:
-        return [drop(ctx, incoming, where, err, element.decode("utf-8", "backslashreplace"))]
+        return [drop(ctx, incoming, where, err, element.decode("utf-8", "backslashreplace"))], False
     finally:
         current_element.reset(token)
 
@@ -340,6 +396,7 @@ def _carried_out(kmsg: KlioMessage, result: Any) -> Any:
 
 
 def _call_with_job_limits(
+    ctx: KlioContext,
     limits: JobLimits,
     func: Callable[..., Any],
     args: tuple[Any, ...],
@@ -347,7 +404,8 @@ def _call_with_job_limits(
     where: str,
 ) -> Any:
     """Call the job's function under the job-wide knobs (the KlioJob's ``timeoutSeconds`` and
-    ``retries``, i.e. ``job_config.timeout_seconds`` / ``retries``)."""
+    ``retries``, i.e. ``job_config.timeout_seconds`` / ``retries``), counted as ``@timeout`` and
+    ``@retry`` count."""
     limit, retries = limits.timeout_seconds, limits.retries
     attempt = 0
     while True:
@@ -356,16 +414,67 @@ def _call_with_job_limits(
             if limit:
                 message = f"Function '{where}' timed out after {float(limit)} seconds."
                 return _run_with_timeout(
-                    func, float(limit), KlioTimeoutError, message, args, kwargs
+                    func,
+                    float(limit),
+                    KlioTimeoutError,
+                    message,
+                    args,
+                    kwargs,
+                    lambda: _count(ctx, KMSG_DROP_TIMED_OUT, where),
                 )
             return func(*args, **kwargs)
         except Exception as err:
             if attempt > retries:
                 if retries:
+                    _count(ctx, KMSG_DROP_RETRY_ERROR, where)
                     raise KlioRetriesExhausted(
                         f"Function '{where}' failed {attempt} times. Last exception: {err!r}"
                     ) from err
                 raise
+            _retrying(ctx, where, attempt, retries + 1, 0.0, err)
+
+
+KMSG_RETRY_ATTEMPT = "kmsg-retry-attempt"
+KMSG_DROP_RETRY_ERROR = "kmsg-drop-retry-error"
+KMSG_DROP_TIMED_OUT = "kmsg-drop-timed-out"
+
+
+def _count(ctx: KlioContext | None, name: str, where: str) -> None:
+    """Count one of Klio's per-transform error metrics (a rare path: made when needed)."""
+    if ctx is not None:
+        ctx.metrics.counter(name, transform=where).inc()
+
+
+def _retrying(
+    ctx: KlioContext | None, where: str, attempt: int, tries: int, delay: float, err: BaseException
+) -> None:
+    """Count a retry and log it as Klio does."""
+    _count(ctx, KMSG_RETRY_ATTEMPT, where)
+    logger = ctx.logger if ctx is not None else logging.getLogger(LOGGER_NAME)
+    pause = f" in {delay} seconds" if delay > 0 else ""
+    of = f" of {tries}" if tries > 0 else ""
+    logger.warning(
+        "Retrying KlioMessage%s - attempt %d%s. '%s' raised an exception: %s",
+        pause,
+        attempt,
+        of,
+        where,
+        err,
+    )
+
+
+def _context_in(args: tuple[Any, ...]) -> KlioContext | None:
+    """The context of a decorated call: ``ctx`` or ``self._klio`` first, else the bound one."""
+    first = args[0] if args else None
+    if isinstance(first, KlioContext):
+        return first
+    own = getattr(first, "_klio", None)
+    if isinstance(own, KlioContext):
+        return own
+    try:
+        return bound_context()
+    except RuntimeError:
+        return None
 
 
 # Kept under this name for callers of the first version.
@@ -393,8 +502,9 @@ def _handle_klio(
                 ctx = bound_context()
                 # extra positional args of Map(f, a, b) go after the data
                 call = _bind_rest(func, rest)
-                return limiter.call(ctx, _run_one, ctx, call, (ctx,), kwargs, incoming, where,
-                                    False)[0]
+                return _run_one(
+                    ctx, call, (ctx,), kwargs, incoming, where, False, limiter.get(ctx)
+                )[0]
 
             return _own_signature(func_wrapper)
 
@@ -412,8 +522,9 @@ def _handle_klio(
             ctx = _context_of(self)
             is_process = func.__name__ == "process" and isinstance(self, beam.DoFn)
             call = _bind_rest(func, rest)
-            out = limiter.call(ctx, _run_one, ctx, call, (self,), kwargs, incoming, where,
-                               is_process)
+            out = _run_one(
+                ctx, call, (self,), kwargs, incoming, where, is_process, limiter.get(ctx)
+            )
             return iter(out) if is_process else out[0]
 
         return _own_signature(method_wrapper)
@@ -549,6 +660,7 @@ def _run_with_timeout(
     message: str,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    timed_out: Callable[[], None] | None = None,
 ) -> Any:
     mp = multiprocessing.get_context("fork")
     parent_end, child_end = mp.Pipe(duplex=False)
@@ -562,6 +674,8 @@ def _run_with_timeout(
     child_end.close()
     try:
         if not parent_end.poll(seconds):
+            if timed_out is not None:
+                timed_out()
             raise exc_type(message)
         try:
             reply = pickle.loads(parent_end.recv_bytes())
@@ -611,9 +725,14 @@ def timeout(
     def inner(func: Callable[..., Any]) -> Callable[..., Any]:
         message = exception_message or f"Function '{_name(func)}' timed out after {limit} seconds."
 
+        where = _name(func)
+
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
-            return _run_with_timeout(func, limit, exc_type, message, a, kw)
+            def timed_out() -> None:
+                _count(_context_in(a), KMSG_DROP_TIMED_OUT, where)
+
+            return _run_with_timeout(func, limit, exc_type, message, a, kw, timed_out)
 
         return wrapper
 
@@ -650,6 +769,8 @@ def retry(
     final = raise_exception or KlioRetriesExhausted
 
     def inner(func: Callable[..., Any]) -> Callable[..., Any]:
+        where = _name(func)
+
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
             attempt = 0
@@ -659,11 +780,13 @@ def retry(
                     return func(*a, **kw)
                 except catch as err:
                     if n != -1 and attempt >= n:
+                        _count(_context_in(a), KMSG_DROP_RETRY_ERROR, where)
                         msg = exception_message or (
-                            f"Function '{_name(func)}' has reached the maximum {n} retries. "
+                            f"Function '{where}' has reached the maximum {n} retries. "
                             f"Last exception: {err!r}"
                         )
                         raise final(msg) from err
+                    _retrying(_context_in(a), where, attempt, n, pause, err)
                     if pause:
                         time.sleep(pause)
 

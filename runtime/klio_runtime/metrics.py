@@ -130,8 +130,13 @@ def process_hub() -> MetricsHub:
 
 
 METRICS_LOGGER = "klio.metrics"
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 _UNIT_NAMES = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms", "seconds": "s"}
 
 
@@ -256,6 +261,131 @@ class Timer:
         return timed
 
 
+def observe_all(histogram: Any, values: list[float]) -> None:
+    """``histogram.observe`` of each value, with one update per bucket: prometheus-client takes
+    a lock per observe(), which costs more than a trivial job's step."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # a client without these
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
+    total.inc(sum(values))
+
+
+def kmsg_timer_unit(settings: Mapping[str, Any] | None) -> str:
+    """The unit of the decorators' ``kmsg-timer``, in Klio's order of precedence:
+    ``job_config.metrics.timer_unit``, then that of ``native``, ``shumway``, ``logger``; else
+    seconds.
+
+    Raises:
+        ValueError: naming an unknown unit.
+    """
+    top: Mapping[str, Any] = settings if isinstance(settings, Mapping) else {}
+    where, unit = "timer_unit", top.get("timer_unit")
+    for client in ("native", "shumway", "logger"):
+        conf = top.get(client)
+        if not unit and isinstance(conf, Mapping) and conf.get("timer_unit"):
+            where, unit = f"{client}.timer_unit", conf["timer_unit"]
+    name = _UNIT_NAMES.get(str(unit or "s"), str(unit or "s"))
+    if name not in _TIMER_UNITS:
+        raise ValueError(f"job_config.metrics.{where}: one of {sorted(_TIMER_UNITS)}, not {unit!r}")
+    return name
+
+
+KMSG_RECEIVED = "kmsg-received"
+KMSG_SUCCESS = "kmsg-success"
+KMSG_DROP_ERROR = "kmsg-drop-error"
+KMSG_TIMER = "kmsg-timer"
+_COUNTER_TAGS = {"metric_type": "counter"}
+
+
+class TransformMetrics:
+    """Klio's metrics of one ``@handle_klio`` / ``@serialize_klio_message`` transform: counters
+    ``kmsg-received``, ``kmsg-success``, ``kmsg-drop-error`` and the timer ``kmsg-timer``, labelled
+    with the transform (the function's qualified name); its times also feed the job's
+    ``klio_processing_seconds``.
+
+    Per element only plain ints and a list change; Beam and Prometheus get them at the owner's
+    flush (or every ``FLUSH_EVERY`` elements). Beam gets the counters, not the timer (a Beam
+    distribution takes a locked update per value). As Klio's logger client does, each update is
+    also logged at once on ``klio.metrics`` when that logger is enabled for the relay's level;
+    callers ask :meth:`logging` once per element, since a level may change while a job runs.
+    """
+
+    def __init__(self, owner: KlioMetrics, transform: str) -> None:
+        self.transform = transform
+        self._owner = owner
+        self._relay = owner.log_relay
+        self._logger = logging.getLogger(METRICS_LOGGER)
+        self._unit = owner.decorator_timer_unit
+        self._timer_tags = {"metric_type": "timer", "unit": self._unit}
+        self._received = self._success = self._errors = 0
+        self._times: list[float] = []
+        self._recorders: tuple[Counter, Counter, Counter, Any] | None = None
+
+    def logging(self) -> bool:
+        """Whether updates are to be logged now."""
+        relay = self._relay
+        return relay is not None and self._logger.isEnabledFor(relay.level)
+
+    def received(self, log: bool) -> None:
+        self._received += 1
+        if log:
+            self._emit(KMSG_RECEIVED, 1, _COUNTER_TAGS)
+
+    def finished(self, ok: bool, seconds: float, log: bool) -> None:
+        """One element done (``ok``: passed on; else dropped) after ``seconds`` in the transform."""
+        if ok:
+            self._success += 1
+        else:
+            self._errors += 1
+        self._times.append(seconds)
+        if log:
+            self._emit(KMSG_SUCCESS if ok else KMSG_DROP_ERROR, 1, _COUNTER_TAGS)
+            self._emit(KMSG_TIMER, seconds * _TIMER_UNITS[self._unit], self._timer_tags)
+        if len(self._times) >= FLUSH_EVERY:
+            self.flush()
+
+    def _emit(self, name: str, value: float, tags: Mapping[str, Any]) -> None:
+        if self._relay is not None:
+            self._relay.emit(name, value, self.transform, dict(tags))
+
+    def _make_recorders(self) -> tuple[Counter, Counter, Counter, Any]:
+        owner, where = self._owner, self.transform
+        received, success, errors = (
+            owner._counter(name, where, {}, logged=False)
+            for name in (KMSG_RECEIVED, KMSG_SUCCESS, KMSG_DROP_ERROR)
+        )
+        timer = owner.hub.user_metric(
+            PromHistogram, f"{owner.prefix}_{prometheus_name(KMSG_TIMER)}_seconds", ("transform",)
+        )
+        return received, success, errors, timer.labels(transform=where)
+
+    def flush(self) -> None:
+        counts = (self._received, self._success, self._errors)
+        times, self._times = self._times, []
+        self._received = self._success = self._errors = 0
+        if not (any(counts) or times):
+            return
+        if self._recorders is None:
+            self._recorders = self._make_recorders()
+        *counters, timer = self._recorders
+        for counter, count in zip(counters, counts, strict=True):
+            if count:
+                counter.inc(count)
+        if times:
+            observe_all(timer, times)
+            observe_all(self._owner._child(self._owner.hub.processing), times)
+
+
 class KlioMetrics:
     """``ctx.metrics``: the job's metrics (Klio's ``counter``/``gauge``/``timer``) and the standard
     ones."""
@@ -266,6 +396,7 @@ class KlioMetrics:
         prefix: str | None = None,
         hub: MetricsHub | None = None,
         log_relay: MetricsLogRelay | None = MetricsLogRelay(),  # frozen: one default is shared
+        decorator_timer_unit: str = "s",
     ) -> None:
         self.job_name = job_name
         self.log_relay = log_relay
@@ -279,13 +410,20 @@ class KlioMetrics:
         self._pending_output = 0
         self._pending_times: list[float] = []
         self._ids_cache: dict[str, Any] = {}
+        self._transforms: dict[str, TransformMetrics] = {}
+        self.decorator_timer_unit = decorator_timer_unit
 
     @classmethod
     def from_settings(cls, job_name: str, settings: Mapping[str, Any] | None) -> KlioMetrics:
         """Build from ``job_config.metrics`` (Klio's mapping: ``prefix`` and ``logger``)."""
         prefix = settings.get("prefix") if isinstance(settings, Mapping) else None
         relay = MetricsLogRelay.from_settings(settings)
-        return cls(job_name, prefix=str(prefix) if prefix else None, log_relay=relay)
+        return cls(
+            job_name,
+            prefix=str(prefix) if prefix else None,
+            log_relay=relay,
+            decorator_timer_unit=kmsg_timer_unit(settings),
+        )
 
     # -- user metrics (Klio's API) --------------------------------------------------------
     def _labels(self, transform: str | None, tags: Mapping[str, Any]) -> dict[str, str]:
@@ -297,9 +435,7 @@ class KlioMetrics:
     def _beam_name(self, name: str, labels: Mapping[str, str]) -> str:
         return name + "".join(f"[{k}={v}]" for k, v in labels.items())
 
-    def _relay(
-        self, name: str, transform: str | None, tags: Mapping[str, Any], kind: str
-    ) -> Relay:
+    def _relay(self, name: str, transform: str | None, tags: Mapping[str, Any], kind: str) -> Relay:
         relay = self.log_relay
         if relay is None:
             return None
@@ -320,19 +456,23 @@ class KlioMetrics:
     ) -> Counter:
         """Klio's ``counter(name, value=0, transform=None, tags=None)``; tags may also be given
         as keywords."""
-        tags = {**(tags or {}), **more_tags}
+        counter = self._counter(name, transform, {**(tags or {}), **more_tags}, logged=True)
+        if value:
+            counter.inc(value)
+        return counter
+
+    def _counter(
+        self, name: str, transform: str | None, tags: Mapping[str, Any], logged: bool
+    ) -> Counter:
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
             PromCounter, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
         )
-        counter = Counter(
+        return Counter(
             Metrics.counter(self.job_name, self._beam_name(name, labels)),
             prom.labels(**labels) if labels else prom,
-            self._relay(name, transform, tags, "counter"),
+            self._relay(name, transform, tags, "counter") if logged else None,
         )
-        if value:
-            counter.inc(value)
-        return counter
 
     def gauge(
         self,
@@ -409,6 +549,8 @@ class KlioMetrics:
         """Hand the batched counts on (DoFns call this in ``finish_bundle``: Beam counts what a
         bundle's code increments, so this must run inside the bundle)."""
         self._flush_times()
+        for transform in list(self._transforms.values()):
+            transform.flush()
         if self._pending_received:
             received, self._pending_received = self._pending_received, 0
             self._beam_counter("klio_messages_received").inc(received)
@@ -444,25 +586,15 @@ class KlioMetrics:
 
     def _flush_times(self) -> None:
         times, self._pending_times = self._pending_times, []
-        if not times:
-            return
-        histogram = self._child(self.hub.processing)
-        bounds = getattr(histogram, "_upper_bounds", None)
-        buckets = getattr(histogram, "_buckets", None)
-        total = getattr(histogram, "_sum", None)
-        if bounds is None or buckets is None or total is None:  # a client without these
-            for seconds in times:
-                histogram.observe(seconds)
-            return
-        # what observe() does per value, once per bucket: its lock per value costs more than
-        # a trivial job's step
-        counts = [0] * len(bounds)
-        for seconds in times:
-            counts[bisect.bisect_left(bounds, seconds)] += 1
-        for bucket, count in zip(buckets, counts, strict=True):
-            if count:
-                bucket.inc(count)
-        total.inc(sum(times))
+        if times:
+            observe_all(self._child(self.hub.processing), times)
+
+    def transform(self, name: str) -> TransformMetrics:
+        """Klio's metrics of the decorated transform ``name`` (made once; flushed with these)."""
+        found = self._transforms.get(name)
+        if found is None:
+            found = self._transforms[name] = TransformMetrics(self, name)
+        return found
 
     @contextmanager
     def processing(self) -> Iterator[None]:

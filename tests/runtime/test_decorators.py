@@ -15,6 +15,7 @@ import pytest
 from apache_beam import pvalue
 from klio_runtime import decorators as d
 from klio_runtime.context import KlioContext
+from klio_runtime.metrics import kmsg_timer_unit, process_hub
 
 from tests.runtime.helpers import bound, dropped, make_config, msg_bytes, parsed
 
@@ -389,3 +390,89 @@ def test_job_config_timeout_and_retries_apply_to_every_element() -> None:
     assert dropped(ctx.config, "retries_exhausted") == 1
     assert always_fails(msg_bytes("e")).tag == "drop" and calls == []
     assert dropped(ctx.config, "retries_exhausted") == 2
+
+
+def _kmsg(ctx: KlioContext, name: str, transform: str) -> float:
+    return process_hub().value(f"{ctx.metrics.prefix}_{name}", transform=transform)
+
+
+def test_klios_per_transform_metrics_count_each_decorated_function(ctx: KlioContext) -> None:
+    # Klio's documented decorator metrics: kmsg-received, -success, -drop-error, -timer
+    @d.handle_klio
+    def picky(c: KlioContext, item: Any) -> Any:
+        if item.element == b"bad":
+            raise ValueError("no")
+        return item
+
+    for element in ("a", "bad", "b"):
+        picky(msg_bytes(element))
+    ctx.metrics.flush()  # as the job's DoFns do at the end of each bundle
+    where = "test_klios_per_transform_metrics_count_each_decorated_function.<locals>.picky"
+    assert _kmsg(ctx, "kmsg_received_total", where) == 3
+    assert _kmsg(ctx, "kmsg_success_total", where) == 2
+    assert _kmsg(ctx, "kmsg_drop_error_total", where) == 1
+    assert _kmsg(ctx, "kmsg_timer_seconds_count", where) == 3
+    processing = process_hub().value("klio_processing_seconds_count", job=ctx.config.job_name)
+    assert processing == 3
+
+
+def test_retry_and_timeout_count_klios_metrics_and_log_each_retry(
+    ctx: KlioContext, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="klio")
+
+    @d.handle_klio
+    @d.retry(tries=3)
+    def flaky(c: KlioContext, item: Any) -> Any:
+        raise OSError("down")
+
+    @d.handle_klio
+    @d.timeout(seconds=0.2)
+    def slow(c: KlioContext, item: Any) -> Any:
+        time.sleep(30)
+
+    assert flaky(msg_bytes("e1")).tag == "drop" and slow(msg_bytes("e2")).tag == "drop"
+    retried = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Retrying")]
+    prefix = "test_retry_and_timeout_count_klios_metrics_and_log_each_retry.<locals>"
+    assert retried == [
+        f"Retrying KlioMessage - attempt {n} of 3. '{prefix}.flaky' raised an exception: down"
+        for n in (1, 2)
+    ]
+    assert _kmsg(ctx, "kmsg_retry_attempt_total", f"{prefix}.flaky") == 2
+    assert _kmsg(ctx, "kmsg_drop_retry_error_total", f"{prefix}.flaky") == 1
+    assert _kmsg(ctx, "kmsg_drop_timed_out_total", f"{prefix}.slow") == 1
+
+
+def test_thread_limiter_logs_as_klios_at_debug(caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger="klio.concurrency")
+    limiter = d.ThreadLimiter(2, name="Step.process")
+    with limiter:
+        limiter.acquire()
+        limiter.release()
+    assert [r.getMessage() for r in caplog.records] == [
+        "KlioThreadLimiter(name=Step.process) Blocked – waiting on semaphore for an available"
+        " thread (available threads: 2)",
+        "KlioThreadLimiter(name=Step.process) Blocked – waiting on semaphore for an available"
+        " thread (available threads: 1)",
+        "KlioThreadLimiter(name=Step.process) Released semaphore (available threads: 1)",
+        "KlioThreadLimiter(name=Step.process) Released semaphore (available threads: 2)",
+    ]
+    assert repr(d.ThreadLimiter()).startswith("KlioThreadLimiter(id=")
+
+
+@pytest.mark.parametrize(
+    ("settings", "unit"),
+    [
+        ({}, "s"),
+        ({"logger": {"timer_unit": "ms"}}, "ms"),
+        ({"logger": {"timer_unit": "ms"}, "native": {"timer_unit": "microseconds"}}, "us"),
+        ({"timer_unit": "ns", "native": {"timer_unit": "ms"}}, "ns"),
+    ],
+)
+def test_kmsg_timer_unit_follows_klios_precedence(settings: dict[str, Any], unit: str) -> None:
+    assert kmsg_timer_unit(settings) == unit
+
+
+def test_kmsg_timer_unit_names_a_bad_unit() -> None:
+    with pytest.raises(ValueError, match=r"job_config.metrics.native.timer_unit.*'hours'"):
+        kmsg_timer_unit({"native": {"timer_unit": "hours"}})

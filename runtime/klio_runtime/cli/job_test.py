@@ -2,8 +2,10 @@
 
 Klio's job tests call a decorated DoFn's ``process`` (or a decorated function) directly, outside any
 pipeline; ``klio job test`` gives such code the job's context from its ``klio-job.yaml``, runs from
-the job directory with it importable (``import transforms``), and sets ``KLIO_TEST_MODE``. Arguments
-after the options (or after ``--``) go to pytest.
+the job directory with it importable (``import transforms``), and sets ``KLIO_TEST_MODE``. The
+``klio`` logger gets no level of its own, so a test's ``caplog.set_level(logging.DEBUG)`` sees
+Klio's DEBUG lines (thread limiter, per-transform metrics) as in Klio. Arguments after the options
+(or after ``--``) go to pytest.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def test(
 ) -> None:
     """Run the job's tests with pytest (PYTEST_ARGS are passed on); exits with pytest's code."""
     from klio_runtime.config import ConfigError, parse_overrides, parse_templates
-    from klio_runtime.context import KlioContext, bind_context
+    from klio_runtime.context import KlioContext, bind_context, leave_level_to_root
     from klio_runtime.runner import forget_other_jobs_modules, load_job_config
 
     try:
@@ -63,6 +65,7 @@ def test(
         for line in err.errors:
             click.echo(f"config error: {line}", err=True)
         raise SystemExit(EXIT_INVALID) from None
+    leave_level_to_root()  # the tests' own level decides what is logged, as in Klio
     bind_context(KlioContext(config))
     os.environ["KLIO_TEST_MODE"] = "true"
     os.chdir(directory)

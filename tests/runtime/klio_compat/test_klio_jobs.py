@@ -132,17 +132,46 @@ def first_func(ctx, item):
     return item
 
 
+def klio_lines(transform, *job_lines):
+    """What Klio logs around one message at DEBUG, in its order (its own integration jobs'
+    tests list these)."""
+    limiter = f"KlioThreadLimiter(name={transform})"
+    counter = "tags: {'metric_type': 'counter'}"
+    return [
+        ("klio.concurrency", f"{limiter} Blocked – waiting on semaphore for an available thread"),
+        ("klio.metrics", f"[kmsg-received] value: 1 transform: '{transform}' {counter}"),
+        *(("klio", line) for line in job_lines),
+        ("klio.concurrency", f"{limiter} Released semaphore"),
+        ("klio.metrics", f"[kmsg-success] value: 1 transform: '{transform}' {counter}"),
+        ("klio.metrics", "[kmsg-timer] value: "),
+    ]
+
+
+def assert_logged(records, expected):
+    assert [r.name for r in records] == [name for name, _ in expected]
+    for record, (_, start) in zip(records, expected):
+        assert record.message.startswith(start), (record.message, start)
+    assert records[-1].message.endswith("tags: {'metric_type': 'timer', 'unit': 's'}")
+
+
 def test_process_yields_the_message(klio_msg, caplog):
     caplog.set_level(logging.DEBUG)
     output = transforms.LogKlioMessage().process(klio_msg.SerializeToString())
     assert list(output) == [klio_msg.SerializeToString()]
-    assert [r.message for r in caplog.records] == [
-        "Hello, Klio!", "Received element b's0m3_tr4ck_1d'", "Received payload b''"
-    ]
+    assert_logged(caplog.records, klio_lines(
+        "LogKlioMessage.process",
+        "Hello, Klio!", "Received element b's0m3_tr4ck_1d'", "Received payload b''",
+    ))
 
 
 def test_a_function_logs_once(klio_msg, caplog):
     caplog.set_level(logging.DEBUG)
+    assert first_func(klio_msg.SerializeToString()) == klio_msg.SerializeToString()
+    assert_logged(caplog.records, klio_lines("first_func", "[first_func]: b's0m3_tr4ck_1d'"))
+
+
+def test_info_level_shows_the_jobs_lines_only(klio_msg, caplog):
+    caplog.set_level(logging.INFO)
     assert first_func(klio_msg.SerializeToString()) == klio_msg.SerializeToString()
     assert [r.message for r in caplog.records] == ["[first_func]: b's0m3_tr4ck_1d'"]
 
@@ -162,12 +191,24 @@ def test_klio_job_test_runs_a_jobs_own_tests_as_klio_does(tmp_path: Path) -> Non
     (job / "tests").mkdir()
     (job / "tests" / "test_transforms.py").write_text(KLIO_STYLE_TESTS)
     klio = str(Path(sys.executable).parent / "klio")
-    command = [klio, "job", "test", "-j", str(job), "--image-tag", "x", "--", "tests", "-q",
-               "-p", "no:cacheprovider"]
+    command = [
+        klio,
+        "job",
+        "test",
+        "-j",
+        str(job),
+        "--image-tag",
+        "x",
+        "--",
+        "tests",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 passed" in done.stdout
+    assert "4 passed" in done.stdout
 
     (job / "tests" / "test_fails.py").write_text("def test_fails():\n    assert False\n")
     failed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert failed.returncode == 1 and "1 failed, 3 passed" in failed.stdout
+    assert failed.returncode == 1 and "1 failed, 4 passed" in failed.stdout
