@@ -28,12 +28,21 @@ PROCESS, PASS_THRU, FOUND, NOT_FOUND = "process", "pass_thru", "found", "not_fou
 
 
 class _KlioDoFn(beam.DoFn):
+    transform_name = ""
+    """Klio's name of the helper (its class name there): its counters' ``transform``."""
+    counted: tuple[str, ...] = ()
+    """Klio's counters of the helper (``kmsg-…``), made in setup as ``self.counters[name]``."""
+
     def __init__(self, config: KlioConfig | None = None) -> None:
         self._config = config
 
     def setup(self) -> None:
         self._klio = KlioContext(self._config) if self._config is not None else bound_context()
         self.job = job_ref_of(self._klio.config)
+        self.counters = {
+            name: self._klio.metrics.counter(name, transform=self.transform_name)
+            for name in self.counted
+        }
 
     def parse(self, data: bytes) -> kmessage.KlioMessage:
         return kmessage.parse(
@@ -50,12 +59,15 @@ def _tagged(dofn: beam.DoFn, *tags: str, main: str | None = None) -> Any:
 
 
 class _CheckRecipients(_KlioDoFn):
+    transform_name, counted = "KlioCheckRecipients", ("kmsg-drop-not-recipient",)
+
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
         if is_recipient(msg, self.job):
             yield data
         else:
             element = kmessage.element_id(msg)
+            self.counters["kmsg-drop-not-recipient"].inc()
             self._klio.metrics.dropped("not_recipient", element)
 
 
@@ -87,13 +99,17 @@ class KlioUpdateAuditLog(beam.PTransform):
 
 
 class _FilterPing(_KlioDoFn):
+    transform_name, counted = "KlioFilterPing", ("kmsg-process-ping", "kmsg-skip-ping")
+
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
         config_ping = any(d.ping for d in self._klio.config.job_config.data.inputs)
         if msg.metadata.ping or config_ping:
+            self.counters["kmsg-skip-ping"].inc()
             self._klio.metrics.skipped("ping")
             yield pvalue.TaggedOutput(PASS_THRU, data)
         else:
+            self.counters["kmsg-process-ping"].inc()
             yield pvalue.TaggedOutput(PROCESS, data)
 
 
@@ -109,12 +125,16 @@ class KlioFilterPing(beam.PTransform):
 
 
 class _FilterForce(_KlioDoFn):
+    transform_name, counted = "KlioFilterForce", ("kmsg-process-force", "kmsg-skip-force")
+
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
         config_force = any(d.force for d in self._klio.config.job_config.data.outputs)
         if msg.metadata.force or config_force:
+            self.counters["kmsg-process-force"].inc()
             yield pvalue.TaggedOutput(PROCESS, data)
         else:
+            self.counters["kmsg-skip-force"].inc()
             self._klio.metrics.skipped("output_exists")
             yield pvalue.TaggedOutput(PASS_THRU, data)
 
@@ -139,6 +159,8 @@ class _CheckExists(_KlioDoFn):
         super().__init__(config)
         self.direction = direction
         self.batch_size = batch_size
+        self.transform_name = f"KlioGcsCheck{direction.title()}Exists"
+        self.counted = (f"kmsg-data-found-{direction}", f"kmsg-data-not-found-{direction}")
 
     def setup(self) -> None:
         super().setup()
@@ -167,7 +189,9 @@ class _CheckExists(_KlioDoFn):
     def _flush(self) -> Iterator[pvalue.TaggedOutput]:
         batch, self.pending = self.pending, []
         found = self.store.exists_many(path for _, path in batch) if batch else {}
+        found_counter, not_found_counter = (self.counters[name] for name in self.counted)
         for data, path in batch:
+            (found_counter if found[path] else not_found_counter).inc()
             yield pvalue.TaggedOutput(FOUND if found[path] else NOT_FOUND, data)
 
 
@@ -200,9 +224,16 @@ KlioGcsCheckOutputExists = KlioCheckOutputExists
 
 
 class _Drop(_KlioDoFn):
+    transform_name, counted = "KlioDrop", ("kmsg-drop",)
+
     def process(self, data: bytes) -> Iterator[Any]:
         element = kmessage.element_id(self.parse(data))
-        self._klio.logger.info("dropping %s", element, extra={"element_id": element})
+        self._klio.logger.info(
+            "Dropping KlioMessage - can not process '%s' any further.",
+            element,
+            extra={"element_id": element},
+        )
+        self.counters["kmsg-drop"].inc()
         self._klio.metrics.dropped("klio_drop", element)
         return iter(())
 
@@ -278,7 +309,13 @@ class KlioTriggerUpstream(beam.PTransform):
         self.config = config
 
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | beam.ParDo(_TriggerUpstream(self.parent, self.config))
+        counter = KlioMessageCounter("trigger-upstream", "KlioTriggerUpstream", self.config)
+        return (
+            pcoll
+            | f"Update KlioMessage for Upstream {self.parent.job_name}"
+            >> beam.ParDo(_TriggerUpstream(self.parent, self.config))
+            | "Write Counter" >> counter
+        )
 
 
 class KlioWriteToEventOutput(beam.PTransform):
@@ -319,9 +356,7 @@ class _DebugMessage(_KlioDoFn):
         msg = self.parse(data)
         element = kmessage.element_id(msg)
         shown = kmessage.to_json(msg)
-        self._klio.logger.log(
-            self.level, "%s%s", self.prefix, shown, extra={"element_id": element}
-        )
+        self._klio.logger.log(self.level, "%s%s", self.prefix, shown, extra={"element_id": element})
         yield data
 
 
@@ -330,7 +365,9 @@ class KlioDebugMessage(beam.PTransform):
     pass it on; counted under ``kmsg-debug``."""
 
     def __init__(
-        self, prefix: str = "DEBUG: ", log_level: str | int = "INFO",
+        self,
+        prefix: str = "DEBUG: ",
+        log_level: str | int = "INFO",
         config: KlioConfig | None = None,
     ) -> None:
         super().__init__()

@@ -65,8 +65,17 @@ def test_helpers_tag_found_not_found_force_ping_and_drop(tmp_path: Path) -> None
         )
     assert dropped(ctx.config, "klio_drop") == 1
     counters = p.result.metrics().query()["counters"]
+    # Klio's documented helper metrics, each under its transform (metrics.rst)
     assert {(c.key.metric.name, c.committed) for c in counters if "kmsg" in c.key.metric.name} == {
-        ("kmsg-input-found[transform=check]", 1)
+        ("kmsg-input-found[transform=check]", 1),
+        ("kmsg-data-found-output[transform=KlioGcsCheckOutputExists]", 2),
+        ("kmsg-data-not-found-output[transform=KlioGcsCheckOutputExists]", 2),
+        ("kmsg-process-force[transform=KlioFilterForce]", 1),
+        ("kmsg-skip-force[transform=KlioFilterForce]", 1),
+        ("kmsg-process-ping[transform=KlioFilterPing]", 1),
+        ("kmsg-skip-ping[transform=KlioFilterPing]", 1),
+        ("kmsg-data-found-input[transform=KlioGcsCheckInputExists]", 1),
+        ("kmsg-drop[transform=KlioDrop]", 1),
     }
 
 
@@ -181,6 +190,10 @@ def test_trigger_upstream_takes_klios_arguments_and_builds_bottom_up_requests() 
             | beam.Map(recipients)
         )
         assert_that(out, equal_to([(sorted(["parent-job", config.job_name]), config.job_name)]))
+    counters = p.result.metrics().query()["counters"]
+    assert [(c.key.metric.name, c.committed) for c in counters if "kmsg" in c.key.metric.name] == [
+        ("kmsg-trigger-upstream[transform=KlioTriggerUpstream]", 1)
+    ]
 
 
 def test_debug_message_logs_each_message_and_passes_it_on(
