@@ -1,6 +1,7 @@
 """Klio's event IO transforms by their Klio names, for jobs that read or write events themselves
 (``skip_klio_read`` / ``skip_klio_write``): each is the transform a configured event input or
-output of that type uses.
+output of that type uses, counted under Klio's ``kmsg-read`` / ``kmsg-write`` (transform: its
+class name).
 
 Reads give serialized KlioMessages; writes take them. Klio's BigQuery transforms are refused with
 a clear error, as a ``bq`` event config is.
@@ -31,6 +32,16 @@ def _events_counting_dead_letters(read: Any) -> Any:
     return read.events
 
 
+def _counted(pcoll: Any, direction: str, transform: beam.PTransform) -> Any:
+    """Klio's ``kmsg-read`` / ``kmsg-write`` count of an IO transform, under its class name."""
+    from klio_runtime.context import bound_context
+    from klio_runtime.transforms.helpers import KlioMessageCounter
+
+    name = type(transform).__name__
+    counter = KlioMessageCounter(direction, name, bound_context().config)
+    return pcoll | f"{direction.title()} Counter" >> counter
+
+
 def _given(path: str, what: str) -> str:
     if not path:
         raise ValueError(f"{what}: give location, or the file name or pattern, or both")
@@ -45,7 +56,11 @@ class KlioReadFromText(beam.PTransform):
         self.pattern = _given(joined_path(location, file_pattern), "KlioReadFromText")
 
     def expand(self, pbegin: Any) -> Any:
-        return _events_counting_dead_letters(pbegin | "Read" >> ReadEventFile(self.pattern))
+        return _counted(
+            _events_counting_dead_letters(pbegin | "Read" >> ReadEventFile(self.pattern)),
+            "read",
+            self,
+        )
 
 
 class KlioWriteToText(beam.PTransform):
@@ -56,20 +71,22 @@ class KlioWriteToText(beam.PTransform):
         self.prefix = _given(joined_path(location, file_path_prefix), "KlioWriteToText")
 
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | "Write" >> WriteEventFile(self.prefix)
+        return _counted(pcoll, "write", self) | "Write" >> WriteEventFile(self.prefix)
 
 
 class KlioReadFromAvro(beam.PTransform):
     """Avro records (their ``element``, or the record as JSON) → KlioMessages."""
 
-    def __init__(
-        self, file_pattern: str | None = None, location: str | None = None, **kwargs: Any
-    ):
+    def __init__(self, file_pattern: str | None = None, location: str | None = None, **kwargs: Any):
         super().__init__()
         self.conf = AvroEventInput(file_pattern=file_pattern, location=location, **kwargs)
 
     def expand(self, pbegin: Any) -> Any:
-        return _events_counting_dead_letters(pbegin | "Read" >> ReadEventAvro(self.conf))
+        return _counted(
+            _events_counting_dead_letters(pbegin | "Read" >> ReadEventAvro(self.conf)),
+            "read",
+            self,
+        )
 
 
 class KlioWriteToAvro(beam.PTransform):
@@ -83,7 +100,7 @@ class KlioWriteToAvro(beam.PTransform):
         self.conf = AvroEventOutput(file_path_prefix=file_path_prefix, location=location, **kwargs)
 
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | "Write" >> WriteEventAvro(self.conf)
+        return _counted(pcoll, "write", self) | "Write" >> WriteEventAvro(self.conf)
 
 
 class KlioReadFromPubSub(beam.PTransform):
@@ -98,7 +115,7 @@ class KlioReadFromPubSub(beam.PTransform):
         )
 
     def expand(self, pbegin: Any) -> Any:
-        return pbegin | "Read" >> self.read
+        return _counted(pbegin | "Read" >> self.read, "read", self)
 
 
 class KlioWriteToPubSub(beam.PTransform):
@@ -109,7 +126,7 @@ class KlioWriteToPubSub(beam.PTransform):
         self.topic = topic
 
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | "Write" >> WriteEventPubSub(self.topic)
+        return _counted(pcoll, "write", self) | "Write" >> WriteEventPubSub(self.topic)
 
 
 class _BigQueryRefused(beam.PTransform):

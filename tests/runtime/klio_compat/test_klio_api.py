@@ -252,8 +252,20 @@ def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
     # the line that is not text is counted, not lost
     hub = process_hub()
     assert hub.value("klio_dead_letter_total", job=config.job_name, reason="malformed_line") == 1
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        again = p | io.KlioReadFromAvro(file_pattern=str(tmp_path / "events*"))
+    with beam.Pipeline(runner=FnApiRunner()) as again_p:
+        again = again_p | io.KlioReadFromAvro(file_pattern=str(tmp_path / "events*"))
         assert_that(elements(again, "e"), equal_to([b"t-1", b"t-2"]))
+    # Klio's IO metrics (metrics.rst): kmsg-read / kmsg-write under the transform's class name
+    counted = {
+        (c.key.metric.name, c.committed)
+        for result in (p.result, again_p.result)
+        for c in result.metrics().query()["counters"]
+        if "kmsg" in c.key.metric.name
+    }
+    assert counted == {
+        ("kmsg-read[transform=KlioReadFromText]", 2),
+        ("kmsg-write[transform=KlioWriteToAvro]", 2),
+        ("kmsg-read[transform=KlioReadFromAvro]", 2),
+    }
     with pytest.raises(NotImplementedError, match="BigQuery event IO is not supported"):
         io.KlioReadFromBigQuery(table="p:d.t")
