@@ -299,64 +299,47 @@ def _run_one(
     many: bool,
     limiter: ThreadLimiter | None = None,
 ) -> list[Any]:
-    """One element through the job's function, holding one of ``limiter``'s threads, counted
-    under Klio's per-transform metrics (``kmsg-received`` … ``kmsg-timer``).
-
-    In Klio's order: the thread is taken, the message counted as received, handled, the thread
-    given back, and then its success or drop and its time are counted.
-    """
-    stats = ctx.metrics.transform(where)
-    log = stats.logging()
-    if limiter is not None:
-        tokens = limiter._tokens  # read here, not via acquire(): fewer calls per element
-        if CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG):
-            limiter.log(BLOCKED)
-        if tokens is not None:
-            tokens.get()
-    start = time.perf_counter()
-    try:
-        stats.received(log)
-        out, ok = _handle_one(ctx, func, call_args, kwargs, incoming, where, many)
-        seconds = time.perf_counter() - start
-    finally:
-        if limiter is not None:
-            if tokens is not None:
-                tokens.put(None)
-            if CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG):
-                limiter.log(RELEASED)
-    stats.finished(ok, seconds, log)
-    return out
-
-
-def _handle_one(
-    ctx: KlioContext,
-    func: Callable[..., Any],
-    call_args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    incoming: Any,
-    where: str,
-    many: bool,
-) -> tuple[list[Any], bool]:
-    """Parse → call → serialize; every failure goes through :func:`drop` (then ``False``).
+    """Parse → call → serialize one element, holding one of ``limiter``'s threads; every failure
+    goes through :func:`drop`. Counted under Klio's per-transform metrics in Klio's order: the
+    thread is taken, the message logged as received, handled, the thread given back, then its
+    success or drop and its time are counted.
 
     A returned or yielded ``None`` passes the message on with its payload cleared, as Klio's
     ``from_klio_message`` does (its state.rst lists ``None`` beside ``data`` as clearing the
     payload); only a generator that yields nothing emits nothing.
     """
-    kmsg = kmessage.take_carried(incoming)  # the common case: the job's previous step made it
-    if kmsg is None:
-        try:
-            kmsg = _message_of(ctx, incoming)
-        except Exception as err:
-            return [drop(ctx, incoming, where, err)], False
-        if kmsg.metadata.ping:
-            # A ping skips the work (a job without data inputs sends it here, see
-            # transforms.route); never carried, so only parsed messages need this check.
-            return [incoming], True
-    data = kmsg.data  # one wrapper object, used thrice
-    element = data.element
-    token = current_element.set(element)  # decoded only if a log record needs it
+    # One function, not one per stage: this runs once per element of a job's every step.
+    stats = ctx.metrics.transform(where)
+    log = stats.logging()
+    tokens = None
+    log_threads = False
+    if limiter is not None:
+        tokens = limiter._tokens  # read here, not via acquire(): fewer calls per element
+        log_threads = CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG)
+        if log_threads:
+            limiter.log(BLOCKED)
+        if tokens is not None:
+            tokens.get()
+    start = time.perf_counter()
+    ok = True
+    token = None
     try:
+        if log:
+            stats.log_received()
+        kmsg = kmessage.take_carried(incoming)  # the common case: the job's last step made it
+        if kmsg is None:
+            try:
+                kmsg = _message_of(ctx, incoming)
+            except Exception as err:
+                ok = False
+                return [drop(ctx, incoming, where, err)]
+            if kmsg.metadata.ping:
+                # A ping skips the work (a job without data inputs sends it here, see
+                # transforms.route); never carried, so only parsed messages need this check.
+                return [incoming]
+        data = kmsg.data  # one wrapper object, used thrice
+        element = data.element
+        token = current_element.set(element)  # decoded only if a log record needs it
         args = (*call_args, data)
         limits = ctx.job_limits
         result = (
@@ -367,19 +350,27 @@ def _handle_one(
         if type(result) is bytes:  # the most common case, kept shortest
             if kmsg.version != kmessage.V1:
                 data.payload = result
-            return [kmessage.carry(kmsg)], True
+            return [kmessage.carry(kmsg)]
         if type(result) is not types.GeneratorType:
-            return [_carried_out(kmsg, result)], True
+            return [_carried_out(kmsg, result)]
         if not many:
             raise TypeError(f"{where} returned a generator: only a DoFn's process method may yield")
         results = list(result)  # the generator's body runs here: inside the error path
         if len(results) == 1:
-            return [_carried_out(kmsg, results[0])], True
-        return [_carried_out(_copy(kmsg), r) for r in results], True
+            return [_carried_out(kmsg, results[0])]
+        return [_carried_out(_copy(kmsg), r) for r in results]
     except Exception as err:
-        return [drop(ctx, incoming, where, err, element.decode("utf-8", "backslashreplace"))], False
+        ok = False
+        return [drop(ctx, incoming, where, err, element.decode("utf-8", "backslashreplace"))]
     finally:
-        current_element.reset(token)
+        seconds = time.perf_counter() - start
+        if token is not None:
+            current_element.reset(token)
+        if tokens is not None:
+            tokens.put(None)
+        if log_threads:
+            limiter.log(RELEASED)  # type: ignore[union-attr]
+        stats.finished(ok, seconds, log)
 
 
 def _carried_out(kmsg: KlioMessage, result: Any) -> Any:

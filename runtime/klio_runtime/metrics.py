@@ -327,7 +327,7 @@ class TransformMetrics:
         self._logger = logging.getLogger(METRICS_LOGGER)
         self._unit = owner.decorator_timer_unit
         self._timer_tags = {"metric_type": "timer", "unit": self._unit}
-        self._received = self._success = self._errors = 0
+        self._success = self._errors = 0
         self._times: list[float] = []
         self._recorders: tuple[Counter, Counter, Counter, Any] | None = None
 
@@ -336,10 +336,10 @@ class TransformMetrics:
         relay = self._relay
         return relay is not None and self._logger.isEnabledFor(relay.level)
 
-    def received(self, log: bool) -> None:
-        self._received += 1
-        if log:
-            self._emit(KMSG_RECEIVED, 1, _COUNTER_TAGS)
+    def log_received(self) -> None:
+        """Log an element's arrival (counted when it is done: every element received ends as
+        a success or a drop)."""
+        self._emit(KMSG_RECEIVED, 1, _COUNTER_TAGS)
 
     def finished(self, ok: bool, seconds: float, log: bool) -> None:
         """One element done (``ok``: passed on; else dropped) after ``seconds`` in the transform."""
@@ -370,9 +370,9 @@ class TransformMetrics:
         return received, success, errors, timer.labels(transform=where)
 
     def flush(self) -> None:
-        counts = (self._received, self._success, self._errors)
+        counts = (self._success + self._errors, self._success, self._errors)
         times, self._times = self._times, []
-        self._received = self._success = self._errors = 0
+        self._success = self._errors = 0
         if not (any(counts) or times):
             return
         if self._recorders is None:
