@@ -73,6 +73,9 @@ def beam_options(
     elif has_pubsub_input(config):
         values["streaming"] = True  # a Pub/Sub source is unbounded: Beam needs streaming mode
     values = {k: v for k, v in values.items() if v is not None}
+    legacy_image = values.pop("worker_harness_container_image", None)
+    if legacy_image is not None:  # Klio's name: Beam takes it too, with a warning every run
+        values.setdefault("sdk_container_image", legacy_image)
     if values.get("streaming") is False:
         values.pop("streaming")
     return PipelineOptions.from_dictionary(values)

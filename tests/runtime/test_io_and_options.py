@@ -129,6 +129,8 @@ def test_direct_runners_map_to_fn_api_runner_and_dataflow_options_stay() -> None
     assert opts["runner"] == "FnApiRunner"
     assert opts["project"] == "p" and opts["experiments"] == ["beam_fn_api", "use_runner_v2"]
     assert opts["setup_file"] == "setup.py"
+    # Klio's worker_harness_container_image under Beam's current name (no legacy-flag warning)
+    assert opts["sdk_container_image"] == "img:1" and opts["worker_harness_container_image"] is None
     gke = make_config(pipeline_options={"runner": "DirectGKERunner", "streaming": False})
     assert beam_options(gke).get_all_options()["runner"] == "FnApiRunner"
     assert (
