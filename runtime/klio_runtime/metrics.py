@@ -11,6 +11,10 @@ output_exists), ``klio_messages_output_total``, ``klio_dead_letter_total{reason}
 ``klio_processing_seconds``. User metrics are named ``<prefix>_<name>`` where the prefix is
 ``job_config.metrics.prefix`` or the job name, made Prometheus-safe.
 
+Each ``@handle_klio`` / ``@serialize_klio_message`` function also has Klio's per-transform
+metrics (:class:`TransformMetrics`: ``kmsg-received``, ``kmsg-success``, ``kmsg-drop-error``,
+``kmsg-timer``), named like user metrics with the label ``transform``.
+
 As Klio's logger client does, each update of a user metric is also logged on ``klio.metrics``
 (``[name] value: V transform: 'T' tags: {...}``), at DEBUG unless ``job_config.metrics.logger``
 says ``level`` (and ``timer_unit``, default ns); ``logger: false`` turns it off.
