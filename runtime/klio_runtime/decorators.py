@@ -191,11 +191,28 @@ class ThreadLimiter:
     As Klio's limiter does, each take and return is logged at DEBUG on ``klio.concurrency``.
     """
 
-    def __init__(self, max_thread_count: int | None = None, name: str | None = None) -> None:
-        if max_thread_count is not None and max_thread_count <= 0:
-            raise ValueError(f"max_thread_count must be > 0, not {max_thread_count}")
+    def __init__(
+        self,
+        max_thread_count: int | ThreadLimit | Callable[[], int] | None = ThreadLimit.DEFAULT,
+        name: str | None = None,
+    ) -> None:
+        """``max_thread_count`` as in Klio: a number, a callable returning one,
+        :attr:`ThreadLimit.DEFAULT` (the CPU count) or :attr:`ThreadLimit.NONE` / None (no
+        limit)."""
+        if max_thread_count is ThreadLimit.DEFAULT:
+            max_thread_count = os.cpu_count() or 1
+        elif max_thread_count is ThreadLimit.NONE:
+            max_thread_count = None
+        elif callable(max_thread_count):
+            max_thread_count = max_thread_count()
+        if max_thread_count is not None and (
+            not isinstance(max_thread_count, int)
+            or isinstance(max_thread_count, bool)
+            or max_thread_count <= 0
+        ):
+            raise ValueError(f"max_thread_count must be an int > 0, not {max_thread_count!r}")
         self.name = name
-        self.max_thread_count = max_thread_count
+        self.max_thread_count: int | None = max_thread_count
         self._tokens: queue.SimpleQueue[None] | None = None
         if max_thread_count:
             self._tokens = queue.SimpleQueue()

@@ -476,3 +476,16 @@ def test_kmsg_timer_unit_follows_klios_precedence(settings: dict[str, Any], unit
 def test_kmsg_timer_unit_names_a_bad_unit() -> None:
     with pytest.raises(ValueError, match=r"job_config.metrics.native.timer_unit.*'hours'"):
         kmsg_timer_unit({"native": {"timer_unit": "hours"}})
+
+
+def test_thread_limiter_takes_klios_limits() -> None:
+    # Klio's docs: ThreadLimiter() is the CPU count; a callable, ThreadLimit.NONE, a number
+    assert d.ThreadLimiter().max_thread_count == (os.cpu_count() or 1)
+    assert d.ThreadLimiter(max_thread_count=lambda: 3).max_thread_count == 3
+    unlimited = d.ThreadLimiter(max_thread_count=d.ThreadLimit.NONE)
+    assert unlimited.max_thread_count is None
+    with unlimited, unlimited:  # never blocks
+        pass
+    for bad in (0, -1, "4", True):
+        with pytest.raises(ValueError, match="max_thread_count must be an int > 0"):
+            d.ThreadLimiter(max_thread_count=bad)  # type: ignore[arg-type]
