@@ -10,6 +10,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from klio_runtime.decorators import handle_klio
 from klio_runtime.message import element_id, new_message, parse, serialize
+from klio_runtime.metrics import KlioMetrics, process_hub
 from klio_runtime.pipeline import KlioJobTransform
 from klio_runtime.routing import JobRef
 from klio_runtime.transforms.route import Dropped, KlioRoute
@@ -253,11 +254,36 @@ def test_event_lines_from_any_source_become_messages() -> None:
         out = decoded.events | KlioJobTransform(config, _run_fn)
         assert_that(
             out["output"] | beam.Map(_elements_and_payloads),
-            equal_to([("track-1", b"ran:track-1"), ("track-2", b"ran:track-2"),
-                      ("track-3", b"ran:track-3")]),
+            equal_to(
+                [
+                    ("track-1", b"ran:track-1"),
+                    ("track-2", b"ran:track-2"),
+                    ("track-3", b"ran:track-3"),
+                ]
+            ),
         )
         assert_that(
             decoded.dead_letter | beam.Map(lambda d: (d.reason, d.where)),
             equal_to([("malformed_line", "b'\\xff\\xfe'")]),
             label="dead",
         )
+
+
+def test_per_transform_metrics_of_messages_checked_at_bundle_end_reach_prometheus(
+    tmp_path: Path,
+) -> None:
+    # Existence is checked for a batch at the bundle's end: the messages run after the router's
+    # last element, and what run's steps counted must still be handed on within the bundle.
+    config = make_config(_data_config(tmp_path))
+    for element in ("a", "b", "c"):
+        (tmp_path / "in" / f"{element}.txt").write_text("input")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([msg_bytes(e) for e in "abc"]) | KlioJobTransform(config, _run_fn)
+        assert_that(out["output"] | beam.Map(element_id_of), equal_to(["a", "b", "c"]))
+    prefix = KlioMetrics.from_settings(config.job_name, None).prefix
+    for name in ("kmsg_received_total", "kmsg_success_total", "kmsg_timer_seconds_count"):
+        assert process_hub().value(f"{prefix}_{name}", transform="_mark") == 3, name
+
+
+def element_id_of(data: bytes) -> str:
+    return element_id(parse(data))

@@ -144,16 +144,17 @@ class RouteMessages(beam.DoFn):
         return []
 
     def finish_bundle(self) -> Iterator[Any]:
-        outputs = list(self._flush())
-        self.metrics.flush()
-        if self.to_run_count:
-            self.to_run.inc(self.to_run_count)
-            self.to_run_count = 0
-        for out in outputs:
+        for out in list(self._flush()):
             if isinstance(out, pvalue.TaggedOutput):
                 yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
             else:
                 yield WindowedValue(out, 0, (GlobalWindow(),))
+        # After the yields: the job's fused steps have handled these last messages by now, so
+        # what they counted in this context (their per-transform metrics) is handed on too.
+        self.metrics.flush()
+        if self.to_run_count:
+            self.to_run.inc(self.to_run_count)
+            self.to_run_count = 0
 
     def _flush(self) -> Iterator[Any]:
         batch, self.pending = self.pending, []
