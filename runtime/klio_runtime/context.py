@@ -150,6 +150,11 @@ def bind_context(ctx: KlioContext) -> None:
         _bound = ctx
 
 
+def context_is_bound() -> bool:
+    """Whether a job's context is bound in this process (see :func:`bind_context`)."""
+    return _bound is not None
+
+
 def bound_context() -> KlioContext:
     """The running job's context; a clear error outside a Klio pipeline."""
     if _bound is None:

@@ -24,7 +24,7 @@ from klio_runtime.config import (
     KlioConfig,
     PubSubEventOutput,
 )
-from klio_runtime.context import KlioContext, bind_context
+from klio_runtime.context import KlioContext, bind_context, bound_context, context_is_bound
 from klio_runtime.decorators import fast_parse
 from klio_runtime.io.avro_events import ReadEventAvro, WriteEventAvro
 from klio_runtime.io.events import (
@@ -91,6 +91,10 @@ class _PrepareOutput(beam.DoFn):
 
     def finish_bundle(self) -> None:
         self.metrics.flush()
+        # What run's decorated steps counted (in the bound context) before this bundle ended: for
+        # an input read by run itself (skip_klio_read) no router's bundle end hands it on.
+        if context_is_bound():
+            bound_context().metrics.flush()
 
     def _to_bytes(self, data: Any) -> bytes | pvalue.TaggedOutput:
         """An object that defines ``__bytes__`` (e.g. audio's AudioItem: the serialized message it
@@ -189,9 +193,9 @@ class KlioJobTransform(beam.PTransform):
         # run's output is prepared in the same fused stage as run, so the message its last step
         # carries is taken, not parsed again. Pass-thru messages are ready as they are.
         if isinstance(ran, beam.PCollection):
-            ready = ran | "Prepare output" >> beam.ParDo(
-                _PrepareOutput(self.config)
-            ).with_outputs(DEAD_LETTER_TAG, main=OUTPUT)
+            ready = ran | "Prepare output" >> beam.ParDo(_PrepareOutput(self.config)).with_outputs(
+                DEAD_LETTER_TAG, main=OUTPUT
+            )
             outputs = [ready[OUTPUT]]
             dead.append(ready[DEAD_LETTER_TAG])
         else:

@@ -198,6 +198,9 @@ def test_skip_klio_read_gives_run_the_pipeline_and_skip_write_writes_nothing(
     build_pipeline(config, run, beam_options(config)).run().wait_until_finish()
     assert isinstance(seen[0], beam.Pipeline)
     assert not list(tmp_path.glob("events*"))
+    # no router read it, yet what run's step counted was handed on at the bundle's end
+    prefix = KlioMetrics.from_settings(config.job_name, None).prefix
+    assert process_hub().value(f"{prefix}_kmsg_success_total", transform="_mark") == 1
 
 
 def test_job_without_data_io_passes_pings_through_run_untouched() -> None:
