@@ -340,6 +340,7 @@ def _run_one(
     start = time.perf_counter()
     ok = True
     token = None
+    element: bytes | None = None
     try:
         if log:
             stats.log_received()
@@ -378,7 +379,8 @@ def _run_one(
         return [_carried_out(_copy(kmsg), r) for r in results]
     except Exception as err:
         ok = False
-        return [drop(ctx, incoming, where, err, element.decode("utf-8", "backslashreplace"))]
+        shown = None if element is None else element.decode("utf-8", "backslashreplace")
+        return [drop(ctx, incoming, where, err, shown)]
     finally:
         seconds = time.perf_counter() - start
         if token is not None:
