@@ -50,16 +50,26 @@ async def test_every_call_of_a_whole_lifecycle_is_allowed_by_the_rbac_rules() ->
             patch = {"spec": {"serviceAccountName": "reader", "threadPoolSize": 2}}
             await op.send("PATCH", resource_path("KlioJob", NS, "child"), patch)
             await op.wait(
-                lambda: op.objects("Deployment")["child"]["spec"]["template"]["spec"].get(
-                    "serviceAccountName") == "reader",
+                lambda: (
+                    op.objects("Deployment")["child"]["spec"]["template"]["spec"].get(
+                        "serviceAccountName"
+                    )
+                    == "reader"
+                ),
                 "child updated",
             )
             await op.play_deployment_controller("child")
             await op.wait(lambda: op.condition_is("child", "Ready", "True"), "child rolled")
             pod = {"metadata": {"name": "child-x", "labels": labels_for("child", "worker")}}
             await op.send("POST", resource_path("Pod", NS), pod)
-            stuck = {"containerStatuses": [{"name": "worker", "state": {"waiting": {
-                "reason": "CrashLoopBackOff", "message": "back-off"}}}]}
+            stuck = {
+                "containerStatuses": [
+                    {
+                        "name": "worker",
+                        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                    }
+                ]
+            }
             await op.send("PATCH", resource_path("Pod", NS, "child-x", "status"), {"status": stuck})
             await op.wait(lambda: op.condition_is("child", "Degraded", "True"), "child Degraded")
             suspend = {"spec": {"suspend": True}}
@@ -81,6 +91,8 @@ async def test_every_call_of_a_whole_lifecycle_is_allowed_by_the_rbac_rules() ->
     # The operator wrote what only it writes: children and the KlioJob status.
     made = {(c.resource, c.verb) for c in calls}
     assert {
-        ("deployments", "create"), ("jobs", "create"), ("kliojobs/status", "patch"),
+        ("deployments", "create"),
+        ("jobs", "create"),
+        ("kliojobs/status", "patch"),
         ("events", "create"),
     } <= made
