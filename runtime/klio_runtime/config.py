@@ -339,6 +339,19 @@ class JobConfig(BaseModel):
         default=0, ge=0, description="Retries of a failing element before it is dropped."
     )
 
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # checked with the config, not first when a worker builds its metrics
+        from klio_runtime.metrics import MetricsLogRelay, kmsg_timer_unit
+
+        try:
+            MetricsLogRelay.from_settings(value)
+            kmsg_timer_unit(value)
+        except ValueError as err:  # their messages name the whole path; pydantic adds ours
+            raise ValueError(str(err).removeprefix("job_config.metrics.")) from None
+        return value
+
 
 class PipelineOptions(BaseModel):
     """``pipeline_options``: Beam's options, passed to Beam as they are (see `as_dict`).

@@ -247,6 +247,14 @@ def test_error_messages_are_readable() -> None:
         ({"job_name": ""}, "job_name: String should have at least 1 character"),
         ({"job_name": "j", "job_config": []}, "job_config: Input should be a valid dictionary"),
         (["job_name"], "(top level): must be a mapping, got list"),
+        (
+            {"job_name": "j", "job_config": {"metrics": {"native": {"timer_unit": "hours"}}}},
+            "job_config.metrics: native.timer_unit: one of ['ms', 'ns', 's', 'us'], not 'hours'",
+        ),
+        (
+            {"job_name": "j", "job_config": {"metrics": {"logger": {"level": "loud"}}}},
+            "job_config.metrics: logger.level: one of ['critical', 'debug', 'error', 'info',",
+        ),
     ],
 )
 def test_single_errors(data: Any, expected: str) -> None:
