@@ -416,6 +416,11 @@ class KlioMetrics:
         self._ids_cache: dict[str, Any] = {}
         self._transforms: dict[str, TransformMetrics] = {}
         self.decorator_timer_unit = decorator_timer_unit
+        self.read_by: str | None = None
+        """Klio's IO transform reading what ``received`` counts: its ``kmsg-read`` follows."""
+        self.written_by: tuple[str, ...] = ()
+        """Klio's IO transforms writing what ``output`` counts: their ``kmsg-write`` follow."""
+        self._io_counters: dict[tuple[str, str], Counter] = {}
 
     @classmethod
     def from_settings(cls, job_name: str, settings: Mapping[str, Any] | None) -> KlioMetrics:
@@ -559,10 +564,23 @@ class KlioMetrics:
             received, self._pending_received = self._pending_received, 0
             self._beam_counter("klio_messages_received").inc(received)
             self._child(self.hub.received).inc(received)
+            if self.read_by:
+                self._io_counter("kmsg-read", self.read_by).inc(received)
         if self._pending_output:
             output, self._pending_output = self._pending_output, 0
             self._beam_counter("klio_messages_output").inc(output)
             self._child(self.hub.output).inc(output)
+            for writer in self.written_by:
+                self._io_counter("kmsg-write", writer).inc(output)
+
+    def _io_counter(self, name: str, transform: str) -> Counter:
+        # Counted in batches, so not logged per message as Klio's IO transforms do.
+        found = self._io_counters.get((name, transform))
+        if found is None:
+            found = self._io_counters[name, transform] = self._counter(
+                name, transform, {}, logged=False
+            )
+        return found
 
     def dropped(self, reason: str, element: str | None = None) -> None:
         """Count a drop; ``element`` joins the Beam string set that run summaries report by id."""

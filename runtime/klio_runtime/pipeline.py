@@ -44,6 +44,7 @@ from klio_runtime.io.pubsub_events import (
     pubsub_project,
 )
 from klio_runtime.metrics import KlioMetrics
+from klio_runtime.transforms.io import reader_name, writer_names
 from klio_runtime.transforms.route import (
     DROPPED,
     INPUT_MISSING,
@@ -72,6 +73,7 @@ class _PrepareOutput(beam.DoFn):
         self.metrics = KlioMetrics.from_settings(
             self.config.job_name, self.config.job_config.metrics
         )
+        self.metrics.written_by = writer_names(self.config)
 
     def process(self, data: Any) -> Iterable[Any]:
         # A list, not a generator: this runs once per message and Beam iterates either.
@@ -175,7 +177,10 @@ class KlioJobTransform(beam.PTransform):
                 # Klio gives run the pipeline itself for an input it does not read
                 to_run[name] = pcoll.pipeline if isinstance(pcoll, beam.pvalue.PBegin) else pcoll
                 continue
-            routed = pcoll | f"[{name}] Klio route" >> KlioRoute(self.config, self.batch_size)
+            read_by = reader_name(conf.type if conf is not None else None)
+            routed = pcoll | f"[{name}] Klio route" >> KlioRoute(
+                self.config, self.batch_size, read_by
+            )
             to_run[name] = routed.process
             pass_thru.append(routed[PASS_THRU])
             dropped.append(routed[DROPPED])

@@ -290,3 +290,32 @@ def test_per_transform_metrics_of_messages_checked_at_bundle_end_reach_prometheu
 
 def element_id_of(data: bytes) -> str:
     return element_id(parse(data))
+
+
+def test_configured_event_io_counts_klios_kmsg_read_and_kmsg_write(tmp_path: Path) -> None:
+    # Klio's metrics docs: the built-in reads and writes count under their IO transforms' names;
+    # a message passed through (its output exists) is written, so counted, too.
+    from klio_runtime.pipeline import build_pipeline
+    from klio_runtime.runner import beam_options
+
+    cfg = _data_config(tmp_path)
+    (tmp_path / "ids.txt").write_text("a\nb\nc\n")
+    cfg["events"] = {
+        "inputs": [{"type": "file", "location": str(tmp_path / "ids.txt")}],
+        "outputs": [{"type": "file", "location": str(tmp_path / "events")}],
+    }
+    config = make_config(cfg)
+    for element in "abc":
+        (tmp_path / "in" / f"{element}.txt").write_text("input")
+    (tmp_path / "out" / "b.txt").write_text("done")
+    result = build_pipeline(config, _run_fn, beam_options(config)).run()
+    result.wait_until_finish()
+    counted: dict[str, int] = {}
+    for counter in result.metrics().query()["counters"]:
+        if counter.key.metric.name.startswith(("kmsg-read", "kmsg-write")):
+            name = counter.key.metric.name
+            counted[name] = counted.get(name, 0) + counter.committed
+    assert counted == {
+        "kmsg-read[transform=KlioReadFromText]": 3,
+        "kmsg-write[transform=KlioWriteToText]": 3,
+    }

@@ -13,7 +13,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from klio_runtime.config import AvroEventInput, AvroEventOutput, joined_path
+from klio_runtime.config import AvroEventInput, AvroEventOutput, KlioConfig, joined_path
 from klio_runtime.io.avro_events import ReadEventAvro, WriteEventAvro
 from klio_runtime.io.events import DEAD_LETTER_TAG, ReadEventFile, WriteEventFile
 from klio_runtime.io.pubsub_events import ReadEventPubSub, WriteEventPubSub
@@ -144,3 +144,30 @@ class KlioReadFromBigQuery(_BigQueryRefused):
 
 class KlioWriteToBigQuery(_BigQueryRefused):
     """Not supported: raises NotImplementedError saying what to use instead."""
+
+
+READERS: dict[str, type[beam.PTransform]] = {
+    "file": KlioReadFromText,
+    "avro": KlioReadFromAvro,
+    "pubsub": KlioReadFromPubSub,
+}
+WRITERS: dict[str, type[beam.PTransform]] = {
+    "file": KlioWriteToText,
+    "avro": KlioWriteToAvro,
+    "pubsub": KlioWriteToPubSub,
+}
+
+
+def reader_name(kind: str | None) -> str | None:
+    """Klio's name of the transform reading an event input of this type (its ``kmsg-read``)."""
+    reader = READERS.get(kind or "")
+    return reader.__name__ if reader is not None else None
+
+
+def writer_names(config: KlioConfig) -> tuple[str, ...]:
+    """Klio's names of the transforms writing the job's event outputs (their ``kmsg-write``)."""
+    return tuple(
+        WRITERS[out.type].__name__
+        for out in config.job_config.events.outputs
+        if not out.skip_klio_write and out.type in WRITERS
+    )

@@ -39,6 +39,7 @@ from klio_runtime.routing import (
     is_recipient,
     resume_top_down,
 )
+from klio_runtime.transforms.io import writer_names
 
 PROCESS = "process"
 PASS_THRU = "pass_thru"
@@ -76,16 +77,21 @@ def has_pass_thru(config: KlioConfig) -> bool:
 class RouteMessages(beam.DoFn):
     """Serialized KlioMessage in; the decision's tagged output out."""
 
-    def __init__(self, config: KlioConfig, batch_size: int = 500) -> None:
+    def __init__(
+        self, config: KlioConfig, batch_size: int = 500, read_by: str | None = None
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         self.config = config
         self.batch_size = batch_size
+        self.read_by = read_by
 
     def setup(self) -> None:
         self.ctx = KlioContext(self.config)
         bind_context(self.ctx)
         self.metrics = self.ctx.metrics
+        self.metrics.read_by = self.read_by
+        self.metrics.written_by = writer_names(self.config)  # pings and done ones are written too
         self.job = job_ref_of(self.config)
         self.stamp_audit = AuditStamper(self.job.to_proto())
         self.inputs: Sequence[DataInput] = data_inputs(self.config)
@@ -233,12 +239,16 @@ class RouteMessages(beam.DoFn):
 class KlioRoute(beam.PTransform):
     """The built-in steps as one transform; see the module docstring for its outputs."""
 
-    def __init__(self, config: KlioConfig, batch_size: int = 500) -> None:
+    def __init__(
+        self, config: KlioConfig, batch_size: int = 500, read_by: str | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.batch_size = batch_size
+        self.read_by = read_by
+        """Klio's name of the transform that read the messages (their ``kmsg-read``)."""
 
     def expand(self, pcoll: beam.PCollection) -> pvalue.DoOutputsTuple:
         return pcoll | "Route" >> beam.ParDo(
-            RouteMessages(self.config, self.batch_size)
+            RouteMessages(self.config, self.batch_size, self.read_by)
         ).with_outputs(*TAGS, main=PROCESS)
