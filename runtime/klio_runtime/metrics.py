@@ -144,6 +144,18 @@ _LEVELS = {
 _UNIT_NAMES = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms", "seconds": "s"}
 
 
+def unit_named(unit: Any, where: str) -> str:
+    """A timer unit as its short name (``s``, ``ms``, ``us``, ``ns``; Klio's long names too).
+
+    Raises:
+        ValueError: an unknown unit, naming the field ``where``.
+    """
+    name = _UNIT_NAMES.get(str(unit), str(unit))
+    if name not in _TIMER_UNITS:
+        raise ValueError(f"{where}: one of {sorted(_TIMER_UNITS)}, not {unit!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class MetricsLogRelay:
     """Klio's logger metrics client: each update of a user metric, logged on ``klio.metrics``."""
@@ -168,13 +180,8 @@ class MetricsLogRelay:
             raise ValueError(
                 f"job_config.metrics.logger.level: one of {sorted(_LEVELS)}, not {level_name!r}"
             )
-        unit = str(conf.get("timer_unit") or top.get("timer_unit") or "ns")
-        unit = _UNIT_NAMES.get(unit, unit)
-        if unit not in _TIMER_UNITS:
-            raise ValueError(
-                f"job_config.metrics.logger.timer_unit: one of {sorted(_TIMER_UNITS)}, not {unit!r}"
-            )
-        return cls(_LEVELS[level_name], unit)
+        unit = conf.get("timer_unit") or top.get("timer_unit") or "ns"
+        return cls(_LEVELS[level_name], unit_named(unit, "job_config.metrics.logger.timer_unit"))
 
     def emit(self, name: str, value: Any, transform: str | None, tags: Mapping[str, Any]) -> None:
         logger = logging.getLogger(METRICS_LOGGER)
@@ -298,10 +305,7 @@ def kmsg_timer_unit(settings: Mapping[str, Any] | None) -> str:
         conf = top.get(client)
         if not unit and isinstance(conf, Mapping) and conf.get("timer_unit"):
             where, unit = f"{client}.timer_unit", conf["timer_unit"]
-    name = _UNIT_NAMES.get(str(unit or "s"), str(unit or "s"))
-    if name not in _TIMER_UNITS:
-        raise ValueError(f"job_config.metrics.{where}: one of {sorted(_TIMER_UNITS)}, not {unit!r}")
-    return name
+    return unit_named(unit or "s", f"job_config.metrics.{where}")
 
 
 KMSG_RECEIVED = "kmsg-received"
