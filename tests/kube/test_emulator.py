@@ -156,6 +156,40 @@ async def test_a_later_patch_leaves_earlier_versions_and_their_events_alone(
     )
 
 
+async def test_json_and_status_patches_leave_earlier_versions_alone(
+    api: KlioKubernetesEmulator,
+) -> None:
+    # Versions share the stanzas they did not change: a patch must copy what it changes.
+    await call(api, "POST", CM, {"metadata": {"name": "first"}})  # a version to watch from
+    _, created = await call(api, "POST", KJ, {"metadata": {"name": "j"}, "spec": {"v": {"n": 1}}})
+    since = str(int(created["metadata"]["resourceVersion"]) - 1)
+    await call(api, "PATCH", f"{KJ}/j/status", {"status": {"a": {"b": 1}}})
+    json_patch = "application/json-patch+json"
+    status, _ = await call(
+        api,
+        "PATCH",
+        f"{KJ}/j/status",
+        [
+            {"op": "test", "path": "/status/a/b", "value": 1},
+            {"op": "replace", "path": "/status/a/b", "value": 2},
+        ],
+        json_patch,
+    )
+    assert status == 200
+    await call(
+        api, "PATCH", f"{KJ}/j", [{"op": "replace", "path": "/spec/v/n", "value": 3}], json_patch
+    )
+    events = await asyncio.wait_for(
+        read_events(api, f"{KJ}?watch=true&resourceVersion={since}", 4), timeout=5
+    )
+    assert [(e["object"]["spec"], e["object"].get("status")) for e in events] == [
+        ({"v": {"n": 1}}, None),
+        ({"v": {"n": 1}}, {"a": {"b": 1}}),
+        ({"v": {"n": 1}}, {"a": {"b": 2}}),
+        ({"v": {"n": 3}}, {"a": {"b": 2}}),
+    ]
+
+
 async def test_watch_without_version_starts_with_current_state(api: KlioKubernetesEmulator) -> None:
     await call(api, "POST", CM, {"metadata": {"name": "a", "labels": {"k": "1"}}})
     await call(api, "POST", CM, {"metadata": {"name": "b"}})
