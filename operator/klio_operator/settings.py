@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import kopf
@@ -14,6 +14,7 @@ import kopf
 from klio_operator import drift
 from klio_operator.kube import OPTIONAL_GROUPS, KubeApi, resource_path
 from klio_operator.metrics import OperatorMetrics
+from klio_operator.models import KIND as KLIOJOB_KIND
 from klio_operator.planning import DEFAULT_PROJECT, MANAGED_BY, ClusterFacts
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
@@ -31,29 +32,66 @@ ENV_DRIFT_INTERVAL = "KLIO_OPERATOR_DRIFT_INTERVAL"
 
 
 class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
-    """kopf's last-handled annotation, built without deep-copying the status first.
+    """kopf's last-handled annotation, built without deep copies that nothing reads.
 
-    kopf copies the whole body and then drops the status, on every event; a KlioJob's status
-    is most of its body, and three of a new job's five events carry one. The essence (spec,
-    labels, annotations) is the same.
+    kopf builds an essence on every event of every watched resource, copying the whole body
+    and then dropping the status. Only the kinds with change handlers (`kinds`) ever use it:
+    for the workloads and pods, which have event handlers only, it is empty. For the others
+    the status is dropped before the copy: a KlioJob's status is most of its body, and three
+    of a new job's five events carry one. The essence (spec, labels, annotations) is the same.
     """
+
+    def __init__(self, *, kinds: Iterable[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kinds = frozenset(kinds)
 
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
         fields = list(extra_fields or [])
+        if not self._essential(body):
+            return cast(kopf.BodyEssence, {})
         if "status" in body and not fields:  # extra fields might name status fields: keep it
             without_status = {key: value for key, value in body.items() if key != "status"}
             body = kopf.Body(cast(kopf.RawBody, without_status))
         return super().build(body=body, extra_fields=fields)
 
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return super().fetch(body=body) if self._essential(body) else None
+
+    def _essential(self, body: kopf.Body) -> bool:
+        """Of a kind with change handlers, or of no stated kind (then kopf's way, to be sure)."""
+        kind = body.get("kind")
+        return kind is None or kind in self.kinds
+
+
+class ProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress annotations; `clear` copies only the annotations it filters.
+
+    kopf clears its own annotations out of both essences of every event, deep-copying each
+    first; a copy of the path that changes leaves the given essence as it is just the same.
+    """
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        cleared: dict[str, Any] = dict(essence)
+        if isinstance(essence.get("metadata"), Mapping):
+            metadata = cleared["metadata"] = dict(essence["metadata"])
+            annotations = metadata.get("annotations")
+            if self.prefix and isinstance(annotations, Mapping):
+                ours = f"{self.prefix}/"
+                metadata["annotations"] = {
+                    key: value for key, value in annotations.items() if not key.startswith(ours)
+                }
+        self.remove_empty_stanzas(cast(kopf.BodyEssence, cleared))  # in place: on our copies
+        return cast(kopf.BodyEssence, cleared)
+
 
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     """Where kopf keeps its state and how it talks; shared by the CLI and the tests."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
+    settings.persistence.progress_storage = ProgressStorage(prefix=STORAGE_PREFIX)
     settings.persistence.diffbase_storage = DiffBaseStorage(
-        prefix=STORAGE_PREFIX, key="last-handled-configuration"
+        kinds=(KLIOJOB_KIND,), prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # Events for problems, not for every handler run
     settings.watching.server_timeout = 600
@@ -89,7 +127,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         or DEFAULT_PROJECT,
         keda_authentication=context.facts.keda_authentication,
     )
-
 
     if context.drift_interval > 0:
         memo["klio_drift"] = asyncio.create_task(watch_drift(context), name="klio drift repair")

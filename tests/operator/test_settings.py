@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import kopf
 import pytest
-from klio_operator.settings import STORAGE_PREFIX, DiffBaseStorage
+from klio_operator.settings import STORAGE_PREFIX, DiffBaseStorage, ProgressStorage
 
 KEY = "last-handled-configuration"
 BODY: dict[str, Any] = {
@@ -31,8 +32,54 @@ def test_the_diff_base_is_kopfs_own_essence(
 ) -> None:
     raw = BODY if with_status else {k: v for k, v in BODY.items() if k != "status"}
     body = kopf.Body(raw)  # type: ignore[arg-type]
-    ours = DiffBaseStorage(prefix=STORAGE_PREFIX, key=KEY)
+    ours = DiffBaseStorage(kinds=["KlioJob"], prefix=STORAGE_PREFIX, key=KEY)
     kopfs = kopf.AnnotationsDiffBaseStorage(prefix=STORAGE_PREFIX, key=KEY)
     essence = ours.build(body=body, extra_fields=extra_fields)
     assert essence == kopfs.build(body=body, extra_fields=extra_fields)
     assert "status" not in essence or extra_fields
+
+
+def test_a_body_of_no_stated_kind_gets_kopfs_own_essence() -> None:
+    raw = {k: v for k, v in BODY.items() if k != "kind"}
+    body = kopf.Body(raw)  # type: ignore[arg-type]
+    ours = DiffBaseStorage(kinds=["KlioJob"], prefix=STORAGE_PREFIX, key=KEY)
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix=STORAGE_PREFIX, key=KEY)
+    assert ours.build(body=body) == kopfs.build(body=body) != {}
+    assert ours.fetch(body=body) == kopfs.fetch(body=body) == {}
+
+
+def test_kinds_without_change_handlers_get_no_essence() -> None:
+    # kopf builds one on every event of a watched Deployment: nothing ever diffs it.
+    deployment = {**BODY, "apiVersion": "apps/v1", "kind": "Deployment"}
+    body = kopf.Body(deployment)  # type: ignore[arg-type]
+    ours = DiffBaseStorage(kinds=["KlioJob"], prefix=STORAGE_PREFIX, key=KEY)
+    assert ours.build(body=body, extra_fields=["status.phase"]) == {}
+    assert ours.fetch(body=body) is None
+
+
+ESSENCES: list[dict[str, Any]] = [
+    {"spec": {"a": 1}},
+    {"spec": {"a": 1}, "metadata": {"annotations": {f"{STORAGE_PREFIX}/x": "1"}}},
+    {
+        "spec": {"a": 1},
+        "metadata": {
+            "labels": {},
+            "annotations": {f"{STORAGE_PREFIX}/x": "1", "klio.io/parents-changed": "p"},
+        },
+        "status": {},
+    },
+    {"metadata": {"labels": {"team": "audio"}, "annotations": {}}},
+]
+
+
+@pytest.mark.parametrize("essence", ESSENCES)
+def test_clearing_progress_is_kopfs_own_and_leaves_the_essence_alone(
+    essence: dict[str, Any],
+) -> None:
+    before = copy.deepcopy(essence)
+    ours = ProgressStorage(prefix=STORAGE_PREFIX).clear(essence=essence)  # type: ignore[arg-type]
+    kopfs = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX).clear(
+        essence=copy.deepcopy(essence)  # type: ignore[arg-type]
+    )
+    assert ours == kopfs
+    assert essence == before
