@@ -805,8 +805,6 @@ async def on_deleted(
 
 # -- registration ------------------------------------------------------------------------------
 
-WORKLOAD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
-
 
 def register(registry: kopf.OperatorRegistry) -> None:
     """Put every handler of the operator on `registry` (the startup handler is in settings)."""
@@ -818,11 +816,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
         on(*KLIOJOBS, registry=registry, id="reconcile", backoff=5)(reconcile)
     kopf.on.update(*KLIOJOBS, field="spec", registry=registry, id="spec_changed")(on_spec_changed)
     kopf.on.delete(*KLIOJOBS, registry=registry, id="cleanup", backoff=5)(on_deleted)
-    for resource in (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), ("v1", "pods")):
+    for resource in settings.WORKLOAD_RESOURCES:
         # Without a status (just created) there is nothing to report: not even invoked.
         kopf.on.event(
             *resource,
-            labels=WORKLOAD_LABELS,
+            labels=settings.WORKLOAD_LABELS,
             field="status",
             value=kopf.PRESENT,
             registry=registry,

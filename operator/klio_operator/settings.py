@@ -25,6 +25,11 @@ STORAGE_PREFIX = "kopf.klio.io"
 if TYPE_CHECKING:
     from klio_operator.handlers import OperatorContext
 
+WORKLOAD_RESOURCES = (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), ("v1", "pods"))
+"""Watched for the workers' state: the operator's Deployments and Jobs, and their pods."""
+WORKLOAD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+"""What every one of those the operator made carries (and other apps' do not)."""
+
 ENV_PROJECT = "KLIO_PUBSUB_PROJECT"
 ENV_METRICS_PORT = "KLIO_OPERATOR_METRICS_PORT"
 ENV_RETRY_DELAY = "KLIO_OPERATOR_RETRY_DELAY"
@@ -93,6 +98,11 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = DiffBaseStorage(
         kinds=(KLIOJOB_KIND,), prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
+    selector = ",".join(f"{key}={value}" for key, value in WORKLOAD_LABELS.items())
+    for resource in WORKLOAD_RESOURCES:
+        # The API server leaves out other apps' Deployments, Jobs and pods: a cluster's every
+        # pod change is not streamed here to be dropped by the handlers' label filter.
+        settings.watching.label_selectors[resource] = selector
     settings.posting.level = logging.WARNING  # Events for problems, not for every handler run
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660

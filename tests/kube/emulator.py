@@ -190,6 +190,10 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
     )
     watched: set[str] = attrs.field(factory=set, init=False)
     """Plurals of the resources some client has started watching (to know a client is up)."""
+    watch_selectors: defaultdict[str, set[str | None]] = attrs.field(
+        factory=lambda: defaultdict(set), init=False
+    )
+    """The label selectors of the watches of each plural (None: a watch of everything)."""
     tally: Counter[str] = attrs.field(factory=Counter, init=False)
     """Object requests served, by `<action> <plural>[/<subresource>]` (for benches)."""
     calls: list[ApiCall] = attrs.field(factory=list, init=False)
@@ -479,6 +483,7 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
         yield b""  # send the headers now: the stream is open even if nothing happens
         assert request.resource is not None
         self.watched.add(str(request.resource.plural))
+        self.watch_selectors[str(request.resource.plural)].add(request.params.get("labelSelector"))
         since = request.params.get("resourceVersion")
         timeout = request.params.get("timeoutSeconds")
         deadline = asyncio.get_running_loop().time() + float(timeout) if timeout else None

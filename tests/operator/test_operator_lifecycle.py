@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from google.api_core import exceptions as gexc
 from klio_operator.kube import resource_path
-from klio_operator.planning import PubSubPlan, labels_for
+from klio_operator.planning import MANAGED_BY, PubSubPlan, labels_for
 
 from tests.operator.harness import NS, PROJECT, operator_under_test, pubsub_names
 
@@ -349,8 +349,10 @@ async def test_pubsub_resources_and_children_deleted_by_hand_are_made_again() ->
             for kind in ("ConfigMap", "Service", "Deployment"):
                 (child_object,) = [n for n in op.objects(kind) if n.startswith("child")]
                 await op.send("DELETE", resource_path(kind, NS, child_object))
-                await op.wait(lambda k=kind, n=child_object: n in op.objects(k),
-                              f"{kind} {child_object} made again")
+                await op.wait(
+                    lambda k=kind, n=child_object: n in op.objects(k),
+                    f"{kind} {child_object} made again",
+                )
             assert drift.labels(resource="object")._value.get() >= 3
 
         await op.run(scenario)
@@ -368,8 +370,10 @@ async def test_a_deployment_deleted_by_hand_comes_back_at_once() -> None:
             first_uid = op.objects("Deployment")["j"]["metadata"]["uid"]
             await op.send("DELETE", resource_path("Deployment", NS, "j"))
             await op.wait(
-                lambda: op.objects("Deployment").get("j", {}).get("metadata", {}).get("uid")
-                not in (None, first_uid),
+                lambda: (
+                    op.objects("Deployment").get("j", {}).get("metadata", {}).get("uid")
+                    not in (None, first_uid)
+                ),
                 "the Deployment made again",
             )
             assert op.context.metrics.drift_repairs.labels(resource="object")._value.get() == 1
@@ -380,3 +384,19 @@ async def test_a_deployment_deleted_by_hand_comes_back_at_once() -> None:
             assert op.context.metrics.drift_repairs.labels(resource="object")._value.get() == 1
 
         await op.run(scenario)
+
+
+async def test_only_the_operators_own_workloads_and_pods_are_watched() -> None:
+    # Filtered by the API server: other apps' pods are never streamed to the operator.
+    workloads = {"deployments", "jobs", "pods"}
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.wait(lambda: workloads | {"kliojobs"} <= op.api.watched, "the watches")
+
+        await op.run(scenario)
+        selector = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+        assert {plural: op.api.watch_selectors[plural] for plural in workloads} == {
+            plural: {selector} for plural in workloads
+        }
+        assert op.api.watch_selectors["kliojobs"] == {None}
