@@ -40,10 +40,11 @@ class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     """kopf's last-handled annotation, built without deep copies that nothing reads.
 
     kopf builds an essence on every event of every watched resource, copying the whole body
-    and then dropping the status. Only the kinds with change handlers (`kinds`) ever use it:
-    for the workloads and pods, which have event handlers only, it is empty. For the others
-    the status is dropped before the copy: a KlioJob's status is most of its body, and three
-    of a new job's five events carry one. The essence (spec, labels, annotations) is the same.
+    and then dropping the status and most metadata. Only the kinds with change handlers
+    (`kinds`) ever use it: for the workloads and pods, which have event handlers only, it is
+    empty. For the others what kopf drops is left out before the copy: a KlioJob's status is
+    most of its body, and three of a new job's five events carry one. The essence (spec,
+    labels, annotations) is the same.
     """
 
     def __init__(self, *, kinds: Iterable[str], **kwargs: Any) -> None:
@@ -56,9 +57,8 @@ class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         fields = list(extra_fields or [])
         if not self._essential(body):
             return cast(kopf.BodyEssence, {})
-        if "status" in body and not fields:  # extra fields might name status fields: keep it
-            without_status = {key: value for key, value in body.items() if key != "status"}
-            body = kopf.Body(cast(kopf.RawBody, without_status))
+        if not fields:  # extra fields might name status or metadata fields: keep them all
+            body = kopf.Body(cast(kopf.RawBody, _essential_parts(body)))
         return super().build(body=body, extra_fields=fields)
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
@@ -68,6 +68,20 @@ class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         """Of a kind with change handlers, or of no stated kind (then kopf's way, to be sure)."""
         kind = body.get("kind")
         return kind is None or kind in self.kinds
+
+
+_ESSENTIAL_METADATA = ("labels", "annotations", "ownerReferences")
+"""What kopf's essence keeps of the metadata (labels, annotations), and what its key naming
+reads (owner references)."""
+
+
+def _essential_parts(body: kopf.Body) -> dict[str, Any]:
+    """The body without its status and the metadata kopf drops anyway (managedFields is often
+    the biggest part of a live object): kopf deep-copies what it is given."""
+    metadata = body.get("metadata") or {}
+    parts = {key: value for key, value in body.items() if key not in ("status", "metadata")}
+    parts["metadata"] = {key: metadata[key] for key in _ESSENTIAL_METADATA if key in metadata}
+    return parts
 
 
 class ProgressStorage(kopf.AnnotationsProgressStorage):

@@ -19,6 +19,8 @@ BODY: dict[str, Any] = {
         "labels": {"team": "audio"},
         "annotations": {"klio.io/parents-changed": "p", f"{STORAGE_PREFIX}/{KEY}": "{}"},
         "finalizers": ["klio.io/finalizer"],
+        "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:image": {}}}}],
+        "ownerReferences": [{"kind": "Team", "name": "audio", "uid": "u1"}],
     },
     "spec": {"image": "registry.example/klio/job:1", "parents": ["p"]},
     "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]},
