@@ -116,10 +116,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-WARM_ROUNDS = 5
+WARM_ROUNDS = 3
 """Rounds of 200 jobs' admin calls before timing. The JVM's cost per round falls until about
-the fourth (measured: 2.4, 1.5, 1.0, 0.7, 0.7, 0.6 s of CPU); with one round, a third of the
-Klio run's CPU went to the emulator's compiler."""
+the second (measured with C1 only, as tests/emulators/pubsub.py starts it: 1.4, 0.55, 0.49,
+0.42, 0.47 s of CPU); without warming, the emulator's compiler took a third of the Klio run's
+CPU."""
 
 
 async def warm_pubsub_emulator(jobs: int = 200) -> None:
