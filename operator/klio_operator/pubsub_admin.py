@@ -1,27 +1,27 @@
 """Idempotent creation and deletion of a job's Pub/Sub topics and subscriptions.
 
-Uses google-cloud-pubsub's admin clients (PUBSUB_EMULATOR_HOST makes them talk to the
-emulator). Every call is safe to repeat: "already exists" and "not found" are outcomes, not
-errors; any other API failure is raised as PubSubAdminError naming the resource.
+Calls the Pub/Sub admin API over gRPC with google-cloud-pubsub's message types and channel
+(PUBSUB_EMULATOR_HOST makes it talk to the emulator). Every call is safe to repeat: "already
+exists" and "not found" are outcomes, not errors; any other API failure is raised as
+PubSubAdminError naming the resource.
 
-`AsyncPubSubAdmin` runs its asyncio clients on kopf's loop over one shared gRPC channel, and
-creates a job's topics (then its subscriptions) concurrently. Scripts and tests use it through
-``asyncio.run``.
+`AsyncPubSubAdmin` runs on kopf's loop over one gRPC channel, and creates a job's topics (then
+its subscriptions) concurrently. Scripts and tests use it through ``asyncio.run``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import grpc
+import proto
 from google.api_core import exceptions as gexc
-from google.protobuf import field_mask_pb2
-from google.pubsub_v1.services.publisher import PublisherAsyncClient
+from google.protobuf import empty_pb2, field_mask_pb2
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcAsyncIOTransport
-from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
-from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcAsyncIOTransport
+from google.pubsub_v1.types import pubsub
 
 from klio_operator.planning import PubSubPlan, SubscriptionPlan
 from klio_operator.together import all_of
@@ -63,65 +63,133 @@ def dead_letter_update(current: Any, plan: SubscriptionPlan) -> dict[str, Any] |
     }
 
 
+_TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE})
+"""Codes retried in place (a connection dropped, the service briefly away), as the generated
+clients' default retry does for these admin calls; anything else goes to kopf's backoff."""
+
+
+class _Rpc(NamedTuple):
+    """One admin RPC: its method path and request and response message types."""
+
+    path: str
+    request: Any
+    response: Any
+
+
+def _rpc(service: str, method: str, request: Any, response: Any) -> _Rpc:
+    return _Rpc(f"/google.pubsub.v1.{service}/{method}", _protobuf(request), _protobuf(response))
+
+
+def _protobuf(message_type: Any) -> Any:
+    """The protobuf class behind a proto-plus type (built and (de)serialized in C)."""
+    return (
+        message_type.pb() if isinstance(message_type, proto.message.MessageMeta) else message_type
+    )
+
+
+_CREATE_TOPIC = _rpc("Publisher", "CreateTopic", pubsub.Topic, pubsub.Topic)
+_DELETE_TOPIC = _rpc("Publisher", "DeleteTopic", pubsub.DeleteTopicRequest, empty_pb2.Empty)
+_LIST_TOPICS = _rpc("Publisher", "ListTopics", pubsub.ListTopicsRequest, pubsub.ListTopicsResponse)
+_CREATE_SUBSCRIPTION = _rpc(
+    "Subscriber", "CreateSubscription", pubsub.Subscription, pubsub.Subscription
+)
+_GET_SUBSCRIPTION = _rpc(
+    "Subscriber", "GetSubscription", pubsub.GetSubscriptionRequest, pubsub.Subscription
+)
+_UPDATE_SUBSCRIPTION = _rpc(
+    "Subscriber", "UpdateSubscription", pubsub.UpdateSubscriptionRequest, pubsub.Subscription
+)
+_DELETE_SUBSCRIPTION = _rpc(
+    "Subscriber", "DeleteSubscription", pubsub.DeleteSubscriptionRequest, empty_pb2.Empty
+)
+_LIST_SUBSCRIPTIONS = _rpc(
+    "Subscriber",
+    "ListSubscriptions",
+    pubsub.ListSubscriptionsRequest,
+    pubsub.ListSubscriptionsResponse,
+)
+
+
 class AsyncPubSubAdmin:
-    """Pub/Sub admin on asyncio: the clients share one gRPC channel, made on first use (on the
-    loop that uses it). A job's topics are created together, then its subscriptions together
-    (their dead-letter policies name its topics)."""
+    """Pub/Sub admin on asyncio over one gRPC channel, made on first use (on the loop that uses
+    it). A job's topics are created together, then its subscriptions together (their dead-letter
+    policies name its topics).
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    The RPCs go to the channel as they are, with google-cloud-pubsub's message types and
+    channel (credentials, or the emulator): its generated clients' layers (retry wrapper,
+    metadata, a logging interceptor that each client adds to the shared channel) cost more CPU
+    than the call itself (measured on the emulator: ~440 µs per call through a client, ~280 µs
+    direct), and an operator makes three or four calls per job.
+    """
+
+    def __init__(
+        self,
+        timeout: float = 30.0,
+        retry_delays: tuple[float, ...] = (0.25, 0.5, 1.0),
+        page_size: int = 1000,
+    ) -> None:
         self.timeout = timeout
-        self._clients: tuple[PublisherAsyncClient, SubscriberAsyncClient] | None = None
+        self.retry_delays = retry_delays
+        """Pauses before each retry of a call that failed with a transient code."""
+        self.page_size = page_size
+        """Topics or subscriptions asked for per page of a listing."""
         self._channel: grpc.aio.Channel | None = None
+        self._stubs: dict[_Rpc, grpc.aio.UnaryUnaryMultiCallable] = {}
 
-    def _connect(self) -> tuple[PublisherAsyncClient, SubscriberAsyncClient]:
-        if self._clients is None:
-            emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
-            channel = (
-                grpc.aio.insecure_channel(emulator)
-                if emulator
-                else PublisherGrpcAsyncIOTransport.create_channel()
+    def _stub(self, rpc: _Rpc) -> grpc.aio.UnaryUnaryMultiCallable:
+        stub = self._stubs.get(rpc)
+        if stub is None:
+            if self._channel is None:
+                emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+                self._channel = (
+                    grpc.aio.insecure_channel(emulator)
+                    if emulator
+                    else PublisherGrpcAsyncIOTransport.create_channel()
+                )
+            stub = self._stubs[rpc] = self._channel.unary_unary(
+                rpc.path,
+                request_serializer=rpc.request.SerializeToString,
+                response_deserializer=rpc.response.FromString,
             )
-            self._channel = channel
-            self._clients = (
-                PublisherAsyncClient(transport=PublisherGrpcAsyncIOTransport(channel=channel)),
-                SubscriberAsyncClient(transport=SubscriberGrpcAsyncIOTransport(channel=channel)),
-            )
-        return self._clients
-
-    @property
-    def publisher(self) -> PublisherAsyncClient:
-        return self._connect()[0]
-
-    @property
-    def subscriber(self) -> SubscriberAsyncClient:
-        return self._connect()[1]
+        return stub
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
-        self._channel = self._clients = None
+        self._channel = None
+        self._stubs = {}
 
     async def _call(
         self,
         what: str,
-        fn: Callable[..., Awaitable[Any]],
+        rpc: _Rpc,
         request: dict[str, Any],
         expected: tuple[type[Exception], ...] = (),
     ) -> Any:
-        """Call the API; `expected` errors pass through, others become PubSubAdminError."""
-        try:
-            return await fn(request=request, timeout=self.timeout)
-        except expected:
-            raise
-        except gexc.GoogleAPIError as exc:
-            raise PubSubAdminError(f"{what}: {exc}") from exc
+        """Call the API; `expected` errors (google.api_core's) pass through, others become
+        PubSubAdminError naming `what`."""
+        stub = self._stub(rpc)
+        message = rpc.request(**request)
+        pauses = iter(self.retry_delays)
+        while True:
+            try:
+                return await stub(message, timeout=self.timeout)
+            except grpc.aio.AioRpcError as err:
+                pause = next(pauses, None) if err.code() in _TRANSIENT else None
+                if pause is not None:
+                    await asyncio.sleep(pause)
+                    continue
+                exc = gexc.from_grpc_error(err)
+                if isinstance(exc, expected):
+                    raise exc from err
+                raise PubSubAdminError(f"{what}: {exc}") from err
 
     async def ensure_topic(self, name: str) -> bool:
         """Create the topic unless it exists; True if created."""
         try:
             await self._call(
                 f"create topic {name}",
-                self.publisher.create_topic,
+                _CREATE_TOPIC,
                 {"name": name},
                 (gexc.AlreadyExists,),
             )
@@ -139,7 +207,7 @@ class AsyncPubSubAdmin:
         try:
             await self._call(
                 f"create subscription {plan.name}",
-                self.subscriber.create_subscription,
+                _CREATE_SUBSCRIPTION,
                 subscription_request(plan),
                 (*expected, gexc.NotFound) if create_topic else expected,
             )
@@ -151,7 +219,7 @@ class AsyncPubSubAdmin:
             return await self.ensure_subscription(plan)
         current = await self._call(
             f"get subscription {plan.name}",
-            self.subscriber.get_subscription,
+            _GET_SUBSCRIPTION,
             {"subscription": plan.name},
         )
         if current.topic != plan.topic:
@@ -161,9 +229,7 @@ class AsyncPubSubAdmin:
             return await self.ensure_subscription(plan, create_topic)
         update = dead_letter_update(current, plan)
         if update is not None:
-            await self._call(
-                f"update subscription {plan.name}", self.subscriber.update_subscription, update
-            )
+            await self._call(f"update subscription {plan.name}", _UPDATE_SUBSCRIPTION, update)
         return False
 
     async def delete_subscription(self, name: str) -> bool:
@@ -171,7 +237,7 @@ class AsyncPubSubAdmin:
         try:
             await self._call(
                 f"delete subscription {name}",
-                self.subscriber.delete_subscription,
+                _DELETE_SUBSCRIPTION,
                 {"subscription": name},
                 (gexc.NotFound,),
             )
@@ -184,7 +250,7 @@ class AsyncPubSubAdmin:
         try:
             await self._call(
                 f"delete topic {name}",
-                self.publisher.delete_topic,
+                _DELETE_TOPIC,
                 {"topic": name},
                 (gexc.NotFound,),
             )
@@ -198,18 +264,25 @@ class AsyncPubSubAdmin:
         subscriptions: set[str] = set()
         for project in sorted(set(projects)):
             where = f"projects/{project}"
-            try:
-                async for topic in await self.publisher.list_topics(
-                    request={"project": where}, timeout=self.timeout
-                ):
-                    topics.add(topic.name)
-                async for subscription in await self.subscriber.list_subscriptions(
-                    request={"project": where}, timeout=self.timeout
-                ):
-                    subscriptions.add(subscription.name)
-            except gexc.GoogleAPIError as exc:
-                raise PubSubAdminError(f"list topics and subscriptions of {where}: {exc}") from exc
+            what = f"list topics and subscriptions of {where}"
+            topics.update(t.name for t in await self._list(what, _LIST_TOPICS, where, "topics"))
+            subscriptions.update(
+                s.name for s in await self._list(what, _LIST_SUBSCRIPTIONS, where, "subscriptions")
+            )
         return topics, subscriptions
+
+    async def _list(self, what: str, rpc: _Rpc, project: str, field: str) -> list[Any]:
+        """Every item of a paged listing."""
+        found: list[Any] = []
+        token = ""
+        while True:
+            page = await self._call(
+                what, rpc, {"project": project, "page_size": self.page_size, "page_token": token}
+            )
+            found.extend(getattr(page, field))
+            token = page.next_page_token
+            if not token:
+                return found
 
     async def apply(self, plan: PubSubPlan) -> None:
         """Topics first (subscriptions and dead-letter policies refer to them)."""

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import grpc
 import kopf
 import yaml
 from google.api_core import exceptions as gexc
+from google.pubsub_v1.services.publisher import PublisherAsyncClient
+from google.pubsub_v1.services.publisher.transports import PublisherGrpcAsyncIOTransport
+from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcAsyncIOTransport
 from klio_operator import worker_contract
 from klio_operator.handlers import OperatorContext, parent_info, register, summarize
 from klio_operator.kube import KubeApi, resource_path
@@ -119,17 +125,36 @@ async def operator_under_test(
             await pubsub.close()
 
 
-async def pubsub_names(
-    admin: AsyncPubSubAdmin, project: str = PROJECT
-) -> tuple[set[str], set[str]]:
+@contextlib.asynccontextmanager
+async def pubsub_inspector() -> AsyncIterator[tuple[PublisherAsyncClient, SubscriberAsyncClient]]:
+    """google-cloud-pubsub's own clients on the emulator: what tests read Pub/Sub with, apart
+    from the admin under test."""
+    channel = grpc.aio.insecure_channel(os.environ["PUBSUB_EMULATOR_HOST"])
+    try:
+        yield (
+            PublisherAsyncClient(transport=PublisherGrpcAsyncIOTransport(channel=channel)),
+            SubscriberAsyncClient(transport=SubscriberGrpcAsyncIOTransport(channel=channel)),
+        )
+    finally:
+        await channel.close()
+
+
+async def pubsub_names(project: str = PROJECT) -> tuple[set[str], set[str]]:
     """Every topic and subscription of the project on the emulator."""
     request = {"project": f"projects/{project}"}
-    try:
-        topics = {t.name async for t in await admin.publisher.list_topics(request=request)}
-        subs = {s.name async for s in await admin.subscriber.list_subscriptions(request=request)}
-    except gexc.NotFound:
-        return set(), set()
+    async with pubsub_inspector() as (publisher, subscriber):
+        try:
+            topics = {t.name async for t in await publisher.list_topics(request=request)}
+            subs = {s.name async for s in await subscriber.list_subscriptions(request=request)}
+        except gexc.NotFound:
+            return set(), set()
     return topics, subs
+
+
+async def emulator_subscription(name: str) -> Any:
+    """The subscription as the emulator has it (raises google.api_core's NotFound)."""
+    async with pubsub_inspector() as (_, subscriber):
+        return await subscriber.get_subscription(subscription=name)
 
 
 def worker_inputs(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:

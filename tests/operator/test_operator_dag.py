@@ -36,7 +36,7 @@ async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
                 assert f"{job}-metrics" in op.objects("Service")
                 owner = op.objects("Deployment")[job]["metadata"]["ownerReferences"][0]
                 assert owner["uid"] == op.objects("KlioJob")[job]["metadata"]["uid"]
-            topics, subs = await pubsub_names(op.context.pubsub)
+            topics, subs = await pubsub_names()
             for job in "abc":
                 assert output_topic(PROJECT, NS, job) in topics
                 assert dead_letter_topic(PROJECT, NS, job) in topics
@@ -77,7 +77,7 @@ async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
             await op.wait(
                 lambda: not any(op.objects(kind) for kind in CHILD_KINDS), "children deleted"
             )
-            topics, subs = await pubsub_names(op.context.pubsub)
+            topics, subs = await pubsub_names()
             assert topics == {uploads}  # not ours: kept
             assert subs == set()
 

@@ -9,7 +9,13 @@ from google.api_core import exceptions as gexc
 from klio_operator.kube import resource_path
 from klio_operator.planning import MANAGED_BY, PubSubPlan, labels_for
 
-from tests.operator.harness import NS, PROJECT, operator_under_test, pubsub_names
+from tests.operator.harness import (
+    NS,
+    PROJECT,
+    emulator_subscription,
+    operator_under_test,
+    pubsub_names,
+)
 
 pytestmark = pytest.mark.usefixtures("pubsub_clean")
 
@@ -52,7 +58,7 @@ async def test_stuck_pod_degrades_then_recovers_and_suspend_keeps_subscriptions(
                 lambda: op.objects("Deployment")["j"]["spec"].get("replicas") == 0, "scaled to 0"
             )
             await op.wait(lambda: "j" not in op.objects("ScaledObject"), "autoscaler removed")
-            _, subs = await pubsub_names(op.context.pubsub)
+            _, subs = await pubsub_names()
             assert f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0" in subs
             await op.play_deployment_controller("j")
             await op.wait(
@@ -155,7 +161,7 @@ async def test_dropping_a_parent_removes_its_subscription() -> None:
         from_a = f"projects/{PROJECT}/subscriptions/klio.{NS}.child.from.a"
 
         async def subscriptions() -> set[str]:
-            return (await pubsub_names(op.context.pubsub))[1]
+            return (await pubsub_names())[1]
 
         async def scenario() -> None:
             await op.apply_job("a")
@@ -291,8 +297,8 @@ async def test_a_worker_only_change_makes_no_pubsub_calls_but_a_parent_change_do
                 "child follows its parent's new topic",
             )
             await op.wait(lambda: op.condition_is("c1", "TopicsReady", "True"), "rewired")
-            subscription = await op.context.pubsub.subscriber.get_subscription(
-                subscription=f"projects/{PROJECT}/subscriptions/klio.{NS}.c1.from.p1",
+            subscription = await emulator_subscription(
+                f"projects/{PROJECT}/subscriptions/klio.{NS}.c1.from.p1"
             )
             assert subscription.topic == "projects/test-project/topics/klio.team.p1.output"
 
@@ -309,24 +315,24 @@ async def test_pubsub_resources_and_children_deleted_by_hand_are_made_again() ->
             await op.apply_job("a")
             await op.apply_job("child", parents=["a"])
             await op.wait(lambda: op.condition_is("child", "TopicsReady", "True"), "wired")
-            topics, subs = await pubsub_names(op.context.pubsub)
+            topics, subs = await pubsub_names()
             assert own_topic in topics and from_a in subs
             # Someone deletes the parent's topic by hand: the child's subscription is left
             # detached (its topic reads _deleted-topic_) until both are made again.
             await op.context.pubsub.delete_topic(own_topic)
 
             async def reattached() -> bool:
-                topics, _ = await pubsub_names(op.context.pubsub)
+                topics, _ = await pubsub_names()
                 if own_topic not in topics:
                     return False
                 try:
-                    sub = await op.context.pubsub.subscriber.get_subscription(subscription=from_a)
+                    sub = await emulator_subscription(from_a)
                 except gexc.NotFound:  # between the replacement's delete and create
                     return False
                 return bool(sub.topic == own_topic)
 
             async def subscribed() -> bool:
-                return from_a in (await pubsub_names(op.context.pubsub))[1]
+                return from_a in (await pubsub_names())[1]
 
             for deleted, repaired in ((None, reattached), (from_a, subscribed)):
                 if deleted:  # then the child's subscription itself

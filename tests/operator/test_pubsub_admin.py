@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from google.api_core import exceptions as gexc
 from klio_operator.planning import PubSubPlan, SubscriptionPlan, TopicPlan
 from klio_operator.pubsub_admin import AsyncPubSubAdmin, PubSubAdminError
+
+from tests.emulators.pubsub import free_port
+from tests.operator.harness import emulator_subscription, pubsub_inspector
 
 P = "projects/klio-local"
 
@@ -19,19 +23,20 @@ async def admin(pubsub_clean: str) -> AsyncIterator[AsyncPubSubAdmin]:
     await admin.close()
 
 
-async def subscription_exists(admin: AsyncPubSubAdmin, name: str) -> bool:
+async def subscription_exists(name: str) -> bool:
     try:
-        await admin.subscriber.get_subscription(subscription=name)
+        await emulator_subscription(name)
     except gexc.NotFound:
         return False
     return True
 
 
-async def topic_exists(admin: AsyncPubSubAdmin, name: str) -> bool:
-    try:
-        await admin.publisher.get_topic(topic=name)
-    except gexc.NotFound:
-        return False
+async def topic_exists(name: str) -> bool:
+    async with pubsub_inspector() as (publisher, _):
+        try:
+            await publisher.get_topic(topic=name)
+        except gexc.NotFound:
+            return False
     return True
 
 
@@ -45,7 +50,7 @@ async def test_ensure_topic_and_subscription_are_idempotent(admin: AsyncPubSubAd
     await admin.apply(plan)
     await admin.apply(plan)  # again: nothing fails, nothing doubles
     assert await admin.ensure_topic(f"{P}/topics/out") is False
-    sub = await admin.subscriber.get_subscription(subscription=f"{P}/subscriptions/sub-in")
+    sub = await emulator_subscription(f"{P}/subscriptions/sub-in")
     assert sub.topic == f"{P}/topics/out"
     assert sub.dead_letter_policy.dead_letter_topic == f"{P}/topics/dead"
     assert sub.dead_letter_policy.max_delivery_attempts == 5
@@ -60,7 +65,7 @@ async def test_existing_subscription_gets_the_dead_letter_policy(admin: AsyncPub
         f"{P}/subscriptions/sub-in", f"{P}/topics/out", f"{P}/topics/dead", 7
     )
     assert await admin.ensure_subscription(with_policy) is False
-    sub = await admin.subscriber.get_subscription(subscription=f"{P}/subscriptions/sub-in")
+    sub = await emulator_subscription(f"{P}/subscriptions/sub-in")
     assert sub.dead_letter_policy.dead_letter_topic == f"{P}/topics/dead"
     assert sub.dead_letter_policy.max_delivery_attempts == 7
 
@@ -72,8 +77,8 @@ async def test_delete_is_idempotent(admin: AsyncPubSubAdmin) -> None:
     )
     await admin.remove([f"{P}/subscriptions/sub-in"], [f"{P}/topics/out"])
     await admin.remove([f"{P}/subscriptions/sub-in"], [f"{P}/topics/out"])
-    assert not await topic_exists(admin, f"{P}/topics/out")
-    assert not await subscription_exists(admin, f"{P}/subscriptions/sub-in")
+    assert not await topic_exists(f"{P}/topics/out")
+    assert not await subscription_exists(f"{P}/subscriptions/sub-in")
 
 
 async def test_a_parents_topic_is_created_when_the_parent_has_not_yet(
@@ -88,8 +93,8 @@ async def test_a_parents_topic_is_created_when_the_parent_has_not_yet(
         parent_topics=(TopicPlan(parent_topic),),
     )
     await admin.apply(plan)
-    assert await topic_exists(admin, parent_topic)
-    assert await subscription_exists(admin, f"{P}/subscriptions/child-from-parent")
+    assert await topic_exists(parent_topic)
+    assert await subscription_exists(f"{P}/subscriptions/child-from-parent")
 
 
 async def test_async_admin_applies_a_plan_concurrently_and_idempotently(pubsub_clean: str) -> None:
@@ -107,7 +112,7 @@ async def test_async_admin_applies_a_plan_concurrently_and_idempotently(pubsub_c
         await admin.apply(plan)
         await admin.apply(plan)  # again: nothing fails, nothing doubles
         assert await admin.ensure_topic(parent_topic) is False
-        own = await admin.subscriber.get_subscription(subscription=f"{P}/subscriptions/own")
+        own = await emulator_subscription(f"{P}/subscriptions/own")
         assert own.topic == f"{P}/topics/out"
         assert own.dead_letter_policy.dead_letter_topic == f"{P}/topics/dead"
         assert own.dead_letter_policy.max_delivery_attempts == 7
@@ -138,3 +143,30 @@ async def test_async_admin_failures_name_the_resource_after_every_call_ends(
             await admin.ensure_subscription(missing_topic)
     finally:
         await admin.close()
+
+
+async def test_existing_lists_every_page(admin: AsyncPubSubAdmin) -> None:
+    admin.page_size = 20  # so the listing must follow next_page_token
+    topics = {f"{P}/topics/many-{index:02d}" for index in range(45)}
+    for topic in topics:
+        await admin.ensure_topic(topic)
+    subscription = SubscriptionPlan(f"{P}/subscriptions/one", f"{P}/topics/many-00", None)
+    await admin.ensure_subscription(subscription)
+    found_topics, found_subscriptions = await admin.existing(["klio-local"])
+    assert found_topics == topics
+    assert found_subscriptions == {subscription.name}
+
+
+async def test_an_unreachable_service_is_retried_then_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens
+    delays = (0.2, 0.3)
+    admin = AsyncPubSubAdmin(timeout=5, retry_delays=delays)
+    started = time.monotonic()
+    try:
+        with pytest.raises(PubSubAdminError, match=f"create topic {P}/topics/out: 503"):
+            await admin.ensure_topic(f"{P}/topics/out")
+    finally:
+        await admin.close()
+    assert time.monotonic() - started >= sum(delays)  # it waited out every retry
