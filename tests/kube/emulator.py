@@ -87,24 +87,54 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def json_patch(target: Mapping[str, Any], operations: list[dict[str, Any]]) -> Any:
-    """RFC 6902 JSON patch, leaving `target` as it was: only the top-level stanzas that an
-    operation may change are copied (a deep copy of the whole object was most of the
-    emulator's time per patch)."""
-    touched: set[str] = set()
+    """RFC 6902 JSON patch, leaving `target` as it was: only the containers on an operation's
+    path are copied, shallowly (a deep copy of the object was most of the emulator's time per
+    patch). A patch that moves or copies values copies the top-level stanzas it touches whole,
+    so a value it duplicates is never shared with `target`."""
+    paths: list[list[str]] = []
+    duplicates = False
     for operation in operations:
         if not isinstance(operation, Mapping):
             raise jsonpatch.InvalidJsonPatch(f"not an operation: {operation!r}")
-        if operation.get("op") == "test":
+        op = operation.get("op")
+        if op == "test":
             continue
+        duplicates = duplicates or op in ("move", "copy")
         for pointer in (operation.get("path"), operation.get("from")):
             if isinstance(pointer, str):
-                parts = jsonpointer.JsonPointer(pointer).parts
-                touched.add(parts[0] if parts else "")
-    if "" in touched:  # the whole document is replaced
+                paths.append(jsonpointer.JsonPointer(pointer).parts)
+    if any(not parts for parts in paths):  # the whole document is replaced
         document: Any = copy.deepcopy(dict(target))
-    else:
+    elif duplicates:
+        touched = {parts[0] for parts in paths}
         document = {k: copy.deepcopy(v) if k in touched else v for k, v in target.items()}
+    else:
+        document = dict(target)
+        for parts in paths:
+            _copy_path(document, parts)
     return jsonpatch.JsonPatch(operations).apply(document, in_place=True)
+
+
+def _copy_path(document: dict[str, Any], parts: list[str]) -> None:
+    """Replace each container on the way to the last part by a shallow copy (a path that does
+    not exist stops early: the patch then fails as it would have)."""
+    container: Any = document
+    for part in parts[:-1]:
+        if isinstance(container, dict) and part in container:
+            key: Any = part
+        elif isinstance(container, list) and part.isdigit() and int(part) < len(container):
+            key = int(part)
+        else:
+            return
+        child = container[key]
+        if isinstance(child, dict):
+            child = dict(child)
+        elif isinstance(child, list):
+            child = list(child)
+        else:
+            return
+        container[key] = child
+        container = child
 
 
 _SET_TERM = re.compile(r"^\s*([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")

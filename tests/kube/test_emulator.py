@@ -190,6 +190,36 @@ async def test_json_and_status_patches_leave_earlier_versions_alone(
     ]
 
 
+async def test_json_patches_into_lists_and_copies_leave_earlier_versions_alone(
+    api: KlioKubernetesEmulator,
+) -> None:
+    await call(api, "POST", CM, {"metadata": {"name": "first"}})  # a version to watch from
+    spec = {"items": [{"n": 1}], "v": {"n": 1}}
+    _, created = await call(api, "POST", KJ, {"metadata": {"name": "j"}, "spec": spec})
+    since = str(int(created["metadata"]["resourceVersion"]) - 1)
+    json_patch = "application/json-patch+json"
+    into_list = [
+        {"op": "replace", "path": "/spec/items/0/n", "value": 2},
+        {"op": "add", "path": "/spec/items/-", "value": {"n": 3}},
+    ]
+    # A copy, then a change inside the copy: the value copied must not be shared.
+    copied = [
+        {"op": "copy", "from": "/spec/v", "path": "/spec/w"},
+        {"op": "replace", "path": "/spec/w/n", "value": 9},
+    ]
+    for operations in (into_list, copied):
+        status, _ = await call(api, "PATCH", f"{KJ}/j", operations, json_patch)
+        assert status == 200
+    events = await asyncio.wait_for(
+        read_events(api, f"{KJ}?watch=true&resourceVersion={since}", 3), timeout=5
+    )
+    assert [e["object"]["spec"] for e in events] == [
+        {"items": [{"n": 1}], "v": {"n": 1}},
+        {"items": [{"n": 2}, {"n": 3}], "v": {"n": 1}},
+        {"items": [{"n": 2}, {"n": 3}], "v": {"n": 1}, "w": {"n": 9}},
+    ]
+
+
 async def test_watch_without_version_starts_with_current_state(api: KlioKubernetesEmulator) -> None:
     await call(api, "POST", CM, {"metadata": {"name": "a", "labels": {"k": "1"}}})
     await call(api, "POST", CM, {"metadata": {"name": "b"}})
