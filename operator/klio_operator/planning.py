@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from klio_runtime.config import ConfigError, dump_config, parse_config
 
-from klio_operator import dag, worker_contract
+from klio_operator import dag, worker_contract, yaml_text
 from klio_operator.models import API_VERSION, KIND, DataInput, DataOutput, KlioJobSpec
 
 MANAGED_BY = "klio-operator"
@@ -340,14 +340,6 @@ def worker_parents(
     ]
 
 
-_SAFE_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def dump_yaml(data: Mapping[str, Any]) -> str:
-    """Plain YAML, in the given key order; libyaml's emitter when present (several × faster)."""
-    return str(yaml.dump(dict(data), Dumper=_SAFE_DUMPER, sort_keys=False))
-
-
 def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -502,7 +494,7 @@ def plan_job(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _metadata(owner, config_map_name(job), "config"),
-            "data": {worker_contract.CONFIG_FILE: dump_yaml(config)},
+            "data": {worker_contract.CONFIG_FILE: yaml_text.dump(config)},
         }
     ]
     selector = worker_selector(job)
