@@ -15,7 +15,7 @@ from klio_operator import drift
 from klio_operator.kube import OPTIONAL_GROUPS, KubeApi, resource_path
 from klio_operator.metrics import OperatorMetrics
 from klio_operator.models import KIND as KLIOJOB_KIND
-from klio_operator.planning import DEFAULT_PROJECT, MANAGED_BY, ClusterFacts
+from klio_operator.planning import DEFAULT_PROJECT, MANAGED_BY, ClusterFacts, selector_string
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
 FINALIZER = "klio.io/finalizer"
@@ -112,7 +112,7 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = DiffBaseStorage(
         kinds=(KLIOJOB_KIND,), prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
-    selector = ",".join(f"{key}={value}" for key, value in WORKLOAD_LABELS.items())
+    selector = selector_string(WORKLOAD_LABELS)
     for resource in WORKLOAD_RESOURCES:
         # The API server leaves out other apps' Deployments, Jobs and pods: a cluster's every
         # pod change is not streamed here to be dropped by the handlers' label filter.
