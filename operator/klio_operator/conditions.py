@@ -112,6 +112,28 @@ def invalid_spec(errors: Sequence[str]) -> ConditionState:
     return ConditionState(READY, "False", "InvalidSpec", "; ".join(errors))
 
 
+def stuck_pod_parts(name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`stuck_pod` reads of a pod, as plain dicts: its name, its containers'
+    waiting states and its scheduling conditions (what a cache of worker pods keeps)."""
+    kept: dict[str, Any] = {}
+    for statuses in ("initContainerStatuses", "containerStatuses"):
+        waiting = [
+            {"state": {"waiting": dict(container["state"]["waiting"])}}
+            for container in status.get(statuses) or []
+            if (container.get("state") or {}).get("waiting")
+        ]
+        if waiting:
+            kept[statuses] = waiting
+    scheduling = [
+        dict(condition)
+        for condition in status.get("conditions") or []
+        if condition.get("type") == "PodScheduled"
+    ]
+    if scheduling:
+        kept["conditions"] = scheduling
+    return {"metadata": {"name": name}, "status": kept}
+
+
 def stuck_pod(pods: Sequence[Mapping[str, Any]]) -> ConditionState | None:
     """The first pod that will not start by itself: image pull, crash loop, unschedulable."""
     for pod in pods:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -54,7 +54,9 @@ DRIFT = "klio.io/drift"
 """Annotation noting what drift repair found missing (see `nudge_drifted`), so the job
 re-reconciles and its Event can say what was made again."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
-WORKER_PODS = "app.kubernetes.io/component in (worker,launcher)"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+WORKER_COMPONENTS = ("worker", "launcher")
+WORKER_PODS = f"{LABEL_COMPONENT} in ({','.join(WORKER_COMPONENTS)})"
 
 
 @dataclass
@@ -88,6 +90,9 @@ class OperatorContext:
     there (0: never)."""
     drift_reported: dict[tuple[str, str], str] = field(default_factory=dict)
     """The drift note (annotation) of each job whose repair this process reported in an Event."""
+    worker_pods: Mapping[tuple[str, str], Iterable[Mapping[str, Any]]] | None = None
+    """kopf's index of worker pods by (namespace, job) (`index_worker_pod`), set at startup:
+    a pod event then costs no LIST of the job's pods. None: they are listed."""
 
 
 class ParsedJob(NamedTuple):
@@ -155,6 +160,16 @@ async def index_job(
     for parent in summary.parents:
         keys["child", namespace or "", parent] = summary
     return keys
+
+
+async def index_worker_pod(
+    namespace: str | None, name: str, labels: Mapping[str, str], status: Mapping[str, Any], **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """A worker or launcher pod under its job, as far as the job's status reads it."""
+    job = labels.get(LABEL_JOB)
+    if not job or labels.get(LABEL_COMPONENT) not in WORKER_COMPONENTS:
+        return {}
+    return {(namespace or "", job): cond.stuck_pod_parts(name, status)}
 
 
 def _indexed_job(index: Any, namespace: str, name: str) -> JobSummary | None:
@@ -255,19 +270,29 @@ async def _fetch_summary(context: OperatorContext, namespace: str, name: str) ->
 
 
 async def observe_workload(
-    kube: KubeApi, namespace: str, name: str, kind: str | None, workload_name: str | None
-) -> tuple[Mapping[str, Any] | None, list[dict[str, Any]]]:
+    context: OperatorContext, namespace: str, name: str, kind: str | None, workload_name: str | None
+) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
     """The job's Deployment / Job (the newest one if the name is unknown) and its pods."""
     obj: Mapping[str, Any] | None = None
     if kind and workload_name:
-        obj = await kube.get(resource_path(kind, namespace, workload_name))
+        obj = await context.kube.get(resource_path(kind, namespace, workload_name))
     elif kind:
         selector = f"{LABEL_JOB}={name},{WORKER_PODS}"
-        found = await kube.list(resource_path(kind, namespace), selector)
+        found = await context.kube.list(resource_path(kind, namespace), selector)
         found.sort(key=lambda o: int(o["metadata"].get("resourceVersion") or 0))
         obj = found[-1] if found else None
-    pods = await kube.list(resource_path("Pod", namespace), f"{LABEL_JOB}={name},{WORKER_PODS}")
-    return obj, pods
+    return obj, await worker_pods(context, namespace, name)
+
+
+async def worker_pods(
+    context: OperatorContext, namespace: str, name: str
+) -> list[Mapping[str, Any]]:
+    """The job's worker (or launcher) pods: from the pod index once the operator runs (the
+    watch's view, as any informer-fed controller reads), else listed from the API."""
+    if context.worker_pods is not None:
+        return list(context.worker_pods.get((namespace, name), ()))
+    selector = f"{LABEL_JOB}={name},{WORKER_PODS}"
+    return list(await context.kube.list(resource_path("Pod", namespace), selector))
 
 
 def _workload_kind(spec: Any) -> str:
@@ -275,7 +300,7 @@ def _workload_kind(spec: Any) -> str:
 
 
 def _workload(
-    spec: Any, kind: str | None, obj: Mapping[str, Any] | None, pods: list[dict[str, Any]]
+    spec: Any, kind: str | None, obj: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
 ) -> cond.WorkloadObservation:
     """What status needs to know of the job's Deployment or Job (a launcher's: its engine)."""
     return cond.WorkloadObservation(
@@ -548,9 +573,9 @@ async def _report(
     kind, workload_name = plan.workload or (None, None)
     if just_created is not None:  # no pods can exist yet: save two reads
         obj: Mapping[str, Any] | None = just_created
-        pods: list[dict[str, Any]] = []
+        pods: list[Mapping[str, Any]] = []
     else:
-        obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
+        obj, pods = await observe_workload(context, namespace, name, kind, workload_name)
     observation = cond.Observation(
         generation=int(body.metadata.get("generation") or 0),
         parents=parents_state,
@@ -644,12 +669,10 @@ async def _refresh_once(
         pods = (
             []
             if settled(seen, _desired(spec, seen))
-            else await context.kube.list(
-                resource_path("Pod", namespace), f"{LABEL_JOB}={name},{WORKER_PODS}"
-            )
+            else await worker_pods(context, namespace, name)
         )
     else:
-        obj, pods = await observe_workload(context.kube, namespace, name, kind, workload_name)
+        obj, pods = await observe_workload(context, namespace, name, kind, workload_name)
     observation = cond.Observation(
         generation=int(status.get("observedGeneration") or 0),
         parents=_state(parents),
@@ -812,6 +835,9 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     settings.register(registry)
     kopf.index(*KLIOJOBS, registry=registry, id="klio_jobs")(index_job)
+    kopf.index(
+        *settings.POD_RESOURCE, labels=settings.WORKLOAD_LABELS, registry=registry, id="worker_pods"
+    )(index_worker_pod)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
         on(*KLIOJOBS, registry=registry, id="reconcile", backoff=5)(reconcile)
     kopf.on.update(*KLIOJOBS, field="spec", registry=registry, id="spec_changed")(on_spec_changed)

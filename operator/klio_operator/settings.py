@@ -25,7 +25,8 @@ STORAGE_PREFIX = "kopf.klio.io"
 if TYPE_CHECKING:
     from klio_operator.handlers import OperatorContext
 
-WORKLOAD_RESOURCES = (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), ("v1", "pods"))
+POD_RESOURCE = ("v1", "pods")
+WORKLOAD_RESOURCES = (("apps", "v1", "deployments"), ("batch", "v1", "jobs"), POD_RESOURCE)
 """Watched for the workers' state: the operator's Deployments and Jobs, and their pods."""
 WORKLOAD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 """What every one of those the operator made carries (and other apps' do not)."""
@@ -122,7 +123,12 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = 660
 
 
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    worker_pods: kopf.Index[tuple[str, str], Any] | None = None,
+    **_: Any,
+) -> None:
     """Configure kopf; build the handlers' context unless the caller (a test) passed one."""
     from klio_operator.handlers import OperatorContext
 
@@ -141,6 +147,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             drift_interval=float(os.environ.get(ENV_DRIFT_INTERVAL, "300")),
         )
         memo["klio"] = context
+    context.worker_pods = worker_pods  # kopf's index object: filled as pods are watched
     groups = await context.kube.api_groups()
     context.facts = ClusterFacts(
         has_service_monitor=OPTIONAL_GROUPS["ServiceMonitor"] in groups,

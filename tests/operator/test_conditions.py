@@ -103,6 +103,23 @@ def test_stuck_pods_degrade_the_job_with_their_reason() -> None:
     assert degraded["reason"] == "Unschedulable" and "memory" in degraded["message"]
 
 
+def test_the_parts_a_pod_index_keeps_judge_a_pod_as_the_whole_pod_does() -> None:
+    running = {"name": "sidecar", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}
+    scheduled = {"type": "PodScheduled", "status": "True"}
+    ready = {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
+    for whole in (pod("ImagePullBackOff"), pod("CrashLoopBackOff"), pod(unschedulable=True)):
+        whole["status"].setdefault("containerStatuses", []).append(running)
+        whole["status"].setdefault("conditions", []).extend([scheduled, ready])
+        whole["status"]["initContainerStatuses"] = [running]
+        parts = cond.stuck_pod_parts("w-1", whole["status"])
+        assert cond.stuck_pod([parts]) == cond.stuck_pod([whole]) is not None
+        assert running not in parts["status"].get("containerStatuses", [])
+        assert "initContainerStatuses" not in parts["status"]
+        assert ready not in parts["status"].get("conditions", [])
+    healthy = {"containerStatuses": [running], "conditions": [scheduled]}
+    assert cond.stuck_pod([cond.stuck_pod_parts("w-2", healthy)]) is None
+
+
 def test_missing_parent_and_pubsub_error_block_ready() -> None:
     missing = cond.parents_condition(ParentResolution((), ("a",), None))
     status = cond.build_status(observe(deployment(ready=2), parents=missing), None, T0)
