@@ -805,6 +805,11 @@ def retry(
     return inner
 
 
+# Klio's underscore forms, which its own transforms and tests use: the same decorators.
+_retry = retry
+_timeout = timeout
+
+
 # -- profile ---------------------------------------------------------------------------------------
 PROFILE_MARK = "__klio_profile__"
 

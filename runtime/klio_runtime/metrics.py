@@ -15,6 +15,10 @@ Each ``@handle_klio`` / ``@serialize_klio_message`` function also has Klio's per
 metrics (:class:`TransformMetrics`: ``kmsg-received``, ``kmsg-success``, ``kmsg-drop-error``,
 ``kmsg-timer``), named like user metrics with the label ``transform``.
 
+In Beam, a metric of Klio's API is named as Klio's native client names it: the namespace is its
+transform (the job's name when it has none) and the name is the metric's own; tags are not part of
+it (Prometheus has them as labels).
+
 As Klio's logger client does, each update of a user metric is also logged on ``klio.metrics``
 (``[name] value: V transform: 'T' tags: {...}``), at DEBUG unless ``job_config.metrics.logger``
 says ``level`` (and ``timer_unit``, default ns); ``logger: false`` turns it off.
@@ -315,17 +319,43 @@ KMSG_TIMER = "kmsg-timer"
 _COUNTER_TAGS = {"metric_type": "counter"}
 
 
+class _BundleBatching(threading.local):
+    """Per thread: how many of the job's own steps in the running bundle will hand the
+    decorators' batched metrics on at the bundle's end."""
+
+    depth = 0
+
+
+_batching = _BundleBatching()
+
+
+def batch_until_bundle_end() -> None:
+    """From a step's ``start_bundle`` whose ``finish_bundle`` flushes the job's metrics (the
+    router, output preparation): until :func:`bundle_ended`, decorated steps in this thread batch
+    their metrics. Without such a step (a decorated DoFn in a pipeline of the user's own), each
+    element's metrics go to Beam at once, inside its bundle, as Klio's native client does."""
+    _batching.depth += 1
+
+
+def bundle_ended() -> None:
+    """From that step's ``finish_bundle``, after its flush."""
+    _batching.depth = max(0, _batching.depth - 1)
+
+
 class TransformMetrics:
     """Klio's metrics of one ``@handle_klio`` / ``@serialize_klio_message`` transform: counters
     ``kmsg-received``, ``kmsg-success``, ``kmsg-drop-error`` and the timer ``kmsg-timer``, labelled
     with the transform (the function's qualified name); its times also feed the job's
     ``klio_processing_seconds``.
 
-    Per element only plain ints and a list change; Beam and Prometheus get them at the owner's
-    flush (or every ``FLUSH_EVERY`` elements). Beam gets the counters, not the timer (a Beam
-    distribution takes a locked update per value). As Klio's logger client does, each update is
-    also logged at once on ``klio.metrics`` when that logger is enabled for the relay's level;
-    callers ask :meth:`logging` once per element, since a level may change while a job runs.
+    In Beam, as in Klio, the namespace is the transform: counters ``kmsg-received``,
+    ``kmsg-success``, ``kmsg-drop-error`` and the distribution ``kmsg-timer`` in the decorators'
+    timer unit (:func:`kmsg_timer_unit`). Inside the job's pipeline only plain ints and a list
+    change per element; Beam and Prometheus get them at the owner's flush at the bundle's end (or
+    every ``FLUSH_EVERY`` elements), see :func:`batch_until_bundle_end`. As Klio's logger client
+    does, each update is also logged at once on ``klio.metrics`` when that logger is enabled for
+    the relay's level; callers ask :meth:`logging` once per element, since a level may change
+    while a job runs.
     """
 
     def __init__(self, owner: KlioMetrics, transform: str) -> None:
@@ -337,7 +367,7 @@ class TransformMetrics:
         self._timer_tags = {"metric_type": "timer", "unit": self._unit}
         self._success = self._errors = 0
         self._times: list[float] = []
-        self._recorders: tuple[Counter, Counter, Counter, Any] | None = None
+        self._recorders: tuple[Counter, Counter, Counter, Any, Any] | None = None
 
     def logging(self) -> bool:
         """Whether updates are to be logged now."""
@@ -359,14 +389,14 @@ class TransformMetrics:
         if log:
             self._emit(KMSG_SUCCESS if ok else KMSG_DROP_ERROR, 1, _COUNTER_TAGS)
             self._emit(KMSG_TIMER, seconds * _TIMER_UNITS[self._unit], self._timer_tags)
-        if len(self._times) >= FLUSH_EVERY:
+        if len(self._times) >= FLUSH_EVERY or not _batching.depth:
             self.flush()
 
     def _emit(self, name: str, value: float, tags: Mapping[str, Any]) -> None:
         if self._relay is not None:
             self._relay.emit(name, value, self.transform, dict(tags))
 
-    def _make_recorders(self) -> tuple[Counter, Counter, Counter, Any]:
+    def _make_recorders(self) -> tuple[Counter, Counter, Counter, Any, Any]:
         owner, where = self._owner, self.transform
         received, success, errors = (
             owner._counter(name, where, {}, logged=False)
@@ -375,7 +405,8 @@ class TransformMetrics:
         timer = owner.hub.user_metric(
             PromHistogram, f"{owner.prefix}_{prometheus_name(KMSG_TIMER)}_seconds", ("transform",)
         )
-        return received, success, errors, timer.labels(transform=where)
+        beam_timer = Metrics.distribution(where, KMSG_TIMER)
+        return received, success, errors, timer.labels(transform=where), beam_timer
 
     def flush(self) -> None:
         counts = (self._success + self._errors, self._success, self._errors)
@@ -385,13 +416,16 @@ class TransformMetrics:
             return
         if self._recorders is None:
             self._recorders = self._make_recorders()
-        *counters, timer = self._recorders
+        *counters, timer, beam_timer = self._recorders
         for counter, count in zip(counters, counts, strict=True):
             if count:
                 counter.inc(count)
         if times:
             observe_all(timer, times)
             observe_all(self._owner._child(self._owner.hub.processing), times)
+            scale = _TIMER_UNITS[self._unit]
+            for seconds in times:
+                beam_timer.update(int(seconds * scale))  # Beam keeps integers, as Klio's got
 
 
 class KlioMetrics:
@@ -445,9 +479,6 @@ class KlioMetrics:
             labels["transform"] = str(transform)
         return dict(sorted(labels.items()))
 
-    def _beam_name(self, name: str, labels: Mapping[str, str]) -> str:
-        return name + "".join(f"[{k}={v}]" for k, v in labels.items())
-
     def _relay(self, name: str, transform: str | None, tags: Mapping[str, Any], kind: str) -> Relay:
         relay = self.log_relay
         if relay is None:
@@ -482,7 +513,7 @@ class KlioMetrics:
             PromCounter, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
         )
         return Counter(
-            Metrics.counter(self.job_name, self._beam_name(name, labels)),
+            Metrics.counter(transform or self.job_name, name),
             prom.labels(**labels) if labels else prom,
             self._relay(name, transform, tags, "counter") if logged else None,
         )
@@ -502,7 +533,7 @@ class KlioMetrics:
             PromGauge, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
         )
         gauge = Gauge(
-            Metrics.gauge(self.job_name, self._beam_name(name, labels)),
+            Metrics.gauge(transform or self.job_name, name),
             prom.labels(**labels) if labels else prom,
             self._relay(name, transform, tags, "gauge"),
         )
@@ -514,18 +545,19 @@ class KlioMetrics:
         self,
         name: str,
         transform: str | None = None,
-        timer_unit: str = "s",
+        timer_unit: str = "ns",
         tags: Mapping[str, Any] | None = None,
         **more_tags: Any,
     ) -> Timer:
-        """Klio's ``timer(name, transform=None, tags=None, timer_unit=...)``."""
+        """Klio's ``timer(name, transform=None, tags=None, timer_unit="ns")``: Beam gets each
+        time in the unit (as an integer)."""
         tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
             PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels)
         )
         return Timer(
-            Metrics.distribution(self.job_name, self._beam_name(name, labels)),
+            Metrics.distribution(transform or self.job_name, name),
             prom.labels(**labels) if labels else prom,
             _UNIT_NAMES.get(timer_unit, timer_unit),
             self._relay(name, transform, tags, "timer"),

@@ -43,7 +43,7 @@ from klio_runtime.io.pubsub_events import (
     output_topic,
     pubsub_project,
 )
-from klio_runtime.metrics import KlioMetrics
+from klio_runtime.metrics import KlioMetrics, batch_until_bundle_end, bundle_ended
 from klio_runtime.transforms.io import reader_name, writer_names
 from klio_runtime.transforms.route import (
     DROPPED,
@@ -75,6 +75,9 @@ class _PrepareOutput(beam.DoFn):
         )
         self.metrics.written_by = writer_names(self.config)
 
+    def start_bundle(self) -> None:
+        batch_until_bundle_end()  # finish_bundle flushes what run's steps count meanwhile
+
     def process(self, data: Any) -> Iterable[Any]:
         # A list, not a generator: this runs once per message and Beam iterates either.
         # made by a handle_klio step: left carried for the event writer; else checked here
@@ -97,6 +100,7 @@ class _PrepareOutput(beam.DoFn):
         # an input read by run itself (skip_klio_read) no router's bundle end hands it on.
         if context_is_bound():
             bound_context().metrics.flush()
+        bundle_ended()
 
     def _to_bytes(self, data: Any) -> bytes | pvalue.TaggedOutput:
         """An object that defines ``__bytes__`` (e.g. audio's AudioItem: the serialized message it

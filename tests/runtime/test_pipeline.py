@@ -310,12 +310,12 @@ def test_configured_event_io_counts_klios_kmsg_read_and_kmsg_write(tmp_path: Pat
     (tmp_path / "out" / "b.txt").write_text("done")
     result = build_pipeline(config, _run_fn, beam_options(config)).run()
     result.wait_until_finish()
-    counted: dict[str, int] = {}
+    counted: dict[tuple[str, str], int] = {}
     for counter in result.metrics().query()["counters"]:
-        if counter.key.metric.name.startswith(("kmsg-read", "kmsg-write")):
-            name = counter.key.metric.name
-            counted[name] = counted.get(name, 0) + counter.committed
+        if counter.key.metric.name in ("kmsg-read", "kmsg-write"):
+            key = (counter.key.metric.namespace, counter.key.metric.name)
+            counted[key] = counted.get(key, 0) + counter.committed
     assert counted == {
-        "kmsg-read[transform=KlioReadFromText]": 3,
-        "kmsg-write[transform=KlioWriteToText]": 3,
+        ("KlioReadFromText", "kmsg-read"): 3,
+        ("KlioWriteToText", "kmsg-write"): 3,
     }

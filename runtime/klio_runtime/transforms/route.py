@@ -31,6 +31,7 @@ from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import V2, element_id
+from klio_runtime.metrics import batch_until_bundle_end, bundle_ended
 from klio_runtime.routing import (
     AuditStamper,
     Decision,
@@ -108,6 +109,7 @@ class RouteMessages(beam.DoFn):
         self.to_run = Metrics.counter(self.config.job_name, "klio_messages_to_run")
 
     def start_bundle(self) -> None:
+        batch_until_bundle_end()  # finish_bundle flushes what the job's steps count meanwhile
         self.pending: list[kmessage.KlioMessage] = []
         self.to_run_count = 0  # Beam's counter gets the bundle's total at its end
 
@@ -158,6 +160,7 @@ class RouteMessages(beam.DoFn):
         # After the yields: the job's fused steps have handled these last messages by now, so
         # what they counted in this context (their per-transform metrics) is handed on too.
         self.metrics.flush()
+        bundle_ended()
         if self.to_run_count:
             self.to_run.inc(self.to_run_count)
             self.to_run_count = 0

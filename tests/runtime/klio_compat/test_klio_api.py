@@ -65,17 +65,22 @@ def test_helpers_tag_found_not_found_force_ping_and_drop(tmp_path: Path) -> None
         )
     assert dropped(ctx.config, "klio_drop") == 1
     counters = p.result.metrics().query()["counters"]
-    # Klio's documented helper metrics, each under its transform (metrics.rst)
-    assert {(c.key.metric.name, c.committed) for c in counters if "kmsg" in c.key.metric.name} == {
-        ("kmsg-input-found[transform=check]", 1),
-        ("kmsg-data-found-output[transform=KlioGcsCheckOutputExists]", 2),
-        ("kmsg-data-not-found-output[transform=KlioGcsCheckOutputExists]", 2),
-        ("kmsg-process-force[transform=KlioFilterForce]", 1),
-        ("kmsg-skip-force[transform=KlioFilterForce]", 1),
-        ("kmsg-process-ping[transform=KlioFilterPing]", 1),
-        ("kmsg-skip-ping[transform=KlioFilterPing]", 1),
-        ("kmsg-data-found-input[transform=KlioGcsCheckInputExists]", 1),
-        ("kmsg-drop[transform=KlioDrop]", 1),
+    # Klio's documented helper metrics, each under its transform (metrics.rst): in Beam, as Klio's
+    # native client records them, the transform is the namespace
+    assert {
+        (c.key.metric.namespace, c.key.metric.name, c.committed)
+        for c in counters
+        if "kmsg" in c.key.metric.name
+    } == {
+        ("check", "kmsg-input-found", 1),
+        ("KlioGcsCheckOutputExists", "kmsg-data-found-output", 2),
+        ("KlioGcsCheckOutputExists", "kmsg-data-not-found-output", 2),
+        ("KlioFilterForce", "kmsg-process-force", 1),
+        ("KlioFilterForce", "kmsg-skip-force", 1),
+        ("KlioFilterPing", "kmsg-process-ping", 1),
+        ("KlioFilterPing", "kmsg-skip-ping", 1),
+        ("KlioGcsCheckInputExists", "kmsg-data-found-input", 1),
+        ("KlioDrop", "kmsg-drop", 1),
     }
 
 
@@ -191,9 +196,11 @@ def test_trigger_upstream_takes_klios_arguments_and_builds_bottom_up_requests() 
         )
         assert_that(out, equal_to([(sorted(["parent-job", config.job_name]), config.job_name)]))
     counters = p.result.metrics().query()["counters"]
-    assert [(c.key.metric.name, c.committed) for c in counters if "kmsg" in c.key.metric.name] == [
-        ("kmsg-trigger-upstream[transform=KlioTriggerUpstream]", 1)
-    ]
+    assert [
+        (c.key.metric.namespace, c.key.metric.name, c.committed)
+        for c in counters
+        if "kmsg" in c.key.metric.name
+    ] == [("KlioTriggerUpstream", "kmsg-trigger-upstream", 1)]
 
 
 def test_debug_message_logs_each_message_and_passes_it_on(
@@ -257,15 +264,98 @@ def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
         assert_that(elements(again, "e"), equal_to([b"t-1", b"t-2"]))
     # Klio's IO metrics (metrics.rst): kmsg-read / kmsg-write under the transform's class name
     counted = {
-        (c.key.metric.name, c.committed)
+        (c.key.metric.namespace, c.key.metric.name, c.committed)
         for result in (p.result, again_p.result)
         for c in result.metrics().query()["counters"]
         if "kmsg" in c.key.metric.name
     }
     assert counted == {
-        ("kmsg-read[transform=KlioReadFromText]", 2),
-        ("kmsg-write[transform=KlioWriteToAvro]", 2),
-        ("kmsg-read[transform=KlioReadFromAvro]", 2),
+        ("KlioReadFromText", "kmsg-read", 2),
+        ("KlioWriteToAvro", "kmsg-write", 2),
+        ("KlioReadFromAvro", "kmsg-read", 2),
     }
     with pytest.raises(NotImplementedError, match="BigQuery event IO is not supported"):
         io.KlioReadFromBigQuery(table="p:d.t")
+
+
+class _Passes(beam.DoFn):
+    @decorators._handle_klio
+    def process(self, item: Any) -> Any:
+        yield item
+
+
+class _AlwaysFails(beam.DoFn):
+    @decorators._handle_klio
+    @decorators._retry(tries=3)
+    def process(self, item: Any) -> Any:
+        raise RuntimeError("always")
+
+
+@decorators._inject_klio_context
+@decorators._serialize_klio_message
+def _passes_through(ctx: Any, item: Any) -> Any:
+    return item
+
+
+def _beam_metrics(result: Any) -> dict[tuple[str, str], Any]:
+    query = result.metrics().query()
+    found = {(m.key.metric.namespace, m.key.metric.name): m.committed for m in query["counters"]}
+    for m in query["distributions"]:
+        found[m.key.metric.namespace, m.key.metric.name] = m.committed
+    return found
+
+
+def test_decorated_steps_in_a_pipeline_of_the_users_own_record_klios_beam_metrics() -> None:
+    # No KlioJobTransform around them (a Klio job's own pipeline test): each element's metrics
+    # still reach Beam within its bundle, under the transform as namespace, as Klio records them.
+    bound(make_config({"metrics": {"timer_unit": "ns"}}))
+    messages = [msg_bytes("a"), msg_bytes("b")]
+    steps = {
+        "_Passes.process": lambda pcoll: pcoll | beam.ParDo(_Passes()),
+        "_passes_through": lambda pcoll: pcoll | beam.Map(_passes_through),
+    }
+    for where, step in steps.items():
+        with beam.Pipeline(runner=FnApiRunner()) as p:
+            _ = step(p | beam.Create(messages))
+        metrics = _beam_metrics(p.result)
+        assert {name for namespace, name in metrics if namespace == where} == {
+            "kmsg-received",
+            "kmsg-success",
+            "kmsg-timer",
+        }
+        assert metrics[where, "kmsg-received"] == metrics[where, "kmsg-success"] == 2
+        timer = metrics[where, "kmsg-timer"]
+        assert timer.count == 2 and timer.sum > 0  # nanoseconds, as configured
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create(messages[:1]) | beam.ParDo(_AlwaysFails())
+    metrics = _beam_metrics(p.result)
+    where = "_AlwaysFails.process"
+    assert {
+        name: value for (ns, name), value in metrics.items() if ns == where and "timer" not in name
+    } == {
+        "kmsg-received": 1,
+        "kmsg-retry-attempt": 2,
+        "kmsg-drop-retry-error": 1,
+        "kmsg-drop-error": 1,
+    }
+    assert metrics[where, "kmsg-timer"].count == 1
+
+
+def test_user_metrics_are_named_in_beam_as_klios_native_client_names_them() -> None:
+    ctx = bound(make_config())
+
+    class Counts(beam.DoFn):
+        def process(self, element: bytes) -> Any:
+            ctx.metrics.counter("seen", tags={"kind": "x"}).inc()
+            ctx.metrics.counter("seen-here", transform="Counts").inc(2)
+            with ctx.metrics.timer("took", transform="Counts"):
+                pass
+            yield element
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create([b"1", b"2"]) | beam.ParDo(Counts())
+    metrics = _beam_metrics(p.result)
+    assert metrics[ctx.config.job_name, "seen"] == 2  # tags are labels in Prometheus only
+    assert metrics["Counts", "seen-here"] == 4
+    assert metrics["Counts", "took"].count == 2
