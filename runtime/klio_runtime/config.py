@@ -14,11 +14,12 @@ once, each as ``<path>: <message>`` (e.g. ``job_config.data.inputs[1].location: 
 
 from __future__ import annotations
 
+import logging
 import re
 import string
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -54,13 +56,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+_IO_NAME: Any = Field(
+    default=None,
+    alias="name",
+    description="What overrides may call this entry (Klio's IO ``name`` key); in Python its "
+    "``name`` is its type, as in Klio.",
+)
+
+
 class _IOConfig(_Strict):
-    """An event or data IO entry; Klio matches its ``type`` case-insensitively."""
+    """An event or data IO entry; Klio matches its ``type`` case-insensitively.
+
+    As Klio's IO configs: ``name`` is the type (``file``, ``gcs``, ``pubsub``, ``avro``),
+    ``as_dict()`` the entry with its type first, and ``to_io_kwargs()`` the keyword arguments of
+    the IO transform it configures (no type, no ``skip_klio_*`` flag).
+    """
+
+    _IO_KWARGS: ClassVar[Mapping[str, str]] = {}
+    """Config keys that the IO transform takes under another name (Klio's attribute names)."""
 
     @field_validator("type", mode="before", check_fields=False)
     @classmethod
     def _lower_type(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self, "type", ""))
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"type": self.name}
+        for field_name, field in type(self).model_fields.items():
+            if field_name not in ("type", "io_name"):
+                out[field.alias or field_name] = _dump_value(getattr(self, field_name))
+        return out
+
+    def to_io_kwargs(self) -> dict[str, Any]:
+        return {
+            self._IO_KWARGS.get(key, key): value
+            for key, value in self.as_dict().items()
+            if key != "type" and not key.startswith("skip_klio_")
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,12 +107,16 @@ class PubSubEventInput(_IOConfig):
     """Messages pulled from a Pub/Sub subscription (or a topic, the operator then subscribes)."""
 
     type: Literal["pubsub"] = "pubsub"
-    name: str | None = Field(
-        default=None, description="Optional name of this input (Klio allows it)."
-    )
+    io_name: str | None = _IO_NAME
     topic: str | None = None
     subscription: str | None = None
     skip_klio_read: bool = False
+
+    def to_io_kwargs(self) -> dict[str, Any]:
+        """Klio's: the subscription, or the topic when there is no subscription (not both)."""
+        kwargs = super().to_io_kwargs()
+        kwargs.pop("subscription" if self.topic and not self.subscription else "topic", None)
+        return kwargs
 
     @model_validator(mode="after")
     def _topic_or_subscription(self) -> Self:
@@ -89,8 +129,9 @@ class FileEventInput(_IOConfig):
     """A file (local or gs://, globs allowed) of element ids or serialized messages, one a line."""
 
     type: Literal["file"] = "file"
-    name: str | None = None
+    io_name: str | None = _IO_NAME
     location: str = Field(min_length=1, validation_alias=AliasChoices("location", "file_pattern"))
+    _IO_KWARGS: ClassVar[Mapping[str, str]] = {"location": "file_pattern"}
     skip_klio_read: bool = False
 
     @property
@@ -108,7 +149,7 @@ class PubSubEventOutput(_IOConfig):
     """Output messages published to a Pub/Sub topic (children subscribe to it)."""
 
     type: Literal["pubsub"] = "pubsub"
-    name: str | None = None
+    io_name: str | None = _IO_NAME
     topic: str = Field(min_length=1)
     skip_klio_write: bool = False
 
@@ -117,11 +158,12 @@ class FileEventOutput(_IOConfig):
     """Output messages written to files under a prefix (local or gs://)."""
 
     type: Literal["file"] = "file"
-    name: str | None = None
+    io_name: str | None = _IO_NAME
     location: str = Field(
         min_length=1, validation_alias=AliasChoices("location", "file_path_prefix")
     )
     skip_klio_write: bool = False
+    _IO_KWARGS: ClassVar[Mapping[str, str]] = {"location": "file_path_prefix"}
 
     @property
     def file_path_prefix(self) -> str:
@@ -147,7 +189,7 @@ class AvroEventInput(_IOConfig):
     field the element id, or (without one) the record as JSON (Klio's avro event input)."""
 
     type: Literal["avro"] = "avro"
-    name: str | None = None
+    io_name: str | None = _IO_NAME
     location: str | None = None
     file_pattern: str | None = None
     min_bundle_size: int = Field(default=0, ge=0)
@@ -173,7 +215,7 @@ class AvroEventOutput(_IOConfig):
     avro event output and its schema)."""
 
     type: Literal["avro"] = "avro"
-    name: str | None = None
+    io_name: str | None = _IO_NAME
     location: str | None = None
     file_path_prefix: str | None = None
     codec: str = "deflate"
@@ -244,7 +286,7 @@ class EventsConfig(_Strict):
 
 class _DataLocation(_IOConfig):
     type: Literal["gcs", "file"]
-    name: str | None = None
+    io_name: str | None = _IO_NAME
     location: str = Field(min_length=1, validation_alias=AliasChoices("location", "data_location"))
     file_suffix: str = ""
     skip_klio_existence_check: bool = False
@@ -339,6 +381,31 @@ class JobConfig(BaseModel):
         default=0, ge=0, description="Retries of a failing element before it is dropped."
     )
 
+    _job_name: str = PrivateAttr(default="")
+    _version: int = PrivateAttr(default=SUPPORTED_VERSION)
+
+    @property
+    def job_name(self) -> str:
+        """The job's name (Klio's ``job_config.job_name``)."""
+        return self._job_name
+
+    @property
+    def version(self) -> int:
+        """The config's version (Klio's ``job_config.version``)."""
+        return self._version
+
+    def as_dict(self) -> dict[str, Any]:
+        """``job_config`` as a plain mapping, the job's own keys included (what Klio's docs tell
+        jobs to read custom keys with); IO entries as their ``as_dict()``."""
+        out = _dump_model(self)
+        for section in ("events", "data"):
+            stanza = getattr(self, section)
+            out[section] = {
+                "inputs": [io.as_dict() for io in stanza.inputs],
+                "outputs": [io.as_dict() for io in stanza.outputs],
+            }
+        return out
+
     @field_validator("metrics")
     @classmethod
     def _known_metrics_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +462,13 @@ class KlioConfig(_Strict):
         if value != SUPPORTED_VERSION:
             raise ValueError(f"only version {SUPPORTED_VERSION} of klio-job.yaml is supported")
         return value
+
+    @model_validator(mode="after")
+    def _tell_job_config(self) -> Self:
+        # Klio's job_config knows the job's name and version too
+        self.job_config._job_name = self.job_name
+        self.job_config._version = self.version
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,40 +576,54 @@ def load_config(
     return parse_config(data)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+class _KeyCheckingLoader(yaml.SafeLoader):
+    """A safe loader that notes each key given twice in one mapping. YAML (and so Klio, whose
+    own example configs have some) keeps the last; the caller warns about each."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[Any, yaml.Mark]] = []
 
 
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _construct_noting_duplicates(
+    loader: _KeyCheckingLoader, node: yaml.MappingNode
+) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
+            loader.duplicates.append((key, key_node.start_mark))
         seen.add(key)
     return loader.construct_mapping(node, deep=True)
 
 
-_UniqueKeyLoader.add_constructor(
+_KeyCheckingLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_unique_mapping,
+    _construct_noting_duplicates,
 )
 
 
 def _load_yaml(text: str, source: str) -> Any:
+    loader = _KeyCheckingLoader(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise ConfigError([f"{source}: {where}: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+    for key, mark in loader.duplicates:
+        logging.getLogger("klio").warning(
+            "%s: line %d, column %d: duplicate key %r: the last one is used (as YAML and Klio do)",
+            source,
+            mark.line + 1,
+            mark.column + 1,
+            key,
+        )
+    return data
 
 
 def fill_templates(text: str, templates: Mapping[str, str], source: str) -> str:

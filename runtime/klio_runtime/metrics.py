@@ -230,13 +230,19 @@ class Gauge:
 
 
 class Timer:
-    """Times a block (``with timer:``) or a function (``@timer``); records in ``timer_unit``.
+    """Times a block (``with timer:``), a function (``@timer``) or what lies between ``start()``
+    and ``stop()`` (Klio's three ways); records in ``timer_unit``.
 
     Beam gets a distribution in the unit; Prometheus a histogram in seconds (its convention).
     """
 
     def __init__(
-        self, beam_metric: Any, prom: Any, timer_unit: str = "s", relay: Relay = None
+        self,
+        beam_metric: Any,
+        prom: Any,
+        timer_unit: str = "s",
+        relay: Relay = None,
+        name: str = "timer",
     ) -> None:
         if timer_unit not in _TIMER_UNITS:
             raise ValueError(
@@ -246,6 +252,7 @@ class Timer:
         self._prom = prom
         self._scale = _TIMER_UNITS[timer_unit]
         self._relay = relay  # called with seconds
+        self._name = name
         self._local = threading.local()
 
     def record(self, seconds: float) -> None:
@@ -254,9 +261,23 @@ class Timer:
         if self._relay is not None:
             self._relay(seconds)
 
-    def __enter__(self) -> Timer:
+    def start(self) -> None:
         starts: list[float] = self._local.__dict__.setdefault("starts", [])
         starts.append(time.perf_counter())
+
+    def stop(self) -> None:
+        """Record the time since the last ``start()`` (in this thread); without one, a warning
+        (as Klio logs) and nothing recorded."""
+        starts = self._local.__dict__.get("starts")
+        if not starts:
+            logging.getLogger(METRICS_LOGGER).warning(
+                "Timer %s cannot be stopped before started.", self._name
+            )
+            return
+        self.record(time.perf_counter() - starts.pop())
+
+    def __enter__(self) -> Timer:
+        self.start()
         return self
 
     def __exit__(
@@ -265,7 +286,7 @@ class Timer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.record(time.perf_counter() - self._local.starts.pop())
+        self.stop()
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(func)
@@ -479,15 +500,23 @@ class KlioMetrics:
             labels["transform"] = str(transform)
         return dict(sorted(labels.items()))
 
-    def _relay(self, name: str, transform: str | None, tags: Mapping[str, Any], kind: str) -> Relay:
+    def _relay(
+        self,
+        name: str,
+        transform: str | None,
+        tags: Mapping[str, Any],
+        kind: str,
+        timer_unit: str | None = None,
+    ) -> Relay:
         relay = self.log_relay
         if relay is None:
             return None
         shown = {**tags, "metric_type": kind}
         if kind != "timer":
             return functools.partial(relay.emit, name, transform=transform, tags=shown)
-        shown["unit"] = relay.timer_unit
-        scale = _TIMER_UNITS[relay.timer_unit]
+        unit = timer_unit or relay.timer_unit  # a timer's own unit, as Klio logs it
+        shown["unit"] = unit
+        scale = _TIMER_UNITS[unit]
         return lambda seconds: relay.emit(name, seconds * scale, transform, shown)
 
     def counter(
@@ -544,23 +573,28 @@ class KlioMetrics:
     def timer(
         self,
         name: str,
+        value: float = 0,
+        timer_unit: str | None = None,
         transform: str | None = None,
-        timer_unit: str = "ns",
         tags: Mapping[str, Any] | None = None,
         **more_tags: Any,
     ) -> Timer:
-        """Klio's ``timer(name, transform=None, tags=None, timer_unit="ns")``: Beam gets each
-        time in the unit (as an integer)."""
+        """Klio's ``timer(name, value=0, timer_unit=..., transform=None, tags=None)`` (``value``,
+        Klio's starting value, is not used). Beam gets each time as an integer in
+        ``timer_unit`` (Klio's default: ns); the ``klio.metrics`` log shows it in ``timer_unit``
+        when given, else in the logger's configured unit (Klio's documented global default)."""
         tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
             PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels)
         )
+        unit = unit_named(timer_unit, "timer_unit") if timer_unit else None
         return Timer(
             Metrics.distribution(transform or self.job_name, name),
             prom.labels(**labels) if labels else prom,
-            _UNIT_NAMES.get(timer_unit, timer_unit),
-            self._relay(name, transform, tags, "timer"),
+            unit or "ns",
+            self._relay(name, transform, tags, "timer", unit),
+            name,
         )
 
     # -- standard metrics (label children cached: these run once or more per message) -----

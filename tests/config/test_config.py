@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +181,9 @@ def test_gcs_location_must_be_a_gs_url_both_errors_reported() -> None:
         "job_config.data.inputs[0].location",
         "job_config.data.outputs[0].location",
     ]
-    location = yaml.safe_load((FIXTURES / "gcs_local_path.yaml").read_text())[
-        "job_config"]["data"]["inputs"][0]["location"]
+    location = yaml.safe_load((FIXTURES / "gcs_local_path.yaml").read_text())["job_config"]["data"][
+        "inputs"
+    ][0]["location"]
     assert f"'{location}' must start with gs://" in errors[0]  # names the value given
 
 
@@ -278,12 +280,18 @@ def test_load_config_reports_yaml_syntax_with_line(tmp_path: Path) -> None:
     assert error.startswith(f"{path}: line 4")
 
 
-def test_load_config_refuses_duplicate_keys(tmp_path: Path) -> None:
+def test_load_config_keeps_the_last_of_duplicate_keys_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Klio's own example configs repeat keys; YAML and Klio keep the last one.
     path = tmp_path / "klio-job.yaml"
     path.write_text("job_name: a\npipeline_options: {}\njob_name: b\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert caught.value.errors == [f"{path}: line 3, column 1: found duplicate key 'job_name'"]
+    with caplog.at_level(logging.WARNING, logger="klio"):
+        assert load_config(path).job_name == "b"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: line 3, column 1: duplicate key 'job_name': the last one is used "
+        "(as YAML and Klio do)"
+    ]
 
 
 def test_load_config_missing_file_and_non_mapping(tmp_path: Path) -> None:
@@ -437,3 +445,43 @@ def test_templates_fill_the_file_before_it_is_read(tmp_path: Path) -> None:
     assert parse_templates(["a=x=y", "b="]) == {"a": "x=y", "b": ""}
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_templates(["nothing"])
+
+
+def test_klios_config_api_custom_keys_io_names_and_transform_kwargs() -> None:
+    # What Klio's docs tell jobs to use: job_config.as_dict() for custom keys, an IO entry's
+    # name (its type), as_dict() and to_io_kwargs() (the IO transform's keyword arguments).
+    config = parse_config(
+        {
+            "job_name": "api-job",
+            "job_config": {
+                "model_file": "model.h5",
+                "events": {
+                    "inputs": [
+                        {"type": "file", "location": "ids.txt", "name": "ids"},
+                        {"type": "pubsub", "topic": "projects/p/topics/t"},
+                    ],
+                    "outputs": [{"type": "file", "location": "out/ids"}],
+                },
+                "data": {
+                    "inputs": [{"type": "gcs", "location": "gs://b/in", "file_suffix": ".ogg"}]
+                },
+            },
+        }
+    )
+    job = config.job_config
+    assert job.as_dict()["model_file"] == "model.h5"
+    assert (job.job_name, job.version) == ("api-job", 2)
+    ids, topic = job.events.inputs
+    assert (ids.name, topic.name, job.data.inputs[0].name) == ("file", "pubsub", "gcs")
+    assert ids.as_dict() == {"type": "file", "location": "ids.txt", "skip_klio_read": False}
+    assert ids.to_io_kwargs() == {"file_pattern": "ids.txt"}
+    assert topic.to_io_kwargs() == {"topic": "projects/p/topics/t"}
+    assert job.events.outputs[0].to_io_kwargs() == {"file_path_prefix": "out/ids"}
+    assert job.data.inputs[0].to_io_kwargs() == {
+        "location": "gs://b/in",
+        "file_suffix": ".ogg",
+        "ping": False,
+    }
+    assert job.as_dict()["events"]["inputs"][1] == topic.as_dict()
+    # the entry's own name still names it for overrides, and a dump keeps it
+    assert dump_config(config)["job_config"]["events"]["inputs"][0]["name"] == "ids"

@@ -284,19 +284,30 @@ def test_klio_tags_and_the_metrics_logger_client() -> None:
         in_ms = {"logger": {"level": "info", "timer_unit": "ms"}}
         timed = KlioMetrics.from_settings("tags-job", in_ms)
         timed.timer("my-timer", transform="T").record(0.5)
+        # Klio's start()/stop(), and a unit given to the timer itself: logged in that unit
+        own_unit = timed.timer("us-timer", timer_unit="microseconds", transform="T")
+        own_unit.stop()  # before start(): Klio's warning, nothing recorded
+        own_unit.start()
+        own_unit.stop()
         KlioMetrics.from_settings("tags-job", {"logger": False}).counter("quiet").inc()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
     shown = [(r.levelname, r.getMessage()) for r in handler.records]
+    stopped = shown.pop()
+    assert stopped[0] == "INFO" and stopped[1].startswith("[us-timer] value: ")
+    assert stopped[1].endswith("tags: {'metric_type': 'timer', 'unit': 'us'}")
     assert shown == [
         (
             "DEBUG",
             "[my-counter] value: 1 transform: 'MyTransform' "
             "tags: {'model-version': 'v1', 'metric_type': 'counter'}",
         ),
-        ("INFO", "[my-timer] value: 500.0 transform: 'T' tags: {'metric_type': 'timer', "
-         "'unit': 'ms'}"),
+        (
+            "INFO",
+            "[my-timer] value: 500.0 transform: 'T' tags: {'metric_type': 'timer', 'unit': 'ms'}",
+        ),
+        ("WARNING", "Timer us-timer cannot be stopped before started."),
     ]
     # Klio's tags are labels, one each (not one label holding the dict)
     value = process_hub().value(
