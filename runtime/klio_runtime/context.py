@@ -45,8 +45,29 @@ class _ElementIdFilter(logging.Filter):
         return True
 
 
+ELEMENT_ID_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(element_id)s] %(message)s"
+
+
+def show_element_ids(handler: logging.Handler) -> None:
+    """Make ``handler`` (e.g. a root handler a process sets up) print the element id as the
+    ``klio`` logger's own handler does."""
+    handler.addFilter(_ElementIdFilter())
+    handler.setFormatter(logging.Formatter(ELEMENT_ID_FORMAT))
+
+
+def _prints_to_console(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return isinstance(handler, logging.StreamHandler) and stream in (sys.stderr, sys.stdout)
+
+
 class _KlioHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is now (it may be replaced after the handler is made)."""
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced after the handler is made).
+
+    The ``klio`` logger does not propagate (a root console handler, which any module-level
+    ``logging.info()`` call installs, would print each line twice); so each record is also
+    handed to the root logger's other handlers, as under Klio: a Cloud Logging or file handler,
+    pytest's ``caplog``.
+    """
 
     @property
     def stream(self) -> Any:
@@ -55,6 +76,17 @@ class _KlioHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value: Any) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        own = logging.getLogger(LOGGER_NAME).handlers  # pytest attaches its own here as well
+        for handler in logging.root.handlers:
+            if (
+                record.levelno >= handler.level
+                and handler not in own
+                and not _prints_to_console(handler)
+            ):
+                handler.handle(record)
 
 
 _default_level: int = logging.INFO
@@ -76,10 +108,7 @@ def klio_logger() -> logging.Logger:
     if not any(isinstance(h, _KlioHandler) for h in logger.handlers):
         handler = _KlioHandler()
         handler.setLevel(logging.NOTSET)
-        handler.addFilter(_ElementIdFilter())
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(element_id)s] %(message)s")
-        )
+        show_element_ids(handler)
         logger.addHandler(handler)
         logger.propagate = False
     if logger.level == logging.NOTSET:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from klio_runtime.config import ConfigError, KlioConfig
+from klio_runtime.context import klio_logger
 from klio_runtime.io.events import decode_line, encode_line
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message
@@ -316,3 +317,16 @@ def test_klio_tags_and_the_metrics_logger_client() -> None:
     assert value == 1
     with pytest.raises(ValueError, match=r"job_config\.metrics\.logger\.level: one of"):
         KlioMetrics.from_settings("tags-job", {"logger": {"level": "loud"}})
+
+
+def test_klio_records_reach_the_root_loggers_other_handlers_once() -> None:
+    # As under Klio, where the klio logger propagates: a handler a job puts on the root logger
+    # (Cloud Logging's, a file) gets the job's records; a console one would print them twice.
+    elsewhere = _Records()
+    logging.root.addHandler(elsewhere)
+    try:
+        klio_logger().warning("to the root's handlers %s", "too")
+    finally:
+        logging.root.removeHandler(elsewhere)
+    assert [r.getMessage() for r in elsewhere.records] == ["to the root's handlers too"]
+    assert elsewhere.records[0].element_id == "-"  # outside an element

@@ -14,6 +14,7 @@ import click
 
 from klio_runtime.cli.options import config_file_option, job_dir_option, override_option
 from klio_runtime.config import ConfigError, parse_overrides
+from klio_runtime.context import show_element_ids
 from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
 
 # The contract's ports (klio_operator.worker_contract); Beam and Pub/Sub load only when run.
@@ -62,8 +63,9 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     Messages are acknowledged only after their outputs are published (at-least-once).
     SIGTERM stops pulling, finishes the in-flight batch and exits 0.
     """
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr)
+    for handler in logging.root.handlers:
+        show_element_ids(handler)  # other loggers' lines look like the klio logger's own
     from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import JobLoadError, load_job, run_job
     from klio_runtime.worker.serve import Probes, serve
