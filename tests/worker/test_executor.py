@@ -104,3 +104,37 @@ def test_unknown_input_name_is_refused() -> None:
             executor.run({"pubsub7": []})
     finally:
         executor.close()
+
+
+def test_what_klio_trigger_upstream_publishes_comes_back_with_the_batch(tmp_path: Path) -> None:
+    # Klio's documented manual bottom-up: the job checks its input itself and triggers the parent
+    # for what is missing; the worker publishes those requests before it acknowledges the batch.
+    from klio_runtime.transforms.helpers import KlioGcsCheckInputExists, KlioTriggerUpstream
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "here.ogg").write_bytes(b"x")
+    config = _config(data={"inputs": [{
+        "type": "file", "location": str(tmp_path / "in"), "file_suffix": ".ogg",
+        "skip_klio_existence_check": True}]})
+    upstream = "projects/klio-local/topics/parent-input"
+
+    def run(pcoll: Any, config: KlioConfig) -> Any:
+        checked = pcoll | KlioGcsCheckInputExists()
+        _ = checked.not_found | KlioTriggerUpstream("parent", upstream)
+        return checked.found
+
+    executor = BatchExecutor(config, run, ["pubsub0"])
+    try:
+        batch = [serialize(new_message(e)) for e in ("here", "absent")]
+        result = executor.run({"pubsub0": batch})
+        again = executor.run({"pubsub0": batch[1:]})
+    finally:
+        executor.close()
+    assert [parse(d).data.element for d in result.output] == [b"here"]
+    ((topic, data),) = result.side_publishes
+    request = parse(data)
+    assert topic == upstream and request.data.element == b"absent"
+    limited = request.metadata.intended_recipients.limited
+    assert {j.job_name for j in limited.recipients} == {"parent", config.job_name}
+    assert limited.trigger_children_of.job_name == config.job_name
+    assert [t for t, _ in again.side_publishes] == [upstream]  # each batch its own

@@ -15,7 +15,7 @@ from google.api_core import exceptions as api_exceptions
 from klio_runtime.config import ConfigError
 from klio_runtime.io.pubsub import PubSubClient
 from klio_runtime.io.pubsub_events import ATTR_REASON
-from klio_runtime.message import new_message, serialize
+from klio_runtime.message import new_message, parse, serialize
 from klio_runtime.metrics import process_hub
 from klio_runtime.runner import load_job
 from klio_runtime.worker.health import HealthState, ProbeServers
@@ -284,3 +284,31 @@ def test_lease_keeper_extends_only_what_is_held(pubsub: PubSub) -> None:
     finally:
         keeper.stop()
     client.ack(sub, [m.ack_id for m in pulled])
+
+
+def test_klio_trigger_upstream_requests_are_published_before_the_ack(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    from klio_runtime.transforms.helpers import KlioGcsCheckInputExists, KlioTriggerUpstream
+
+    (tmp_path / "in").mkdir()
+    job = _setup(pubsub, tmp_path, data={"inputs": [
+        {"type": "file", "location": str(tmp_path / "in"), "skip_klio_existence_check": True}]})
+    parent_in = pubsub.topic(f"{job['name']}-parent-in")
+    parent_sub = pubsub.subscribe(parent_in, f"{job['name']}-parent-in")
+
+    def run(pcoll, config):  # type: ignore[no-untyped-def]
+        checked = pcoll | KlioGcsCheckInputExists()
+        _ = checked.not_found | KlioTriggerUpstream("parent", parent_in)
+        return checked.found
+
+    loaded, _, _ = load_job(JOB_DIR, Path(job["config"]))
+    client = RecordingClient()
+    with running(StreamingWorker(loaded, run, FAST, client=client)):
+        pubsub.publish(job["in_topic"], [serialize(new_message("absent"))])
+        requests = pubsub.collect(parent_sub, 1, 30)
+        wait_for(lambda: "acked" in client.events, 10, "the message acknowledged")
+    limited = parse(requests["absent"].data).metadata.intended_recipients.limited
+    assert {j.job_name for j in limited.recipients} == {"parent", job["name"]}
+    assert client.events.index("acked") > client.events.index("published")
+    assert process_hub().value("klio_worker_published_total", job=job["name"],
+                               kind="trigger_upstream") == 1

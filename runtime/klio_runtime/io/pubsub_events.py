@@ -9,7 +9,10 @@ and write the same bytes: one serialized KlioMessage per Pub/Sub message.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -40,8 +43,10 @@ def dead_letter_topic(config: KlioConfig, given: str | None = None) -> str | Non
     Raises:
         ConfigError: the topic is not a topic path, or a bare id with no project.
     """
-    topic = given or os.environ.get(ENV_DEAD_LETTER_TOPIC) or getattr(
-        config.job_config, DEAD_LETTER_KEY, None
+    topic = (
+        given
+        or os.environ.get(ENV_DEAD_LETTER_TOPIC)
+        or getattr(config.job_config, DEAD_LETTER_KEY, None)
     )
     if not topic:
         return None
@@ -58,9 +63,7 @@ def input_source(conf: PubSubEventInput, index: int, project: str | None) -> tup
     Raises:
         ConfigError: naming the field whose value is not a path of its kind.
     """
-    kind, name = (
-        ("subscription", conf.subscription) if conf.subscription else ("topic", conf.topic)
-    )
+    kind, name = ("subscription", conf.subscription) if conf.subscription else ("topic", conf.topic)
     assert name is not None  # the config model requires one of the two
     try:
         return kind, resource_path(name, f"{kind}s", project)
@@ -114,6 +117,30 @@ class WriteEventPubSub(beam.PTransform):
             | "Bytes" >> beam.Map(_wire_bytes)
             | "Publish" >> beam.io.WriteToPubSub(self.topic)
         )
+
+
+SidePublisher = Callable[[str], beam.PTransform]
+_side_publisher: contextvars.ContextVar[SidePublisher | None] = contextvars.ContextVar(
+    "klio_side_publisher", default=None
+)
+
+
+@contextlib.contextmanager
+def side_publishes_through(make: SidePublisher) -> Iterator[None]:
+    """While a pipeline is built in this block, :func:`publish_to` gives ``make(topic)``: the
+    worker collects such messages and publishes them itself, before it acknowledges the batch."""
+    token = _side_publisher.set(make)
+    try:
+        yield
+    finally:
+        _side_publisher.reset(token)
+
+
+def publish_to(topic: str) -> beam.PTransform:
+    """Serialized KlioMessages → published to ``topic`` from within a job's pipeline (Klio's
+    ``KlioTriggerUpstream``): through the runner's Pub/Sub sink, or the worker's."""
+    make = _side_publisher.get()
+    return make(topic) if make is not None else WriteEventPubSub(topic)
 
 
 def dead_letter_message(letter: DeadLetter, job_name: str) -> PubsubMessage:

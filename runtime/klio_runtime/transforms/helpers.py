@@ -20,6 +20,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from klio_runtime import message as kmessage
 from klio_runtime.config import KlioConfig
 from klio_runtime.context import KlioContext, bound_context
+from klio_runtime.io.pubsub_events import publish_to
 from klio_runtime.io.storage import DataStore
 from klio_runtime.routing import JobRef, bottom_up_request, is_recipient, with_audit_entry
 from klio_runtime.transforms.route import job_ref_of
@@ -279,43 +280,87 @@ class KlioMessageCounter(beam.PTransform, beam.DoFn):  # type: ignore[misc]
 
 
 class _TriggerUpstream(_KlioDoFn):
-    def __init__(self, parent: JobRef, config: KlioConfig | None) -> None:
+    def __init__(self, parent: JobRef, log_level: int | None, config: KlioConfig | None) -> None:
         super().__init__(config)
         self.parent = parent
+        self.log_level = log_level
 
     def process(self, data: bytes) -> Iterator[bytes]:
         msg = self.parse(data)
-        yield kmessage.serialize(bottom_up_request(msg, self.job, self.parent))
+        request = bottom_up_request(msg, self.job, self.parent)
+        if self.log_level is not None:
+            element = kmessage.element_id(msg)
+            self._klio.logger.log(
+                self.log_level, "Triggering upstream %s for %s", self.parent.job_name, element
+            )
+        yield kmessage.serialize(request)
+
+
+def _upstream_project(topic: str) -> str:
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics" or not all(parts):
+        raise ValueError(
+            f"KlioTriggerUpstream: upstream_topic must be 'projects/<GCP_PROJECT>/topics/<TOPIC>',"
+            f" not {topic!r}"
+        )
+    return parts[1]
+
+
+def _log_level(level: str | int | None) -> int | None:
+    if level is None:
+        return None
+    found = logging.getLevelName(level.upper() if isinstance(level, str) else level)
+    if isinstance(found, int):
+        return found
+    if isinstance(level, int) and isinstance(found, str) and not found.startswith("Level "):
+        return level
+    raise ValueError(f"KlioTriggerUpstream: unknown log_level {level!r}")
 
 
 class KlioTriggerUpstream(beam.PTransform):
-    """Messages whose input is missing → bottom-up requests for ``upstream_job_name``.
+    """Messages whose input is missing → bottom-up requests for ``upstream_job_name``, logged
+    (``log_level``; None: not logged), counted (``kmsg-trigger-upstream``) and published to
+    ``upstream_topic``, as Klio's: through the runner's Pub/Sub sink, or, in ``klio worker``,
+    by the worker before it acknowledges the batch. Returns the requests.
 
-    Returns the request messages; publishing them on ``upstream_topic`` is the streaming worker's
-    (a batch run has nobody listening).
+    As in Klio, only a streaming job may trigger its parents, ``upstream_topic`` must be a topic
+    path (its project is the parent's) and ``log_level`` a logging level: anything else is an
+    error when the pipeline is built.
     """
 
     def __init__(
         self,
         upstream_job_name: str,
-        upstream_topic: str | None = None,
-        log_level: str = "INFO",
+        upstream_topic: str,
+        log_level: str | int | None = "INFO",
         config: KlioConfig | None = None,
-        upstream_project: str = "",
     ) -> None:
         super().__init__()
-        self.parent = JobRef(upstream_job_name, upstream_project)
+        self.parent = JobRef(upstream_job_name, _upstream_project(upstream_topic))
         self.upstream_topic = upstream_topic
+        self.log_level = _log_level(log_level)
         self.config = config
 
+    def default_label(self) -> str:
+        return f"KlioTriggerUpstream(upstream={self.parent.job_name})"
+
     def expand(self, pcoll: Any) -> Any:
+        config = self.config if self.config is not None else bound_context().config
+        if not config.pipeline_options.streaming:
+            raise ValueError(
+                "KlioTriggerUpstream: only a streaming job can trigger its parents "
+                "(pipeline_options.streaming is false)"
+            )
+        name = self.parent.job_name
         counter = KlioMessageCounter("trigger-upstream", "KlioTriggerUpstream", self.config)
-        return (
+        requests = (
             pcoll
-            | f"Update KlioMessage for Upstream {self.parent.job_name}"
-            >> beam.ParDo(_TriggerUpstream(self.parent, self.config))
+            | f"Update KlioMessage for Upstream {name}"
+            >> beam.ParDo(_TriggerUpstream(self.parent, self.log_level, self.config))
             | "Write Counter" >> counter
         )
+        _ = requests | f"Publish KlioMessage to Upstream {name}" >> publish_to(self.upstream_topic)
+        return requests
 
 
 class KlioWriteToEventOutput(beam.PTransform):

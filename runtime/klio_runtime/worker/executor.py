@@ -36,10 +36,14 @@ from apache_beam.runners.portability.fn_api_runner.worker_handlers import Worker
 
 from klio_runtime.config import KlioConfig
 from klio_runtime.io.events import DEAD_LETTER_TAG
+from klio_runtime.io.pubsub_events import side_publishes_through
 from klio_runtime.pipeline import OUTPUT, KlioJobTransform, RunFn
 from klio_runtime.transforms.route import DROPPED, INPUT_MISSING
 
 RESULT_TAGS = (OUTPUT, DROPPED, INPUT_MISSING, DEAD_LETTER_TAG)
+SIDE_PUBLISHES = "side_publishes"
+"""(topic, message bytes) that the job's own steps publish (Klio's ``KlioTriggerUpstream``)."""
+COLLECTED = (*RESULT_TAGS, SIDE_PUBLISHES)
 
 # token → {"inputs": {name: [bytes]}, "results": {tag: [values]}}; one entry per executor.
 _TABLE: dict[str, dict[str, Any]] = {}
@@ -69,6 +73,23 @@ class _Collect(beam.DoFn):
         results = _TABLE[self.token]["results"][self.tag]
         with _TABLE_LOCK:
             results.append(value)
+
+
+class _CollectSidePublishes(beam.PTransform):
+    """What the job publishes to ``topic`` from within its pipeline → the executor's result list
+    (the worker publishes it before it acknowledges the batch)."""
+
+    def __init__(self, token: str, topic: str) -> None:
+        super().__init__()
+        self.token = token
+        self.topic = topic
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        return (
+            pcoll
+            | "To topic" >> beam.Map(lambda data, topic: (topic, bytes(data)), self.topic)
+            | "Collect" >> beam.ParDo(_Collect(self.token, SIDE_PUBLISHES))
+        )
 
 
 class _WarmFnApiRunner(FnApiRunner):
@@ -128,6 +149,7 @@ class BatchResult:
         self.dropped: list[Any] = list(results[DROPPED])
         self.input_missing: list[bytes] = list(results[INPUT_MISSING])
         self.dead_letter: list[Any] = list(results[DEAD_LETTER_TAG])
+        self.side_publishes: list[tuple[str, bytes]] = list(results.get(SIDE_PUBLISHES, ()))
 
 
 class BatchExecutor:
@@ -143,7 +165,7 @@ class BatchExecutor:
             raise ValueError("BatchExecutor: at least one input name is needed")
         self.input_names = list(input_names)
         self.token = f"executor-{next(_TOKENS)}"
-        _TABLE[self.token] = {"inputs": {}, "results": {tag: [] for tag in RESULT_TAGS}}
+        _TABLE[self.token] = {"inputs": {}, "results": {tag: [] for tag in COLLECTED}}
         self._runner = _WarmFnApiRunner()
         pipeline = beam.Pipeline(runner=self._runner, options=options)
         inputs = {
@@ -152,7 +174,9 @@ class BatchExecutor:
             | f"[{name}] Take batch" >> beam.ParDo(_TakeBatch(self.token, name))
             for name in self.input_names
         }
-        result = inputs | "Klio job" >> KlioJobTransform(config, run_fn)
+        token = self.token
+        with side_publishes_through(lambda topic: _CollectSidePublishes(token, topic)):
+            result = inputs | "Klio job" >> KlioJobTransform(config, run_fn)
         for tag in RESULT_TAGS:
             _ = result[tag] | f"Collect {tag}" >> beam.ParDo(_Collect(self.token, tag))
         self._runner.prepare(pipeline, options or PipelineOptions())
@@ -168,13 +192,13 @@ class BatchExecutor:
                              f"(known: {self.input_names})")
         entry = _TABLE[self.token]
         entry["inputs"] = {name: list(values) for name, values in batch.items()}
-        entry["results"] = {tag: [] for tag in RESULT_TAGS}
+        entry["results"] = {tag: [] for tag in COLLECTED}
         try:
             self._runner.run_once()
             return BatchResult(entry["results"])
         finally:
             entry["inputs"] = {}
-            entry["results"] = {tag: [] for tag in RESULT_TAGS}
+            entry["results"] = {tag: [] for tag in COLLECTED}
 
     def close(self) -> None:
         """Tear the DoFns down (``teardown``) and forget the batch table entry."""

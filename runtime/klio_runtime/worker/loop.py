@@ -81,7 +81,7 @@ class WorkerMetrics:
                                   ["job", "reason"], registry=r)
         self.published = PromCounter("klio_worker_published",
                                      "Messages published, by kind (output, dead_letter, "
-                                     "bottom_up).", ["job", "kind"], registry=r)
+                                     "bottom_up, trigger_upstream).", ["job", "kind"], registry=r)
         self.bottom_up = PromCounter("klio_worker_bottom_up_requests",
                                      "Bottom-up requests sent to a parent.", ["job", "parent"],
                                      registry=r)
@@ -383,6 +383,8 @@ class StreamingWorker:
             out.append(self._dead_letter(original, letter))
 
         out += self._bottom_up(result.input_missing)
+        out += [_Outgoing(topic, data, {}, "trigger_upstream")  # KlioTriggerUpstream's
+                for topic, data in result.side_publishes]
         return out, nacked
 
     def _run(self, feed: Mapping[str, list[bytes]], originals: Mapping[str, Pulled]
@@ -413,6 +415,7 @@ class StreamingWorker:
                 merged.dropped += one.dropped
                 merged.input_missing += one.input_missing
                 merged.dead_letter += one.dead_letter
+                merged.side_publishes += one.side_publishes
         return merged
 
     def _dead_letter(self, original: Pulled | None, letter: DeadLetter) -> _Outgoing:

@@ -3,6 +3,7 @@ pipeline, ``klio_core.config.KlioConfig(raw_dict)``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from klio.transforms import decorators, helpers
 from klio_core.config import ConfigError, KlioConfig
 from klio_core.proto import klio_pb2
 from klio_runtime import config as runtime_config
+from klio_runtime.io.pubsub_events import side_publishes_through
 from klio_runtime.metrics import process_hub
 
 from tests.runtime.helpers import bound, dropped, make_config, msg_bytes
@@ -175,32 +177,65 @@ def test_unused_gcs_data_entry_may_name_a_local_path_checked_one_may_not() -> No
     assert caught.value.errors[0].startswith("job_config.data.inputs[0].location: ")
 
 
-def test_trigger_upstream_takes_klios_arguments_and_builds_bottom_up_requests() -> None:
-    config = make_config()
+def test_trigger_upstream_takes_klios_arguments_and_publishes_bottom_up_requests(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config(pipeline_options={"streaming": True})
     bound(config)
+    upstream = "projects/p/topics/parent-input"
 
     def recipients(data: bytes) -> tuple[list[str], str]:
         limited = klio_pb2.KlioMessage.FromString(data).metadata.intended_recipients.limited
         return sorted(j.job_name for j in limited.recipients), limited.trigger_children_of.job_name
 
-    with beam.Pipeline(runner=FnApiRunner()) as p:
+    expected = (sorted(["parent-job", config.job_name]), config.job_name)
+
+    class Published(beam.PTransform):  # stands in for the Pub/Sub sink: what reaches the topic
+        def __init__(self, topic: str) -> None:
+            super().__init__()
+            self.topic = topic
+
+        def expand(self, pcoll: Any) -> Any:
+            got = pcoll | beam.Map(lambda data, t: (t, recipients(data)), self.topic)
+            assert_that(got, equal_to([(upstream, expected)]), label="published")
+
+    caplog.set_level(logging.DEBUG, logger="klio")
+    with side_publishes_through(Published), beam.Pipeline(runner=FnApiRunner()) as p:
         out = (
             p
             | beam.Create([msg_bytes("needs-parent")])
             | helpers.KlioTriggerUpstream(
-                upstream_job_name="parent-job",
-                upstream_topic="projects/p/topics/parent-input",
-                log_level="DEBUG",
+                upstream_job_name="parent-job", upstream_topic=upstream, log_level="DEBUG"
             )
             | beam.Map(recipients)
         )
-        assert_that(out, equal_to([(sorted(["parent-job", config.job_name]), config.job_name)]))
+        assert_that(out, equal_to([expected]))
     counters = p.result.metrics().query()["counters"]
     assert [
         (c.key.metric.namespace, c.key.metric.name, c.committed)
         for c in counters
         if "kmsg" in c.key.metric.name
     ] == [("KlioTriggerUpstream", "kmsg-trigger-upstream", 1)]
+    assert ("DEBUG", "Triggering upstream parent-job for needs-parent") in [
+        (r.levelname, r.getMessage()) for r in caplog.records
+    ]
+
+
+def test_trigger_upstream_refuses_what_klio_refuses() -> None:
+    with pytest.raises(ValueError, match="upstream_topic must be 'projects/<GCP_PROJECT>/topics"):
+        helpers.KlioTriggerUpstream("parent", "parent-input")
+    with pytest.raises(ValueError, match="unknown log_level 'LOUD'"):
+        helpers.KlioTriggerUpstream("parent", "projects/p/topics/t", log_level="LOUD")
+    bound(make_config())  # a batch job
+    with (
+        pytest.raises(ValueError, match=r"pipeline_options\.streaming is false"),
+        beam.Pipeline(runner=FnApiRunner()) as p,
+    ):
+        _ = (
+            p
+            | beam.Create([msg_bytes("x")])
+            | helpers.KlioTriggerUpstream("parent", "projects/p/topics/t")
+        )
 
 
 def test_debug_message_logs_each_message_and_passes_it_on(
