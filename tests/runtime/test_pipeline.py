@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from klio_runtime.decorators import handle_klio
@@ -45,7 +46,9 @@ def _data_config(tmp_path: Path, **output: Any) -> dict[str, Any]:
     }
 
 
-def test_flow_process_skip_force_ping_missing_and_recipients(tmp_path: Path) -> None:
+def test_flow_process_skip_force_ping_missing_and_recipients(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = make_config(_data_config(tmp_path))
     for name in ("todo", "done", "forced", "pinged"):
         (tmp_path / "in" / f"{name}.txt").write_text(name)
@@ -95,6 +98,23 @@ def test_flow_process_skip_force_ping_missing_and_recipients(tmp_path: Path) -> 
             equal_to(["decode_error"]),
             label="dead",
         )
+    # Klio's lines for each built-in step, word for word
+    shown = [r.getMessage() for r in caplog.records if r.name == "klio"]
+    inp, out_dir = tmp_path / "in", tmp_path / "out"
+    for line in (
+        f"Output not found at {out_dir}/todo.txt",
+        f"Input found at {inp}/todo.txt",
+        f"Output found at {out_dir}/done.txt",
+        f"Pass through 'done': Force mode OFF with output found at '{out_dir}/done.txt'.",
+        f"Output found at {out_dir}/forced.txt",
+        f"Process 'forced': Force mode ON with output found at '{out_dir}/forced.txt'.",
+        f"Input found at {inp}/forced.txt",
+        "Pass through 'pinged': Ping mode ON.",
+        f"Input not found at {inp}/missing.txt",
+        "Dropping KlioMessage - can not process 'b'missing'' any further.",
+    ):
+        assert line in shown, line
+    assert f"Input found at {inp}/done.txt" not in shown  # passed through before that check
 
 
 def test_audit_log_gets_this_job(tmp_path: Path) -> None:

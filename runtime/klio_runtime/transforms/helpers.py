@@ -23,6 +23,7 @@ from klio_runtime.context import KlioContext, bound_context
 from klio_runtime.io.pubsub_events import publish_to
 from klio_runtime.io.storage import DataStore
 from klio_runtime.routing import JobRef, bottom_up_request, is_recipient, with_audit_entry
+from klio_runtime.transforms import klio_lines
 from klio_runtime.transforms.route import job_ref_of
 
 PROCESS, PASS_THRU, FOUND, NOT_FOUND = "process", "pass_thru", "found", "not_found"
@@ -85,7 +86,10 @@ class KlioCheckRecipients(beam.PTransform):
 
 class _UpdateAuditLog(_KlioDoFn):
     def process(self, data: bytes) -> Iterator[bytes]:
-        yield kmessage.serialize(with_audit_entry(self.parse(data), self.job, datetime.now(UTC)))
+        msg = with_audit_entry(self.parse(data), self.job, datetime.now(UTC))
+        if self._klio.logger.isEnabledFor(logging.DEBUG):
+            self._klio.logger.debug(klio_lines.audit_log(msg))
+        yield kmessage.serialize(msg)
 
 
 class KlioUpdateAuditLog(beam.PTransform):
@@ -104,12 +108,16 @@ class _FilterPing(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
+        element = kmessage.element_id(msg)
         config_ping = any(d.ping for d in self._klio.config.job_config.data.inputs)
         if msg.metadata.ping or config_ping:
+            self._klio.logger.info(klio_lines.ping_passes(element))
             self.counters["kmsg-skip-ping"].inc()
             self._klio.metrics.skipped("ping")
             yield pvalue.TaggedOutput(PASS_THRU, data)
         else:
+            if self._klio.logger.isEnabledFor(logging.DEBUG):
+                self._klio.logger.debug(klio_lines.ping_off(element))
             self.counters["kmsg-process-ping"].inc()
             yield pvalue.TaggedOutput(PROCESS, data)
 
@@ -130,11 +138,16 @@ class _FilterForce(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
-        config_force = any(d.force for d in self._klio.config.job_config.data.outputs)
+        element = kmessage.element_id(msg)
+        outputs = self._klio.config.job_config.data.outputs
+        path = outputs[0].path_for(element) if outputs else element
+        config_force = any(d.force for d in outputs)
         if msg.metadata.force or config_force:
+            self._klio.logger.info(klio_lines.output_exists_forced(element, path))
             self.counters["kmsg-process-force"].inc()
             yield pvalue.TaggedOutput(PROCESS, data)
         else:
+            self._klio.logger.info(klio_lines.output_exists_passes(element, path))
             self.counters["kmsg-skip-force"].inc()
             self._klio.metrics.skipped("output_exists")
             yield pvalue.TaggedOutput(PASS_THRU, data)
@@ -192,6 +205,7 @@ class _CheckExists(_KlioDoFn):
         found = self.store.exists_many(path for _, path in batch) if batch else {}
         found_counter, not_found_counter = (self.counters[name] for name in self.counted)
         for data, path in batch:
+            self._klio.logger.info(klio_lines.data_checked(self.direction, found[path], path))
             (found_counter if found[path] else not_found_counter).inc()
             yield pvalue.TaggedOutput(FOUND if found[path] else NOT_FOUND, data)
 
@@ -228,12 +242,9 @@ class _Drop(_KlioDoFn):
     transform_name, counted = "KlioDrop", ("kmsg-drop",)
 
     def process(self, data: bytes) -> Iterator[Any]:
-        element = kmessage.element_id(self.parse(data))
-        self._klio.logger.info(
-            "Dropping KlioMessage - can not process '%s' any further.",
-            element,
-            extra={"element_id": element},
-        )
+        msg = self.parse(data)
+        element = kmessage.element_id(msg)
+        self._klio.logger.info(klio_lines.dropping(msg.data.element), extra={"element_id": element})
         self.counters["kmsg-drop"].inc()
         self._klio.metrics.dropped("klio_drop", element)
         return iter(())

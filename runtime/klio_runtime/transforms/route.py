@@ -14,8 +14,9 @@ inputs or checked data outputs), a job with neither has no ``pass_thru``: its pi
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from klio_runtime.routing import (
     is_recipient,
     resume_top_down,
 )
+from klio_runtime.transforms import klio_lines
 from klio_runtime.transforms.io import writer_names
 
 PROCESS = "process"
@@ -110,6 +112,8 @@ class RouteMessages(beam.DoFn):
 
     def start_bundle(self) -> None:
         batch_until_bundle_end()  # finish_bundle flushes what the job's steps count meanwhile
+        self.logger = self.ctx.logger
+        self.debug = self.logger.isEnabledFor(logging.DEBUG)  # Klio's DEBUG lines cost a format
         self.pending: list[kmessage.KlioMessage] = []
         self.to_run_count = 0  # Beam's counter gets the bundle's total at its end
 
@@ -137,12 +141,16 @@ class RouteMessages(beam.DoFn):
             metadata = msg.metadata
         # the message was parsed here, so it is ours to change: no copy
         self.stamp_audit(msg, time.time_ns())
+        if self.debug:
+            self.logger.debug(klio_lines.audit_log(msg))
         if metadata.ping or self.ping:
             if self.passes_thru:
                 return list(self._act(Decision.PASS_PING, msg))
             self.metrics.skipped("ping")
             # not carried: run's handle_klio steps parse it, see the ping and pass it on untouched
             return [kmessage.serialize(msg)]
+        if self.debug and self.config.job_config.data.inputs:  # where Klio's ping filter runs
+            self.logger.debug(klio_lines.ping_off(element_id(msg)))
         if not self.checks_data:
             self.to_run_count += 1
             return [kmessage.carry(msg)]
@@ -173,22 +181,39 @@ class RouteMessages(beam.DoFn):
         wanted: list[str] = []
         for msg in batch:
             element = kmessage.element_id(msg)
-            if not (msg.metadata.force or force_all):
-                wanted.extend(d.path_for(element) for d in self.outputs)
+            # forced or not, as Klio: the output is looked at (and logged) before the force filter
+            wanted.extend(d.path_for(element) for d in self.outputs)
             wanted.extend(d.path_for(element) for d in self.inputs)
         found = self.store.exists_many(wanted) if wanted else {}
         for msg in batch:
             element = kmessage.element_id(msg)
             forced = msg.metadata.force or force_all
-            outputs_exist = (
-                None
-                if forced or not self.outputs
-                else all(found[d.path_for(element)] for d in self.outputs)
-            )
-            inputs_exist = (
-                None if not self.inputs else all(found[d.path_for(element)] for d in self.inputs)
-            )
-            yield from self._emit(msg, outputs_exist, inputs_exist)
+            outputs_found = self._checked("output", element, self.outputs, found)
+            if outputs_found:
+                path = self.outputs[0].path_for(element)
+                shown = (
+                    klio_lines.output_exists_forced if forced else klio_lines.output_exists_passes
+                )
+                self.logger.info(shown(element, path))
+            if outputs_found and not forced:
+                yield from self._emit(msg, True, None)
+                continue
+            inputs_found = self._checked("input", element, self.inputs, found)
+            yield from self._emit(msg, None if forced else outputs_found, inputs_found)
+
+    def _checked(
+        self, direction: str, element: str, locations: Sequence[Any], found: Mapping[str, bool]
+    ) -> bool | None:
+        """Whether every location holds the element (None: none to check), each logged as
+        Klio's existence checks log it."""
+        if not locations:
+            return None
+        every = True
+        for location in locations:
+            path = location.path_for(element)
+            self.logger.info(klio_lines.data_checked(direction, found[path], path))
+            every = every and found[path]
+        return every
 
     def _emit(
         self, msg: kmessage.KlioMessage, outputs_exist: bool | None, inputs_exist: bool | None
@@ -208,6 +233,7 @@ class RouteMessages(beam.DoFn):
             self.to_run_count += 1
             yield kmessage.carry(msg)
         elif decision is Decision.PASS_PING:
+            self.logger.info(klio_lines.ping_passes(kmessage.element_id(msg)))
             self.metrics.skipped("ping")
             self.metrics.output()  # ready for the event output as it is
             yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
@@ -217,11 +243,8 @@ class RouteMessages(beam.DoFn):
             yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
         elif decision is Decision.INPUT_MISSING:
             element = kmessage.element_id(msg)
-            self.ctx.logger.info(
-                "input missing for %s: not run (no parent to ask in batch mode)",
-                element,
-                extra={"element_id": element},
-            )
+            # as Klio's built-in flow drops it (a streaming worker then asks the parents)
+            self.logger.info(klio_lines.dropping(msg.data.element), extra={"element_id": element})
             yield pvalue.TaggedOutput(INPUT_MISSING, kmessage.serialize(msg))
             yield self._drop(element, "input_missing")
         else:

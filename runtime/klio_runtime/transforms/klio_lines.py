@@ -1,0 +1,51 @@
+"""Klio's log lines for its built-in steps and helper transforms, word for word: jobs' tests and
+people's log searches look for them. The built-in router and the helpers both log through these.
+
+Elements are shown as Klio shows them: decoded in the ping and force lines, as the ``bytes`` repr in
+the drop line.
+"""
+
+from __future__ import annotations
+
+from klio_runtime import message as kmessage
+
+
+def data_checked(direction: str, found: bool, path: str) -> str:
+    """``Input found at …`` / ``Output not found at …`` (INFO)."""
+    return f"{direction.title()} {'found' if found else 'not found'} at {path}"
+
+
+def ping_passes(element: str) -> str:
+    """A ping skips the job's work (INFO)."""
+    return f"Pass through '{element}': Ping mode ON."
+
+
+def ping_off(element: str) -> str:
+    """Not a ping: processed (DEBUG)."""
+    return f"Process '{element}': Ping mode OFF."
+
+
+def output_exists_passes(element: str, path: str) -> str:
+    """The output exists and the message is not forced (INFO)."""
+    return f"Pass through '{element}': Force mode OFF with output found at '{path}'."
+
+
+def output_exists_forced(element: str, path: str) -> str:
+    """The output exists but the message is forced (INFO)."""
+    return f"Process '{element}': Force mode ON with output found at '{path}'."
+
+
+def dropping(element: bytes) -> str:
+    """KlioDrop's line, and the built-in flow's for a message whose input is missing (INFO)."""
+    return f"Dropping KlioMessage - can not process '{element!r}' any further."
+
+
+def audit_log(msg: kmessage.KlioMessage) -> str:
+    """The message's audit log after this job's entry (DEBUG)."""
+    path = " -> ".join(
+        f"{entry.klio_job.gcp_project}::{entry.klio_job.job_name}"
+        for entry in msg.metadata.job_audit_log
+    )
+    return (
+        f"KlioMessage full audit log - Entity ID: {msg.data.entity_id} - Path: {path} (current job)"
+    )
