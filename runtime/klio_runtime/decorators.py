@@ -41,6 +41,7 @@ from klio_runtime.context import (
     current_element,
 )
 from klio_runtime.proto.klio_pb2 import KlioMessage
+from klio_runtime.transforms import klio_lines
 
 DROP_TAG = "drop"
 
@@ -72,21 +73,21 @@ def drop_reason(err: BaseException) -> str:
 
 
 def drop(
-    ctx: KlioContext, incoming: Any, where: str, err: BaseException, element: str | None = None
+    ctx: KlioContext,
+    incoming: Any,
+    where: str,
+    err: BaseException,
+    element: str | None = None,
+    kmsg: KlioMessage | None = None,
 ) -> pvalue.TaggedOutput:
-    """THE error path: log with the element id, count by reason, tag the element ``drop``."""
+    """THE error path: log Klio's line (with the element id on the record), count by reason,
+    tag the element ``drop``."""
     reason = drop_reason(err)
     element = element if element is not None else _best_element_id(incoming)
     detail = getattr(err, "_klio_traceback", "")
     show_tb = reason in ("run_error", "bad_payload") and not detail
     ctx.logger.error(
-        "Dropping KlioMessage %s (reason %s): %s raised %s: %s%s",
-        element,
-        reason,
-        where,
-        type(err).__name__,
-        err,
-        f"\n{detail}" if detail else "",
+        klio_lines.exception_dropped(where, kmsg if kmsg is not None else incoming, err, detail),
         exc_info=err if show_tb else None,
         extra={"element_id": element},
     )
@@ -341,6 +342,7 @@ def _run_one(
     ok = True
     token = None
     element: bytes | None = None
+    kmsg: KlioMessage | None = None
     try:
         if log:
             stats.log_received()
@@ -380,7 +382,7 @@ def _run_one(
     except Exception as err:
         ok = False
         shown = None if element is None else element.decode("utf-8", "backslashreplace")
-        return [drop(ctx, incoming, where, err, shown)]
+        return [drop(ctx, incoming, where, err, shown, kmsg)]
     finally:
         seconds = time.perf_counter() - start
         if token is not None:

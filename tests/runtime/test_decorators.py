@@ -135,7 +135,9 @@ def test_exception_drops_with_logged_counted_reason(ctx: KlioContext, capsys: An
     assert isinstance(out, pvalue.TaggedOutput) and out.tag == "drop" and out.value == incoming
     assert dropped(ctx.config, "run_error") == 1
     err = capsys.readouterr().err
-    assert "[boom-1]" in err and "bad element" in err and "reason run_error" in err
+    # Klio's line (the message as protobuf text), the element id on the record, the counted reason
+    assert "[boom-1] Dropping KlioMessage - exception occurred when calling '" in err
+    assert 'element: "boom-1"' in err and "Error: bad element" in err
 
 
 def test_bytes_that_are_not_a_message_drop_as_decode_error(ctx: KlioContext) -> None:

@@ -7,6 +7,8 @@ the drop line.
 
 from __future__ import annotations
 
+from typing import Any
+
 from klio_runtime import message as kmessage
 
 
@@ -38,6 +40,16 @@ def output_exists_forced(element: str, path: str) -> str:
 def dropping(element: bytes) -> str:
     """KlioDrop's line, and the built-in flow's for a message whose input is missing (INFO)."""
     return f"Dropping KlioMessage - can not process '{element!r}' any further."
+
+
+def exception_dropped(where: str, message: Any, err: BaseException, traceback_text: str) -> str:
+    """A decorated step's line for an exception in the job's code (ERROR): the message as its
+    protobuf text, as Klio shows it."""
+    more = f"\n{traceback_text}" if traceback_text else ""
+    return (
+        f"Dropping KlioMessage - exception occurred when calling '{where}' with '{message}'.\n"
+        f"Error: {err}{more}"
+    )
 
 
 def audit_log(msg: kmessage.KlioMessage) -> str:
