@@ -411,14 +411,14 @@ class _DebugMessage(_KlioDoFn):
     def process(self, data: bytes) -> Iterator[bytes]:
         msg = self.parse(data)
         element = kmessage.element_id(msg)
-        shown = kmessage.to_json(msg)
-        self._klio.logger.log(self.level, "%s%s", self.prefix, shown, extra={"element_id": element})
+        # the message as its protobuf text, as Klio's KlioDebugMessage shows it
+        self._klio.logger.log(self.level, "%s%s", self.prefix, msg, extra={"element_id": element})
         yield data
 
 
 class KlioDebugMessage(beam.PTransform):
-    """Log each message (as JSON, after ``prefix``, at ``log_level``) on the job's logger and
-    pass it on; counted under ``kmsg-debug``."""
+    """Log each message (its protobuf text, after ``prefix``, at ``log_level``) on the job's logger
+    and pass it on; counted under ``kmsg-debug``."""
 
     def __init__(
         self,

@@ -252,8 +252,9 @@ def test_debug_message_logs_each_message_and_passes_it_on(
         assert_that(elements(out, "e"), equal_to([b"a", b"b"]))
     logged = [r for r in caplog.records if r.getMessage().startswith("seen: ")]
     assert len(logged) == 2 and {r.levelname for r in logged} == {"WARNING"}
-    shown = [r.getMessage() for r in logged]  # each message's JSON: element a, then b, in base64
-    assert {('"YQ=="' in m, '"Yg=="' in m) for m in shown} == {(True, False), (False, True)}
+    shown = [r.getMessage() for r in logged]  # each message as protobuf text, as Klio shows it
+    assert sorted(m.split('element: "')[1][0] for m in shown) == ["a", "b"]
+    assert all(m.startswith("seen: metadata {\n") for m in shown)
     with pytest.raises(ValueError, match="unknown log_level 'LOUD'"):
         helpers.KlioDebugMessage(log_level="LOUD")
 
