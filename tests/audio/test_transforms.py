@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 import uuid
 from collections import defaultdict
@@ -74,8 +75,9 @@ def msg(element: str, payload: bytes = b"") -> bytes:
 
 
 def test_load_plot_upload_writes_pngs_and_drops_each_bad_file_by_reason(
-    audio_dir: Path, bad_dir: Path, tmp_path: Path
+    audio_dir: Path, bad_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="klio")
     signals.need("ffmpeg")
     for f in list(audio_dir.iterdir()) + list(bad_dir.iterdir()):
         (tmp_path / "in").mkdir(exist_ok=True)
@@ -105,6 +107,18 @@ def test_load_plot_upload_writes_pngs_and_drops_each_bad_file_by_reason(
     assert ids["truncated"] == {n for n in bad if n.startswith("truncated")}
     assert ids["io_error"] == {"missing.wav"}
     assert ids["empty"] == {"empty.wav"} and ids["unsupported_codec"] == {"codec.wav"}
+    # klio-audio's DEBUG lines, word for word
+    name = good[0]
+    for line in (
+        f"Downloading {name} from {tmp_path / 'in'}",
+        f"Downloaded {name}",
+        f"Loading {name} into memory as a numpy array.",
+        f"Generating a Mel spectrogram for {name}",
+        f"Generating plot 'Mel-frequency Spectrogram of {name}'",
+        f"Saving plot as png for {name}",
+        f"Saved plot to {out_dir / name}.png",
+    ):
+        assert line in caplog.messages, line
 
 
 def test_features_through_transforms_equal_librosa(audio_dir: Path) -> None:

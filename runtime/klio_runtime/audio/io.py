@@ -81,12 +81,16 @@ class _LoadBinaryFn(_DataLocationFn):
 
     def apply(self, item: AudioItem) -> AudioItem:
         assert self.location is not None
-        path = _join(self.location, _safe_element(item) + (self.file_suffix or ""))
+        filename = _safe_element(item) + (self.file_suffix or "")
+        path = _join(self.location, filename)
+        log = self.runtime.logger
+        log.debug("Downloading %s from %s", filename, self.location)  # klio-audio's lines
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 data = f.read()
         except Exception as err:  # Beam wraps not-found and permission errors alike
             raise AudioError(item.element, errors.IO_ERROR, f"cannot read {path}: {err}") from err
+        log.debug("Downloaded %s", filename)
         # klio-audio's GcsLoadBinary handed on a BytesIO (pickled); the decoder reads it in place.
         return item.replace(io.BytesIO(data), "pickle", source_path=path)
 
@@ -119,13 +123,20 @@ class _UploadFn(_DataLocationFn):
         assert self.location is not None
         name = self.prefix + _safe_element(item) + self.suffix + (self.file_suffix or "")
         path = _join(self.location, name)
+        plot = self.step == "GcsUploadPlot"
+        if plot:  # klio-audio's lines for a plot
+            fmt = self.file_format or (self.file_suffix or ".png").lstrip(".") or "png"
+            self.runtime.logger.debug("Saving plot as %s for %s", fmt, item.element)
         data = self._content(item)
         try:
             with FileSystems.create(path) as out:
                 out.write(data)
         except Exception as err:
             raise AudioError(item.element, errors.IO_ERROR, f"cannot write {path}: {err}") from err
-        self.runtime.logger.debug("Wrote %s (%d bytes)", path, len(data))
+        if plot:
+            self.runtime.logger.debug("Saved plot to %s", path)
+        else:
+            self.runtime.logger.debug("Wrote %s (%d bytes)", path, len(data))
         msg = kmessage.KlioMessage()
         msg.CopyFrom(item.message)
         msg.data.payload = path.encode("utf-8")

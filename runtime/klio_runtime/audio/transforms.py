@@ -37,6 +37,7 @@ class _LoadAudioFn(AudioDoFn):
                 "the message has no payload: put GcsLoadBinary() before LoadAudio(), "
                 "or make the payload the file's path",
             )
+        self.runtime.logger.debug("Loading %s into memory as a numpy array.", item.element)
         y, sr = load.load_audio(_audio_source(item), element=item.element, **self.options)
         return item.replace(y, "numpy", sample_rate=sr)
 
@@ -98,10 +99,17 @@ class _FeatureFn(AudioDoFn):
             if self.step != "GetSTFT" and "sr" not in kwargs and "sample_rate" in item.meta:
                 kwargs["sr"] = item.meta["sample_rate"]  # what LoadAudio decoded at
             meta["hop_length"] = kwargs.get("hop_length", plots.DEFAULT_HOP_LENGTH)
+        self.runtime.logger.debug(_FEATURE_LINES[self.step], item.element)  # klio-audio's
         result = _FEATURES[self.step](data, element=item.element, **kwargs)
         return item.replace(result, "numpy", **meta)
 
 
+_FEATURE_LINES = {
+    "GetSTFT": "Calculating the short-time Fourier transform for %s",
+    "GetSpec": "Generating a spectrogram for %s",
+    "GetMelSpec": "Generating a Mel spectrogram for %s",
+    "GetMFCC": "Generating Mel frequency cepstral coefficients for %s",
+}
 _FEATURES: dict[str, Any] = {
     "GetSTFT": features.stft,
     "GetSpec": features.spectrogram_db,
@@ -174,6 +182,7 @@ class _PlotFn(AudioDoFn):
         if self.step == "SpecToPlot" and np.iscomplexobj(data):
             data = features.spectrogram_db(data, element=item.element)  # an STFT: show its dB
         title = self.title.format(element=item.element)
+        self.runtime.logger.debug("Generating plot '%s'", title)
         fig = _PLOTS[self.step](data, element=item.element, title=title, **kwargs)
         image = plots.figure_bytes(fig, self.file_format)
         return item.replace(image, "raw", image_format=self.file_format)
