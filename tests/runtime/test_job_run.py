@@ -227,3 +227,20 @@ def test_uppercase_with_data_on_gcs_emulator(uppercase_job: Path, gcs_emulator: 
     assert events == ["events/out-00000-of-00001"]
     again = run_job(uppercase_job, "--no-progress", *overrides, env=env)
     assert again["skipped"] == {"output_exists": 50}
+
+
+def test_summary_says_when_there_is_no_event_output_to_write() -> None:
+    from klio_runtime.cli.job_run import render_summary
+    from klio_runtime.runner import JobSummary
+    from rich.console import Console
+
+    def table(writes_events: bool) -> str:
+        console = Console(record=True, width=120)
+        render_summary(JobSummary(received=4, processed=4, output=4), console, writes_events)
+        return console.export_text()
+
+    assert "written to event outputs" in table(True)
+    # a job like Klio's read-file integration job, which configures no event output
+    without = table(False)
+    assert "done (no event output to write)" in without
+    assert "written to event outputs" not in without

@@ -42,6 +42,7 @@ from klio_runtime.runner import (
     run_job,
     streaming_summary,
 )
+from klio_runtime.transforms.io import writer_names
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -66,7 +67,8 @@ def _ids(ids: list[str]) -> str:
     return shown + (f", … ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
 
 
-def render_summary(summary: JobSummary, console: Console) -> None:
+def render_summary(summary: JobSummary, console: Console, writes_events: bool = True) -> None:
+    """The run's summary table; ``writes_events``: the job has an event output Klio writes."""
     table = Table(title="klio job run: summary", show_header=True)
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -74,7 +76,10 @@ def render_summary(summary: JobSummary, console: Console) -> None:
     table.add_row("received", str(summary.received), "")
     if summary.processed is not None:
         table.add_row("processed (sent to run)", str(summary.processed), "")
-    table.add_row("written to event outputs", str(summary.output), "")
+    if writes_events:
+        table.add_row("written to event outputs", str(summary.output), "")
+    else:
+        table.add_row("done (no event output to write)", str(summary.output), "")
     table.add_row("skipped (output exists)", str(summary.skipped.get("output_exists", 0)), "")
     table.add_row("ping", str(summary.skipped.get("ping", 0)), "")
     for reason, count in sorted(summary.dropped.items()):
@@ -166,7 +171,9 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
             highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None
-    render_summary(streaming_summary(config.job_name, since), console)
+    render_summary(
+        streaming_summary(config.job_name, since), console, bool(writer_names(config))
+    )
 
 
 @click.command("run")
@@ -273,7 +280,7 @@ def run(
     if summary.submitted:
         console.print(f"submitted to {chosen}: {summary.state}", highlight=False)
     else:
-        render_summary(summary, console)
+        render_summary(summary, console, bool(writer_names(config)))
     if summary_json is not None:
         summary_json.write_text(json.dumps(dataclasses.asdict(summary), indent=2, sort_keys=True))
     console.print(f"done in {time.monotonic() - started:.1f} s ({summary.state})")
