@@ -310,6 +310,11 @@ class _DataLocation(_IOConfig):
             )
         return self
 
+    def path_shown(self, element_id: str) -> str:
+        """Where ``element_id`` would be, as Klio's log lines name it; not checked (never
+        opened: :meth:`path_for` is what reads and writes use)."""
+        return f"{self.location.rstrip('/')}/{element_id}{self.file_suffix}"
+
     def path_for(self, element_id: str) -> str:
         """The object holding `element_id`: ``<location>/<element_id><file_suffix>``.
 

@@ -123,9 +123,10 @@ def payload_of(kmsg: KlioMessage, result: Any) -> bytes:
         return b""
     if isinstance(result, bytearray | memoryview):
         return bytes(result)
-    raise KlioMessagePayloadException(
-        f"returned payload must be bytes, str, the data item it was given or None, got "
-        f"{type(result).__name__}: {result!r:.80}"
+    raise KlioMessagePayloadException(  # Klio's text, with what would have done
+        "Returned payload could not be coerced to `bytes` (return bytes, str, the data item it "
+        f"was given or None).\nErroring payload: {type(result).__name__}: {result!r:.80}\n"
+        f"Erroring KlioMessage: {kmsg}"
     )
 
 
@@ -196,10 +197,14 @@ class ThreadLimiter:
         self,
         max_thread_count: int | ThreadLimit | Callable[[], int] | None = ThreadLimit.DEFAULT,
         name: str | None = None,
+        *,
+        announce: bool = True,
     ) -> None:
         """``max_thread_count`` as in Klio: a number, a callable returning one,
         :attr:`ThreadLimit.DEFAULT` (the CPU count) or :attr:`ThreadLimit.NONE` / None (no
-        limit)."""
+        limit). ``announce``: log Klio's DEBUG line about the limit (Klio logs it when the job's
+        code is imported; a limiter made at a step's first element stays quiet, or a job's
+        test counting the records of that element would see one more)."""
         if max_thread_count is ThreadLimit.DEFAULT:
             max_thread_count = os.cpu_count() or 1
         elif max_thread_count is ThreadLimit.NONE:
@@ -219,6 +224,10 @@ class ThreadLimiter:
             self._tokens = queue.SimpleQueue()
             for _ in range(max_thread_count):
                 self._tokens.put(None)
+            if announce:
+                CONCURRENCY_LOGGER.debug("%r Initial semaphore value: %d", self, max_thread_count)
+        elif announce:
+            CONCURRENCY_LOGGER.debug("%r Using unlimited semaphore", self)
 
     def acquire(self) -> None:
         """Take a thread (blocks until one is free)."""
@@ -251,7 +260,12 @@ class ThreadLimiter:
         self.release()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (ThreadLimiter, (self.max_thread_count, self.name))
+        return (_unpickled_limiter, (self.max_thread_count, self.name))
+
+
+def _unpickled_limiter(max_thread_count: int | None, name: str | None) -> ThreadLimiter:
+    """A limiter as a worker unpickles it: announced once already, where it was made."""
+    return ThreadLimiter(max_thread_count, name, announce=False)
 
 
 def _resolve_limit(max_thread_count: Any, ctx: KlioContext) -> int | None:
@@ -269,8 +283,21 @@ class _LazyLimiter:
     """The limiter of one decorated function, sized on first use from the job config."""
 
     def __init__(self, max_thread_count: Any, limiter: ThreadLimiter | None, name: str) -> None:
+        # Klio's checks, when the function is decorated (RuntimeError: Beam does not catch it)
         if max_thread_count is not None and limiter is not None:
             raise RuntimeError("`max_thread_count` and `thread_limiter` are mutually exclusive")
+        if limiter is not None and not isinstance(limiter, ThreadLimiter):
+            raise RuntimeError(
+                "'thread_limiter' must be an instance of `klio.utils.ThreadLimiter`."
+            )
+        if max_thread_count is not None and not (
+            isinstance(max_thread_count, int | ThreadLimit) or callable(max_thread_count)
+        ):
+            raise RuntimeError(
+                "Invalid type for handle_klio's argument 'max_thread_count'. Expected an `int`, "
+                "a callable returning an `int`, or `klio.utils.ThreadLimit`, got "
+                f"`{type(max_thread_count).__name__}`."
+            )
         if isinstance(max_thread_count, int) and max_thread_count <= 0:
             raise RuntimeError("'max_thread_count' must be > 0; use ThreadLimit.NONE for no limit")
         self._max = max_thread_count
@@ -282,7 +309,9 @@ class _LazyLimiter:
         if self._limiter is None:
             with self._lock:
                 if self._limiter is None:
-                    self._limiter = ThreadLimiter(_resolve_limit(self._max, ctx), self._name)
+                    self._limiter = ThreadLimiter(
+                        _resolve_limit(self._max, ctx), self._name, announce=False
+                    )
         return self._limiter
 
     def __getstate__(self) -> dict[str, Any]:
@@ -331,7 +360,10 @@ def _run_one(
     log = stats.logging()
     tokens = None
     log_threads = False
-    if limiter is not None:
+    custom = limiter is not None and type(limiter) is not ThreadLimiter
+    if custom:
+        limiter.acquire()  # type: ignore[union-attr]  # a subclass's own acquire/release
+    elif limiter is not None:
         tokens = limiter._tokens  # read here, not via acquire(): fewer calls per element
         log_threads = CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG)
         if log_threads:
@@ -344,6 +376,7 @@ def _run_one(
     element: bytes | None = None
     kmsg: KlioMessage | None = None
     try:
+        stats.arrived()
         if log:
             stats.log_received()
         kmsg = kmessage.take_carried(incoming)  # the common case: the job's last step made it
@@ -391,6 +424,8 @@ def _run_one(
             tokens.put(None)
         if log_threads:
             limiter.log(RELEASED)  # type: ignore[union-attr]
+        if custom:
+            limiter.release()  # type: ignore[union-attr]
         stats.finished(ok, seconds, log)
 
 

@@ -193,6 +193,23 @@ def bottom_up_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMess
     return out
 
 
+def trigger_upstream_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMessage:
+    """A copy of ``msg`` as Klio's ``KlioTriggerUpstream`` sends it to ``parent``: recipients
+    ``limited``, with ``parent`` then ``job`` appended to those it had, and
+    ``trigger_children_of`` = ``job`` (so the DAG continues downward after ``job``).
+
+    Unlike :func:`bottom_up_request` (what the runtime sends by itself), this is Klio's rule
+    for the transform, byte for byte: nothing is de-duplicated, and a bottom-up message also
+    becomes top-down below ``job``.
+    """
+    out = _copy(msg)
+    limited = out.metadata.intended_recipients.limited  # switches the oneof to limited
+    limited.recipients.append(parent.to_proto())
+    limited.recipients.append(job.to_proto())
+    limited.trigger_children_of.CopyFrom(job.to_proto())
+    return out
+
+
 def resume_top_down(msg: KlioMessage, job: JobRef) -> KlioMessage:
     """A copy of ``msg`` as ``job`` handles it: if ``job`` is the limited recipients'
     ``trigger_children_of``, the bottom-up request has come back to the job that first asked for

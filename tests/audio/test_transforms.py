@@ -37,6 +37,7 @@ from klio_runtime.audio.transforms import (
 )
 from klio_runtime.config import parse_config
 from klio_runtime.decorators import handle_klio
+from klio_runtime.metrics import batch_until_bundle_end, bundle_ended
 from PIL import Image
 
 from tests.audio import signals
@@ -48,13 +49,27 @@ def _collect(value: Any, key: str) -> None:
     _COLLECTED[key].append(value)
 
 
+class _AsInAJob(beam.DoFn):
+    """Marks each bundle as a Klio job's router does, so the run-summary counters (drops by
+    reason and id) reach Beam as in ``klio job run``; a bare pipeline records only Klio's own."""
+
+    def start_bundle(self) -> None:
+        batch_until_bundle_end()
+
+    def process(self, element: Any) -> Any:
+        yield element
+
+    def finish_bundle(self) -> None:
+        bundle_ended()
+
+
 def run(build: Callable[[beam.PCollection], beam.PCollection], inputs: list[Any]) -> tuple[
     list[Any], dict[str, int], dict[str, set[str]]
 ]:
     """Run ``inputs | build`` on FnApiRunner; return outputs, drop counts and dropped ids."""
     key = uuid.uuid4().hex
     pipeline = beam.Pipeline(runner=FnApiRunner())
-    out = build(pipeline | beam.Create(inputs, reshuffle=False))
+    out = build(pipeline | beam.Create(inputs, reshuffle=False) | beam.ParDo(_AsInAJob()))
     _ = out | beam.Map(_collect, key)
     result = pipeline.run()
     result.wait_until_finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import subprocess
 import threading
 import time
@@ -452,6 +453,7 @@ def test_thread_limiter_logs_as_klios_at_debug(caplog: Any) -> None:
         limiter.acquire()
         limiter.release()
     assert [r.getMessage() for r in caplog.records] == [
+        "KlioThreadLimiter(name=Step.process) Initial semaphore value: 2",
         "KlioThreadLimiter(name=Step.process) Blocked – waiting on semaphore for an available"
         " thread (available threads: 2)",
         "KlioThreadLimiter(name=Step.process) Blocked – waiting on semaphore for an available"
@@ -460,6 +462,12 @@ def test_thread_limiter_logs_as_klios_at_debug(caplog: Any) -> None:
         "KlioThreadLimiter(name=Step.process) Released semaphore (available threads: 2)",
     ]
     assert repr(d.ThreadLimiter()).startswith("KlioThreadLimiter(id=")
+    caplog.clear()
+    d.ThreadLimiter(d.ThreadLimit.NONE, name="Free")
+    assert caplog.messages == ["KlioThreadLimiter(name=Free) Using unlimited semaphore"]
+    caplog.clear()
+    pickle.loads(pickle.dumps(limiter))  # a worker's copy: announced where it was made
+    assert caplog.messages == []
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,13 @@ def _json_value(value: Any) -> Any:
 
 
 def element_of_record(record: Mapping[str, Any]) -> bytes:
-    """A record's element id: its ``element`` field, else the record as JSON."""
+    """A record's element id: its ``element`` field, else the record as JSON (Klio's json.dumps)."""
     element = record.get("element") if isinstance(record, Mapping) else None
     if isinstance(element, bytes | bytearray):
         return bytes(element)
     if isinstance(element, str):
         return element.encode("utf-8")
-    return json.dumps(record, sort_keys=True, default=_json_value).encode("utf-8")
+    return json.dumps(record, default=_json_value).encode("utf-8")  # record order, as Klio
 
 
 def _record_message(record: Mapping[str, Any], where: str) -> list[object]:

@@ -8,6 +8,7 @@ argument or, for Klio code that passes none, from the running job's context.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +23,17 @@ from klio_runtime.config import KlioConfig
 from klio_runtime.context import KlioContext, bound_context
 from klio_runtime.io.pubsub_events import publish_to
 from klio_runtime.io.storage import DataStore
-from klio_runtime.routing import JobRef, bottom_up_request, is_recipient, with_audit_entry
+from klio_runtime.routing import (
+    JobRef,
+    is_recipient,
+    resume_top_down,
+    trigger_upstream_request,
+    with_audit_entry,
+)
 from klio_runtime.transforms import klio_lines
 from klio_runtime.transforms.route import job_ref_of
 
-PROCESS, PASS_THRU, FOUND, NOT_FOUND = "process", "pass_thru", "found", "not_found"
+PROCESS, PASS_THRU, FOUND, NOT_FOUND, DROP = "process", "pass_thru", "found", "not_found", "drop"
 
 
 class _KlioDoFn(beam.DoFn):
@@ -47,9 +54,14 @@ class _KlioDoFn(beam.DoFn):
         }
 
     def parse(self, data: bytes) -> kmessage.KlioMessage:
-        return kmessage.parse(
-            data, allow_non_klio=self._klio.config.job_config.allow_non_klio_messages
-        )
+        """As Klio's helpers read a message: whatever protobuf parses (even a message with no
+        element) is taken, upgraded from v1; only bytes that are not protobuf at all raise."""
+        try:
+            return kmessage.parse(
+                data, allow_non_klio=self._klio.config.job_config.allow_non_klio_messages
+            )
+        except kmessage.MessageDecodeError:
+            return kmessage.upgrade(kmessage.KlioMessage.FromString(data))
 
 
 def _tagged(dofn: beam.DoFn, *tags: str, main: str | None = None) -> Any:
@@ -65,23 +77,33 @@ class _CheckRecipients(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
+        if msg.version == kmessage.V2 and not msg.metadata.intended_recipients.WhichOneof(
+            "recipients"
+        ):
+            self._klio.logger.warning(
+                "Dropping KlioMessage - No 'intended_recipients' set in metadata of KlioMessage"
+                " with element '%s'.",
+                msg.data.element,
+            )
         if is_recipient(msg, self.job):
-            yield data
+            # back at the job that asked its parents: top-down again (the message may change)
+            yield pvalue.TaggedOutput(PROCESS, kmessage.serialize(resume_top_down(msg, self.job)))
         else:
-            element = kmessage.element_id(msg)
             self.counters["kmsg-drop-not-recipient"].inc()
-            self._klio.metrics.dropped("not_recipient", element)
+            self._klio.metrics.dropped("not_recipient", kmessage.element_id(msg))
+            yield pvalue.TaggedOutput(DROP, data)
 
 
 class KlioCheckRecipients(beam.PTransform):
-    """Keep messages meant for this job; count the rest as dropped ``not_recipient``."""
+    """As Klio's: messages meant for this job → ``process`` (one whose ``trigger_children_of``
+    is this job turned back to ``anyone``); the rest → ``drop``, counted."""
 
     def __init__(self, config: KlioConfig | None = None) -> None:
         super().__init__()
         self.config = config
 
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | beam.ParDo(_CheckRecipients(self.config))
+        return pcoll | _tagged(_CheckRecipients(self.config), PROCESS, DROP)
 
 
 class _UpdateAuditLog(_KlioDoFn):
@@ -140,7 +162,7 @@ class _FilterForce(_KlioDoFn):
         msg = self.parse(data)
         element = kmessage.element_id(msg)
         outputs = self._klio.config.job_config.data.outputs
-        path = outputs[0].path_for(element) if outputs else element
+        path = outputs[0].path_shown(element) if outputs else element
         config_force = any(d.force for d in outputs)
         if msg.metadata.force or config_force:
             self._klio.logger.info(klio_lines.output_exists_forced(element, path))
@@ -192,7 +214,14 @@ class _CheckExists(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[Any]:
         element = kmessage.element_id(self.parse(data))
-        self.pending.append((data, self.location.path_for(element)))
+        try:
+            path = self.location.path_for(element)
+        except kmessage.InvalidElementId as err:  # never a path: its data cannot be there
+            self._klio.logger.warning("%s %s: %s", self.direction.title(), "not checked", err)
+            self.counters[self.counted[1]].inc()
+            yield pvalue.TaggedOutput(NOT_FOUND, data)
+            return
+        self.pending.append((data, path))
         if len(self.pending) >= self.batch_size:
             yield from self._flush()
 
@@ -242,11 +271,16 @@ class _Drop(_KlioDoFn):
     transform_name, counted = "KlioDrop", ("kmsg-drop",)
 
     def process(self, data: bytes) -> Iterator[Any]:
+        start = time.perf_counter()
+        stats = self._klio.metrics.transform("KlioDrop.process")
+        stats.arrived()
         msg = self.parse(data)
         element = kmessage.element_id(msg)
         self._klio.logger.info(klio_lines.dropping(msg.data.element), extra={"element_id": element})
         self.counters["kmsg-drop"].inc()
         self._klio.metrics.dropped("klio_drop", element)
+        # Klio's KlioDrop is a handle_klio step: its per-transform metrics too
+        stats.finished(True, time.perf_counter() - start, stats.logging())
         return iter(())
 
 
@@ -298,7 +332,7 @@ class _TriggerUpstream(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[bytes]:
         msg = self.parse(data)
-        request = bottom_up_request(msg, self.job, self.parent)
+        request = trigger_upstream_request(msg, self.job, self.parent)
         if self.log_level is not None:
             element = kmessage.element_id(msg)
             self._klio.logger.log(

@@ -83,6 +83,9 @@ def test_helpers_tag_found_not_found_force_ping_and_drop(tmp_path: Path) -> None
         ("KlioFilterPing", "kmsg-skip-ping", 1),
         ("KlioGcsCheckInputExists", "kmsg-data-found-input", 1),
         ("KlioDrop", "kmsg-drop", 1),
+        # Klio's KlioDrop is a handle_klio step, with that decorator's metrics
+        ("KlioDrop.process", "kmsg-received", 1),
+        ("KlioDrop.process", "kmsg-success", 1),
     }
 
 
