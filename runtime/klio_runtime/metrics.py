@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from apache_beam.metrics import Metrics
+from apache_beam.runners.worker import statesampler
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
@@ -342,9 +343,10 @@ _COUNTER_TAGS = {"metric_type": "counter"}
 
 class _BundleBatching(threading.local):
     """Per thread: how many of the job's own steps in the running bundle will hand the
-    decorators' batched metrics on at the bundle's end."""
+    decorators' batched metrics on at the bundle's end, and that bundle's Beam state tracker."""
 
     depth = 0
+    tracker: object = None
 
 
 _batching = _BundleBatching()
@@ -355,12 +357,20 @@ def batch_until_bundle_end() -> None:
     router, output preparation): until :func:`bundle_ended`, decorated steps in this thread batch
     their metrics. Without such a step (a decorated DoFn in a pipeline of the user's own), each
     element's metrics go to Beam at once, inside its bundle, as Klio's native client does."""
+    tracker = statesampler.get_current_tracker()
+    if tracker is not _batching.tracker:  # another bundle's: one that failed never ended
+        _batching.depth, _batching.tracker = 0, tracker
     _batching.depth += 1
 
 
 def bundle_ended() -> None:
     """From that step's ``finish_bundle``, after its flush."""
     _batching.depth = max(0, _batching.depth - 1)
+
+
+def in_job_bundle() -> bool:
+    """Whether one of the job's own steps runs in this thread's bundle (see above)."""
+    return bool(_batching.depth) and _batching.tracker is statesampler.get_current_tracker()
 
 
 class TransformMetrics:
@@ -399,7 +409,7 @@ class TransformMetrics:
         """An element reaches the transform. In a pipeline of the user's own (nothing batches),
         its ``kmsg-received`` counter is made now, so Beam lists it first, as Klio's: counted
         before the work."""
-        if not _batching.depth:
+        if not in_job_bundle():
             if self._recorders is None:
                 self._recorders = self._make_recorders()
             self._recorders[0].inc(0)
@@ -419,7 +429,7 @@ class TransformMetrics:
         if log:
             self._emit(KMSG_SUCCESS if ok else KMSG_DROP_ERROR, 1, _COUNTER_TAGS)
             self._emit(KMSG_TIMER, seconds * _TIMER_UNITS[self._unit], self._timer_tags)
-        if len(self._times) >= FLUSH_EVERY or not _batching.depth:
+        if len(self._times) >= FLUSH_EVERY or not in_job_bundle():
             self.flush()
 
     def _emit(self, name: str, value: float, tags: Mapping[str, Any]) -> None:
@@ -669,14 +679,14 @@ class KlioMetrics:
         (a job's test of Klio's helpers or decorators) then has only Klio's ``kmsg-*`` counters,
         as under Klio; Prometheus counts every one.
         """
-        if _batching.depth:
+        if in_job_bundle():
             self._beam_counter(f"klio_messages_dropped[reason={reason}]").inc()
             if element is not None:
                 self._ids(f"dropped_ids[reason={reason}]").add(element)
         self._child(self.hub.dropped, reason=reason).inc()
 
     def skipped(self, reason: str) -> None:
-        if _batching.depth:  # see dropped()
+        if in_job_bundle():  # see dropped()
             self._beam_counter(f"klio_messages_skipped[reason={reason}]").inc()
         self._child(self.hub.skipped, reason=reason).inc()
 

@@ -146,3 +146,44 @@ def test_handle_klio_refuses_bad_thread_arguments_when_decorating(
         @decorators.handle_klio(**arguments)
         def step(ctx: Any, item: Any) -> Any:
             return item
+
+
+class _Passes(beam.DoFn):
+    @decorators.handle_klio
+    def process(self, item: Any) -> Any:
+        yield item
+
+
+def test_a_failed_job_bundle_does_not_leave_the_next_pipeline_batching() -> None:
+    from klio_runtime.pipeline import KlioJobTransform
+
+    config = make_config()
+    bound(config)
+    message = klio_pb2.KlioMessage()
+    message.data.element = b"e"
+    message.metadata.intended_recipients.anyone.SetInParent()
+    message.version = klio_pb2.Version.V2
+
+    def explodes(data: bytes) -> bytes:
+        raise ValueError("not caught by any Klio decorator: the bundle fails")
+
+    with (
+        pytest.raises(Exception, match="the bundle fails"),  # Beam wraps the ValueError
+        beam.Pipeline(runner=FnApiRunner()) as p,
+    ):
+        _ = (
+            p
+            | beam.Create([message.SerializeToString()])
+            | KlioJobTransform(config, lambda pcoll, _: pcoll | beam.Map(explodes))
+        )
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create([message.SerializeToString()] * 3) | beam.ParDo(_Passes())
+    counters = {
+        (c.key.metric.namespace, c.key.metric.name): c.committed
+        for c in p.result.metrics().query()["counters"]
+    }
+    # each element's metrics reached Beam within its bundle (nothing waits for a job's flush)
+    assert counters == {
+        ("_Passes.process", "kmsg-received"): 3,
+        ("_Passes.process", "kmsg-success"): 3,
+    }
