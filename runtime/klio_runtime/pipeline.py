@@ -7,6 +7,7 @@ file reads, the streaming worker's micro-batches, Dataflow or Flink.
 
 from __future__ import annotations
 
+import contextvars
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -55,6 +56,23 @@ from klio_runtime.transforms.route import (
 
 RunFn = Callable[[Any, KlioConfig], Any]
 OUTPUT = "output"
+
+# While KlioJobTransform calls ``run``: messages that run's steps write to the event output
+# themselves (Klio's KlioWriteToEventOutput), handed to the job's own writers instead.
+_event_writes: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "klio_event_writes", default=None
+)
+
+
+def to_job_event_output(pcoll: Any) -> bool:
+    """Give ``pcoll`` (serialized messages) to the event writers of the job being built, so one
+    writer writes each event output (two writers of one file prefix would overwrite each
+    other). False when no Klio job is being built around the caller: it writes them itself."""
+    found = _event_writes.get()
+    if found is None:
+        return False
+    found.append(pcoll)
+    return True
 
 
 def input_names(config: KlioConfig) -> list[str]:
@@ -196,15 +214,22 @@ class KlioJobTransform(beam.PTransform):
         else:
             tuple_type = namedtuple("MultiInputPCollTuple", names)  # type: ignore[misc]
             run_input = tuple_type(**{n: to_run[n] for n in names})
-        ran = self.run_fn(run_input, self.config)
+        token = _event_writes.set([])
+        try:
+            ran = self.run_fn(run_input, self.config)
+            written = _event_writes.get() or []
+        finally:
+            _event_writes.reset(token)
 
         pipeline = self._pipeline_of(inputs)
         # run's output is prepared in the same fused stage as run, so the message its last step
         # carries is taken, not parsed again. Pass-thru messages are ready as they are.
-        if isinstance(ran, beam.PCollection):
-            ready = ran | "Prepare output" >> beam.ParDo(_PrepareOutput(self.config)).with_outputs(
-                DEAD_LETTER_TAG, main=OUTPUT
-            )
+        to_prepare = [ran, *written] if isinstance(ran, beam.PCollection) else written
+        if to_prepare:
+            merged = self._merge(to_prepare, "Merge run and its event writes", pipeline)
+            ready = merged | "Prepare output" >> beam.ParDo(
+                _PrepareOutput(self.config)
+            ).with_outputs(DEAD_LETTER_TAG, main=OUTPUT)
             outputs = [ready[OUTPUT]]
             dead.append(ready[DEAD_LETTER_TAG])
         else:

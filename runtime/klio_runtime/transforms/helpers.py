@@ -409,9 +409,10 @@ class KlioTriggerUpstream(beam.PTransform):
 
 
 class KlioWriteToEventOutput(beam.PTransform):
-    """Write messages to the job's event output (for a job that writes them itself, with
-    ``skip_klio_write``), counted under ``kmsg-output``. Exactly one event output must be
-    configured, as in Klio."""
+    """Write messages to the job's event output, counted under ``kmsg-output``. Exactly one event
+    output must be configured, as in Klio. Inside a Klio job whose output Klio writes too (no
+    ``skip_klio_write``), the messages join that writer's (one writer per file prefix, so
+    neither overwrites the other); else this writes them itself."""
 
     def __init__(self, config: KlioConfig | None = None) -> None:
         super().__init__()
@@ -419,7 +420,7 @@ class KlioWriteToEventOutput(beam.PTransform):
 
     def expand(self, pcoll: Any) -> Any:
         from klio_runtime.io.pubsub_events import pubsub_project
-        from klio_runtime.pipeline import event_writer
+        from klio_runtime.pipeline import event_writer, to_job_event_output
 
         config = self.config if self.config is not None else bound_context().config
         outputs = config.job_config.events.outputs
@@ -429,11 +430,12 @@ class KlioWriteToEventOutput(beam.PTransform):
                 f"{len(outputs)}"
             )
         out = outputs[0]
-        return (
-            pcoll
-            | "Write Counter" >> KlioMessageCounter("output", "KlioWriteToEventOutput", config)
-            | f"Writing to '{out.type}'" >> event_writer(out, 0, pubsub_project(config))
+        counted = pcoll | "Write Counter" >> KlioMessageCounter(
+            "output", "KlioWriteToEventOutput", config
         )
+        if not out.skip_klio_write and to_job_event_output(counted):
+            return counted
+        return counted | f"Writing to '{out.type}'" >> event_writer(out, 0, pubsub_project(config))
 
 
 class _DebugMessage(_KlioDoFn):

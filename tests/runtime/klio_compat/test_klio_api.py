@@ -286,6 +286,48 @@ def test_a_job_writing_its_own_events_uses_klios_write_transforms(tmp_path: Path
     assert [line for f in written for line in f.read_text().split()] == ["x-1", "x-2"]
 
 
+def test_pass_through_written_by_the_job_joins_klios_own_writer_of_the_file(
+    tmp_path: Path,
+) -> None:
+    # Klio's documented pattern: a composite writes pass-through messages with
+    # KlioWriteToEventOutput while Klio writes run's output to the same file event output.
+    ids = tmp_path / "ids.txt"
+    ids.write_text("done\nnew\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "done.txt").write_text("x")
+    config = make_config(
+        {
+            "events": {
+                "inputs": [{"type": "file", "location": str(ids)}],
+                "outputs": [{"type": "file", "location": str(tmp_path / "out")}],
+            },
+            "data": {
+                "outputs": [
+                    {
+                        "type": "file",
+                        "location": str(tmp_path / "data"),
+                        "file_suffix": ".txt",
+                        "skip_klio_existence_check": True,
+                    }
+                ]
+            },
+        }
+    )
+
+    def run(pcoll: Any, _: Any) -> Any:
+        checked = pcoll | helpers.KlioGcsCheckOutputExists()
+        forced = checked.found | helpers.KlioFilterForce()
+        _ = forced.pass_thru | "Passthru" >> helpers.KlioWriteToEventOutput()
+        return checked.not_found
+
+    from klio_runtime.runner import run_job
+
+    summary = run_job(config, run)
+    written = sorted(tmp_path.glob("out-*-of-*"))
+    assert sorted(line for f in written for line in f.read_text().split()) == ["done", "new"]
+    assert summary.output == 2
+
+
 def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
     from klio.transforms import KlioReadFromText, KlioWriteToAvro, io
 
