@@ -321,8 +321,7 @@ class _DataLocation(_IOConfig):
         Raises klio_runtime.message.InvalidElementId for ids that would escape the location
         (``..``, absolute paths, control characters).
         """
-        element = validate_element_id(element_id)
-        return f"{self.location.rstrip('/')}/{element}{self.file_suffix}"
+        return self.path_shown(validate_element_id(element_id))
 
 
 class DataInput(_DataLocation):

@@ -217,7 +217,7 @@ class _CheckExists(_KlioDoFn):
         try:
             path = self.location.path_for(element)
         except kmessage.InvalidElementId as err:  # never a path: its data cannot be there
-            self._klio.logger.warning("%s %s: %s", self.direction.title(), "not checked", err)
+            self._klio.logger.warning("%s not checked: %s", self.direction.title(), err)
             self.counters[self.counted[1]].inc()
             yield pvalue.TaggedOutput(NOT_FOUND, data)
             return
