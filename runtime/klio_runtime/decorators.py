@@ -850,15 +850,26 @@ _timeout = timeout
 # -- profile ---------------------------------------------------------------------------------------
 PROFILE_MARK = "__klio_profile__"
 
+ACTIVE_PROFILER: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None
+"""Set by ``klio job profile`` (timeit, memory-per-line) before it imports the job's modules, as
+Klio's ``ACTIVE_PROFILER``: ``@profile`` then wraps what it marks with it. Never set otherwise."""
+
 
 def profile(func: Callable[..., Any] | None = None, **_: Any) -> Any:
-    """Mark a function or method for profiling; as in Klio, it has no effect on a normal run.
+    """Mark a function or method for ``klio job profile``; as in Klio, a normal run is unchanged.
 
-    The function is returned itself (no wrapper, no cost), with ``__klio_profile__ = True`` so a
-    profiling tool can find what to measure. Usable with or without parentheses.
+    Outside profiling the function is returned itself (no wrapper, no cost), with
+    ``__klio_profile__ = True``. Under ``klio job profile timeit`` or ``memory-per-line`` (the
+    profiler is active when the job's modules are imported) it is wrapped by that line profiler;
+    as in Klio, it must then be the innermost decorator (below ``@handle_klio``). Usable with or
+    without parentheses.
     """
 
     def mark(target: Callable[..., Any]) -> Callable[..., Any]:
+        profiler = ACTIVE_PROFILER
+        if profiler is not None:
+            # wraps() keeps the signature other decorators read to tell methods from functions
+            target = functools.wraps(target)(profiler(target))
         with contextlib.suppress(AttributeError, TypeError):
             setattr(target, PROFILE_MARK, True)
         return target

@@ -131,12 +131,15 @@ def load_run_function(job_dir: Path) -> RunFn:
     return run_fn
 
 
-def forget_other_jobs_modules(job_dir: str) -> None:
-    """Drop cached ``run``/``transforms`` modules that are not this job directory's."""
+def forget_other_jobs_modules(job_dir: str | None) -> None:
+    """Drop cached ``run``/``transforms`` modules that are not this job directory's (None: every
+    job's, so that the next import runs the job's decorators again)."""
     # Jobs name their modules alike (run, transforms); another job's cached copy must not win.
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None) or ""
-        if name.split(".")[0] in ("run", "transforms") and not file.startswith(job_dir):
+        if name.split(".")[0] in ("run", "transforms") and (
+            job_dir is None or not file.startswith(job_dir)
+        ):
             del sys.modules[name]
 
 

@@ -351,6 +351,37 @@ def test_profile_only_marks_the_function_no_effect_on_a_run(ctx: KlioContext) ->
     assert [parsed(o).data.element for o in Fn().process(msg_bytes("e1"))] == [b"e1"]
 
 
+def test_profile_wraps_with_the_active_profiler_keeping_the_method_a_method(
+    ctx: KlioContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `klio job profile` sets the profiler before the job's modules (and decorators) load.
+    calls: list[str] = []
+
+    def profiler(func: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            calls.append(func.__name__)
+            return func(*args, **kwargs)
+
+        return timed
+
+    monkeypatch.setattr(d, "ACTIVE_PROFILER", profiler)
+
+    class Fn(beam.DoFn):
+        @d.handle_klio
+        @d.profile
+        def process(self, item: Any) -> Any:
+            yield item
+
+    @d.handle_klio
+    @d.profile
+    def work(ctx: Any, item: Any) -> Any:
+        return item
+
+    assert [parsed(o).data.element for o in Fn().process(msg_bytes("e1"))] == [b"e1"]
+    assert parsed(work(msg_bytes("e2"))).data.element == b"e2"
+    assert calls == ["process", "work"]
+
+
 def test_logger_shows_info_by_default_and_debug_when_the_job_asks(
     ctx: KlioContext, capsys: Any
 ) -> None:

@@ -1,10 +1,11 @@
-"""``klio job …``: verify, run, test and create job directories."""
+"""``klio job …``: verify, run, test, profile and create job directories."""
 
 from __future__ import annotations
 
 import click
 
 from klio_runtime.cli.job_create import create
+from klio_runtime.cli.job_profile import profile
 from klio_runtime.cli.job_run import run
 from klio_runtime.cli.job_test import test
 from klio_runtime.cli.job_verify import verify
@@ -19,3 +20,4 @@ job.add_command(verify)
 job.add_command(run)
 job.add_command(create)
 job.add_command(test)
+job.add_command(profile)

@@ -1,0 +1,408 @@
+"""``klio job profile``: CPU, memory and line-by-line time or memory of a job over given elements,
+with Klio's subcommands and options (:mod:`klio_runtime.profiling` says what each measures)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+
+from klio_runtime.cli.options import config_file_option, job_dir_option
+
+EXIT_INVALID = 2
+EXIT_FAILED = 1
+
+input_file_option = click.option(
+    "--input-file",
+    "-i",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File of element ids, one per line, to profile the job with (instead of ENTITY_IDS).",
+)
+output_file_option = click.option(
+    "--output-file",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the results to this file (default: stdout).",
+)
+show_logs_option = click.option(
+    "--show-logs", is_flag=True, help="Show the job's logs while profiling."
+)
+interval_option = click.option(
+    "--interval",
+    type=click.FloatRange(min=0.001),
+    default=0.1,
+    show_default=True,
+    help="Sampling period (in seconds).",
+)
+plot_graph_option = click.option(
+    "--plot-graph",
+    "-g",
+    is_flag=True,
+    help="Also plot the samples with matplotlib, to klio_profile_<what>_<YYYYmmddHHMMSS>.png "
+    "(or beside --output-file).",
+)
+PLOT_NAMES = {"cpu": "CPU", "memory": "Memory"}
+"""As Klio announces each plot."""
+entity_ids_argument = click.argument("entity_ids", nargs=-1, required=False)
+
+
+@click.group("profile")
+def profile() -> None:
+    """Profile the job over given elements: CPU, memory, or line by line (@profile)."""
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def _ids_file(
+    input_file: Path | None, entity_ids: tuple[str, ...], iterations: int = 1
+) -> Iterator[Path]:
+    from klio_runtime.profiling import ProfileInputError, element_ids, write_ids_file
+
+    try:
+        ids = element_ids(input_file, entity_ids)
+    except ProfileInputError as err:
+        raise click.UsageError(str(err)) from None
+    with tempfile.TemporaryDirectory(prefix="klio-profile-") as directory:
+        try:
+            yield write_ids_file(ids, iterations, Path(directory) / "element_ids.txt")
+        except ProfileInputError as err:
+            raise click.UsageError(str(err)) from None
+
+
+@contextlib.contextmanager
+def _output(path: Path | None, mode: str = "w") -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    with path.open(mode, encoding="utf-8") as stream:
+        yield stream
+
+
+@contextlib.contextmanager
+def _logs_shown(show_logs: bool) -> Iterator[None]:
+    """Klio hides the job's logs while profiling unless asked (they would bury the results)."""
+    if show_logs:
+        yield
+        return
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _run_over(job_dir: Path, config_file: Path | None, ids_file: Path) -> None:
+    """The job over the ids file, here, on the in-process runner, writing no events."""
+    from klio_runtime.config import ConfigError
+    from klio_runtime.profiling import profiling_overrides
+    from klio_runtime.runner import JobLoadError, load_job, run_job
+
+    try:
+        config, run_fn, _ = load_job(job_dir, config_file, profiling_overrides(ids_file))
+    except ConfigError as err:
+        for line in err.errors:
+            click.echo(f"config error: {line}", err=True)
+        raise SystemExit(EXIT_INVALID) from None
+    except JobLoadError as err:
+        _fail(str(err))
+    try:
+        summary = run_job(config, run_fn, "DirectRunner")
+    except Exception as err:
+        _fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
+    skipped = summary.skipped.get("output_exists", 0)
+    click.echo(
+        f"profiled run: {summary.received} received, {summary.processed} sent to run,"
+        f" {skipped} skipped (output exists), {sum(summary.dropped.values())} dropped",
+        err=True,
+    )
+    if skipped and not summary.processed:
+        click.echo(
+            "hint: every element's data output exists, so none reached run: remove those"
+            " outputs to profile the job's work on them",
+            err=True,
+        )
+
+
+def _run_line_profiled(
+    job_dir: Path,
+    config_file: Path | None,
+    ids_file: Path,
+    wrapper: Callable[[Callable[..., Any]], Callable[..., Any]],
+) -> None:
+    """Run with ``@profile`` wrapping what it marks: set before the job's modules load."""
+    from klio_runtime import decorators
+    from klio_runtime.runner import forget_other_jobs_modules
+
+    forget_other_jobs_modules(None)  # a copy imported before would not be wrapped
+    decorators.ACTIVE_PROFILER = wrapper
+    try:
+        _run_over(job_dir, config_file, ids_file)
+    finally:
+        decorators.ACTIVE_PROFILER = None
+
+
+def _warn_if_nothing_marked(profiled: bool) -> None:
+    if not profiled:
+        click.echo(
+            "warning: no function or method of the job is marked with @profile (from"
+            " klio.transforms.decorators import profile): nothing was measured line by line",
+            err=True,
+        )
+
+
+@profile.command("timeit")
+@job_dir_option
+@config_file_option
+@input_file_option
+@output_file_option
+@click.option(
+    "--iterations",
+    "-n",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Number of times to run each element id.",
+)
+@show_logs_option
+@entity_ids_argument
+def timeit(
+    job_dir: Path,
+    config_file: Path | None,
+    input_file: Path | None,
+    output_file: Path | None,
+    iterations: int,
+    show_logs: bool,
+    entity_ids: tuple[str, ...],
+) -> None:
+    """Wall time of every line of the functions marked with @profile (line_profiler), in seconds."""
+    from klio_runtime.profiling import print_wall_times, wall_time_profiler
+
+    profiler = wall_time_profiler()
+    with _ids_file(input_file, entity_ids, iterations) as ids_file, _logs_shown(show_logs):
+        _run_line_profiled(job_dir, config_file, ids_file, profiler)
+    _warn_if_nothing_marked(bool(profiler.functions))
+    with _output(output_file) as stream:
+        print_wall_times(profiler, stream)
+
+
+@profile.command("memory-per-line")
+@job_dir_option
+@config_file_option
+@click.option(
+    "--maximum",
+    "get_maximum",
+    is_flag=True,
+    help="The most memory each line reached over all elements (one table).",
+)
+@click.option(
+    "--per-element",
+    is_flag=True,
+    help="A table for each element processed (the default).",
+)
+@input_file_option
+@output_file_option
+@show_logs_option
+@entity_ids_argument
+def memory_per_line(
+    job_dir: Path,
+    config_file: Path | None,
+    get_maximum: bool,
+    per_element: bool,
+    input_file: Path | None,
+    output_file: Path | None,
+    show_logs: bool,
+    entity_ids: tuple[str, ...],
+) -> None:
+    """Memory of every line of the functions marked with @profile (memory_profiler)."""
+    from klio_runtime.profiling import (
+        memory_line_profiler,
+        memory_per_element,
+        show_memory,
+        traced_by,
+    )
+
+    if get_maximum and per_element:
+        raise click.UsageError("--maximum and --per-element are mutually exclusive.")
+    marked: list[str] = []
+    # Per element: appended to, as Klio does (a table per call, written as it returns).
+    with _output(output_file, "w" if get_maximum else "a") as stream:
+        profiler = memory_line_profiler()
+        wrap = (
+            (lambda func: traced_by(profiler, func)) if get_maximum else memory_per_element(stream)
+        )
+
+        def wrapper(func: Callable[..., Any]) -> Callable[..., Any]:
+            marked.append(getattr(func, "__qualname__", repr(func)))
+            return wrap(func)
+
+        with _ids_file(input_file, entity_ids) as ids_file, _logs_shown(show_logs):
+            _run_line_profiled(job_dir, config_file, ids_file, wrapper)
+        _warn_if_nothing_marked(bool(marked))
+        if get_maximum:
+            show_memory(profiler, stream)
+
+
+def _profile_child(
+    what: str,
+    job_dir: Path,
+    config_file: Path | None,
+    input_file: Path | None,
+    entity_ids: tuple[str, ...],
+    output_file: Path | None,
+    plot_graph: bool,
+    show_logs: bool,
+    sample: Callable[[subprocess.Popen[bytes], IO[str]], None],
+    y_label: str,
+    title: str,
+) -> None:
+    """Run the job in a child process (``run-pipeline``) and sample it until it ends."""
+    from klio_runtime.profiling import ProfileInputError, plot, png_path
+
+    started = time.localtime()
+    with _ids_file(input_file, entity_ids) as ids_file, tempfile.TemporaryDirectory() as scratch:
+        command = [
+            sys.executable,
+            "-m",
+            "klio_runtime.cli",
+            "job",
+            "profile",
+            "run-pipeline",
+            "--job-dir",
+            str(job_dir),
+            "--ids-file",
+            str(ids_file),
+        ]
+        if config_file is not None:
+            command += ["--config-file", str(config_file)]
+        if show_logs:
+            command.append("--show-logs")
+        # A plot without an output file still needs the samples somewhere: a scratch file.
+        samples = output_file or (Path(scratch) / f"{what}.txt" if plot_graph else None)
+        process = subprocess.Popen(command)
+        try:
+            with _output(samples) as stream:
+                sample(process, stream)
+        finally:
+            code = process.wait()
+        if code != 0:
+            _fail(f"the profiled run failed (exit code {code})", EXIT_FAILED)
+        if plot_graph and samples is not None:
+            try:
+                png = plot(samples, png_path(what, output_file, started), y_label, title)
+            except ProfileInputError as err:
+                _fail(str(err), EXIT_FAILED)
+            click.echo(f"{PLOT_NAMES[what]} plot graph generated at: {png}")
+
+
+@profile.command("cpu")
+@job_dir_option
+@config_file_option
+@interval_option
+@input_file_option
+@output_file_option
+@plot_graph_option
+@show_logs_option
+@entity_ids_argument
+def cpu(
+    job_dir: Path,
+    config_file: Path | None,
+    interval: float,
+    input_file: Path | None,
+    output_file: Path | None,
+    plot_graph: bool,
+    show_logs: bool,
+    entity_ids: tuple[str, ...],
+) -> None:
+    """The job's CPU use on an interval while it runs: `CPU <percent> <unix time>` lines."""
+    from klio_runtime.profiling import sample_cpu
+
+    _profile_child(
+        "cpu",
+        job_dir,
+        config_file,
+        input_file,
+        entity_ids,
+        output_file,
+        plot_graph,
+        show_logs,
+        lambda process, stream: sample_cpu(process, stream, interval),
+        "CPU%",
+        "CPU Usage of All Klio-based Transforms",
+    )
+
+
+@profile.command("memory")
+@job_dir_option
+@config_file_option
+@interval_option
+@click.option(
+    "--include-children", is_flag=True, help="Add the memory of the run's child processes."
+)
+@click.option(
+    "--multiprocess", is_flag=True, help="Also sample each child process on its own line."
+)
+@input_file_option
+@output_file_option
+@plot_graph_option
+@show_logs_option
+@entity_ids_argument
+def memory(
+    job_dir: Path,
+    config_file: Path | None,
+    interval: float,
+    include_children: bool,
+    multiprocess: bool,
+    input_file: Path | None,
+    output_file: Path | None,
+    plot_graph: bool,
+    show_logs: bool,
+    entity_ids: tuple[str, ...],
+) -> None:
+    """The job's memory on an interval while it runs: memory_profiler's `MEM <MiB> <unix time>`."""
+    from klio_runtime.profiling import sample_memory
+
+    _profile_child(
+        "memory",
+        job_dir,
+        config_file,
+        input_file,
+        entity_ids,
+        output_file,
+        plot_graph,
+        show_logs,
+        lambda process, stream: sample_memory(
+            process, stream, interval, include_children, multiprocess
+        ),
+        "Memory used (in MiB)",
+        "Memory Used While Running Klio-based Transforms",
+    )
+
+
+@profile.command("run-pipeline", hidden=True)
+@job_dir_option
+@config_file_option
+@click.option(
+    "--ids-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The element ids to run over, one per line.",
+)
+@show_logs_option
+def run_pipeline(job_dir: Path, config_file: Path | None, ids_file: Path, show_logs: bool) -> None:
+    """The run `cpu` and `memory` sample, in its own process."""
+    with _logs_shown(show_logs):
+        _run_over(job_dir, config_file, ids_file)

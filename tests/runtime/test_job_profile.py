@@ -1,0 +1,207 @@
+"""`klio job profile` as a subprocess, on a job whose steps are marked with Klio's ``@profile``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KLIO = str(Path(sys.executable).parent / "klio")
+
+TRANSFORMS = """
+import apache_beam as beam
+from klio.transforms import decorators
+
+
+class Shout(beam.DoFn):
+    @decorators.handle_klio
+    @decorators.profile
+    def process(self, item):
+        text = item.element.decode("utf-8").upper()
+        if text == "BAD":
+            raise ValueError("cannot shout bad")
+        yield text  # Klio: a str yielded becomes the payload
+
+
+@decorators.handle_klio
+@decorators.profile
+def count_letters(ctx, item):
+    letters = len(item.payload)
+    ctx.logger.info("%d letters", letters)
+    return item
+"""
+RUN = """
+import apache_beam as beam
+import transforms
+
+
+def run(input_pcol, config):
+    return input_pcol | beam.ParDo(transforms.Shout()) | beam.Map(transforms.count_letters)
+"""
+CONFIG = """
+version: 2
+job_name: profiled
+pipeline_options:
+  streaming: true
+  runner: DataflowRunner
+job_config:
+  events:
+    inputs:
+      - type: pubsub
+        topic: projects/p/topics/in
+        subscription: projects/p/subscriptions/in
+    outputs:
+      - type: file
+        location: ./out/events
+"""
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    """A streaming Dataflow job: profiling runs it here, as a batch over the ids given."""
+    directory = tmp_path / "profiled"
+    directory.mkdir()
+    (directory / "klio-job.yaml").write_text(CONFIG)
+    (directory / "run.py").write_text(RUN)
+    (directory / "transforms.py").write_text(TRANSFORMS)
+    return directory
+
+
+def profile(job: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KLIO, "job", "profile", *args],
+        cwd=job,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def hits(report: str, line: str) -> int:
+    """The Hits column (line_profiler) of a source line's row."""
+    for row in report.splitlines():
+        if row.rstrip().endswith(line):
+            return int(row.split()[1])
+    raise AssertionError(f"no row for {line!r} in:\n{report}")
+
+
+def occurrences(report: str, line: str) -> int:
+    """The Occurrences column (memory_profiler: line, usage MiB, increment MiB, occurrences)."""
+    for row in report.splitlines():
+        if row.rstrip().endswith(line):
+            return int(row.split()[5])
+    raise AssertionError(f"no row for {line!r} in:\n{report}")
+
+
+def test_timeit_times_each_marked_line_over_every_iteration(job: Path) -> None:
+    done = profile(job, "timeit", "-n", "3", "alpha", "bravo")
+
+    assert done.returncode == 0, done.stderr
+    assert "Timer unit: 1 s" in done.stdout
+    assert "Function: Shout.process" in done.stdout
+    assert "Function: count_letters" in done.stdout
+    assert hits(done.stdout, 'text = item.element.decode("utf-8").upper()') == 6
+    assert hits(done.stdout, "letters = len(item.payload)") == 6
+    assert "profiled run: 6 received, 6 sent to run" in done.stderr
+    assert not (job / "out").exists()  # profiling writes no events
+    assert "letters" not in done.stderr  # the job's logs are hidden unless asked
+
+
+def test_timeit_goes_on_past_an_element_that_raises_and_shows_logs_on_request(
+    job: Path,
+) -> None:
+    (job / "ids.txt").write_text("alpha\nbad\n\n")
+
+    done = profile(job, "timeit", "-n", "1", "--show-logs", "-i", "ids.txt")
+
+    assert done.returncode == 0, done.stderr
+    assert hits(done.stdout, 'text = item.element.decode("utf-8").upper()') == 2
+    assert hits(done.stdout, "letters = len(item.payload)") == 1
+    assert "2 received, 2 sent to run, 0 skipped (output exists), 1 dropped" in done.stderr
+    assert "5 letters" in done.stderr
+    assert "cannot shout bad" in done.stderr
+
+
+def test_memory_per_line_writes_a_table_per_call_or_the_maximum_over_all(job: Path) -> None:
+    per_call = profile(job, "memory-per-line", "-o", "lines.txt", "alpha", "bravo")
+    maximum = profile(job, "memory-per-line", "--maximum", "alpha", "bravo")
+
+    assert per_call.returncode == 0, per_call.stderr
+    tables = (job / "lines.txt").read_text()
+    # two elements through two marked functions: a table for each call
+    assert tables.count("Mem usage") == 4
+    assert occurrences(tables, "letters = len(item.payload)") == 1
+    assert maximum.returncode == 0, maximum.stderr
+    assert maximum.stdout.count("Mem usage") == 2
+    assert occurrences(maximum.stdout, "letters = len(item.payload)") == 2
+    assert re.search(r"\d+\.\d MiB", maximum.stdout)
+
+
+SAMPLE = re.compile(r"^(CPU|MEM) \d+\.\d+ \d{10}\.\d{4}$")
+
+
+def test_cpu_samples_the_run_until_it_ends(job: Path) -> None:
+    done = profile(job, "cpu", "--interval", "0.05", "-o", "cpu.txt", "alpha")
+
+    assert done.returncode == 0, done.stderr
+    samples = (job / "cpu.txt").read_text().splitlines()
+    assert samples and all(SAMPLE.match(line) and line.startswith("CPU ") for line in samples)
+    assert max(float(line.split()[1]) for line in samples) > 0  # the run did work
+    stamps = [float(line.split()[2]) for line in samples]
+    assert stamps == sorted(stamps)
+
+
+def test_memory_samples_and_plots(job: Path) -> None:
+    done = profile(job, "memory", "-g", "-o", "memory.txt", "alpha")
+
+    assert done.returncode == 0, done.stderr
+    samples = (job / "memory.txt").read_text().splitlines()
+    assert samples and all(SAMPLE.match(line) and line.startswith("MEM ") for line in samples)
+    assert max(float(line.split()[1]) for line in samples) > 50  # MiB of a Beam run
+    assert "Memory plot graph generated at: memory.png" in done.stdout
+    assert (job / "memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["timeit"], "Must provide `--input-file` or a list of entity IDs."),
+        (["timeit", "-i", "ids.txt", "alpha"], "mutually exclusive with entity ID arguments"),
+        (["memory-per-line", "--maximum", "--per-element", "alpha"], "mutually exclusive"),
+        (["timeit", "-n", "0", "alpha"], "--iterations"),
+    ],
+)
+def test_bad_usage_exits_2_naming_the_option(job: Path, args: list[str], says: str) -> None:
+    (job / "ids.txt").write_text("alpha\n")
+
+    done = profile(job, *args)
+
+    assert done.returncode == 2
+    assert says in done.stderr
+
+
+def test_a_job_without_marks_is_told_so(job: Path) -> None:
+    (job / "transforms.py").write_text(
+        re.sub(r"^ *@decorators\.profile\n", "", TRANSFORMS, flags=re.MULTILINE)
+    )
+
+    done = profile(job, "timeit", "-n", "1", "alpha")
+
+    assert done.returncode == 0, done.stderr
+    assert "no function or method of the job is marked with @profile" in done.stderr
+
+
+def test_a_failing_run_fails_the_profile(job: Path) -> None:
+    (job / "run.py").write_text("raise RuntimeError('broken job')\n")
+
+    timed = profile(job, "timeit", "alpha")
+    sampled = profile(job, "cpu", "alpha")
+
+    assert timed.returncode == 2
+    assert "run.py: import failed: RuntimeError: broken job" in timed.stderr
+    assert sampled.returncode == 1
+    assert "the profiled run failed (exit code 2)" in sampled.stderr
