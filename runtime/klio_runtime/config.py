@@ -563,6 +563,17 @@ def load_config(
     a template variable without a value, YAML syntax (with line and column), a bad override
     path, or an invalid config.
     """
+    data = read_config_data(path, templates)
+    if overrides:
+        apply_overrides(data, overrides)
+    return parse_config(data)
+
+
+def read_config_data(
+    path: str | Path, templates: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A ``klio-job.yaml`` as the mapping it holds, templated (see :func:`load_config`) and not
+    validated. Raises ConfigError for a missing file, YAML syntax, or a file that is no mapping."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -575,9 +586,7 @@ def load_config(
     data = _load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: must be a YAML mapping, got {type(data).__name__}"])
-    if overrides:
-        apply_overrides(data, overrides)
-    return parse_config(data)
+    return data
 
 
 class _KeyCheckingLoader(yaml.SafeLoader):
@@ -680,13 +689,76 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
         raise ConfigError(errors)
 
 
+def config_value(data: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted path (as overrides spell them) in a config mapping.
+
+    Raises ConfigError naming the path when it cannot be parsed or leads nowhere.
+    """
+    try:
+        parts = _split_path(dotted)
+    except ValueError as exc:
+        raise ConfigError([f"{dotted}: {exc}"]) from None
+    try:
+        return _walk(data, parts)
+    except (KeyError, IndexError, TypeError) as exc:  # each names where the path stops
+        raise ConfigError([str(exc.args[0])]) from None
+
+
+def remove_config_key(data: dict[str, Any], dotted: str) -> bool:
+    """Delete the key or list item at a dotted path from a config mapping, in place; False if
+    there was none. Raises ConfigError for a path that cannot be parsed."""
+    try:
+        parts = _split_path(dotted)
+    except ValueError as exc:
+        raise ConfigError([f"{dotted}: {exc}"]) from None
+    try:
+        parent = _walk(data, parts[:-1])
+        last = parts[-1]
+        if isinstance(parent, list):
+            del parent[_list_index(parent, last, dotted)]
+            return True
+        if isinstance(parent, dict) and last in parent:
+            del parent[last]
+            return True
+    except (KeyError, IndexError, TypeError):
+        pass
+    return False
+
+
+def _walk(data: Any, parts: list[str | int]) -> Any:
+    node = data
+    for depth, part in enumerate(parts):
+        shown = _format_location(tuple(parts[: depth + 1]))
+        if isinstance(node, list):
+            index = _list_index(node, part, shown)
+            if index >= len(node):
+                raise IndexError(f"{shown}: no such item (the list has {len(node)})")
+            node = node[index]
+        elif isinstance(node, Mapping):
+            if part not in node:
+                raise KeyError(f"{shown}: not set")
+            node = node[part]
+        else:
+            raise TypeError(f"{shown}: not a mapping or a list")
+    return node
+
+
+def _list_index(items: list[Any], part: str | int, shown: str) -> int:
+    """A list item's position: ``[2]``, ``.2`` (Klio's own path spelling) or Klio's IO name."""
+    if isinstance(part, int):
+        return part
+    if part.isdigit():
+        return int(part)
+    return _klio_io_index(items, part, shown)
+
+
 def _assign(data: Any, parts: list[str | int], value: Any) -> None:
     node = data
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         shown = _format_location(tuple(parts[: depth + 1]))
         if isinstance(part, str) and isinstance(node, list):
-            part = _klio_io_index(node, part, shown)
+            part = _list_index(node, part, shown)
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise TypeError(f"{shown}: not a list")

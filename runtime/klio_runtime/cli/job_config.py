@@ -1,0 +1,113 @@
+"""``klio job config show|get|set|unset``: read and edit a job's ``klio-job.yaml``, as Klio's."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from klio_runtime.cli.options import config_file_option, job_dir_option
+from klio_runtime.config import (
+    ConfigError,
+    apply_overrides,
+    config_path_of,
+    config_value,
+    dump_config,
+    parse_config,
+    parse_overrides,
+    read_config_data,
+    remove_config_key,
+)
+
+EXIT_INVALID = 2
+TOP_LEVEL_ORDER = ("version", "job_name", "pipeline_options", "job_config")
+"""How Klio orders the sections it shows; any other top-level key follows."""
+
+
+@click.group("config")
+def config() -> None:
+    """Show, get, set and unset the job's configuration values (its klio-job.yaml)."""
+
+
+def _refuse(error: ConfigError) -> NoReturn:
+    for line in error.errors:
+        click.echo(f"config error: {line}", err=True)
+    raise SystemExit(EXIT_INVALID)
+
+
+def _effective(path: Path) -> dict[str, Any]:
+    """The validated config with every default filled in, in Klio's section order."""
+    dumped = dump_config(parse_config(read_config_data(path)))
+    ordered = {key: dumped[key] for key in TOP_LEVEL_ORDER if key in dumped}
+    ordered.update((key, value) for key, value in dumped.items() if key not in ordered)
+    return ordered
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """Validate, then write: an edit that makes the config invalid leaves the file as it was."""
+    parse_config(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+@config.command("show")
+@job_dir_option
+@config_file_option
+def show(job_dir: Path, config_file: Path | None) -> None:
+    """Print the job's effective configuration (defaults filled in) as YAML."""
+    try:
+        effective = _effective(config_path_of(job_dir, config_file))
+    except ConfigError as err:
+        _refuse(err)
+    yaml.safe_dump(effective, sys.stdout, sort_keys=False, default_flow_style=False)
+
+
+@config.command("get")
+@job_dir_option
+@config_file_option
+@click.argument("section_property", metavar="SECTION.PROPERTY")
+def get(job_dir: Path, config_file: Path | None, section_property: str) -> None:
+    """Print one value of the effective configuration as JSON, e.g. pipeline_options.streaming
+    or job_config.events.inputs.file0.location (list items also as [0] or .0)."""
+    try:
+        value = config_value(_effective(config_path_of(job_dir, config_file)), section_property)
+    except ConfigError as err:
+        _refuse(err)
+    click.echo(json.dumps(value, indent=2))
+
+
+@config.command("set")
+@job_dir_option
+@config_file_option
+@click.argument("target_to_value", nargs=-1, required=True, metavar="SECTION.PROPERTY=VALUE...")
+def set_(job_dir: Path, config_file: Path | None, target_to_value: tuple[str, ...]) -> None:
+    """Set values in klio-job.yaml (VALUE read as YAML: true, 3, [a, b]); the config must stay
+    valid. The file is rewritten: its comments are not kept (as with Klio's)."""
+    path = config_path_of(job_dir, config_file)
+    try:
+        data = read_config_data(path)
+        apply_overrides(data, parse_overrides(target_to_value))
+        _write(path, data)
+    except ConfigError as err:
+        _refuse(err)
+
+
+@config.command("unset")
+@job_dir_option
+@config_file_option
+@click.argument("section_property", metavar="SECTION.PROPERTY")
+def unset(job_dir: Path, config_file: Path | None, section_property: str) -> None:
+    """Remove a value from klio-job.yaml (nothing to do if it is not set); the config must stay
+    valid. The file is rewritten: its comments are not kept (as with Klio's)."""
+    path = config_path_of(job_dir, config_file)
+    try:
+        data = read_config_data(path)
+        if not remove_config_key(data, section_property):
+            click.echo(f"{section_property}: not set in {path}; nothing to unset", err=True)
+            return
+        _write(path, data)
+    except ConfigError as err:
+        _refuse(err)
