@@ -205,3 +205,22 @@ def test_a_failing_run_fails_the_profile(job: Path) -> None:
     assert "run.py: import failed: RuntimeError: broken job" in timed.stderr
     assert sampled.returncode == 1
     assert "the profiled run failed (exit code 2)" in sampled.stderr
+
+
+def test_klio_config_options_reach_the_run_in_both_processes(job: Path) -> None:
+    (job / "klio-job.yaml").write_text(CONFIG.replace("job_name: profiled", "job_name: p-$SUFFIX"))
+
+    untemplated = profile(job, "timeit", "-n", "1", "alpha")
+    templated = profile(job, "timeit", "-n", "1", "-T", "SUFFIX=x", "--image-tag", "v1", "alpha")
+    sampled = profile(job, "cpu", "-T", "SUFFIX=x", "-o", "cpu.txt", "alpha")
+    overridden = profile(job, "timeit", "-T", "SUFFIX=x", "-O", "version=7", "alpha")
+    overridden_child = profile(job, "cpu", "-T", "SUFFIX=x", "-O", "version=7", "alpha")
+
+    assert untemplated.returncode == 2
+    assert "template variable $SUFFIX has no value" in untemplated.stderr
+    assert templated.returncode == 0, templated.stderr
+    assert sampled.returncode == 0, sampled.stderr
+    assert overridden.returncode == 2
+    assert "version: only version 2" in overridden.stderr
+    assert overridden_child.returncode == 1
+    assert "version: only version 2" in overridden_child.stderr

@@ -4,18 +4,27 @@ with Klio's subcommands and options (:mod:`klio_runtime.profiling` says what eac
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import click
 
-from klio_runtime.cli.options import config_file_option, job_dir_option
+from klio_runtime.cli.options import (
+    config_file_option,
+    force_build_option,
+    image_tag_option,
+    job_dir_option,
+    override_option,
+    template_option,
+)
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -54,6 +63,53 @@ plot_graph_option = click.option(
 PLOT_NAMES = {"cpu": "CPU", "memory": "Memory"}
 """As Klio announces each plot."""
 entity_ids_argument = click.argument("entity_ids", nargs=-1, required=False)
+
+
+@dataclass(frozen=True)
+class ProfiledJob:
+    """The job to profile and its config, as Klio's options name them."""
+
+    job_dir: Path
+    config_file: Path | None
+    overrides: tuple[str, ...]
+    templates: tuple[str, ...]
+
+    def as_arguments(self) -> list[str]:
+        """The same options, for the child process that ``cpu`` and ``memory`` sample."""
+        arguments = ["--job-dir", str(self.job_dir)]
+        if self.config_file is not None:
+            arguments += ["--config-file", str(self.config_file)]
+        for pair in self.overrides:
+            arguments += ["--override", pair]
+        for pair in self.templates:
+            arguments += ["--template", pair]
+        return arguments
+
+
+def job_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Klio's options naming the job: -j, -c, -O, -T, and --image-tag and --force-build
+    (accepted; the job runs from its directory, nothing is built). ``command`` gets them as
+    ``job``."""
+
+    @job_dir_option
+    @config_file_option
+    @override_option
+    @template_option
+    @image_tag_option
+    @force_build_option
+    @functools.wraps(command)
+    def with_job(
+        job_dir: Path,
+        config_file: Path | None,
+        overrides: tuple[str, ...],
+        templates: tuple[str, ...],
+        image_tag: str | None,
+        force_build: bool,
+        **arguments: Any,
+    ) -> None:
+        command(job=ProfiledJob(job_dir, config_file, overrides, templates), **arguments)
+
+    return with_job
 
 
 @click.group("profile")
@@ -105,14 +161,17 @@ def _logs_shown(show_logs: bool) -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def _run_over(job_dir: Path, config_file: Path | None, ids_file: Path) -> None:
+def _run_over(job: ProfiledJob, ids_file: Path) -> None:
     """The job over the ids file, here, on the in-process runner, writing no events."""
-    from klio_runtime.config import ConfigError
+    from klio_runtime.config import ConfigError, parse_overrides, parse_templates
     from klio_runtime.profiling import profiling_overrides
     from klio_runtime.runner import JobLoadError, load_job, run_job
 
     try:
-        config, run_fn, _ = load_job(job_dir, config_file, profiling_overrides(ids_file))
+        overrides = {**parse_overrides(job.overrides), **profiling_overrides(ids_file)}
+        config, run_fn, _ = load_job(
+            job.job_dir, job.config_file, overrides, parse_templates(job.templates)
+        )
     except ConfigError as err:
         for line in err.errors:
             click.echo(f"config error: {line}", err=True)
@@ -138,10 +197,7 @@ def _run_over(job_dir: Path, config_file: Path | None, ids_file: Path) -> None:
 
 
 def _run_line_profiled(
-    job_dir: Path,
-    config_file: Path | None,
-    ids_file: Path,
-    wrapper: Callable[[Callable[..., Any]], Callable[..., Any]],
+    job: ProfiledJob, ids_file: Path, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> None:
     """Run with ``@profile`` wrapping what it marks: set before the job's modules load."""
     from klio_runtime import decorators
@@ -150,7 +206,7 @@ def _run_line_profiled(
     forget_other_jobs_modules(None)  # a copy imported before would not be wrapped
     decorators.ACTIVE_PROFILER = wrapper
     try:
-        _run_over(job_dir, config_file, ids_file)
+        _run_over(job, ids_file)
     finally:
         decorators.ACTIVE_PROFILER = None
 
@@ -165,8 +221,6 @@ def _warn_if_nothing_marked(profiled: bool) -> None:
 
 
 @profile.command("timeit")
-@job_dir_option
-@config_file_option
 @input_file_option
 @output_file_option
 @click.option(
@@ -179,9 +233,9 @@ def _warn_if_nothing_marked(profiled: bool) -> None:
 )
 @show_logs_option
 @entity_ids_argument
+@job_options
 def timeit(
-    job_dir: Path,
-    config_file: Path | None,
+    job: ProfiledJob,
     input_file: Path | None,
     output_file: Path | None,
     iterations: int,
@@ -193,15 +247,13 @@ def timeit(
 
     profiler = wall_time_profiler()
     with _ids_file(input_file, entity_ids, iterations) as ids_file, _logs_shown(show_logs):
-        _run_line_profiled(job_dir, config_file, ids_file, profiler)
+        _run_line_profiled(job, ids_file, profiler)
     _warn_if_nothing_marked(bool(profiler.functions))
     with _output(output_file) as stream:
         print_wall_times(profiler, stream)
 
 
 @profile.command("memory-per-line")
-@job_dir_option
-@config_file_option
 @click.option(
     "--maximum",
     "get_maximum",
@@ -217,9 +269,9 @@ def timeit(
 @output_file_option
 @show_logs_option
 @entity_ids_argument
+@job_options
 def memory_per_line(
-    job_dir: Path,
-    config_file: Path | None,
+    job: ProfiledJob,
     get_maximum: bool,
     per_element: bool,
     input_file: Path | None,
@@ -250,7 +302,7 @@ def memory_per_line(
             return wrap(func)
 
         with _ids_file(input_file, entity_ids) as ids_file, _logs_shown(show_logs):
-            _run_line_profiled(job_dir, config_file, ids_file, wrapper)
+            _run_line_profiled(job, ids_file, wrapper)
         _warn_if_nothing_marked(bool(marked))
         if get_maximum:
             show_memory(profiler, stream)
@@ -258,8 +310,7 @@ def memory_per_line(
 
 def _profile_child(
     what: str,
-    job_dir: Path,
-    config_file: Path | None,
+    job: ProfiledJob,
     input_file: Path | None,
     entity_ids: tuple[str, ...],
     output_file: Path | None,
@@ -281,13 +332,10 @@ def _profile_child(
             "job",
             "profile",
             "run-pipeline",
-            "--job-dir",
-            str(job_dir),
+            *job.as_arguments(),
             "--ids-file",
             str(ids_file),
         ]
-        if config_file is not None:
-            command += ["--config-file", str(config_file)]
         if show_logs:
             command.append("--show-logs")
         # A plot without an output file still needs the samples somewhere: a scratch file.
@@ -309,17 +357,15 @@ def _profile_child(
 
 
 @profile.command("cpu")
-@job_dir_option
-@config_file_option
 @interval_option
 @input_file_option
 @output_file_option
 @plot_graph_option
 @show_logs_option
 @entity_ids_argument
+@job_options
 def cpu(
-    job_dir: Path,
-    config_file: Path | None,
+    job: ProfiledJob,
     interval: float,
     input_file: Path | None,
     output_file: Path | None,
@@ -332,8 +378,7 @@ def cpu(
 
     _profile_child(
         "cpu",
-        job_dir,
-        config_file,
+        job,
         input_file,
         entity_ids,
         output_file,
@@ -346,8 +391,6 @@ def cpu(
 
 
 @profile.command("memory")
-@job_dir_option
-@config_file_option
 @interval_option
 @click.option(
     "--include-children", is_flag=True, help="Add the memory of the run's child processes."
@@ -360,9 +403,9 @@ def cpu(
 @plot_graph_option
 @show_logs_option
 @entity_ids_argument
+@job_options
 def memory(
-    job_dir: Path,
-    config_file: Path | None,
+    job: ProfiledJob,
     interval: float,
     include_children: bool,
     multiprocess: bool,
@@ -377,8 +420,7 @@ def memory(
 
     _profile_child(
         "memory",
-        job_dir,
-        config_file,
+        job,
         input_file,
         entity_ids,
         output_file,
@@ -393,8 +435,6 @@ def memory(
 
 
 @profile.command("run-pipeline", hidden=True)
-@job_dir_option
-@config_file_option
 @click.option(
     "--ids-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -402,7 +442,8 @@ def memory(
     help="The element ids to run over, one per line.",
 )
 @show_logs_option
-def run_pipeline(job_dir: Path, config_file: Path | None, ids_file: Path, show_logs: bool) -> None:
+@job_options
+def run_pipeline(job: ProfiledJob, ids_file: Path, show_logs: bool) -> None:
     """The run `cpu` and `memory` sample, in its own process."""
     with _logs_shown(show_logs):
-        _run_over(job_dir, config_file, ids_file)
+        _run_over(job, ids_file)
