@@ -60,8 +60,23 @@ plot_graph_option = click.option(
     help="Also plot the samples with matplotlib, to klio_profile_<what>_<YYYYmmddHHMMSS>.png "
     "(or beside --output-file).",
 )
-PLOT_NAMES = {"cpu": "CPU", "memory": "Memory"}
-"""As Klio announces each plot."""
+
+
+@dataclass(frozen=True)
+class SampledMeasure:
+    """What ``cpu`` or ``memory`` samples, and how its plot is named, labelled and announced
+    (Klio's words)."""
+
+    name: str
+    announced: str
+    y_label: str
+    title: str
+
+
+CPU = SampledMeasure("cpu", "CPU", "CPU%", "CPU Usage of All Klio-based Transforms")
+MEMORY = SampledMeasure(
+    "memory", "Memory", "Memory used (in MiB)", "Memory Used While Running Klio-based Transforms"
+)
 entity_ids_argument = click.argument("entity_ids", nargs=-1, required=False)
 
 
@@ -309,7 +324,7 @@ def memory_per_line(
 
 
 def _profile_child(
-    what: str,
+    measure: SampledMeasure,
     job: ProfiledJob,
     input_file: Path | None,
     entity_ids: tuple[str, ...],
@@ -317,8 +332,6 @@ def _profile_child(
     plot_graph: bool,
     show_logs: bool,
     sample: Callable[[subprocess.Popen[bytes], IO[str]], None],
-    y_label: str,
-    title: str,
 ) -> None:
     """Run the job in a child process (``run-pipeline``) and sample it until it ends."""
     from klio_runtime.profiling import ProfileInputError, plot, png_path
@@ -339,7 +352,7 @@ def _profile_child(
         if show_logs:
             command.append("--show-logs")
         # A plot without an output file still needs the samples somewhere: a scratch file.
-        samples = output_file or (Path(scratch) / f"{what}.txt" if plot_graph else None)
+        samples = output_file or (Path(scratch) / "samples.txt" if plot_graph else None)
         process = subprocess.Popen(command)
         try:
             with _output(samples) as stream:
@@ -350,10 +363,15 @@ def _profile_child(
             _fail(f"the profiled run failed (exit code {code})", EXIT_FAILED)
         if plot_graph and samples is not None:
             try:
-                png = plot(samples, png_path(what, output_file, started), y_label, title)
+                png = plot(
+                    samples,
+                    png_path(measure.name, output_file, started),
+                    measure.y_label,
+                    measure.title,
+                )
             except ProfileInputError as err:
                 _fail(str(err), EXIT_FAILED)
-            click.echo(f"{PLOT_NAMES[what]} plot graph generated at: {png}")
+            click.echo(f"{measure.announced} plot graph generated at: {png}")
 
 
 @profile.command("cpu")
@@ -376,18 +394,10 @@ def cpu(
     """The job's CPU use on an interval while it runs: `CPU <percent> <unix time>` lines."""
     from klio_runtime.profiling import sample_cpu
 
-    _profile_child(
-        "cpu",
-        job,
-        input_file,
-        entity_ids,
-        output_file,
-        plot_graph,
-        show_logs,
-        lambda process, stream: sample_cpu(process, stream, interval),
-        "CPU%",
-        "CPU Usage of All Klio-based Transforms",
-    )
+    def sample(process: subprocess.Popen[bytes], stream: IO[str]) -> None:
+        sample_cpu(process, stream, interval)
+
+    _profile_child(CPU, job, input_file, entity_ids, output_file, plot_graph, show_logs, sample)
 
 
 @profile.command("memory")
@@ -418,20 +428,10 @@ def memory(
     """The job's memory on an interval while it runs: memory_profiler's `MEM <MiB> <unix time>`."""
     from klio_runtime.profiling import sample_memory
 
-    _profile_child(
-        "memory",
-        job,
-        input_file,
-        entity_ids,
-        output_file,
-        plot_graph,
-        show_logs,
-        lambda process, stream: sample_memory(
-            process, stream, interval, include_children, multiprocess
-        ),
-        "Memory used (in MiB)",
-        "Memory Used While Running Klio-based Transforms",
-    )
+    def sample(process: subprocess.Popen[bytes], stream: IO[str]) -> None:
+        sample_memory(process, stream, interval, include_children, multiprocess)
+
+    _profile_child(MEMORY, job, input_file, entity_ids, output_file, plot_graph, show_logs, sample)
 
 
 @profile.command("run-pipeline", hidden=True)
