@@ -44,6 +44,11 @@ def element_ids(input_file: Path | None, entity_ids: Sequence[str]) -> list[str]
         return list(entity_ids)
     try:
         lines = input_file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ProfileInputError(
+            f"--input-file {input_file}: no such file (a relative path is looked for in the job"
+            " directory, then here)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileInputError(f"--input-file {input_file}: cannot read: {exc}") from None
     ids = [line.strip() for line in lines if line.strip()]
@@ -186,42 +191,57 @@ def sample_memory(
 
 def sample_cpu(process: subprocess.Popen[bytes], stream: IO[str], interval: float) -> None:
     """The process's CPU (its children included) until it ends: ``CPU <percent> <unix time>``,
-    where 100 is one core fully used. (Klio sampled the whole machine's CPU; the job's own is
-    what a job author reads this for.)"""
+    where 100 is one core fully used; the last sample covers the run's end, so even a run
+    shorter than the interval gets one. (Klio sampled the whole machine's CPU; the job's own is
+    what a job author reads this for.) The process is left for the caller to reap."""
     import psutil
 
     try:
         watched = psutil.Process(process.pid)
     except psutil.NoSuchProcess:
         return
-    seen: dict[int, psutil.Process] = {}
+    tracked: dict[int, psutil.Process] = {}
 
     def percent() -> float:
-        total = 0.0
+        # cpu_percent measures since the same Process object's previous call: keep each one.
         try:
             members = [watched, *watched.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return total
+            members = [watched]
+        total = 0.0
         for member in members:
-            # A process's cpu_percent measures since its previous call: keep each one.
-            tracked = seen.setdefault(member.pid, member)
             try:
-                total += tracked.cpu_percent(interval=None)
+                total += tracked.setdefault(member.pid, member).cpu_percent(interval=None)
             except psutil.NoSuchProcess:
-                seen.pop(member.pid, None)
+                tracked.pop(member.pid, None)
         return total
+
+    def ended() -> bool:
+        # Without reaping it (Popen.poll would): an exited process stays a readable zombie.
+        try:
+            return watched.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
 
     percent()  # the first call only starts each process's measure
     written = 0
-    while process.poll() is None:
-        time.sleep(interval)
-        if process.poll() is not None:
+    next_sample = time.monotonic() + interval
+    while True:
+        time.sleep(max(0.0, min(_END_CHECK_SECONDS, next_sample - time.monotonic())))
+        done = ended()
+        if done or time.monotonic() >= next_sample:
+            stream.write(f"{CPU_LABEL} {percent():.1f} {time.time():.4f}\n")
+            written += 1
+            next_sample += interval
+            if written % 50 == 0:  # `tail -f` on the file shows progress
+                stream.flush()
+        if done:
             break
-        stream.write(f"{CPU_LABEL} {percent():.1f} {time.time():.4f}\n")
-        written += 1
-        if written % 50 == 0:  # `tail -f` on the file shows progress
-            stream.flush()
     stream.flush()
+
+
+_END_CHECK_SECONDS = 0.05
+"""How often :func:`sample_cpu` looks whether the run ended, between samples."""
 
 
 # -- plotting ----------------------------------------------------------------------------------
@@ -238,7 +258,9 @@ def read_samples(path: Path) -> tuple[list[float], list[float]]:
         values.append(float(parts[1]))
         stamps.append(float(parts[2]))
     if not values:
-        raise ProfileInputError(f"{path}: no samples to plot (the run ended before the first)")
+        raise ProfileInputError(
+            "no samples to plot: the run ended before the first one (try a smaller --interval)"
+        )
     return [stamp - stamps[0] for stamp in stamps], values
 
 

@@ -224,3 +224,44 @@ def test_klio_config_options_reach_the_run_in_both_processes(job: Path) -> None:
     assert "version: only version 2" in overridden.stderr
     assert overridden_child.returncode == 1
     assert "version: only version 2" in overridden_child.stderr
+
+
+def test_a_short_run_still_gets_a_cpu_sample_and_dash_is_stdout(job: Path) -> None:
+    done = profile(job, "cpu", "--interval", "30", "-o", "-", "alpha")
+
+    assert done.returncode == 0, done.stderr
+    samples = done.stdout.splitlines()
+    assert len(samples) == 1 and SAMPLE.match(samples[0]) and samples[0].startswith("CPU ")
+    assert not (job / "-").exists()
+
+
+def test_input_file_is_looked_for_in_the_job_dir_first(job: Path, tmp_path: Path) -> None:
+    (job / "ids.txt").write_text("alpha\nbravo\n")
+
+    done = subprocess.run(
+        [KLIO, "job", "profile", "timeit", "-n", "1", "-j", str(job), "-i", "ids.txt"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    missing = profile(job, "timeit", "-i", "nope.txt")
+
+    assert done.returncode == 0, done.stderr
+    assert hits(done.stdout, "letters = len(item.payload)") == 2
+    assert missing.returncode == 2
+    assert "--input-file nope.txt: no such file" in missing.stderr
+
+
+def test_an_unwritable_output_file_is_refused_before_the_run_and_kept(job: Path) -> None:
+    (job / "previous.txt").write_text("earlier results\n")
+
+    no_dir = profile(job, "timeit", "-o", "missing/out.txt", "alpha")
+    no_ids = profile(job, "memory-per-line", "--maximum", "-o", "previous.txt")
+
+    assert no_dir.returncode == 2
+    assert "no such directory: missing" in no_dir.stderr
+    assert "profiled run" not in no_dir.stderr  # refused before the job ran
+    assert no_ids.returncode == 2
+    assert (job / "previous.txt").read_text() == "earlier results\n"

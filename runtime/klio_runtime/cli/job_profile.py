@@ -29,19 +29,38 @@ from klio_runtime.cli.options import (
 EXIT_INVALID = 2
 EXIT_FAILED = 1
 
+STDOUT = Path("-")
+"""``-o -``: stdout, as in Klio."""
+
+
+def _output_file_checked(
+    _ctx: click.Context, _param: click.Parameter, path: Path | None
+) -> Path | None:
+    """Refuse an output file that cannot be written before the job runs, not after."""
+    if path is None or path == STDOUT:
+        return path
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"no such directory: {path.parent}")
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a directory")
+    return path
+
+
 input_file_option = click.option(
     "--input-file",
     "-i",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="File of element ids, one per line, to profile the job with (instead of ENTITY_IDS).",
+    help="File of element ids, one per line, to profile the job with (instead of ENTITY_IDS);"
+    " a relative path is looked for in the job directory first, as Klio does.",
 )
 output_file_option = click.option(
     "--output-file",
     "-o",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the results to this file (default: stdout).",
+    callback=_output_file_checked,
+    help="Write the results to this file (default, or -: stdout).",
 )
 show_logs_option = click.option(
     "--show-logs", is_flag=True, help="Show the job's logs while profiling."
@@ -139,10 +158,13 @@ def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
 
 @contextlib.contextmanager
 def _ids_file(
-    input_file: Path | None, entity_ids: tuple[str, ...], iterations: int = 1
+    job: ProfiledJob, input_file: Path | None, entity_ids: tuple[str, ...], iterations: int = 1
 ) -> Iterator[Path]:
     from klio_runtime.profiling import ProfileInputError, element_ids, write_ids_file
 
+    if input_file is not None and not input_file.is_absolute():
+        in_job_dir = job.job_dir / input_file
+        input_file = in_job_dir if in_job_dir.is_file() else input_file
     try:
         ids = element_ids(input_file, entity_ids)
     except ProfileInputError as err:
@@ -156,7 +178,7 @@ def _ids_file(
 
 @contextlib.contextmanager
 def _output(path: Path | None, mode: str = "w") -> Iterator[IO[str]]:
-    if path is None:
+    if path is None or path == STDOUT:
         yield sys.stdout
         return
     with path.open(mode, encoding="utf-8") as stream:
@@ -261,7 +283,7 @@ def timeit(
     from klio_runtime.profiling import print_wall_times, wall_time_profiler
 
     profiler = wall_time_profiler()
-    with _ids_file(input_file, entity_ids, iterations) as ids_file, _logs_shown(show_logs):
+    with _ids_file(job, input_file, entity_ids, iterations) as ids_file, _logs_shown(show_logs):
         _run_line_profiled(job, ids_file, profiler)
     _warn_if_nothing_marked(bool(profiler.functions))
     with _output(output_file) as stream:
@@ -305,8 +327,11 @@ def memory_per_line(
     if get_maximum and per_element:
         raise click.UsageError("--maximum and --per-element are mutually exclusive.")
     marked: list[str] = []
-    # Per element: appended to, as Klio does (a table per call, written as it returns).
-    with _output(output_file, "w" if get_maximum else "a") as stream:
+    with (
+        _ids_file(job, input_file, entity_ids) as ids_file,
+        # Per element: appended to, as Klio does (a table per call, written as it returns).
+        _output(output_file, "w" if get_maximum else "a") as stream,
+    ):
         profiler = memory_line_profiler()
         wrap = (
             (lambda func: traced_by(profiler, func)) if get_maximum else memory_per_element(stream)
@@ -316,7 +341,7 @@ def memory_per_line(
             marked.append(getattr(func, "__qualname__", repr(func)))
             return wrap(func)
 
-        with _ids_file(input_file, entity_ids) as ids_file, _logs_shown(show_logs):
+        with _logs_shown(show_logs):
             _run_line_profiled(job, ids_file, wrapper)
         _warn_if_nothing_marked(bool(marked))
         if get_maximum:
@@ -337,7 +362,10 @@ def _profile_child(
     from klio_runtime.profiling import ProfileInputError, plot, png_path
 
     started = time.localtime()
-    with _ids_file(input_file, entity_ids) as ids_file, tempfile.TemporaryDirectory() as scratch:
+    with (
+        _ids_file(job, input_file, entity_ids) as ids_file,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         command = [
             sys.executable,
             "-m",
