@@ -559,9 +559,9 @@ def load_config(
     `overrides` maps dotted paths to values, e.g. ``{"pipeline_options.runner": "FnApiRunner",
     "job_config.events.inputs[0].location": "ids.txt"}``; an IO list item may also be named as
     Klio names it (``job_config.events.inputs.file0.location``); missing mappings on the way are
-    created (as Klio does), list indices must exist. Raises ConfigError for a missing file,
-    a template variable without a value, YAML syntax (with line and column), a bad override
-    path, or an invalid config.
+    created (as Klio does), and an index one past a list's end appends an item. Raises
+    ConfigError for a missing file, a template variable without a value, YAML syntax (with line
+    and column), a bad override path, or an invalid config.
     """
     data = read_config_data(path, templates)
     if overrides:
@@ -673,10 +673,12 @@ def _split_path(path: str) -> list[str | int]:
     return parts
 
 
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+def apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any], what: str = "override"
+) -> None:
     """Set each dotted-path override in the raw config mapping `data`, in place.
 
-    Raises ConfigError naming every override path that cannot be applied.
+    Raises ConfigError naming every override path that cannot be applied (as `what`).
     """
     errors = []
     for dotted, value in overrides.items():
@@ -684,7 +686,7 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
             parts = _split_path(dotted)
             _assign(data, parts, value)
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            errors.append(f"override {dotted}: {exc}")
+            errors.append(f"{what} {dotted}: {exc}")
     if errors:
         raise ConfigError(errors)
 
@@ -762,7 +764,9 @@ def _assign(data: Any, parts: list[str | int], value: Any) -> None:
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise TypeError(f"{shown}: not a list")
-            if part >= len(node):
+            if part == len(node):  # one past the end appends, as Klio's `config set` does
+                node.append(value if last else {})
+            elif part > len(node):
                 raise IndexError(f"{shown}: no such item (the list has {len(node)})")
         elif not isinstance(node, dict):
             raise TypeError(f"{shown}: not a mapping")
@@ -810,19 +814,36 @@ def _key_values(pairs: Iterable[str], what: str) -> dict[str, str]:
     return found
 
 
-def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings (e.g. from ``-O``) into an overrides mapping.
+def parse_overrides(pairs: Iterable[str], what: str = "override") -> dict[str, Any]:
+    """``KEY=VALUE`` strings (e.g. from ``-O``) into an overrides mapping (``what`` names them in
+    errors).
 
-    VALUE is read as a YAML scalar or flow value, so ``true``, ``3`` and ``[a, b]`` get their
-    types; anything else stays a string.
+    VALUE gets a type only when it plainly has one: ``true``/``false``, ``null``, a decimal
+    number, or a YAML flow list or mapping (``[a, b]``, ``{k: v}``). Anything else stays the
+    text given: ``no``, ``0755``, ``12:30`` or a date are not turned into a boolean, an octal,
+    a sexagesimal or a date, as YAML 1.1 would.
     """
-    overrides: dict[str, Any] = {}
-    for key, raw in _key_values(pairs, "override").items():
+    return {key: _typed(raw) for key, raw in _key_values(pairs, what).items()}
+
+
+_PLAIN_NUMBER = re.compile(r"[-+]?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def _typed(raw: str) -> Any:
+    text = raw.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "~"):
+        return None
+    if _PLAIN_NUMBER.fullmatch(text):
+        return float(text) if any(mark in lowered for mark in ".e") else int(text)
+    if text[:1] in ("[", "{"):
         try:
-            overrides[key] = yaml.safe_load(raw) if raw.strip() else ""
+            return yaml.safe_load(text)
         except yaml.YAMLError:
-            overrides[key] = raw
-    return overrides
+            return raw
+    return raw
 
 
 def parse_templates(pairs: Iterable[str]) -> dict[str, str]:

@@ -136,3 +136,61 @@ def test_unset_of_a_required_key_is_refused(job: Path) -> None:
     assert done.exit_code == 2
     assert "job_name" in done.stderr
     assert (job / "klio-job.yaml").read_text() == CONFIG
+
+
+def test_set_keeps_unplain_values_as_text_and_appends_one_past_the_end(job: Path) -> None:
+    done = klio(
+        job,
+        "set",
+        "job_config.released=2021-01-01",
+        "job_config.answer=no",
+        "job_config.mode=0755",
+        "job_config.events.inputs.2.type=file",
+        "job_config.events.inputs.2.location=third.txt",
+    )
+
+    assert done.exit_code == 0, done.output
+    for path, value in [
+        ("job_config.released", "2021-01-01"),
+        ("job_config.answer", "no"),
+        ("job_config.mode", "0755"),
+        ("job_config.events.inputs.file2.location", "third.txt"),
+    ]:
+        got = klio(job, "get", path)
+        assert got.exit_code == 0, got.output
+        assert json.loads(got.stdout) == value
+
+
+KLIO_BIGQUERY = """\
+version: 2
+job_name: read-bq
+pipeline_options:
+  project: my-project
+job_config:
+  events:
+    inputs:
+      - type: bq
+        table: my-project:dataset.table
+"""
+
+
+def test_a_config_with_io_this_runtime_does_not_run_can_still_be_read_and_edited(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "klio-job.yaml").write_text(KLIO_BIGQUERY)
+
+    shown = klio(tmp_path, "show")
+    got = klio(tmp_path, "get", "pipeline_options.project")
+    edited = klio(tmp_path, "set", "pipeline_options.project=other-project")
+    broken = klio(tmp_path, "set", "version=7")
+
+    assert shown.exit_code == 0, shown.output
+    assert "is not valid here" in shown.stderr
+    assert yaml.safe_load(shown.stdout)["job_config"]["events"]["inputs"][0]["type"] == "bq"
+    assert got.exit_code == 0 and json.loads(got.stdout) == "my-project"
+    assert edited.exit_code == 0, edited.output
+    data = yaml.safe_load((tmp_path / "klio-job.yaml").read_text())
+    assert data["pipeline_options"]["project"] == "other-project"
+    assert broken.exit_code == 2
+    assert "version" in broken.stderr
+    assert yaml.safe_load((tmp_path / "klio-job.yaml").read_text())["version"] == 2

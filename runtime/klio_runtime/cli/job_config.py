@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -39,18 +40,45 @@ def _refuse(error: ConfigError) -> NoReturn:
     raise SystemExit(EXIT_INVALID)
 
 
+def _problems(data: dict[str, Any]) -> list[str]:
+    """What makes a config mapping invalid here (nothing: valid)."""
+    try:
+        parse_config(data)
+    except ConfigError as err:
+        return list(err.errors)
+    return []
+
+
 def _effective(path: Path) -> dict[str, Any]:
-    """The validated config with every default filled in, in Klio's section order."""
-    dumped = dump_config(parse_config(read_config_data(path)))
+    """The validated config with our defaults filled in, in Klio's section order. A config this
+    runtime cannot run (e.g. Klio's BigQuery IO) is shown as the file has it, with a warning."""
+    data = read_config_data(path)
+    try:
+        dumped = dump_config(parse_config(data))
+    except ConfigError as err:
+        click.echo(
+            f"warning: {path} is not valid here ({'; '.join(err.errors[:3])}): showing the file"
+            " as it is, without defaults",
+            err=True,
+        )
+        dumped = data
     ordered = {key: dumped[key] for key in TOP_LEVEL_ORDER if key in dumped}
     ordered.update((key, value) for key, value in dumped.items() if key not in ordered)
     return ordered
 
 
-def _write(path: Path, data: dict[str, Any]) -> None:
-    """Validate, then write: an edit that makes the config invalid leaves the file as it was."""
-    parse_config(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+def _write(path: Path, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Write an edit unless it makes the config less valid: an edit that adds a problem leaves
+    the file as it was; one to a config that was already invalid here (Klio IO this runtime
+    does not run) is written if it adds none."""
+    existing = _problems(before)
+    added = [problem for problem in _problems(after) if problem not in existing]
+    if added:
+        raise ConfigError(added)
+    path.write_text(
+        yaml.safe_dump(after, sort_keys=False, default_flow_style=False, allow_unicode=True),
+        encoding="utf-8",
+    )
 
 
 @config.command("show")
@@ -76,7 +104,7 @@ def get(job_dir: Path, config_file: Path | None, section_property: str) -> None:
         value = config_value(_effective(config_path_of(job_dir, config_file)), section_property)
     except ConfigError as err:
         _refuse(err)
-    click.echo(json.dumps(value, indent=2))
+    click.echo(json.dumps(value, indent=2, default=str))  # str: a YAML date, say
 
 
 @config.command("set")
@@ -84,13 +112,15 @@ def get(job_dir: Path, config_file: Path | None, section_property: str) -> None:
 @config_file_option
 @click.argument("target_to_value", nargs=-1, required=True, metavar="SECTION.PROPERTY=VALUE...")
 def set_(job_dir: Path, config_file: Path | None, target_to_value: tuple[str, ...]) -> None:
-    """Set values in klio-job.yaml (VALUE read as YAML: true, 3, [a, b]); the config must stay
-    valid. The file is rewritten: its comments are not kept (as with Klio's)."""
+    """Set values in klio-job.yaml: true/false, null, numbers and [a, b] get their types, other
+    values stay text. An index one past a list's end appends. The edit must not make the config
+    invalid. The file is rewritten: its comments are not kept (as with Klio's)."""
     path = config_path_of(job_dir, config_file)
     try:
         data = read_config_data(path)
-        apply_overrides(data, parse_overrides(target_to_value))
-        _write(path, data)
+        edited = copy.deepcopy(data)
+        apply_overrides(edited, parse_overrides(target_to_value, "set"), "set")
+        _write(path, data, edited)
     except ConfigError as err:
         _refuse(err)
 
@@ -100,14 +130,15 @@ def set_(job_dir: Path, config_file: Path | None, target_to_value: tuple[str, ..
 @config_file_option
 @click.argument("section_property", metavar="SECTION.PROPERTY")
 def unset(job_dir: Path, config_file: Path | None, section_property: str) -> None:
-    """Remove a value from klio-job.yaml (nothing to do if it is not set); the config must stay
-    valid. The file is rewritten: its comments are not kept (as with Klio's)."""
+    """Remove a value from klio-job.yaml (nothing to do if it is not set); the edit must not make
+    the config invalid. The file is rewritten: its comments are not kept (as with Klio's)."""
     path = config_path_of(job_dir, config_file)
     try:
         data = read_config_data(path)
-        if not remove_config_key(data, section_property):
+        edited = copy.deepcopy(data)
+        if not remove_config_key(edited, section_property):
             click.echo(f"{section_property}: not set in {path}; nothing to unset", err=True)
             return
-        _write(path, data)
+        _write(path, data, edited)
     except ConfigError as err:
         _refuse(err)
