@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 import types
+import warnings
 from collections.abc import Callable
 from enum import Enum
 from typing import Any
@@ -161,7 +162,12 @@ def _own_signature(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     ``functools.wraps`` would make it see ``(ctx, item)``.
     """
     wrapper.__dict__.pop("__wrapped__", None)
+    setattr(wrapper, KLIO_WRAPPER_MARK, True)
     return wrapper
+
+
+KLIO_WRAPPER_MARK = "__klio_wrapper__"
+"""Set on the wrappers Klio's decorators return (``@profile`` warns when it is given one)."""
 
 
 def _context_of(self: Any) -> KlioContext:
@@ -867,6 +873,13 @@ def profile(func: Callable[..., Any] | None = None, **_: Any) -> Any:
 
     def mark(target: Callable[..., Any]) -> Callable[..., Any]:
         profiler = ACTIVE_PROFILER
+        if profiler is not None and getattr(target, KLIO_WRAPPER_MARK, False):
+            warnings.warn(
+                f"@profile is above a Klio decorator on {_name(target)}: it measures the"
+                " decorator's wrapper, not the function; put @profile last (innermost), as Klio"
+                " requires",
+                stacklevel=3,
+            )
         if profiler is not None:
             # wraps() keeps the signature other decorators read to tell methods from functions
             target = functools.wraps(target)(profiler(target))

@@ -265,3 +265,25 @@ def test_an_unwritable_output_file_is_refused_before_the_run_and_kept(job: Path)
     assert "profiled run" not in no_dir.stderr  # refused before the job ran
     assert no_ids.returncode == 2
     assert (job / "previous.txt").read_text() == "earlier results\n"
+
+
+def test_profile_above_a_klio_decorator_is_warned_about(job: Path) -> None:
+    (job / "transforms.py").write_text(
+        TRANSFORMS.replace(
+            "@decorators.handle_klio\n@decorators.profile\ndef count_letters",
+            "@decorators.profile\n@decorators.handle_klio\ndef count_letters",
+        )
+    )
+
+    done = profile(job, "timeit", "-n", "1", "alpha")
+
+    assert done.returncode == 0, done.stderr
+    assert "@profile is above a Klio decorator on count_letters" in done.stderr
+    assert "put @profile last (innermost)" in done.stderr
+
+
+def test_a_png_samples_file_is_refused_with_a_plot(job: Path) -> None:
+    done = profile(job, "memory", "-g", "-o", "samples.png", "alpha")
+
+    assert done.returncode == 2
+    assert "the samples are text" in done.stderr

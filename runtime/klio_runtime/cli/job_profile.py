@@ -361,6 +361,11 @@ def _profile_child(
     """Run the job in a child process (``run-pipeline``) and sample it until it ends."""
     from klio_runtime.profiling import ProfileInputError, plot, png_path
 
+    if plot_graph and output_file is not None and output_file.suffix.lower() == ".png":
+        raise click.UsageError(
+            f"--output-file {output_file}: the samples are text; the plot goes beside them,"
+            f" to {output_file.with_suffix('.png')}: name the samples file otherwise"
+        )
     started = time.localtime()
     with (
         _ids_file(job, input_file, entity_ids) as ids_file,
