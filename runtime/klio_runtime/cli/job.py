@@ -1,9 +1,10 @@
-"""``klio job …``: verify, run, test, profile, configure and create job directories."""
+"""``klio job …``: verify, run, test, audit, profile, configure and create job directories."""
 
 from __future__ import annotations
 
 import click
 
+from klio_runtime.cli.job_audit import audit
 from klio_runtime.cli.job_config import config
 from klio_runtime.cli.job_create import create
 from klio_runtime.cli.job_profile import profile
@@ -23,3 +24,4 @@ job.add_command(create)
 job.add_command(test)
 job.add_command(profile)
 job.add_command(config)
+job.add_command(audit)

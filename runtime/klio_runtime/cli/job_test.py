@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from klio_runtime.cli.options import (
     override_option,
     template_option,
 )
+
+if TYPE_CHECKING:
+    from klio_runtime.config import KlioConfig
 
 EXIT_INVALID = 2
 
@@ -48,14 +52,22 @@ def test(
     pytest_args: tuple[str, ...],
 ) -> None:
     """Run the job's tests with pytest (PYTEST_ARGS are passed on); exits with pytest's code."""
+    import pytest
+
+    enter_job_tests(job_dir, config_file, overrides, templates)
+    raise SystemExit(int(pytest.main(list(pytest_args))))
+
+
+def enter_job_tests(
+    job_dir: Path, config_file: Path | None, overrides: tuple[str, ...], templates: tuple[str, ...]
+) -> KlioConfig:
+    """Make this process the place the job's tests run, as Klio's do: the job's config bound as
+    the context, the job directory current and importable, ``KLIO_TEST_MODE`` set. Exits 2 on
+    an invalid config."""
     from klio_runtime.config import ConfigError, parse_overrides, parse_templates
     from klio_runtime.context import KlioContext, bind_context, leave_level_to_root
     from klio_runtime.runner import forget_other_jobs_modules, load_job_config
 
-    try:
-        import pytest
-    except ImportError:
-        raise click.ClickException("klio job test needs pytest: pip install pytest") from None
     directory = job_dir.resolve()
     try:
         config = load_job_config(
@@ -71,4 +83,4 @@ def test(
     os.chdir(directory)
     forget_other_jobs_modules(str(directory))
     sys.path.insert(0, str(directory))
-    raise SystemExit(int(pytest.main(list(pytest_args))))
+    return config

@@ -1,0 +1,142 @@
+"""`klio job audit` as a subprocess: a job's own tests run with Klio's audit steps watching."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KLIO = str(Path(sys.executable).parent / "klio")
+
+CONFIG = """
+version: 2
+job_name: audited
+pipeline_options:
+  streaming: false
+job_config:
+  events:
+    inputs:
+      - type: file
+        location: ids.txt
+"""
+TRANSFORMS = """
+from klio.transforms import decorators
+
+
+@decorators.handle_klio
+def keep(ctx, item):
+    return item
+"""
+RUN = """
+import apache_beam as beam
+import transforms
+
+
+def run(input_pcol, config):
+    return input_pcol | beam.Map(transforms.keep)
+"""
+CLEAN_TEST = """
+import transforms
+
+
+def test_keep_is_decorated():
+    assert callable(transforms.keep)
+"""
+LEAKY_TEST = """
+import tempfile
+
+
+def test_uses_an_unnamed_temporary_file():
+    with tempfile.TemporaryFile() as handle:
+        handle.write(b"scratch")
+"""
+TENSORFLOW_TEST = """
+import sys
+import types
+
+# Stands in for `import tensorflow` (not installed here): the audit looks at sys.modules.
+sys.modules.setdefault("tensorflow", types.ModuleType("tensorflow"))
+
+
+def test_model_loads():
+    assert "tensorflow" in sys.modules
+"""
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    (tmp_path / "klio-job.yaml").write_text(CONFIG)
+    (tmp_path / "run.py").write_text(RUN)
+    (tmp_path / "transforms.py").write_text(TRANSFORMS)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_clean.py").write_text(CLEAN_TEST)
+    return tmp_path
+
+
+def audit(job: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KLIO, "job", "audit", *args],
+        cwd=job,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def test_a_clean_job_passes_every_step(job: Path) -> None:
+    done = audit(job)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PyTest passed!" in done.stdout
+    for step in ("tempfile", "multithreaded_tf", "numpy_broken_blas"):
+        assert f"[{step}]: audit step passed!" in done.stdout
+    assert "0 errors, 0 warnings" in done.stdout
+    assert "Good job! Your job does not exhibit any known issues." in done.stdout
+
+
+def test_an_unnamed_temporary_file_is_an_error_with_where_it_was_made(job: Path) -> None:
+    (job / "tests" / "test_leaky.py").write_text(LEAKY_TEST)
+
+    done = audit(job)
+
+    assert done.returncode == 1
+    assert "[tempfile]: `tempfile.TemporaryFile` was used!" in done.stdout
+    assert "test_leaky.py" in done.stdout and "with tempfile.TemporaryFile()" in done.stdout
+    assert "1 errors, 0 warnings" in done.stdout
+    assert "You have errors in your job." in done.stdout
+
+
+def test_tensorflow_on_several_threads_is_a_warning_unless_one_at_a_time(job: Path) -> None:
+    (job / "tests" / "test_model.py").write_text(TENSORFLOW_TEST)
+
+    threaded = audit(job)
+    single = audit(job, "-O", "job_config.thread_pool_size=1")
+
+    assert threaded.returncode == 0, threaded.stdout + threaded.stderr
+    assert "[multithreaded_tf]: TensorFlow usage detected" in threaded.stdout
+    assert "0 errors, 1 warnings" in threaded.stdout
+    assert "Your job has warnings, but no errors." in threaded.stdout
+    assert single.returncode == 0, single.stdout + single.stderr
+    assert "[multithreaded_tf]: audit step passed!" in single.stdout
+
+
+def test_failing_tests_fail_the_audit(job: Path) -> None:
+    (job / "tests" / "test_broken.py").write_text("def test_broken():\n    assert False\n")
+
+    done = audit(job)
+
+    assert done.returncode == 1
+    assert "PyTest failed!" in done.stdout
+
+
+def test_list_names_each_step_and_what_it_watches(job: Path) -> None:
+    done = audit(job, "--list")
+
+    assert done.returncode == 0, done.stderr
+    assert "tempfile: Avoid leaky file descriptors" in done.stdout
+    assert "multithreaded_tf: " in done.stdout
+    assert "numpy_broken_blas: NumPy before 1.16.3" in done.stdout
+    assert "Auditing" not in done.stdout  # listing runs no audit
