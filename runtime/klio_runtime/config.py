@@ -727,6 +727,35 @@ def remove_config_key(data: dict[str, Any], dotted: str) -> bool:
     return False
 
 
+def declared_unset(config: KlioConfig, dotted: str) -> bool:
+    """Whether a dotted path names a setting the config model declares (a typed pipeline option,
+    say) that this config leaves unset: its dump leaves such settings out."""
+    try:
+        parts = _split_path(dotted)
+    except ValueError:
+        return False
+    node: Any = config
+    for depth, part in enumerate(parts):
+        if isinstance(node, list):
+            entries = [item.as_dict() if hasattr(item, "as_dict") else item for item in node]
+            try:
+                index = _list_index(entries, part, _format_location(tuple(parts[: depth + 1])))
+            except IndexError:
+                return False
+            if index >= len(node):
+                return False
+            node = node[index]
+        elif isinstance(node, BaseModel) and isinstance(part, str):
+            fields = type(node).model_fields
+            name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+            if name is None:
+                return False
+            node = getattr(node, name)
+        else:
+            return False
+    return node is None
+
+
 def _walk(data: Any, parts: list[str | int]) -> Any:
     node = data
     for depth, part in enumerate(parts):

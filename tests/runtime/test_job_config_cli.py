@@ -72,10 +72,17 @@ def test_get_prints_one_value_as_json(job: Path, path: str, value: object) -> No
     assert json.loads(done.stdout) == value
 
 
+def test_get_of_a_known_setting_the_file_leaves_unset_is_null(job: Path) -> None:
+    for path in ("pipeline_options.region", "job_config.thread_pool_size"):
+        done = klio(job, "get", path)
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout) is None
+
+
 @pytest.mark.parametrize(
     ("path", "says"),
     [
-        ("pipeline_options.region", "pipeline_options.region: not set"),
+        ("pipeline_options.no_such_option", "pipeline_options.no_such_option: not set"),
         ("job_config.events.inputs.pubsub0", "no such item (named here: file0, file1)"),
         ("job_config.events.inputs[5]", "no such item (the list has 2)"),
         ("job_config..x", "cannot parse"),

@@ -17,6 +17,7 @@ from klio_runtime.config import (
     apply_overrides,
     config_path_of,
     config_value,
+    declared_unset,
     dump_config,
     parse_config,
     parse_overrides,
@@ -99,12 +100,23 @@ def show(job_dir: Path, config_file: Path | None) -> None:
 @click.argument("section_property", metavar="SECTION.PROPERTY")
 def get(job_dir: Path, config_file: Path | None, section_property: str) -> None:
     """Print one value of the effective configuration as JSON, e.g. pipeline_options.streaming
-    or job_config.events.inputs.file0.location (list items also as [0] or .0)."""
+    or job_config.events.inputs.file0.location (list items also as [0] or .0); null for a
+    setting this runtime knows that the file leaves unset."""
+    path = config_path_of(job_dir, config_file)
     try:
-        value = config_value(_effective(config_path_of(job_dir, config_file)), section_property)
+        value = config_value(_effective(path), section_property)
     except ConfigError as err:
-        _refuse(err)
+        if not _unset_but_known(path, section_property):
+            _refuse(err)
+        value = None
     click.echo(json.dumps(value, indent=2, default=str))  # str: a YAML date, say
+
+
+def _unset_but_known(path: Path, section_property: str) -> bool:
+    try:
+        return declared_unset(parse_config(read_config_data(path)), section_property)
+    except ConfigError:
+        return False
 
 
 @config.command("set")
