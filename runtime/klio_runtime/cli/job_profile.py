@@ -170,10 +170,8 @@ def _ids_file(
     except ProfileInputError as err:
         raise click.UsageError(str(err)) from None
     with tempfile.TemporaryDirectory(prefix="klio-profile-") as directory:
-        try:
-            yield write_ids_file(ids, iterations, Path(directory) / "element_ids.txt")
-        except ProfileInputError as err:
-            raise click.UsageError(str(err)) from None
+        # iterations >= 1: click's IntRange checked it
+        yield write_ids_file(ids, iterations, Path(directory) / "element_ids.txt")
 
 
 @contextlib.contextmanager
