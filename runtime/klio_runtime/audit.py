@@ -16,7 +16,6 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.version import Version
@@ -56,7 +55,7 @@ class AuditStep:
 
     AUDIT_STEP_NAME = ""
 
-    def __init__(self, job_dir: Path, klio_config: KlioConfig, tw: Writer) -> None:
+    def __init__(self, job_dir: str, klio_config: KlioConfig, tw: Writer) -> None:
         self.job_dir = job_dir
         self.klio_config = klio_config
         self.tw = tw
@@ -74,17 +73,19 @@ class AuditStep:
     def after_tests(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement after_tests")
 
-    def emit_warning(self, message: str, tb: Stack | None = None) -> None:
+    # Klio's parameter names (`warning`, `error`, `tb`, writer markup as keywords): steps call
+    # them by name.
+    def emit_warning(self, warning: str, tb: Stack | None = None, **markup: bool) -> None:
         self.warned = True
-        self._emit(message, tb, yellow=True)
+        self._emit(warning, tb, **{"yellow": True, **markup})
 
-    def emit_error(self, message: str, tb: Stack | None = None) -> None:
+    def emit_error(self, error: str, tb: Stack | None = None, **markup: bool) -> None:
         self.errored = True
-        self._emit(message, tb, red=True)
+        self._emit(error, tb, **{"red": True, **markup})
 
     def _emit(self, message: str, tb: Stack | None, **markup: bool) -> None:
         text = f"[{self.AUDIT_STEP_NAME}]: {message}\n"
-        if tb is not None:
+        if tb:
             text += "".join(traceback.format_list(_frames_after_pytest(tb))) + "\n"
         self.tw.write(text, **markup)
 
@@ -178,9 +179,9 @@ class NumPyBrokenBLASUsage(AuditStep):
 
 def installed_steps() -> list[tuple[str, type[AuditStep] | None, str]]:
     """Every step under the entry-point group: (name, class or None if it failed to load, its
-    description or the load error), in name order."""
+    description or the load error)."""
     found: list[tuple[str, type[AuditStep] | None, str]] = []
-    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
+    for point in entry_points(group=ENTRY_POINT_GROUP):  # in registration order, as Klio
         try:
             step = point.load()
         except Exception as err:  # a broken plugin is reported, not fatal
@@ -192,7 +193,7 @@ def installed_steps() -> list[tuple[str, type[AuditStep] | None, str]]:
     return found
 
 
-def audit(job_dir: Path, config: KlioConfig, tw: Writer, run_tests: Callable[[], int]) -> int:
+def audit(job_dir: str, config: KlioConfig, tw: Writer, run_tests: Callable[[], int]) -> int:
     """Run the job's tests (``run_tests``, pytest's exit code) between the steps' before and
     after; report as Klio does. Returns the exit code: 1 if the tests failed or a step erred."""
     tw.write("Auditing your Klio job...\n")
@@ -226,7 +227,9 @@ def audit(job_dir: Path, config: KlioConfig, tw: Writer, run_tests: Callable[[],
         tw.sep("=", "You have errors in your job. Please fix and try again.", red=True)
         return 1
     if warnings:
-        tw.write("Cool! Your job has warnings, but no errors. Please check the warnings.\n")
+        tw.write(
+            "Cool! Your job has warnings, but no errors. Please check the warnings.\n", yellow=True
+        )
     else:
         tw.write("Good job! Your job does not exhibit any known issues.\n")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,46 @@ def test_list_names_each_step_and_what_it_watches(job: Path) -> None:
     assert "multithreaded_tf: " in done.stdout
     assert "numpy_broken_blas: NumPy before 1.16.3" in done.stdout
     assert "Auditing" not in done.stdout  # listing runs no audit
+
+
+KLIO_STYLE_STEP = '''
+from klio_exec.commands.audit_steps import base
+
+
+class JobDirStep(base.BaseKlioAuditStep):
+    """Looks at the job directory."""
+
+    AUDIT_STEP_NAME = "job_dir"
+
+    def after_tests(self):
+        self.emit_warning(warning="looked at " + self.job_dir, bold=True)
+'''
+
+
+def test_a_step_written_for_klio_is_found_under_klio_s_entry_points(
+    job: Path, tmp_path: Path
+) -> None:
+    # A package registering an audit step, as Klio's plugins do: a distribution on the path
+    # whose entry points name the step under klio.plugins.audit.
+    plugins = tmp_path / "plugins"
+    (plugins / "klio_job_dir_step-1.0.dist-info").mkdir(parents=True)
+    (plugins / "klio_job_dir_step.py").write_text(KLIO_STYLE_STEP)
+    (plugins / "klio_job_dir_step-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: klio-job-dir-step\nVersion: 1.0\n"
+    )
+    (plugins / "klio_job_dir_step-1.0.dist-info" / "entry_points.txt").write_text(
+        "[klio.plugins.audit]\njob_dir = klio_job_dir_step:JobDirStep\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(plugins)}
+
+    listed = subprocess.run(
+        [KLIO, "job", "audit", "--list"], cwd=job, capture_output=True, text=True, env=env
+    )
+    done = subprocess.run(
+        [KLIO, "job", "audit"], cwd=job, capture_output=True, text=True, env=env, timeout=240
+    )
+
+    assert "job_dir: Looks at the job directory." in listed.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"[job_dir]: looked at {job.resolve()}" in done.stdout
+    assert "0 errors, 1 warnings" in done.stdout

@@ -61,5 +61,5 @@ def audit(
 
     config = enter_job_tests(job_dir, config_file, overrides, templates)
     writer = TerminalWriter()
-    code = run_audit(Path.cwd(), config, writer, lambda: int(pytest.main(["-qq"])))
+    code = run_audit(str(Path.cwd()), config, writer, lambda: int(pytest.main(["-qq"])))
     raise SystemExit(code)

@@ -1,0 +1,1 @@
+"""Klio's ``klio_exec.commands.audit_steps``: the base class third-party audit steps subclass."""
