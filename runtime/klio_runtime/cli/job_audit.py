@@ -7,14 +7,7 @@ from pathlib import Path
 
 import click
 
-from klio_runtime.cli.options import (
-    config_file_option,
-    force_build_option,
-    image_tag_option,
-    job_dir_option,
-    override_option,
-    template_option,
-)
+from klio_runtime.cli.options import job_and_config_options
 
 
 def _list_steps(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -29,12 +22,7 @@ def _list_steps(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 
 
 @click.command("audit")
-@job_dir_option
-@config_file_option
-@override_option
-@template_option
-@image_tag_option
-@force_build_option
+@job_and_config_options
 @click.option(
     "--list",
     is_flag=True,

@@ -17,14 +17,7 @@ from typing import IO, Any, NoReturn
 
 import click
 
-from klio_runtime.cli.options import (
-    config_file_option,
-    force_build_option,
-    image_tag_option,
-    job_dir_option,
-    override_option,
-    template_option,
-)
+from klio_runtime.cli.options import job_and_config_options
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -125,12 +118,7 @@ def job_options(command: Callable[..., None]) -> Callable[..., None]:
     (accepted; the job runs from its directory, nothing is built). ``command`` gets them as
     ``job``."""
 
-    @job_dir_option
-    @config_file_option
-    @override_option
-    @template_option
-    @image_tag_option
-    @force_build_option
+    @job_and_config_options
     @functools.wraps(command)
     def with_job(
         job_dir: Path,

@@ -17,14 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from klio_runtime.cli.options import (
-    config_file_option,
-    force_build_option,
-    image_tag_option,
-    job_dir_option,
-    override_option,
-    template_option,
-)
+from klio_runtime.cli.options import job_and_config_options
 
 if TYPE_CHECKING:
     from klio_runtime.config import KlioConfig
@@ -35,12 +28,7 @@ EXIT_INVALID = 2
 @click.command(
     "test", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
-@job_dir_option
-@config_file_option
-@override_option
-@template_option
-@image_tag_option
-@force_build_option
+@job_and_config_options
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def test(
     job_dir: Path,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -50,3 +52,24 @@ image_tag_option = click.option(
 force_build_option = click.option(
     "--force-build", is_flag=True, help="Accepted for Klio's command line; no image is built."
 )
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def job_and_config_options(command: Command) -> Command:
+    """The options of Klio's commands that load a job (its ``with_klio_config``): -j, -c, -O,
+    -T, and --image-tag and --force-build; the command gets ``job_dir``, ``config_file``,
+    ``overrides``, ``templates``, ``image_tag`` and ``force_build``."""
+    for option in reversed(
+        (
+            job_dir_option,
+            config_file_option,
+            override_option,
+            template_option,
+            image_tag_option,
+            force_build_option,
+        )
+    ):
+        command = option(command)
+    return command
