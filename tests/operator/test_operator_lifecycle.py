@@ -355,6 +355,7 @@ async def test_pubsub_resources_and_children_deleted_by_hand_are_made_again() ->
             assert op.condition_is("child", "TopicsReady", "True")
 
             # Child objects deleted by hand come back too (the next pass finds them missing).
+            objects_repaired = drift.labels(resource="object")._value.get()
             for kind in ("ConfigMap", "Service", "Deployment"):
                 (child_object,) = [n for n in op.objects(kind) if n.startswith("child")]
                 await op.send("DELETE", resource_path(kind, NS, child_object))
@@ -362,7 +363,11 @@ async def test_pubsub_resources_and_children_deleted_by_hand_are_made_again() ->
                     lambda k=kind, n=child_object: n in op.objects(k),
                     f"{kind} {child_object} made again",
                 )
-            assert drift.labels(resource="object")._value.get() >= 3
+            # Counted when the drift pass (or the Deployment's event) finds it missing. One deleted
+            # while the reconcile of the repair before is still applying every child comes back
+            # with that reconcile, uncounted, so the count only has to grow here.
+            # (test_a_deployment_deleted_by_hand_comes_back_at_once counts exactly.)
+            assert drift.labels(resource="object")._value.get() > objects_repaired
 
         await op.run(scenario)
 
