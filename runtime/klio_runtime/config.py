@@ -727,35 +727,6 @@ def remove_config_key(data: dict[str, Any], dotted: str) -> bool:
     return False
 
 
-def declared_unset(config: KlioConfig, dotted: str) -> bool:
-    """Whether a dotted path names a setting the config model declares (a typed pipeline option,
-    say) that this config leaves unset: its dump leaves such settings out."""
-    try:
-        parts = _split_path(dotted)
-    except ValueError:
-        return False
-    node: Any = config
-    for depth, part in enumerate(parts):
-        if isinstance(node, list):
-            entries = [item.as_dict() if hasattr(item, "as_dict") else item for item in node]
-            try:
-                index = _list_index(entries, part, _format_location(tuple(parts[: depth + 1])))
-            except IndexError:
-                return False
-            if index >= len(node):
-                return False
-            node = node[index]
-        elif isinstance(node, BaseModel) and isinstance(part, str):
-            fields = type(node).model_fields
-            name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
-            if name is None:
-                return False
-            node = getattr(node, name)
-        else:
-            return False
-    return node is None
-
-
 def _walk(data: Any, parts: list[str | int]) -> Any:
     node = data
     for depth, part in enumerate(parts):
@@ -880,32 +851,34 @@ def parse_templates(pairs: Iterable[str]) -> dict[str, str]:
     return _key_values(pairs, "template")
 
 
-def _dump_model(model: BaseModel) -> dict[str, Any]:
-    """A model as a plain dict in input spelling: declared fields that are None are left out,
-    extra (custom) keys are kept exactly, even when None."""
+def _dump_model(model: BaseModel, keep_unset: bool = False) -> dict[str, Any]:
+    """A model as a plain dict in input spelling: declared fields that are None are left out
+    (kept, as None, with ``keep_unset``), extra (custom) keys are kept exactly, even when None."""
     out: dict[str, Any] = {}
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
-        if value is not None:
-            out[field.alias or name] = _dump_value(value)
+        if value is not None or keep_unset:
+            out[field.alias or name] = _dump_value(value, keep_unset)
     for name, value in (model.model_extra or {}).items():
-        out[name] = _dump_value(value)
+        out[name] = _dump_value(value, keep_unset)
     return out
 
 
-def _dump_value(value: Any) -> Any:
+def _dump_value(value: Any, keep_unset: bool = False) -> Any:
     if isinstance(value, BaseModel):
-        return _dump_model(value)
+        return _dump_model(value, keep_unset)
     if isinstance(value, list):
-        return [_dump_value(item) for item in value]
+        return [_dump_value(item, keep_unset) for item in value]
     if isinstance(value, dict):
-        return {key: _dump_value(item) for key, item in value.items()}
+        return {key: _dump_value(item, keep_unset) for key, item in value.items()}
     return value
 
 
-def dump_config(config: KlioConfig) -> dict[str, Any]:
-    """The config as a ``klio-job.yaml``-shaped dict; ``parse_config(dump_config(c)) == c``."""
-    return _dump_model(config)
+def dump_config(config: KlioConfig, keep_unset: bool = False) -> dict[str, Any]:
+    """The config as a ``klio-job.yaml``-shaped dict; ``parse_config(dump_config(c)) == c``.
+    ``keep_unset``: the settings the model declares but the config leaves unset are there too,
+    as None (what ``klio job config get`` reads)."""
+    return _dump_model(config, keep_unset)
 
 
 __all__ = [

@@ -17,7 +17,6 @@ from klio_runtime.config import (
     apply_overrides,
     config_path_of,
     config_value,
-    declared_unset,
     dump_config,
     parse_config,
     parse_overrides,
@@ -50,12 +49,13 @@ def _problems(data: dict[str, Any]) -> list[str]:
     return []
 
 
-def _effective(path: Path) -> dict[str, Any]:
-    """The validated config with our defaults filled in, in Klio's section order. A config this
-    runtime cannot run (e.g. Klio's BigQuery IO) is shown as the file has it, with a warning."""
+def _effective(path: Path, keep_unset: bool = False) -> dict[str, Any]:
+    """The validated config with our defaults filled in, in Klio's section order (with
+    ``keep_unset``, the settings it leaves unset too, as None). A config this runtime cannot
+    run (e.g. Klio's BigQuery IO) is shown as the file has it, with a warning."""
     data = read_config_data(path)
     try:
-        dumped = dump_config(parse_config(data))
+        dumped = dump_config(parse_config(data), keep_unset)
     except ConfigError as err:
         click.echo(
             f"warning: {path} is not valid here ({'; '.join(err.errors[:3])}): showing the file"
@@ -102,21 +102,12 @@ def get(job_dir: Path, config_file: Path | None, section_property: str) -> None:
     """Print one value of the effective configuration as JSON, e.g. pipeline_options.streaming
     or job_config.events.inputs.file0.location (list items also as [0] or .0); null for a
     setting this runtime knows that the file leaves unset."""
-    path = config_path_of(job_dir, config_file)
     try:
-        value = config_value(_effective(path), section_property)
+        effective = _effective(config_path_of(job_dir, config_file), keep_unset=True)
+        value = config_value(effective, section_property)
     except ConfigError as err:
-        if not _unset_but_known(path, section_property):
-            _refuse(err)
-        value = None
+        _refuse(err)
     click.echo(json.dumps(value, indent=2, default=str))  # str: a YAML date, say
-
-
-def _unset_but_known(path: Path, section_property: str) -> bool:
-    try:
-        return declared_unset(parse_config(read_config_data(path)), section_property)
-    except ConfigError:
-        return False
 
 
 @config.command("set")
