@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from klio_runtime.cli.options import job_and_config_options
+from klio_runtime.cli.options import JobOptions, job_and_config_options
 
 
 def _list_steps(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -31,14 +31,7 @@ def _list_steps(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
     callback=_list_steps,
     help="List the installed audit steps (runs no audit).",
 )
-def audit(
-    job_dir: Path,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    templates: tuple[str, ...],
-    image_tag: str | None,
-    force_build: bool,
-) -> None:
+def audit(job: JobOptions) -> None:
     """Run the job's tests with Klio's audit steps watching for known problems (leaky temporary
     files, TensorFlow on several threads, a thread-unsafe NumPy); exits 1 on an error."""
     import pytest
@@ -47,7 +40,7 @@ def audit(
     from klio_runtime.audit import audit as run_audit
     from klio_runtime.cli.job_test import enter_job_tests
 
-    config = enter_job_tests(job_dir, config_file, overrides, templates)
+    config = enter_job_tests(job)
     writer = TerminalWriter()
     code = run_audit(str(Path.cwd()), config, writer, lambda: int(pytest.main(["-qq"])))
     raise SystemExit(code)

@@ -4,7 +4,6 @@ with Klio's subcommands and options (:mod:`klio_runtime.profiling` says what eac
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import IO, Any, NoReturn
 
 import click
 
-from klio_runtime.cli.options import job_and_config_options
+from klio_runtime.cli.options import JobOptions, job_and_config_options
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -92,48 +91,6 @@ MEMORY = SampledMeasure(
 entity_ids_argument = click.argument("entity_ids", nargs=-1, required=False)
 
 
-@dataclass(frozen=True)
-class ProfiledJob:
-    """The job to profile and its config, as Klio's options name them."""
-
-    job_dir: Path
-    config_file: Path | None
-    overrides: tuple[str, ...]
-    templates: tuple[str, ...]
-
-    def as_arguments(self) -> list[str]:
-        """The same options, for the child process that ``cpu`` and ``memory`` sample."""
-        arguments = ["--job-dir", str(self.job_dir)]
-        if self.config_file is not None:
-            arguments += ["--config-file", str(self.config_file)]
-        for pair in self.overrides:
-            arguments += ["--override", pair]
-        for pair in self.templates:
-            arguments += ["--template", pair]
-        return arguments
-
-
-def job_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Klio's options naming the job: -j, -c, -O, -T, and --image-tag and --force-build
-    (accepted; the job runs from its directory, nothing is built). ``command`` gets them as
-    ``job``."""
-
-    @job_and_config_options
-    @functools.wraps(command)
-    def with_job(
-        job_dir: Path,
-        config_file: Path | None,
-        overrides: tuple[str, ...],
-        templates: tuple[str, ...],
-        image_tag: str | None,
-        force_build: bool,
-        **arguments: Any,
-    ) -> None:
-        command(job=ProfiledJob(job_dir, config_file, overrides, templates), **arguments)
-
-    return with_job
-
-
 @click.group("profile")
 def profile() -> None:
     """Profile the job over given elements: CPU, memory, or line by line (@profile)."""
@@ -146,7 +103,7 @@ def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
 
 @contextlib.contextmanager
 def _ids_file(
-    job: ProfiledJob, input_file: Path | None, entity_ids: tuple[str, ...], iterations: int = 1
+    job: JobOptions, input_file: Path | None, entity_ids: tuple[str, ...], iterations: int = 1
 ) -> Iterator[Path]:
     from klio_runtime.profiling import ProfileInputError, element_ids, write_ids_file
 
@@ -184,7 +141,7 @@ def _logs_shown(show_logs: bool) -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
-def _run_over(job: ProfiledJob, ids_file: Path) -> None:
+def _run_over(job: JobOptions, ids_file: Path) -> None:
     """The job over the ids file, here, on the in-process runner, writing no events."""
     from klio_runtime.config import ConfigError, parse_overrides, parse_templates
     from klio_runtime.profiling import profiling_overrides
@@ -220,7 +177,7 @@ def _run_over(job: ProfiledJob, ids_file: Path) -> None:
 
 
 def _run_line_profiled(
-    job: ProfiledJob, ids_file: Path, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
+    job: JobOptions, ids_file: Path, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> None:
     """Run with ``@profile`` wrapping what it marks: set before the job's modules load."""
     from klio_runtime import decorators
@@ -256,9 +213,9 @@ def _warn_if_nothing_marked(profiled: bool) -> None:
 )
 @show_logs_option
 @entity_ids_argument
-@job_options
+@job_and_config_options
 def timeit(
-    job: ProfiledJob,
+    job: JobOptions,
     input_file: Path | None,
     output_file: Path | None,
     iterations: int,
@@ -292,9 +249,9 @@ def timeit(
 @output_file_option
 @show_logs_option
 @entity_ids_argument
-@job_options
+@job_and_config_options
 def memory_per_line(
-    job: ProfiledJob,
+    job: JobOptions,
     get_maximum: bool,
     per_element: bool,
     input_file: Path | None,
@@ -336,7 +293,7 @@ def memory_per_line(
 
 def _profile_child(
     measure: SampledMeasure,
-    job: ProfiledJob,
+    job: JobOptions,
     input_file: Path | None,
     entity_ids: tuple[str, ...],
     output_file: Path | None,
@@ -400,9 +357,9 @@ def _profile_child(
 @plot_graph_option
 @show_logs_option
 @entity_ids_argument
-@job_options
+@job_and_config_options
 def cpu(
-    job: ProfiledJob,
+    job: JobOptions,
     interval: float,
     input_file: Path | None,
     output_file: Path | None,
@@ -432,9 +389,9 @@ def cpu(
 @plot_graph_option
 @show_logs_option
 @entity_ids_argument
-@job_options
+@job_and_config_options
 def memory(
-    job: ProfiledJob,
+    job: JobOptions,
     interval: float,
     include_children: bool,
     multiprocess: bool,
@@ -461,8 +418,8 @@ def memory(
     help="The element ids to run over, one per line.",
 )
 @show_logs_option
-@job_options
-def run_pipeline(job: ProfiledJob, ids_file: Path, show_logs: bool) -> None:
+@job_and_config_options
+def run_pipeline(job: JobOptions, ids_file: Path, show_logs: bool) -> None:
     """The run `cpu` and `memory` sample, in its own process."""
     with _logs_shown(show_logs):
         _run_over(job, ids_file)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from klio_runtime.cli.options import job_and_config_options
+from klio_runtime.cli.options import JobOptions, job_and_config_options
 
 if TYPE_CHECKING:
     from klio_runtime.config import KlioConfig
@@ -30,25 +29,15 @@ EXIT_INVALID = 2
 )
 @job_and_config_options
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def test(
-    job_dir: Path,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    templates: tuple[str, ...],
-    image_tag: str | None,
-    force_build: bool,
-    pytest_args: tuple[str, ...],
-) -> None:
+def test(job: JobOptions, pytest_args: tuple[str, ...]) -> None:
     """Run the job's tests with pytest (PYTEST_ARGS are passed on); exits with pytest's code."""
     import pytest
 
-    enter_job_tests(job_dir, config_file, overrides, templates)
+    enter_job_tests(job)
     raise SystemExit(int(pytest.main(list(pytest_args))))
 
 
-def enter_job_tests(
-    job_dir: Path, config_file: Path | None, overrides: tuple[str, ...], templates: tuple[str, ...]
-) -> KlioConfig:
+def enter_job_tests(job: JobOptions) -> KlioConfig:
     """Make this process the place the job's tests run, as Klio's do: the job's config bound as
     the context, the job directory current and importable, ``KLIO_TEST_MODE`` set. Exits 2 on
     an invalid config."""
@@ -56,10 +45,13 @@ def enter_job_tests(
     from klio_runtime.context import KlioContext, bind_context, leave_level_to_root
     from klio_runtime.runner import forget_other_jobs_modules, load_job_config
 
-    directory = job_dir.resolve()
+    directory = job.job_dir.resolve()
     try:
         config = load_job_config(
-            directory, config_file, parse_overrides(overrides), parse_templates(templates)
+            directory,
+            job.config_file,
+            parse_overrides(job.overrides),
+            parse_templates(job.templates),
         )
     except ConfigError as err:
         for line in err.errors:

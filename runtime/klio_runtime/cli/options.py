@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -54,13 +56,45 @@ force_build_option = click.option(
 )
 
 
-Command = TypeVar("Command", bound=Callable[..., Any])
+@dataclass(frozen=True)
+class JobOptions:
+    """The job a command works on and its config, as Klio's options name them."""
+
+    job_dir: Path
+    config_file: Path | None
+    overrides: tuple[str, ...]
+    templates: tuple[str, ...]
+
+    def as_arguments(self) -> list[str]:
+        """The same options, for a child process running another ``klio`` command."""
+        arguments = ["--job-dir", str(self.job_dir)]
+        if self.config_file is not None:
+            arguments += ["--config-file", str(self.config_file)]
+        for pair in self.overrides:
+            arguments += ["--override", pair]
+        for pair in self.templates:
+            arguments += ["--template", pair]
+        return arguments
 
 
-def job_and_config_options(command: Command) -> Command:
+def job_and_config_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options of Klio's commands that load a job (its ``with_klio_config``): -j, -c, -O,
-    -T, and --image-tag and --force-build; the command gets ``job_dir``, ``config_file``,
-    ``overrides``, ``templates``, ``image_tag`` and ``force_build``."""
+    -T, and --image-tag and --force-build (accepted; the job runs from its directory, nothing is
+    built). ``command`` gets them as ``job``, a :class:`JobOptions`."""
+
+    @functools.wraps(command)
+    def with_job(
+        job_dir: Path,
+        config_file: Path | None,
+        overrides: tuple[str, ...],
+        templates: tuple[str, ...],
+        image_tag: str | None,
+        force_build: bool,
+        **arguments: Any,
+    ) -> None:
+        command(job=JobOptions(job_dir, config_file, overrides, templates), **arguments)
+
+    wrapped: Callable[..., None] = with_job
     for option in reversed(
         (
             job_dir_option,
@@ -71,5 +105,5 @@ def job_and_config_options(command: Command) -> Command:
             force_build_option,
         )
     ):
-        command = option(command)
-    return command
+        wrapped = option(wrapped)
+    return wrapped
