@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -65,3 +69,22 @@ def beam_pubsub_io(pipeline: beam.Pipeline) -> dict[str, list[Any]]:
 
     pipeline.visit(Visit())
     return found
+
+
+KLIO = str(Path(sys.executable).parent / "klio")
+"""The ``klio`` command of the environment the tests run in."""
+
+
+def klio_in(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``klio ARGS`` run in ``cwd`` as a user would, its output captured as text."""
+    return subprocess.run(
+        [KLIO, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=None if env is None else dict(env),
+        check=False,
+    )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-KLIO = str(Path(sys.executable).parent / "klio")
+from tests.runtime.helpers import klio_in
 
 CONFIG = """
 version: 2
@@ -76,15 +75,10 @@ def job(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def audit(job: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KLIO, "job", "audit", *args],
-        cwd=job,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+def audit(
+    job: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return klio_in(job, "job", "audit", *args, env=env)
 
 
 def test_a_clean_job_passes_every_step(job: Path) -> None:
@@ -175,12 +169,8 @@ def test_a_step_written_for_klio_is_found_under_klio_s_entry_points(
     )
     env = {**os.environ, "PYTHONPATH": str(plugins)}
 
-    listed = subprocess.run(
-        [KLIO, "job", "audit", "--list"], cwd=job, capture_output=True, text=True, env=env
-    )
-    done = subprocess.run(
-        [KLIO, "job", "audit"], cwd=job, capture_output=True, text=True, env=env, timeout=240
-    )
+    listed = audit(job, "--list", env=env)
+    done = audit(job, env=env)
 
     assert "job_dir: Looks at the job directory." in listed.stdout
     assert done.returncode == 0, done.stdout + done.stderr

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-KLIO = str(Path(sys.executable).parent / "klio")
+from tests.runtime.helpers import klio_in
 
 TRANSFORMS = """
 import apache_beam as beam
@@ -71,14 +70,7 @@ def job(tmp_path: Path) -> Path:
 
 
 def profile(job: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KLIO, "job", "profile", *args],
-        cwd=job,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    return klio_in(job, "job", "profile", *args)
 
 
 def hits(report: str, line: str) -> int:
@@ -238,14 +230,7 @@ def test_a_short_run_still_gets_a_cpu_sample_and_dash_is_stdout(job: Path) -> No
 def test_input_file_is_looked_for_in_the_job_dir_first(job: Path, tmp_path: Path) -> None:
     (job / "ids.txt").write_text("alpha\nbravo\n")
 
-    done = subprocess.run(
-        [KLIO, "job", "profile", "timeit", "-n", "1", "-j", str(job), "-i", "ids.txt"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = klio_in(tmp_path, "job", "profile", "timeit", "-n", "1", "-j", str(job), "-i", "ids.txt")
     missing = profile(job, "timeit", "-i", "nope.txt")
 
     assert done.returncode == 0, done.stderr
