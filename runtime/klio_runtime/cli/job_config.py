@@ -6,12 +6,12 @@ import copy
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import yaml
 
-from klio_runtime.cli.options import config_file_option, job_dir_option
+from klio_runtime.cli.options import config_file_option, job_dir_option, refuse_config
 from klio_runtime.config import (
     ConfigError,
     apply_overrides,
@@ -24,7 +24,6 @@ from klio_runtime.config import (
     remove_config_key,
 )
 
-EXIT_INVALID = 2
 TOP_LEVEL_ORDER = ("version", "job_name", "pipeline_options", "job_config")
 """How Klio orders the sections it shows; any other top-level key follows."""
 
@@ -32,12 +31,6 @@ TOP_LEVEL_ORDER = ("version", "job_name", "pipeline_options", "job_config")
 @click.group("config")
 def config() -> None:
     """Show, get, set and unset the job's configuration values (its klio-job.yaml)."""
-
-
-def _refuse(error: ConfigError) -> NoReturn:
-    for line in error.errors:
-        click.echo(f"config error: {line}", err=True)
-    raise SystemExit(EXIT_INVALID)
 
 
 def _problems(data: dict[str, Any]) -> list[str]:
@@ -90,7 +83,7 @@ def show(job_dir: Path, config_file: Path | None) -> None:
     try:
         effective = _effective(config_path_of(job_dir, config_file))
     except ConfigError as err:
-        _refuse(err)
+        refuse_config(err)
     yaml.safe_dump(effective, sys.stdout, sort_keys=False, default_flow_style=False)
 
 
@@ -106,7 +99,7 @@ def get(job_dir: Path, config_file: Path | None, section_property: str) -> None:
         effective = _effective(config_path_of(job_dir, config_file), keep_unset=True)
         value = config_value(effective, section_property)
     except ConfigError as err:
-        _refuse(err)
+        refuse_config(err)
     click.echo(json.dumps(value, indent=2, default=str))  # str: a YAML date, say
 
 
@@ -125,7 +118,7 @@ def set_(job_dir: Path, config_file: Path | None, target_to_value: tuple[str, ..
         apply_overrides(edited, parse_overrides(target_to_value, "set"), "set")
         _write(path, data, edited)
     except ConfigError as err:
-        _refuse(err)
+        refuse_config(err)
 
 
 @config.command("unset")
@@ -144,4 +137,4 @@ def unset(job_dir: Path, config_file: Path | None, section_property: str) -> Non
             return
         _write(path, data, edited)
     except ConfigError as err:
-        _refuse(err)
+        refuse_config(err)

@@ -16,9 +16,13 @@ from typing import IO, Any, NoReturn
 
 import click
 
-from klio_runtime.cli.options import JobOptions, job_and_config_options
+from klio_runtime.cli.options import (
+    EXIT_INVALID,
+    JobOptions,
+    job_and_config_options,
+    refuse_config,
+)
 
-EXIT_INVALID = 2
 EXIT_FAILED = 1
 
 STDOUT = Path("-")
@@ -153,9 +157,7 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
             job.job_dir, job.config_file, overrides, parse_templates(job.templates)
         )
     except ConfigError as err:
-        for line in err.errors:
-            click.echo(f"config error: {line}", err=True)
-        raise SystemExit(EXIT_INVALID) from None
+        refuse_config(err)
     except JobLoadError as err:
         _fail(str(err))
     try:

@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from klio_runtime.cli.options import JobOptions, job_and_config_options
+from klio_runtime.cli.options import JobOptions, job_and_config_options, refuse_config
 
 if TYPE_CHECKING:
     from klio_runtime.config import KlioConfig
-
-EXIT_INVALID = 2
 
 
 @click.command(
@@ -54,9 +52,7 @@ def enter_job_tests(job: JobOptions) -> KlioConfig:
             parse_templates(job.templates),
         )
     except ConfigError as err:
-        for line in err.errors:
-            click.echo(f"config error: {line}", err=True)
-        raise SystemExit(EXIT_INVALID) from None
+        refuse_config(err)
     leave_level_to_root()  # the tests' own level decides what is logged, as in Klio
     bind_context(KlioContext(config))
     os.environ["KLIO_TEST_MODE"] = "true"

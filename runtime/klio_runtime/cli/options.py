@@ -6,11 +6,17 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from klio_runtime.config import CONFIG_FILE_NAME
+
+if TYPE_CHECKING:
+    from klio_runtime.config import ConfigError
+
+EXIT_INVALID = 2
+"""The exit code of a command refused for its input (a config, an option)."""
 
 job_dir_option = click.option(
     "--job-dir",
@@ -107,3 +113,10 @@ def job_and_config_options(command: Callable[..., None]) -> Callable[..., None]:
     ):
         wrapped = option(wrapped)
     return wrapped
+
+
+def refuse_config(error: ConfigError) -> NoReturn:
+    """Print each of the config's problems (by field) and exit 2."""
+    for line in error.errors:
+        click.echo(f"config error: {line}", err=True)
+    raise SystemExit(EXIT_INVALID)
