@@ -110,7 +110,7 @@ class TempFileUsage(AuditStep):
         self._real: Callable[..., Any] = tempfile.TemporaryFile
 
     def before_tests(self) -> None:
-        real = self._real = tempfile.TemporaryFile
+        real = self._real
         stacks = self.stacks
         ignored = self.IGNORED
 
