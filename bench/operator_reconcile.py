@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from klio_operator.settings import STORAGE_PREFIX
@@ -163,7 +165,9 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def create_jobs(api: KlioKubernetesEmulator, jobs: list[tuple[str, dict[str, Any]]]) -> None:
+async def create_jobs(
+    client: aiohttp.ClientSession, jobs: list[tuple[str, dict[str, Any]]]
+) -> None:
     for name, spec in jobs:
         body = {
             "apiVersion": "klio.io/v1alpha1",
@@ -171,12 +175,14 @@ async def create_jobs(api: KlioKubernetesEmulator, jobs: list[tuple[str, dict[st
             "metadata": {"name": name, "namespace": NS},
             "spec": spec,
         }
-        async with api.request("POST", KJ_PATH, data=json.dumps(body)) as response:
+        async with client.post(KJ_PATH, data=json.dumps(body)) as response:
             if response.status != 200:
                 raise RuntimeError(f"create {name}: {response.status} {await response.text()}")
 
 
-async def play_deployment_controller(api: KlioKubernetesEmulator, stop: asyncio.Event) -> None:
+async def play_deployment_controller(
+    api: KlioKubernetesEmulator, client: aiohttp.ClientSession, stop: asyncio.Event
+) -> None:
     """Mark every new Deployment's workers ready, as the real controller would."""
     done: set[str] = set()
     while not stop.is_set():
@@ -193,8 +199,7 @@ async def play_deployment_controller(api: KlioKubernetesEmulator, stop: asyncio.
                 "updatedReplicas": replicas,
             }
             path = f"/apis/apps/v1/namespaces/{NS}/deployments/{meta['name']}/status"
-            async with api.request(
-                "PATCH",
+            async with client.patch(
                 path,
                 data=json.dumps({"status": status}),
                 headers={"Content-Type": "application/merge-patch+json"},
@@ -217,14 +222,21 @@ async def measure(
     # The API emulator runs in this process: the garbage of the run before (~70k objects) would
     # otherwise be collected during this run, slowing the emulator for whichever side comes next.
     gc.collect()
-    async with running_emulator() as api:
+    # The bench's own client keeps its connections, as a real controller's does; closed before
+    # the emulator stops (its shutdown would wait for idle sockets).
+    async with (
+        running_emulator() as api,
+        aiohttp.ClientSession(base_url=str(api.url)) as client,
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             env = {**env, "KUBECONFIG": str(kubeconfig(Path(tmp), str(api.url).rstrip("/")))}
             log = open(os.environ.get("BENCH_OPERATOR_LOG", os.devnull), "ab")  # noqa: SIM115
             process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
             stop = asyncio.Event()
             player = (
-                asyncio.create_task(play_deployment_controller(api, stop)) if controller else None
+                asyncio.create_task(play_deployment_controller(api, client, stop))
+                if controller
+                else None
             )
             try:
                 # The operator is up once it watches KlioJobs.
@@ -239,7 +251,7 @@ async def measure(
                 bench_cpu_before = time.process_time()
                 pubsub = pubsub_pid(env["PUBSUB_EMULATOR_HOST"])
                 pubsub_cpu_before = cpu_seconds(pubsub)
-                await create_jobs(api, jobs)
+                await create_jobs(client, jobs)
                 deadline = time.monotonic() + timeout
                 while done(api) < len(jobs):
                     if process.poll() is not None:
