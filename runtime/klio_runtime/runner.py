@@ -7,7 +7,6 @@ Any other runner and every other pipeline option pass through to Beam unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import sys
@@ -34,7 +33,7 @@ from klio_runtime.config import (
 from klio_runtime.io.gcs import ensure_emulator_credentials
 from klio_runtime.io.pubsub_events import has_pubsub_input
 from klio_runtime.metrics import process_hub
-from klio_runtime.pipeline import RunFn, build_pipeline, dead_letter_location
+from klio_runtime.pipeline import RunFn, build_pipeline
 
 LOCAL_RUNNERS = {None, "", "DirectRunner", "DirectGKERunner", "FnApiRunner"}
 """Runner names that run a job here: on FnApiRunner (batch) or the streaming worker (Pub/Sub)."""
@@ -296,23 +295,10 @@ def run_job(
         raise
     if blocking or chosen["runner"] in IN_PROCESS_RUNNERS:
         result.wait_until_finish()
-        summary = summarize(result, config.job_name)
-        if not summary.dead_letter:
-            _remove_if_empty(dead_letter_location(config))
-        return summary
+        return summarize(result, config.job_name)
     if chosen.get("streaming") and getattr(config.job_config, "wait_for_pipeline_running", False):
         wait_for_running(result)
     return JobSummary(processed=None, state=str(result.state), submitted=True)
-
-
-def _remove_if_empty(prefix: str | None) -> None:
-    """No dead letters: no dead-letter directory left behind in the job's directory (Beam's
-    file sink makes it for its temporary files whatever it writes)."""
-    if not prefix or "://" in prefix:
-        return
-    directory = Path(prefix).parent
-    with contextlib.suppress(OSError):  # not empty, gone, or never made: leave it
-        directory.rmdir()
 
 
 def wait_for_running(

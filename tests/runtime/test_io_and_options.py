@@ -3,16 +3,19 @@ Pub/Sub IO of a pipeline for Dataflow or Flink."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import apache_beam as beam
 import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from klio_runtime.config import ConfigError, KlioConfig
 from klio_runtime.context import klio_logger
-from klio_runtime.io.events import decode_line, encode_line
+from klio_runtime.io.events import DeadLetter, WriteDeadLetters, decode_line, encode_line
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message
 from klio_runtime.metrics import (
@@ -44,6 +47,37 @@ def test_event_line_is_an_id_or_a_base64_message() -> None:
     assert element_id(decode_line(b"AAAAAAAA")) == "AAAAAAAA"  # type: ignore[arg-type]
     with pytest.raises(UnicodeDecodeError):
         decode_line(b"\xff\xfe\n")
+
+
+def _write_dead_letters(prefix: Path, letters: list[DeadLetter]) -> None:
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        _ = pipeline | beam.Create(letters) | WriteDeadLetters(str(prefix))
+
+
+def test_dead_letters_are_json_lines_and_a_run_keeps_the_letters_of_the_one_before(
+    tmp_path: Path,
+) -> None:
+    prefix = tmp_path / "dead-letter" / "events"
+    _write_dead_letters(prefix, [])
+    assert not prefix.parent.exists(), "no dead letters, no file and no directory"
+
+    first = [DeadLetter("malformed_line", "ids.txt:7", "not UTF-8 text", "\ufffd")]
+    second = [
+        DeadLetter("invalid_element_id", "message", "'..' is not allowed", "../x"),
+        DeadLetter("decode_error", "message", "not a KlioMessage", "b'x'"),
+    ]
+    _write_dead_letters(prefix, first)
+    _write_dead_letters(prefix, second)
+    files = sorted(prefix.parent.iterdir())
+    assert all(f.name.startswith("events-") and f.suffix == ".jsonl" for f in files), files
+    records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted(r["element"] for r in records) == ["../x", "b'x'", "\ufffd"]
+    assert {r["reason"] for r in records} == {
+        "malformed_line",
+        "invalid_element_id",
+        "decode_error",
+    }
+    assert next(r for r in records if r["element"] == "../x")["where"] == "message"
 
 
 def test_exists_many_lists_each_directory_once(
