@@ -144,12 +144,14 @@ def append_audit_entry(msg: KlioMessage, job: KlioJob, now_ns: int) -> None:
 
 
 class AuditStamper:
-    """:func:`append_audit_entry` for one job, at a fraction of its cost per message.
+    """:func:`append_audit_entry` for one job, at a fraction of its cost per message, to the
+    millisecond.
 
-    The entry is built once, as a template message holding only it; each call sets the template's
-    timestamp and merges it into the message in C (merging appends to repeated fields, and the
-    template's other fields are unset, so nothing else changes). Not for concurrent use: a Beam
-    DoFn instance is called by one thread at a time.
+    The entry is kept as a serialized message holding only it, made again when the millisecond
+    changes; merging those bytes into a message appends the entry (merging appends to repeated
+    fields, and nothing else is set). Millisecond timestamps say when a job saw a message as
+    well as finer ones, and let the messages of one millisecond share the bytes. Not for
+    concurrent use: a Beam DoFn instance is called by one thread at a time.
     """
 
     def __init__(self, job: KlioJob) -> None:
@@ -157,13 +159,18 @@ class AuditStamper:
         item = self._template.metadata.job_audit_log.add()
         item.klio_job.CopyFrom(job)
         self._timestamp = item.timestamp
+        self._millisecond = -1
+        self._entry = b""
 
     def __call__(self, msg: KlioMessage, now_ns: int) -> None:
-        seconds, nanos = divmod(now_ns, 1_000_000_000)
-        timestamp = self._timestamp
-        timestamp.seconds = seconds
-        timestamp.nanos = nanos
-        msg.MergeFrom(self._template)
+        millisecond = now_ns // 1_000_000
+        if millisecond != self._millisecond:
+            seconds, millis = divmod(millisecond, 1000)
+            self._timestamp.seconds = seconds
+            self._timestamp.nanos = millis * 1_000_000
+            self._entry = self._template.SerializeToString()
+            self._millisecond = millisecond
+        msg.MergeFromString(self._entry)
 
 
 def bottom_up_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMessage:

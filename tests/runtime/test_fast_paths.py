@@ -95,20 +95,22 @@ def test_counts_reach_prometheus_at_flush_not_before() -> None:
     assert metrics.hub.value("klio_messages_received_total", job="j") == 3
 
 
-def test_audit_stamper_appends_what_append_audit_entry_appends_and_nothing_else() -> None:
+def test_audit_stamper_appends_what_append_audit_entry_appends_to_the_millisecond() -> None:
     job = JobRef("stamping-job", "proj").to_proto()
     base = kmessage.new_message("e1", b"payload", force=True)
     base.metadata.job_audit_log.add().klio_job.job_name = "earlier"
     stamper = AuditStamper(job)
-    for now_ns in (1_700_000_000_123_456_789, 5):  # the template is reused: no leftovers
+    # a new millisecond, the same one again (its entry reused), then an earlier one
+    for now_ns in (1_700_000_000_123_456_789, 1_700_000_000_123_999_999, 5_000_001):
         by_fields, by_stamper = KlioMessage(), KlioMessage()
         by_fields.CopyFrom(base)
         by_stamper.CopyFrom(base)
-        append_audit_entry(by_fields, job, now_ns)
+        millisecond_ns = now_ns - now_ns % 1_000_000
+        append_audit_entry(by_fields, job, millisecond_ns)
         stamper(by_stamper, now_ns)
         assert by_stamper == by_fields
         assert len(by_stamper.metadata.job_audit_log) == 2
-        assert by_stamper.metadata.job_audit_log[1].timestamp.ToNanoseconds() == now_ns
+        assert by_stamper.metadata.job_audit_log[1].timestamp.ToNanoseconds() == millisecond_ns
 
 
 def test_short_paths_of_parse_and_new_message_agree_with_the_long_ones() -> None:
