@@ -378,11 +378,12 @@ def _run_one(
             tokens.get()
     start = time.perf_counter()
     ok = True
+    batched = False
     token = None
     element: bytes | None = None
     kmsg: KlioMessage | None = None
     try:
-        stats.arrived()
+        batched = stats.arrived()
         if log:
             stats.log_received()
         kmsg = kmessage.take_carried(incoming)  # the common case: the job's last step made it
@@ -432,7 +433,7 @@ def _run_one(
             limiter.log(RELEASED)  # type: ignore[union-attr]
         if custom:
             limiter.release()  # type: ignore[union-attr]
-        stats.finished(ok, seconds, log)
+        stats.finished(ok, seconds, log, batched)
 
 
 def _carried_out(kmsg: KlioMessage, result: Any) -> Any:

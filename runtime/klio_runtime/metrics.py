@@ -405,22 +405,26 @@ class TransformMetrics:
         relay = self._relay
         return relay is not None and self._logger.isEnabledFor(relay.level)
 
-    def arrived(self) -> None:
-        """An element reaches the transform. In a pipeline of the user's own (nothing batches),
-        its ``kmsg-received`` counter is made now, so Beam lists it first, as Klio's: counted
-        before the work."""
-        if not in_job_bundle():
-            if self._recorders is None:
-                self._recorders = self._make_recorders()
-            self._recorders[0].inc(0)
+    def arrived(self) -> bool:
+        """An element reaches the transform; returns whether one of the job's own steps batches
+        this bundle's metrics (:func:`in_job_bundle`), for :meth:`finished`. In a pipeline of the
+        user's own (nothing batches), its ``kmsg-received`` counter is made now, so Beam lists it
+        first, as Klio's: counted before the work."""
+        if in_job_bundle():
+            return True
+        if self._recorders is None:
+            self._recorders = self._make_recorders()
+        self._recorders[0].inc(0)
+        return False
 
     def log_received(self) -> None:
         """Log an element's arrival (counted when it is done: every element received ends as
         a success or a drop)."""
         self._emit(KMSG_RECEIVED, 1, _COUNTER_TAGS)
 
-    def finished(self, ok: bool, seconds: float, log: bool) -> None:
-        """One element done (``ok``: passed on; else dropped) after ``seconds`` in the transform."""
+    def finished(self, ok: bool, seconds: float, log: bool, batched: bool) -> None:
+        """One element done (``ok``: passed on; else dropped) after ``seconds`` in the transform;
+        ``batched``: what :meth:`arrived` returned."""
         if ok:
             self._success += 1
         else:
@@ -429,7 +433,7 @@ class TransformMetrics:
         if log:
             self._emit(KMSG_SUCCESS if ok else KMSG_DROP_ERROR, 1, _COUNTER_TAGS)
             self._emit(KMSG_TIMER, seconds * _TIMER_UNITS[self._unit], self._timer_tags)
-        if len(self._times) >= FLUSH_EVERY or not in_job_bundle():
+        if not batched or len(self._times) >= FLUSH_EVERY:
             self.flush()
 
     def _emit(self, name: str, value: float, tags: Mapping[str, Any]) -> None:

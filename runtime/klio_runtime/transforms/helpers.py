@@ -273,14 +273,14 @@ class _Drop(_KlioDoFn):
     def process(self, data: bytes) -> Iterator[Any]:
         start = time.perf_counter()
         stats = self._klio.metrics.transform("KlioDrop.process")
-        stats.arrived()
+        batched = stats.arrived()
         msg = self.parse(data)
         element = kmessage.element_id(msg)
         self._klio.logger.info(klio_lines.dropping(msg.data.element), extra={"element_id": element})
         self.counters["kmsg-drop"].inc()
         self._klio.metrics.dropped("klio_drop", element)
         # Klio's KlioDrop is a handle_klio step: its per-transform metrics too
-        stats.finished(True, time.perf_counter() - start, stats.logging())
+        stats.finished(True, time.perf_counter() - start, stats.logging(), batched)
         return iter(())
 
 
