@@ -10,7 +10,7 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from klio_runtime.decorators import handle_klio
-from klio_runtime.message import element_id, new_message, parse, serialize
+from klio_runtime.message import V1, V2, KlioMessage, element_id, new_message, parse, serialize
 from klio_runtime.metrics import KlioMetrics, process_hub
 from klio_runtime.pipeline import KlioJobTransform
 from klio_runtime.routing import JobRef
@@ -112,9 +112,28 @@ def test_flow_process_skip_force_ping_missing_and_recipients(
         "Pass through 'pinged': Ping mode ON.",
         f"Input not found at {inp}/missing.txt",
         "Dropping KlioMessage - can not process 'b'missing'' any further.",
+        "Dropping KlioMessage - can not process 'b'not-mine'' any further.",
     ):
         assert line in shown, line
     assert f"Input found at {inp}/done.txt" not in shown  # passed through before that check
+    # Klio's default counters of its built-in steps, under the helper that counts each
+    counters = {
+        (c.key.metric.namespace, c.key.metric.name): c.committed
+        for c in p.result.metrics().query()["counters"]
+        if c.key.metric.name.startswith("kmsg-") and c.key.metric.namespace.startswith("Klio")
+    }
+    assert counters == {
+        ("KlioCheckRecipients", "kmsg-drop-not-recipient"): 1,  # not-mine
+        ("KlioFilterPing", "kmsg-process-ping"): 4,  # todo, done, forced, missing
+        ("KlioFilterPing", "kmsg-skip-ping"): 1,  # pinged
+        ("KlioGcsCheckOutputExists", "kmsg-data-found-output"): 2,  # done, forced
+        ("KlioGcsCheckOutputExists", "kmsg-data-not-found-output"): 2,  # todo, missing
+        ("KlioFilterForce", "kmsg-process-force"): 1,  # forced
+        ("KlioFilterForce", "kmsg-skip-force"): 1,  # done
+        ("KlioGcsCheckInputExists", "kmsg-data-found-input"): 2,  # todo, forced
+        ("KlioGcsCheckInputExists", "kmsg-data-not-found-input"): 1,  # missing
+        ("KlioDrop", "kmsg-drop"): 2,  # missing, not-mine
+    }
 
 
 def test_audit_log_gets_this_job(tmp_path: Path) -> None:
@@ -338,4 +357,52 @@ def test_configured_event_io_counts_klios_kmsg_read_and_kmsg_write(tmp_path: Pat
     assert counted == {
         ("KlioReadFromText", "kmsg-read"): 3,
         ("KlioWriteToText", "kmsg-write"): 3,
+    }
+
+
+def test_messages_for_other_jobs_are_dropped_with_klios_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config()
+    v1 = KlioMessage(version=V1)
+    v1.data.entity_id = "v1-elsewhere"
+    v1.metadata.downstream.append(JobRef("some-other-job").to_proto())
+    no_recipients = KlioMessage(version=V2)
+    no_recipients.data.element = b"v2-nobody"
+    elsewhere = serialize(new_message("v2-elsewhere", recipients=[JobRef("some-other-job")]))
+    with caplog.at_level("INFO", logger="klio"), beam.Pipeline(runner=FnApiRunner()) as p:
+        out = (
+            p
+            | beam.Create([serialize(v1), serialize(no_recipients), elsewhere])
+            | KlioJobTransform(config, _run_fn)
+        )
+        assert_that(out["output"], equal_to([]), label="output")
+        assert_that(
+            out["dropped"] | beam.Map(lambda d: (d.element, d.reason)),
+            equal_to([(e, "not_recipient") for e in ("v1-elsewhere", "v2-nobody", "v2-elsewhere")]),
+            label="dropped",
+        )
+    shown = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "klio"]
+    v1_line = (
+        "Dropping KlioMessage - job not an intended recipient for message with entity_id "
+        "v1-elsewhere."
+    )
+    nobody_line = (
+        "Dropping KlioMessage - No 'intended_recipients' set in metadata of KlioMessage with "
+        "element 'b'v2-nobody''."
+    )
+    assert ("INFO", v1_line) in shown
+    assert ("WARNING", nobody_line) in shown
+    for element in ("v1-elsewhere", "v2-nobody", "v2-elsewhere"):
+        dropping = f"Dropping KlioMessage - can not process 'b'{element}'' any further."
+        assert ("INFO", dropping) in shown, shown
+    counters = {
+        (c.key.metric.namespace, c.key.metric.name): c.committed
+        for c in p.result.metrics().query()["counters"]
+        if c.key.metric.name.startswith("kmsg-drop")
+    }
+    # Klio's V1 recipient check counts none; KlioDrop counts every one
+    assert counters == {
+        ("KlioCheckRecipients", "kmsg-drop-not-recipient"): 2,
+        ("KlioDrop", "kmsg-drop"): 3,
     }

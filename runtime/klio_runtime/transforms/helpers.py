@@ -77,21 +77,17 @@ class _CheckRecipients(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
-        if msg.version == kmessage.V2 and not msg.metadata.intended_recipients.WhichOneof(
-            "recipients"
-        ):
-            self._klio.logger.warning(
-                "Dropping KlioMessage - No 'intended_recipients' set in metadata of KlioMessage"
-                " with element '%s'.",
-                msg.data.element,
-            )
         if is_recipient(msg, self.job):
             # back at the job that asked its parents: top-down again (the message may change)
             yield pvalue.TaggedOutput(PROCESS, kmessage.serialize(resume_top_down(msg, self.job)))
-        else:
+            return
+        why = klio_lines.not_recipient(msg)
+        if why is not None:
+            self._klio.logger.log(*why)
+        if msg.version == kmessage.V2:  # Klio's V1 check counts none
             self.counters["kmsg-drop-not-recipient"].inc()
-            self._klio.metrics.dropped("not_recipient", kmessage.element_id(msg))
-            yield pvalue.TaggedOutput(DROP, data)
+        self._klio.metrics.dropped("not_recipient", kmessage.element_id(msg))
+        yield pvalue.TaggedOutput(DROP, data)
 
 
 class KlioCheckRecipients(beam.PTransform):

@@ -7,6 +7,7 @@ the drop line.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from klio_runtime import message as kmessage
@@ -40,6 +41,23 @@ def output_exists_forced(element: str, path: str) -> str:
 def dropping(element: bytes) -> str:
     """KlioDrop's line, and the built-in flow's for a message whose input is missing (INFO)."""
     return f"Dropping KlioMessage - can not process '{element!r}' any further."
+
+
+def not_recipient(msg: kmessage.KlioMessage) -> tuple[int, str] | None:
+    """Klio's line for a message this job is not meant to handle, and its level: a V1 message
+    downstream of other jobs (INFO), a V2 message naming no recipients at all (WARNING); a V2
+    message for other jobs has none. KlioDrop's :func:`dropping` line follows each."""
+    if msg.version != kmessage.V2:
+        return logging.INFO, (
+            "Dropping KlioMessage - job not an intended recipient for message with entity_id "
+            f"{msg.data.entity_id}."
+        )
+    if msg.metadata.intended_recipients.WhichOneof("recipients") is None:
+        return logging.WARNING, (
+            "Dropping KlioMessage - No 'intended_recipients' set in metadata of KlioMessage "
+            f"with element '{msg.data.element!r}'."
+        )
+    return None
 
 
 def exception_dropped(where: str, message: Any, err: BaseException, traceback_text: str) -> str:

@@ -32,7 +32,7 @@ from klio_runtime.context import KlioContext, bind_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import V2, element_id
-from klio_runtime.metrics import batch_until_bundle_end, bundle_ended
+from klio_runtime.metrics import Counter, batch_until_bundle_end, bundle_ended
 from klio_runtime.routing import (
     AuditStamper,
     Decision,
@@ -49,6 +49,22 @@ PASS_THRU = "pass_thru"
 INPUT_MISSING = "input_missing"
 DROPPED = "dropped"
 TAGS = (PASS_THRU, INPUT_MISSING, DROPPED, DEAD_LETTER_TAG)
+
+
+KLIO_STEP_COUNTERS = {
+    "kmsg-drop-not-recipient": "KlioCheckRecipients",
+    "kmsg-drop": "KlioDrop",
+    "kmsg-process-ping": "KlioFilterPing",
+    "kmsg-skip-ping": "KlioFilterPing",
+    "kmsg-data-found-output": "KlioGcsCheckOutputExists",
+    "kmsg-data-not-found-output": "KlioGcsCheckOutputExists",
+    "kmsg-process-force": "KlioFilterForce",
+    "kmsg-skip-force": "KlioFilterForce",
+    "kmsg-data-found-input": "KlioGcsCheckInputExists",
+    "kmsg-data-not-found-input": "KlioGcsCheckInputExists",
+}
+"""Klio's default counters of its built-in steps, each under the helper transform that counts
+it in Klio's pipeline (metrics.rst): only the steps a job has count, as in Klio."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,7 @@ class RouteMessages(beam.DoFn):
         self.checks_data = bool(self.inputs or self.outputs)
         self.store = DataStore()
         self.to_run = Metrics.counter(self.config.job_name, "klio_messages_to_run")
+        self.klio_counters: dict[str, Counter] = {}
 
     def start_bundle(self) -> None:
         batch_until_bundle_end()  # finish_bundle flushes what the job's steps count meanwhile
@@ -135,7 +152,7 @@ class RouteMessages(beam.DoFn):
         kind = metadata.intended_recipients.WhichOneof("recipients")
         # the common message, checked inline: V2 for anyone (else is_recipient's rules)
         if not ((kind == "anyone" and msg.version == V2) or is_recipient(msg, self.job)):
-            return [self._drop(element_id(msg), "not_recipient")]
+            return [self._not_recipient(msg)]
         if kind == "limited":
             msg = resume_top_down(msg, self.job)
             metadata = msg.metadata
@@ -149,8 +166,10 @@ class RouteMessages(beam.DoFn):
             self.metrics.skipped("ping")
             # not carried: run's handle_klio steps parse it, see the ping and pass it on untouched
             return [kmessage.serialize(msg)]
-        if self.debug and self.config.job_config.data.inputs:  # where Klio's ping filter runs
-            self.logger.debug(klio_lines.ping_off(element_id(msg)))
+        if self.config.job_config.data.inputs:  # where Klio's ping filter runs
+            self._count("kmsg-process-ping")
+            if self.debug:
+                self.logger.debug(klio_lines.ping_off(element_id(msg)))
         if not self.checks_data:
             self.to_run_count += 1
             return [kmessage.carry(msg)]
@@ -195,6 +214,7 @@ class RouteMessages(beam.DoFn):
                     klio_lines.output_exists_forced if forced else klio_lines.output_exists_passes
                 )
                 self.logger.info(shown(element, path))
+                self._count("kmsg-process-force" if forced else "kmsg-skip-force")
             if outputs_found and not forced:
                 yield from self._emit(msg, True, None)
                 continue
@@ -213,6 +233,7 @@ class RouteMessages(beam.DoFn):
             path = location.path_for(element)
             self.logger.info(klio_lines.data_checked(direction, found[path], path))
             every = every and found[path]
+        self._count(f"kmsg-data-found-{direction}" if every else f"kmsg-data-not-found-{direction}")
         return every
 
     def _emit(
@@ -234,6 +255,8 @@ class RouteMessages(beam.DoFn):
             yield kmessage.carry(msg)
         elif decision is Decision.PASS_PING:
             self.logger.info(klio_lines.ping_passes(kmessage.element_id(msg)))
+            if self.config.job_config.data.inputs:
+                self._count("kmsg-skip-ping")
             self.metrics.skipped("ping")
             self.metrics.output()  # ready for the event output as it is
             yield pvalue.TaggedOutput(PASS_THRU, kmessage.serialize(msg))
@@ -245,10 +268,32 @@ class RouteMessages(beam.DoFn):
             element = kmessage.element_id(msg)
             # as Klio's built-in flow drops it (a streaming worker then asks the parents)
             self.logger.info(klio_lines.dropping(msg.data.element), extra={"element_id": element})
+            self._count("kmsg-drop")
             yield pvalue.TaggedOutput(INPUT_MISSING, kmessage.serialize(msg))
             yield self._drop(element, "input_missing")
         else:
-            yield self._drop(kmessage.element_id(msg), "not_recipient")
+            yield self._not_recipient(msg)
+
+    def _not_recipient(self, msg: kmessage.KlioMessage) -> pvalue.TaggedOutput:
+        """Logged and counted as Klio's recipient check and its KlioDrop log and count it."""
+        element = element_id(msg)
+        why = klio_lines.not_recipient(msg)
+        if why is not None:
+            self.logger.log(*why, extra={"element_id": element})
+        self.logger.info(klio_lines.dropping(msg.data.element), extra={"element_id": element})
+        if msg.version == V2:  # Klio's V1 check counts none
+            self._count("kmsg-drop-not-recipient")
+        self._count("kmsg-drop")
+        return self._drop(element, "not_recipient")
+
+    def _count(self, name: str) -> None:
+        """One of :data:`KLIO_STEP_COUNTERS`, made when first counted."""
+        counter = self.klio_counters.get(name)
+        if counter is None:
+            counter = self.klio_counters[name] = self.ctx.metrics.counter(
+                name, transform=KLIO_STEP_COUNTERS[name]
+            )
+        counter.inc()
 
     def _drop(self, element: str, reason: str) -> pvalue.TaggedOutput:
         self.metrics.dropped(reason, element)
