@@ -532,6 +532,8 @@ def parse_config(data: Mapping[str, Any]) -> KlioConfig:
 
 
 CONFIG_FILE_NAME = "klio-job.yaml"
+RUN_FUNCTION_NAMES = ("run_basic", "run")
+"""The job's function in its run.py, in Klio's order: ``run_basic`` when a module has both."""
 """A job directory's config file (Klio's name)."""
 
 

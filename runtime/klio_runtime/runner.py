@@ -24,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from klio_runtime.config import (
+    RUN_FUNCTION_NAMES,
     FileEventInput,
     FileEventOutput,
     KlioConfig,
@@ -106,7 +107,8 @@ def resolve_paths(config: KlioConfig, job_dir: Path) -> KlioConfig:
 
 
 def load_run_function(job_dir: Path) -> RunFn:
-    """``run`` from ``<job_dir>/run.py``, importable siblings (``import transforms``) included."""
+    """``run`` (or Klio's ``run_basic``) from ``<job_dir>/run.py``, importable siblings
+    (``import transforms``) included."""
     run_py = job_dir / "run.py"
     if not run_py.is_file():
         raise JobLoadError(f"{run_py}: no such file (a Klio job needs run.py defining run)")
@@ -124,10 +126,11 @@ def load_run_function(job_dir: Path) -> RunFn:
         spec.loader.exec_module(module)
     except Exception as err:
         raise JobLoadError(f"{run_py}: import failed: {type(err).__name__}: {err}") from err
-    run_fn = getattr(module, "run", None)
-    if not callable(run_fn):
-        raise JobLoadError(f"{run_py}: defines no function `run(pcoll, config)`")
-    return run_fn
+    for name in RUN_FUNCTION_NAMES:
+        run_fn = getattr(module, name, None)
+        if callable(run_fn):
+            return run_fn
+    raise JobLoadError(f"{run_py}: defines no function `run(pcoll, config)`")
 
 
 def forget_other_jobs_modules(job_dir: str | None) -> None:

@@ -70,6 +70,10 @@ def test_missing_config_file(tmp_path: Path) -> None:
         ("def transform(pcoll, config):\n    pass\n", "run.py: defines no top-level function run"),
         ("class Job:\n    def run(self, config):\n        pass\n", "run.py: defines no top-level"),
         ("def run(pcoll, config:\n", "run.py: line 1: "),
+        (  # Klio runs run_basic when there is one: that is the function checked
+            "def run_basic(pcoll):\n    pass\ndef run(pcoll, config):\n    pass\n",
+            "run.py: line 1: run_basic must accept two arguments",
+        ),
     ],
 )
 def test_run_py_problems(tmp_path: Path, source: str, expected: str) -> None:
@@ -85,6 +89,7 @@ def test_run_py_problems(tmp_path: Path, source: str, expected: str) -> None:
         "def run(*args):\n    pass\n",
         "from mylib.jobs import run\n",
         "run = make_run()\n",
+        "def run_basic(pcoll, config):\n    pass\n",
     ],
 )
 def test_run_py_accepted_shapes(tmp_path: Path, source: str) -> None:
@@ -112,8 +117,10 @@ def test_klio_spellings_of_config_file_overrides_and_templates(
 ) -> None:
     (tmp_path / "job").mkdir()
     job_dir = make_job(tmp_path / "job")
-    templated = (FIXTURES / "batch_file_audio.yaml").read_text().replace(
-        "job_name: local-spectrograms", "job_name: ${who}-spectrograms"
+    templated = (
+        (FIXTURES / "batch_file_audio.yaml")
+        .read_text()
+        .replace("job_name: local-spectrograms", "job_name: ${who}-spectrograms")
     )
     (job_dir / "templated.yaml").write_text(templated)
     monkeypatch.chdir(tmp_path)  # `-c` relative: found in the job directory, as in Klio

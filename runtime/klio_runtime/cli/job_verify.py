@@ -20,6 +20,7 @@ from klio_runtime.cli.options import (
     template_option,
 )
 from klio_runtime.config import (
+    RUN_FUNCTION_NAMES,
     ConfigError,
     KlioConfig,
     config_path_of,
@@ -45,23 +46,26 @@ def check_run_module(path: Path) -> list[str]:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
         return [f"{name}: line {exc.lineno}: {exc.msg}"]
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "run":
-            return _check_run_signature(name, node)
-        if isinstance(node, ast.AsyncFunctionDef) and node.name == "run":
-            return [f"{name}: line {node.lineno}: run must be a plain function, not async"]
-        if _binds_run(node):
-            return []  # assigned or imported: the signature cannot be checked without importing
+    for function in RUN_FUNCTION_NAMES:
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == function:
+                return _check_run_signature(name, node)
+            if isinstance(node, ast.AsyncFunctionDef) and node.name == function:
+                return [
+                    f"{name}: line {node.lineno}: {function} must be a plain function, not async"
+                ]
+            if _binds(node, function):
+                return []  # assigned or imported: the signature cannot be checked without importing
     return [f"{name}: defines no top-level function run(pcoll, config)"]
 
 
-def _binds_run(node: ast.stmt) -> bool:
+def _binds(node: ast.stmt, function: str) -> bool:
     if isinstance(node, ast.Import | ast.ImportFrom):
-        return any((alias.asname or alias.name) == "run" for alias in node.names)
+        return any((alias.asname or alias.name) == function for alias in node.names)
     if isinstance(node, ast.Assign):
-        return any(isinstance(t, ast.Name) and t.id == "run" for t in node.targets)
+        return any(isinstance(t, ast.Name) and t.id == function for t in node.targets)
     if isinstance(node, ast.AnnAssign):
-        return isinstance(node.target, ast.Name) and node.target.id == "run"
+        return isinstance(node.target, ast.Name) and node.target.id == function
     return False
 
 
@@ -74,9 +78,13 @@ def _check_run_signature(name: str, node: ast.FunctionDef) -> list[str]:
         if default is None
     ]
     if (len(positional) < 2 and args.vararg is None) or required_keyword_only:
-        return [f"{name}: line {node.lineno}: run must accept two arguments, (pcoll, config)"]
+        return [
+            f"{name}: line {node.lineno}: {node.name} must accept two arguments, (pcoll, config)"
+        ]
     if len(positional) - len(args.defaults) > 2:
-        return [f"{name}: line {node.lineno}: run must need only two arguments, (pcoll, config)"]
+        return [
+            f"{name}: line {node.lineno}: {node.name} must need only two arguments, (pcoll, config)"
+        ]
     return []
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from klio_runtime.io.gcs import write_emulator_credentials
-from klio_runtime.runner import JobSummary, load_job, run_job
+from klio_runtime.runner import JobSummary, load_job, load_run_function, run_job
 
 JOBS = Path(__file__).parent / "jobs"
 
@@ -212,3 +212,13 @@ def test_klio_job_test_runs_a_jobs_own_tests_as_klio_does(tmp_path: Path) -> Non
     (job / "tests" / "test_fails.py").write_text("def test_fails():\n    assert False\n")
     failed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert failed.returncode == 1 and "1 failed, 4 passed" in failed.stdout
+
+
+def test_run_basic_is_the_jobs_function_when_run_py_has_one(tmp_path: Path) -> None:
+    (tmp_path / "run.py").write_text(
+        "def run(pcoll, config):\n    return 'run'\n\n"
+        "def run_basic(pcoll, config):\n    return 'run_basic'\n"
+    )
+    assert load_run_function(tmp_path)(None, None) == "run_basic"  # as Klio's exec picks it
+    (tmp_path / "run.py").write_text("def run(pcoll, config):\n    return 'run'\n")
+    assert load_run_function(tmp_path)(None, None) == "run"
