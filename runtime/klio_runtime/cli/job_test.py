@@ -28,11 +28,14 @@ if TYPE_CHECKING:
 @job_and_config_options
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def test(job: JobOptions, pytest_args: tuple[str, ...]) -> None:
-    """Run the job's tests with pytest (PYTEST_ARGS are passed on); exits with pytest's code."""
+    """Run the job's tests with pytest (PYTEST_ARGS are passed on). As Klio's: when pytest does
+    not succeed (failures, or no tests found), "Tests failed with exit code N" and exit 1."""
     import pytest
 
     enter_job_tests(job)
-    raise SystemExit(int(pytest.main(list(pytest_args))))
+    code = int(pytest.main(list(pytest_args)))
+    if code != 0:
+        raise SystemExit(f"Tests failed with exit code {code}")
 
 
 def enter_job_tests(job: JobOptions) -> KlioConfig:

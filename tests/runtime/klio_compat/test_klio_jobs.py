@@ -212,6 +212,19 @@ def test_klio_job_test_runs_a_jobs_own_tests_as_klio_does(tmp_path: Path) -> Non
     (job / "tests" / "test_fails.py").write_text("def test_fails():\n    assert False\n")
     failed = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert failed.returncode == 1 and "1 failed, 4 passed" in failed.stdout
+    assert "Tests failed with exit code 1" in failed.stderr  # Klio's words and exit code
+
+    # no tests found: pytest's 5, which Klio's test command also turns into 1
+    (job / "tests" / "test_none.py").write_text("VALUE = 1\n")
+    nothing = subprocess.run(
+        [*command[:-4], "tests/test_none.py", *command[-3:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert nothing.returncode == 1, nothing.stdout + nothing.stderr
+    assert "Tests failed with exit code 5" in nothing.stderr
 
 
 def test_run_basic_is_the_jobs_function_when_run_py_has_one(tmp_path: Path) -> None:
