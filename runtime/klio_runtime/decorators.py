@@ -87,8 +87,11 @@ def drop(
     element = element if element is not None else _best_element_id(incoming)
     detail = getattr(err, "_klio_traceback", "")
     show_tb = reason in ("run_error", "bad_payload") and not detail
+    shown = kmsg if kmsg is not None else incoming
     ctx.logger.error(
-        klio_lines.exception_dropped(where, kmsg if kmsg is not None else incoming, err, detail),
+        klio_lines.payload_dropped(shown, err)
+        if isinstance(err, KlioMessagePayloadException)
+        else klio_lines.exception_dropped(where, shown, err, detail),
         exc_info=err if show_tb else None,
         extra={"element_id": element},
     )
@@ -113,6 +116,7 @@ def payload_of(kmsg: KlioMessage, result: Any) -> bytes:
 
     ``str``/``bytes`` → that payload; the ``data`` it was given (or anything equal to it), ``None``
     or an empty value → the payload is cleared (so a payload never nests the message itself).
+    A ``bytearray`` or ``memoryview`` is taken as its bytes (Klio refuses them).
     """
     if result is None or result is kmsg.data:
         return b""
@@ -124,11 +128,23 @@ def payload_of(kmsg: KlioMessage, result: Any) -> bytes:
         return b""
     if isinstance(result, bytearray | memoryview):
         return bytes(result)
-    raise KlioMessagePayloadException(  # Klio's text, with what would have done
-        "Returned payload could not be coerced to `bytes` (return bytes, str, the data item it "
-        f"was given or None).\nErroring payload: {type(result).__name__}: {result!r:.80}\n"
-        f"Erroring KlioMessage: {kmsg}"
+    try:
+        empty = not result
+    except Exception:  # no truth value (an array): not empty, and not bytes either
+        empty = False
+    if empty:
+        return b""
+    shown = str(result)
+    if len(shown) > PAYLOAD_SHOWN:
+        shown = f"{shown[:PAYLOAD_SHOWN]}… ({type(result).__name__}, cut)"
+    raise KlioMessagePayloadException(  # Klio's text
+        "Returned payload could not be coerced to `bytes`.\n"
+        f"Erroring payload: {shown}\nErroring KlioMessage: {kmsg}"
     )
+
+
+PAYLOAD_SHOWN = 1000
+"""Characters of a refused payload shown in its drop line (Klio shows all of it)."""
 
 
 def message_out(kmsg: KlioMessage, result: Any) -> Any:

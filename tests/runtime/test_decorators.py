@@ -151,13 +151,27 @@ def test_bytes_that_are_not_a_message_drop_as_decode_error(ctx: KlioContext) -> 
     assert dropped(ctx.config, "decode_error") == 1
 
 
-def test_unusable_return_value_drops_as_bad_payload(ctx: KlioContext) -> None:
+def test_unusable_return_value_drops_as_bad_payload_with_klios_lines(
+    ctx: KlioContext, caplog: pytest.LogCaptureFixture
+) -> None:
     @d.handle_klio
     def f(c: KlioContext, item: Any) -> Any:
         return 42
 
-    assert f(msg_bytes("e1")).tag == "drop"
+    @d.handle_klio
+    def empty(c: KlioContext, item: Any) -> Any:
+        return []  # empty, so the payload is cleared (as Klio's `if not payload`)
+
+    with caplog.at_level("ERROR", logger="klio"):
+        assert f(msg_bytes("e1")).tag == "drop"
     assert dropped(ctx.config, "bad_payload") == 1
+    line = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert line.startswith("Dropping KlioMessage - exception occurred when deserializing '")
+    assert (
+        "' from a KlioMessage to bytes.\nError: Returned payload could not be coerced to " in line
+    )
+    assert "`bytes`.\nErroring payload: 42\nErroring KlioMessage: " in line
+    assert parsed(empty(msg_bytes("e2", b"old"))).data.payload == b""
 
 
 def test_dofn_process_may_yield_several_and_gets_self_klio(ctx: KlioContext) -> None:

@@ -70,6 +70,14 @@ def exception_dropped(where: str, message: Any, err: BaseException, traceback_te
     )
 
 
+def payload_dropped(message: Any, err: BaseException) -> str:
+    """A decorated step's line for a returned value that cannot be a payload (ERROR)."""
+    return (
+        f"Dropping KlioMessage - exception occurred when deserializing '{message}' from a "
+        f"KlioMessage to bytes.\nError: {err}"
+    )
+
+
 def audit_log(msg: kmessage.KlioMessage) -> str:
     """The message's audit log after this job's entry (DEBUG)."""
     path = " -> ".join(
