@@ -503,6 +503,9 @@ class KlioMetrics:
         self.written_by: tuple[str, ...] = ()
         """Klio's IO transforms writing what ``output`` counts: their ``kmsg-write`` follow."""
         self._io_counters: dict[tuple[str, str], Counter] = {}
+        self.log_io = False
+        """Whether each read and write is logged on ``klio.metrics`` as Klio's IO counters log
+        it (:meth:`refresh_log_io`, once per bundle: they are counted in batches)."""
 
     @classmethod
     def from_settings(cls, job_name: str, settings: Mapping[str, Any] | None) -> KlioMetrics:
@@ -634,16 +637,28 @@ class KlioMetrics:
             counter = self._beam_counters[name] = Metrics.counter(self.job_name, name)
         return counter
 
+    def refresh_log_io(self) -> None:
+        """Look again whether ``klio.metrics`` logs the relay's level (a step's start_bundle)."""
+        relay = self.log_relay
+        self.log_io = relay is not None and logging.getLogger(METRICS_LOGGER).isEnabledFor(
+            relay.level
+        )
+
     def received(self, n: int = 1) -> None:
         """Count read messages; Beam and Prometheus get them in steps of ``FLUSH_EVERY`` or at
         flush()."""
         self._pending_received += n
+        if self.log_io and self.read_by and self.log_relay is not None:
+            self.log_relay.emit("kmsg-read", n, self.read_by, _COUNTER_TAGS)
         if self._pending_received >= FLUSH_EVERY:
             self.flush()
 
     def output(self, n: int = 1) -> None:
         """Count written messages; batched like ``received``."""
         self._pending_output += n
+        if self.log_io and self.log_relay is not None:
+            for writer in self.written_by:
+                self.log_relay.emit("kmsg-write", n, writer, _COUNTER_TAGS)
         if self._pending_output >= FLUSH_EVERY:
             self.flush()
 
@@ -667,7 +682,7 @@ class KlioMetrics:
                 self._io_counter("kmsg-write", writer).inc(output)
 
     def _io_counter(self, name: str, transform: str) -> Counter:
-        # Counted in batches, so not logged per message as Klio's IO transforms do.
+        # Counted in batches; logged per message by received() and output() instead.
         found = self._io_counters.get((name, transform))
         if found is None:
             found = self._io_counters[name, transform] = self._counter(

@@ -95,6 +95,7 @@ class _PrepareOutput(beam.DoFn):
 
     def start_bundle(self) -> None:
         batch_until_bundle_end()  # finish_bundle flushes what run's steps count meanwhile
+        self.metrics.refresh_log_io()
 
     def process(self, data: Any) -> Iterable[Any]:
         # A list, not a generator: this runs once per message and Beam iterates either.

@@ -364,3 +364,31 @@ def test_klio_records_reach_the_root_loggers_other_handlers_once() -> None:
         logging.root.removeHandler(elsewhere)
     assert [r.getMessage() for r in elsewhere.records] == ["to the root's handlers too"]
     assert elsewhere.records[0].element_id == "-"  # outside an element
+
+
+def test_reads_and_writes_are_logged_as_klios_io_counters_when_klio_metrics_logs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "ids.txt").write_text("a\nb\nc\n")
+    config = make_config(
+        {
+            "events": {
+                "inputs": [{"type": "file", "location": str(tmp_path / "ids.txt")}],
+                "outputs": [{"type": "file", "location": str(tmp_path / "out" / "ids")}],
+            }
+        }
+    )
+    handler = _Records()
+    logger = logging.getLogger(METRICS_LOGGER)
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        run_job(config, lambda pcoll, _config: pcoll)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    shown = [r.getMessage() for r in handler.records]
+    tags = "tags: {'metric_type': 'counter'}"
+    assert shown.count(f"[kmsg-read] value: 1 transform: 'KlioReadFromText' {tags}") == 3
+    assert shown.count(f"[kmsg-write] value: 1 transform: 'KlioWriteToText' {tags}") == 3

@@ -129,6 +129,7 @@ class RouteMessages(beam.DoFn):
 
     def start_bundle(self) -> None:
         batch_until_bundle_end()  # finish_bundle flushes what the job's steps count meanwhile
+        self.metrics.refresh_log_io()
         self.logger = self.ctx.logger
         self.debug = self.logger.isEnabledFor(logging.DEBUG)  # Klio's DEBUG lines cost a format
         self.pending: list[kmessage.KlioMessage] = []
