@@ -50,15 +50,20 @@ class RecordingClient(PubSubClient):
     def __init__(self) -> None:
         super().__init__()
         self.events: list[str] = []
+        self.handed_back: list[tuple[str, int]] = []  # (ack id, seconds until redelivery)
 
-    def wait_published(self, pending, timeout=60.0):  # type: ignore[no-untyped-def]
-        ids = super().wait_published(pending, timeout)
-        self.events += ["published"] * len(ids)
-        return ids
+    def publish_outcomes(self, pending, timeout=60.0):  # type: ignore[no-untyped-def]
+        outcomes = super().publish_outcomes(pending, timeout)
+        self.events += ["published" for error in outcomes if error is None]
+        return outcomes
 
     def ack(self, subscription, ack_ids):  # type: ignore[no-untyped-def]
         super().ack(subscription, ack_ids)
         self.events += ["acked"] * len(ack_ids)
+
+    def modify_ack_deadline(self, subscription, ack_ids, seconds):  # type: ignore[no-untyped-def]
+        super().modify_ack_deadline(subscription, ack_ids, seconds)
+        self.handed_back += [(ack_id, seconds) for ack_id in ack_ids]
 
 
 @contextmanager
@@ -136,6 +141,28 @@ def test_a_failed_publish_hands_the_batch_back_and_nothing_is_lost(
     with running(_worker(config, client=RecordingClient())):
         got = pubsub.collect(out_sub, 3, 60)
     assert sorted(got) == sorted(elements)
+
+
+def test_a_failed_dead_letter_publish_hands_back_only_its_message_after_a_delay(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    client = RecordingClient()
+    absent = topic(unique("no-such-dead"))  # a typo'd dead-letter topic
+    worker = _worker(Path(job["config"]), client=client, dead_letter_topic=absent)
+    good = unique("good")
+    with running(worker):
+        pubsub.publish(job["in_topic"], [b"not a klio message", serialize(new_message(good))])
+        wait_for(lambda: client.handed_back and "acked" in client.events, 30,
+                 "the garbage handed back, the good message acknowledged")
+        got = pubsub.collect(job["out_sub"], 1, 30)
+    assert list(got) == [good]
+    # Only the message whose dead letter could not be sent goes back, and not at once: a
+    # lasting failure must not republish the others' outputs in a loop.
+    assert client.events.count("acked") == 1
+    assert len(client.handed_back) == 1
+    assert client.handed_back[0][1] == WorkerSettings().redelivery_delay_seconds > 0
+    assert process_hub().value("klio_worker_nacked_total", job=job["name"],
+                               reason="publish_error") == 1
 
 
 def test_probes_and_metrics(pubsub: PubSub, tmp_path: Path) -> None:

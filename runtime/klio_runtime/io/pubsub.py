@@ -66,6 +66,14 @@ class Pulled:
         return len(self.data) + sum(len(k) + len(v) for k, v in self.attributes.items())
 
 
+def _outcome(future: futures.Future[str], timeout: float) -> BaseException | None:
+    if future.cancelled():
+        return futures.CancelledError("publish cancelled")
+    if not future.done():
+        return TimeoutError(f"publish not confirmed within {timeout}s")
+    return future.exception(timeout=0)
+
+
 class PubSubClient:
     """The worker's one subscriber and one publisher, with the calls it needs."""
 
@@ -122,13 +130,19 @@ class PubSubClient:
                        timeout: float = 60.0) -> list[str]:
         """The message ids once all are confirmed. Raises the first publish error, or
         TimeoutError (the caller then acknowledges nothing)."""
+        for error in self.publish_outcomes(pending, timeout):
+            if error is not None:
+                raise error
+        return [future.result() for future in pending]
+
+    def publish_outcomes(self, pending: Sequence[futures.Future[str]],
+                         timeout: float = 60.0) -> list[BaseException | None]:
+        """Per publish, once each is settled or ``timeout`` has passed: None if confirmed, else
+        its error (TimeoutError if not confirmed in time)."""
         if not pending:
             return []
-        _, not_done = futures.wait(pending, timeout=timeout)
-        if not_done:
-            raise TimeoutError(f"{len(not_done)} of {len(pending)} publishes not confirmed "
-                               f"within {timeout}s")
-        return [future.result() for future in pending]
+        futures.wait(pending, timeout=timeout)
+        return [_outcome(future, timeout) for future in pending]
 
     def ack(self, subscription: str, ack_ids: Sequence[str]) -> None:
         for start in range(0, len(ack_ids), _ACK_CHUNK):

@@ -108,6 +108,9 @@ class _Outgoing:
     data: bytes
     attributes: Mapping[str, str]
     kind: str
+    source: str | None = None
+    """The ack id of the pulled message this comes from (None: not known, so a failed publish
+    hands the whole batch back)."""
 
 
 @dataclass
@@ -295,27 +298,38 @@ class StreamingWorker:
         return in_flight
 
     def _finish(self, in_flight: _InFlight) -> None:
-        """Wait for the batch's publishes, then acknowledge it (or hand it back)."""
+        """Wait for the batch's publishes, then acknowledge each message whose publishes all
+        went out; the others go back for redelivery (their outputs may then be sent twice:
+        at least once, never lost)."""
         job, batch = self.config.job_name, in_flight.batch
-        try:
-            self.client.wait_published(in_flight.futures, self.settings.publish_timeout_seconds)
-        except Exception as err:
-            log.error("publishing failed (%s: %s): the batch of %d goes back for redelivery",
-                      type(err).__name__, err, len(batch))
-            self._forget_requests(in_flight.outgoing)
-            self._nack(batch, "publish_error")
-            self._done(in_flight, completed=False)
-            return
+        outcomes = self.client.publish_outcomes(
+            in_flight.futures, self.settings.publish_timeout_seconds)
+        failed = [(o, error) for o, error in zip(in_flight.outgoing, outcomes, strict=True)
+                  if error is not None]
         kinds: dict[str, int] = {}
-        for o in in_flight.outgoing:
-            kinds[o.kind] = kinds.get(o.kind, 0) + 1
+        for o, error in zip(in_flight.outgoing, outcomes, strict=True):
+            if error is None:
+                kinds[o.kind] = kinds.get(o.kind, 0) + 1
         for kind, count in kinds.items():
             self.metrics.published.labels(job=job, kind=kind).inc(count)
-        nacked = in_flight.nacked
-        self._ack([m for m in batch if m.ack_id not in nacked])
+        sources = {o.source for o, _ in failed}
+        back = batch if None in sources else [m for m in batch if m.ack_id in sources]
+        if failed:
+            first, error = failed[0]
+            log.error("publishing %d of %d messages failed (first: %s to %s: %s): %d of the "
+                      "batch of %d go back for redelivery in %d s", len(failed),
+                      len(in_flight.outgoing), first.kind, first.topic, error, len(back),
+                      len(batch), self.settings.redelivery_delay_seconds)
+            # their bottom-up requests may be asked again when they come back
+            self._forget_requests([o for o in in_flight.outgoing
+                                   if None in sources or o.source in sources])
+            self._nack(back, "publish_error")
+        returned = {m.ack_id for m in back}
+        nacked = in_flight.nacked - returned
+        self._ack([m for m in batch if m.ack_id not in nacked and m.ack_id not in returned])
         if nacked:
             self._nack([m for m in batch if m.ack_id in nacked], "no_dead_letter_topic")
-        self._done(in_flight, completed=True)
+        self._done(in_flight, completed=not failed)
 
     def _done(self, in_flight: _InFlight, completed: bool) -> None:
         job, batch = self.config.job_name, in_flight.batch
@@ -350,13 +364,16 @@ class StreamingWorker:
 
         result = self._run(feed, originals)
         out: list[_Outgoing] = []
-        keep_attributes = any(attributes.values())  # else skip parsing each output again
+        ran: list[str] = []
         for data in result.output:
-            attrs = (attributes.get(kmessage.element_id(kmessage.parse(data)), {})
-                     if keep_attributes else {})
-            out += [_Outgoing(topic, data, attrs, "output") for topic in self.output_topics]
+            element = kmessage.element_id(kmessage.parse(data))
+            ran.append(element)
+            source = _ack_id(originals.get(element))
+            attrs = attributes.get(element, {})
+            out += [_Outgoing(topic, data, attrs, "output", source)
+                    for topic in self.output_topics]
         if len(self.pending):  # the elements this job ran for: their parents have answered
-            self.pending.settle(kmessage.element_id(kmessage.parse(d)) for d in result.output)
+            self.pending.settle(ran)
 
         nacked: set[str] = set()
         letters: list[tuple[Pulled | None, DeadLetter]] = []
@@ -382,8 +399,9 @@ class StreamingWorker:
                 continue
             out.append(self._dead_letter(original, letter))
 
-        out += self._bottom_up(result.input_missing)
-        out += [_Outgoing(topic, data, {}, "trigger_upstream")  # KlioTriggerUpstream's
+        out += self._bottom_up(result.input_missing, originals)
+        out += [_Outgoing(topic, data, {}, "trigger_upstream",  # KlioTriggerUpstream's
+                          _ack_id(originals.get(kmessage.element_id(kmessage.parse(data)))))
                 for topic, data in result.side_publishes]
         return out, nacked
 
@@ -423,10 +441,12 @@ class StreamingWorker:
         record = dead_letter_message(letter, self.config.job_name)
         if original is not None:  # the original bytes, so the message can be replayed
             return _Outgoing(self.dead_letter_topic, original.data,
-                             {**original.attributes, **record.attributes}, "dead_letter")
+                             {**original.attributes, **record.attributes}, "dead_letter",
+                             original.ack_id)
         return _Outgoing(self.dead_letter_topic, record.data, record.attributes, "dead_letter")
 
-    def _bottom_up(self, missing: Sequence[bytes]) -> list[_Outgoing]:
+    def _bottom_up(self, missing: Sequence[bytes], originals: Mapping[str, Pulled]
+                   ) -> list[_Outgoing]:
         if not missing:
             return []
         messages = [kmessage.parse(data) for data in missing]
@@ -449,12 +469,15 @@ class StreamingWorker:
                 if not self.pending.claim(msg, parent.job):
                     self.metrics.bottom_up_pending.labels(job=self.job.job_name,
                                                           parent=name).inc()
+                    log.info("input missing for %s: parent %s was asked less than %d s ago "
+                             "and has not answered yet; not asked again", element, name,
+                             self.settings.pending_ttl_seconds)
                     continue
                 self.metrics.bottom_up.labels(job=self.job.job_name, parent=name).inc()
                 log.info("input missing for %s: asking parent %s on %s", element, name,
                          parent.topic)
                 out.append(_Outgoing(parent.topic, kmessage.serialize(request), {},
-                                     f"bottom_up:{name}"))
+                                     f"bottom_up:{name}", _ack_id(originals.get(element))))
         return out
 
     def _forget_requests(self, outgoing: Sequence[_Outgoing]) -> None:
@@ -469,13 +492,20 @@ class StreamingWorker:
         self.metrics.acked.labels(job=self.config.job_name).inc(len(messages))
 
     def _nack(self, messages: Sequence[Pulled], reason: str) -> None:
+        """Hand ``messages`` back: Pub/Sub redelivers them after the redelivery delay (not at
+        once: a failure that lasts must not turn into a hot loop of retries)."""
         for subscription, ack_ids in _by_subscription(messages).items():
             try:
-                self.client.modify_ack_deadline(subscription, ack_ids, 0)
+                self.client.modify_ack_deadline(
+                    subscription, ack_ids, self.settings.redelivery_delay_seconds)
             except api_exceptions.GoogleAPICallError as err:
                 log.warning("could not hand back %d messages (%s); they return after their "
                             "ack deadline", len(ack_ids), err)
         self.metrics.nacked.labels(job=self.config.job_name, reason=reason).inc(len(messages))
+
+
+def _ack_id(message: Pulled | None) -> str | None:
+    return None if message is None else message.ack_id
 
 
 def _by_subscription(messages: Sequence[Pulled]) -> dict[str, list[str]]:

@@ -23,8 +23,13 @@ class WorkerSettings:
     lease_every_seconds: float = 20.0
     pending_ttl_seconds: float = 300.0  # a bottom-up request is not repeated within this
     publish_timeout_seconds: float = 60.0
+    redelivery_delay_seconds: int = 10  # a message handed back after a failure returns after this
 
     def __post_init__(self) -> None:
+        if not 0 <= self.redelivery_delay_seconds <= 600:  # Pub/Sub's ack deadline range
+            raise ValueError(
+                f"redelivery_delay_seconds must be 0 to 600, not {self.redelivery_delay_seconds}"
+            )
         for name in ("max_messages", "max_batch_bytes", "ack_deadline_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
