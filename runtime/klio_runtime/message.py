@@ -51,6 +51,8 @@ _KNOWN_VERSIONS = frozenset(Version.values())
 V1: Version = Version.V1
 V2: Version = Version.V2
 _SHOWN_ELEMENT_CHARS = 80
+_KNOWN_FIRST_TAGS = (b"\x0a", b"\x12", b"\x18")
+"""The tags of metadata (1, length-delimited), data (2, length-delimited), version (3, varint)."""
 
 
 class MessageDecodeError(ValueError):
@@ -65,12 +67,14 @@ def parse_exact(data: bytes) -> KlioMessage:
     """Parse serialized KlioMessage bytes as they are, without Klio's v1 → v2 upgrade.
 
     Protobuf parsing is lenient: many random byte strings parse "successfully" into
-    unknown fields. So bytes count as a KlioMessage only when they parse, carry no field
-    this schema does not know (at any depth), have a known ``version``, and name an
-    element (``data.element`` or the v1 ``data.entity_id``). Bytes starting with a
-    printable ASCII character (any JSON text, any plain id) open with a field number of 4
-    or more, unknown to KlioMessage, so they are always refused; truncated messages fail
-    to parse. Random bytes that happen to spell a valid message cannot be told apart.
+    unknown fields. So bytes count as a KlioMessage only when they parse, open with one of
+    its fields (``metadata``, ``data`` or ``version``, as every serializer writes it), have
+    a known ``version``, and name an element (``data.element`` or the v1
+    ``data.entity_id``). Fields this schema does not know after that opening (a newer
+    producer's) are dropped, as protobuf and Klio drop them. Bytes starting with a printable
+    ASCII character (any JSON text, any plain id) open with a field number of 4 or more,
+    unknown to KlioMessage, so they are always refused; truncated messages fail to parse.
+    Random bytes that happen to spell a valid message cannot be told apart.
 
     Raises:
         MessageDecodeError: with a one-line reason.
@@ -85,7 +89,7 @@ def parse_exact(data: bytes) -> KlioMessage:
         ) from None
     size = msg.ByteSize()
     msg.DiscardUnknownFields()  # in C, at every depth; sizes differ only if some were there
-    if msg.ByteSize() != size:
+    if msg.ByteSize() != size and data[:1] not in _KNOWN_FIRST_TAGS:
         unknown = _first_unknown_field(_parse_raw(data), "")
         raise MessageDecodeError(
             f"not a KlioMessage: unknown field number at {unknown} (not in klio.proto)"

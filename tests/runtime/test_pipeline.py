@@ -113,6 +113,8 @@ def test_flow_process_skip_force_ping_missing_and_recipients(
         f"Input not found at {inp}/missing.txt",
         "Dropping KlioMessage - can not process 'b'missing'' any further.",
         "Dropping KlioMessage - can not process 'b'not-mine'' any further.",
+        "Can not parse incoming message. To support non-Klio messages, add "
+        "`job_config.allow_non_klio_messages = true` in the job's `klio-job.yaml` file.",
     ):
         assert line in shown, line
     assert f"Input found at {inp}/done.txt" not in shown  # passed through before that check

@@ -1,7 +1,7 @@
 """Event files: one element id, or one base64 serialized KlioMessage, per line.
 
 A line is taken as a serialized message when it is strict base64 whose bytes parse as a KlioMessage
-carrying an element (the codec rejects unknown fields), otherwise as an element id. Blank lines are
+carrying an element (opening with one of its fields), otherwise as an element id. Blank lines are
 skipped. A line that is not UTF-8 goes to the dead-letter place with its file and line number.
 """
 

@@ -60,6 +60,13 @@ def not_recipient(msg: kmessage.KlioMessage) -> tuple[int, str] | None:
     return None
 
 
+CANNOT_PARSE = (
+    "Can not parse incoming message. To support non-Klio messages, add "
+    "`job_config.allow_non_klio_messages = true` in the job's `klio-job.yaml` file."
+)
+"""Klio's line for bytes from an event input that are not a KlioMessage (ERROR)."""
+
+
 def exception_dropped(where: str, message: Any, err: BaseException, traceback_text: str) -> str:
     """A decorated step's line for an exception in the job's code (ERROR): the message as its
     protobuf text, as Klio shows it."""

@@ -143,6 +143,7 @@ class RouteMessages(beam.DoFn):
             try:
                 msg = kmessage.parse(data, allow_non_klio=self.allow_non_klio)
             except kmessage.MessageDecodeError as err:
+                self.ctx.logger.error(klio_lines.CANNOT_PARSE)
                 return [self._dead_letter("decode_error", str(err), repr(data[:60]))]
         if self.has_data_io:
             try:

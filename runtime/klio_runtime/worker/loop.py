@@ -33,6 +33,7 @@ from klio_runtime.config import (
     PubSubEventInput,
     PubSubEventOutput,
 )
+from klio_runtime.context import klio_logger
 from klio_runtime.io.events import DeadLetter
 from klio_runtime.io.pubsub import LeaseKeeper, PubSubClient, Pulled, resource_path
 from klio_runtime.io.pubsub_events import (
@@ -45,6 +46,7 @@ from klio_runtime.io.pubsub_events import dead_letter_topic as dead_letter_topic
 from klio_runtime.io.storage import DataStore
 from klio_runtime.metrics import KlioMetrics, process_hub
 from klio_runtime.pipeline import RunFn, input_names
+from klio_runtime.transforms import klio_lines
 from klio_runtime.transforms.route import job_ref_of
 from klio_runtime.worker.bottom_up import Parent, PendingRequests, parents_of, requests_for
 from klio_runtime.worker.executor import BatchExecutor, BatchResult
@@ -378,6 +380,8 @@ class StreamingWorker:
         nacked: set[str] = set()
         letters: list[tuple[Pulled | None, DeadLetter]] = []
         for message, detail in undecodable:
+            klio_logger().error(klio_lines.CANNOT_PARSE)
+            log.warning("dead letter (decode_error) %r: %s", message.data[:60], detail)
             self.job_metrics.received()
             self.job_metrics.dead_lettered("decode_error", repr(message.data[:60]))
             letters.append((message, DeadLetter("decode_error", "message", detail,
