@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.api_core import exceptions as api_exceptions
@@ -17,6 +18,7 @@ from klio_runtime.io.pubsub import PubSubClient
 from klio_runtime.io.pubsub_events import ATTR_REASON
 from klio_runtime.message import new_message, parse, serialize
 from klio_runtime.metrics import process_hub
+from klio_runtime.routing import JobRef
 from klio_runtime.runner import load_job
 from klio_runtime.worker.health import HealthState, ProbeServers
 from klio_runtime.worker.loop import StreamingWorker
@@ -25,6 +27,7 @@ from klio_runtime.worker.settings import WorkerSettings
 from tests.emulators.pubsub import free_port
 from tests.worker.helpers import (
     JOB_DIR,
+    PROJECT,
     PubSub,
     lines,
     subscription,
@@ -163,6 +166,29 @@ def test_a_failed_dead_letter_publish_hands_back_only_its_message_after_a_delay(
     assert client.handed_back[0][1] == WorkerSettings().redelivery_delay_seconds > 0
     assert process_hub().value("klio_worker_nacked_total", job=job["name"],
                                reason="publish_error") == 1
+
+
+def test_two_requests_for_one_element_in_a_batch_run_it_once_and_both_are_answered(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    out_dir = tmp_path / "made"
+    job = _setup(pubsub, tmp_path, data={"outputs": [{"type": "file", "location": str(out_dir)}]})
+    worker = _worker(Path(job["config"]))
+    element = unique("asked-twice")
+    me = JobRef(job["name"], PROJECT)
+    requests = [new_message(element, recipients=[JobRef(child, PROJECT), me])
+                for child in ("child-a", "child-b")]
+    with running(worker):
+        pubsub.publish(job["in_topic"], [serialize(r) for r in requests])  # one batch, mostly
+
+        def asker(message: Any) -> str:
+            return parse(message.data).metadata.intended_recipients.limited.recipients[0].job_name
+
+        answers = pubsub.collect(job["out_sub"], 2, 30, key=asker)
+    assert sorted(answers) == ["child-a", "child-b"]  # each asker gets its own answer
+    # one run made the output; the other request found it, as in Klio's one-at-a-time flow
+    assert lines(tmp_path / f"{job['name']}.processed.log") == [element]
+    assert process_hub().value("klio_messages_skipped_total", job=job["name"],
+                               reason="output_exists") == 1
 
 
 def test_probes_and_metrics(pubsub: PubSub, tmp_path: Path) -> None:

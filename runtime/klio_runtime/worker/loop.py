@@ -346,53 +346,49 @@ class StreamingWorker:
 
     def _outgoing(self, batch: Sequence[Pulled]) -> tuple[list[_Outgoing], set[str]]:
         """What this batch publishes, and the ack ids to hand back (dead letters with nowhere
-        to go: Pub/Sub's dead-letter policy then takes them)."""
+        to go: Pub/Sub's dead-letter policy then takes them).
+
+        A message for an element already in the batch runs in a later round, after the first:
+        as in Klio's flow, which takes one message at a time, it then finds the output the
+        first one made and passes it on to its own recipients (two children asking one parent
+        for the same element both get their answer, from one run).
+        """
         allow_non_klio = self.config.job_config.allow_non_klio_messages
         by_input = {sub: name for name, sub in self.inputs}
-        feed: dict[str, list[bytes]] = {name: [] for name, _ in self.inputs}
-        attributes: dict[str, Mapping[str, str]] = {}
-        originals: dict[str, Pulled] = {}
-        undecodable: list[tuple[Pulled, str]] = []
+        rounds: list[tuple[dict[str, list[bytes]], dict[str, Pulled]]] = []
+        seen: dict[str, int] = {}
+        letters: list[tuple[Pulled | None, DeadLetter]] = []
         for message in batch:
             try:
                 msg = kmessage.parse(message.data, allow_non_klio=allow_non_klio)
             except kmessage.MessageDecodeError as err:
-                undecodable.append((message, str(err)))
+                klio_logger().error(klio_lines.CANNOT_PARSE)
+                log.warning("dead letter (decode_error) %r: %s", message.data[:60], err)
+                self.job_metrics.received()
+                where = repr(message.data[:60])
+                self.job_metrics.dead_lettered("decode_error", where)
+                letters.append((message, DeadLetter("decode_error", "message", str(err), where)))
                 continue
             element = kmessage.element_id(msg)
-            attributes.setdefault(element, message.attributes)
-            originals.setdefault(element, message)
+            index = seen[element] = seen.get(element, -1) + 1
+            if index == len(rounds):
+                rounds.append(({name: [] for name, _ in self.inputs}, {}))
+            feed, originals = rounds[index]
+            originals[element] = message
             feed[by_input[message.subscription]].append(message.data)
-
-        result = self._run(feed, originals)
-        out: list[_Outgoing] = []
-        ran: list[str] = []
-        for data in result.output:
-            element = kmessage.element_id(kmessage.parse(data))
-            ran.append(element)
-            source = _ack_id(originals.get(element))
-            attrs = attributes.get(element, {})
-            out += [_Outgoing(topic, data, attrs, "output", source)
-                    for topic in self.output_topics]
-        if len(self.pending):  # the elements this job ran for: their parents have answered
-            self.pending.settle(ran)
-
-        nacked: set[str] = set()
-        letters: list[tuple[Pulled | None, DeadLetter]] = []
-        for message, detail in undecodable:
-            klio_logger().error(klio_lines.CANNOT_PARSE)
-            log.warning("dead letter (decode_error) %r: %s", message.data[:60], detail)
-            self.job_metrics.received()
-            self.job_metrics.dead_lettered("decode_error", repr(message.data[:60]))
-            letters.append((message, DeadLetter("decode_error", "message", detail,
-                                                repr(message.data[:60]))))
-        if undecodable:
+        if letters:
             self.job_metrics.flush()  # counted outside any bundle: hand the batched count on now
-        for letter in result.dead_letter:
-            if isinstance(letter, DeadLetter):
-                letters.append((originals.get(letter.element), letter))
-            else:
-                letters.append((None, DeadLetter("unknown", "run", repr(letter)[:200])))
+
+        out: list[_Outgoing] = []
+        for feed, originals in rounds:
+            result = self._run(feed, originals)
+            out += self._results_out(result, originals)
+            for letter in result.dead_letter:
+                if isinstance(letter, DeadLetter):
+                    letters.append((originals.get(letter.element), letter))
+                else:
+                    letters.append((None, DeadLetter("unknown", "run", repr(letter)[:200])))
+        nacked: set[str] = set()
         for original, letter in letters:
             if self.dead_letter_topic is None:
                 log.warning("dead letter (%s) %s: no dead-letter topic configured "
@@ -402,12 +398,28 @@ class StreamingWorker:
                     nacked.add(original.ack_id)
                 continue
             out.append(self._dead_letter(original, letter))
+        return out, nacked
 
+    def _results_out(self, result: BatchResult, originals: Mapping[str, Pulled]
+                     ) -> list[_Outgoing]:
+        """The outputs, bottom-up requests and side publishes of one run, each with the ack id
+        of the message it came from."""
+        out: list[_Outgoing] = []
+        ran: list[str] = []
+        for data in result.output:
+            element = kmessage.element_id(kmessage.parse(data))
+            ran.append(element)
+            original = originals.get(element)
+            attrs = original.attributes if original is not None else {}
+            out += [_Outgoing(topic, data, attrs, "output", _ack_id(original))
+                    for topic in self.output_topics]
+        if len(self.pending):  # the elements this job ran for: their parents have answered
+            self.pending.settle(ran)
         out += self._bottom_up(result.input_missing, originals)
         out += [_Outgoing(topic, data, {}, "trigger_upstream",  # KlioTriggerUpstream's
                           _ack_id(originals.get(kmessage.element_id(kmessage.parse(data)))))
                 for topic, data in result.side_publishes]
-        return out, nacked
+        return out
 
     def _run(self, feed: Mapping[str, list[bytes]], originals: Mapping[str, Pulled]
              ) -> BatchResult:
