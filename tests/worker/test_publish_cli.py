@@ -59,7 +59,9 @@ def test_publish_bottom_up_targets_the_job_and_is_the_default(
     limited = msg.metadata.intended_recipients.limited
     assert [(j.job_name, j.gcp_project) for j in limited.recipients] == [(name, PROJECT)]
     assert msg.metadata.ping and not msg.metadata.force
-    assert "published 1 bottom-up message(s)" in result.stderr
+    assert f"Publishing 1 messages to {name}'s input topic " in result.stderr  # Klio's lines
+    assert "(bottom-up)" in result.stderr
+    assert "Successfully published 1 messages." in result.stderr
 
 
 def test_publish_non_klio_sends_the_element_as_it_is(pubsub: PubSub, tmp_path: Path) -> None:
@@ -101,3 +103,14 @@ def test_publish_usage_errors(args: list[str], error: str, tmp_path: Path,
     result = CliRunner().invoke(main, ["message", "publish", *args])
     assert result.exit_code == 2
     assert error in result.output
+
+
+def test_publish_to_a_missing_topic_says_so_as_klio_does(pubsub: PubSub) -> None:
+    absent = f"projects/{PROJECT}/topics/{unique('absent')}"
+    result = CliRunner().invoke(main, ["message", "publish", "x-1", "--topic", absent])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"Topic '{absent}' not found. Is there a running job subscribed to this topic? or is "
+        "there a typo in the configured topic?"
+    )
+    assert "Traceback" not in result.output

@@ -184,12 +184,29 @@ def publish(elements: tuple[str, ...], job_dir: Path, config_file: Path | None,
         ]
     except InvalidElementId as exc:
         raise click.UsageError(str(exc)) from None
+    how = "non-Klio" if non_klio else "bottom-up" if recipients else "top-down"
+    whose = f"{config.job_name}'s input topic" if config is not None else "topic"
+    click.echo(f"Publishing {len(payloads)} messages to {whose} {topic_path} ({how})", err=True)
     client = PubSubClient()
     try:
-        ids = client.publish_all((topic_path, data, {}) for data in payloads)
+        if not client.topic_exists(topic_path):  # Klio's check and words
+            click.echo(f"Topic '{topic_path}' not found. Is there a running job subscribed to "
+                       "this topic? or is there a typo in the configured topic?", err=True)
+            raise SystemExit(1)
+        futures = client.publish_nowait((topic_path, data, {}) for data in payloads)
+        failed = []
+        for element, future, error in zip(elements, futures, client.publish_outcomes(futures),
+                                          strict=True):
+            if error is None:
+                click.echo(future.result())
+            else:
+                click.echo(f"Failed to publish message for entity '{element}': {error}", err=True)
+                failed.append(element)
     finally:
         client.close()
-    for message_id in ids:
-        click.echo(message_id)
-    how = "non-Klio" if non_klio else "bottom-up" if recipients else "top-down"
-    click.echo(f"published {len(ids)} {how} message(s) to {topic_path}", err=True)
+    if len(failed) < len(elements):
+        click.echo(f"Successfully published {len(elements) - len(failed)} messages.", err=True)
+    if failed:
+        click.echo(f"Failed to publish the following {len(failed)} entity IDs: "
+                   f"{', '.join(failed)}", err=True)
+        raise SystemExit(1)

@@ -119,6 +119,13 @@ class PubSubClient:
         """Publish ``(topic, data, attributes)`` and wait for every one; their message ids."""
         return self.wait_published(self.publish_nowait(messages), timeout)
 
+    def topic_exists(self, topic: str) -> bool:
+        try:
+            self.publisher.get_topic(request={"topic": topic})
+        except api_exceptions.NotFound:
+            return False
+        return True
+
     def publish_nowait(self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]]
                        ) -> list[futures.Future[str]]:
         """Send every message; the futures to wait on (all sent before any is awaited: awaiting
