@@ -60,7 +60,8 @@ def test_sigterm_finishes_the_batch_then_exits_zero(pubsub: PubSub, tmp_path: Pa
     config, in_topic, out_sub, name = _job(pubsub, tmp_path, sleep_seconds=0.2,
                                            thread_pool_size=1)
     elements = [unique("t") for _ in range(8)]
-    worker = WorkerProcess(config, "--max-messages", "20", "--max-wait-ms", "500")
+    worker = WorkerProcess(config, "--max-messages", "20", "--max-wait-ms", "500",
+                           "--log-level", "debug")
     worker.wait_ready()
     pubsub.publish(in_topic, [serialize(new_message(e)) for e in elements])
     processed = tmp_path / f"{name}.processed.log"
@@ -75,3 +76,5 @@ def test_sigterm_finishes_the_batch_then_exits_zero(pubsub: PubSub, tmp_path: Pa
     assert set(got) == done  # every element of the in-flight batch was published
     # ... and acknowledged before the exit (its last line counts them).
     assert f"drained, exiting (acked {len(done)} messages)" in worker.log(), worker.log()
+    # --log-level debug reaches the klio logger too: Klio's DEBUG lines show
+    assert "KlioMessage full audit log - Entity ID: " in worker.log()

@@ -14,7 +14,7 @@ import click
 
 from klio_runtime.cli.options import config_file_option, job_dir_option, override_option
 from klio_runtime.config import ConfigError, parse_overrides
-from klio_runtime.context import show_element_ids
+from klio_runtime.context import LOGGER_NAME, show_element_ids
 from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
 
 # The contract's ports (klio_operator.worker_contract); Beam and Pub/Sub load only when run.
@@ -64,6 +64,9 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     SIGTERM stops pulling, finishes the in-flight batch and exits 0.
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr)
+    # the klio logger's own level too (INFO unless set): --log-level debug shows Klio's DEBUG
+    # lines; a job that sets its own level when imported still has the last word
+    logging.getLogger(LOGGER_NAME).setLevel(log_level.upper())
     for handler in logging.root.handlers:
         show_element_ids(handler)  # other loggers' lines look like the klio logger's own
     from klio_runtime.io.pubsub_events import has_pubsub_input
