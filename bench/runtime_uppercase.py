@@ -17,16 +17,18 @@ decorator's parse/serialize and metrics, and output preparation. Both run on Bea
 FnApiRunner, interleaved so both see the same machine load. Prints both times (best of
 --repeat), the ratio raw/klio (goal >= 0.8) and the peak RSS of the process.
 
-Where the Klio side's extra time goes (create mode, per element, measured with cProfile and
-pure-Python loops over the same steps): route ~4 us (parse with the garbage checks ~1.2, audit
-entry ~1.3, serialize and carry ~0.5), handle_klio ~2.5 us (context, thread limit, processing-time
-histogram, payload, serialize), output preparation ~0.6 us, plus Beam's own cost of the two extra
-steps and of creating 24-byte messages instead of 12-character ids (~1-2 us together); inside the
-pipeline the same work costs ~10 us per element, not the ~7.5 us of a tight loop. A job with
-no data inputs or checked outputs has no pass-thru branch, so nothing is merged after run (a
-Flatten of several inputs is always materialized by FnApiRunner: ~2 us per element). The raw side's
-whole pipeline costs ~25 us per element, mostly Create's reshuffle, which both sides pay; 0.8x
-would leave ~6 us for all of Klio's per-message work.
+Where the Klio side's extra time goes (per element; tight loops over the same steps, and the
+pipeline with steps swapped for trivial ones): route ~2.7 us (parse with the garbage checks ~1,
+audit entry ~0.2, serialize and carry ~0.5), handle_klio ~4 us (context, thread limit, Klio's
+per-transform counters and timer, element id for the log, payload, serialize), output preparation
+~0.7 us; in file mode also the line decoding (~2.2 us) and the writer's element id (~0.9 us).
+Inside the pipeline the same work costs about twice the tight loop's time (~12 us per element in
+both modes). Beam's own cost of Klio's extra steps is small: with each step's work swapped for a
+trivial one, the Klio pipeline is as fast as the raw one in create mode and faster in file mode
+(its line reader is cheaper than ReadFromText). So 0.8x would leave ~3.5-4 us for all of Klio's
+per-message work: less than parsing, stamping and serializing a message twice already takes. A
+job with no data inputs or checked outputs has no pass-thru branch, so nothing is merged after
+run (a Flatten of several inputs is always materialized by FnApiRunner: ~2 us per element).
 """
 
 from __future__ import annotations
