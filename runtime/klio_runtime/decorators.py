@@ -26,7 +26,7 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -86,7 +86,7 @@ def drop(
     reason = drop_reason(err)
     element = element if element is not None else _best_element_id(incoming)
     detail = getattr(err, "_klio_traceback", "")
-    show_tb = reason in ("run_error", "bad_payload") and not detail
+    show_tb = reason in ("run_error", "bad_payload", "retries_exhausted") and not detail
     shown = kmsg if kmsg is not None else incoming
     ctx.logger.error(
         klio_lines.payload_dropped(shown, err)
@@ -497,9 +497,12 @@ def _call_with_job_limits(
             if attempt > retries:
                 if retries:
                     _count(ctx, KMSG_DROP_RETRY_ERROR, where)
-                    raise KlioRetriesExhausted(
-                        f"Function '{where}' failed {attempt} times. Last exception: {err!r}"
-                    ) from err
+                    message = (
+                        f"Function '{where}' has reached the maximum {attempt} retries. "
+                        f"Last exception: {err}"
+                    )
+                    _retries_exhausted(ctx, message)
+                    raise KlioRetriesExhausted(message) from err
                 raise
             _retrying(ctx, where, attempt, retries + 1, 0.0, err)
 
@@ -518,19 +521,31 @@ def _count(ctx: KlioContext | None, name: str, where: str) -> None:
 def _retrying(
     ctx: KlioContext | None, where: str, attempt: int, tries: int, delay: float, err: BaseException
 ) -> None:
-    """Count a retry and log it as Klio does."""
+    """Count a retry and log it as Klio does (its line ends with a space)."""
     _count(ctx, KMSG_RETRY_ATTEMPT, where)
-    logger = ctx.logger if ctx is not None else logging.getLogger(LOGGER_NAME)
     pause = f" in {delay} seconds" if delay > 0 else ""
     of = f" of {tries}" if tries > 0 else ""
-    logger.warning(
-        "Retrying KlioMessage%s - attempt %d%s. '%s' raised an exception: %s",
+    _logger_of(ctx).warning(
+        "Retrying KlioMessage%s - attempt %d%s. '%s' raised an exception: %s ",
         pause,
         attempt,
         of,
         where,
         err,
     )
+
+
+def _retries_exhausted(ctx: KlioContext | None, message: str) -> None:
+    """Klio's line when the last try failed, before the error is raised."""
+    _logger_of(ctx).error("Dropping KlioMessage - retries exhausted: %s", message)
+
+
+def _logger_of(ctx: KlioContext | None) -> logging.Logger:
+    return ctx.logger if ctx is not None else logging.getLogger(LOGGER_NAME)
+
+
+def _replay(items: list[Any]) -> Iterator[Any]:
+    yield from items
 
 
 def _context_in(args: tuple[Any, ...]) -> KlioContext | None:
@@ -847,14 +862,21 @@ def retry(
             while True:
                 attempt += 1
                 try:
-                    return func(*a, **kw)
+                    result = func(*a, **kw)
+                    if isinstance(result, types.GeneratorType):
+                        # its body runs here, so what it raises is retried too (Klio's wrapper
+                        # retries the first item; every item is kept here)
+                        return _replay(list(result))
+                    return result
                 except catch as err:
                     if n != -1 and attempt >= n:
-                        _count(_context_in(a), KMSG_DROP_RETRY_ERROR, where)
+                        ctx = _context_in(a)
+                        _count(ctx, KMSG_DROP_RETRY_ERROR, where)
                         msg = exception_message or (
                             f"Function '{where}' has reached the maximum {n} retries. "
-                            f"Last exception: {err!r}"
+                            f"Last exception: {err}"
                         )
+                        _retries_exhausted(ctx, msg)
                         raise final(msg) from err
                     _retrying(_context_in(a), where, attempt, n, pause, err)
                     if pause:

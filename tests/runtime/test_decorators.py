@@ -482,13 +482,48 @@ def test_retry_and_timeout_count_klios_metrics_and_log_each_retry(
     assert flaky(msg_bytes("e1")).tag == "drop" and slow(msg_bytes("e2")).tag == "drop"
     retried = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Retrying")]
     prefix = "test_retry_and_timeout_count_klios_metrics_and_log_each_retry.<locals>"
-    assert retried == [
-        f"Retrying KlioMessage - attempt {n} of 3. '{prefix}.flaky' raised an exception: down"
+    assert retried == [  # Klio's line, its trailing space too
+        f"Retrying KlioMessage - attempt {n} of 3. '{prefix}.flaky' raised an exception: down "
         for n in (1, 2)
+    ]
+    exhausted = [r for r in caplog.records if "retries exhausted" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in exhausted] == [
+        (
+            "ERROR",
+            f"Dropping KlioMessage - retries exhausted: Function '{prefix}.flaky' has reached "
+            "the maximum 3 retries. Last exception: down",
+        )
     ]
     assert _kmsg(ctx, "kmsg_retry_attempt_total", f"{prefix}.flaky") == 2
     assert _kmsg(ctx, "kmsg_drop_retry_error_total", f"{prefix}.flaky") == 1
     assert _kmsg(ctx, "kmsg_drop_timed_out_total", f"{prefix}.slow") == 1
+
+
+def test_retry_on_a_process_that_yields_retries_what_its_body_raises(ctx: KlioContext) -> None:
+    calls: list[int] = []
+
+    class Flaky(beam.DoFn):
+        @d.handle_klio
+        @d.retry(tries=3)
+        def process(self, item: Any) -> Any:
+            calls.append(1)
+            if len(calls) < 3:
+                raise OSError("not yet")  # before the first item, as a generator body runs
+            yield b"first"
+            yield b"second"
+
+    out = list(Flaky().process(msg_bytes("e1")))
+    assert len(calls) == 3  # retried, not dropped at the first error
+    assert [parsed(o).data.payload for o in out] == [b"first", b"second"]
+    assert (
+        _kmsg(
+            ctx,
+            "kmsg_retry_attempt_total",
+            "test_retry_on_a_process_that_yields_"
+            "retries_what_its_body_raises.<locals>.Flaky.process",
+        )
+        == 2
+    )
 
 
 def test_thread_limiter_logs_as_klios_at_debug(caplog: Any) -> None:
