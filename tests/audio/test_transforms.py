@@ -24,6 +24,7 @@ from klio_runtime.audio import errors, item
 from klio_runtime.audio.decorators import handle_binary
 from klio_runtime.audio.io import GcsLoadBinary, GcsUploadPlot, UploadData
 from klio_runtime.audio.item import AudioItem, as_item, decode_payload
+from klio_runtime.audio.plots import figure_bytes
 from klio_runtime.audio.transforms import (
     GetMelSpec,
     GetMFCC,
@@ -158,7 +159,7 @@ def test_features_through_transforms_equal_librosa(audio_dir: Path) -> None:
     assert np.argmax(spec[1].mean(axis=1)) == round(880 * 4096 / 22050)
 
 
-def test_every_plot_transform_makes_a_png(audio_dir: Path) -> None:
+def test_every_plot_transform_makes_a_figure(audio_dir: Path) -> None:
     source = msg("tone", str(audio_dir / "tone.wav").encode())
 
     def plots(p: beam.PCollection) -> beam.PCollection:
@@ -174,9 +175,47 @@ def test_every_plot_transform_makes_a_png(audio_dir: Path) -> None:
     assert drops == {} and len(outputs) == 4
     for out in outputs:
         assert out.meta["image_format"] == "png"
-        image = Image.open(io.BytesIO(out.payload))
+        # the Figure, as Klio's plot steps hand it on; pickled (handle_binary's default) in the
+        # serialized message a user's own step gets
+        assert pickle.loads(kmessage.parse(bytes(out)).data.payload).axes
+        image = Image.open(io.BytesIO(figure_bytes(out.payload)))
         assert image.size == (1000, 400)
         assert len(np.unique(np.asarray(image.convert("L")))) > 20
+
+
+@handle_klio
+@handle_binary(skip_dump=True)
+def _save_plot(ctx: Any, item: Any) -> Any:
+    """As klio-audio's handle_binary docstring's save_plt_as_png: a user's step after a plot."""
+    output = f"{ctx.config.job_config.model_extra['plots']}/{item.element.decode()}.png"
+    item.payload.savefig(output, format="png")
+    return output
+
+
+def test_a_users_step_after_a_plot_gets_the_figure_and_uploads_honour_format_and_options(
+    audio_dir: Path, tmp_path: Path
+) -> None:
+    source = msg("tone", str(audio_dir / "tone.wav").encode())
+    config = parse_config(
+        {"job_name": "plots-by-hand", "job_config": {"plots": str(tmp_path)}}
+    )
+    kcontext.bind_context(kcontext.KlioContext(config))
+    saved, drops, _ = run(
+        lambda p: p | LoadAudio() | GetMelSpec() | MelSpecToPlot() | beam.Map(_save_plot),
+        [source],
+    )
+    assert drops == {} and len(saved) == 1
+    assert (tmp_path / "tone.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / "plots"
+    for suffix in (".svg", ".png"):  # the output's format, and savefig's options (dpi)
+        _, drops, _ = run(
+            lambda p, suffix=suffix: p | LoadAudio() | GetMelSpec() | MelSpecToPlot()
+            | GcsUploadPlot(location=str(out), file_suffix=suffix, dpi=30),
+            [source],
+        )
+        assert drops == {}
+    assert (out / "tone.svg").read_bytes().lstrip().startswith(b"<?xml")
+    assert Image.open(out / "tone.png").size == (300, 120)  # 10 x 4 inches at 30 dpi
 
 
 def test_arrays_are_not_reencoded_between_steps(

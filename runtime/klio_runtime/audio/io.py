@@ -124,10 +124,12 @@ class _UploadFn(_DataLocationFn):
         name = self.prefix + _safe_element(item) + self.suffix + (self.file_suffix or "")
         path = _join(self.location, name)
         plot = self.step == "GcsUploadPlot"
+        # as Klio's: the given format, else the output's file suffix (else the plot step's)
+        fmt = (self.file_format or (self.file_suffix or "").lstrip(".")
+               or item.meta.get("image_format") or "png")
         if plot:  # klio-audio's lines for a plot
-            fmt = self.file_format or (self.file_suffix or ".png").lstrip(".") or "png"
             self.runtime.logger.debug("Saving plot as %s for %s", fmt, item.element)
-        data = self._content(item)
+        data = self._content(item, fmt)
         try:
             with FileSystems.create(path) as out:
                 out.write(data)
@@ -142,10 +144,9 @@ class _UploadFn(_DataLocationFn):
         msg.data.payload = path.encode("utf-8")
         return kmessage.serialize(msg)
 
-    def _content(self, item: AudioItem) -> bytes:
+    def _content(self, item: AudioItem, fmt: str) -> bytes:
         payload = item.payload
-        if hasattr(payload, "savefig"):  # a matplotlib Figure from a Klio user's own step
-            fmt = self.file_format or (self.file_suffix or ".png").lstrip(".") or "png"
+        if hasattr(payload, "savefig"):  # a matplotlib Figure: a plot step's, or a user's step's
             buf = io.BytesIO()
             payload.savefig(buf, format=fmt, **self.savefig_kwargs)
             return buf.getvalue()

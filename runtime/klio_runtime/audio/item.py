@@ -143,7 +143,7 @@ def encode_payload(payload: Any, encoding: Encoding) -> bytes:
         if isinstance(payload, io.BytesIO):
             return payload.getvalue()
         raise TypeError(f"raw payload must be bytes or str, not {type(payload).__name__}")
-    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(payload)  # the default protocol, as klio-audio's: readable where it is
 
 
 def decode_payload(data: bytes, *, element: str, numpy: bool | None = None) -> Any:

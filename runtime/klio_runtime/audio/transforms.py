@@ -184,8 +184,9 @@ class _PlotFn(AudioDoFn):
         title = self.title.format(element=item.element)
         self.runtime.logger.debug("Generating plot '%s'", title)
         fig = _PLOTS[self.step](data, element=item.element, title=title, **kwargs)
-        image = plots.figure_bytes(fig, self.file_format)
-        return item.replace(image, "raw", image_format=self.file_format)
+        # the Figure itself, as Klio's plot steps hand it on (pickled when it leaves the audio
+        # steps): GcsUploadPlot renders it in the output's format, a user's step can savefig it
+        return item.replace(fig, "pickle", image_format=self.file_format)
 
 
 _PLOTS: dict[str, Any] = {
