@@ -12,6 +12,7 @@ it before calling ``run``, and the job's built-in DoFns bind it again in ``setup
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import sys
 import threading
@@ -141,8 +142,30 @@ def job_limits(config: KlioConfig) -> JobLimits | None:
     return JobLimits(float(limit) if limit else None, retries) if limit or retries else None
 
 
+class SerializedKlioJob(bytes):
+    """This job's ``KlioJob``, serialized, as Klio's ``ctx.job`` is: Klio's helpers, and jobs
+    written like them, parse it (``KlioJob().ParseFromString(ctx.job)``). It also reads as the
+    proto Klio's docs show (``ctx.job.job_name``, ``ctx.job.gcp_project``)."""
+
+    @functools.cached_property
+    def proto(self) -> KlioJob:
+        return KlioJob.FromString(self)
+
+    @property
+    def job_name(self) -> str:
+        return self.proto.job_name
+
+    @property
+    def gcp_project(self) -> str:
+        return self.proto.gcp_project
+
+    def SerializeToString(self) -> bytes:
+        return bytes(self)
+
+
 class KlioContext:
-    """``config`` (the parsed job config), ``job`` (KlioJob proto), ``logger``, ``metrics``."""
+    """``config`` (the parsed job config), ``job`` (this job's KlioJob, serialized as Klio's:
+    :class:`SerializedKlioJob`), ``logger``, ``metrics``."""
 
     def __init__(
         self,
@@ -152,7 +175,9 @@ class KlioContext:
         metrics: KlioMetrics | None = None,
     ) -> None:
         self.config = config
-        self.job = job if job is not None else job_ref(config)
+        self.job = SerializedKlioJob(
+            (job if job is not None else job_ref(config)).SerializeToString()
+        )
         self.logger = logger if logger is not None else klio_logger()
         self.metrics = (
             metrics

@@ -1,7 +1,8 @@
-"""Klio's ``klio.transforms.core``: ``KlioContext`` and ``KlioBaseDoFn``.
+"""Klio's ``klio.transforms.core``: ``KlioContext``, ``RunConfig`` and ``KlioBaseDoFn``.
 
-Klio built a context from config pickled into ``__main__``; here ``KlioContext()`` with no argument
-is the running job's context (bound by the runtime), and ``KlioContext(config)`` builds one.
+Klio built a context from config pickled into ``__main__`` (``RunConfig``); here ``KlioContext()``
+with no argument is the running job's context (bound by the runtime), ``KlioContext(config)``
+builds one, and ``RunConfig`` reads and sets the bound one's config.
 """
 
 from typing import Any
@@ -10,10 +11,37 @@ import apache_beam as beam
 from klio_runtime import context as _context
 
 
-def KlioContext(config: Any = None, **kwargs: Any) -> _context.KlioContext:
-    if config is None and not kwargs:
-        return _context.bound_context()
-    return _context.KlioContext(config, **kwargs)
+class _ContextFactory(type):
+    """``KlioContext(...)`` gives the runtime's context; ``isinstance(x, KlioContext)`` holds for
+    any of the runtime's contexts, as for Klio's class."""
+
+    def __call__(cls, config: Any = None, **kwargs: Any) -> _context.KlioContext:
+        if config is None and not kwargs:
+            return _context.bound_context()
+        return _context.KlioContext(config, **kwargs)
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, _context.KlioContext)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, _context.KlioContext)
+
+
+class KlioContext(metaclass=_ContextFactory):
+    """The running job's context (``config``, ``job``, ``logger``, ``metrics``)."""
+
+
+class RunConfig:
+    """Klio's holder of the running job's config: ``get()`` the bound context's, ``set(config)``
+    to bind a context for it (as Klio's test command does before a job's tests run)."""
+
+    @classmethod
+    def get(cls) -> Any:
+        return _context.bound_context().config
+
+    @classmethod
+    def set(cls, config: Any) -> None:
+        _context.bind_context(_context.KlioContext(config))
 
 
 class KlioBaseDoFn(beam.DoFn):
@@ -24,4 +52,4 @@ class KlioBaseDoFn(beam.DoFn):
             self._klio = _context.bound_context()
 
 
-__all__ = ["KlioBaseDoFn", "KlioContext"]
+__all__ = ["KlioBaseDoFn", "KlioContext", "RunConfig"]

@@ -440,3 +440,18 @@ def test_user_metrics_are_named_in_beam_as_klios_native_client_names_them() -> N
     assert metrics[ctx.config.job_name, "seen"] == 2  # tags are labels in Prometheus only
     assert metrics["Counts", "seen-here"] == 4
     assert metrics["Counts", "took"].count == 2
+
+
+def test_the_context_reads_as_klios_job_bytes_run_config_and_class() -> None:
+    from klio.transforms import core
+
+    config = make_config()
+    core.RunConfig.set(config)  # as Klio's test command does before a job's tests
+    assert core.RunConfig.get() is config
+    ctx = core.KlioContext()
+    assert isinstance(ctx, core.KlioContext) and ctx.config is config
+    # Klio's ctx.job is the serialized KlioJob its helpers parse; Klio's docs read its fields
+    job = klio_pb2.KlioJob()
+    job.ParseFromString(ctx.job)
+    assert job.job_name == config.job_name == ctx.job.job_name
+    assert ctx.job.SerializeToString() == job.SerializeToString()
