@@ -155,12 +155,28 @@ async def startup(
         default_project=os.environ.get(ENV_PROJECT)
         or os.environ.get("GOOGLE_CLOUD_PROJECT")
         or context.facts.default_project
+        or credentials_project()
         or DEFAULT_PROJECT,
         keda_authentication=context.facts.keda_authentication,
     )
 
     if context.drift_interval > 0:
         memo["klio_drift"] = asyncio.create_task(watch_drift(context), name="klio drift repair")
+
+
+def credentials_project() -> str | None:
+    """The project of the operator's Google credentials (workload identity, a key file), as the
+    chart's empty ``pubsub.project`` promises; None on the Pub/Sub emulator or without any."""
+    if os.environ.get("PUBSUB_EMULATOR_HOST"):
+        return None
+    import google.auth
+    import google.auth.exceptions
+
+    try:
+        _, project = google.auth.default()
+    except google.auth.exceptions.GoogleAuthError:
+        return None
+    return str(project) if project else None
 
 
 async def watch_drift(context: OperatorContext) -> None:

@@ -85,3 +85,24 @@ def test_clearing_progress_is_kopfs_own_and_leaves_the_essence_alone(
     )
     assert ours == kopfs
     assert essence == before
+
+
+def test_the_default_project_is_the_credentials_one_unless_on_the_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import google.auth
+    import google.auth.exceptions
+    from klio_operator.settings import credentials_project
+
+    monkeypatch.setattr(google.auth, "default", lambda: (object(), "project-of-the-key"))
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    assert credentials_project() == "project-of-the-key"  # the chart's empty pubsub.project
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "localhost:8085")
+    assert credentials_project() is None
+
+    def no_credentials() -> Any:
+        raise google.auth.exceptions.DefaultCredentialsError("none here")
+
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    assert credentials_project() is None
