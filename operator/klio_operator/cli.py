@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import yaml
@@ -118,15 +118,17 @@ def settle_garbage_collector(**_: Any) -> None:
 
 
 def _load_documents(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """The KlioJobs of each file; a file that is not YAML, or holds none, exits 2 naming it."""
     documents = []
     for path in paths:
         try:
             loaded = list(yaml.safe_load_all(path.read_text()))
         except yaml.YAMLError as exc:
-            raise click.ClickException(f"{path}: not YAML: {exc}") from exc
-        for document in loaded:
-            if isinstance(document, dict) and document.get("kind") == KIND:
-                documents.append((path, document))
+            _fail([f"{path}: not YAML: {exc}"])
+        found = [d for d in loaded if isinstance(d, dict) and d.get("kind") == KIND]
+        if not found:
+            _fail([f"{path}: no KlioJob in this file (kind: {KIND})"])
+        documents += [(path, document) for document in found]
     return documents
 
 
@@ -150,7 +152,7 @@ def _parent_info(
     )
 
 
-def _fail(lines: Sequence[str]) -> None:
+def _fail(lines: Sequence[str]) -> NoReturn:
     for line in lines:
         click.echo(line, err=True)
     sys.exit(EXIT_INVALID)
@@ -192,7 +194,11 @@ def render(
     with_service_monitor: bool,
     with_keda: bool,
 ) -> None:
-    """Print the child manifests the operator would apply, as YAML (like `helm template`)."""
+    """Print the child manifests the operator would apply, as YAML (like `helm template`).
+
+    Without a cluster there is no KlioJob uid, so the children carry no ownerReferences; the
+    operator sets them when it applies the children.
+    """
     facts = ClusterFacts(
         has_service_monitor=with_service_monitor,
         has_keda=with_keda,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -470,6 +471,33 @@ def desired_workers(spec: KlioJobSpec) -> int:
     return spec.replicas
 
 
+_DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_LABEL_MAX = 63
+_DIGEST_SUFFIX = len("-") + 8
+
+
+def child_name_problem(name: str, spec: KlioJobSpec) -> str | None:
+    """Why the children's names made from the job's ``name`` would be refused by the API server
+    (the metrics Service's, a Job's: DNS-1035 labels of at most 63 characters), or None."""
+    suffixes = [len(metrics_service_name(""))]
+    if spec.runner != "direct":
+        suffixes.append(len("-launch") + _DIGEST_SUFFIX)
+    elif spec.mode == "batch":
+        suffixes.append(_DIGEST_SUFFIX)
+    longest = _LABEL_MAX - max(suffixes)
+    if not _DNS_LABEL.fullmatch(name):
+        return (
+            f"'{name}' must be lowercase letters, digits and '-', start with a letter and end "
+            "with a letter or digit: the job's Service and workers are named after it"
+        )
+    if len(name) > longest:
+        return (
+            f"'{name}' is {len(name)} characters; at most {longest} for this job, whose "
+            f"children's names add up to {max(suffixes)} more (Kubernetes allows 63)"
+        )
+    return None
+
+
 def plan_job(
     owner: Owner,
     spec: KlioJobSpec,
@@ -485,6 +513,8 @@ def plan_job(
     known = {parent.name for parent in parents}
     if missing := [name for name in spec.parents if name not in known]:
         raise PlanningError([f"spec.parents: not resolved: {', '.join(missing)}"])
+    if problem := child_name_problem(owner.name, spec):
+        raise PlanningError([f"metadata.name: {problem}"])
     pubsub, inputs, external = plan_pubsub(owner, spec, parents, facts)
     config = worker_config(owner, spec, parents, inputs, facts)
     digest = config_hash(config)

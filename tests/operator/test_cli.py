@@ -110,3 +110,22 @@ def test_run_settles_the_garbage_collector_after_startup() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_names_the_api_server_would_refuse_for_the_children_exit_2(tmp_path: Path) -> None:
+    for name, why in (
+        ("Bad_Name", "must be lowercase letters, digits and '-'"),
+        ("team.ingest", "must be lowercase letters, digits and '-'"),
+        ("a" * 60, "is 60 characters; at most 55"),
+    ):
+        job = CHILD.replace("name: child", f"name: {name}").replace("parents: [parent]", "")
+        result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "n.yaml", job)])
+        assert result.exit_code == 2, (name, result.output)
+        assert f"KlioJob {name}: metadata.name: '{name}' {why}" in result.output
+
+
+def test_a_file_that_is_not_yaml_or_holds_no_kliojob_exits_2_naming_it(tmp_path: Path) -> None:
+    for text, why in (("kind: ConfigMap\n", "no KlioJob in this file"), ("a: [\n", "not YAML")):
+        path = write(tmp_path, "x.yaml", text)
+        result = CliRunner().invoke(main, ["render", "-f", path])
+        assert result.exit_code == 2 and f"{path}: {why}" in result.output, result.output
