@@ -401,7 +401,8 @@ class Condition(WireModel):
 
     type: str = Field(
         min_length=1,
-        description="Ready, ParentsResolved, TopicsReady or WorkersReady.",
+        description="Ready, Progressing, Degraded, Succeeded (batch), ParentsResolved,"
+        " TopicsReady or WorkersReady.",
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str | None = Field(
@@ -432,7 +433,8 @@ class KlioJobStatus(WireModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, ParentsResolved, TopicsReady, WorkersReady.",
+        description="One per type: Ready, Progressing, Degraded, Succeeded (batch),"
+        " ParentsResolved, TopicsReady, WorkersReady.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     ready_workers: int | None = Field(default=None, ge=0, description="Workers ready.")
