@@ -86,6 +86,12 @@ class WireModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _pubsub_name(kind: str) -> str:
+    """A Pub/Sub resource path of ``kind``, or a bare id: ids start with a letter and hold
+    letters, digits and - . _ ~ + % (Pub/Sub's own rule, bar its minimum length)."""
+    return rf"^(projects/[^/\s]+/{kind}/)?[A-Za-z][-A-Za-z0-9._~+%]*$"
+
+
 class EventInput(WireModel):
     """An external event source for a root job (a job without parents)."""
 
@@ -108,10 +114,16 @@ class EventInput(WireModel):
     )
     subscription: str | None = Field(
         default=None,
-        description="Pub/Sub subscription to read (projects/P/subscriptions/S). If only topic is"
-        " given, the operator creates a subscription for this job on it.",
+        pattern=_pubsub_name("subscriptions"),
+        description="Pub/Sub subscription to read (projects/P/subscriptions/S, or S in the job's"
+        " project). If only topic is given, the operator creates a subscription for this job on"
+        " it.",
     )
-    topic: str | None = Field(default=None, description="Pub/Sub topic (projects/P/topics/T).")
+    topic: str | None = Field(
+        default=None,
+        pattern=_pubsub_name("topics"),
+        description="Pub/Sub topic (projects/P/topics/T, or T in the job's project).",
+    )
     location: str | None = Field(
         default=None,
         description="For type file: a local path or gs:// URL (a glob is allowed) of files with"

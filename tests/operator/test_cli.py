@@ -129,3 +129,17 @@ def test_a_file_that_is_not_yaml_or_holds_no_kliojob_exits_2_naming_it(tmp_path:
         path = write(tmp_path, "x.yaml", text)
         result = CliRunner().invoke(main, ["render", "-f", path])
         assert result.exit_code == 2 and f"{path}: {why}" in result.output, result.output
+
+
+def test_topic_and_subscription_names_pubsub_would_refuse_exit_2_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    bad = PARENT.replace(
+        "eventInputs: [{type: pubsub, topic: projects/p/topics/in}]",
+        "eventInputs: [{type: pubsub, topic: 'not a topic!!'},"
+        " {type: pubsub, subscription: projects/p/topics/wrongkind}]",
+    )
+    result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "t.yaml", bad)])
+    assert result.exit_code == 2, result.output
+    assert "spec.eventInputs[0].topic" in result.output
+    assert "spec.eventInputs[1].subscription" in result.output
