@@ -374,7 +374,10 @@ class KlioJobSpec(WireModel):
                 loc=("pipelineOptions", option),
                 input=self.pipeline_options.get(option),
             )
-            for option, message in runner_option_problems(self.runner, self.pipeline_options)
+            for option, message in [
+                *runner_option_problems(self.runner, self.pipeline_options),
+                *option_conflicts(self.runner, self.mode, self.pipeline_options),
+            ]
         ]
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
@@ -384,6 +387,43 @@ class KlioJobSpec(WireModel):
     def is_root(self) -> bool:
         """A root job has no parents: only event inputs trigger it."""
         return not self.parents
+
+
+_RUNNER_OPTION = {
+    "directrunner": "direct",
+    "fnapirunner": "direct",
+    "direct": "direct",
+    "dataflowrunner": "dataflow",
+    "dataflow": "dataflow",
+    "flinkrunner": "flink",
+    "flink": "flink",
+}
+
+
+def option_conflicts(runner: Runner, mode: str, options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(option, why) for a ``runner`` or ``streaming`` option (as a Klio config writes them)
+    that says otherwise than ``spec.runner`` / ``spec.mode``, which choose: refused, rather than
+    silently overridden."""
+    problems: list[tuple[str, str]] = []
+    given = options.get("runner")
+    if given is not None and _RUNNER_OPTION.get(str(given).lower()) != runner:
+        problems.append(
+            (
+                "runner",
+                f"{given!r} is not spec.runner ({runner}): choose the runner with"
+                " spec.runner (direct, dataflow or flink), and leave this option out",
+            )
+        )
+    streaming = options.get("streaming")
+    if streaming is not None and bool(streaming) != (mode == "streaming"):
+        problems.append(
+            (
+                "streaming",
+                f"{streaming!r} is not spec.mode ({mode}): choose with spec.mode"
+                " (streaming or batch), and leave this option out",
+            )
+        )
+    return problems
 
 
 def runner_option_problems(runner: Runner, options: dict[str, Any]) -> list[tuple[str, str]]:

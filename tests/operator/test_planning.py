@@ -62,14 +62,14 @@ def test_config_map_is_valid_for_the_runtime_and_wires_the_dag() -> None:
         timeoutSeconds=30,
         retries=2,
         allowNonKlioMessages=True,
-        pipelineOptions={"experiments": ["x"], "runner": "ignored"},
+        pipelineOptions={"experiments": ["x"], "runner": "DirectRunner"},
         dataOutputs=[{"location": "gs://b/out", "fileSuffix": ".png", "force": True}],
     )
     plan = plan_job(OWNER, job, PARENTS)
     data = by_kind(plan)["ConfigMap"]["data"][worker_contract.CONFIG_FILE]
     config = parse_config(yaml.safe_load(data))
     assert config.job_name == "child"
-    assert config.pipeline_options.runner == "FnApiRunner"  # the spec's runner wins
+    assert config.pipeline_options.runner == "FnApiRunner"  # the spec's runner, in-process
     assert config.pipeline_options.streaming is True
     assert config.pipeline_options.experiments == ["x"]
     jc = config.job_config
@@ -401,3 +401,30 @@ def test_a_runner_missing_what_it_needs_to_submit_is_refused_naming_the_option(
     assert len(caught.value.errors) == len(errors)
     for error, expected in zip(caught.value.errors, errors, strict=True):
         assert error.startswith(expected), error
+
+
+def test_runner_or_streaming_options_saying_otherwise_than_the_spec_are_refused() -> None:
+    # as a Klio config writes them: refused, naming each, not silently overridden
+    with pytest.raises(SpecError) as caught:
+        parse_spec(
+            {
+                "image": "reg.example/job:1",
+                "pipelineOptions": {"runner": "DataflowRunner", "streaming": False},
+            }
+        )
+    errors = caught.value.errors
+    assert any(
+        e.startswith("spec.pipelineOptions.runner: 'DataflowRunner' is not spec.runner")
+        for e in errors
+    ), errors
+    assert any(
+        e.startswith("spec.pipelineOptions.streaming: False is not spec.mode") for e in errors
+    )
+    # saying the same as the spec is fine
+    parse_spec(
+        {
+            "image": "reg.example/job:1",
+            "mode": "batch",
+            "pipelineOptions": {"runner": "DirectRunner", "streaming": False},
+        }
+    )
