@@ -35,6 +35,8 @@ ENV_PROJECT = "KLIO_PUBSUB_PROJECT"
 ENV_METRICS_PORT = "KLIO_OPERATOR_METRICS_PORT"
 ENV_RETRY_DELAY = "KLIO_OPERATOR_RETRY_DELAY"
 ENV_DRIFT_INTERVAL = "KLIO_OPERATOR_DRIFT_INTERVAL"
+ENV_KEDA_AUTHENTICATION = "KLIO_KEDA_AUTHENTICATION"
+"""The KEDA TriggerAuthentication (in each job's namespace) its ScaledObject reads Pub/Sub with."""
 
 
 class DiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -157,7 +159,8 @@ async def startup(
         or context.facts.default_project
         or credentials_project()
         or DEFAULT_PROJECT,
-        keda_authentication=context.facts.keda_authentication,
+        keda_authentication=os.environ.get(ENV_KEDA_AUTHENTICATION)
+        or context.facts.keda_authentication,
     )
 
     if context.drift_interval > 0:
