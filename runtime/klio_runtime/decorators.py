@@ -496,12 +496,7 @@ def _call_with_job_limits(
         except Exception as err:
             if attempt > retries:
                 if retries:
-                    _count(ctx, KMSG_DROP_RETRY_ERROR, where)
-                    message = (
-                        f"Function '{where}' has reached the maximum {attempt} retries. "
-                        f"Last exception: {err}"
-                    )
-                    _retries_exhausted(ctx, message)
+                    message = _retries_exhausted(ctx, where, attempt, err)
                     raise KlioRetriesExhausted(message) from err
                 raise
             _retrying(ctx, where, attempt, retries + 1, 0.0, err)
@@ -535,9 +530,17 @@ def _retrying(
     )
 
 
-def _retries_exhausted(ctx: KlioContext | None, message: str) -> None:
-    """Klio's line when the last try failed, before the error is raised."""
+def _retries_exhausted(
+    ctx: KlioContext | None, where: str, tries: int, err: BaseException, message: str | None = None
+) -> str:
+    """The last try failed: count it, log Klio's line, and return the message of the error to
+    raise (``message``, else Klio's default)."""
+    _count(ctx, KMSG_DROP_RETRY_ERROR, where)
+    message = message or (
+        f"Function '{where}' has reached the maximum {tries} retries. Last exception: {err}"
+    )
     _logger_of(ctx).error("Dropping KlioMessage - retries exhausted: %s", message)
+    return message
 
 
 def _logger_of(ctx: KlioContext | None) -> logging.Logger:
@@ -870,13 +873,7 @@ def retry(
                     return result
                 except catch as err:
                     if n != -1 and attempt >= n:
-                        ctx = _context_in(a)
-                        _count(ctx, KMSG_DROP_RETRY_ERROR, where)
-                        msg = exception_message or (
-                            f"Function '{where}' has reached the maximum {n} retries. "
-                            f"Last exception: {err}"
-                        )
-                        _retries_exhausted(ctx, msg)
+                        msg = _retries_exhausted(_context_in(a), where, n, err, exception_message)
                         raise final(msg) from err
                     _retrying(_context_in(a), where, attempt, n, pause, err)
                     if pause:

@@ -306,12 +306,13 @@ class StreamingWorker:
         job, batch = self.config.job_name, in_flight.batch
         outcomes = self.client.publish_outcomes(
             in_flight.futures, self.settings.publish_timeout_seconds)
-        failed = [(o, error) for o, error in zip(in_flight.outgoing, outcomes, strict=True)
-                  if error is not None]
+        failed: list[tuple[_Outgoing, BaseException]] = []
         kinds: dict[str, int] = {}
         for o, error in zip(in_flight.outgoing, outcomes, strict=True):
             if error is None:
                 kinds[o.kind] = kinds.get(o.kind, 0) + 1
+            else:
+                failed.append((o, error))
         for kind, count in kinds.items():
             self.metrics.published.labels(job=job, kind=kind).inc(count)
         sources = {o.source for o, _ in failed}
