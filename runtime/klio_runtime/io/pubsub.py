@@ -114,11 +114,6 @@ class PubSubClient:
             for received in response.received_messages
         ]
 
-    def publish_all(self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]],
-                    timeout: float = 60.0) -> list[str]:
-        """Publish ``(topic, data, attributes)`` and wait for every one; their message ids."""
-        return self.wait_published(self.publish_nowait(messages), timeout)
-
     def topic_exists(self, topic: str) -> bool:
         try:
             self.publisher.get_topic(request={"topic": topic})
@@ -132,15 +127,6 @@ class PubSubClient:
         one at a time waits out each batch window)."""
         return [self.publisher.publish(topic, data, **dict(attributes))
                 for topic, data, attributes in messages]
-
-    def wait_published(self, pending: Sequence[futures.Future[str]],
-                       timeout: float = 60.0) -> list[str]:
-        """The message ids once all are confirmed. Raises the first publish error, or
-        TimeoutError (the caller then acknowledges nothing)."""
-        for error in self.publish_outcomes(pending, timeout):
-            if error is not None:
-                raise error
-        return [future.result() for future in pending]
 
     def publish_outcomes(self, pending: Sequence[futures.Future[str]],
                          timeout: float = 60.0) -> list[BaseException | None]:
