@@ -221,6 +221,7 @@ def render(
     graph = {name: list(spec.parents) for name, (_, _, spec) in jobs.items()}
     rendered: list[dict[str, Any]] = []
     comments: list[str] = []
+    warnings: list[str] = []
     for name, (path, document, spec) in jobs.items():
         if path != files[0]:
             continue
@@ -244,6 +245,7 @@ def render(
             errors += [f"{path}: KlioJob {name}: {error}" for error in exc.errors]
             continue
         rendered += plan.children
+        warnings += [f"{path}: KlioJob {name}: warning: {line}" for line in plan.advice]
         comments += [f"# KlioJob {name}: Pub/Sub topic {t.name}" for t in plan.pubsub.topics]
         comments += [
             f"# KlioJob {name}: Pub/Sub subscription {s.name} on {s.topic}"
@@ -252,5 +254,7 @@ def render(
         ]
     if errors:
         _fail(errors)
+    for line in warnings:
+        click.echo(line, err=True)
     click.echo("\n".join(comments))
     click.echo(render_yaml(rendered), nl=False)

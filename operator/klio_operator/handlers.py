@@ -90,6 +90,8 @@ class OperatorContext:
     there (0: never)."""
     drift_reported: dict[tuple[str, str], str] = field(default_factory=dict)
     """The drift note (annotation) of each job whose repair this process reported in an Event."""
+    advice_reported: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    """The plan's advice each job was last warned of, so a re-reconcile does not repeat it."""
     worker_pods: Mapping[tuple[str, str], Iterable[Mapping[str, Any]]] | None = None
     """kopf's index of worker pods by (namespace, job) (`index_worker_pod`), set at startup:
     a pod event then costs no LIST of the job's pods. None: they are listed."""
@@ -497,6 +499,10 @@ async def _reconcile(
     context.children_applied[(namespace, name)] = frozenset(map(object_key, plan.children))
     if topics_state.status == "True":
         _report_drift_repaired(context, body, namespace, name)
+    if context.advice_reported.get((namespace, name), ()) != plan.advice:
+        context.advice_reported[(namespace, name)] = plan.advice
+        if plan.advice:
+            kopf.warn(body, reason="AutoscalingLimited", message="; ".join(plan.advice))
     stored = {
         object_key(child): result for child, result in zip(plan.children, applied, strict=True)
     }
@@ -819,6 +825,7 @@ async def on_deleted(
     context.workload_events.pop((namespace, name), None)
     context.pubsub_applied.pop((namespace, name), None)
     context.drift_reported.pop((namespace, name), None)
+    context.advice_reported.pop((namespace, name), None)
     context.children_applied.pop((namespace, name), None)
     context.parsed.pop((namespace, name), None)
     context.latest.pop((namespace, name), None)

@@ -106,6 +106,9 @@ class Plan:
     selector: str
     workload: tuple[str, str] | None = None  # (kind, name) of the Deployment / Job watched
     external_subscriptions: tuple[str, ...] = field(default=())  # read, not owned
+    advice: tuple[str, ...] = field(default=())
+    """`<path>: <message>` lines for what the children will not do of what the spec asks;
+    the job still runs (the handler reports them in a Warning Event, render on stderr)."""
 
 
 def project_of(spec: KlioJobSpec, facts: ClusterFacts) -> str:
@@ -530,6 +533,7 @@ def plan_job(
     selector = worker_selector(job)
     workers = desired_workers(spec)
     workload: tuple[str, str] | None = None
+    advice: list[str] = []
     if spec.runner != "direct":
         launcher = f"{job}-launch-{digest[:8]}"
         children.append(_batch_job(owner, spec, facts, launcher, "launcher", digest, 1))
@@ -552,6 +556,7 @@ def plan_job(
                 children.append(_scaled_object(owner, spec, facts, subs))
             else:
                 children.append(_hpa(owner, spec))
+                advice += cpu_autoscaling_advice(spec)
     return Plan(
         children=children,
         pubsub=pubsub,
@@ -560,6 +565,7 @@ def plan_job(
         selector=selector_string(selector),
         workload=workload,
         external_subscriptions=external,
+        advice=tuple(advice),
     )
 
 
@@ -675,6 +681,29 @@ def _service_monitor(owner: Owner) -> dict[str, Any]:
             ],
         },
     }
+
+
+def cpu_autoscaling_advice(spec: KlioJobSpec) -> list[str]:
+    """What the HorizontalPodAutoscaler a job gets without KEDA cannot do of its autoscaling."""
+    assert spec.autoscaling is not None
+    advice = []
+    resources = spec.resources
+    claimed = {
+        **((resources.limits or {}) if resources else {}),  # a limit alone is also the request
+        **((resources.requests or {}) if resources else {}),
+    }
+    if "cpu" not in claimed:
+        advice.append(
+            "spec.resources.requests.cpu: not set (nor limits.cpu), so unless the namespace's"
+            " LimitRange sets one, the HorizontalPodAutoscaler used without KEDA cannot measure"
+            " CPU utilization and will not scale the workers"
+        )
+    if spec.autoscaling.min_replicas == 0:
+        advice.append(
+            "spec.autoscaling.minReplicas: 0 needs KEDA (scale to zero on an empty backlog);"
+            " the HorizontalPodAutoscaler used without KEDA keeps at least 1 worker"
+        )
+    return advice
 
 
 def _hpa(owner: Owner, spec: KlioJobSpec) -> dict[str, Any]:

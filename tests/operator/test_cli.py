@@ -75,6 +75,22 @@ def test_cycle_exits_2_naming_it(tmp_path: Path) -> None:
     assert "child → parent → child" in result.output or "parent → child → parent" in result.output
 
 
+def test_render_warns_on_stderr_of_what_the_autoscaler_cannot_do(tmp_path: Path) -> None:
+    scaled = PARENT.replace(
+        "dataOutputs:", "autoscaling: {minReplicas: 0, maxReplicas: 4}\n  dataOutputs:"
+    )
+    result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "p.yaml", scaled)])
+    assert result.exit_code == 0, result.output
+    assert "KlioJob parent: warning: spec.resources.requests.cpu: not set" in result.stderr
+    assert "warning: spec.autoscaling.minReplicas: 0 needs KEDA" in result.stderr
+    assert "warning" not in result.stdout  # the YAML stays clean for kubectl apply
+    assert "HorizontalPodAutoscaler" in result.stdout
+    with_keda = CliRunner().invoke(
+        main, ["render", "-f", write(tmp_path, "p.yaml", scaled), "--with-keda"]
+    )
+    assert with_keda.exit_code == 0 and not with_keda.stderr
+
+
 def test_examples_render() -> None:
     examples = sorted(str(p) for p in Path("examples/kliojobs").glob("*.yaml"))
     if not examples:

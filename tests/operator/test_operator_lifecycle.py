@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -135,6 +136,45 @@ async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() ->
             # The topic appears: the job heals by itself on its next retry.
             await op.context.pubsub.ensure_topic(f"projects/{PROJECT}/topics/nope")
             await op.wait(lambda: op.condition_is("orphan", "TopicsReady", "True"), "healed")
+
+        await op.run(scenario)
+
+
+async def test_cpu_autoscaling_without_a_cpu_request_is_warned_of_once() -> None:
+    async with operator_under_test() as op:  # no KEDA: the workers scale on CPU
+
+        def warnings() -> list[dict[str, Any]]:
+            events = op.api.live_objects("v1/events")
+            return [e for e in events if e.get("reason") == "AutoscalingLimited"]
+
+        def worker_cpu() -> Any:
+            deployment = op.objects("Deployment").get("j") or {}
+            container = deployment.get("spec", {}).get("template", {}).get("spec", {})
+            resources = (container.get("containers") or [{}])[0].get("resources") or {}
+            return (resources.get("requests") or {}).get("cpu")
+
+        async def scenario() -> None:
+            await op.apply_job("j", autoscaling={"maxReplicas": 3})
+            await op.wait(lambda: "j" in op.objects("HorizontalPodAutoscaler"), "HPA")
+            await op.wait(lambda: len(warnings()) == 1, "an AutoscalingLimited Event")
+            assert warnings()[0]["type"] == "Warning"
+            assert "spec.resources.requests.cpu: not set" in warnings()[0]["message"]
+            # A change that leaves the advice as it was does not repeat it; one that heeds it
+            # removes it.
+            await op.send(
+                "PATCH", resource_path("KlioJob", NS, "j"), {"spec": {"threadPoolSize": 2}}
+            )
+            await op.wait(
+                lambda: (
+                    "thread_pool_size: 2"
+                    in op.objects("ConfigMap")["j-config"]["data"]["klio-job.yaml"]
+                ),
+                "the new config",
+            )
+            cpu = {"spec": {"resources": {"requests": {"cpu": "500m"}}}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "j"), cpu)
+            await op.wait(lambda: worker_cpu() == "500m", "the CPU request on the workers")
+            assert len(warnings()) == 1
 
         await op.run(scenario)
 

@@ -257,6 +257,23 @@ def test_hpa_without_keda() -> None:
     assert "replicas" not in by_kind(plan)["Deployment"]["spec"]  # the HPA owns the count
 
 
+def test_cpu_autoscaling_advises_what_the_hpa_cannot_do() -> None:
+    """Without KEDA the HPA measures CPU against the request and cannot scale to zero: the job
+    still gets it, with advice naming the fields (the handler warns in an Event)."""
+    plan = plan_job(OWNER, spec(autoscaling={"minReplicas": 0, "maxReplicas": 3}))
+    assert [line.split(":")[0] for line in plan.advice] == [
+        "spec.resources.requests.cpu",
+        "spec.autoscaling.minReplicas",
+    ]
+    assert by_kind(plan)["HorizontalPodAutoscaler"]["spec"]["minReplicas"] == 1
+    for resources in ({"requests": {"cpu": "500m"}}, {"limits": {"cpu": "1"}}):
+        claimed = spec(autoscaling={"maxReplicas": 3}, resources=resources)
+        assert plan_job(OWNER, claimed).advice == ()
+    to_zero = spec(autoscaling={"minReplicas": 0, "maxReplicas": 3})
+    assert plan_job(OWNER, to_zero, facts=ClusterFacts(has_keda=True)).advice == ()
+    assert plan_job(OWNER, spec()).advice == ()  # no autoscaling asked, none advised
+
+
 def test_keda_scales_on_backlog_and_oldest_unacked_age() -> None:
     job = spec(
         parents=["a"],
