@@ -533,6 +533,8 @@ def parse_spec(spec: Any) -> KlioJobSpec:
 
     Raises SpecError listing every problem, paths prefixed with `spec.`.
     """
+    if spec is None:
+        raise SpecError(["spec: required"])
     try:
         return KlioJobSpec.model_validate(spec)
     except ValidationError as exc:

@@ -244,7 +244,7 @@ def _io_type_tag(value: Any) -> str | None:
         return io_type.lower() if isinstance(io_type, str) and io_type.lower() in _IO_TAGS else None
     if isinstance(value, BaseModel):
         return str(getattr(value, "type", None))
-    return "pubsub"  # not a mapping: let the model say "should be a valid dictionary"
+    return "pubsub"  # not a mapping: let the model say it must be one
 
 
 _UNSUPPORTED_EVENT_TYPE = (
@@ -515,6 +515,10 @@ def format_validation_errors(exc: ValidationError, prefix: str = "") -> list[str
             path = f"{prefix}{'' if path.startswith('[') or not path else '.'}{path}"
         message = _MESSAGES.get(error["type"], error["msg"])
         message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if error["type"] in ("model_type", "dict_type"):  # pydantic names its own classes
+            got = error["input"]
+            shown = "an empty value" if got is None else type(got).__name__
+            message = f"must be a mapping, got {shown}"
         if error["type"] == "unsupported_io_type" and isinstance(error["input"], Mapping):
             message += f" (got {error['input'].get('type')!r})"
         lines.append(f"{path or '(top level)'}: {message}")

@@ -247,7 +247,7 @@ def test_error_messages_are_readable() -> None:
     [
         ({"job_name": "j", "version": 1}, "version: only version 2 of klio-job.yaml is supported"),
         ({"job_name": ""}, "job_name: String should have at least 1 character"),
-        ({"job_name": "j", "job_config": []}, "job_config: Input should be a valid dictionary"),
+        ({"job_name": "j", "job_config": []}, "job_config: must be a mapping, got list"),
         (["job_name"], "(top level): must be a mapping, got list"),
         (
             {"job_name": "j", "job_config": {"metrics": {"native": {"timer_unit": "hours"}}}},

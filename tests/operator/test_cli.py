@@ -65,6 +65,17 @@ def test_invalid_kliojob_exits_2_with_the_field_path(tmp_path: Path) -> None:
     assert "spec.replicas" in result.output and "spec.mode" in result.output
 
 
+def test_a_missing_or_wrongly_shaped_spec_is_named_plainly(tmp_path: Path) -> None:
+    no_spec = "apiVersion: klio.io/v1alpha1\nkind: KlioJob\nmetadata: {name: x}\n"
+    result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "x.yaml", no_spec)])
+    assert result.exit_code == 2
+    assert "KlioJob x: spec: required" in result.output
+    shapeless = no_spec + "spec: {image: a, autoscaling: 3}\n"
+    result = CliRunner().invoke(main, ["render", "-f", write(tmp_path, "x.yaml", shapeless)])
+    assert result.exit_code == 2
+    assert "spec.autoscaling: must be a mapping, got int" in result.output
+
+
 def test_cycle_exits_2_naming_it(tmp_path: Path) -> None:
     a = PARENT.replace(
         "eventInputs: [{type: pubsub, topic: projects/p/topics/in}]", "parents: [child]"
