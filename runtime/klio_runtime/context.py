@@ -37,12 +37,20 @@ def current_element_id() -> str:
     return element.decode("utf-8", "backslashreplace") if type(element) is bytes else str(element)
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: an id from a message (a newline in it) must
+    not start what reads as a log line of its own."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _ElementIdFilter(logging.Filter):
     """Adds ``record.element_id``; never filters (the job's logger level decides what shows)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "element_id"):
-            record.element_id = current_element_id()
+        shown = getattr(record, "element_id", None)
+        record.element_id = _printable(current_element_id() if shown is None else str(shown))
         return True
 
 

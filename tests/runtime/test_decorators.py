@@ -416,6 +416,20 @@ def test_logger_shows_info_by_default_and_debug_when_the_job_asks(
     assert "[elem-8] debug line" in capsys.readouterr().err
 
 
+def test_a_control_character_in_an_element_id_cannot_forge_a_log_line(
+    ctx: KlioContext, capsys: Any
+) -> None:
+    @d.handle_klio
+    def f(c: KlioContext, item: Any) -> Any:
+        c.logger.info("hello")
+        return item
+
+    f(msg_bytes("a\n2026-01-01 00:00:00,000 INFO klio [b] forged"))
+    err = capsys.readouterr().err
+    assert "[a\\n2026-01-01 00:00:00,000 INFO klio [b] forged] hello" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_job_config_timeout_and_retries_apply_to_every_element() -> None:
     ctx = bound(make_config({"timeout_seconds": 0.5, "retries": 1}))
     calls: list[str] = []
