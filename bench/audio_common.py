@@ -40,6 +40,22 @@ def make_files(folder: Path, count: int, seconds: float, sr: int = 44100) -> lis
     return names
 
 
+def message_only() -> Any:
+    """The job's last step: each message without its array (neither side writes arrays out).
+    An audio step, so the array reaches it as it is, not encoded for it."""
+    from klio_runtime.audio.item import AudioItem
+    from klio_runtime.audio.steps import AudioDoFn
+    from klio_runtime.message import serialize
+
+    class MessageOnly(AudioDoFn):
+        step = "MessageOnly"
+
+        def apply(self, item: AudioItem) -> bytes:
+            return serialize(item.message)
+
+    return MessageOnly()
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

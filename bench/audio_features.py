@@ -49,7 +49,6 @@ def in_job(root: Path, audio: Path, names: list[str]) -> dict[str, Any]:
     import apache_beam as beam
     from klio_runtime.audio.io import GcsLoadBinary
     from klio_runtime.audio.transforms import GetMelSpec, GetMFCC, LoadAudio
-    from klio_runtime.message import serialize
 
     def run(pcoll: Any, config: Any) -> Any:
         return (
@@ -58,7 +57,7 @@ def in_job(root: Path, audio: Path, names: list[str]) -> dict[str, Any]:
             | LoadAudio(sr=22050)
             | GetMelSpec(n_mels=128)
             | GetMFCC(n_mfcc=20)
-            | "Done" >> beam.Map(lambda item: serialize(item.message))
+            | "Done" >> beam.ParDo(audio_common.message_only())
         )
 
     return {"seconds": audio_common.time_job(root, audio, names, run)}

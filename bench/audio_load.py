@@ -43,14 +43,13 @@ def in_job(root: Path, audio: Path, names: list[str]) -> dict[str, Any]:
     import apache_beam as beam
     from klio_runtime.audio.io import GcsLoadBinary
     from klio_runtime.audio.transforms import LoadAudio
-    from klio_runtime.message import serialize
 
     def run(pcoll: Any, config: Any) -> Any:
         return (
             pcoll
             | GcsLoadBinary()
             | LoadAudio(sr=None, mono=False)
-            | "Done" >> beam.Map(lambda item: serialize(item.message))
+            | "Done" >> beam.ParDo(audio_common.message_only())
         )
 
     return {"seconds": audio_common.time_job(root, audio, names, run)}

@@ -43,6 +43,7 @@ from klio_runtime.context import (
 )
 from klio_runtime.proto.klio_pb2 import KlioMessage
 from klio_runtime.transforms import klio_lines
+from klio_runtime.transforms.handoff import READS_MESSAGES_MARK
 
 DROP_TAG = "drop"
 
@@ -169,6 +170,13 @@ def _is_method(func: Callable[..., Any]) -> bool:
 
 def _name(func: Callable[..., Any]) -> str:
     return getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
+
+
+def _reads_messages(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a wrapper that parses what it receives: objects that stand for a message (audio's
+    AudioItem) may be handed to it as they are (:mod:`klio_runtime.transforms.handoff`)."""
+    setattr(wrapper, READS_MESSAGES_MARK, True)
+    return wrapper
 
 
 def _own_signature(wrapper: Callable[..., Any]) -> Callable[..., Any]:
@@ -594,7 +602,7 @@ def _handle_klio(
                     ctx, call, (ctx,), kwargs, incoming, where, False, limiter.get(ctx)
                 )[0]
 
-            return _own_signature(func_wrapper)
+            return _reads_messages(_own_signature(func_wrapper))
 
         if func.__name__ == "expand":
 
@@ -615,7 +623,7 @@ def _handle_klio(
             )
             return iter(out) if is_process else out[0]
 
-        return _own_signature(method_wrapper)
+        return _reads_messages(_own_signature(method_wrapper))
 
     if args and callable(args[0]):
         return inner(args[0])
@@ -646,14 +654,14 @@ def _serialize_klio_message(func: Callable[..., Any]) -> Callable[..., Any]:
             )
             return iter(out) if is_process else out[0]
 
-        return _own_signature(method_wrapper)
+        return _reads_messages(_own_signature(method_wrapper))
 
     @functools.wraps(func)
     def func_wrapper(ctx: KlioContext, incoming: Any, *rest: Any, **kwargs: Any) -> Any:
         out = _run_one(ctx, _bind_rest(func, rest), (ctx,), kwargs, incoming, where, many=False)
         return out[0]
 
-    return _own_signature(func_wrapper)
+    return _reads_messages(_own_signature(func_wrapper))
 
 
 def _set_klio_context(method: Callable[..., Any]) -> Callable[..., Any]:

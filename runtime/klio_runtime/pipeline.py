@@ -45,6 +45,7 @@ from klio_runtime.io.pubsub_events import (
     pubsub_project,
 )
 from klio_runtime.metrics import KlioMetrics, batch_until_bundle_end, bundle_ended
+from klio_runtime.transforms.handoff import hand_bytes_to_other_consumers
 from klio_runtime.transforms.io import reader_name, writer_names
 from klio_runtime.transforms.route import (
     DROPPED,
@@ -83,6 +84,8 @@ def input_names(config: KlioConfig) -> list[str]:
 class _PrepareOutput(beam.DoFn):
     """Run's output → serialized KlioMessages for the event outputs, counted; anything else is a
     dead letter naming what run returned."""
+
+    reads_klio_objects = True  # an object standing for a message becomes its bytes here
 
     def __init__(self, config: KlioConfig) -> None:
         self.config = config
@@ -239,6 +242,7 @@ class KlioJobTransform(beam.PTransform):
             # A runner may materialize this merge (FnApiRunner always does for a Flatten of
             # several inputs): a job without pass-thru outputs does not pay for it.
             outputs += pass_thru
+        hand_bytes_to_other_consumers(pipeline)  # run's steps are all applied by now
         return {
             OUTPUT: self._merge(outputs, "Merge run and pass-thru", pipeline),
             DROPPED: dropped | "Merge dropped" >> beam.Flatten(pipeline=pipeline),

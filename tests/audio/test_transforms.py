@@ -39,6 +39,8 @@ from klio_runtime.audio.transforms import (
 from klio_runtime.config import parse_config
 from klio_runtime.decorators import handle_klio
 from klio_runtime.metrics import batch_until_bundle_end, bundle_ended
+from klio_runtime.pipeline import KlioJobTransform
+from klio_runtime.proto.klio_pb2 import KlioMessage
 from PIL import Image
 
 from tests.audio import signals
@@ -234,6 +236,51 @@ def test_arrays_are_not_reencoded_between_steps(
         [msg("tone", str(audio_dir / "tone.mp3").encode())],
     )
     assert len(outputs) == 1 and calls == []
+
+
+def _key_by_element(data: bytes) -> tuple[bytes, bytes]:
+    """A job's own undecorated step that parses the message itself, as Klio's docs'
+    ``create_key_from_element`` does (for a CoGroupByKey of two features of one file)."""
+    msg = KlioMessage()
+    msg.ParseFromString(data)
+    return msg.data.element, data
+
+
+def test_a_jobs_own_undecorated_step_after_audio_steps_gets_message_bytes(
+    audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_encode = item.encode_payload
+    monkeypatch.setattr(
+        item, "encode_payload", lambda *a: calls.append("encode") or real_encode(*a)
+    )
+    config = parse_config(
+        {
+            "job_name": "audio-keys",
+            "job_config": {
+                "data": {
+                    "inputs": [
+                        {"type": "file", "location": str(audio_dir), "file_suffix": ".wav"}
+                    ]
+                }
+            },
+        }
+    )
+
+    def run_fn(pcoll: Any, _: Any) -> Any:
+        stft = pcoll | GcsLoadBinary() | LoadAudio() | GetSTFT()
+        keyed = stft | beam.Map(_key_by_element) | beam.GroupByKey()
+        return keyed | beam.MapTuple(lambda _, messages: messages[0])
+
+    key = uuid.uuid4().hex
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        out = pipeline | beam.Create([msg("tone")]) | KlioJobTransform(config, run_fn)
+        _ = out["output"] | beam.Map(_collect, key)
+    (output,) = _COLLECTED.pop(key)
+    stft = decode_payload(kmessage.parse(output).data.payload, element="tone")
+    assert stft.shape[0] == 1025 and np.iscomplexobj(stft)
+    # encoded once, for the job's own step; LoadAudio handed GetSTFT its array as it was
+    assert calls == ["encode"]
 
 
 def test_bad_arrays_are_dropped_naming_the_element() -> None:

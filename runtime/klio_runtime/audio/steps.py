@@ -56,6 +56,11 @@ class AudioDoFn(beam.DoFn):
     step = "audio"
     #: load_with_numpy for KlioMessage bytes arriving here (None: recognise the payload).
     payload_numpy: bool | None = None
+    # AudioItems in and out; serialized messages out when a reader of this step's output does not
+    # take AudioItems (set by transforms.handoff once the job's pipeline is built).
+    emits_klio_objects = True
+    reads_klio_objects = True
+    hand_on_bytes = False
 
     def __init__(self, config: KlioConfig | None = None) -> None:
         super().__init__()
@@ -93,7 +98,8 @@ class AudioDoFn(beam.DoFn):
             element = item.element
             token = current_element.set(element)
             try:
-                yield self.apply(item)
+                out = self.apply(item)
+                yield bytes(out) if self.hand_on_bytes and type(out) is AudioItem else out
             finally:
                 current_element.reset(token)
         except AudioError as err:

@@ -1,0 +1,77 @@
+"""Steps that hand the next step an object in place of KlioMessage bytes, and where they must not.
+
+Audio steps pass an ``AudioItem`` (the message, its payload still an array) to each other, so a
+chain of them in one process never re-encodes an array. Every other consumer gets what Klio gives
+it: serialized KlioMessage bytes (a job's own undecorated ``Map`` that parses them, a
+``GroupByKey``, a side input). :func:`hand_bytes_to_other_consumers` settles this once the job's
+steps are applied, from who reads each output.
+
+A DoFn opts in with two class attributes: ``emits_klio_objects`` (it may emit such objects, and
+emits bytes once its ``hand_on_bytes`` is set) and ``reads_klio_objects`` (it takes them). A
+function or method takes them when a Klio decorator that parses messages wrapped it
+(:data:`READS_MESSAGES_MARK`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.pipeline import AppliedPTransform
+
+READS_MESSAGES_MARK = "__klio_reads_messages__"
+"""Set on the wrappers of ``handle_klio`` and ``serialize_klio_message``: they take the objects
+(through ``to_message``) as well as bytes."""
+
+
+def _leaves(applied: AppliedPTransform) -> Iterator[AppliedPTransform]:
+    if not applied.parts:
+        yield applied
+    for part in applied.parts:
+        yield from _leaves(part)
+
+
+def _marked(func: Any) -> bool:
+    return bool(getattr(func, READS_MESSAGES_MARK, False))
+
+
+def reads_objects(applied: AppliedPTransform) -> bool:
+    """Whether this primitive step takes the objects as it takes message bytes."""
+    fn = getattr(applied.transform, "fn", None)
+    if fn is None:
+        return False
+    if getattr(fn, "reads_klio_objects", False):
+        return True
+    called = getattr(fn, "_fn", None)  # Beam's CallableWrapperDoFn: FlatMap(f) or Map's closure
+    if called is not None:
+        cells = getattr(called, "__closure__", None) or ()
+        return _marked(called) or any(_marked(cell.cell_contents) for cell in cells)
+    return _marked(getattr(type(fn), "process", None))
+
+
+def hand_bytes_to_other_consumers(pipeline: beam.Pipeline) -> None:
+    """Set ``hand_on_bytes`` on each object-emitting DoFn of ``pipeline`` whose main output
+    reaches (through Flattens) any step that does not take the objects."""
+    leaves = list(_leaves(pipeline.transforms_stack[0]))
+    readers: dict[int, list[tuple[AppliedPTransform, bool]]] = defaultdict(list)
+    for leaf in leaves:
+        for pcoll in leaf.inputs:
+            readers[id(pcoll)].append((leaf, False))
+        for side in leaf.side_inputs:
+            readers[id(side.pvalue)].append((leaf, True))
+
+    def needs_bytes(pcoll: Any) -> bool:
+        for reader, as_side_input in readers.get(id(pcoll), []):
+            if isinstance(reader.transform, beam.Flatten) and not as_side_input:
+                if any(needs_bytes(out) for out in reader.outputs.values()):
+                    return True
+            elif as_side_input or not reads_objects(reader):
+                return True
+        return False
+
+    for leaf in leaves:
+        fn: Any = getattr(leaf.transform, "fn", None)
+        if getattr(fn, "emits_klio_objects", False) and needs_bytes(leaf.outputs.get(None)):
+            fn.hand_on_bytes = True
