@@ -99,7 +99,7 @@ class AudioDoFn(beam.DoFn):
             token = current_element.set(element)
             try:
                 out = self.apply(item)
-                yield bytes(out) if self.hand_on_bytes and type(out) is AudioItem else out
+                yield bytes(out) if self.hand_on_bytes and isinstance(out, AudioItem) else out
             finally:
                 current_element.reset(token)
         except AudioError as err:

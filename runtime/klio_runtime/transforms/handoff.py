@@ -37,6 +37,13 @@ def _marked(func: Any) -> bool:
     return bool(getattr(func, READS_MESSAGES_MARK, False))
 
 
+def _contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not yet filled
+        return None
+
+
 def reads_objects(applied: AppliedPTransform) -> bool:
     """Whether this primitive step takes the objects as it takes message bytes."""
     fn = getattr(applied.transform, "fn", None)
@@ -47,7 +54,7 @@ def reads_objects(applied: AppliedPTransform) -> bool:
     called = getattr(fn, "_fn", None)  # Beam's CallableWrapperDoFn: FlatMap(f) or Map's closure
     if called is not None:
         cells = getattr(called, "__closure__", None) or ()
-        return _marked(called) or any(_marked(cell.cell_contents) for cell in cells)
+        return _marked(called) or any(_marked(_contents(cell)) for cell in cells)
     return _marked(getattr(type(fn), "process", None))
 
 
