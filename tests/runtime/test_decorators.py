@@ -396,7 +396,7 @@ def test_profile_wraps_with_the_active_profiler_keeping_the_method_a_method(
     assert calls == ["process", "work"]
 
 
-def test_logger_shows_info_by_default_and_debug_when_the_job_asks(
+def test_logger_shows_info_by_default_debug_when_the_job_asks_and_escapes_ids(
     ctx: KlioContext, capsys: Any
 ) -> None:
     @d.handle_klio
@@ -414,19 +414,10 @@ def test_logger_shows_info_by_default_and_debug_when_the_job_asks(
     finally:
         ctx.logger.setLevel(logging.INFO)
     assert "[elem-8] debug line" in capsys.readouterr().err
-
-
-def test_a_control_character_in_an_element_id_cannot_forge_a_log_line(
-    ctx: KlioContext, capsys: Any
-) -> None:
-    @d.handle_klio
-    def f(c: KlioContext, item: Any) -> Any:
-        c.logger.info("hello")
-        return item
-
+    # a control character in the id is escaped: it cannot start a forged line of its own
     f(msg_bytes("a\n2026-01-01 00:00:00,000 INFO klio [b] forged"))
     err = capsys.readouterr().err
-    assert "[a\\n2026-01-01 00:00:00,000 INFO klio [b] forged] hello" in err
+    assert "[a\\n2026-01-01 00:00:00,000 INFO klio [b] forged] info line" in err
     assert len(err.strip().splitlines()) == 1
 
 
