@@ -193,20 +193,10 @@ def installed_steps() -> list[tuple[str, type[AuditStep] | None, str]]:
     return found
 
 
-def _as_klio_gives_it(config: KlioConfig) -> KlioConfig:
-    """The config with Klio's default for what steps written for Klio test without a guard:
-    ``pipeline_options.experiments`` a list (empty, not None, when the file has none)."""
-    if config.pipeline_options.experiments is not None:
-        return config
-    options = config.pipeline_options.model_copy(update={"experiments": []})
-    return config.model_copy(update={"pipeline_options": options})
-
-
 def audit(job_dir: str, config: KlioConfig, tw: Writer, run_tests: Callable[[], int]) -> int:
     """Run the job's tests (``run_tests``, pytest's exit code) between the steps' before and
     after; report as Klio does. Returns the exit code: 1 if the tests failed or a step erred."""
     tw.write("Auditing your Klio job...\n")
-    config = _as_klio_gives_it(config)
     steps: list[AuditStep] = []
     for name, step_class, problem in installed_steps():
         if step_class is None:

@@ -198,6 +198,10 @@ class AvroEventInput(_IOConfig):
 
     model_config = ConfigDict(populate_by_name=True)
 
+    @property  # Klio's attribute; it shadows pydantic's deprecated v1 classmethod
+    def validate(self) -> bool:  # type: ignore[override]
+        return self.validate_
+
     @model_validator(mode="after")
     def _location_or_pattern(self) -> Self:
         if not (self.location or self.file_pattern):
@@ -439,13 +443,58 @@ class PipelineOptions(BaseModel):
     region: str | None = None
     temp_location: str | None = None
     staging_location: str | None = None
-    experiments: list[str] | None = None
+    experiments: list[str] = Field(default_factory=list)
     setup_file: str | None = None
     requirements_file: str | None = None
     worker_harness_container_image: str | None = None
     num_workers: int | None = Field(default=None, ge=0)
     max_num_workers: int | None = Field(default=None, ge=0)
     update: bool | None = None
+    # The rest of the options Klio's KlioPipelineConfig declares, so job code reads them as
+    # attributes. Klio's Dataflow defaults (disk_size_gb 32, n1-standard-2, ...) are not given:
+    # unset, Beam's and the runner's own defaults apply, and these read None.
+    job_name: str | None = None  # the job's name unless set (Klio's)
+    sdk_location: str | None = None
+    subnetwork: str | None = None
+    dataflow_endpoint: str | None = None
+    service_account_email: str | None = None
+    no_auth: bool = False
+    template_location: str | None = None
+    labels: list[Any] = Field(default_factory=list)  # with `label` appended, as Klio's
+    label: str | None = None
+    transform_name_mapping: Any = None
+    enable_streaming_engine: bool = False
+    dataflow_kms_key: str | None = None
+    flexrs_goal: Literal["COST_OPTIMIZED", "SPEED_OPTIMIZED"] | None = None
+    autoscaling_algorithm: Literal["THROUGHPUT_BASED", "NONE"] | None = None
+    disk_size_gb: int | None = Field(default=None, ge=0)
+    worker_machine_type: str | None = None
+    worker_disk_type: str | None = None
+    use_public_ips: bool | None = None
+    min_cpu_platform: str | None = None
+    dataflow_worker_jar: str | None = None
+    gke_namespace: str | None = None
+    profile_location: str | None = None
+    profile_cpu: bool | None = None
+    profile_memory: bool | None = None
+    profile_sample_rate: float | None = None
+
+    # Defaults given for reading only: Beam is given what the file says (see `as_dict`).
+    _UNDUMPED_DEFAULTS: ClassVar[frozenset[str]] = frozenset(
+        {"experiments", "job_name", "no_auth", "labels", "enable_streaming_engine"}
+    )
+
+    @field_validator("experiments", "labels", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return [] if value is None else value  # `experiments:` with nothing under it
+
+    @model_validator(mode="after")
+    def _label_in_labels(self) -> Self:
+        if self.label and self.label not in self.labels:
+            # Klio's: `label` is one more of `labels`; read-only, Beam gets both as written
+            self.__dict__["labels"] = [*self.labels, self.label]
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         """The options for Beam: every key written (typed or not), unset typed keys left out."""
@@ -469,9 +518,12 @@ class KlioConfig(_Strict):
 
     @model_validator(mode="after")
     def _tell_job_config(self) -> Self:
-        # Klio's job_config knows the job's name and version too
+        # Klio's job_config knows the job's name and version too, and its pipeline_options the
+        # name (a Dataflow job's, unless set); read-only: not given to Beam unless written
         self.job_config._job_name = self.job_name
         self.job_config._version = self.version
+        if self.pipeline_options.job_name is None:
+            self.pipeline_options.__dict__["job_name"] = self.job_name
         return self
 
 
@@ -861,8 +913,12 @@ def _dump_model(model: BaseModel, keep_unset: bool = False) -> dict[str, Any]:
     """A model as a plain dict in input spelling: declared fields that are None are left out
     (kept, as None, with ``keep_unset``), extra (custom) keys are kept exactly, even when None."""
     out: dict[str, Any] = {}
+    undumped: frozenset[str] = getattr(model, "_UNDUMPED_DEFAULTS", frozenset())
+    undumped -= model.model_fields_set
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
+        if name in undumped and not keep_unset:
+            continue
         if value is not None or keep_unset:
             out[field.alias or name] = _dump_value(value, keep_unset)
     for name, value in (model.model_extra or {}).items():

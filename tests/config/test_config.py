@@ -485,3 +485,26 @@ def test_klios_config_api_custom_keys_io_names_and_transform_kwargs() -> None:
     assert job.as_dict()["events"]["inputs"][1] == topic.as_dict()
     # the entry's own name still names it for overrides, and a dump keeps it
     assert dump_config(config)["job_config"]["events"]["inputs"][0]["name"] == "ids"
+
+
+def test_pipeline_options_read_as_klios_do_but_beam_gets_what_the_file_says() -> None:
+    """Klio's KlioPipelineConfig declares every option (job code reads them as attributes); a
+    Klio config's `label` is one of its `labels`, and `job_name` is the job's unless set."""
+    config = parse_config(
+        {
+            "job_name": "j",
+            "pipeline_options": {"label": "team=audio", "experiments": None},
+            "job_config": {"events": {"inputs": [{"type": "avro", "location": "x.avro"}]}},
+        }
+    )
+    options = config.pipeline_options
+    assert options.job_name == "j" and options.labels == ["team=audio"]
+    assert options.experiments == [] and "beam_fn_api" not in options.experiments
+    assert options.no_auth is False and options.service_account_email is None
+    assert options.disk_size_gb is None  # Klio's Dataflow default (32) is not imposed
+    assert options.as_dict() == {"streaming": True, "label": "team=audio", "experiments": []}
+    assert config.job_config.events.inputs[0].validate is True  # Klio's avro attribute
+    named = parse_config({"job_name": "j", "pipeline_options": {"job_name": "dataflow-j"}})
+    assert named.pipeline_options.as_dict()["job_name"] == "dataflow-j"
+    with pytest.raises(ConfigError, match=r"pipeline_options\.autoscaling_algorithm"):
+        parse_config({"job_name": "j", "pipeline_options": {"autoscaling_algorithm": "FAST"}})
