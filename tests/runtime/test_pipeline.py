@@ -408,3 +408,41 @@ def test_messages_for_other_jobs_are_dropped_with_klios_lines(
         ("KlioCheckRecipients", "kmsg-drop-not-recipient"): 2,
         ("KlioDrop", "kmsg-drop"): 3,
     }
+
+
+def _with_window_start(element_and_count: Any, window: Any = beam.DoFn.WindowParam) -> Any:
+    return element_and_count[0], window.start.micros // 1_000_000
+
+
+def test_existence_checks_keep_each_messages_window_and_time(tmp_path: Path) -> None:
+    """Checked in batches, messages still leave at their own time in their own window: the
+    built-in checks before run, and Klio's helper on messages already windowed."""
+    from apache_beam.transforms.window import FixedWindows, TimestampedValue
+    from klio_runtime.transforms.helpers import KlioGcsCheckInputExists
+
+    config = make_config(_data_config(tmp_path))
+    for name in ("a", "b"):
+        (tmp_path / "in" / f"{name}.txt").write_text(name)
+    timed = [(msg_bytes("a"), 1_700_000_000), (msg_bytes("b"), 1_700_000_125)]
+
+    def per_window(pcoll: Any, label: str) -> Any:
+        return (
+            pcoll
+            | f"{label} key" >> beam.Map(lambda data: (element_id(parse(data)), 1))
+            | f"{label} sum" >> beam.CombinePerKey(sum)
+            | f"{label} window" >> beam.Map(_with_window_start)
+        )
+
+    def windowed_run(pcoll: Any, _: Any) -> Any:
+        windowed = pcoll | beam.WindowInto(FixedWindows(60))
+        return (windowed | KlioGcsCheckInputExists()).found
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        messages = (
+            p
+            | beam.Create(timed)
+            | beam.MapTuple(lambda data, seconds: TimestampedValue(data, seconds))
+        )
+        out = messages | KlioJobTransform(config, windowed_run)
+        expected = [("a", 1_699_999_980), ("b", 1_700_000_100)]  # two windows, not one at 0
+        assert_that(per_window(out["output"], "run"), equal_to(expected))

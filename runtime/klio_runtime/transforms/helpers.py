@@ -15,7 +15,6 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
@@ -206,9 +205,14 @@ class _CheckExists(_KlioDoFn):
         self.store = DataStore()
 
     def start_bundle(self) -> None:
-        self.pending: list[tuple[bytes, str]] = []
+        self.pending: list[tuple[bytes, str, Any, Any]] = []
 
-    def process(self, data: bytes) -> Iterator[Any]:
+    def process(
+        self,
+        data: bytes,
+        timestamp: Any = beam.DoFn.TimestampParam,
+        window: Any = beam.DoFn.WindowParam,
+    ) -> Iterator[Any]:
         element = kmessage.element_id(self.parse(data))
         try:
             path = self.location.path_for(element)
@@ -217,22 +221,23 @@ class _CheckExists(_KlioDoFn):
             self.counters[self.counted[1]].inc()
             yield pvalue.TaggedOutput(NOT_FOUND, data)
             return
-        self.pending.append((data, path))
+        # each message leaves in its own window, at its own time, whenever its batch is checked
+        self.pending.append((data, path, timestamp, window))
         if len(self.pending) >= self.batch_size:
             yield from self._flush()
 
     def finish_bundle(self) -> Iterator[Any]:
-        for out in self._flush():
-            yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
+        yield from self._flush()
 
     def _flush(self) -> Iterator[pvalue.TaggedOutput]:
         batch, self.pending = self.pending, []
-        found = self.store.exists_many(path for _, path in batch) if batch else {}
+        found = self.store.exists_many(path for _, path, _, _ in batch) if batch else {}
         found_counter, not_found_counter = (self.counters[name] for name in self.counted)
-        for data, path in batch:
+        for data, path, timestamp, window in batch:
             self._klio.logger.info(klio_lines.data_checked(self.direction, found[path], path))
             (found_counter if found[path] else not_found_counter).inc()
-            yield pvalue.TaggedOutput(FOUND if found[path] else NOT_FOUND, data)
+            tag = FOUND if found[path] else NOT_FOUND
+            yield pvalue.TaggedOutput(tag, WindowedValue(data, timestamp, (window,)))
 
 
 class _ExistenceCheck(beam.PTransform):

@@ -96,6 +96,10 @@ def has_pass_thru(config: KlioConfig) -> bool:
 class RouteMessages(beam.DoFn):
     """Serialized KlioMessage in; the decision's tagged output out."""
 
+    # (timestamp, window) of the message in process, for one that waits for its batch's checks;
+    # None here: Beam passes them only to a process that asks (RouteCheckingData), at a cost
+    _where: tuple[Any, Any] | None = None
+
     def __init__(
         self, config: KlioConfig, batch_size: int = 500, read_by: str | None = None
     ) -> None:
@@ -132,7 +136,8 @@ class RouteMessages(beam.DoFn):
         self.metrics.refresh_log_io()
         self.logger = self.ctx.logger
         self.debug = self.logger.isEnabledFor(logging.DEBUG)  # Klio's DEBUG lines cost a format
-        self.pending: list[kmessage.KlioMessage] = []
+        # messages waiting for their batch's existence checks, with where each was (see _where)
+        self.pending: list[tuple[kmessage.KlioMessage, tuple[Any, Any] | None]] = []
         self.to_run_count = 0  # Beam's counter gets the bundle's total at its end
 
     def process(self, data: bytes) -> Iterable[Any]:
@@ -175,17 +180,15 @@ class RouteMessages(beam.DoFn):
         if not self.checks_data:
             self.to_run_count += 1
             return [kmessage.carry(msg)]
-        self.pending.append(msg)
+        self.pending.append((msg, self._where))
         if len(self.pending) >= self.batch_size:
             return list(self._flush())
         return []
 
     def finish_bundle(self) -> Iterator[Any]:
         for out in list(self._flush()):
-            if isinstance(out, pvalue.TaggedOutput):
-                yield pvalue.TaggedOutput(out.tag, WindowedValue(out.value, 0, (GlobalWindow(),)))
-            else:
-                yield WindowedValue(out, 0, (GlobalWindow(),))
+            value = out.value if isinstance(out, pvalue.TaggedOutput) else out
+            yield out if isinstance(value, WindowedValue) else _placed(out, 0, GlobalWindow())
         # After the yields: the job's fused steps have handled these last messages by now, so
         # what they counted in this context (their per-transform metrics) is handed on too.
         self.metrics.flush()
@@ -200,28 +203,32 @@ class RouteMessages(beam.DoFn):
             return
         force_all = self.force
         wanted: list[str] = []
-        for msg in batch:
+        for msg, _ in batch:
             element = kmessage.element_id(msg)
             # forced or not, as Klio: the output is looked at (and logged) before the force filter
             wanted.extend(d.path_for(element) for d in self.outputs)
             wanted.extend(d.path_for(element) for d in self.inputs)
         found = self.store.exists_many(wanted) if wanted else {}
-        for msg in batch:
-            element = kmessage.element_id(msg)
-            forced = msg.metadata.force or force_all
-            outputs_found = self._checked("output", element, self.outputs, found)
-            if outputs_found:
-                path = self.outputs[0].path_for(element)
-                shown = (
-                    klio_lines.output_exists_forced if forced else klio_lines.output_exists_passes
-                )
-                self.logger.info(shown(element, path))
-                self._count("kmsg-process-force" if forced else "kmsg-skip-force")
-            if outputs_found and not forced:
-                yield from self._emit(msg, True, None)
-                continue
-            inputs_found = self._checked("input", element, self.inputs, found)
-            yield from self._emit(msg, None if forced else outputs_found, inputs_found)
+        for msg, where in batch:
+            for out in self._decide_checked(msg, found, force_all):
+                yield out if where is None else _placed(out, *where)
+
+    def _decide_checked(
+        self, msg: kmessage.KlioMessage, found: Mapping[str, bool], force_all: bool
+    ) -> Iterator[Any]:
+        element = kmessage.element_id(msg)
+        forced = msg.metadata.force or force_all
+        outputs_found = self._checked("output", element, self.outputs, found)
+        if outputs_found:
+            path = self.outputs[0].path_for(element)
+            shown = klio_lines.output_exists_forced if forced else klio_lines.output_exists_passes
+            self.logger.info(shown(element, path))
+            self._count("kmsg-process-force" if forced else "kmsg-skip-force")
+        if outputs_found and not forced:
+            yield from self._emit(msg, True, None)
+            return
+        inputs_found = self._checked("input", element, self.inputs, found)
+        yield from self._emit(msg, None if forced else outputs_found, inputs_found)
 
     def _checked(
         self, direction: str, element: str, locations: Sequence[Any], found: Mapping[str, bool]
@@ -309,6 +316,28 @@ class RouteMessages(beam.DoFn):
         return pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(reason, "message", detail, element))
 
 
+class RouteCheckingData(RouteMessages):
+    """RouteMessages for a job with existence checks: a message decided when its batch is
+    checked still leaves in its own window, at its own time."""
+
+    def process(
+        self,
+        data: bytes,
+        timestamp: Any = beam.DoFn.TimestampParam,
+        window: Any = beam.DoFn.WindowParam,
+    ) -> Iterable[Any]:
+        self._where = (timestamp, window)
+        return super().process(data)
+
+
+def _placed(out: Any, timestamp: Any, window: Any) -> Any:
+    """``out`` (a TaggedOutput or a value) as the WindowedValue Beam takes from a DoFn that
+    emits a message other than the one it is processing."""
+    if isinstance(out, pvalue.TaggedOutput):
+        return pvalue.TaggedOutput(out.tag, WindowedValue(out.value, timestamp, (window,)))
+    return WindowedValue(out, timestamp, (window,))
+
+
 class KlioRoute(beam.PTransform):
     """The built-in steps as one transform; see the module docstring for its outputs."""
 
@@ -322,6 +351,8 @@ class KlioRoute(beam.PTransform):
         """Klio's name of the transform that read the messages (their ``kmsg-read``)."""
 
     def expand(self, pcoll: beam.PCollection) -> pvalue.DoOutputsTuple:
+        checks = data_inputs(self.config) or data_outputs(self.config)
+        route = RouteCheckingData if checks else RouteMessages
         return pcoll | "Route" >> beam.ParDo(
-            RouteMessages(self.config, self.batch_size, self.read_by)
+            route(self.config, self.batch_size, self.read_by)
         ).with_outputs(*TAGS, main=PROCESS)
