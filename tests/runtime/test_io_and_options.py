@@ -105,6 +105,12 @@ def test_exists_many_lists_each_directory_once(
     assert sorted(listed) == sorted([f"{tmp_path}/a", f"{tmp_path}/nowhere"])
 
 
+def test_a_missing_bucket_holds_nothing(gcs_emulator: str) -> None:
+    """As Beam's GcsIO.exists says: the message is not found, the pipeline goes on."""
+    path = "gs://no-such-bucket/in/a.txt"
+    assert DataStore().exists_many([path]) == {path: False}
+
+
 def test_read_write_bytes_create_directories(tmp_path: Path) -> None:
     store = DataStore()
     target = f"{tmp_path}/deep/er/file.bin"

@@ -49,9 +49,14 @@ class DataStore:
 
     def _list(self, directory: str) -> set[str]:
         if is_gcs(directory):
+            from google.api_core.exceptions import NotFound
+
             bucket, prefix = split_gs(directory + "/")
             blobs = self._gcs().list_blobs(bucket, prefix=prefix, delimiter="/")
-            return {f"gs://{bucket}/{blob.name}" for blob in blobs}
+            try:
+                return {f"gs://{bucket}/{blob.name}" for blob in blobs}
+            except NotFound:  # no such bucket: nothing is in it (Beam's GcsIO.exists says so)
+                return set()
         try:
             with os.scandir(directory) as entries:
                 return {f"{directory}/{entry.name}" for entry in entries if entry.is_file()}
