@@ -125,6 +125,7 @@ class _FilterPing(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
+        data = kmessage.serialize(msg)  # as Klio's helpers hand it on: upgraded from v1
         element = kmessage.element_id(msg)
         config_ping = any(d.ping for d in self._klio.config.job_config.data.inputs)
         if msg.metadata.ping or config_ping:
@@ -155,6 +156,7 @@ class _FilterForce(_KlioDoFn):
 
     def process(self, data: bytes) -> Iterator[Any]:
         msg = self.parse(data)
+        data = kmessage.serialize(msg)  # as Klio's helpers hand it on: upgraded from v1
         element = kmessage.element_id(msg)
         outputs = self._klio.config.job_config.data.outputs
         path = outputs[0].path_shown(element) if outputs else element
@@ -213,7 +215,9 @@ class _CheckExists(_KlioDoFn):
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
     ) -> Iterator[Any]:
-        element = kmessage.element_id(self.parse(data))
+        msg = self.parse(data)
+        data = kmessage.serialize(msg)  # as Klio's helpers hand it on: upgraded from v1
+        element = kmessage.element_id(msg)
         try:
             path = self.location.path_for(element)
         except kmessage.InvalidElementId as err:  # never a path: its data cannot be there

@@ -89,6 +89,44 @@ def test_helpers_tag_found_not_found_force_ping_and_drop(tmp_path: Path) -> None
     }
 
 
+def _version_and_element(data: bytes) -> tuple[int, bytes]:
+    msg = klio_pb2.KlioMessage.FromString(data)
+    return msg.version, msg.data.element
+
+
+def test_helpers_hand_on_the_message_upgraded_as_klios_do(tmp_path: Path) -> None:
+    """A message with no version, or a v1 one naming its element in entity_id, leaves Klio's
+    helpers as the message they read it as (their serializer upgrades it), not as it came."""
+    (tmp_path / "a.ogg").write_bytes(b"x")
+    bound(
+        make_config(
+            {
+                "data": {
+                    "inputs": [{"type": "file", "location": str(tmp_path), "file_suffix": ".ogg"}]
+                }
+            }
+        )
+    )
+    no_version = klio_pb2.KlioMessage()
+    no_version.data.element = b"a"
+    v1 = klio_pb2.KlioMessage()
+    v1.version = klio_pb2.Version.V1
+    v1.data.entity_id = "a"
+    v2, v1_upgraded = (klio_pb2.Version.V2, b"a"), (klio_pb2.Version.V1, b"a")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        messages = p | beam.Create([no_version.SerializeToString(), v1.SerializeToString()])
+        pinged = messages | helpers.KlioFilterPing()
+        checked = pinged.process | helpers.KlioGcsCheckInputExists()
+        forced = checked.found | helpers.KlioFilterForce()
+        for label, pcoll in (
+            ("ping", pinged.process),
+            ("found", checked.found),
+            ("force", forced.pass_thru),
+        ):
+            shown = pcoll | f"{label} read" >> beam.Map(_version_and_element)
+            assert_that(shown, equal_to([v2, v1_upgraded]), label=label)
+
+
 def test_decorators_stack_as_documented_in_a_pipeline() -> None:
     ctx = bound(make_config())
     attempts: dict[str, int] = {}
