@@ -99,6 +99,18 @@ class _IOConfig(_Strict):
         }
 
 
+def _without(*legacy: str) -> Any:
+    """A before-validator dropping keys Klio's own loader drops for this kind of entry (left
+    in configs from Klio's earlier versions, where one entry held event and data IO)."""
+
+    def drop(cls: Any, value: Any) -> Any:
+        if isinstance(value, Mapping) and any(key in value for key in legacy):
+            return {key: item for key, item in value.items() if key not in legacy}
+        return value
+
+    return model_validator(mode="before")(classmethod(drop))  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------------------------------
 # Event IO: what triggers the job and where its output messages go.
 
@@ -111,6 +123,7 @@ class PubSubEventInput(_IOConfig):
     topic: str | None = None
     subscription: str | None = None
     skip_klio_read: bool = False
+    _drop_legacy = _without("data_location")
 
     def to_io_kwargs(self) -> dict[str, Any]:
         """Klio's: the subscription, or the topic when there is no subscription (not both)."""
@@ -152,6 +165,7 @@ class PubSubEventOutput(_IOConfig):
     io_name: str | None = _IO_NAME
     topic: str = Field(min_length=1)
     skip_klio_write: bool = False
+    _drop_legacy = _without("data_location")
 
 
 class FileEventOutput(_IOConfig):
@@ -294,6 +308,7 @@ class _DataLocation(_IOConfig):
     location: str = Field(min_length=1, validation_alias=AliasChoices("location", "data_location"))
     file_suffix: str = ""
     skip_klio_existence_check: bool = False
+    _drop_legacy = _without("topic", "subscription")
 
     @model_validator(mode="after")
     def _gcs_is_a_gs_url(self) -> Self:

@@ -508,3 +508,31 @@ def test_pipeline_options_read_as_klios_do_but_beam_gets_what_the_file_says() ->
     assert named.pipeline_options.as_dict()["job_name"] == "dataflow-j"
     with pytest.raises(ConfigError, match=r"pipeline_options\.autoscaling_algorithm"):
         parse_config({"job_name": "j", "pipeline_options": {"autoscaling_algorithm": "FAST"}})
+
+
+def test_keys_klio_drops_from_older_configs_are_dropped() -> None:
+    """Klio's loader drops `data_location` on a Pub/Sub event entry and `topic`/`subscription`
+    on a data entry (left from configs where one entry held both); so do we."""
+    config = parse_config(
+        {
+            "job_name": "j",
+            "job_config": {
+                "events": {
+                    "inputs": [{"type": "pubsub", "topic": "t", "data_location": "gs://b/x"}],
+                    "outputs": [{"type": "pubsub", "topic": "u", "data_location": "gs://b/y"}],
+                },
+                "data": {"inputs": [{"type": "gcs", "location": "gs://b/x", "topic": "t"}]},
+            },
+        }
+    )
+    assert "data_location" not in config.job_config.events.inputs[0].as_dict()
+    assert config.job_config.data.inputs[0].location == "gs://b/x"
+    with pytest.raises(ConfigError, match="unknown key"):  # anything else is still refused
+        parse_config(
+            {
+                "job_name": "j",
+                "job_config": {
+                    "events": {"inputs": [{"type": "pubsub", "topic": "t", "topicc": "typo"}]}
+                },
+            }
+        )
