@@ -205,8 +205,8 @@ def _context_of(self: Any) -> KlioContext:
 class ThreadLimit(Enum):
     """Klio's special values for ``max_thread_count``."""
 
-    NONE = "none"
-    DEFAULT = "default"
+    NONE = 0  # Klio's values
+    DEFAULT = 1
 
 
 CONCURRENCY_LOGGER = logging.getLogger("klio.concurrency")
@@ -267,8 +267,14 @@ class ThreadLimiter:
             self._tokens.get()
 
     def release(self) -> None:
-        """Give the thread back."""
+        """Give the thread back.
+
+        Raises:
+            ValueError: released more often than taken, as Klio's (a BoundedSemaphore).
+        """
         if self._tokens is not None:
+            if self._tokens.qsize() >= (self.max_thread_count or 0):
+                raise ValueError("Semaphore released too many times")
             self._tokens.put(None)
         if CONCURRENCY_LOGGER.isEnabledFor(logging.DEBUG):
             self.log(RELEASED)

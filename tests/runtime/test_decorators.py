@@ -584,3 +584,10 @@ def test_thread_limiter_takes_klios_limits() -> None:
     for bad in (0, -1, "4", True):
         with pytest.raises(ValueError, match="max_thread_count must be an int > 0"):
             d.ThreadLimiter(max_thread_count=bad)  # type: ignore[arg-type]
+    # Klio's enum values, and its BoundedSemaphore's refusal to be released more than taken
+    assert (d.ThreadLimit.NONE.value, d.ThreadLimit.DEFAULT.value) == (0, 1)
+    two = d.ThreadLimiter(max_thread_count=2)
+    with two:
+        pass
+    with pytest.raises(ValueError, match="released too many times"):
+        two.release()
