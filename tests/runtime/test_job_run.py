@@ -14,6 +14,8 @@ import pytest
 from klio_runtime.io.events import encode_line
 from klio_runtime.message import new_message
 
+from tests.runtime.helpers import klio_in
+
 REPO = Path(__file__).resolve().parents[2]
 KLIO = str(Path(sys.executable).parent / "klio")
 JOBS = Path(__file__).parent / "jobs"
@@ -153,6 +155,7 @@ def test_created_job_runs_as_created(tmp_path: Path) -> None:
         "transforms.py",
         "Dockerfile",
         "tests/test_transforms.py",
+        "my-job_input_elements.txt",
     ):
         assert (tmp_path / "new" / name).is_file()
     assert "FROM klio-runtime:latest" in (tmp_path / "new" / "Dockerfile").read_text()
@@ -162,6 +165,29 @@ def test_created_job_runs_as_created(tmp_path: Path) -> None:
     assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout + tested.stderr
     refused = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "Bad_Name")
     assert refused.returncode == 2 and "Bad_Name" in refused.stderr
+    again = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "my-job")
+    assert again.returncode == 2 and "already has Dockerfile, klio-job.yaml" in again.stderr
+
+
+@pytest.mark.slow
+def test_klios_batch_quickstart_as_its_docs_tell_it(tmp_path: Path) -> None:
+    """Klio's hello_klio_batch.rst: in a git project directory, `klio job create` with its
+    flags writes the job there; the user writes the elements file; `klio job run
+    --direct-runner` logs that it started and what each element's transform received."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    created = klio_in(
+        tmp_path, "job", "create", "--job-name", "klio-quick-start", "--job-type", "batch",
+        "--create-resources", "--use-defaults",
+    )
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "klio-job.yaml").is_file() and (tmp_path / ".git").is_dir()
+    (tmp_path / "klio-quick-start_input_elements.txt").write_text("hello\nworld\n")
+    ran = klio_in(tmp_path, "job", "run", "--direct-runner")
+    assert ran.returncode == 0, ran.stderr
+    assert "Running pipeline with DirectRunner" in ran.stderr
+    for element in ("hello", "world"):
+        assert f"Received '{element}' from file '" in ran.stderr
+        assert "klio-quick-start_input_elements.txt'" in ran.stderr
 
 
 @pytest.mark.slow

@@ -132,5 +132,6 @@ def test_a_created_streaming_job_runs_as_created(pubsub: PubSub, tmp_path: Path)
     finally:
         process.send_signal(signal.SIGINT)
         stdout, _ = process.communicate(timeout=90)
-    assert parse(got["t-1"].data).data.payload == b"hello t-1", stdout
+    assert parse(got["t-1"].data).data.element == b"t-1", stdout  # passed on, as Klio's
     assert process.returncode == 0, stdout
+    assert f"Received 't-1' from Pub/Sub topic 'projects/{PROJECT}/topics/{name}-input'" in stdout

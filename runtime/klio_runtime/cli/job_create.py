@@ -20,7 +20,7 @@ EXIT_INVALID = 2
     "job_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where to create the job (default: ./<job-name>).",
+    help="Where to create the job (default: the current directory, as Klio's).",
 )
 @click.option("--job-name", required=True, help="The job's name (DNS-1123 label).")
 @click.option(
@@ -28,7 +28,8 @@ EXIT_INVALID = 2
     type=click.Choice(["batch", "streaming"]),
     default="batch",
     show_default=True,
-    help="batch: reads ids.txt, runs offline; streaming: Pub/Sub topics named after the job.",
+    help="batch: reads <job-name>_input_elements.txt, runs offline; streaming: Pub/Sub topics"
+    " named after the job.",
 )
 @click.option("--gcp-project", default=None, help="pipeline_options.project (streaming: required).")
 @click.option("--region", default=None, help="pipeline_options.region (for Dataflow).")
@@ -51,8 +52,9 @@ def create(
     base_image: str,
 ) -> None:
     """Create a job: klio-job.yaml, run.py, transforms.py, Dockerfile, tests/ (and, for a batch
-    job, sample ids). Klio's other create options are accepted and ignored, with a note."""
-    target = job_dir if job_dir is not None else Path(job_name)
+    job, two sample elements in <job-name>_input_elements.txt). Klio's other create options are
+    accepted and ignored, with a note."""
+    target = job_dir if job_dir is not None else Path(".")
     try:
         written = create_job(target, job_name, base_image, job_type, gcp_project, region)
     except ScaffoldError as err:
@@ -64,4 +66,5 @@ def create(
     click.echo(
         f"created {job_name} in {target}: " + ", ".join(str(p.relative_to(target)) for p in written)
     )
-    click.echo(f"run it: klio job run --job-dir {target}")
+    where = "" if target.resolve() == Path.cwd().resolve() else f" --job-dir {target}"
+    click.echo(f"run it: klio job run{where}")

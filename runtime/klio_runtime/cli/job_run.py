@@ -255,6 +255,9 @@ def run(
         raise SystemExit(EXIT_INVALID) from None
     started = time.monotonic()
     chosen = runner if runner is not None else config.pipeline_options.runner
+    if chosen in LOCAL_RUNNERS:
+        # the line Klio's quickstart tells job authors to look for (Beam's DirectRunner logs it)
+        err_console.print("Running pipeline with DirectRunner (in-process)", highlight=False)
     if chosen in LOCAL_RUNNERS and has_pubsub_input(config):
         _run_streaming(config, run_fn, console, err_console)
         return
