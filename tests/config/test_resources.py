@@ -86,3 +86,23 @@ def test_create_resources_makes_what_is_missing_once(
     for topic in ("input", "output"):
         with pytest.raises(gexc.AlreadyExists):
             pubsub_v1.PublisherClient().create_topic(name=f"{P}/topics/{name}-{topic}")
+
+
+@pytest.mark.slow
+def test_create_with_create_resources_makes_a_streaming_jobs_topics(
+    pubsub_clean: str, tmp_path: Path
+) -> None:
+    """Klio's streaming quickstart: `klio job create ... --create-resources --use-defaults`
+    makes the job's topics and subscription; on the emulator no project needs naming."""
+    name = f"qs-{uuid.uuid4().hex[:8]}"
+    created = CliRunner().invoke(
+        main,
+        ["job", "create", "--job-name", name, "--job-type", "streaming", "--output",
+         str(tmp_path), "--create-resources", "--use-defaults"],
+    )
+    assert created.exit_code == 0, created.output
+    assert f"created: subscription {P}/subscriptions/{name}-input-{name}" in created.stdout
+    subscription = pubsub_v1.SubscriberClient().get_subscription(
+        request={"subscription": f"{P}/subscriptions/{name}-input-{name}"}
+    )
+    assert subscription.topic == f"{P}/topics/{name}-input"

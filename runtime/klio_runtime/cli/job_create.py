@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ import click
 from klio_runtime.scaffold import ScaffoldError, create_job
 
 EXIT_INVALID = 2
+EMULATOR_PROJECT = "klio-local"
 
 
 @click.command(
@@ -35,6 +37,12 @@ EXIT_INVALID = 2
 @click.option("--region", default=None, help="pipeline_options.region (for Dataflow).")
 @click.option("--use-defaults", is_flag=True, help="Accepted for Klio's command line: no prompts.")
 @click.option(
+    "--create-resources",
+    is_flag=True,
+    help="Also make the job's Pub/Sub topics and subscription and GCS buckets, as `klio job "
+    "verify --create-resources` does (honours PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST).",
+)
+@click.option(
     "--base-image",
     default="klio-runtime:latest",
     show_default=True,
@@ -49,12 +57,15 @@ def create(
     gcp_project: str | None,
     region: str | None,
     use_defaults: bool,
+    create_resources: bool,
     base_image: str,
 ) -> None:
     """Create a job: klio-job.yaml, run.py, transforms.py, Dockerfile, tests/ (and, for a batch
     job, two sample elements in <job-name>_input_elements.txt). Klio's other create options are
     accepted and ignored, with a note."""
     target = job_dir if job_dir is not None else Path(".")
+    if job_type == "streaming" and not gcp_project and os.environ.get("PUBSUB_EMULATOR_HOST"):
+        gcp_project = EMULATOR_PROJECT  # any project name does on the emulator
     try:
         written = create_job(target, job_name, base_image, job_type, gcp_project, region)
     except ScaffoldError as err:
@@ -66,5 +77,19 @@ def create(
     click.echo(
         f"created {job_name} in {target}: " + ", ".join(str(p.relative_to(target)) for p in written)
     )
+    if create_resources:
+        problems = _make_resources(target)
+        if problems:
+            for line in problems:
+                click.echo(f"error: {line}", err=True)
+            raise SystemExit(EXIT_INVALID)
     where = "" if target.resolve() == Path.cwd().resolve() else f" --job-dir {target}"
     click.echo(f"run it: klio job run{where}")
+
+
+def _make_resources(job_dir: Path) -> list[str]:
+    """The created job's resources, made as ``klio job verify --create-resources`` makes them."""
+    from klio_runtime.cli.job_verify import make_missing_resources
+    from klio_runtime.config import load_config
+
+    return make_missing_resources(load_config(job_dir / "klio-job.yaml"))

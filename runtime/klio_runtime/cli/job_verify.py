@@ -109,7 +109,7 @@ def verify_job_dir(
     return config, errors
 
 
-def _create_resources(config: KlioConfig) -> list[str]:
+def make_missing_resources(config: KlioConfig) -> list[str]:
     """Make the job's missing resources, saying what each was; returns the problems."""
     from klio_runtime.io.resources import ensure_resources, job_resources
 
@@ -152,7 +152,7 @@ def verify(
     else:
         config, errors = verify_job_dir(job_dir, config_file, *parsed)
     if create_resources and config is not None and not errors:
-        errors = _create_resources(config)
+        errors = make_missing_resources(config)
     if errors:
         for line in errors:
             click.echo(f"error: {line}", err=True)
