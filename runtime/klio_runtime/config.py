@@ -603,9 +603,9 @@ def parse_config(data: Mapping[str, Any]) -> KlioConfig:
 
 
 CONFIG_FILE_NAME = "klio-job.yaml"
+"""A job directory's config file (Klio's name)."""
 RUN_FUNCTION_NAMES = ("run_basic", "run")
 """The job's function in its run.py, in Klio's order: ``run_basic`` when a module has both."""
-"""A job directory's config file (Klio's name)."""
 
 
 def config_path_of(job_dir: str | Path, config_file: str | Path | None = None) -> Path:
