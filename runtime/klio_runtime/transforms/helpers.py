@@ -15,7 +15,6 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
 from klio_runtime.config import KlioConfig
@@ -30,7 +29,7 @@ from klio_runtime.routing import (
     with_audit_entry,
 )
 from klio_runtime.transforms import klio_lines
-from klio_runtime.transforms.route import job_ref_of
+from klio_runtime.transforms.route import job_ref_of, placed
 
 PROCESS, PASS_THRU, FOUND, NOT_FOUND, DROP = "process", "pass_thru", "found", "not_found", "drop"
 
@@ -241,7 +240,7 @@ class _CheckExists(_KlioDoFn):
             self._klio.logger.info(klio_lines.data_checked(self.direction, found[path], path))
             (found_counter if found[path] else not_found_counter).inc()
             tag = FOUND if found[path] else NOT_FOUND
-            yield pvalue.TaggedOutput(tag, WindowedValue(data, timestamp, (window,)))
+            yield placed(pvalue.TaggedOutput(tag, data), timestamp, window)
 
 
 class _ExistenceCheck(beam.PTransform):

@@ -188,7 +188,7 @@ class RouteMessages(beam.DoFn):
     def finish_bundle(self) -> Iterator[Any]:
         for out in list(self._flush()):
             value = out.value if isinstance(out, pvalue.TaggedOutput) else out
-            yield out if isinstance(value, WindowedValue) else _placed(out, 0, GlobalWindow())
+            yield out if isinstance(value, WindowedValue) else placed(out, 0, GlobalWindow())
         # After the yields: the job's fused steps have handled these last messages by now, so
         # what they counted in this context (their per-transform metrics) is handed on too.
         self.metrics.flush()
@@ -211,7 +211,7 @@ class RouteMessages(beam.DoFn):
         found = self.store.exists_many(wanted) if wanted else {}
         for msg, where in batch:
             for out in self._decide_checked(msg, found, force_all):
-                yield out if where is None else _placed(out, *where)
+                yield out if where is None else placed(out, *where)
 
     def _decide_checked(
         self, msg: kmessage.KlioMessage, found: Mapping[str, bool], force_all: bool
@@ -330,7 +330,7 @@ class RouteCheckingData(RouteMessages):
         return super().process(data)
 
 
-def _placed(out: Any, timestamp: Any, window: Any) -> Any:
+def placed(out: Any, timestamp: Any, window: Any) -> Any:
     """``out`` (a TaggedOutput or a value) as the WindowedValue Beam takes from a DoFn that
     emits a message other than the one it is processing."""
     if isinstance(out, pvalue.TaggedOutput):
