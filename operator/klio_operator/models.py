@@ -42,6 +42,8 @@ SHORT_NAMES = ("kj",)
 # Service names (the operator names children after the job).
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_LABEL_MAX = 63
+# A DNS-1035 label (a DNS-1123 label starting with a letter, as long): Service names.
+DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # A DNS-1123 subdomain: service account names.
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # Kubernetes' resource.Quantity grammar (e.g. 500m, 1Gi, 2, 1e3).

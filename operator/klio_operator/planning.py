@@ -17,7 +17,15 @@ import yaml
 from klio_runtime.config import ConfigError, dump_config, parse_config
 
 from klio_operator import dag, worker_contract, yaml_text
-from klio_operator.models import API_VERSION, KIND, DataInput, DataOutput, KlioJobSpec
+from klio_operator.models import (
+    API_VERSION,
+    DNS1035_LABEL,
+    DNS1123_LABEL_MAX,
+    KIND,
+    DataInput,
+    DataOutput,
+    KlioJobSpec,
+)
 
 MANAGED_BY = "klio-operator"
 APP_NAME = "klio-job"
@@ -474,8 +482,6 @@ def desired_workers(spec: KlioJobSpec) -> int:
     return spec.replicas
 
 
-_DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_LABEL_MAX = 63
 _DIGEST_SUFFIX = len("-") + 8
 
 
@@ -487,8 +493,8 @@ def child_name_problem(name: str, spec: KlioJobSpec) -> str | None:
         suffixes.append(len("-launch") + _DIGEST_SUFFIX)
     elif spec.mode == "batch":
         suffixes.append(_DIGEST_SUFFIX)
-    longest = _LABEL_MAX - max(suffixes)
-    if not _DNS_LABEL.fullmatch(name):
+    longest = DNS1123_LABEL_MAX - max(suffixes)
+    if not re.match(DNS1035_LABEL, name):
         return (
             f"'{name}' must be lowercase letters, digits and '-', start with a letter and end "
             "with a letter or digit: the job's Service and workers are named after it"
