@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from klio_runtime.cli.options import EXIT_INVALID
 from klio_runtime.scaffold import ScaffoldError, create_job
 
-EXIT_INVALID = 2
 EMULATOR_PROJECT = "klio-local"
 
 

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from klio_runtime.cli.options import (
+    EXIT_INVALID,
     config_file_option,
     force_build_option,
     image_tag_option,
@@ -44,7 +45,6 @@ from klio_runtime.runner import (
 )
 from klio_runtime.transforms.io import writer_names
 
-EXIT_INVALID = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 SHOWN_IDS = 10

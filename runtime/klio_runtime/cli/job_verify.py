@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from klio_runtime.cli.options import (
+    EXIT_INVALID,
     config_file_option,
     job_dir_option,
     override_option,
@@ -30,7 +31,6 @@ from klio_runtime.config import (
 )
 
 RUN_FILE_NAME = "run.py"
-EXIT_INVALID = 2
 
 
 def check_run_module(path: Path) -> list[str]:
