@@ -50,6 +50,15 @@ class ConfigError(ValueError):
         super().__init__("\n".join(self.errors))
 
 
+class TemplateVariableMissing(ConfigError):
+    """A ``$KEY`` in a config's text that no template value fills (Klio's
+    ``KlioConfigTemplatingException``, which is this class)."""
+
+    def __init__(self, key: str, source: str = "config") -> None:
+        self.key = key
+        super().__init__([f"{source}: template variable ${key} has no value (give -T {key}=VALUE)"])
+
+
 class _Strict(BaseModel):
     """Sections whose keys are all known: an unknown key is an error (a typo, usually)."""
 
@@ -715,15 +724,12 @@ def _load_yaml(text: str, source: str) -> Any:
 def fill_templates(text: str, templates: Mapping[str, str], source: str) -> str:
     """``$KEY`` and ``${KEY}`` in a config's text replaced by their values (``$$``: a ``$``).
 
-    Raises ConfigError naming a variable with no value, or a lone ``$``.
+    Raises TemplateVariableMissing naming a variable with no value; ConfigError for a lone ``$``.
     """
     try:
         return string.Template(text).substitute(templates)
     except KeyError as exc:
-        name = exc.args[0]
-        raise ConfigError(
-            [f"{source}: template variable ${name} has no value (give -T {name}=VALUE)"]
-        ) from None
+        raise TemplateVariableMissing(exc.args[0], source) from None
     except ValueError as exc:  # a lone "$" not followed by a name
         raise ConfigError([f"{source}: {exc} (write $$ for a literal $)"]) from None
 

@@ -13,6 +13,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from klio.transforms import decorators, helpers
 from klio_core.config import ConfigError, KlioConfig
+from klio_core.exceptions import KlioConfigTemplatingException
 from klio_core.proto import klio_pb2
 from klio_runtime import config as runtime_config
 from klio_runtime.io.pubsub_events import side_publishes_through
@@ -203,8 +204,11 @@ def test_klio_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError) as caught:
         KlioConfig({"job_name": "j", "job_config": {"thread_pool_size": 0}})
     assert caught.value.errors[0].startswith("job_config.thread_pool_size")
-    with pytest.raises(ConfigError, match=r"template variable \$MISSING has no value"):
+    with pytest.raises(
+        KlioConfigTemplatingException, match=r"template variable \$MISSING has no"
+    ) as missing:
         KlioConfig({"job_name": "j", "job_config": {"x": "$MISSING"}}, raw_templates=["A=b"])
+    assert isinstance(missing.value, ConfigError) and missing.value.key == "MISSING"
 
 
 def test_unused_gcs_data_entry_may_name_a_local_path_checked_one_may_not() -> None:
