@@ -32,7 +32,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -139,26 +139,41 @@ def process_hub() -> MetricsHub:
 
 
 METRICS_LOGGER = "klio.metrics"
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
 _UNIT_NAMES = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms", "seconds": "s"}
+_warned_settings: set[tuple[str, str]] = set()
 
 
-def unit_named(unit: Any, where: str) -> str:
+def _unknown_setting(where: str, value: Any, known: Iterable[str], default: str) -> None:
+    """Klio runs with its default where a metrics setting names no unit or level it knows: so
+    does this runtime, saying so once per setting and value."""
+    if (where, repr(value)) in _warned_settings:
+        return
+    _warned_settings.add((where, repr(value)))
+    logging.getLogger("klio").warning(
+        "%s: %r is none of %s; %s is used instead, as in Klio", where, value, sorted(known), default
+    )
+
+
+def unit_named(unit: Any, where: str) -> str | None:
     """A timer unit as its short name (``s``, ``ms``, ``us``, ``ns``; Klio's long names too).
-
-    Raises:
-        ValueError: an unknown unit, naming the field ``where``.
-    """
+    None for a unit it does not know (warned, naming the field ``where``): the caller's default
+    is used, as Klio's metrics clients do."""
     name = _UNIT_NAMES.get(str(unit), str(unit))
-    if name not in _TIMER_UNITS:
-        raise ValueError(f"{where}: one of {sorted(_TIMER_UNITS)}, not {unit!r}")
-    return name
+    if name in _TIMER_UNITS:
+        return name
+    _unknown_setting(where, unit, _TIMER_UNITS, "the default unit")
+    return None
+
+
+def _level_named(level: Any, where: str) -> int:
+    """A log level by name, any case (``info``, ``WARN``; Klio looks it up on ``logging``); an
+    unknown one is DEBUG, Klio's default for logged metrics (warned, naming ``where``)."""
+    levels = logging.getLevelNamesMapping()
+    found = levels.get(str(level).upper())
+    if found is None:
+        _unknown_setting(where, level, (n.lower() for n in levels), "debug")
+        return logging.DEBUG
+    return found
 
 
 @dataclass(frozen=True)
@@ -170,23 +185,16 @@ class MetricsLogRelay:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> MetricsLogRelay | None:
-        """From ``job_config.metrics``: ``logger: false`` → None; ``logger: {level, timer_unit}``.
-
-        Raises:
-            ValueError: naming an unknown level or timer unit.
-        """
+        """From ``job_config.metrics``: ``logger: false`` → None; ``logger: {level, timer_unit}``
+        (an unknown level or unit: Klio's default, warned)."""
         top: Mapping[str, Any] = settings if isinstance(settings, Mapping) else {}
         conf = top.get("logger", {})
         if conf is False:
             return None
         conf = conf if isinstance(conf, Mapping) else {}
-        level_name = str(conf.get("level") or "debug").lower()
-        if level_name not in _LEVELS:
-            raise ValueError(
-                f"job_config.metrics.logger.level: one of {sorted(_LEVELS)}, not {level_name!r}"
-            )
+        level = _level_named(conf.get("level") or "debug", "job_config.metrics.logger.level")
         unit = conf.get("timer_unit") or top.get("timer_unit") or "ns"
-        return cls(_LEVELS[level_name], unit_named(unit, "job_config.metrics.logger.timer_unit"))
+        return cls(level, unit_named(unit, "job_config.metrics.logger.timer_unit") or "ns")
 
     def emit(self, name: str, value: Any, transform: str | None, tags: Mapping[str, Any]) -> None:
         logger = logging.getLogger(METRICS_LOGGER)
@@ -320,10 +328,7 @@ def observe_all(histogram: Any, values: list[float]) -> None:
 def kmsg_timer_unit(settings: Mapping[str, Any] | None) -> str:
     """The unit of the decorators' ``kmsg-timer``, in Klio's order of precedence:
     ``job_config.metrics.timer_unit``, then that of ``native``, ``shumway``, ``logger``; else
-    seconds.
-
-    Raises:
-        ValueError: naming an unknown unit.
+    (or for a unit it does not know, warned) seconds.
     """
     top: Mapping[str, Any] = settings if isinstance(settings, Mapping) else {}
     where, unit = "timer_unit", top.get("timer_unit")
@@ -331,7 +336,7 @@ def kmsg_timer_unit(settings: Mapping[str, Any] | None) -> str:
         conf = top.get(client)
         if not unit and isinstance(conf, Mapping) and conf.get("timer_unit"):
             where, unit = f"{client}.timer_unit", conf["timer_unit"]
-    return unit_named(unit or "s", f"job_config.metrics.{where}")
+    return unit_named(unit or "s", f"job_config.metrics.{where}") or "s"
 
 
 KMSG_RECEIVED = "kmsg-received"
@@ -614,7 +619,9 @@ class KlioMetrics:
         prom = self.hub.user_metric(
             PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels)
         )
-        unit = unit_named(timer_unit, "timer_unit") if timer_unit else None
+        unit = (
+            unit_named(timer_unit, f"metrics.timer({name!r}): timer_unit") if timer_unit else None
+        )
         return Timer(
             Metrics.distribution(transform or self.job_name, name),
             prom.labels(**labels) if labels else prom,

@@ -568,9 +568,15 @@ def test_kmsg_timer_unit_follows_klios_precedence(settings: dict[str, Any], unit
     assert kmsg_timer_unit(settings) == unit
 
 
-def test_kmsg_timer_unit_names_a_bad_unit() -> None:
-    with pytest.raises(ValueError, match=r"job_config.metrics.native.timer_unit.*'hours'"):
-        kmsg_timer_unit({"native": {"timer_unit": "hours"}})
+def test_kmsg_timer_unit_unknown_is_klios_default_and_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Klio's clients fall back to their default unit rather than fail the job
+    assert kmsg_timer_unit({"native": {"timer_unit": "fortnights"}}) == "s"
+    assert any(
+        "job_config.metrics.native.timer_unit: 'fortnights' is none of" in m
+        for m in caplog.messages
+    )
 
 
 def test_thread_limiter_takes_klios_limits() -> None:

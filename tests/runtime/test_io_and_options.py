@@ -355,8 +355,29 @@ def test_klio_tags_and_the_metrics_logger_client() -> None:
         "tags_job_my_counter_total", model_version="v1", transform="MyTransform"
     )
     assert value == 1
-    with pytest.raises(ValueError, match=r"job_config\.metrics\.logger\.level: one of"):
-        KlioMetrics.from_settings("tags-job", {"logger": {"level": "loud"}})
+
+
+def test_a_timer_unit_klio_does_not_know_is_the_configured_one() -> None:
+    # Klio's clients: "Instead of erroring out, we'll just use the default"
+    handler = _Records()
+    logger = logging.getLogger(METRICS_LOGGER)
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        timed = KlioMetrics.from_settings(
+            "odd-job", {"logger": {"level": "info", "timer_unit": "ms"}}
+        )
+        timed.timer("odd-timer", timer_unit="fortnights", transform="T").record(0.25)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [(r.levelname, r.getMessage()) for r in handler.records] == [
+        (
+            "INFO",
+            "[odd-timer] value: 250.0 transform: 'T' tags: {'metric_type': 'timer', 'unit': 'ms'}",
+        )
+    ]
 
 
 def test_klio_records_reach_the_root_loggers_other_handlers_once() -> None:
