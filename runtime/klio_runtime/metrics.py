@@ -59,6 +59,9 @@ def prometheus_name(name: str) -> str:
     return f"_{safe}" if safe[0].isdigit() else safe
 
 
+_USER_DOC = "A metric of the Klio job's own."
+
+
 class MetricsHub:
     """The per-process prometheus registry with the standard Klio metrics."""
 
@@ -66,6 +69,8 @@ class MetricsHub:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._lock = threading.Lock()
         self._user: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        self._unexported: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+        self._warned: set[str] = set()
         r = self.registry
         self.received = PromCounter(
             "klio_messages_received", "Klio messages read by the job.", ["job"], registry=r
@@ -95,23 +100,55 @@ class MetricsHub:
             registry=r,
         )
 
-    def user_metric(self, kind: type[Any], name: str, labels: tuple[str, ...]) -> Any:
-        """The user metric ``name`` (created once); the same name with other labels is an error."""
+    def user_metric(self, kind: type[Any], name: str, labels: Mapping[str, str]) -> Any:
+        """The user metric ``name`` with these label values, ready to record (made on first use).
+
+        Klio keys a metric by type, name and transform and lets its tags vary; Prometheus wants
+        one type and one set of label names per name. So a later use with other labels records
+        under the first use's (a label it lacks is "", one it adds is left out), and a use of
+        another type, or of a name the registry already holds, is not exported. Each such use is
+        warned of once; Beam's metrics and the ``klio.metrics`` log still get all of it.
+        """
+        names = tuple(labels)
         with self._lock:
             known = self._user.get(name)
             if known is None:
-                metric = kind(
-                    name, f"Klio job metric {name}.", list(labels), registry=self.registry
+                known = self._user[name] = (self._registered(kind, name, names), names)
+            metric, first_names = known
+            if not isinstance(metric, kind):
+                self._warn_once(
+                    name,
+                    f"metric {name!r} is a {type(metric).__name__} already: this "
+                    f"{kind.__name__} is not exported to Prometheus",
                 )
-                self._user[name] = (metric, labels)
-                return metric
-            metric, known_labels = known
-            if known_labels != labels or not isinstance(metric, kind):
-                raise ValueError(
-                    f"metric {name!r} was first declared as {type(metric).__name__} with labels "
-                    f"{list(known_labels)}, now as {kind.__name__} with {list(labels)}"
+                key = (name, kind.__name__, names)
+                metric = self._unexported.get(key)
+                if metric is None:
+                    metric = self._unexported[key] = kind(
+                        name, _USER_DOC, list(names), registry=None
+                    )
+            elif names != first_names:
+                dropped = sorted(set(names) - set(first_names))
+                self._warn_once(
+                    f"{name}{names}",
+                    f"metric {name!r} was first used with labels {list(first_names)}, now with "
+                    f"{list(names)}: recorded in Prometheus under the first"
+                    + (f" (without {dropped})" if dropped else ""),
                 )
-            return metric
+                labels = {label: labels.get(label, "") for label in first_names}
+        return metric.labels(**labels) if labels else metric
+
+    def _registered(self, kind: type[Any], name: str, names: tuple[str, ...]) -> Any:
+        try:
+            return kind(name, _USER_DOC, list(names), registry=self.registry)
+        except ValueError as err:  # its series clash with one the registry holds
+            self._warn_once(name, f"metric {name!r} is not exported to Prometheus: {err}")
+            return kind(name, _USER_DOC, list(names), registry=None)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logging.getLogger(METRICS_LOGGER).warning("%s", message)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
         """Serve this registry on ``http://addr:port/metrics`` from a daemon thread."""
@@ -452,10 +489,12 @@ class TransformMetrics:
             for name in (KMSG_RECEIVED, KMSG_SUCCESS, KMSG_DROP_ERROR)
         )
         timer = owner.hub.user_metric(
-            PromHistogram, f"{owner.prefix}_{prometheus_name(KMSG_TIMER)}_seconds", ("transform",)
+            PromHistogram,
+            f"{owner.prefix}_{prometheus_name(KMSG_TIMER)}_seconds",
+            {"transform": where},
         )
         beam_timer = Metrics.distribution(where, KMSG_TIMER)
-        return received, success, errors, timer.labels(transform=where), beam_timer
+        return received, success, errors, timer, beam_timer
 
     def flush(self) -> None:
         counts = (self._success + self._errors, self._success, self._errors)
@@ -569,12 +608,10 @@ class KlioMetrics:
         self, name: str, transform: str | None, tags: Mapping[str, Any], logged: bool
     ) -> Counter:
         labels = self._labels(transform, tags)
-        prom = self.hub.user_metric(
-            PromCounter, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
-        )
+        prom = self.hub.user_metric(PromCounter, f"{self.prefix}_{prometheus_name(name)}", labels)
         return Counter(
             Metrics.counter(transform or self.job_name, name),
-            prom.labels(**labels) if labels else prom,
+            prom,
             self._relay(name, transform, tags, "counter") if logged else None,
         )
 
@@ -589,12 +626,10 @@ class KlioMetrics:
         """Klio's ``gauge(name, value=0, transform=None, tags=None)``."""
         tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
-        prom = self.hub.user_metric(
-            PromGauge, f"{self.prefix}_{prometheus_name(name)}", tuple(labels)
-        )
+        prom = self.hub.user_metric(PromGauge, f"{self.prefix}_{prometheus_name(name)}", labels)
         gauge = Gauge(
             Metrics.gauge(transform or self.job_name, name),
-            prom.labels(**labels) if labels else prom,
+            prom,
             self._relay(name, transform, tags, "gauge"),
         )
         if value:
@@ -617,14 +652,14 @@ class KlioMetrics:
         tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
-            PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", tuple(labels)
+            PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", labels
         )
         unit = (
             unit_named(timer_unit, f"metrics.timer({name!r}): timer_unit") if timer_unit else None
         )
         return Timer(
             Metrics.distribution(transform or self.job_name, name),
-            prom.labels(**labels) if labels else prom,
+            prom,
             unit or "ns",
             self._relay(name, transform, tags, "timer", unit),
             name,

@@ -142,9 +142,31 @@ def test_metrics_reach_prometheus_under_standard_and_prefixed_names() -> None:
     assert hub.value("my_job_queue") == 5
     assert hub.value("my_job_work_seconds_count", transform="Upper") == 2
     assert hub.value("my_job_work_seconds_sum", transform="Upper") >= 0.01
-    with pytest.raises(ValueError, match="kmsg_done"):
-        metrics.counter("kmsg-done", other="label")
     assert prometheus_name("9-lives.x") == "_9_lives_x"
+
+
+def test_a_metric_name_used_with_other_labels_or_type_still_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Klio's metrics docs count "my-counter" with transform= and again with tags=. Klio keys a
+    # metric by type, name and transform, so both count; Prometheus has one label set per name.
+    hub = MetricsHub(CollectorRegistry())
+    metrics = KlioMetrics("my-job", hub=hub)
+    metrics.counter("my-counter", transform="MyTransform").inc()
+    metrics.counter("my-counter", tags={"model-version": "v1"}).inc(2)
+    metrics.counter("my-counter", tags={"model-version": "v2"}).inc(3)  # warned once
+    metrics.gauge("my-counter").set(7)  # another type: counted in Beam, not exported
+    metrics.gauge("my-counter-total", transform="T").set(1)  # its name is one of the counter's
+    assert hub.value("my_job_my_counter_total", transform="MyTransform") == 1
+    assert hub.value("my_job_my_counter_total", transform="") == 5
+    assert hub.value("my_job_my_counter") == 0 and hub.value("my_job_my_counter_total") == 0
+    assert caplog.messages == [
+        "metric 'my_job_my_counter' was first used with labels ['transform'], now with "
+        "['model_version']: recorded in Prometheus under the first (without ['model_version'])",
+        "metric 'my_job_my_counter' is a Counter already: this Gauge is not exported to Prometheus",
+        "metric 'my_job_my_counter_total' is not exported to Prometheus: Duplicated timeseries "
+        "in CollectorRegistry: {'my_job_my_counter_total'}",
+    ]
 
 
 def test_metrics_prefix_from_job_config() -> None:
