@@ -230,7 +230,7 @@ class MetricsLogRelay:
             return None
         conf = conf if isinstance(conf, Mapping) else {}
         level = _level_named(conf.get("level") or "debug", "job_config.metrics.logger.level")
-        unit = conf.get("timer_unit") or top.get("timer_unit") or "ns"
+        unit = conf.get("timer_unit") or "ns"  # Klio's logger client reads only its own
         return cls(level, unit_named(unit, "job_config.metrics.logger.timer_unit") or "ns")
 
     def emit(self, name: str, value: Any, transform: str | None, tags: Mapping[str, Any]) -> None:

@@ -273,6 +273,10 @@ def test_unknown_metrics_unit_or_level_runs_with_klios_default_and_is_warned(
     assert MetricsLogRelay.from_settings({"logger": {"level": "WARN"}}) == MetricsLogRelay(
         logging.WARNING, "ns"
     )
+    # the top-level timer_unit is kmsg-timer's (Klio's precedence), not the logger client's
+    top_level = {"timer_unit": "ms"}
+    assert MetricsLogRelay.from_settings(top_level) == MetricsLogRelay(logging.DEBUG, "ns")
+    assert kmsg_timer_unit(top_level) == "ms"
 
 
 def test_path_for_rejects_unsafe_element_ids() -> None:
