@@ -9,7 +9,6 @@ second ``file`` input) or by index (``job_config.events.inputs[1].location``).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from pydantic import ValidationError
 # Klio's names for the two sections.
 KlioJobConfig = JobConfig
 KlioPipelineConfig = PipelineOptions
+
 
 class KlioConfig(_config.KlioConfig):
     """A whole ``klio-job.yaml``; also constructible from a raw mapping, as Klio's was."""
@@ -67,14 +67,11 @@ class KlioConfig(_config.KlioConfig):
 def _preprocess(
     raw: Mapping[str, Any] | str, templates: Iterable[str], overrides: Iterable[str]
 ) -> dict[str, Any]:
-    values = _config.parse_templates(templates)
-    if isinstance(raw, str) or values:
-        text = raw if isinstance(raw, str) else yaml.safe_dump(dict(raw))
-        if values:
-            text = _config.fill_templates(text, values, "config")
-        data = yaml.safe_load(text)
-    else:
-        data = copy.deepcopy(dict(raw))
+    # Klio templates every config, given templates or not: a $KEY with no value is an error
+    # and $$ is a $.
+    text = raw if isinstance(raw, str) else yaml.safe_dump(dict(raw))
+    text = _config.fill_templates(text, _config.parse_templates(templates), "config")
+    data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ConfigError([f"(top level): must be a mapping, got {type(data).__name__}"])
     _config.apply_overrides(data, _config.parse_overrides(overrides))

@@ -209,6 +209,10 @@ def test_klio_config_errors_name_the_field() -> None:
     ) as missing:
         KlioConfig({"job_name": "j", "job_config": {"x": "$MISSING"}}, raw_templates=["A=b"])
     assert isinstance(missing.value, ConfigError) and missing.value.key == "MISSING"
+    # templated with no templates given too, as Klio's preprocessor does (its config docs)
+    with pytest.raises(KlioConfigTemplatingException, match=r"\$my_template_value has no value"):
+        KlioConfig({"job_name": "j", "job_config": {"a_key": "${my_template_value}"}})
+    assert KlioConfig({"job_name": "j", "job_config": {"cost": "$$5"}}).job_config.cost == "$5"
 
 
 def test_unused_gcs_data_entry_may_name_a_local_path_checked_one_may_not() -> None:
