@@ -314,19 +314,35 @@ class EventsConfig(_Strict):
 class _DataLocation(_IOConfig):
     type: Literal["gcs", "file"]
     io_name: str | None = _IO_NAME
-    location: str = Field(min_length=1, validation_alias=AliasChoices("location", "data_location"))
+    # Optional as in Klio's data docs: only the existence checks need it.
+    location: str | None = Field(
+        default=None, min_length=1, validation_alias=AliasChoices("location", "data_location")
+    )
     file_suffix: str = ""
     skip_klio_existence_check: bool = False
     _drop_legacy = _without("topic", "subscription")
 
     @model_validator(mode="after")
-    def _gcs_is_a_gs_url(self) -> Self:
+    def _checked_location(self) -> Self:
         # Klio's own configs park unused entries (skip_klio_existence_check) at a local path
-        if (
-            self.type == "gcs"
-            and not self.skip_klio_existence_check
-            and not self.location.startswith("gs://")
-        ):
+        if self.skip_klio_existence_check:
+            return self
+        if self.location is None:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "checked_location",
+                            "required unless skip_klio_existence_check is true (the existence "
+                            "check looks there)",
+                        ),
+                        loc=("location",),
+                        input=None,
+                    )
+                ],
+            )
+        if self.type == "gcs" and not self.location.startswith("gs://"):
             problem = PydanticCustomError(
                 "gcs_url",
                 "'{location}' must start with gs:// for type gcs (use type: file for local paths)",
@@ -340,7 +356,15 @@ class _DataLocation(_IOConfig):
 
     def path_shown(self, element_id: str) -> str:
         """Where ``element_id`` would be, as Klio's log lines name it; not checked (never
-        opened: :meth:`path_for` is what reads and writes use)."""
+        opened: :meth:`path_for` is what reads and writes use).
+
+        Raises ValueError for an entry without a ``location``.
+        """
+        if self.location is None:
+            raise ValueError(
+                f"data {self.type} entry has no location, so no path for {element_id!r} (give "
+                "it a location to read, write or check its data)"
+            )
         return f"{self.location.rstrip('/')}/{element_id}{self.file_suffix}"
 
     def path_for(self, element_id: str) -> str:

@@ -98,7 +98,7 @@ def resolve_paths(config: KlioConfig, job_dir: Path) -> KlioConfig:
         if isinstance(outp, FileEventOutput):
             outp.location = fix(outp.location)
     for data in [*out.job_config.data.inputs, *out.job_config.data.outputs]:
-        if data.type == "file":
+        if data.type == "file" and data.location is not None:
             data.location = fix(data.location)
     dead = getattr(out.job_config, "dead_letter_location", None)
     if dead:

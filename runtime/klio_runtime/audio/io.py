@@ -73,6 +73,10 @@ class _DataLocationFn(AudioDoFn):
                 f"{self.step} needs exactly one entry in {field} (found {len(places)}), "
                 "or location=... in its constructor"
             )
+        if places[0].location is None:
+            raise ValueError(
+                f"{self.step}: {field}[0] has no location; give it one or location=..."
+            )
         return places[0].location, places[0].file_suffix
 
 

@@ -65,7 +65,9 @@ def job_resources(config: KlioConfig) -> list[Resource]:
         c.prefix for c in events.outputs if isinstance(c, FileEventOutput | AvroEventOutput)
     ]
     data = config.job_config.data
-    locations += [d.location for d in [*data.inputs, *data.outputs] if d.type == "gcs"]
+    locations += [
+        d.location for d in [*data.inputs, *data.outputs] if d.type == "gcs" and d.location
+    ]
     for bucket in filter(None, map(_bucket, locations)):
         found.append(Resource("bucket", bucket))
     return list(dict.fromkeys(found))

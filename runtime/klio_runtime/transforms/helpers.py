@@ -202,6 +202,10 @@ class _CheckExists(_KlioDoFn):
             raise ValueError(
                 f"job_config.data.{self.direction}s: the existence check needs one configured"
             )
+        if locations[0].location is None:
+            raise ValueError(
+                f"job_config.data.{self.direction}s[0].location: the existence check looks there"
+            )
         self.location = locations[0]
         self.store = DataStore()
 

@@ -226,6 +226,23 @@ def test_unused_gcs_data_entry_may_name_a_local_path_checked_one_may_not() -> No
     assert caught.value.errors[0].startswith("job_config.data.inputs[0].location: ")
 
 
+def test_unused_data_entry_may_have_no_location_checked_one_may_not() -> None:
+    # Klio's data config docs: location is optional, needed by the existence checks
+    unused = {"type": "gcs", "skip_klio_existence_check": True}
+    data = {"inputs": [unused], "outputs": [unused]}
+    config = KlioConfig({"job_name": "j", "job_config": {"data": data}})
+    assert config.job_config.data.inputs[0].location is None
+    assert config.job_config.data.outputs[0].location is None
+    with pytest.raises(ValueError, match=r"data gcs entry has no location, so no path for 'a'"):
+        config.job_config.data.inputs[0].path_for("a")
+    with pytest.raises(ConfigError) as caught:
+        KlioConfig({"job_name": "j", "job_config": {"data": {"outputs": [{"type": "gcs"}]}}})
+    assert caught.value.errors == [
+        "job_config.data.outputs[0].location: required unless skip_klio_existence_check is "
+        "true (the existence check looks there)"
+    ]
+
+
 def test_trigger_upstream_takes_klios_arguments_and_publishes_bottom_up_requests(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
