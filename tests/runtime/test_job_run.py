@@ -270,3 +270,25 @@ def test_summary_says_when_there_is_no_event_output_to_write() -> None:
     without = table(False)
     assert "done (no event output to write)" in without
     assert "written to event outputs" not in without
+
+
+def test_brackets_in_errors_and_ids_are_shown_as_they_are(tmp_path: Path) -> None:
+    # rich reads "[file0]" as markup: Beam's step names and element ids must not be eaten
+    from klio_runtime.cli.job_run import render_summary
+    from klio_runtime.runner import JobSummary
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    dropped = JobSummary(dropped={"run_error": 1}, dropped_ids={"run_error": ["[b]id[/b]"]})
+    render_summary(dropped, console)
+    assert "[b]id[/b]" in console.export_text()
+    (tmp_path / "klio-job.yaml").write_text(
+        "version: 2\njob_name: x\npipeline_options: {streaming: false}\njob_config:\n"
+        "  events:\n    inputs: [{type: file, location: ./missing.txt}]\n"
+    )
+    (tmp_path / "run.py").write_text("def run(p, c):\n    return p\n")
+    failed = klio("job", "run", "--job-dir", str(tmp_path), "--no-progress")
+    assert failed.returncode == 1
+    assert "pipeline failed" in failed.stderr
+    shown = " ".join(failed.stderr.split())  # rich wraps long lines
+    assert "[while running '[file0] Read events/MatchFiles']" in shown

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -64,7 +65,8 @@ def _total(config: KlioConfig) -> int | None:
 
 def _ids(ids: list[str]) -> str:
     shown = ", ".join(ids[:SHOWN_IDS])
-    return shown + (f", … ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
+    more = f", … ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else ""
+    return escape(shown) + more  # ids are data, not rich markup
 
 
 def render_summary(summary: JobSummary, console: Console, writes_events: bool = True) -> None:
@@ -140,7 +142,7 @@ def _hint(err: BaseException) -> str:
 
 def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
     for line in error.errors:
-        err.print(f"[red]config error[/red] {line}", highlight=False)
+        err.print(f"[red]config error[/red] {escape(line)}", highlight=False)
     raise SystemExit(EXIT_INVALID) from None
 
 
@@ -161,19 +163,17 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
             run_fn,
             WorkerSettings(),
             Probes(health_port=0, metrics_port=0, host="127.0.0.1"),
-            announce=lambda line: err.print(line, highlight=False),
+            announce=lambda line: err.print(line, highlight=False, markup=False),
         )
     except ConfigError as error:
         _refuse_config(error, err)
     except Exception as error:
         err.print(
-            f"[red]worker failed[/red] {type(error).__name__}: {error}{_hint(error)}",
+            f"[red]worker failed[/red] {type(error).__name__}: {escape(str(error))}{_hint(error)}",
             highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None
-    render_summary(
-        streaming_summary(config.job_name, since), console, bool(writer_names(config))
-    )
+    render_summary(streaming_summary(config.job_name, since), console, bool(writer_names(config)))
 
 
 @click.command("run")
@@ -251,7 +251,7 @@ def run(
     except ConfigError as err:
         _refuse_config(err, err_console)
     except JobLoadError as err:
-        err_console.print(f"[red]error[/red] {err}", highlight=False)
+        err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
     started = time.monotonic()
     chosen = runner if runner is not None else config.pipeline_options.runner
@@ -270,14 +270,15 @@ def run(
     except ConfigError as err:
         _refuse_config(err, err_console)
     except (NotImplementedError, ValueError) as err:
-        err_console.print(f"[red]error[/red] {err}", highlight=False)
+        err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
     except KeyboardInterrupt:
         err_console.print("stopped (Ctrl-C)", highlight=False)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
         err_console.print(
-            f"[red]pipeline failed[/red] {type(err).__name__}: {err}{_hint(err)}", highlight=False
+            f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}{_hint(err)}",
+            highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None
     if summary.submitted:
