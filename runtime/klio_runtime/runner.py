@@ -83,7 +83,11 @@ def beam_options(
 
 
 def resolve_paths(config: KlioConfig, job_dir: Path) -> KlioConfig:
-    """A copy whose relative local locations are relative to ``job_dir`` (as Klio's are)."""
+    """A copy whose relative local locations are relative to ``job_dir`` (as Klio's are). Run in
+    the job's directory, as Klio runs a job, they already are: they stay as written, so job code
+    and log lines show them as in Klio (``'./klio-quick-start_input_elements.txt'``)."""
+    if job_dir.resolve() == Path.cwd().resolve():
+        return config
     out = config.model_copy(deep=True)
 
     def fix(location: str) -> str:

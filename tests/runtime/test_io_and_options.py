@@ -221,6 +221,16 @@ def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
     assert config.job_config.events.inputs[0].location == "./ids.txt"
 
 
+
+def test_relative_locations_stay_as_written_when_run_in_the_job_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as Klio's quickstart shows them: "Received 'hello' from file './..._input_elements.txt'"
+    monkeypatch.chdir(tmp_path)
+    config = make_config({"events": {"inputs": [{"type": "file", "location": "./ids.txt"}]}})
+    assert resolve_paths(config, tmp_path).job_config.events.inputs[0].location == "./ids.txt"
+
+
 def test_metrics_registry_served_over_http() -> None:
     import socket
     import urllib.request
