@@ -14,6 +14,7 @@ once, each as ``<path>: <message>`` (e.g. ``job_config.data.inputs[1].location: 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import string
@@ -39,7 +40,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from klio_runtime.message import validate_element_id
 
 SUPPORTED_VERSION = 2
-_IO_TAGS = frozenset({"pubsub", "file", "avro"})
+_IO_TAGS = frozenset({"pubsub", "file", "avro", "bq"})
 
 
 class ConfigError(ValueError):
@@ -264,6 +265,110 @@ class AvroEventOutput(_IOConfig):
         return joined_path(self.location, self.file_path_prefix)
 
 
+class _BigQueryTable(_IOConfig):
+    """Klio's BigQuery event IO (``type: bq``), loaded with Klio's keys so a config naming it can
+    be verified, shown and used by job code. The runtime does not read or write BigQuery (there
+    is none to test against here): a job runs only if it reads such an input itself
+    (``skip_klio_read``) and writes such an output itself (``skip_klio_write``)."""
+
+    type: Literal["bq"] = "bq"
+    io_name: str | None = _IO_NAME
+    project: str | None = None
+    dataset: str | None = None
+    table: str | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class BigQueryEventInput(_BigQueryTable):
+    """Klio's BigQuery event input: a table (optionally only some ``columns``) or a ``query``."""
+
+    validate_: bool = Field(default=True, alias="validate")
+    coder: str | None = None
+    kms_key: str | None = None
+    columns: list[str] | None = Field(
+        default=None, validation_alias=AliasChoices("columns", "klio_message_columns")
+    )
+    query: str | None = None
+    use_standard_sql: bool = False
+    flatten_results: bool = True
+    skip_klio_read: bool = False
+
+    @property  # Klio's attribute; it shadows pydantic's deprecated v1 classmethod
+    def validate(self) -> bool:  # type: ignore[override]
+        return self.validate_
+
+    @property
+    def klio_message_columns(self) -> list[str] | None:
+        """Klio's attribute name for ``columns``."""
+        return self.columns
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> Self:
+        table = (self.project, self.dataset, self.table)
+        if self.columns is not None and not all(table):
+            raise ValueError("columns needs project, dataset and table")
+        if self.query is not None and any(table):
+            raise ValueError("query and project, dataset, table exclude each other")
+        return self
+
+
+class BigQueryEventOutput(_BigQueryTable):
+    """Klio's BigQuery event output: rows into a table, with an optional ``schema``."""
+
+    table_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    create_disposition: str = "CREATE_IF_NEEDED"
+    write_disposition: str = "WRITE_EMPTY"
+    skip_klio_write: bool = False
+
+    @field_validator("table_schema", mode="before")
+    @classmethod
+    def _schema_from_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value  # Klio takes either
+
+    @field_validator("table_schema")
+    @classmethod
+    def _schema_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        fields = (value or {}).get("fields", [])
+        if not isinstance(fields, list) or not all(
+            isinstance(f, Mapping) and {"name", "type", "mode"} <= set(f) for f in fields
+        ):
+            raise ValueError('fields must each have "name", "type" and "mode"')
+        return value
+
+    @property
+    def schema(self) -> dict[str, Any] | None:  # type: ignore[override]
+        """Klio's attribute (it shadows pydantic's deprecated v1 classmethod)."""
+        return self.table_schema
+
+
+def not_run_here(where: str, entry: _BigQueryTable) -> ConfigError:
+    """The error for an event entry whose IO this runtime loads but does not run (BigQuery)."""
+    flag = "skip_klio_read" if isinstance(entry, BigQueryEventInput) else "skip_klio_write"
+    return ConfigError(
+        [
+            f"{where}: Klio's {entry.type} event IO is not run here (there is no BigQuery to "
+            f"test it against); set {flag}: true and do it in run"
+        ]
+    )
+
+
+def entries_not_run_here(config: KlioConfig) -> list[str]:
+    """What a run of this config would refuse: its BigQuery event entries that the job does not
+    read or write itself (see :func:`not_run_here`)."""
+    events = config.job_config.events
+    found = [
+        not_run_here(f"job_config.events.inputs[{index}]", entry)
+        for index, entry in enumerate(events.inputs)
+        if isinstance(entry, BigQueryEventInput) and not entry.skip_klio_read
+    ] + [
+        not_run_here(f"job_config.events.outputs[{index}]", entry)
+        for index, entry in enumerate(events.outputs)
+        if isinstance(entry, BigQueryEventOutput) and not entry.skip_klio_write
+    ]
+    return [line for error in found for line in error.errors]
+
+
 def _io_type_tag(value: Any) -> str | None:
     """The union member for an IO entry; None (→ the unsupported-type error) for unknown types."""
     if isinstance(value, Mapping):
@@ -275,13 +380,14 @@ def _io_type_tag(value: Any) -> str | None:
 
 
 _UNSUPPORTED_EVENT_TYPE = (
-    "type must be pubsub, file or avro (Klio's bq and custom event IO are not supported yet)"
+    "type must be pubsub, file, avro or bq (Klio's custom event IO is not supported)"
 )
 
 EventInput = Annotated[
     Annotated[PubSubEventInput, Tag("pubsub")]
     | Annotated[FileEventInput, Tag("file")]
-    | Annotated[AvroEventInput, Tag("avro")],
+    | Annotated[AvroEventInput, Tag("avro")]
+    | Annotated[BigQueryEventInput, Tag("bq")],
     Discriminator(
         _io_type_tag,
         custom_error_type="unsupported_io_type",
@@ -291,7 +397,8 @@ EventInput = Annotated[
 EventOutput = Annotated[
     Annotated[PubSubEventOutput, Tag("pubsub")]
     | Annotated[FileEventOutput, Tag("file")]
-    | Annotated[AvroEventOutput, Tag("avro")],
+    | Annotated[AvroEventOutput, Tag("avro")]
+    | Annotated[BigQueryEventOutput, Tag("bq")],
     Discriminator(
         _io_type_tag,
         custom_error_type="unsupported_io_type",

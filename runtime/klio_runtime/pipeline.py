@@ -20,10 +20,15 @@ from klio_runtime import message as kmessage
 from klio_runtime.config import (
     AvroEventInput,
     AvroEventOutput,
+    BigQueryEventOutput,
+    ConfigError,
+    EventOutput,
     FileEventInput,
     FileEventOutput,
     KlioConfig,
-    PubSubEventOutput,
+    PubSubEventInput,
+    entries_not_run_here,
+    not_run_here,
 )
 from klio_runtime.context import KlioContext, bind_context, bound_context, context_is_bound
 from klio_runtime.decorators import fast_parse
@@ -278,14 +283,15 @@ def dead_letter_location(config: KlioConfig) -> str | None:
     return None
 
 
-def event_writer(
-    out: FileEventOutput | AvroEventOutput | PubSubEventOutput, index: int, project: str | None
-) -> beam.PTransform:
+def event_writer(out: EventOutput, index: int, project: str | None) -> beam.PTransform:
     """The writer of event output ``index`` (files, Avro files or a Pub/Sub topic).
 
     Raises:
-        klio_runtime.config.ConfigError: a topic that is not a topic path, naming the field.
+        klio_runtime.config.ConfigError: a topic that is not a topic path, or an output this
+            runtime does not write (BigQuery), naming the field.
     """
+    if isinstance(out, BigQueryEventOutput):
+        raise not_run_here(f"job_config.events.outputs[{index}]", out)
     if isinstance(out, FileEventOutput):
         return WriteEventFile(out.location)
     if isinstance(out, AvroEventOutput):
@@ -303,8 +309,11 @@ def build_pipeline(
 
     Raises:
         klio_runtime.config.ConfigError: a topic or subscription that is not a path of its kind,
-            naming the field.
+            or a BigQuery entry the job does not read or write itself, naming the field.
     """
+    refused = entries_not_run_here(config)
+    if refused:
+        raise ConfigError(refused)
     pipeline = beam.Pipeline(options=options)
     names = input_names(config)
     project = pubsub_project(config)
@@ -326,6 +335,7 @@ def build_pipeline(
                 | f"[{name}] Count dead letters" >> beam.ParDo(CountDeadLetters(config))
             )
         else:  # Pub/Sub: the runner's own source (Dataflow, Flink, a streaming DirectRunner)
+            assert isinstance(conf, PubSubEventInput)  # BigQuery was refused above
             kind, path = input_source(conf, names.index(name), project)
             inputs[name] = pipeline | f"[{name}] Read events" >> ReadEventPubSub(**{kind: path})
     if not inputs:

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 from klio_runtime.config import (
+    BigQueryEventInput,
+    BigQueryEventOutput,
     ConfigError,
     DataInput,
     FileEventInput,
@@ -168,12 +170,51 @@ def test_klio_spellings_are_accepted_and_dumped_as_location() -> None:
     assert dumped["data"]["inputs"][0]["name"] == "main"
 
 
-def test_unsupported_klio_event_types_say_so() -> None:
-    errors = errors_of(yaml.safe_load((FIXTURES / "unsupported_bq.yaml").read_text()))
-    assert len(errors) == 2
-    assert errors[0].startswith("job_config.events.inputs[0]: type must be pubsub, file or avro")
-    assert "not supported yet" in errors[0] and "(got 'bq')" in errors[0]
-    assert errors[1].startswith("job_config.events.outputs[0]: type must be pubsub, file or avro")
+def test_klios_bigquery_event_io_loads_as_klio_loads_it() -> None:
+    config = load_config(FIXTURES / "bigquery_events.yaml")
+    read, write = config.job_config.events.inputs[0], config.job_config.events.outputs[0]
+    assert isinstance(read, BigQueryEventInput) and isinstance(write, BigQueryEventOutput)
+    assert (read.project, read.dataset, read.table) == ("some-project", "some_dataset", "bq_input")
+    assert read.columns == read.klio_message_columns == ["entity_id"]
+    assert read.validate is True and read.use_standard_sql is False  # Klio's defaults
+    assert write.write_disposition == "WRITE_EMPTY" and write.schema is None
+    as_json = parse_config(
+        {
+            "job_name": "j",
+            "job_config": {
+                "events": {
+                    "outputs": [
+                        {
+                            "type": "BQ",
+                            "table": "t",
+                            "schema": '{"fields": [{"name": "a", "type": "string",'
+                            ' "mode": "nullable"}]}',
+                        }
+                    ]
+                }
+            },
+        }
+    )
+    assert as_json.job_config.events.outputs[0].schema == {
+        "fields": [{"name": "a", "type": "string", "mode": "nullable"}]
+    }
+    assert dump_config(config)["job_config"]["events"]["inputs"][0]["columns"] == ["entity_id"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            {"type": "bq", "columns": ["a"], "table": "t"},
+            "columns needs project, dataset and table",
+        ),
+        ({"type": "bq", "query": "SELECT 1", "table": "t"}, "query and project, dataset, table"),
+        ({"type": "custom"}, "type must be pubsub, file, avro or bq (Klio's custom event IO"),
+    ],
+)
+def test_event_inputs_klio_refuses_are_refused(entry: dict[str, Any], expected: str) -> None:
+    errors = errors_of({"job_name": "j", "job_config": {"events": {"inputs": [entry]}}})
+    assert errors[0].startswith("job_config.events.inputs[0]: ") and expected in errors[0]
 
 
 def test_gcs_location_must_be_a_gs_url_both_errors_reported() -> None:

@@ -34,6 +34,16 @@ def test_valid_job_dir(tmp_path: Path) -> None:
     assert out == f"OK: job local-spectrograms in {tmp_path} is valid\n"
 
 
+def test_klios_bigquery_job_is_valid_with_a_warning_that_run_refuses_it(tmp_path: Path) -> None:
+    code, out, err = verify("--job-dir", str(make_job(tmp_path, "bigquery_events.yaml")))
+    assert code == 0 and out == f"OK: job read-bq-write-bq in {tmp_path} is valid\n"
+    assert err.splitlines() == [
+        f"warning: job_config.events.{way}[0]: Klio's bq event IO is not run here (there is no "
+        f"BigQuery to test it against); set {flag}: true and do it in run"
+        for way, flag in (("inputs", "skip_klio_read"), ("outputs", "skip_klio_write"))
+    ]
+
+
 def test_config_file_option(tmp_path: Path) -> None:
     job_dir = make_job(tmp_path)
     other = tmp_path / "other.yaml"

@@ -168,15 +168,15 @@ def test_set_keeps_unplain_values_as_text_and_appends_one_past_the_end(job: Path
         assert json.loads(got.stdout) == value
 
 
-KLIO_BIGQUERY = """\
+KLIO_CUSTOM_IO = """\
 version: 2
-job_name: read-bq
+job_name: read-custom
 pipeline_options:
   project: my-project
 job_config:
   events:
     inputs:
-      - type: bq
+      - type: custom
         table: my-project:dataset.table
 """
 
@@ -184,7 +184,7 @@ job_config:
 def test_a_config_with_io_this_runtime_does_not_run_can_still_be_read_and_edited(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "klio-job.yaml").write_text(KLIO_BIGQUERY)
+    (tmp_path / "klio-job.yaml").write_text(KLIO_CUSTOM_IO)
 
     shown = klio(tmp_path, "show")
     got = klio(tmp_path, "get", "pipeline_options.project")
@@ -193,7 +193,7 @@ def test_a_config_with_io_this_runtime_does_not_run_can_still_be_read_and_edited
 
     assert shown.exit_code == 0, shown.output
     assert "is not valid here" in shown.stderr
-    assert yaml.safe_load(shown.stdout)["job_config"]["events"]["inputs"][0]["type"] == "bq"
+    assert yaml.safe_load(shown.stdout)["job_config"]["events"]["inputs"][0]["type"] == "custom"
     assert got.exit_code == 0 and json.loads(got.stdout) == "my-project"
     assert edited.exit_code == 0, edited.output
     data = yaml.safe_load((tmp_path / "klio-job.yaml").read_text())

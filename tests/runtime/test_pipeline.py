@@ -244,6 +244,30 @@ def test_skip_klio_read_gives_run_the_pipeline_and_skip_write_writes_nothing(
     assert process_hub().value(f"{prefix}_kmsg_success_total", transform="_mark") == 1
 
 
+def test_bigquery_event_io_runs_only_when_the_job_does_it_itself() -> None:
+    # Klio's read-bq-write-bq shape: loaded, but this runtime reads and writes no BigQuery
+    from klio_runtime.config import ConfigError
+    from klio_runtime.pipeline import build_pipeline
+    from klio_runtime.runner import beam_options
+
+    table = {"type": "bq", "project": "p", "dataset": "d", "table": "t"}
+    config = make_config({"events": {"inputs": [table], "outputs": [table]}})
+    with pytest.raises(ConfigError, match=r"^job_config.events.inputs\[0\]: Klio's bq event IO"):
+        build_pipeline(config, _run_fn, beam_options(config))
+    config.job_config.events.inputs[0].skip_klio_read = True  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r"outputs\[0\]: .* set skip_klio_write: true"):
+        build_pipeline(config, lambda p, c: p | beam.Create([msg_bytes("a")]), beam_options(config))
+    config.job_config.events.outputs[0].skip_klio_write = True
+    seen: list[Any] = []
+
+    def run(pipeline: Any, cfg: Any) -> Any:  # reads its rows itself, as a Klio job may
+        seen.append(pipeline)
+        return pipeline | beam.Create([msg_bytes("row-1")]) | beam.Map(_mark)
+
+    build_pipeline(config, run, beam_options(config)).run().wait_until_finish()
+    assert isinstance(seen[0], beam.Pipeline)
+
+
 def test_job_without_data_io_passes_pings_through_run_untouched() -> None:
     # As in Klio, a job with no data input has no ping filter: the ping goes to run, whose
     # handle_klio steps pass it on without calling the job's function.

@@ -28,6 +28,7 @@ from klio_runtime.config import (
     ConfigError,
     FileEventInput,
     KlioConfig,
+    entries_not_run_here,
     parse_overrides,
     parse_templates,
 )
@@ -248,6 +249,9 @@ def run(
         options = parse_overrides(pipeline_opts)
         if update is not None:
             options["update"] = update
+        refused = entries_not_run_here(config)  # before any run starts
+        if refused:
+            raise ConfigError(refused)
     except ConfigError as err:
         _refuse_config(err, err_console)
     except JobLoadError as err:

@@ -25,6 +25,7 @@ from klio_runtime.config import (
     ConfigError,
     KlioConfig,
     config_path_of,
+    entries_not_run_here,
     load_config,
     parse_overrides,
     parse_templates,
@@ -159,4 +160,6 @@ def verify(
         click.echo(f"{len(errors)} problem(s) in {job_dir}", err=True)
         raise SystemExit(EXIT_INVALID)
     assert config is not None
+    for line in entries_not_run_here(config):  # valid as Klio's, yet `klio job run` refuses
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"OK: job {config.job_name} in {job_dir} is valid")

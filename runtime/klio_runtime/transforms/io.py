@@ -4,7 +4,7 @@ output of that type uses, counted under Klio's ``kmsg-read`` / ``kmsg-write`` (t
 class name).
 
 Reads give serialized KlioMessages; writes take them. Klio's BigQuery transforms are refused with
-a clear error, as a ``bq`` event config is.
+a clear error, as running a ``bq`` event entry is.
 """
 
 from __future__ import annotations
