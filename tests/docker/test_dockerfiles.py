@@ -134,6 +134,34 @@ def test_entrypoint_is_a_console_script_with_its_default_command(path: Path) -> 
     assert result.exit_code == 0, f"{' '.join(command)} --help: {result.output}"
 
 
+def test_a_created_jobs_image_runs_klio_job_run_as_the_runtime_user(tmp_path: Path) -> None:
+    # `klio job create`'s Dockerfile builds FROM the runtime image, whose ENTRYPOINT is klio
+    from klio_runtime.scaffold import create_job
+
+    create_job(tmp_path, "my-job")
+    job_image = parse(tmp_path / "Dockerfile").stages[-1]
+    runtime = parse(DOCKER / "runtime.Dockerfile").stages[-1]
+    entrypoint, cmd = runtime.last("ENTRYPOINT"), job_image.last("CMD")
+    assert entrypoint is not None and cmd is not None
+    command = entrypoint.exec_form() + cmd.exec_form()
+    assert command == ["klio", "job", "run", "--job-dir", "/usr/src/app"]
+    cli = importlib.import_module("klio_runtime.cli").main
+    result = CliRunner().invoke(cli, [*command[1:], "--help"])
+    assert result.exit_code == 0, result.output
+    user, runtime_user = job_image.last("USER"), runtime.last("USER")
+    assert user is not None and runtime_user is not None and user.value == runtime_user.value
+    assert (tmp_path / "job-requirements.txt").is_file()  # what its pip install reads
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if Path(hadolint).exists():
+        linted = subprocess.run(
+            [hadolint, "--no-color", str(tmp_path / "Dockerfile")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
 def test_runtime_image_runs_the_worker_contract() -> None:
     from klio_operator.worker_contract import HEALTH_PORT, METRICS_PORT, WORKER_COMMAND
 

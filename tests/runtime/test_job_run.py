@@ -154,11 +154,12 @@ def test_created_job_runs_as_created(tmp_path: Path) -> None:
         "run.py",
         "transforms.py",
         "Dockerfile",
+        "job-requirements.txt",
         "tests/test_transforms.py",
         "my-job_input_elements.txt",
     ):
         assert (tmp_path / "new" / name).is_file()
-    assert "FROM klio-runtime:latest" in (tmp_path / "new" / "Dockerfile").read_text()
+    assert "FROM klio-runtime:0.1.0" in (tmp_path / "new" / "Dockerfile").read_text()
     result = run_job(tmp_path / "new", "--no-progress")
     assert result["processed"] == 2 and result["output"] == 2
     tested = klio("job", "test", "-j", str(tmp_path / "new"), "--", "-q", "-p", "no:cacheprovider")
@@ -166,7 +167,8 @@ def test_created_job_runs_as_created(tmp_path: Path) -> None:
     refused = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "Bad_Name")
     assert refused.returncode == 2 and "Bad_Name" in refused.stderr
     again = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "my-job")
-    assert again.returncode == 2 and "already has Dockerfile, klio-job.yaml" in again.stderr
+    assert again.returncode == 2
+    assert "already has Dockerfile, job-requirements.txt, klio-job.yaml" in again.stderr
 
 
 @pytest.mark.slow

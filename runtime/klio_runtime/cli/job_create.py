@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from klio_runtime.cli.options import EXIT_INVALID
-from klio_runtime.scaffold import JobIO, ScaffoldError, create_job
+from klio_runtime.scaffold import BASE_IMAGE, JobIO, ScaffoldError, create_job
 
 EMULATOR_PROJECT = "klio-local"
 _IO_OPTIONS = {
@@ -81,7 +81,7 @@ _IO_OPTIONS = {
 @click.option("--temp-location", default=None, help="pipeline_options.temp_location.")
 @click.option(
     "--base-image",
-    default="klio-runtime:latest",
+    default=BASE_IMAGE,
     show_default=True,
     help="The runtime image the job's Dockerfile starts FROM.",
 )
@@ -99,10 +99,10 @@ def create(
     experiments: str | None,
     **klio_options: Any,
 ) -> None:
-    """Create a job: klio-job.yaml, run.py, transforms.py, Dockerfile, tests/ (and, for a batch
-    job, two sample elements in <job-name>_input_elements.txt). Klio's options place its events
-    and data and set its pipeline options; its other options are accepted and ignored, with a
-    note."""
+    """Create a job: klio-job.yaml, run.py, transforms.py, Dockerfile, job-requirements.txt,
+    tests/ (and, for a batch job, two sample elements in <job-name>_input_elements.txt). Klio's
+    options place its events and data and set its pipeline options; its other options are
+    accepted and ignored, with a note."""
     target = job_dir if job_dir is not None else Path(".")
     if job_type == "streaming" and not gcp_project and os.environ.get("PUBSUB_EMULATOR_HOST"):
         gcp_project = EMULATOR_PROJECT  # any project name does on the emulator

@@ -5,18 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+BASE_IMAGE = f"klio-runtime:{metadata.version('klio-k8s')}"
+"""The runtime image a created job builds FROM: the one this release's Makefile tags."""
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 FILES = {
     "klio-job.yaml.tmpl": "klio-job.yaml",
     "run.py.tmpl": "run.py",
     "transforms.py.tmpl": "transforms.py",
     "Dockerfile.tmpl": "Dockerfile",
+    "job-requirements.txt.tmpl": "job-requirements.txt",
     "tests/test_transforms.py.tmpl": "tests/test_transforms.py",
 }
 KEPT_IF_PRESENT = {
@@ -91,7 +94,7 @@ def _data_section(data_input: str | None, data_output: str | None) -> str:
 def create_job(
     job_dir: Path,
     job_name: str,
-    base_image: str = "klio-runtime:latest",
+    base_image: str = BASE_IMAGE,
     job_type: str = "batch",
     project: str | None = None,
     io: JobIO = JobIO(),  # frozen: one default is shared
