@@ -70,7 +70,6 @@ class MetricsHub:
         self._lock = threading.Lock()
         self._user: dict[str, tuple[Any, tuple[str, ...]]] = {}
         self._unexported: dict[tuple[str, str, tuple[str, ...]], Any] = {}
-        self._warned: set[str] = set()
         r = self.registry
         self.received = PromCounter(
             "klio_messages_received", "Klio messages read by the job.", ["job"], registry=r
@@ -116,8 +115,7 @@ class MetricsHub:
                 known = self._user[name] = (self._registered(kind, name, names), names)
             metric, first_names = known
             if not isinstance(metric, kind):
-                self._warn_once(
-                    name,
+                _warn_once(
                     f"metric {name!r} is a {type(metric).__name__} already: this "
                     f"{kind.__name__} is not exported to Prometheus",
                 )
@@ -129,8 +127,7 @@ class MetricsHub:
                     )
             elif names != first_names:
                 dropped = sorted(set(names) - set(first_names))
-                self._warn_once(
-                    f"{name}{names}",
+                _warn_once(
                     f"metric {name!r} was first used with labels {list(first_names)}, now with "
                     f"{list(names)}: recorded in Prometheus under the first"
                     + (f" (without {dropped})" if dropped else ""),
@@ -142,13 +139,8 @@ class MetricsHub:
         try:
             return kind(name, _USER_DOC, list(names), registry=self.registry)
         except ValueError as err:  # its series clash with one the registry holds
-            self._warn_once(name, f"metric {name!r} is not exported to Prometheus: {err}")
+            _warn_once(f"metric {name!r} is not exported to Prometheus: {err}")
             return kind(name, _USER_DOC, list(names), registry=None)
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            logging.getLogger(METRICS_LOGGER).warning("%s", message)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
         """Serve this registry on ``http://addr:port/metrics`` from a daemon thread."""
@@ -177,17 +169,21 @@ def process_hub() -> MetricsHub:
 
 METRICS_LOGGER = "klio.metrics"
 _UNIT_NAMES = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms", "seconds": "s"}
-_warned_settings: set[tuple[str, str]] = set()
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Warn on ``klio.metrics`` the first time this process has ``message`` to say: a setting or
+    metric that Klio takes and this runtime takes differently says so once, not per element."""
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger(METRICS_LOGGER).warning("%s", message)
 
 
 def _unknown_setting(where: str, value: Any, known: Iterable[str], default: str) -> None:
-    """Klio runs with its default where a metrics setting names no unit or level it knows: so
-    does this runtime, saying so once per setting and value."""
-    if (where, repr(value)) in _warned_settings:
-        return
-    _warned_settings.add((where, repr(value)))
-    logging.getLogger("klio").warning(
-        "%s: %r is none of %s; %s is used instead, as in Klio", where, value, sorted(known), default
+    # Klio runs with its default where a metrics setting names no unit or level it knows
+    _warn_once(
+        f"{where}: {value!r} is none of {sorted(known)}; {default} is used instead, as in Klio"
     )
 
 

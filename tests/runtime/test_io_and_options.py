@@ -221,7 +221,6 @@ def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
     assert config.job_config.events.inputs[0].location == "./ids.txt"
 
 
-
 def test_relative_locations_stay_as_written_when_run_in_the_job_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,9 +405,14 @@ def test_a_timer_unit_klio_does_not_know_is_the_configured_one() -> None:
         logger.setLevel(level)
     assert [(r.levelname, r.getMessage()) for r in handler.records] == [
         (
+            "WARNING",
+            "metrics.timer('odd-timer'): timer_unit: 'fortnights' is none of ['ms', 'ns', 's', "
+            "'us']; the default unit is used instead, as in Klio",
+        ),
+        (
             "INFO",
             "[odd-timer] value: 250.0 transform: 'T' tags: {'metric_type': 'timer', 'unit': 'ms'}",
-        )
+        ),
     ]
 
 
