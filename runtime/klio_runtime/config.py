@@ -63,7 +63,8 @@ class TemplateVariableMissing(ConfigError):
 class _Strict(BaseModel):
     """Sections whose keys are all known: an unknown key is an error (a typo, usually)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # A number where text is wanted is that text (project: 12345, -O ...=12345), as Klio takes it.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 
 
 _IO_NAME: Any = Field(
@@ -515,7 +516,7 @@ class JobConfig(BaseModel):
     ``threadPoolSize`` / ``timeoutSeconds`` / ``retries`` land.
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, coerce_numbers_to_str=True)
 
     allow_non_klio_messages: bool = Field(
         default=False, description="Treat bytes that are not a KlioMessage as a plain element id."
@@ -588,7 +589,7 @@ class PipelineOptions(BaseModel):
     readable as an attribute (``config.pipeline_options.max_num_workers``).
     """
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, coerce_numbers_to_str=True)
 
     runner: str | None = None
     streaming: bool = True  # Klio's default

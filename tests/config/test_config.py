@@ -17,6 +17,7 @@ from klio_runtime.config import (
     FileEventOutput,
     PubSubEventInput,
     PubSubEventOutput,
+    apply_overrides,
     dump_config,
     load_config,
     parse_config,
@@ -593,3 +594,14 @@ def test_keys_klio_drops_from_older_configs_are_dropped() -> None:
                 },
             }
         )
+
+
+def test_a_number_where_text_is_wanted_is_that_text() -> None:
+    # Klio keeps -O values as text: `-O pipeline_options.project=12345` names project "12345"
+    topic = {"type": "pubsub", "topic": "t"}
+    data = {"job_name": "j", "pipeline_options": {"project": 12345}}
+    data["job_config"] = {"events": {"inputs": [topic]}}
+    apply_overrides(data, parse_overrides(["job_config.events.inputs[0].topic=42"]))
+    config = parse_config(data)
+    assert config.pipeline_options.project == "12345"
+    assert config.job_config.events.inputs[0].topic == "42"  # type: ignore[union-attr]
