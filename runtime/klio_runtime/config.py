@@ -856,8 +856,10 @@ def fill_templates(text: str, templates: Mapping[str, str], source: str) -> str:
 
     Raises TemplateVariableMissing naming a variable with no value; ConfigError for a lone ``$``.
     """
+    # Klio lowercases -T keys: KEY=VALUE fills ${key}, and here ${KEY} too
+    values = {**{key.lower(): value for key, value in templates.items()}, **templates}
     try:
-        return string.Template(text).substitute(templates)
+        return string.Template(text).substitute(values)
     except KeyError as exc:
         raise TemplateVariableMissing(exc.args[0], source) from None
     except ValueError as exc:  # a lone "$" not followed by a name

@@ -500,6 +500,8 @@ def test_templates_fill_the_file_before_it_is_read(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\$team has no value"):  # as Klio's CLI, even with none
         load_config(path, templates={})
     assert load_config(path).job_name == "${team}-report"  # a rendered config: read as it is
+    # Klio lowercases -T keys: -T TEAM=audio fills ${team}
+    assert load_config(path, templates={"TEAM": "audio", "Day": "d"}).job_name == "audio-report"
     assert parse_templates(["a=x=y", "b="]) == {"a": "x=y", "b": ""}
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_templates(["nothing"])
