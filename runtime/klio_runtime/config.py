@@ -545,6 +545,9 @@ class JobConfig(BaseModel):
         default=0, ge=0, description="Retries of a failing element before it is dropped."
     )
 
+    # This runtime's knob, not Klio's: shown only when the file sets it, so as_dict() is Klio's.
+    _UNDUMPED_DEFAULTS: ClassVar[frozenset[str]] = frozenset({"retries"})
+
     _job_name: str = PrivateAttr(default="")
     _version: int = PrivateAttr(default=SUPPORTED_VERSION)
 

@@ -530,6 +530,7 @@ def test_klios_config_api_custom_keys_io_names_and_transform_kwargs() -> None:
     )
     job = config.job_config
     assert job.as_dict()["model_file"] == "model.h5"
+    assert "retries" not in job.as_dict()  # this runtime's knob, unset: Klio's keys only
     assert (job.job_name, job.version) == ("api-job", 2)
     ids, topic = job.events.inputs
     assert (ids.name, topic.name, job.data.inputs[0].name) == ("file", "pubsub", "gcs")
