@@ -130,20 +130,29 @@ class KlioWriteToPubSub(beam.PTransform):
 
 
 class _BigQueryRefused(beam.PTransform):
+    instead = ""
+    """What to use instead, said in the error."""
+
     def __init__(self, *_: Any, **__: Any) -> None:
         raise NotImplementedError(
             f"{type(self).__name__}: Klio's BigQuery event IO is not supported (there is no"
-            " BigQuery to test it against): read the rows with Beam's ReadFromBigQuery and make"
-            " messages with klio_runtime.io.events.DecodeEventLines"
+            f" BigQuery to test it against): {self.instead}"
         )
 
 
 class KlioReadFromBigQuery(_BigQueryRefused):
     """Not supported: raises NotImplementedError saying what to use instead."""
 
+    instead = (
+        "read the rows with Beam's ReadFromBigQuery and make messages with"
+        " klio_runtime.io.events.DecodeEventLines"
+    )
+
 
 class KlioWriteToBigQuery(_BigQueryRefused):
     """Not supported: raises NotImplementedError saying what to use instead."""
+
+    instead = "make rows of the messages and write them with Beam's WriteToBigQuery"
 
 
 READERS: dict[str, type[beam.PTransform]] = {

@@ -420,6 +420,8 @@ def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
     }
     with pytest.raises(NotImplementedError, match="BigQuery event IO is not supported"):
         io.KlioReadFromBigQuery(table="p:d.t")
+    with pytest.raises(NotImplementedError, match="write them with Beam's WriteToBigQuery"):
+        io.KlioWriteToBigQuery(table="p:d.t")
 
 
 class _Passes(beam.DoFn):
