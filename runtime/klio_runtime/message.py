@@ -71,8 +71,8 @@ def parse_exact(data: bytes) -> KlioMessage:
     its fields (``metadata``, ``data`` or ``version``, as every serializer writes it), have
     a known ``version``, and name an element (``data.element`` or the v1
     ``data.entity_id``). Fields this schema does not know after that opening (a newer
-    producer's) are dropped, as protobuf and Klio drop them. Bytes starting with a printable
-    ASCII character (any JSON text, any plain id) open with a field number of 4 or more,
+    producer's) are kept and written on, as protobuf and Klio keep them. Bytes starting with a
+    printable ASCII character (any JSON text, any plain id) open with a field number of 4 or more,
     unknown to KlioMessage, so they are always refused; truncated messages fail to parse.
     Random bytes that happen to spell a valid message cannot be told apart.
 
@@ -87,9 +87,10 @@ def parse_exact(data: bytes) -> KlioMessage:
         raise MessageDecodeError(
             "not a KlioMessage: not valid protobuf (truncated, or not protobuf at all)"
         ) from None
-    size = msg.ByteSize()
-    msg.DiscardUnknownFields()  # in C, at every depth; sizes differ only if some were there
-    if msg.ByteSize() != size and data[:1] not in _KNOWN_FIRST_TAGS:
+    known = KlioMessage()
+    known.CopyFrom(msg)
+    known.DiscardUnknownFields()  # in C, at every depth; sizes differ only if some were there
+    if known.ByteSize() != msg.ByteSize() and data[:1] not in _KNOWN_FIRST_TAGS:
         unknown = _first_unknown_field(_parse_raw(data), "")
         raise MessageDecodeError(
             f"not a KlioMessage: unknown field number at {unknown} (not in klio.proto)"
@@ -155,8 +156,9 @@ def parse(data: bytes, *, allow_non_klio: bool = False) -> KlioMessage:
     else:
         # The common message, in short: parse_exact's checks hold and upgrade changes nothing.
         # Dropping unknown fields (at any depth) leaves canonical bytes (any serializer's output
-        # for a message it knows) as long as they were: bytes that are not canonical, or had
-        # unknown fields, take parse_exact's full path below, which tells the two apart.
+        # for a message it knows) as long as they were, so this message lost nothing: bytes
+        # that are not canonical, or had unknown fields, take parse_exact's full path below,
+        # which tells the two apart (and keeps a newer producer's fields).
         msg.DiscardUnknownFields()
         if msg.ByteSize() == len(data) and msg.version == V2 and msg.data.element:
             return msg

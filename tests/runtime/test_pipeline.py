@@ -244,6 +244,16 @@ def test_skip_klio_read_gives_run_the_pipeline_and_skip_write_writes_nothing(
     assert process_hub().value(f"{prefix}_kmsg_success_total", transform="_mark") == 1
 
 
+def test_a_newer_producers_fields_reach_the_children() -> None:
+    # Klio's messages keep fields their schema does not know (protobuf keeps them): a job
+    # between a newer parent and a newer child must not strip them
+    config = make_config()
+    newer = serialize(new_message("e1")) + b"\x12\x05\x7a\x03new"  # data.15 = "new"
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([newer]) | KlioJobTransform(config, _run_fn)
+        assert_that(out["output"] | beam.Map(lambda b: b"z\x03new" in b), equal_to([True]))
+
+
 def test_bigquery_event_io_runs_only_when_the_job_does_it_itself() -> None:
     # Klio's read-bq-write-bq shape: loaded, but this runtime reads and writes no BigQuery
     from klio_runtime.config import ConfigError
