@@ -16,7 +16,7 @@ from google.api_core import exceptions as api_exceptions
 from klio_runtime.config import ConfigError
 from klio_runtime.io.pubsub import PubSubClient
 from klio_runtime.io.pubsub_events import ATTR_REASON
-from klio_runtime.message import new_message, parse, serialize
+from klio_runtime.message import KlioMessage, new_message, parse, serialize
 from klio_runtime.metrics import process_hub
 from klio_runtime.routing import JobRef
 from klio_runtime.runner import load_job
@@ -120,6 +120,23 @@ def test_garbage_goes_to_the_dead_letter_topic_counted_and_acked(
     assert process_hub().value("klio_messages_received_total", job=job["name"]) == 2
     # Nothing was acknowledged before its output (or dead letter) was published.
     assert client.events.index("acked") > client.events.index("published")
+
+
+def test_non_klio_bytes_even_empty_ones_run_beside_klio_messages_when_allowed(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    # Klio's allow_non_klio_messages: any bytes are an element; an empty message made the
+    # worker fail its batch after the run, and hand it back, again and again
+    job = _setup(pubsub, tmp_path, allow_non_klio_messages=True)
+    client = RecordingClient()
+    worker = _worker(Path(job["config"]), client=client)
+    with running(worker):
+        pubsub.publish(job["in_topic"], [b""], origin="test")  # Pub/Sub: no data, an attribute
+        pubsub.publish(job["in_topic"], [b"plain-id", serialize(new_message("fine"))])
+        got = pubsub.collect(job["out_sub"], 3, 30,
+                             key=lambda m: KlioMessage.FromString(m.data).data.element.decode())
+        wait_for(lambda: client.events.count("acked") == 3, 10, "all three acknowledged")
+    assert sorted(got) == ["", "fine", "plain-id"]
+    assert client.handed_back == []
 
 
 def test_a_failed_publish_hands_the_batch_back_and_nothing_is_lost(

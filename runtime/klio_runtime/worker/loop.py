@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from google.api_core import exceptions as api_exceptions
+from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
@@ -408,7 +409,7 @@ class StreamingWorker:
         out: list[_Outgoing] = []
         ran: list[str] = []
         for data in result.output:
-            element = kmessage.element_id(kmessage.parse(data))
+            element = kmessage.element_id(_made(data))
             ran.append(element)
             original = originals.get(element)
             attrs = original.attributes if original is not None else {}
@@ -418,7 +419,7 @@ class StreamingWorker:
             self.pending.settle(ran)
         out += self._bottom_up(result.input_missing, originals)
         out += [_Outgoing(topic, data, {}, "trigger_upstream",  # KlioTriggerUpstream's
-                          _ack_id(originals.get(kmessage.element_id(kmessage.parse(data)))))
+                          _ack_id(originals.get(kmessage.element_id(_made(data)))))
                 for topic, data in result.side_publishes]
         return out
 
@@ -441,7 +442,10 @@ class StreamingWorker:
                 try:
                     one = self.executor.run({name: [data]})
                 except Exception as err:
-                    element = kmessage.element_id(kmessage.parse(data))
+                    # bytes as they came: read as the intake read them (Klio's
+                    # allow_non_klio_messages makes a message of any bytes)
+                    element = kmessage.element_id(kmessage.parse(
+                        data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
                     self.job_metrics.dead_lettered("pipeline_error", element)
                     merged.dead_letter.append(DeadLetter(
                         "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
@@ -466,7 +470,7 @@ class StreamingWorker:
                    ) -> list[_Outgoing]:
         if not missing:
             return []
-        messages = [kmessage.parse(data) for data in missing]
+        messages = [_made(data) for data in missing]
         if not self.parents:
             for msg in messages:
                 log.warning("input missing for %s and job_config.parents names no parent to ask",
@@ -501,7 +505,7 @@ class StreamingWorker:
         by_name = {p.job.job_name: p.job for p in self.parents}
         for o in outgoing:
             if o.kind.startswith("bottom_up:"):
-                self.pending.forget(kmessage.parse(o.data), by_name[o.kind.split(":", 1)[1]])
+                self.pending.forget(_made(o.data), by_name[o.kind.split(":", 1)[1]])
 
     def _ack(self, messages: Sequence[Pulled]) -> None:
         for subscription, ack_ids in _by_subscription(messages).items():
@@ -519,6 +523,17 @@ class StreamingWorker:
                 log.warning("could not hand back %d messages (%s); they return after their "
                             "ack deadline", len(ack_ids), err)
         self.metrics.nacked.labels(job=self.config.job_name, reason=reason).inc(len(messages))
+
+
+def _made(data: bytes) -> kmessage.KlioMessage:
+    """A message the job's pipeline made, as protobuf reads it: without parse's checks for bytes
+    from outside, which it passed on the way in. (Klio's allow_non_klio_messages may have made
+    it of any bytes, even none, and its element may be empty.) Never raises: one odd message
+    must not fail the batch around it."""
+    try:
+        return kmessage.KlioMessage.FromString(data)
+    except DecodeError:
+        return kmessage.KlioMessage()
 
 
 def _ack_id(message: Pulled | None) -> str | None:
