@@ -203,13 +203,16 @@ def bottom_up_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMess
 def trigger_upstream_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMessage:
     """A copy of ``msg`` as Klio's ``KlioTriggerUpstream`` sends it to ``parent``: recipients
     ``limited``, with ``parent`` then ``job`` appended to those it had, and
-    ``trigger_children_of`` = ``job`` (so the DAG continues downward after ``job``).
+    ``trigger_children_of`` = ``job`` (so the DAG continues downward after ``job``); a V2
+    message's payload cleared.
 
     Unlike :func:`bottom_up_request` (what the runtime sends by itself), this is Klio's rule
     for the transform, byte for byte: nothing is de-duplicated, and a bottom-up message also
     becomes top-down below ``job``.
     """
     out = _copy(msg)
+    if out.version == Version.V2:
+        out.data.payload = b""  # Klio serializes it with from_klio_message(kmsg): no payload
     limited = out.metadata.intended_recipients.limited  # switches the oneof to limited
     limited.recipients.append(parent.to_proto())
     limited.recipients.append(job.to_proto())
