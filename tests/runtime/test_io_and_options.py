@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -344,13 +346,24 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def test_klio_tags_and_the_metrics_logger_client() -> None:
+@contextmanager
+def metrics_log(level: int) -> Iterator[list[logging.LogRecord]]:
+    """What ``klio.metrics`` logs meanwhile, its level set as a job that wants to see it sets it
+    (setLevel clears the logger's cache)."""
     handler = _Records()
     logger = logging.getLogger(METRICS_LOGGER)
     logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)  # as a job that wants to see them (setLevel clears the cache)
+    before = logger.level
+    logger.setLevel(level)
     try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
+def test_klio_tags_and_the_metrics_logger_client() -> None:
+    with metrics_log(logging.DEBUG) as records:
         metrics = KlioMetrics.from_settings("tags-job", {})
         metrics.counter("my-counter", transform="MyTransform", tags={"model-version": "v1"}).inc()
         in_ms = {"logger": {"level": "info", "timer_unit": "ms"}}
@@ -362,10 +375,7 @@ def test_klio_tags_and_the_metrics_logger_client() -> None:
         own_unit.start()
         own_unit.stop()
         KlioMetrics.from_settings("tags-job", {"logger": False}).counter("quiet").inc()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    shown = [(r.levelname, r.getMessage()) for r in handler.records]
+    shown = [(r.levelname, r.getMessage()) for r in records]
     stopped = shown.pop()
     assert stopped[0] == "INFO" and stopped[1].startswith("[us-timer] value: ")
     assert stopped[1].endswith("tags: {'metric_type': 'timer', 'unit': 'us'}")
@@ -390,20 +400,12 @@ def test_klio_tags_and_the_metrics_logger_client() -> None:
 
 def test_a_timer_unit_klio_does_not_know_is_the_configured_one() -> None:
     # Klio's clients: "Instead of erroring out, we'll just use the default"
-    handler = _Records()
-    logger = logging.getLogger(METRICS_LOGGER)
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
+    with metrics_log(logging.INFO) as records:
         timed = KlioMetrics.from_settings(
             "odd-job", {"logger": {"level": "info", "timer_unit": "ms"}}
         )
         timed.timer("odd-timer", timer_unit="fortnights", transform="T").record(0.25)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    assert [(r.levelname, r.getMessage()) for r in handler.records] == [
+    assert [(r.levelname, r.getMessage()) for r in records] == [
         (
             "WARNING",
             "metrics.timer('odd-timer'): timer_unit: 'fortnights' is none of ['ms', 'ns', 's', "
@@ -441,17 +443,9 @@ def test_reads_and_writes_are_logged_as_klios_io_counters_when_klio_metrics_logs
             }
         }
     )
-    handler = _Records()
-    logger = logging.getLogger(METRICS_LOGGER)
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
+    with metrics_log(logging.DEBUG) as records:
         run_job(config, lambda pcoll, _config: pcoll)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    shown = [r.getMessage() for r in handler.records]
+    shown = [r.getMessage() for r in records]
     tags = "tags: {'metric_type': 'counter'}"
     assert shown.count(f"[kmsg-read] value: 1 transform: 'KlioReadFromText' {tags}") == 3
     assert shown.count(f"[kmsg-write] value: 1 transform: 'KlioWriteToText' {tags}") == 3
