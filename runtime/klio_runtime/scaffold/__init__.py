@@ -11,7 +11,15 @@ from typing import Any
 
 import yaml
 
-BASE_IMAGE = f"klio-runtime:{metadata.version('klio-k8s')}"
+
+def _release() -> str:
+    try:
+        return metadata.version("klio-k8s")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "latest"
+
+
+BASE_IMAGE = f"klio-runtime:{_release()}"
 """The runtime image a created job builds FROM: the one this release's Makefile tags."""
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 FILES = {
