@@ -194,6 +194,35 @@ def _save_plot(ctx: Any, item: Any) -> Any:
     return output
 
 
+@handle_klio
+@handle_binary(skip_dump=True)
+def _save_plt_as_png(ctx: Any, item: Any) -> Any:
+    """klio-audio's handle_binary docstring, as written: pyplot's current figure is the plot."""
+    import matplotlib.pyplot as plt
+
+    output = f"{ctx.config.job_config.model_extra['plots']}/{item.element.decode()}-plt.png"
+    plt.savefig(output, format="png", transparent=True, pad_inches=0)
+    plt.close(item.payload)
+    return output
+
+
+def test_klio_audios_save_plt_as_png_example_saves_the_plot(
+    audio_dir: Path, tmp_path: Path
+) -> None:
+    source = msg("tone", str(audio_dir / "tone.wav").encode())
+    config = parse_config({"job_name": "plt-savefig", "job_config": {"plots": str(tmp_path)}})
+    kcontext.bind_context(kcontext.KlioContext(config))
+    # the Figure handed on as it is, or pickled in the message (a step of the job's between)
+    for last in (beam.Map(_save_plt_as_png), beam.Map(lambda b: b) | beam.Map(_save_plt_as_png)):
+        saved, drops, _ = run(
+            lambda p, last=last: p | LoadAudio() | GetMelSpec() | MelSpecToPlot() | last,
+            [source],
+        )
+        assert drops == {} and len(saved) == 1
+        image = Image.open(tmp_path / "tone-plt.png")
+        assert len(np.unique(np.asarray(image.convert("RGBA")).reshape(-1, 4), axis=0)) > 20
+
+
 def test_a_users_step_after_a_plot_gets_the_figure_and_uploads_honour_format_and_options(
     audio_dir: Path, tmp_path: Path
 ) -> None:

@@ -25,8 +25,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from apache_beam import pvalue
+from matplotlib.figure import Figure
 
 from klio_runtime.audio.item import AudioItem, decode_payload, encode_payload
+from klio_runtime.audio.plots import make_current
 
 FakeKlioMsg = collections.namedtuple("FakeKlioMsg", ["element", "payload"])
 
@@ -47,12 +49,15 @@ class BinarySerializer:
         if self.skip_load:
             return data
         if isinstance(data, AudioItem):  # already an object: nothing to decode
-            return FakeKlioMsg(element=data.message.data.element, payload=data.payload)
-        element = bytes(data.element)
-        payload = decode_payload(
-            bytes(data.payload), element=element.decode("utf-8", "backslashreplace"),
-            numpy=self.load_with_numpy,
-        )
+            element, payload = data.message.data.element, data.payload
+        else:
+            element = bytes(data.element)
+            payload = decode_payload(
+                bytes(data.payload), element=element.decode("utf-8", "backslashreplace"),
+                numpy=self.load_with_numpy,
+            )
+        if isinstance(payload, Figure):
+            make_current(payload)  # as unpickling Klio's pyplot-drawn plot makes it
         return FakeKlioMsg(element=element, payload=payload)
 
     def dump(self, result: Any) -> Any:

@@ -30,6 +30,22 @@ def new_figure(title: str) -> Figure:
     return fig
 
 
+def make_current(fig: Figure) -> None:
+    """Make ``fig`` pyplot's current figure, as unpickling one of Klio's plots does (they are
+    drawn with pyplot), so a job's ``plt.savefig(...)`` saves it: klio-audio's handle_binary
+    example. Registered as matplotlib's own unpickling registers a figure; the job closes it, as
+    under Klio."""
+    import matplotlib._pylab_helpers as pylab_helpers
+    import matplotlib.pyplot as plt
+
+    if fig.canvas.manager in pylab_helpers.Gcf.get_all_fig_managers():
+        plt.figure(fig)  # pyplot has it already
+        return
+    number = max(plt.get_fignums(), default=0) + 1
+    manager = plt._get_backend_mod().new_figure_manager_given_figure(number, fig)
+    pylab_helpers.Gcf._set_new_active_manager(manager)
+
+
 def figure_bytes(fig: Figure, file_format: str = "png", **savefig_kwargs: Any) -> bytes:
     """Render ``fig`` (PNG by default) to bytes."""
     out = io.BytesIO()
