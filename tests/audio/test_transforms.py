@@ -406,3 +406,33 @@ def test_klio_audio_import_paths() -> None:
 def test_load_audio_without_a_payload_says_what_to_do() -> None:
     outputs, drops, ids = run(lambda p: p | LoadAudio(), [msg("no-payload")])
     assert outputs == [] and drops == {"bad_payload": 1} and ids["bad_payload"] == {"no-payload"}
+
+
+def test_audio_steps_count_klios_per_transform_metrics(audio_dir: Path, tmp_path: Path) -> None:
+    # As klio-audio's DoFns, each under @_handle_klio: kmsg-received/-success/-drop-error/-timer,
+    # named after the method decorated (the spectrogram plots share their base class's)
+    (tmp_path / "bad.wav").write_text("not audio")
+    config = parse_config({"job_name": "audio-metrics", "pipeline_options": {"streaming": False}})
+
+    def run_fn(pcoll: Any, _config: Any) -> Any:
+        return pcoll | LoadAudio() | GetMelSpec() | MelSpecToPlot()
+
+    sources = [msg(name, str(path).encode()) for name, path in
+               (("tone", audio_dir / "tone.wav"), ("bad", tmp_path / "bad.wav"))]
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    _ = pipeline | beam.Create(sources) | KlioJobTransform(config, run_fn)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counted = {
+        (r.key.metric.namespace, r.key.metric.name): r.committed
+        for r in result.metrics().query(MetricsFilter())["counters"]
+        if r.key.metric.name.startswith("kmsg-")
+    }
+    assert counted[("LoadAudio.process", "kmsg-received")] == 2
+    assert counted[("LoadAudio.process", "kmsg-success")] == 1
+    assert counted[("LoadAudio.process", "kmsg-drop-error")] == 1
+    assert counted[("GetMelSpec.process", "kmsg-success")] == 1
+    assert counted[("KlioPlotBaseDoFn.process", "kmsg-success")] == 1
+    timers = result.metrics().query(MetricsFilter().with_namespace("LoadAudio.process"))
+    assert [d.committed.count for d in timers["distributions"]] == [2]
+

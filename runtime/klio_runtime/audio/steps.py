@@ -9,6 +9,7 @@ worker goes on with the next one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,9 @@ from klio_runtime.context import KlioContext, bound_context, current_element, kl
 from klio_runtime.metrics import KlioMetrics
 
 DROP_TAG = "drop"
+_KLIO_PROCESS = {
+    plot: "KlioPlotBaseDoFn.process" for plot in ("SpecToPlot", "MelSpecToPlot", "MFCCToPlot")
+}
 RUN_ERROR = "run_error"
 _STANDALONE_JOB = "klio-audio"
 
@@ -78,6 +82,10 @@ class AudioDoFn(beam.DoFn):
         self._rt = StepRuntime.resolve(self._config)
         self.warm_up()
 
+    def finish_bundle(self) -> None:
+        # Klio's per-transform metrics batched in a job's bundle (see process) reach Beam in it
+        self.runtime.metrics.flush()
+
     def warm_up(self) -> None:
         """Heavy one-time set-up (decoders, numba kernels), done once per DoFn instance."""
 
@@ -91,21 +99,37 @@ class AudioDoFn(beam.DoFn):
         assert self._rt is not None
         return self._rt
 
+    @property
+    def klio_transform(self) -> str:
+        """The transform Klio's per-transform metrics name this step after: the method its
+        ``@_handle_klio`` decorates (the three spectrogram plots share their base class's)."""
+        return _KLIO_PROCESS.get(self.step, f"{self.step}.process")
+
     def process(self, incoming: Any) -> Iterator[Any]:
+        stats = self.runtime.metrics.transform(self.klio_transform)
+        log = stats.logging()
+        batched = stats.arrived()
+        if log:
+            stats.log_received()
+        start = time.perf_counter()
         element = ""
+        dropped = None
         try:
             item = as_item(incoming, numpy=self.payload_numpy)
             element = item.element
             token = current_element.set(element)
             try:
                 out = self.apply(item)
-                yield bytes(out) if self.hand_on_bytes and isinstance(out, AudioItem) else out
+                out = bytes(out) if self.hand_on_bytes and isinstance(out, AudioItem) else out
             finally:
                 current_element.reset(token)
         except AudioError as err:
-            yield self._drop(incoming, element or err.element, err.reason, err)
+            dropped = self._drop(incoming, element or err.element, err.reason, err)
         except Exception as err:
-            yield self._drop(incoming, element, RUN_ERROR, err)
+            dropped = self._drop(incoming, element, RUN_ERROR, err)
+        # Klio's kmsg-received / -success / -drop-error / -timer, as its audio DoFns count them
+        stats.finished(dropped is None, time.perf_counter() - start, log, batched)
+        yield out if dropped is None else dropped
 
     def _drop(self, incoming: Any, element: str, reason: str, err: Exception) -> Any:
         rt = self.runtime
