@@ -46,6 +46,33 @@ def _data_config(tmp_path: Path, **output: Any) -> dict[str, Any]:
     }
 
 
+@handle_klio
+def _log_received(ctx: Any, item: Any) -> Any:
+    ctx.logger.info("Received element %s", item.element)
+    return item
+
+
+def test_checks_log_in_klios_order(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Klio's batch-modular-default expects every output check first, then each message's input
+    # check followed by what run logs for it
+    config = make_config(_data_config(tmp_path))
+    for name in ("a", "b", "c"):
+        (tmp_path / "in" / f"{name}.txt").write_text(name)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = (
+            p
+            | beam.Create([msg_bytes(n) for n in "abc"], reshuffle=False)
+            | KlioJobTransform(config, lambda pcoll, _: pcoll | beam.Map(_log_received))
+        )
+    shown = [r.getMessage() for r in caplog.records if r.name == "klio"]
+    out_dir, in_dir = tmp_path / "out", tmp_path / "in"
+    assert shown == [f"Output not found at {out_dir}/{n}.txt" for n in "abc"] + [
+        line
+        for n in "abc"
+        for line in (f"Input found at {in_dir}/{n}.txt", f"Received element b'{n}'")
+    ]
+
+
 def test_flow_process_skip_force_ping_missing_and_recipients(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

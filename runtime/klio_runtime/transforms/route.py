@@ -182,11 +182,11 @@ class RouteMessages(beam.DoFn):
             return [kmessage.carry(msg)]
         self.pending.append((msg, self._where))
         if len(self.pending) >= self.batch_size:
-            return list(self._flush())
+            return self._flush()  # consumed at once, each output handed on as it is made
         return []
 
     def finish_bundle(self) -> Iterator[Any]:
-        for out in list(self._flush()):
+        for out in self._flush():
             value = out.value if isinstance(out, pvalue.TaggedOutput) else out
             yield out if isinstance(value, WindowedValue) else placed(out, 0, GlobalWindow())
         # After the yields: the job's fused steps have handled these last messages by now, so
@@ -209,13 +209,18 @@ class RouteMessages(beam.DoFn):
             wanted.extend(d.path_for(element) for d in self.outputs)
             wanted.extend(d.path_for(element) for d in self.inputs)
         found = self.store.exists_many(wanted) if wanted else {}
-        for msg, where in batch:
-            for out in self._decide_checked(msg, found, force_all):
+        # In Klio's order: its output check and force filter see the whole batch first, then its
+        # input check and run take each message in turn (run's lines follow each input line).
+        looked = [(msg, where, self._output_checked(msg, found, force_all)) for msg, where in batch]
+        for msg, where, (forced, outputs_found) in looked:
+            for out in self._decide_checked(msg, found, forced, outputs_found):
                 yield out if where is None else placed(out, *where)
 
-    def _decide_checked(
+    def _output_checked(
         self, msg: kmessage.KlioMessage, found: Mapping[str, bool], force_all: bool
-    ) -> Iterator[Any]:
+    ) -> tuple[bool, bool | None]:
+        """Whether ``msg`` is forced and its outputs exist, logged as Klio's output check and
+        force filter log them."""
         element = kmessage.element_id(msg)
         forced = msg.metadata.force or force_all
         outputs_found = self._checked("output", element, self.outputs, found)
@@ -224,10 +229,19 @@ class RouteMessages(beam.DoFn):
             shown = klio_lines.output_exists_forced if forced else klio_lines.output_exists_passes
             self.logger.info(shown(element, path))
             self._count("kmsg-process-force" if forced else "kmsg-skip-force")
+        return forced, outputs_found
+
+    def _decide_checked(
+        self,
+        msg: kmessage.KlioMessage,
+        found: Mapping[str, bool],
+        forced: bool,
+        outputs_found: bool | None,
+    ) -> Iterator[Any]:
         if outputs_found and not forced:
             yield from self._emit(msg, True, None)
             return
-        inputs_found = self._checked("input", element, self.inputs, found)
+        inputs_found = self._checked("input", kmessage.element_id(msg), self.inputs, found)
         yield from self._emit(msg, None if forced else outputs_found, inputs_found)
 
     def _checked(
