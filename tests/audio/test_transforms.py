@@ -408,9 +408,12 @@ def test_load_audio_without_a_payload_says_what_to_do() -> None:
     assert outputs == [] and drops == {"bad_payload": 1} and ids["bad_payload"] == {"no-payload"}
 
 
-def test_audio_steps_count_klios_per_transform_metrics(audio_dir: Path, tmp_path: Path) -> None:
+def test_audio_steps_count_and_log_as_klios(
+    audio_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # As klio-audio's DoFns, each under @_handle_klio: kmsg-received/-success/-drop-error/-timer,
-    # named after the method decorated (the spectrogram plots share their base class's)
+    # named after the method decorated (the spectrogram plots share their base class's), and
+    # its drop line
     (tmp_path / "bad.wav").write_text("not audio")
     config = parse_config({"job_name": "audio-metrics", "pipeline_options": {"streaming": False}})
 
@@ -435,4 +438,10 @@ def test_audio_steps_count_klios_per_transform_metrics(audio_dir: Path, tmp_path
     assert counted[("KlioPlotBaseDoFn.process", "kmsg-success")] == 1
     timers = result.metrics().query(MetricsFilter().with_namespace("LoadAudio.process"))
     assert [d.committed.count for d in timers["distributions"]] == [2]
+    (dropped,) = [r for r in caplog.records if r.getMessage().startswith("Dropping")]
+    assert dropped.getMessage().startswith(
+        "Dropping KlioMessage - exception occurred when calling 'LoadAudio.process' with '"
+    )
+    assert "\nError: element 'bad': not_audio: " in dropped.getMessage()
+    assert "payload" not in dropped.getMessage()  # the file's path, not shown
 

@@ -16,12 +16,14 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import pvalue
 
+from klio_runtime import message as kmessage
 from klio_runtime.audio import errors
 from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem, as_item
 from klio_runtime.config import KlioConfig
 from klio_runtime.context import KlioContext, bound_context, current_element, klio_logger
 from klio_runtime.metrics import KlioMetrics
+from klio_runtime.transforms import klio_lines
 
 DROP_TAG = "drop"
 _KLIO_PROCESS = {
@@ -133,12 +135,31 @@ class AudioDoFn(beam.DoFn):
 
     def _drop(self, incoming: Any, element: str, reason: str, err: Exception) -> Any:
         rt = self.runtime
+        # Klio's line (its audio steps drop through @_handle_klio), the element id on the
+        # record; an AudioError's text names the element and the counted reason
         rt.logger.error(
-            "Dropping %s in %s (reason %s): %s", element or "an element", self.step, reason, err,
-            exc_info=err if reason == RUN_ERROR else None, extra={"element_id": element or "-"},
+            klio_lines.exception_dropped(self.klio_transform, _message_shown(incoming), err, ""),
+            exc_info=err if reason == RUN_ERROR else None,
+            extra={"element_id": element or "-"},
         )
         rt.metrics.dropped(reason, element or None)
         return pvalue.TaggedOutput(DROP_TAG, incoming)
+
+
+def _message_shown(incoming: Any) -> Any:
+    """The message a drop line shows, as Klio shows it, without its payload (audio bytes or
+    arrays would fill the log)."""
+    if isinstance(incoming, AudioItem):
+        msg = incoming.message
+    else:
+        try:
+            msg = kmessage.parse(bytes(incoming))
+        except Exception:
+            return repr(incoming)[:80]
+    shown = kmessage.KlioMessage()
+    shown.CopyFrom(msg)
+    shown.data.ClearField("payload")
+    return shown
 
 
 class AudioStep(beam.PTransform):
