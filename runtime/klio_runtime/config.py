@@ -436,31 +436,30 @@ class _DataLocation(_IOConfig):
         if self.skip_klio_existence_check:
             return self
         if self.location is None:
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [
-                    InitErrorDetails(
-                        type=PydanticCustomError(
-                            "checked_location",
-                            "required unless skip_klio_existence_check is true (the existence "
-                            "check looks there)",
-                        ),
-                        loc=("location",),
-                        input=None,
-                    )
-                ],
+            raise self._location_error(
+                PydanticCustomError(
+                    "checked_location",
+                    "required unless skip_klio_existence_check is true (the existence check "
+                    "looks there)",
+                )
             )
         if self.type == "gcs" and not self.location.startswith("gs://"):
-            problem = PydanticCustomError(
-                "gcs_url",
-                "'{location}' must start with gs:// for type gcs (use type: file for local paths)",
-                {"location": self.location},
-            )
-            raise ValidationError.from_exception_data(
-                type(self).__name__,
-                [InitErrorDetails(type=problem, loc=("location",), input=self.location)],
+            raise self._location_error(
+                PydanticCustomError(
+                    "gcs_url",
+                    "'{location}' must start with gs:// for type gcs (use type: file for local "
+                    "paths)",
+                    {"location": self.location},
+                )
             )
         return self
+
+    def _location_error(self, problem: PydanticCustomError) -> ValidationError:
+        """``problem`` reported at this entry's ``location``, as pydantic reports a field's."""
+        return ValidationError.from_exception_data(
+            type(self).__name__,
+            [InitErrorDetails(type=problem, loc=("location",), input=self.location)],
+        )
 
     def path_shown(self, element_id: str) -> str:
         """Where ``element_id`` would be, as Klio's log lines name it; not checked (never
