@@ -57,8 +57,13 @@ class KlioRetriesExhausted(Exception):
     """``@retry`` ran out of tries."""
 
 
-class KlioMessagePayloadException(TypeError):
-    """The job's function returned something that cannot become a payload."""
+class KlioMessageException(Exception):
+    """Klio's general KlioMessage exception (``klio.message.exceptions``)."""
+
+
+class KlioMessagePayloadException(KlioMessageException, TypeError):
+    """The job's function returned something that cannot become a payload (a TypeError too,
+    as it is one)."""
 
 
 def drop_reason(err: BaseException) -> str:

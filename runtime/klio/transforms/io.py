@@ -1,6 +1,8 @@
 """Klio's ``klio.transforms.io`` (aliases of klio_runtime.transforms.io)."""
 
 from klio_runtime.transforms.io import (
+    BaseKlioIOException,
+    KlioMissingConfiguration,
     KlioReadFromAvro,
     KlioReadFromBigQuery,
     KlioReadFromPubSub,
@@ -12,6 +14,8 @@ from klio_runtime.transforms.io import (
 )
 
 __all__ = [
+    "BaseKlioIOException",
+    "KlioMissingConfiguration",
     "KlioReadFromAvro",
     "KlioReadFromBigQuery",
     "KlioReadFromPubSub",

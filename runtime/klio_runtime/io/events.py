@@ -174,11 +174,14 @@ def _element_line(data: bytes) -> str:
 
 
 class WriteEventFile(beam.PTransform):
-    """Serialized KlioMessages → one element id per line under ``prefix`` (Beam's shard naming)."""
+    """Serialized KlioMessages → one element id per line under ``prefix`` (Beam's shard naming);
+    further arguments are Beam's ``WriteToText``'s (``file_name_suffix``, ``num_shards``, …)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *text_args: Any, **text_kwargs: Any) -> None:
         super().__init__()
         self.prefix = prefix
+        self.text_args = text_args
+        self.text_kwargs = text_kwargs
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         if self.prefix.startswith("gs://"):
@@ -186,7 +189,7 @@ class WriteEventFile(beam.PTransform):
         return (
             pcoll
             | "ElementId" >> beam.Map(_element_line)
-            | "Write" >> beam.io.WriteToText(self.prefix)
+            | "Write" >> beam.io.WriteToText(self.prefix, *self.text_args, **self.text_kwargs)
         )
 
 

@@ -15,7 +15,12 @@ import apache_beam as beam
 
 from klio_runtime.config import AvroEventInput, AvroEventOutput, KlioConfig, joined_path
 from klio_runtime.io.avro_events import ReadEventAvro, WriteEventAvro
-from klio_runtime.io.events import DEAD_LETTER_TAG, ReadEventFile, WriteEventFile
+from klio_runtime.io.events import (
+    DEAD_LETTER_TAG,
+    DecodeEventLines,
+    ReadEventFile,
+    WriteEventFile,
+)
 from klio_runtime.io.pubsub_events import ReadEventPubSub, WriteEventPubSub
 
 
@@ -42,36 +47,74 @@ def _counted(pcoll: Any, direction: str, transform: beam.PTransform) -> Any:
     return pcoll | f"{direction.title()} Counter" >> counter
 
 
+class BaseKlioIOException(Exception):
+    """Klio's base exception of its IO transforms."""
+
+
+class KlioMissingConfiguration(BaseKlioIOException, ValueError):
+    """An IO transform given neither a location nor a file name or pattern (Klio's error)."""
+
+
 def _given(path: str, what: str) -> str:
     if not path:
-        raise ValueError(f"{what}: give location, or the file name or pattern, or both")
+        raise KlioMissingConfiguration(
+            f"{what}: give location, or the file name or pattern, or both"
+        )
     return path
 
 
 class KlioReadFromText(beam.PTransform):
-    """Event files: one element id (or base64 KlioMessage) per line → KlioMessages."""
+    """Event files: one element id (or base64 KlioMessage) per line → KlioMessages.
 
-    def __init__(self, file_pattern: str | None = None, location: str | None = None, **_: Any):
+    As Klio's, it takes Beam's ``ReadFromText`` arguments (``skip_header_lines``,
+    ``compression_type``, …); with any given, Beam's reader reads the lines. ``location``
+    (keyword only, this runtime's) is joined before the pattern."""
+
+    def __init__(
+        self,
+        file_pattern: str | None = None,
+        *beam_args: Any,
+        location: str | None = None,
+        **beam_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.pattern = _given(joined_path(location, file_pattern), "KlioReadFromText")
+        self.beam_args = beam_args
+        self.beam_kwargs = beam_kwargs
 
     def expand(self, pbegin: Any) -> Any:
-        return _counted(
-            _events_counting_dead_letters(pbegin | "Read" >> ReadEventFile(self.pattern)),
-            "read",
-            self,
-        )
+        if self.beam_args or self.beam_kwargs:
+            lines = pbegin | "ReadFromText" >> beam.io.ReadFromText(
+                self.pattern, *self.beam_args, **self.beam_kwargs
+            )
+            read = lines | "Decode" >> DecodeEventLines()
+        else:
+            read = pbegin | "Read" >> ReadEventFile(self.pattern)
+        return _counted(_events_counting_dead_letters(read), "read", self)
 
 
 class KlioWriteToText(beam.PTransform):
-    """KlioMessages → one element id per line under the prefix (Beam's shard naming)."""
+    """KlioMessages → one element id per line under the prefix (Beam's shard naming).
 
-    def __init__(self, file_path_prefix: str | None = None, location: str | None = None, **_: Any):
+    As Klio's, it takes Beam's ``WriteToText`` arguments (``file_name_suffix``, ``num_shards``,
+    ``shard_name_template``, ``header``, …). ``location`` (keyword only, this runtime's) is joined
+    before the prefix."""
+
+    def __init__(
+        self,
+        file_path_prefix: str | None = None,
+        *beam_args: Any,
+        location: str | None = None,
+        **beam_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.prefix = _given(joined_path(location, file_path_prefix), "KlioWriteToText")
+        self.beam_args = beam_args
+        self.beam_kwargs = beam_kwargs
 
     def expand(self, pcoll: Any) -> Any:
-        return _counted(pcoll, "write", self) | "Write" >> WriteEventFile(self.prefix)
+        writer = WriteEventFile(self.prefix, *self.beam_args, **self.beam_kwargs)
+        return _counted(pcoll, "write", self) | "Write" >> writer
 
 
 class KlioReadFromAvro(beam.PTransform):
@@ -79,6 +122,7 @@ class KlioReadFromAvro(beam.PTransform):
 
     def __init__(self, file_pattern: str | None = None, location: str | None = None, **kwargs: Any):
         super().__init__()
+        _given(joined_path(location, file_pattern), "KlioReadFromAvro")
         self.conf = AvroEventInput(file_pattern=file_pattern, location=location, **kwargs)
 
     def expand(self, pbegin: Any) -> Any:
@@ -97,6 +141,7 @@ class KlioWriteToAvro(beam.PTransform):
     ):
         super().__init__()
         kwargs.pop("schema", None)  # Klio's records have one schema: its own
+        _given(joined_path(location, file_path_prefix), "KlioWriteToAvro")
         self.conf = AvroEventOutput(file_path_prefix=file_path_prefix, location=location, **kwargs)
 
     def expand(self, pcoll: Any) -> Any:

@@ -424,6 +424,25 @@ def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
         io.KlioWriteToBigQuery(table="p:d.t")
 
 
+def test_klio_text_io_takes_beams_text_arguments(tmp_path: Path) -> None:
+    # Klio's KlioReadFromText / KlioWriteToText are Beam's ReadFromText / WriteToText: their
+    # arguments (positional too: WriteToText's second is the suffix) reach Beam.
+    from klio.transforms import io
+
+    (tmp_path / "ids.csv").write_text("id\nt-1\nt-2\n")
+    bound(make_config())
+    out = str(tmp_path / "out" / "ids")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        read = p | io.KlioReadFromText(str(tmp_path / "ids.csv"), skip_header_lines=1)
+        write = io.KlioWriteToText(out, ".txt", num_shards=1, shard_name_template="", header="id")
+        _ = read | write
+    assert (tmp_path / "out" / "ids.txt").read_text().split() == ["id", "t-1", "t-2"]
+    for refused in (io.KlioReadFromText, io.KlioWriteToText, io.KlioReadFromAvro):
+        with pytest.raises(io.KlioMissingConfiguration, match=refused.__name__):
+            refused()
+    assert issubclass(io.KlioMissingConfiguration, io.BaseKlioIOException)
+
+
 class _Passes(beam.DoFn):
     @decorators._handle_klio
     def process(self, item: Any) -> Any:

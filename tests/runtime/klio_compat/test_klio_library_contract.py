@@ -132,6 +132,11 @@ def test_serializer_raises_protobufs_error_and_logs_as_klio() -> None:
     assert serializer.to_klio_message(b"", config, logger).data.element == b""
     with pytest.raises(KlioMessagePayloadException, match=r"^Returned payload could not be"):
         serializer.from_klio_message(klio_pb2.KlioMessage(), {"not": "bytes"})
+    # a job catching Klio's general message exception catches it
+    from klio.message.exceptions import KlioMessageException
+
+    with pytest.raises(KlioMessageException):
+        serializer.from_klio_message(klio_pb2.KlioMessage(), {"not": "bytes"})
 
 
 @pytest.mark.parametrize(
