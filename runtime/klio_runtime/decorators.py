@@ -394,7 +394,9 @@ def _run_one(
 
     A returned or yielded ``None`` passes the message on with its payload cleared, as Klio's
     ``from_klio_message`` does (its state.rst lists ``None`` beside ``data`` as clearing the
-    payload); only a generator that yields nothing emits nothing.
+    payload); only a generator that yields nothing emits nothing. As in Klio, each item a
+    generator yields counts as a success, and the items it yielded before raising are handed on
+    beside the element's drop.
     """
     # One function, not one per stage: this runs once per element of a job's every step.
     stats = ctx.metrics.transform(where)
@@ -412,7 +414,7 @@ def _run_one(
         if tokens is not None:
             tokens.get()
     start = time.perf_counter()
-    ok = True
+    passed, dropped = 1, False  # successes counted, and whether the element was dropped
     batched = False
     token = None
     element: bytes | None = None
@@ -426,7 +428,7 @@ def _run_one(
             try:
                 kmsg = _message_of(ctx, incoming)
             except Exception as err:
-                ok = False
+                passed, dropped = 0, True
                 return [drop(ctx, incoming, where, err)]
             if kmsg.metadata.ping:
                 # A ping skips the work (a job without data inputs sends it here, see
@@ -450,14 +452,19 @@ def _run_one(
             return [_carried_out(kmsg, result)]
         if not many:
             raise TypeError(f"{where} returned a generator: only a DoFn's process method may yield")
-        results = list(result)  # the generator's body runs here: inside the error path
-        if len(results) == 1:
-            return [_carried_out(kmsg, results[0])]
-        return [_carried_out(_copy(kmsg), r) for r in results]
+        results: list[Any] = []
+        try:
+            results.extend(result)  # the generator's body runs here
+        except Exception as err:
+            made = _generated(kmsg, results)
+            passed, dropped = len(made), True
+            return [*made, drop(ctx, incoming, where, err, _shown(element), kmsg)]
+        made = _generated(kmsg, results)
+        passed = len(made)
+        return made
     except Exception as err:
-        ok = False
-        shown = None if element is None else element.decode("utf-8", "backslashreplace")
-        return [drop(ctx, incoming, where, err, shown, kmsg)]
+        passed, dropped = 0, True
+        return [drop(ctx, incoming, where, err, _shown(element), kmsg)]
     finally:
         seconds = time.perf_counter() - start
         if token is not None:
@@ -468,7 +475,18 @@ def _run_one(
             limiter.log(RELEASED)  # type: ignore[union-attr]
         if custom:
             limiter.release()  # type: ignore[union-attr]
-        stats.finished(ok, seconds, log, batched)
+        stats.finished(passed, dropped, seconds, log, batched)
+
+
+def _shown(element: bytes | None) -> str | None:
+    return None if element is None else element.decode("utf-8", "backslashreplace")
+
+
+def _generated(kmsg: KlioMessage, results: list[Any]) -> list[Any]:
+    """What a generator yielded, each as its own message to hand on."""
+    if len(results) == 1:
+        return [_carried_out(kmsg, results[0])]
+    return [_carried_out(_copy(kmsg), r) for r in results]
 
 
 def _carried_out(kmsg: KlioMessage, result: Any) -> Any:

@@ -241,39 +241,70 @@ Relay = Callable[[Any], None] | None
 """One metric's relay: called with each update's value (None: not relayed)."""
 
 
-class Counter:
+class _Named:
+    """What Klio's metric objects show: ``name``, ``transform``, and ``value``: the starting
+    value given when made (never recorded, as in Klio), then the last one recorded."""
+
+    def __init__(self, name: str, transform: str | None, value: float) -> None:
+        self.name = name
+        self.transform = transform
+        self.value = value
+
+
+class Counter(_Named):
     """A counter recorded to Beam and Prometheus (and logged, see the module). ``inc(n)`` adds."""
 
-    def __init__(self, beam_metric: Any, prom: Any, relay: Relay = None) -> None:
+    def __init__(
+        self,
+        beam_metric: Any,
+        prom: Any,
+        relay: Relay = None,
+        name: str = "counter",
+        transform: str | None = None,
+        value: int = 0,
+    ) -> None:
+        super().__init__(name, transform, value)
         self._beam = beam_metric
         self._prom = prom
         self._relay = relay
 
     def inc(self, n: int = 1) -> None:
+        self.value = n
         self._beam.inc(n)
         self._prom.inc(n)
         if self._relay is not None:
             self._relay(n)
 
 
-class Gauge:
+class Gauge(_Named):
     """A gauge recorded to Beam and Prometheus (and logged). ``set(v)`` records."""
 
-    def __init__(self, beam_metric: Any, prom: Any, relay: Relay = None) -> None:
+    def __init__(
+        self,
+        beam_metric: Any,
+        prom: Any,
+        relay: Relay = None,
+        name: str = "gauge",
+        transform: str | None = None,
+        value: float = 0,
+    ) -> None:
+        super().__init__(name, transform, value)
         self._beam = beam_metric
         self._prom = prom
         self._relay = relay
 
     def set(self, value: float) -> None:
+        self.value = value
         self._beam.set(int(value))
         self._prom.set(value)
         if self._relay is not None:
             self._relay(value)
 
 
-class Timer:
+class Timer(_Named):
     """Times a block (``with timer:``), a function (``@timer``) or what lies between ``start()``
-    and ``stop()`` (Klio's three ways); records in ``timer_unit``.
+    and ``stop()`` (Klio's three ways); records in ``timer_unit`` (``value``: the last time, in
+    it).
 
     Beam gets a distribution in the unit; Prometheus a histogram in seconds (its convention).
     """
@@ -285,20 +316,24 @@ class Timer:
         timer_unit: str = "s",
         relay: Relay = None,
         name: str = "timer",
+        transform: str | None = None,
+        value: float = 0,
     ) -> None:
         if timer_unit not in _TIMER_UNITS:
             raise ValueError(
                 f"timer_unit must be one of {sorted(_TIMER_UNITS)}, not {timer_unit!r}"
             )
+        super().__init__(name, transform, value)
+        self.timer_unit = timer_unit
         self._beam = beam_metric
         self._prom = prom
         self._scale = _TIMER_UNITS[timer_unit]
         self._relay = relay  # called with seconds
-        self._name = name
         self._local = threading.local()
 
     def record(self, seconds: float) -> None:
-        self._beam.update(int(seconds * self._scale))
+        self.value = seconds * self._scale
+        self._beam.update(int(self.value))
         self._prom.observe(seconds)
         if self._relay is not None:
             self._relay(seconds)
@@ -313,7 +348,7 @@ class Timer:
         starts = self._local.__dict__.get("starts")
         if not starts:
             logging.getLogger(METRICS_LOGGER).warning(
-                "Timer %s cannot be stopped before started.", self._name
+                "Timer %s cannot be stopped before started.", self.name
             )
             return
         self.record(time.perf_counter() - starts.pop())
@@ -434,7 +469,7 @@ class TransformMetrics:
         self._logger = logging.getLogger(METRICS_LOGGER)
         self._unit = owner.decorator_timer_unit
         self._timer_tags = {"metric_type": "timer", "unit": self._unit}
-        self._success = self._errors = 0
+        self._received = self._success = self._errors = 0
         self._times: list[float] = []
         self._recorders: tuple[Counter, Counter, Counter, Any, Any] | None = None
 
@@ -456,20 +491,26 @@ class TransformMetrics:
         return False
 
     def log_received(self) -> None:
-        """Log an element's arrival (counted when it is done: every element received ends as
-        a success or a drop)."""
+        """Log an element's arrival (counted, with its outcome, when it is done)."""
         self._emit(KMSG_RECEIVED, 1, _COUNTER_TAGS)
 
-    def finished(self, ok: bool, seconds: float, log: bool, batched: bool) -> None:
-        """One element done (``ok``: passed on; else dropped) after ``seconds`` in the transform;
-        ``batched``: what :meth:`arrived` returned."""
-        if ok:
-            self._success += 1
-        else:
+    def finished(
+        self, passed: int, dropped: bool, seconds: float, log: bool, batched: bool
+    ) -> None:
+        """One element done after ``seconds`` in the transform: ``passed`` outputs counted as
+        successes (one for an element passed on; as in Klio, one per item a generator yields,
+        also before it raised), and whether it was dropped; ``batched``: what :meth:`arrived`
+        returned."""
+        self._received += 1
+        self._success += passed
+        if dropped:
             self._errors += 1
         self._times.append(seconds)
         if log:
-            self._emit(KMSG_SUCCESS if ok else KMSG_DROP_ERROR, 1, _COUNTER_TAGS)
+            for _ in range(passed):
+                self._emit(KMSG_SUCCESS, 1, _COUNTER_TAGS)
+            if dropped:
+                self._emit(KMSG_DROP_ERROR, 1, _COUNTER_TAGS)
             self._emit(KMSG_TIMER, seconds * _TIMER_UNITS[self._unit], self._timer_tags)
         if not batched or len(self._times) >= FLUSH_EVERY:
             self.flush()
@@ -493,9 +534,9 @@ class TransformMetrics:
         return received, success, errors, timer, beam_timer
 
     def flush(self) -> None:
-        counts = (self._success + self._errors, self._success, self._errors)
+        counts = (self._received, self._success, self._errors)
         times, self._times = self._times, []
-        self._success = self._errors = 0
+        self._received = self._success = self._errors = 0
         if not (any(counts) or times):
             return
         if self._recorders is None:
@@ -594,10 +635,9 @@ class KlioMetrics:
         **more_tags: Any,
     ) -> Counter:
         """Klio's ``counter(name, value=0, transform=None, tags=None)``; tags may also be given
-        as keywords."""
+        as keywords. ``value`` is Klio's starting value: shown as ``.value``, not counted."""
         counter = self._counter(name, transform, {**(tags or {}), **more_tags}, logged=True)
-        if value:
-            counter.inc(value)
+        counter.value = value
         return counter
 
     def _counter(
@@ -609,6 +649,8 @@ class KlioMetrics:
             Metrics.counter(transform or self.job_name, name),
             prom,
             self._relay(name, transform, tags, "counter") if logged else None,
+            name,
+            transform,
         )
 
     def gauge(
@@ -619,18 +661,19 @@ class KlioMetrics:
         tags: Mapping[str, Any] | None = None,
         **more_tags: Any,
     ) -> Gauge:
-        """Klio's ``gauge(name, value=0, transform=None, tags=None)``."""
+        """Klio's ``gauge(name, value=0, transform=None, tags=None)``; ``value`` is Klio's
+        starting value: shown as ``.value``, not recorded."""
         tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(PromGauge, f"{self.prefix}_{prometheus_name(name)}", labels)
-        gauge = Gauge(
+        return Gauge(
             Metrics.gauge(transform or self.job_name, name),
             prom,
             self._relay(name, transform, tags, "gauge"),
+            name,
+            transform,
+            value,
         )
-        if value:
-            gauge.set(value)
-        return gauge
 
     def timer(
         self,
@@ -642,7 +685,7 @@ class KlioMetrics:
         **more_tags: Any,
     ) -> Timer:
         """Klio's ``timer(name, value=0, timer_unit=..., transform=None, tags=None)`` (``value``,
-        Klio's starting value, is not used). Beam gets each time as an integer in
+        Klio's starting value, is only shown as ``.value``). Beam gets each time as an integer in
         ``timer_unit`` (Klio's default: ns); the ``klio.metrics`` log shows it in ``timer_unit``
         when given, else in the logger's configured unit (Klio's documented global default)."""
         tags = {**(tags or {}), **more_tags}
@@ -659,6 +702,8 @@ class KlioMetrics:
             unit or "ns",
             self._relay(name, transform, tags, "timer", unit),
             name,
+            transform,
+            value,
         )
 
     # -- standard metrics (label children cached: these run once or more per message) -----

@@ -469,6 +469,34 @@ def test_klios_per_transform_metrics_count_each_decorated_function(ctx: KlioCont
     assert processing == 3
 
 
+def test_a_generator_counts_a_success_per_item_and_keeps_items_yielded_before_it_raised(
+    ctx: KlioContext,
+) -> None:
+    # Klio's generator path: kmsg-success per yielded item; on an error, what was yielded is
+    # handed on and the element is dropped too
+    class Split(beam.DoFn):
+        @d.handle_klio
+        def process(self, item: Any) -> Any:
+            yield b"first"
+            if item.element == b"bad":
+                raise ValueError("no second")
+            yield b"second"
+
+    split = Split()
+    good = list(split.process(msg_bytes("ok")))
+    assert [parsed(o).data.payload for o in good] == [b"first", b"second"]
+    *made, last = list(split.process(msg_bytes("bad")))
+    assert [parsed(o).data.payload for o in made] == [b"first"]
+    assert last.tag == "drop" and parsed(last.value).data.element == b"bad"
+    ctx.metrics.flush()
+    where = "test_a_generator_counts_a_success_per_item_and_keeps_items_yielded_before_it_raised"
+    where += ".<locals>.Split.process"
+    assert _kmsg(ctx, "kmsg_received_total", where) == 2
+    assert _kmsg(ctx, "kmsg_success_total", where) == 3
+    assert _kmsg(ctx, "kmsg_drop_error_total", where) == 1
+    assert dropped(ctx.config, "run_error") == 1
+
+
 def test_retry_and_timeout_count_klios_metrics_and_log_each_retry(
     ctx: KlioContext, caplog: Any
 ) -> None:

@@ -147,6 +147,25 @@ def test_metrics_reach_prometheus_under_standard_and_prefixed_names() -> None:
     assert prometheus_name("9-lives.x") == "_9_lives_x"
 
 
+def test_a_metrics_value_argument_is_its_starting_value_shown_not_recorded() -> None:
+    # Klio's metrics client: counter(name, value=2) made per element counts only its inc()s;
+    # the object shows its name, transform and last value, as Klio's dispatchers do
+    hub = MetricsHub(CollectorRegistry())
+    metrics = KlioMetrics("my-job", hub=hub)
+    for _ in range(2):
+        counter = metrics.counter("foo", value=2, transform="T")
+        assert (counter.name, counter.transform, counter.value) == ("foo", "T", 2)
+        counter.inc()
+        assert counter.value == 1
+    gauge = metrics.gauge("level", value=7)
+    assert hub.value("my_job_level") == 0 and gauge.value == 7
+    gauge.set(3)
+    timer = metrics.timer("took", value=0, timer_unit="ms")
+    timer.record(0.5)
+    assert hub.value("my_job_foo_total", transform="T") == 2
+    assert (hub.value("my_job_level"), gauge.value, timer.value) == (3, 3, 500)
+
+
 def test_a_metric_name_used_with_other_labels_or_type_still_counts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

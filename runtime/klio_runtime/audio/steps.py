@@ -130,7 +130,8 @@ class AudioDoFn(beam.DoFn):
         except Exception as err:
             dropped = self._drop(incoming, element, RUN_ERROR, err)
         # Klio's kmsg-received / -success / -drop-error / -timer, as its audio DoFns count them
-        stats.finished(dropped is None, time.perf_counter() - start, log, batched)
+        passed = dropped is None
+        stats.finished(int(passed), not passed, time.perf_counter() - start, log, batched)
         yield out if dropped is None else dropped
 
     def _drop(self, incoming: Any, element: str, reason: str, err: Exception) -> Any:

@@ -288,7 +288,7 @@ class _Drop(_KlioDoFn):
         self.counters["kmsg-drop"].inc()
         self._klio.metrics.dropped("klio_drop", element)
         # Klio's KlioDrop is a handle_klio step: its per-transform metrics too
-        stats.finished(True, time.perf_counter() - start, stats.logging(), batched)
+        stats.finished(1, False, time.perf_counter() - start, stats.logging(), batched)
         return iter(())
 
 
