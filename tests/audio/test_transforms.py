@@ -175,6 +175,13 @@ def test_every_plot_transform_makes_a_figure(audio_dir: Path) -> None:
 
     outputs, drops, _ = run(plots, [source])
     assert drops == {} and len(outputs) == 4
+    # klio-audio's default titles
+    assert sorted(out.payload.get_suptitle() for out in outputs) == [
+        "Mel-frequency Spectrogram of tone",
+        "Spectrogram of tone",
+        "Waveplot of tone",
+        "tone mfcc",
+    ]
     for out in outputs:
         assert out.meta["image_format"] == "png"
         # the Figure, as Klio's plot steps hand it on; pickled (handle_binary's default) in the

@@ -214,7 +214,7 @@ class WaveformToPlot(_PlotStep):
     """Waveform image. ``num_samples`` limits the samples drawn (Klio drew 5000; default: all)."""
 
     STEP = "WaveformToPlot"
-    DEFAULT_TITLE = "Waveform of {element}"
+    DEFAULT_TITLE = "Waveplot of {element}"  # Klio's title
 
 
 class SpecToPlot(_PlotStep):
