@@ -382,3 +382,27 @@ def test_klio_trigger_upstream_requests_are_published_before_the_ack(
     assert client.events.index("acked") > client.events.index("published")
     assert process_hub().value("klio_worker_published_total", job=job["name"],
                                kind="trigger_upstream") == 1
+
+
+def test_a_signal_during_the_loops_wait_drains_instead_of_hanging(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    # Python runs a signal handler on the main thread between two bytecodes: possibly inside
+    # the loop's stop_event.wait(), holding the Event's lock. The handler must not wait for it.
+    import signal
+
+    from klio_runtime.worker.serve import drain_on_signal
+
+    names = _setup(pubsub, tmp_path)
+    worker = _worker(Path(names["config"]))
+    on_signal = drain_on_signal(worker)
+    handled = threading.Event()
+
+    def signalled_inside_wait() -> None:
+        with worker.stop_event._cond:  # type: ignore[attr-defined]  # as Event.wait holds it
+            on_signal(signal.SIGTERM, None)
+        handled.set()
+
+    threading.Thread(target=signalled_inside_wait, daemon=True).start()
+    assert handled.wait(10), "the signal handler waited on the lock its own thread holds"
+    assert worker.stop_event.wait(10) and worker.health.draining

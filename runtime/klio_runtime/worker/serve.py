@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -28,6 +29,23 @@ class Probes:
     metrics_port: int
     host: str = "0.0.0.0"
     stall_seconds: float = 600.0
+
+
+def drain_on_signal(loop: StreamingWorker) -> Callable[[int, FrameType | None], None]:
+    """A signal handler that stops ``loop`` from another thread.
+
+    Python runs handlers on the main thread, between two of its bytecodes: possibly inside the
+    loop's ``stop_event.wait()``, holding the Event's lock. Setting the Event right there would
+    wait for that lock forever (the drain hung after Ctrl-C or a pod's SIGTERM)."""
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        def drain() -> None:
+            log.info("signal %d: draining", signum)
+            loop.stop()
+
+        threading.Thread(target=drain, name="klio-worker-drain", daemon=True).start()
+
+    return on_signal
 
 
 def serve(
@@ -53,10 +71,7 @@ def serve(
     announce(f"klio worker {config.job_name}: health on :{servers.health_port}, "
              f"metrics on :{servers.metrics_port}")
 
-    def on_signal(signum: int, _: FrameType | None) -> None:
-        log.info("signal %d: draining", signum)
-        loop.stop()
-
+    on_signal = drain_on_signal(loop)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         loop.run()
