@@ -210,11 +210,17 @@ def test_skip_existence_check_runs_everything(tmp_path: Path) -> None:
     cfg["data"]["inputs"][0]["skip_klio_existence_check"] = True
     config = make_config(cfg)
     (tmp_path / "out" / "x.txt").write_text("exists")
+    # Klio's custom_proto_def FAQ: with the checks off, the element may be any bytes (a
+    # serialized proto of the job's own); it never becomes a path here
+    custom = KlioMessage(version=V2)
+    custom.metadata.intended_recipients.anyone.SetInParent()
+    custom.data.element = b"\n\x05hello"
+    messages = [msg_bytes("x"), msg_bytes("y"), serialize(custom)]
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        out = p | beam.Create([msg_bytes("x"), msg_bytes("y")]) | KlioJobTransform(config, _run_fn)
+        out = p | beam.Create(messages) | KlioJobTransform(config, _run_fn)
         assert_that(
-            out["output"] | beam.Map(_elements_and_payloads),
-            equal_to([("x", b"ran:x"), ("y", b"ran:y")]),
+            out["output"] | beam.Map(lambda b: parse(b).data.payload),
+            equal_to([b"ran:x", b"ran:y", b"ran:\n\x05hello"]),
         )
 
 

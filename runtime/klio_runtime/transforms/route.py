@@ -119,9 +119,6 @@ class RouteMessages(beam.DoFn):
         self.stamp_audit = AuditStamper(self.job.to_proto())
         self.inputs: Sequence[DataInput] = data_inputs(self.config)
         self.outputs: Sequence[DataOutput] = data_outputs(self.config)
-        self.has_data_io = bool(
-            self.config.job_config.data.inputs or self.config.job_config.data.outputs
-        )
         self.passes_thru = has_pass_thru(self.config)
         self.ping = any(d.ping for d in self.config.job_config.data.inputs)
         self.force = any(d.force for d in self.config.job_config.data.outputs)
@@ -150,7 +147,7 @@ class RouteMessages(beam.DoFn):
             except kmessage.MessageDecodeError as err:
                 self.ctx.logger.error(klio_lines.CANNOT_PARSE)
                 return [self._dead_letter("decode_error", str(err), repr(data[:60]))]
-        if self.has_data_io:
+        if self.checks_data:  # its id becomes paths here; else the element may be any bytes
             try:
                 kmessage.validate_element_id(msg.data.element)
             except kmessage.InvalidElementId as err:
