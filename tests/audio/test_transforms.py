@@ -161,6 +161,17 @@ def test_features_through_transforms_equal_librosa(audio_dir: Path) -> None:
     assert np.argmax(spec[1].mean(axis=1)) == round(880 * 4096 / 22050)
 
 
+def test_get_spec_takes_the_waveform_as_klios_docstring_applies_it(audio_dir: Path) -> None:
+    # klio-audio's GetSpec example: LoadAudio() | GetSpec(), no STFT between
+    path = audio_dir / "tone.wav"
+    source = msg("tone", str(path).encode())
+    outputs, drops, _ = run(lambda p: p | LoadAudio() | GetSpec(), [source])
+    assert drops == {}
+    (loaded,), _, _ = run(lambda p: p | LoadAudio(), [source])
+    expected = librosa.amplitude_to_db(np.abs(loaded.payload), ref=np.max)
+    np.testing.assert_allclose(outputs[0].payload, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_every_plot_transform_makes_a_figure(audio_dir: Path) -> None:
     source = msg("tone", str(audio_dir / "tone.wav").encode())
 

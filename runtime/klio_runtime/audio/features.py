@@ -28,10 +28,11 @@ def spectrogram_db(s: np.ndarray, *, element: str = "", **librosa_kwargs: Any) -
     """dB-scaled magnitude spectrogram of an STFT (or of a magnitude spectrogram).
 
     Klio's GetSpec: ``amplitude_to_db(|S|, ref=max|S|)``; ``ref`` and the rest may be overridden.
+    Any array is taken, as Klio's docstring applies GetSpec straight to LoadAudio's waveform.
     """
     import librosa
 
-    _check_matrix(s, element)
+    _check_matrix(s, element, min_ndim=1)
     librosa_kwargs.setdefault("ref", np.max)
     return librosa.amplitude_to_db(np.abs(s), **librosa_kwargs)
 
@@ -64,10 +65,11 @@ def mfcc(
     return librosa.feature.mfcc(S=librosa.power_to_db(data, ref=np.max), **librosa_kwargs)
 
 
-def _check_matrix(s: Any, element: str) -> None:
-    if not isinstance(s, np.ndarray) or s.ndim < 2:
+def _check_matrix(s: Any, element: str, min_ndim: int = 2) -> None:
+    if not isinstance(s, np.ndarray) or s.ndim < min_ndim:
         shape = getattr(s, "shape", type(s).__name__)
-        raise AudioError(element, errors.BAD_ARRAY, f"expected a 2-D spectrogram, got {shape}")
+        wanted = "a 2-D spectrogram" if min_ndim == 2 else f"an array of {min_ndim}-D or more"
+        raise AudioError(element, errors.BAD_ARRAY, f"expected {wanted}, got {shape}")
     if s.size == 0:
         raise AudioError(element, errors.EMPTY, f"spectrogram of shape {s.shape} is empty")
     errors.check_finite(s, element)
