@@ -35,6 +35,7 @@ from klio_runtime.io.gcs import ensure_emulator_credentials
 from klio_runtime.io.pubsub_events import has_pubsub_input
 from klio_runtime.metrics import process_hub
 from klio_runtime.pipeline import RunFn, build_pipeline
+from klio_runtime.submission import submission_options
 
 LOCAL_RUNNERS = {None, "", "DirectRunner", "DirectGKERunner", "FnApiRunner"}
 """Runner names that run a job here: on FnApiRunner (batch) or the streaming worker (Pub/Sub)."""
@@ -50,16 +51,23 @@ class JobLoadError(RuntimeError):
 
 
 def beam_options(
-    config: KlioConfig, runner: str | None = None, extra: Mapping[str, Any] | None = None
+    config: KlioConfig,
+    runner: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    image_tag: str | None = None,
 ) -> PipelineOptions:
-    """Beam options from ``pipeline_options`` (+ ``extra``); local runners → FnApiRunner (batch).
+    """Beam options from ``pipeline_options`` (+ ``extra``); local runners → FnApiRunner (batch);
+    a pipeline submitted elsewhere gets Klio's submission rules
+    (:func:`klio_runtime.submission.submission_options`, ``image_tag`` included).
 
     Raises:
         ValueError: Pub/Sub inputs with a local runner (they stream: the worker runs them).
+        klio_runtime.config.ConfigError: packaging options Klio refuses, naming the field.
     """
     values = dict(config.pipeline_options.as_dict())
-    values.setdefault("job_name", config.job_name)  # Klio's: Dataflow names (and updates) it so
     values.update(extra or {})
+    # Klio's: the Beam job is the Klio job's name, whatever else is said (Dataflow updates by it)
+    values["job_name"] = config.job_name
     chosen = runner if runner is not None else values.get("runner")
     values["runner"] = BATCH_RUNNER if chosen in LOCAL_RUNNERS else chosen
     if values["runner"] == BATCH_RUNNER:
@@ -71,8 +79,10 @@ def beam_options(
                 "BundleBasedDirectRunner)"
             )
         values["streaming"] = False
-    elif has_pubsub_input(config):
-        values["streaming"] = True  # a Pub/Sub source is unbounded: Beam needs streaming mode
+    else:
+        if has_pubsub_input(config):
+            values["streaming"] = True  # a Pub/Sub source is unbounded: Beam needs streaming mode
+        values = submission_options(values, image_tag)
     values = {k: v for k, v in values.items() if v is not None}
     legacy_image = values.pop("worker_harness_container_image", None)
     if legacy_image is not None:  # Klio's name: Beam takes it too, with a warning every run
@@ -107,6 +117,11 @@ def resolve_paths(config: KlioConfig, job_dir: Path) -> KlioConfig:
     dead = getattr(out.job_config, "dead_letter_location", None)
     if dead:
         setattr(out.job_config, "dead_letter_location", fix(str(dead)))  # noqa: B010
+    options = out.pipeline_options
+    if options.setup_file:
+        options.setup_file = fix(options.setup_file)
+    if options.requirements_file:
+        options.requirements_file = fix(options.requirements_file)
     return out
 
 
@@ -280,14 +295,16 @@ def run_job(
     extra_options: Mapping[str, Any] | None = None,
     on_start: Callable[[], None] | None = None,
     blocking: bool = False,
+    image_tag: str | None = None,
 ) -> JobSummary:
     """Build and run the pipeline. As Klio does, it waits until the pipeline ends on a runner in
     this process (or with ``blocking``); on another (Dataflow, Flink) it returns once submitted,
     with the submitted state and no counts, after waiting for a streaming pipeline to run if the
     job config says ``wait_for_pipeline_running``. With ``update`` and no running job of the
-    job's name to update, it submits a new one (Klio's rule)."""
+    job's name to update, it submits a new one (Klio's rule). ``image_tag``: the worker image's
+    tag (Klio's ``--image-tag``), see :func:`beam_options`."""
     ensure_emulator_credentials()
-    options = beam_options(config, runner, extra_options)
+    options = beam_options(config, runner, extra_options, image_tag)
     pipeline = build_pipeline(config, run_fn, options)
     if on_start:
         on_start()
@@ -298,7 +315,7 @@ def run_job(
         if chosen.get("update") and NOTHING_TO_UPDATE in str(err):
             # Klio's rule: no running job of this name to update yet, so submit a new one
             no_update = {**(extra_options or {}), "update": False}
-            return run_job(config, run_fn, runner, no_update, None, blocking)
+            return run_job(config, run_fn, runner, no_update, None, blocking, image_tag)
         raise
     if blocking or chosen["runner"] in IN_PROCESS_RUNNERS:
         result.wait_until_finish()

@@ -217,12 +217,68 @@ def test_direct_runners_map_to_fn_api_runner_and_dataflow_options_stay() -> None
     assert opts["sdk_container_image"] == "img:1" and opts["worker_harness_container_image"] is None
     gke = make_config(pipeline_options={"runner": "DirectGKERunner", "streaming": False})
     assert beam_options(gke).get_all_options()["runner"] == "FnApiRunner"
+    fnapi = make_config(pipeline_options={"streaming": False, "experiments": ["beam_fn_api"]})
     assert (
-        beam_options(config, runner="DataflowRunner").get_all_options()["runner"]
+        beam_options(fnapi, runner="DataflowRunner").get_all_options()["runner"]
         == "DataflowRunner"
     )
-    flink = beam_options(config, runner="FlinkRunner", extra={"flink_master": "host:8081"})
+    flink = beam_options(fnapi, runner="FlinkRunner", extra={"flink_master": "host:8081"})
     assert flink.get_all_options()["flink_master"] == "host:8081"
+
+
+def test_a_submitted_pipeline_gets_klios_packaging_image_and_dataflow_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Klio's exec (KlioPipeline): setup.py by absolute path (Beam's stager cannot chdir into
+    # the directory of a bare "setup.py"), no custom image beside it, the image tagged with
+    # --image-tag under beam_fn_api, Klio's worker defaults on Dataflow
+    monkeypatch.chdir(tmp_path)
+    packaged = make_config(
+        pipeline_options={
+            "streaming": False,
+            "setup_file": "setup.py",
+            "worker_harness_container_image": "gcr.io/p/worker",
+            "worker_disk_type": "pd-ssd",
+            "project": "p",
+        }
+    )
+    opts = beam_options(packaged, runner="DataflowRunner").get_all_options()
+    assert opts["setup_file"] == str(tmp_path / "setup.py")
+    assert opts["sdk_container_image"] is None
+    assert (opts["region"], opts["num_workers"], opts["autoscaling_algorithm"]) == (
+        "europe-west1",
+        2,
+        "NONE",
+    )
+    assert (opts["disk_size_gb"], opts["machine_type"]) == (32, "n1-standard-2")
+    assert opts["disk_type"] == (
+        "compute.googleapis.com/projects/p/regions/europe-west1/diskTypes/pd-ssd"
+    )
+    imaged = make_config(
+        pipeline_options={
+            "streaming": False,
+            "experiments": ["beam_fn_api"],
+            "worker_harness_container_image": "localhost:5000/p/worker:old",
+            "region": "us-east1",
+        }
+    )
+    opts = beam_options(imaged, runner="DataflowRunner", image_tag="abc123").get_all_options()
+    assert opts["sdk_container_image"] == "localhost:5000/p/worker:abc123"
+    assert opts["region"] == "us-east1"
+    # Flink gets no Dataflow defaults; a local run is left as written
+    flink = beam_options(imaged, runner="FlinkRunner", image_tag="abc123").get_all_options()
+    assert flink["sdk_container_image"] == "localhost:5000/p/worker:abc123"
+    assert flink["num_workers"] is None
+    assert beam_options(packaged).get_all_options()["setup_file"] == "setup.py"
+    both = make_config(
+        pipeline_options={
+            "streaming": False,
+            "experiments": ["beam_fn_api"],
+            "requirements_file": "job-requirements.txt",
+        }
+    )
+    with pytest.raises(ConfigError, match=r"pipeline_options\.requirements_file: not with the"):
+        beam_options(both, runner="DataflowRunner")
 
 
 def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
@@ -233,12 +289,14 @@ def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
                 "outputs": [{"type": "file", "location": "gs://b/out"}],
             },
             "data": {"inputs": [{"type": "file", "location": "data"}]},
-        }
+        },
+        pipeline_options={"streaming": False, "setup_file": "setup.py"},
     )
     resolved = resolve_paths(config, tmp_path)
     assert resolved.job_config.events.inputs[0].location == str(tmp_path / "ids.txt")
     assert resolved.job_config.events.outputs[0].location == "gs://b/out"
     assert resolved.job_config.data.inputs[0].location == str(tmp_path / "data")
+    assert resolved.pipeline_options.setup_file == str(tmp_path / "setup.py")
     assert config.job_config.events.inputs[0].location == "./ids.txt"
 
 
@@ -325,10 +383,11 @@ def test_waiting_for_a_submitted_pipeline_to_run_stops_at_running_or_an_end() ->
         wait_for_running(PipelineResult(PipelineState.PENDING), timeout=0.05, poll_seconds=0.01)
 
 
-def test_the_job_name_names_the_beam_job_unless_the_options_do() -> None:
+def test_the_job_name_names_the_beam_job_whatever_the_options_say() -> None:
+    # Klio's: Dataflow updates a running job by its name, which is the Klio job's
     assert beam_options(make_config()).get_all_options()["job_name"].startswith("t-")
     named = make_config(pipeline_options={"streaming": False, "job_name": "given"})
-    assert beam_options(named).get_all_options()["job_name"] == "given"
+    assert beam_options(named).get_all_options()["job_name"] == named.job_name
 
 
 def test_update_with_no_running_job_submits_a_new_one(

@@ -268,7 +268,9 @@ def run(
     try:
         if no_progress or chosen not in LOCAL_RUNNERS:
             waits = blocking if blocking is not None else config.job_config.blocking
-            summary = run_job(config, run_fn, runner, options, blocking=waits)
+            summary = run_job(
+                config, run_fn, runner, options, blocking=waits, image_tag=image_tag
+            )
         else:
             summary = _run_with_progress(config, run_fn, runner, options, console)
     except ConfigError as err:

@@ -55,7 +55,8 @@ template_option = click.option(
 image_tag_option = click.option(
     "--image-tag",
     default=None,
-    help="Accepted for Klio's command line; the job runs from its directory, not a built image.",
+    help="Klio's worker image tag: `klio job run` gives it to the worker image of a pipeline "
+    "it submits with the beam_fn_api experiment, as Klio does; no image is built here.",
 )
 force_build_option = click.option(
     "--force-build", is_flag=True, help="Accepted for Klio's command line; no image is built."
