@@ -46,9 +46,10 @@ def _answers_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_pubsub_emulator(timeout: float = 30.0) -> Iterator[str]:
-    """Start the emulator; yield its `host:port`; kill it on exit."""
-    port = free_port()
+def running_pubsub_emulator(timeout: float = 30.0, port: int | None = None) -> Iterator[str]:
+    """Start the emulator (on ``port``, else a free one); yield its `host:port`; kill it on
+    exit."""
+    port = port or free_port()
     command = [
         "java",
         "-Xmx768m",

@@ -406,3 +406,57 @@ def test_a_signal_during_the_loops_wait_drains_instead_of_hanging(
     threading.Thread(target=signalled_inside_wait, daemon=True).start()
     assert handled.wait(10), "the signal handler waited on the lock its own thread holds"
     assert worker.stop_event.wait(10) and worker.health.draining
+
+
+def test_the_worker_waits_out_a_pubsub_outage_not_ready_then_carries_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pub/Sub unreachable (here: its emulator killed, then started again on the same port):
+    # the worker stays alive, is not ready while pulls fail, and runs what comes once it answers
+    from tests.emulators.pubsub import running_pubsub_emulator
+
+    port = free_port()
+    names: dict[str, str] = {}
+
+    def resources() -> PubSub:
+        client = PubSub()
+        for kind in ("in", "out"):  # the same names each time: the emulator forgets them
+            path = client.topic(f"{names['name']}-{kind}")
+            client.subscribe(path, f"{names['name']}-{kind}")
+        return client
+
+    with running_pubsub_emulator(port=port) as host:
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+        names.update(name=unique("outage"))
+        first = resources()
+        in_sub, out_topic, out_sub = (
+            f"projects/klio-local/subscriptions/{names['name']}-in",
+            f"projects/klio-local/topics/{names['name']}-out",
+            f"projects/klio-local/subscriptions/{names['name']}-out",
+        )
+        config = write_config(tmp_path, names["name"], in_sub, out_topic, {})
+        worker = _worker(config)
+        thread = threading.Thread(target=worker.run, name="outage-worker", daemon=True)
+        thread.start()
+        first.publish(f"projects/klio-local/topics/{names['name']}-in",
+                      [serialize(new_message("before"))])
+        first.collect(out_sub, 1, 30)
+        wait_for(lambda: worker.health.ready()[0], 10, "the worker ready")
+    try:
+        reason = wait_for(lambda: worker.health.ready()[1] if not worker.health.ready()[0]
+                          else "", 30, "the worker not ready while Pub/Sub is down")
+        assert "pulling" in reason and in_sub in reason
+        assert thread.is_alive()
+        errors = process_hub().value("klio_worker_pull_errors_total", job=names["name"])
+        assert errors >= 1
+        with running_pubsub_emulator(port=port):
+            again = resources()
+            again.publish(f"projects/klio-local/topics/{names['name']}-in",
+                          [serialize(new_message("after"))])
+            assert set(again.collect(out_sub, 1, 60)) == {"after"}
+            wait_for(lambda: worker.health.ready()[0], 10, "the worker ready again")
+            worker.stop()
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+    finally:
+        worker.stop()

@@ -35,6 +35,8 @@ class HealthState:
         self.subscribed = False
         self.draining = False
         self.reason = "starting"
+        self.unavailable: str | None = None
+        """Why pulling fails for now (Pub/Sub unreachable): not ready until it works again."""
 
     def tick(self) -> None:
         """The loop is alive (called every iteration and around each batch)."""
@@ -54,6 +56,8 @@ class HealthState:
             return False, "draining (SIGTERM): not pulling"
         if not self.subscribed:
             return False, self.reason
+        if self.unavailable is not None:
+            return False, self.unavailable
         return self.alive()
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import if_transient_error
 from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
@@ -95,6 +96,9 @@ class WorkerMetrics:
         self.in_flight = PromGauge("klio_worker_in_flight_messages",
                                    "Messages pulled and not yet acknowledged.", ["job"],
                                    registry=r)
+        self.pull_errors = PromCounter("klio_worker_pull_errors",
+                                       "Pulls that failed with a transient error (retried).",
+                                       ["job"], registry=r)
 
     @classmethod
     def on(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -127,6 +131,25 @@ class _InFlight:
     futures: list[Future[str]] = field(default_factory=list)
 
 
+PULL_RETRY_FIRST_SECONDS = 0.5
+PULL_RETRY_MAX_SECONDS = 10.0
+
+
+class _Backoff:
+    """Pauses that double from ``first`` up to ``most`` while failures last."""
+
+    def __init__(self, first: float, most: float) -> None:
+        self.first, self.most = first, most
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return min(self.most, self.first * 2.0 ** min(self.failures - 1, 30))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
 class StreamingWorker:
     """One job's pull → run → publish → ack loop (see the module docstring)."""
 
@@ -152,6 +175,7 @@ class StreamingWorker:
         self.job_metrics = KlioMetrics.from_settings(config.job_name, config.job_config.metrics)
         self.metrics = WorkerMetrics.on(process_hub().registry)
         self.stop_event = threading.Event()
+        self.pull_backoff = _Backoff(PULL_RETRY_FIRST_SECONDS, PULL_RETRY_MAX_SECONDS)
         self.store = DataStore()
         self.executor = BatchExecutor(config, run_fn, [name for name, _ in self.inputs])
 
@@ -234,8 +258,13 @@ class StreamingWorker:
                 # The first extension must come before the subscription's own deadline ends.
                 self.lease.every = min(self.lease.every, deadline / 2)
                 missing.pop(0)
-            except api_exceptions.NotFound:
-                self.health.reason = f"subscription {missing[0]} does not exist (yet)"
+            except Exception as err:
+                if isinstance(err, api_exceptions.NotFound):
+                    self.health.reason = f"subscription {missing[0]} does not exist (yet)"
+                elif if_transient_error(err) or isinstance(err, api_exceptions.RetryError):
+                    self.health.reason = f"Pub/Sub did not answer: {type(err).__name__}: {err}"
+                else:
+                    raise
                 log.warning("%s; retrying", self.health.reason)
                 if self.stop_event.wait(2.0):
                     return False
@@ -256,7 +285,18 @@ class StreamingWorker:
                     break
                 # Block (server-side wait) only while nothing is held and one input exists.
                 wait = may_wait and not batch and len(subscriptions) == 1
-                pulled = self.client.pull(subscription, want, wait=wait)
+                try:
+                    pulled = self.client.pull(subscription, want, wait=wait)
+                except Exception as err:
+                    # NotFound: deleted under the worker; the operator makes it again (drift)
+                    if not (if_transient_error(err) or isinstance(err, api_exceptions.NotFound)):
+                        raise
+                    self._pull_failed(subscription, err)
+                    return batch
+                if self.pull_backoff.failures:
+                    self.pull_backoff.reset()
+                    self.health.unavailable = None
+                    log.info("pulling from %s again", subscription)
                 got_any = got_any or bool(pulled)
                 for index, message in enumerate(pulled):
                     if size + message.size > settings.max_batch_bytes and batch:
@@ -274,6 +314,19 @@ class StreamingWorker:
                 break
             self.health.tick()
         return batch
+
+    def _pull_failed(self, subscription: str, err: Exception) -> None:
+        """A transient error (Pub/Sub unavailable, the subscription gone): not ready, said once
+        per outage, and tried again after a growing pause. The loop keeps ticking, so the pod
+        is not restarted for an outage a restart cannot mend; what it holds is not lost (see
+        the module)."""
+        self.metrics.pull_errors.labels(job=self.config.job_name).inc()
+        self.health.unavailable = f"pulling {subscription} failed: {type(err).__name__}: {err}"
+        if not self.pull_backoff.failures:
+            log.warning("%s; retrying until it answers", self.health.unavailable)
+        delay = self.pull_backoff.next_delay()
+        self.health.tick()
+        self.stop_event.wait(delay)
 
     # -- one batch --------------------------------------------------------------------------
     def process(self, batch: Sequence[Pulled]) -> None:
