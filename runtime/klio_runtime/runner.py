@@ -65,9 +65,10 @@ def beam_options(
         klio_runtime.config.ConfigError: packaging options Klio refuses, naming the field.
     """
     values = dict(config.pipeline_options.as_dict())
+    # Klio's: Dataflow names (and updates) the job so. Unlike Klio, pipeline_options.job_name
+    # may say otherwise: the operator keeps two namespaces' jobs of one name apart with it.
+    values.setdefault("job_name", config.job_name)
     values.update(extra or {})
-    # Klio's: the Beam job is the Klio job's name, whatever else is said (Dataflow updates by it)
-    values["job_name"] = config.job_name
     chosen = runner if runner is not None else values.get("runner")
     values["runner"] = BATCH_RUNNER if chosen in LOCAL_RUNNERS else chosen
     if values["runner"] == BATCH_RUNNER:

@@ -89,5 +89,8 @@ def test_feature_inputs_are_checked_naming_the_element() -> None:
         features.mel_spectrogram(nan, element="nan-el")
     assert caught.value.reason == errors.NON_FINITE
     with pytest.raises(AudioError) as caught:
-        features.spectrogram_db(np.zeros(10), element="flat")
+        features.spectrogram_db(np.float32(1.0), element="scalar")  # a 1-D waveform is taken
+    assert caught.value.reason == errors.BAD_ARRAY
+    with pytest.raises(AudioError) as caught:
+        features.mfcc(np.zeros(10), element="flat", source="mel")
     assert caught.value.reason == errors.BAD_ARRAY

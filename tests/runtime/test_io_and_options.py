@@ -383,11 +383,10 @@ def test_waiting_for_a_submitted_pipeline_to_run_stops_at_running_or_an_end() ->
         wait_for_running(PipelineResult(PipelineState.PENDING), timeout=0.05, poll_seconds=0.01)
 
 
-def test_the_job_name_names_the_beam_job_whatever_the_options_say() -> None:
-    # Klio's: Dataflow updates a running job by its name, which is the Klio job's
+def test_the_job_name_names_the_beam_job_unless_the_options_do() -> None:
     assert beam_options(make_config()).get_all_options()["job_name"].startswith("t-")
     named = make_config(pipeline_options={"streaming": False, "job_name": "given"})
-    assert beam_options(named).get_all_options()["job_name"] == named.job_name
+    assert beam_options(named).get_all_options()["job_name"] == "given"
 
 
 def test_update_with_no_running_job_submits_a_new_one(
