@@ -300,12 +300,15 @@ def test_missing_subscription_error_is_not_found(pubsub: PubSub) -> None:
 def test_batches_stay_within_the_byte_bound(pubsub: PubSub, tmp_path: Path) -> None:
     job = _setup(pubsub, tmp_path)
     tight = WorkerSettings(max_messages=50, max_wait_ms=50, max_batch_bytes=300)
-    worker = _worker(Path(job["config"]), settings=tight)
+    client = RecordingClient()
+    worker = _worker(Path(job["config"]), settings=tight, client=client)
     elements = [unique("big") for _ in range(8)]
     pubsub.publish(job["in_topic"], [serialize(new_message(e, b"x" * 100)) for e in elements])
     with running(worker):
         got = pubsub.collect(job["out_sub"], len(elements), 60)
     assert sorted(got) == sorted(elements)
+    # what a pull brought past the bound went back at once, not after the failure delay
+    assert client.handed_back and {seconds for _, seconds in client.handed_back} == {0}
     hub, name = process_hub(), job["name"]
     batches = hub.value("klio_worker_batch_messages_count", job=name)
     assert batches >= 4  # ~115 bytes each: two fit in 300
@@ -460,3 +463,50 @@ def test_the_worker_waits_out_a_pubsub_outage_not_ready_then_carries_on(
             assert not thread.is_alive()
     finally:
         worker.stop()
+
+
+def _unreachable() -> api_exceptions.RetryError:
+    """What the client raises once its own retries give up on an unreachable Pub/Sub."""
+    return api_exceptions.RetryError("Timeout of 60.0s exceeded", None)
+
+
+def test_the_lease_keeps_extending_after_pubsub_was_unreachable(pubsub: PubSub) -> None:
+    from klio_runtime.io.pubsub import LeaseKeeper, Pulled
+
+    class Unreachable(PubSubClient):
+        def modify_ack_deadline(self, subscription, ack_ids, seconds):  # type: ignore[no-untyped-def]
+            raise _unreachable()
+
+    lease = LeaseKeeper(Unreachable(), deadline=10, every=0.05)
+    lease.hold([Pulled(subscription(unique("held")), "ack-1", b"", {}, "1")])
+    lease.start()
+    try:
+        wait_for(lambda: lease.failures >= 3, 10, "three failed extensions, each retried")
+        assert lease._thread is not None and lease._thread.is_alive()
+    finally:
+        lease.stop()
+
+
+def test_an_ack_that_cannot_reach_pubsub_does_not_stop_the_worker(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    class AckFailsOnce(RecordingClient):
+        failed = False
+
+        def ack(self, subscription, ack_ids):  # type: ignore[no-untyped-def]
+            if not self.failed:
+                self.failed = True
+                raise _unreachable()
+            super().ack(subscription, ack_ids)
+
+    job = _setup(pubsub, tmp_path)
+    client = AckFailsOnce()
+    worker = _worker(Path(job["config"]), client=client)
+    with running(worker):
+        pubsub.publish(job["in_topic"], [serialize(new_message("first"))])
+        pubsub.collect(job["out_sub"], 1, 30)
+        wait_for(lambda: client.failed, 10, "the failed ack")
+        pubsub.publish(job["in_topic"], [serialize(new_message("second"))])
+        assert set(pubsub.collect(job["out_sub"], 1, 30)) >= {"second"}
+        # "first" comes back after its ack deadline and is acknowledged then (at-least-once)
+        wait_for(lambda: client.events.count("acked") >= 2, 30, "both acknowledged")

@@ -181,6 +181,8 @@ class LeaseKeeper:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     extensions: int = 0
+    failures: int = 0
+    """Extensions that failed (retried the next round)."""
 
     def hold(self, pulled: Iterable[Pulled]) -> None:
         with self._lock:
@@ -210,9 +212,11 @@ class LeaseKeeper:
             try:
                 self.client.modify_ack_deadline(subscription, ack_ids, self.deadline)
                 self.extensions += 1
-            except api_exceptions.GoogleAPICallError:
+            except api_exceptions.GoogleAPIError:
                 # Next round retries; at worst the messages are redelivered (at-least-once).
-                pass
+                # GoogleAPIError, not only call errors: a RetryError (Pub/Sub unreachable past
+                # the client's own retries) would end this thread, and every later extension.
+                self.failures += 1
 
     def _loop(self) -> None:
         next_at = time.monotonic() + self.every

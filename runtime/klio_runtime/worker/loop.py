@@ -300,7 +300,8 @@ class StreamingWorker:
                 got_any = got_any or bool(pulled)
                 for index, message in enumerate(pulled):
                     if size + message.size > settings.max_batch_bytes and batch:
-                        self._nack(pulled[index:], "batch_bytes")
+                        # nothing failed: the next batch may take them at once
+                        self._nack(pulled[index:], "batch_bytes", delay=0)
                         return batch
                     batch.append(message)
                     size += message.size
@@ -561,20 +562,29 @@ class StreamingWorker:
                 self.pending.forget(_made(o.data), by_name[o.kind.split(":", 1)[1]])
 
     def _ack(self, messages: Sequence[Pulled]) -> None:
-        for subscription, ack_ids in _by_subscription(messages).items():
-            self.client.ack(subscription, ack_ids)
-        self.metrics.acked.labels(job=self.config.job_name).inc(len(messages))
-
-    def _nack(self, messages: Sequence[Pulled], reason: str) -> None:
-        """Hand ``messages`` back: Pub/Sub redelivers them after the redelivery delay (not at
-        once: a failure that lasts must not turn into a hot loop of retries)."""
+        acked = 0
         for subscription, ack_ids in _by_subscription(messages).items():
             try:
-                self.client.modify_ack_deadline(
-                    subscription, ack_ids, self.settings.redelivery_delay_seconds)
-            except api_exceptions.GoogleAPICallError as err:
-                log.warning("could not hand back %d messages (%s); they return after their "
-                            "ack deadline", len(ack_ids), err)
+                self.client.ack(subscription, ack_ids)
+                acked += len(ack_ids)
+            except api_exceptions.GoogleAPIError as err:
+                # Their work is done and published: redelivered after their ack deadline, they
+                # run again (at-least-once). The worker carries on (Pub/Sub unreachable, say).
+                log.warning("could not acknowledge %d messages (%s: %s); they return after "
+                            "their ack deadline", len(ack_ids), type(err).__name__, err)
+        self.metrics.acked.labels(job=self.config.job_name).inc(acked)
+
+    def _nack(self, messages: Sequence[Pulled], reason: str, delay: int | None = None) -> None:
+        """Hand ``messages`` back: Pub/Sub redelivers them after ``delay`` seconds, by default
+        the redelivery delay (not at once: a failure that lasts must not turn into a hot loop of
+        retries)."""
+        seconds = self.settings.redelivery_delay_seconds if delay is None else delay
+        for subscription, ack_ids in _by_subscription(messages).items():
+            try:
+                self.client.modify_ack_deadline(subscription, ack_ids, seconds)
+            except api_exceptions.GoogleAPIError as err:
+                log.warning("could not hand back %d messages (%s: %s); they return after "
+                            "their ack deadline", len(ack_ids), type(err).__name__, err)
         self.metrics.nacked.labels(job=self.config.job_name, reason=reason).inc(len(messages))
 
 
