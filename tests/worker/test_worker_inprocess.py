@@ -510,3 +510,16 @@ def test_an_ack_that_cannot_reach_pubsub_does_not_stop_the_worker(
         assert set(pubsub.collect(job["out_sub"], 1, 30)) >= {"second"}
         # "first" comes back after its ack deadline and is acknowledged then (at-least-once)
         wait_for(lambda: client.events.count("acked") >= 2, 30, "both acknowledged")
+
+
+def test_a_message_over_grpcs_default_4_mib_runs_on_the_emulator(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    # the client library's emulator channel caps what a pull receives at 4 MiB; real Pub/Sub
+    # takes messages of up to 10 MB, and one such message stalled every one behind it
+    job = _setup(pubsub, tmp_path)
+    big = serialize(new_message("big", b"\x00" * (5 * 1024 * 1024)))
+    pubsub.publish(job["in_topic"], [big, serialize(new_message("small"))])
+    with running(_worker(Path(job["config"]))):
+        # (the job passes each message on as its data: the outputs are small)
+        assert set(pubsub.collect(job["out_sub"], 2, 60)) == {"big", "small"}

@@ -8,6 +8,7 @@ through ``PUBSUB_EMULATOR_HOST`` by themselves.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
+import grpc
 from google.api_core import exceptions as api_exceptions
+from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
 _PATH_KINDS = {"topics", "subscriptions"}
 # Pub/Sub caps one acknowledge / modifyAckDeadline request at a few thousand ids (and 512 KB).
@@ -74,12 +77,28 @@ def _outcome(future: futures.Future[str], timeout: float) -> BaseException | Non
     return future.exception(timeout=0)
 
 
+def _subscriber() -> pubsub_v1.SubscriberClient:
+    """The subscriber client; on the emulator, over a channel without gRPC's 4 MiB receive limit.
+
+    The client library's emulator channel keeps that limit (its channel to Pub/Sub has none), so
+    one message, or one pull, of more failed every time and stalled the subscription behind it.
+    """
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if not host:
+        return pubsub_v1.SubscriberClient()
+    channel = grpc.insecure_channel(
+        host,
+        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+    )
+    return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+
+
 class PubSubClient:
     """The worker's one subscriber and one publisher, with the calls it needs."""
 
     def __init__(self, publisher: Any | None = None, subscriber: Any | None = None) -> None:
         self.publisher = publisher or pubsub_v1.PublisherClient()
-        self.subscriber = subscriber or pubsub_v1.SubscriberClient()
+        self.subscriber = subscriber or _subscriber()
 
     def ack_deadline_of(self, subscription: str) -> int:
         """The subscription's ack deadline in seconds.
