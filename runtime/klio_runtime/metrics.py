@@ -241,18 +241,30 @@ Relay = Callable[[Any], None] | None
 """One metric's relay: called with each update's value (None: not relayed)."""
 
 
-class _Named:
-    """What Klio's metric objects show: ``name``, ``transform``, and ``value``: the starting
-    value given when made (never recorded, as in Klio), then the last one recorded."""
+class _Metric:
+    """A metric recorded to Beam and Prometheus (and logged, see the module), showing what
+    Klio's metric objects show: ``name``, ``transform``, and ``value``: the starting value given
+    when made (never recorded, as in Klio), then the last one recorded."""
 
-    def __init__(self, name: str, transform: str | None, value: float) -> None:
+    def __init__(
+        self,
+        beam_metric: Any,
+        prom: Any,
+        relay: Relay,
+        name: str,
+        transform: str | None,
+        value: float,
+    ) -> None:
+        self._beam = beam_metric
+        self._prom = prom
+        self._relay = relay
         self.name = name
         self.transform = transform
         self.value = value
 
 
-class Counter(_Named):
-    """A counter recorded to Beam and Prometheus (and logged, see the module). ``inc(n)`` adds."""
+class Counter(_Metric):
+    """A counter. ``inc(n)`` adds."""
 
     def __init__(
         self,
@@ -263,10 +275,7 @@ class Counter(_Named):
         transform: str | None = None,
         value: int = 0,
     ) -> None:
-        super().__init__(name, transform, value)
-        self._beam = beam_metric
-        self._prom = prom
-        self._relay = relay
+        super().__init__(beam_metric, prom, relay, name, transform, value)
 
     def inc(self, n: int = 1) -> None:
         self.value = n
@@ -276,22 +285,8 @@ class Counter(_Named):
             self._relay(n)
 
 
-class Gauge(_Named):
-    """A gauge recorded to Beam and Prometheus (and logged). ``set(v)`` records."""
-
-    def __init__(
-        self,
-        beam_metric: Any,
-        prom: Any,
-        relay: Relay = None,
-        name: str = "gauge",
-        transform: str | None = None,
-        value: float = 0,
-    ) -> None:
-        super().__init__(name, transform, value)
-        self._beam = beam_metric
-        self._prom = prom
-        self._relay = relay
+class Gauge(_Metric):
+    """A gauge. ``set(v)`` records."""
 
     def set(self, value: float) -> None:
         self.value = value
@@ -301,7 +296,7 @@ class Gauge(_Named):
             self._relay(value)
 
 
-class Timer(_Named):
+class Timer(_Metric):
     """Times a block (``with timer:``), a function (``@timer``) or what lies between ``start()``
     and ``stop()`` (Klio's three ways); records in ``timer_unit`` (``value``: the last time, in
     it).
@@ -323,12 +318,9 @@ class Timer(_Named):
             raise ValueError(
                 f"timer_unit must be one of {sorted(_TIMER_UNITS)}, not {timer_unit!r}"
             )
-        super().__init__(name, transform, value)
+        super().__init__(beam_metric, prom, relay, name, transform, value)  # relay: seconds
         self.timer_unit = timer_unit
-        self._beam = beam_metric
-        self._prom = prom
         self._scale = _TIMER_UNITS[timer_unit]
-        self._relay = relay  # called with seconds
         self._local = threading.local()
 
     def record(self, seconds: float) -> None:
