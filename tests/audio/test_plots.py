@@ -44,7 +44,7 @@ def test_spectrogram_png_has_size_axes_and_colour_bar() -> None:
     # The time axis spans the signal's duration in seconds.
     assert fig.axes[0].get_xlim()[1] == pytest.approx(2.0, abs=0.05)
     pixels = _image(plots.figure_bytes(fig))
-    assert pixels.shape == (400, 1000, 3)
+    assert pixels.shape == (480, 640, 3)
     _assert_not_blank(pixels)
 
 
@@ -59,7 +59,7 @@ def test_mel_mfcc_and_waveform_pngs() -> None:
     assert _labels(wave_fig) == ("Time (s)", "Amplitude")
     for fig in (mel_fig, mfcc_fig, wave_fig):
         pixels = _image(plots.figure_bytes(fig))
-        assert pixels.shape == (400, 1000, 3)
+        assert pixels.shape == (480, 640, 3)
         _assert_not_blank(pixels)
 
 

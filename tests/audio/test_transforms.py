@@ -119,7 +119,7 @@ def test_load_plot_upload_writes_pngs_and_drops_each_bad_file_by_reason(
     assert written == [str(out_dir / f"{name}.png") for name in good]
     for name in good:
         png = Image.open(out_dir / f"{name}.png")
-        assert png.size == (1000, 400)
+        assert png.size == (640, 480)  # matplotlib's default figure, as klio-audio's
     assert drops == {"truncated": 4, "not_audio": 1, "empty": 1, "unsupported_codec": 1,
                      "io_error": 1, "invalid_element": 1}
     assert ids["truncated"] == {n for n in bad if n.startswith("truncated")}
@@ -199,8 +199,19 @@ def test_every_plot_transform_makes_a_figure(audio_dir: Path) -> None:
         # serialized message a user's own step gets
         assert pickle.loads(kmessage.parse(bytes(out)).data.payload).axes
         image = Image.open(io.BytesIO(figure_bytes(out.payload)))
-        assert image.size == (1000, 400)
+        assert image.size == (640, 480)
         assert len(np.unique(np.asarray(image.convert("L")))) > 20
+
+
+def test_a_plots_size_follows_the_jobs_matplotlib_settings(audio_dir: Path) -> None:
+    # klio-audio draws with plt.figure(): a job sets the size with matplotlib's rcParams
+    import matplotlib
+
+    source = msg("tone", str(audio_dir / "tone.wav").encode())
+    with matplotlib.rc_context({"figure.figsize": (4.0, 2.0), "figure.dpi": 50}):
+        outputs, drops, _ = run(lambda p: p | LoadAudio() | WaveformToPlot(), [source])
+    assert drops == {}
+    assert Image.open(io.BytesIO(figure_bytes(outputs[0].payload))).size == (200, 100)
 
 
 @handle_klio
@@ -264,7 +275,7 @@ def test_a_users_step_after_a_plot_gets_the_figure_and_uploads_honour_format_and
         )
         assert drops == {}
     assert (out / "tone.svg").read_bytes().lstrip().startswith(b"<?xml")
-    assert Image.open(out / "tone.png").size == (300, 120)  # 10 x 4 inches at 30 dpi
+    assert Image.open(out / "tone.png").size == (192, 144)  # 6.4 x 4.8 inches at 30 dpi
 
 
 def test_arrays_are_not_reencoded_between_steps(

@@ -18,12 +18,12 @@ from klio_runtime.audio.errors import AudioError
 
 DEFAULT_SR = 22050
 DEFAULT_HOP_LENGTH = 512
-_FIGSIZE = (10.0, 4.0)
-_DPI = 100
 
 
 def new_figure(title: str) -> Figure:
-    fig = Figure(figsize=_FIGSIZE, dpi=_DPI, layout="constrained")
+    """A figure of matplotlib's configured size and resolution (``rcParams['figure.figsize']``,
+    ``['figure.dpi']``: 640×480 unless the job sets them), as klio-audio's ``plt.figure()``."""
+    fig = Figure(layout="constrained")
     FigureCanvasAgg(fig)
     if title:
         fig.suptitle(title)
