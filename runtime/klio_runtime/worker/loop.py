@@ -259,12 +259,12 @@ class StreamingWorker:
                 self.lease.every = min(self.lease.every, deadline / 2)
                 missing.pop(0)
             except Exception as err:
+                if not _waited_out(err):
+                    raise
                 if isinstance(err, api_exceptions.NotFound):
                     self.health.reason = f"subscription {missing[0]} does not exist (yet)"
-                elif if_transient_error(err) or isinstance(err, api_exceptions.RetryError):
-                    self.health.reason = f"Pub/Sub did not answer: {type(err).__name__}: {err}"
                 else:
-                    raise
+                    self.health.reason = f"Pub/Sub did not answer: {type(err).__name__}: {err}"
                 log.warning("%s; retrying", self.health.reason)
                 if self.stop_event.wait(2.0):
                     return False
@@ -288,8 +288,7 @@ class StreamingWorker:
                 try:
                     pulled = self.client.pull(subscription, want, wait=wait)
                 except Exception as err:
-                    # NotFound: deleted under the worker; the operator makes it again (drift)
-                    if not (if_transient_error(err) or isinstance(err, api_exceptions.NotFound)):
+                    if not _waited_out(err):
                         raise
                     self._pull_failed(subscription, err)
                     return batch
@@ -586,6 +585,16 @@ class StreamingWorker:
                 log.warning("could not hand back %d messages (%s: %s); they return after "
                             "their ack deadline", len(ack_ids), type(err).__name__, err)
         self.metrics.nacked.labels(job=self.config.job_name, reason=reason).inc(len(messages))
+
+
+def _waited_out(err: Exception) -> bool:
+    """Whether the worker waits ``err`` out, not ready, rather than failing: Pub/Sub unreachable
+    (a transient error, or the client's own retries given up) or a subscription missing (not
+    made yet, or deleted under the worker until the operator's drift repair makes it again)."""
+    return (
+        if_transient_error(err)
+        or isinstance(err, api_exceptions.RetryError | api_exceptions.NotFound)
+    )
 
 
 def _made(data: bytes) -> kmessage.KlioMessage:
