@@ -53,6 +53,17 @@ _UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
 _TIMER_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
+class _ElementProgress:
+    """How often the job's steps in this process took in or finished an element (from any
+    thread; a count that may miss an increment under threads is enough). The streaming worker's
+    liveness probe watches it, so a batch of long elements is not taken for a stuck loop."""
+
+    steps = 0
+
+
+element_progress = _ElementProgress()
+
+
 def prometheus_name(name: str) -> str:
     """``kmsg-received`` → ``kmsg_received``; a leading digit gets an underscore."""
     safe = _UNSAFE.sub("_", name).strip("_") or "metric"
@@ -493,6 +504,7 @@ class TransformMetrics:
         successes (one for an element passed on; as in Klio, one per item a generator yields,
         also before it raised), and whether it was dropped; ``batched``: what :meth:`arrived`
         returned."""
+        element_progress.steps += 1
         self._received += 1
         self._success += passed
         if dropped:
@@ -723,6 +735,7 @@ class KlioMetrics:
         """Count read messages; Beam and Prometheus get them in steps of ``FLUSH_EVERY`` or at
         flush()."""
         self._pending_received += n
+        element_progress.steps += n
         if self.log_io and self.read_by and self.log_relay is not None:
             self.log_relay.emit("kmsg-read", n, self.read_by, _COUNTER_TAGS)
         if self._pending_received >= FLUSH_EVERY:

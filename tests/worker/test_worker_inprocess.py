@@ -4,24 +4,32 @@ ack only after publish, probes and metrics."""
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.api_core import exceptions as api_exceptions
-from klio_runtime.config import ConfigError
+from klio_runtime.config import ConfigError, parse_config
+from klio_runtime.context import JobLimits
 from klio_runtime.io.pubsub import PubSubClient
 from klio_runtime.io.pubsub_events import ATTR_REASON
 from klio_runtime.message import KlioMessage, new_message, parse, serialize
 from klio_runtime.metrics import process_hub
 from klio_runtime.routing import JobRef
 from klio_runtime.runner import load_job
-from klio_runtime.worker.health import HealthState, ProbeServers
+from klio_runtime.worker.health import (
+    STALL_MARGIN_SECONDS,
+    HealthState,
+    ProbeServers,
+    stall_limit,
+)
 from klio_runtime.worker.loop import StreamingWorker
+from klio_runtime.worker.serve import health_for
 from klio_runtime.worker.settings import WorkerSettings
 
 from tests.emulators.pubsub import free_port
@@ -257,6 +265,80 @@ def test_liveness_fails_when_the_loop_stalls() -> None:
     assert not health.ready()[0]
     health.tick()
     assert health.alive()[0]
+
+
+def test_liveness_counts_each_element_begun_or_finished_as_progress() -> None:
+    now, steps = [0.0], [0]
+    health = HealthState(stall_seconds=30, clock=lambda: now[0], progress=lambda: steps[0])
+    for minute in range(1, 11):  # ten minutes of one batch, an element every 20 s
+        now[0] = minute * 60 - 40
+        steps[0] += 1
+        assert health.alive() == (True, "ok")
+        now[0] = minute * 60 - 20
+        steps[0] += 1
+        assert health.alive() == (True, "ok")
+    now[0] += 31  # then an element that never ends
+    alive, why = health.alive()
+    assert not alive and "no progress for 31s" in why
+
+
+def test_the_stall_limit_allows_the_jobs_timeout_on_each_try() -> None:
+    assert stall_limit(600, None) == 600
+    assert stall_limit(600, JobLimits(None, 3)) == 600  # retries without a timeout: unbounded
+    assert stall_limit(600, JobLimits(100, 1)) == 600  # within the default already
+    assert stall_limit(600, JobLimits(900, 0)) == 900 + STALL_MARGIN_SECONDS
+    assert stall_limit(600, JobLimits(900, 2)) == 3 * 900 + STALL_MARGIN_SECONDS
+    config = parse_config({"job_name": "long", "job_config": {"timeout_seconds": 900,
+                                                               "retries": 1}})
+    assert health_for(config, 600).stall_seconds == 2 * 900 + STALL_MARGIN_SECONDS
+    assert health_for(parse_config({"job_name": "short"}), 600).stall_seconds == 600
+
+
+def _liveness_while(health: HealthState, done: Callable[[], bool], timeout: float
+                    ) -> list[tuple[float, bool]]:
+    """(seconds since the start, alive) every 0.1 s until ``done``."""
+    start, seen = time.monotonic(), []
+    while not done():
+        assert time.monotonic() - start < timeout, "the batch did not end in time"
+        seen.append((time.monotonic() - start, health.alive()[0]))
+        time.sleep(0.1)
+    return seen
+
+
+def test_a_batch_of_elements_longer_than_the_stall_limit_in_all_stays_alive(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    # Six elements of 0.4 s in one batch (2.4 s) against a stall limit of 1 s: before, the loop
+    # only ticked between batches, so /healthz failed in the middle of every long batch, and
+    # the kubelet's restart handed the whole batch back to run again, forever.
+    job = _setup(pubsub, tmp_path, sleep_seconds=0.4)
+    elements = [unique("long") for _ in range(6)]
+    pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
+    health = HealthState(stall_seconds=1.0)
+    worker = _worker(Path(job["config"]), health=health)
+    processed = tmp_path / f"{job['name']}.processed.log"
+    with running(worker):
+        wait_for(lambda: lines(processed), 30, "the first element")
+        seen = _liveness_while(health, lambda: len(lines(processed)) == 6, 30)
+        got = pubsub.collect(job["out_sub"], 6, 30)
+    assert sorted(got) == sorted(elements)
+    assert process_hub().value("klio_worker_batches_total", job=job["name"]) == 1
+    assert seen[-1][0] > 1.5, "the samples must outlast the stall limit"
+    assert all(alive for _, alive in seen), seen
+
+
+def test_one_element_longer_than_the_stall_limit_is_taken_for_stuck(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path, sleep_seconds=2.5)
+    pubsub.publish(job["in_topic"], [serialize(new_message(unique("stuck")))])
+    health = HealthState(stall_seconds=1.0)
+    worker = _worker(Path(job["config"]), health=health)
+    processed = tmp_path / f"{job['name']}.processed.log"
+    with running(worker):
+        wait_for(lambda: health.subscribed, 30, "subscribed")
+        seen = _liveness_while(health, lambda: bool(lines(processed)), 30)
+        pubsub.collect(job["out_sub"], 1, 30)
+    assert not all(alive for _, alive in seen), seen
+    assert health.alive()[0]  # alive again once the element ended
 
 
 def test_setup_once_and_lines_of_the_test_job(pubsub: PubSub, tmp_path: Path) -> None:

@@ -48,7 +48,9 @@ DEFAULTS = WorkerSettings()
               help="Seconds each lease extension of in-flight messages grants.")
 @click.option("--stall-seconds", type=click.FloatRange(min=1), default=600.0, show_default=True,
               envvar="KLIO_STALL_SECONDS",
-              help="/healthz fails when the loop makes no progress for this long.")
+              help="/healthz fails when the loop makes no progress (no batch pulled, no "
+                   "element begun or finished) for this long; longer when the job's "
+                   "timeout_seconds (on each of its retries) needs it.")
 @click.option("--dead-letter-topic", envvar=ENV_DEAD_LETTER_TOPIC,
               help="Topic for messages the job cannot process "
                    "(else job_config.dead_letter_topic).")

@@ -1,5 +1,6 @@
-"""The worker's probes: ``/healthz`` (alive: the loop has ticked recently) and ``/readyz``
-(subscribed and pulling, not draining), plus the Prometheus ``/metrics`` server.
+"""The worker's probes: ``/healthz`` (alive: the loop has ticked, or the job's steps took in or
+finished an element, recently) and ``/readyz`` (subscribed and pulling, not draining), plus the
+Prometheus ``/metrics`` server.
 
 Paths and default ports are the operator's contract (klio_operator.worker_contract); the values
 are repeated here because the runtime must not import the operator.
@@ -15,22 +16,46 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from klio_runtime.context import JobLimits
+from klio_runtime.metrics import element_progress
+
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 HEALTH_PORT = 8080
 METRICS_PORT = 9090
+STALL_MARGIN_SECONDS = 60.0
+
+
+def stall_limit(stall_seconds: float, limits: JobLimits | None) -> float:
+    """How long the worker may make no progress before ``/healthz`` fails: ``stall_seconds``, or
+    longer when the job lets one element run longer (``timeout_seconds`` on each of its
+    ``retries`` + 1 tries, plus a margin), so an element within its limits is never taken for a
+    stuck loop."""
+    if limits is None or not limits.timeout_seconds:
+        return stall_seconds
+    allowed = limits.timeout_seconds * (limits.retries + 1) + STALL_MARGIN_SECONDS
+    return max(stall_seconds, allowed)
+
+
+def _element_steps() -> int:
+    return element_progress.steps
 
 
 class HealthState:
     """What the probes report; the worker loop updates it."""
 
     def __init__(self, stall_seconds: float = 600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 progress: Callable[[], int] = _element_steps) -> None:
         if stall_seconds <= 0:
             raise ValueError(f"stall_seconds must be > 0, not {stall_seconds}")
         self.stall_seconds = stall_seconds
         self._clock = clock
         self._last_tick = clock()
+        # The loop ticks only between batches; inside one, each element the job's steps take in
+        # or finish is progress (a batch of many long elements is busy, not stuck).
+        self._progress = progress
+        self._last_steps = progress()
         self._lock = threading.Lock()
         self.subscribed = False
         self.draining = False
@@ -45,7 +70,10 @@ class HealthState:
 
     def alive(self) -> tuple[bool, str]:
         with self._lock:
-            idle = self._clock() - self._last_tick
+            now, steps = self._clock(), self._progress()
+            if steps != self._last_steps:  # seen at this look: at most a probe period late
+                self._last_steps, self._last_tick = steps, now
+            idle = now - self._last_tick
         if idle > self.stall_seconds:
             return False, (f"worker loop stuck: no progress for {idle:.0f}s "
                            f"(> {self.stall_seconds:.0f}s)")

@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from types import FrameType
 
 from klio_runtime.config import KlioConfig
+from klio_runtime.context import job_limits
 from klio_runtime.metrics import process_hub
 from klio_runtime.pipeline import RunFn
-from klio_runtime.worker.health import HealthState, ProbeServers
+from klio_runtime.worker.health import (
+    STALL_MARGIN_SECONDS,
+    HealthState,
+    ProbeServers,
+    stall_limit,
+)
 from klio_runtime.worker.loop import StreamingWorker
 from klio_runtime.worker.settings import WorkerSettings
 
@@ -48,6 +54,16 @@ def drain_on_signal(loop: StreamingWorker) -> Callable[[int, FrameType | None], 
     return on_signal
 
 
+def health_for(config: KlioConfig, stall_seconds: float) -> HealthState:
+    """The probes' state for ``config``: its stall limit allows the job's own element limits
+    (:func:`stall_limit`)."""
+    stall = stall_limit(stall_seconds, job_limits(config))
+    if stall > stall_seconds:
+        log.info("liveness allows %.0f s without progress: the job's timeout_seconds on each "
+                 "of its tries, plus %.0f s", stall, STALL_MARGIN_SECONDS)
+    return HealthState(stall_seconds=stall)
+
+
 def serve(
     config: KlioConfig,
     run_fn: RunFn,
@@ -61,7 +77,7 @@ def serve(
     Raises:
         klio_runtime.config.ConfigError: the event IO cannot run on the worker, naming the field.
     """
-    health = HealthState(stall_seconds=probes.stall_seconds)
+    health = health_for(config, probes.stall_seconds)
     loop = StreamingWorker(config, run_fn, settings, health=health,
                            dead_letter_topic=dead_letter_topic)
     hub = process_hub()
