@@ -28,7 +28,7 @@ from klio_runtime.worker.health import (
     ProbeServers,
     stall_limit,
 )
-from klio_runtime.worker.loop import StreamingWorker
+from klio_runtime.worker.loop import StreamingWorker, _BatchSizer
 from klio_runtime.worker.serve import health_for
 from klio_runtime.worker.settings import WorkerSettings
 
@@ -46,6 +46,9 @@ from tests.worker.helpers import (
 )
 
 FAST = WorkerSettings(max_messages=50, max_wait_ms=20)
+ONE_BATCH = WorkerSettings(max_messages=50, max_wait_ms=20, target_batch_seconds=0)
+"""All that was published before the worker starts in its first batch (the pace is not
+sized)."""
 
 
 @pytest.fixture
@@ -197,13 +200,13 @@ def test_two_requests_for_one_element_in_a_batch_run_it_once_and_both_are_answer
         pubsub: PubSub, tmp_path: Path) -> None:
     out_dir = tmp_path / "made"
     job = _setup(pubsub, tmp_path, data={"outputs": [{"type": "file", "location": str(out_dir)}]})
-    worker = _worker(Path(job["config"]))
+    worker = _worker(Path(job["config"]), settings=ONE_BATCH)
     element = unique("asked-twice")
     me = JobRef(job["name"], PROJECT)
     requests = [new_message(element, recipients=[JobRef(child, PROJECT), me])
                 for child in ("child-a", "child-b")]
+    pubsub.publish(job["in_topic"], [serialize(r) for r in requests])  # one batch
     with running(worker):
-        pubsub.publish(job["in_topic"], [serialize(r) for r in requests])  # one batch, mostly
 
         def asker(message: Any) -> str:
             return parse(message.data).metadata.intended_recipients.limited.recipients[0].job_name
@@ -314,7 +317,7 @@ def test_a_batch_of_elements_longer_than_the_stall_limit_in_all_stays_alive(
     elements = [unique("long") for _ in range(6)]
     pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
     health = HealthState(stall_seconds=1.0)
-    worker = _worker(Path(job["config"]), health=health)
+    worker = _worker(Path(job["config"]), health=health, settings=ONE_BATCH)
     processed = tmp_path / f"{job['name']}.processed.log"
     with running(worker):
         wait_for(lambda: lines(processed), 30, "the first element")
@@ -381,7 +384,8 @@ def test_missing_subscription_error_is_not_found(pubsub: PubSub) -> None:
 
 def test_batches_stay_within_the_byte_bound(pubsub: PubSub, tmp_path: Path) -> None:
     job = _setup(pubsub, tmp_path)
-    tight = WorkerSettings(max_messages=50, max_wait_ms=50, max_batch_bytes=300)
+    tight = WorkerSettings(max_messages=50, max_wait_ms=50, max_batch_bytes=300,
+                           target_batch_seconds=0)
     client = RecordingClient()
     worker = _worker(Path(job["config"]), settings=tight, client=client)
     elements = [unique("big") for _ in range(8)]
@@ -395,6 +399,57 @@ def test_batches_stay_within_the_byte_bound(pubsub: PubSub, tmp_path: Path) -> N
     batches = hub.value("klio_worker_batch_messages_count", job=name)
     assert batches >= 4  # ~115 bytes each: two fit in 300
     assert hub.value("klio_worker_batch_messages_bucket", job=name, le="2.0") == batches
+
+
+def test_the_batch_size_follows_the_jobs_pace() -> None:
+    slow = _BatchSizer(target_seconds=30, most=100)
+    sizes = [slow.size]
+    for _ in range(4):  # elements of 7 s: what fits in 30 s, reached by doubling
+        slow.ran(slow.size, 7.0 * slow.size)
+        sizes.append(slow.size)
+    assert sizes == [1, 2, 4, 4, 4]
+    fast = _BatchSizer(target_seconds=30, most=100)
+    for _ in range(7):
+        fast.ran(fast.size, 0.001 * fast.size)
+    assert fast.size == 100
+    fast.ran(3, 0.003)  # the subscription held only three: no reason to shrink
+    assert fast.size == 100
+    fast.ran(100, 300.0)  # the job slowed down to 3 s an element
+    assert fast.size == 10
+    slow.ran(4, 400.0)  # one element alone takes longer than the target: still one at a time
+    assert slow.size == 1
+    assert _BatchSizer(target_seconds=0, most=100).size == 100
+
+
+def test_a_job_of_long_elements_runs_small_batches_and_drains_in_time(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    # 20 elements of 0.3 s: before, they ran as one batch of 6 s, outputs held back until the
+    # end, and a drain waited for all of it (a pod's grace period ends first: killed, the batch
+    # handed back to run again). Now a batch holds what runs in about 1 s.
+    job = _setup(pubsub, tmp_path, sleep_seconds=0.3)
+    elements = [unique("paced") for _ in range(20)]
+    pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
+    paced = WorkerSettings(max_messages=50, max_wait_ms=20, target_batch_seconds=1.0)
+    worker = _worker(Path(job["config"]), settings=paced)
+    thread = threading.Thread(target=worker.run, name="test-worker", daemon=True)
+    thread.start()
+    got = pubsub.collect(job["out_sub"], 4, 30)
+    processed = tmp_path / f"{job['name']}.processed.log"
+    assert len(lines(processed)) < len(elements), "outputs waited for the whole backlog"
+    worker.stop()
+    asked = time.monotonic()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert time.monotonic() - asked < 3.0, "the drain waited for more than a small batch"
+    hub, name = process_hub(), job["name"]
+    batches = hub.value("klio_worker_batch_messages_count", job=name)
+    assert hub.value("klio_worker_batch_messages_bucket", job=name, le="5.0") == batches
+    done = len(lines(processed))
+    assert hub.value("klio_worker_acked_total", job=name) == done < len(elements)
+    # what the drain left is still in the subscription, for the next worker
+    with running(_worker(Path(job["config"]), settings=FAST)):
+        got.update(pubsub.collect(job["out_sub"], len(elements) - len(got), 60))
+    assert sorted(got) == sorted(elements)
 
 
 def test_file_inputs_run_once_as_a_batch_job(tmp_path: Path) -> None:

@@ -36,6 +36,11 @@ DEFAULTS = WorkerSettings()
               help="Address the health and metrics servers listen on.")
 @click.option("--max-messages", type=click.IntRange(min=1), default=DEFAULTS.max_messages,
               show_default=True, envvar="KLIO_MAX_MESSAGES", help="Messages per micro-batch.")
+@click.option("--target-batch-seconds", type=click.FloatRange(min=0),
+              default=DEFAULTS.target_batch_seconds, show_default=True,
+              envvar="KLIO_TARGET_BATCH_SECONDS",
+              help="A batch holds what runs in about this long at the job's pace (starting at "
+                   "one message; 0: always --max-messages).")
 @click.option("--max-wait-ms", type=click.IntRange(min=0), default=DEFAULTS.max_wait_ms,
               show_default=True, envvar="KLIO_MAX_WAIT_MS",
               help="How long to gather a batch after its first message.")
@@ -58,7 +63,8 @@ DEFAULTS = WorkerSettings()
               default="info", show_default=True, envvar="KLIO_LOG_LEVEL")
 def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
            health_port: int, metrics_port: int, probe_host: str, max_messages: int,
-           max_wait_ms: int, max_batch_bytes: int, ack_deadline: int, stall_seconds: float,
+           target_batch_seconds: float, max_wait_ms: int, max_batch_bytes: int,
+           ack_deadline: int, stall_seconds: float,
            dead_letter_topic: str | None, log_level: str) -> None:
     """Run a Klio job as a worker: pull, run, publish, then acknowledge.
 
@@ -90,7 +96,8 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
         raise click.ClickException("job_config.events.inputs: no event input to read")
 
     settings = WorkerSettings(
-        max_messages=max_messages, max_wait_ms=max_wait_ms, max_batch_bytes=max_batch_bytes,
+        max_messages=max_messages, target_batch_seconds=target_batch_seconds,
+        max_wait_ms=max_wait_ms, max_batch_bytes=max_batch_bytes,
         ack_deadline_seconds=ack_deadline, lease_every_seconds=ack_deadline / 3,
     )
     probes = Probes(health_port, metrics_port, probe_host, stall_seconds)

@@ -5,8 +5,9 @@ letters, bottom-up requests) is confirmed published; if anything fails, the batc
 (ack deadline 0) for redelivery. So a kill at any point loses nothing, and may repeat a batch:
 job outputs must be idempotent. At most two batches are held, each bounded by count and bytes:
 one running while the previous one's publishes are confirmed, so memory and concurrency stay
-bounded (the subscription holds the backlog). A batch is up to ``max_messages`` gathered for at
-most ``max_wait_ms`` after the first, cut short when the subscription has no more. SIGTERM
+bounded (the subscription holds the backlog). A batch is up to ``max_messages`` (fewer for a job
+of long elements: what runs in about ``target_batch_seconds``, see :class:`_BatchSizer`) gathered
+for at most ``max_wait_ms`` after the first, cut short when the subscription has no more. SIGTERM
 (``stop``) ends the loop after the held batches are published and acknowledged.
 """
 
@@ -150,6 +151,29 @@ class _Backoff:
         self.failures = 0
 
 
+class _BatchSizer:
+    """How many messages the next batch may hold: what runs in about ``target_seconds`` at the
+    pace of the last batch, at least one, at most ``most``, and at most twice as many as a batch
+    has held so far. It starts at one, as nothing is known of the job's pace yet.
+
+    Why: a batch is published and acknowledged only when all of it has run. With elements of
+    seconds each (audio), a full batch would hold its outputs back for many minutes, and a
+    drain (SIGTERM: a rolling update, a scale-down) would outlast the pod's grace period, so
+    the kill would hand the whole batch back to run again. ``target_seconds`` 0: always
+    ``most``."""
+
+    def __init__(self, target_seconds: float, most: int) -> None:
+        self.target_seconds, self.most = target_seconds, most
+        self.size = 1 if target_seconds else most
+
+    def ran(self, count: int, seconds: float) -> None:
+        """A batch of ``count`` messages ran in ``seconds``."""
+        if not self.target_seconds or count < 1:
+            return
+        fits = self.target_seconds * count / seconds if seconds > 0 else float(self.most)
+        self.size = max(1, min(self.most, max(self.size, 2 * count), int(fits)))
+
+
 class StreamingWorker:
     """One job's pull → run → publish → ack loop (see the module docstring)."""
 
@@ -176,6 +200,8 @@ class StreamingWorker:
         self.metrics = WorkerMetrics.on(process_hub().registry)
         self.stop_event = threading.Event()
         self.pull_backoff = _Backoff(PULL_RETRY_FIRST_SECONDS, PULL_RETRY_MAX_SECONDS)
+        self.batch_sizer = _BatchSizer(self.settings.target_batch_seconds,
+                                       self.settings.max_messages)
         self.store = DataStore()
         self.executor = BatchExecutor(config, run_fn, [name for name, _ in self.inputs])
 
@@ -277,10 +303,11 @@ class StreamingWorker:
         size = 0
         subscriptions = [sub for _, sub in self.inputs]
         deadline: float | None = None
-        while len(batch) < settings.max_messages and size < settings.max_batch_bytes:
+        most = self.batch_sizer.size
+        while len(batch) < most and size < settings.max_batch_bytes:
             got_any = False
             for subscription in subscriptions:
-                want = settings.max_messages - len(batch)
+                want = most - len(batch)
                 if want <= 0:
                     break
                 # Block (server-side wait) only while nothing is held and one input exists.
@@ -342,6 +369,7 @@ class StreamingWorker:
         in_flight = _InFlight(batch, time.monotonic())
         try:
             in_flight.outgoing, in_flight.nacked = self._outgoing(batch)
+            self.batch_sizer.ran(len(batch), time.monotonic() - in_flight.started)
             in_flight.futures = self.client.publish_nowait(
                 (o.topic, o.data, o.attributes) for o in in_flight.outgoing)
         except Exception:

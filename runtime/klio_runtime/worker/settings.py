@@ -17,6 +17,8 @@ class WorkerSettings:
     """Bounds and timings of the loop (flags/env of ``klio worker``)."""
 
     max_messages: int = 100  # per batch
+    # a batch holds what runs in about this long at the job's pace (0: always max_messages)
+    target_batch_seconds: float = 20.0
     max_wait_ms: int = 200  # gather more messages for at most this long after the first
     max_batch_bytes: int = 16 * 1024 * 1024  # data + attributes held per batch
     ack_deadline_seconds: int = 60  # each lease extension grants this much
@@ -33,6 +35,10 @@ class WorkerSettings:
         for name in ("max_messages", "max_batch_bytes", "ack_deadline_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.target_batch_seconds < 0:
+            raise ValueError(
+                f"target_batch_seconds must be >= 0, not {self.target_batch_seconds}"
+            )
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, not {self.max_wait_ms}")
         if not 0 < self.lease_every_seconds < self.ack_deadline_seconds:
