@@ -76,3 +76,16 @@ def test_a_batch_job_reads_the_elements_file_it_is_given(tmp_path: Path) -> None
         "skip_klio_existence_check": True,
     }
     assert not (tmp_path / "b_input_elements.txt").exists()  # nothing seeded: the user's file
+
+
+def test_a_created_job_has_a_readme_and_an_existing_one_is_kept(tmp_path: Path) -> None:
+    create(tmp_path / "new", "--job-name", "my-job")
+    readme = (tmp_path / "new" / "README.md").read_text()
+    assert readme.startswith("# my-job\n")
+    assert "`./my-job_input_elements.txt`" in readme and "klio job run" in readme
+    assert "{{" not in readme
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("# the team's project\n")
+    create(project, "--job-name", "other-job", "--job-type", "streaming", "--gcp-project", "p")
+    assert (project / "README.md").read_text() == "# the team's project\n"

@@ -100,7 +100,8 @@ def create(
     **klio_options: Any,
 ) -> None:
     """Create a job: klio-job.yaml, run.py, transforms.py, Dockerfile, job-requirements.txt,
-    tests/ (and, for a batch job, two sample elements in <job-name>_input_elements.txt). Klio's
+    tests/, README.md (and, for a batch job, two sample elements in
+    <job-name>_input_elements.txt). Klio's
     options place its events and data and set its pipeline options; its other options are
     accepted and ignored, with a note."""
     target = job_dir if job_dir is not None else Path(".")

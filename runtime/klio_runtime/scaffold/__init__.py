@@ -34,6 +34,7 @@ KEPT_IF_PRESENT = {
     # Klio's quickstart has the user write the elements file; a project may have its .gitignore
     "input_elements.txt.tmpl": "{{job_name}}_input_elements.txt",
     "gitignore.tmpl": ".gitignore",
+    "README.md.tmpl": "README.md",  # Klio's create writes one too
 }
 RECEIVED_LINE = {
     "batch": "\"Received '%s' from file '%s'\" % (element, event_input.file_pattern)",
