@@ -174,6 +174,38 @@ def test_a_failed_publish_hands_the_batch_back_and_nothing_is_lost(
     assert sorted(got) == sorted(elements)
 
 
+def test_not_ready_while_publishing_fails_then_ready_again(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    missing_out = topic(unique("gone"))  # the output topic is not there (deleted, say)
+    config = Path(job["config"])
+    config.write_text(config.read_text().replace(job["out_topic"], missing_out))
+    health = HealthState()
+    quick_return = WorkerSettings(max_messages=50, max_wait_ms=20, redelivery_delay_seconds=1)
+    worker = _worker(config, health=health, settings=quick_return)
+    element = unique("e")
+    with running(worker):
+        pubsub.publish(job["in_topic"], [serialize(new_message(element))])
+        wait_for(lambda: not health.ready()[0], 30, "not ready while publishing fails")
+        assert missing_out in health.ready()[1]
+        assert health.alive()[0]  # a restart would not mend it
+        pubsub.publisher.create_topic(name=missing_out)  # the operator's drift repair, say
+        pubsub.topics.append(missing_out)
+        out_sub = pubsub.subscribe(missing_out, unique("gone-out"))
+        wait_for(lambda: health.ready()[0], 60, "ready once a batch's publishes go out")
+        # (the first element's output may have gone out before the subscription was made)
+        later = unique("e")
+        pubsub.publish(job["in_topic"], [serialize(new_message(later))])
+        seen: set[str] = set()
+
+        def later_out() -> bool:
+            seen.update(parse(m.data).data.element.decode() for m in pubsub.drain(out_sub))
+            return later in seen
+
+        wait_for(later_out, 30, "the next element's output")
+        assert seen <= {element, later}
+
+
 def test_a_failed_dead_letter_publish_hands_back_only_its_message_after_a_delay(
         pubsub: PubSub, tmp_path: Path) -> None:
     job = _setup(pubsub, tmp_path)

@@ -62,6 +62,9 @@ class HealthState:
         self.reason = "starting"
         self.unavailable: str | None = None
         """Why pulling fails for now (Pub/Sub unreachable): not ready until it works again."""
+        self.publish_failing: str | None = None
+        """Why the last batch's publishes failed (a topic gone, say): not ready until a batch's
+        publishes all go out again."""
 
     def tick(self) -> None:
         """The loop is alive (called every iteration and around each batch)."""
@@ -86,6 +89,8 @@ class HealthState:
             return False, self.reason
         if self.unavailable is not None:
             return False, self.unavailable
+        if self.publish_failing is not None:
+            return False, self.publish_failing
         return self.alive()
 
 

@@ -401,6 +401,8 @@ class StreamingWorker:
         back = batch if None in sources else [m for m in batch if m.ack_id in sources]
         if failed:
             first, error = failed[0]
+            self.health.publish_failing = (
+                f"publishing to {first.topic} failed: {type(error).__name__}: {error}")
             log.error("publishing %d of %d messages failed (first: %s to %s: %s): %d of the "
                       "batch of %d go back for redelivery in %d s", len(failed),
                       len(in_flight.outgoing), first.kind, first.topic, error, len(back),
@@ -409,6 +411,8 @@ class StreamingWorker:
             self._forget_requests([o for o in in_flight.outgoing
                                    if None in sources or o.source in sources])
             self._nack(back, "publish_error")
+        elif in_flight.outgoing:
+            self.health.publish_failing = None
         returned = {m.ack_id for m in back}
         nacked = in_flight.nacked - returned
         self._ack([m for m in batch if m.ack_id not in nacked and m.ack_id not in returned])
