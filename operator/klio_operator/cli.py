@@ -148,7 +148,7 @@ def _parent_info(
         name,
         project_of(spec, facts),
         tuple(spec.data_outputs),
-        topic_read_by(namespace, first, event_topics_of(spec)),
+        topic_read_by(namespace, first, event_topics_of(spec, project_of(spec, facts))),
     )
 
 

@@ -240,7 +240,7 @@ def summarize(
         tuple(parsed.parents),
         project,
         tuple(parsed.data_outputs),
-        event_topics_of(parsed),
+        event_topics_of(parsed, project),
     )
 
 

@@ -140,9 +140,14 @@ def topic_read_by(
     return event_topics[0] if event_topics else None
 
 
-def event_topics_of(spec: KlioJobSpec) -> tuple[str, ...]:
-    """The topics of a job's Pub/Sub event inputs, in order."""
-    return tuple(i.topic for i in spec.event_inputs if i.type == "pubsub" and i.topic)
+def event_topics_of(spec: KlioJobSpec, project: str) -> tuple[str, ...]:
+    """The topics of a job's Pub/Sub event inputs, in order (a bare id is in `project`, the
+    job's)."""
+    return tuple(
+        dag.in_project(i.topic, "topics", project)
+        for i in spec.event_inputs
+        if i.type == "pubsub" and i.topic
+    )
 
 
 def labels_for(job: str, component: Component) -> dict[str, str]:
@@ -215,13 +220,15 @@ def plan_pubsub(
     for index, event_input in enumerate(spec.event_inputs):
         if event_input.type != "pubsub":
             continue
+        topic = dag.in_project(event_input.topic, "topics", project) if event_input.topic else ""
         if event_input.subscription:  # the team's own subscription: read it, don't own it
-            external.append(event_input.subscription)
-            inputs.append((event_input.topic or "", event_input.subscription))
-        elif event_input.topic:
+            own = dag.in_project(event_input.subscription, "subscriptions", project)
+            external.append(own)
+            inputs.append((topic, own))
+        elif topic:
             name = dag.input_subscription(project, ns, job, index)
-            subscriptions.append(SubscriptionPlan(name, event_input.topic, dead_letter))
-            inputs.append((event_input.topic, name))
+            subscriptions.append(SubscriptionPlan(name, topic, dead_letter))
+            inputs.append((topic, name))
     parent_topics = tuple(
         TopicPlan(dag.output_topic(parent.project, ns, parent.name)) for parent in parents
     )

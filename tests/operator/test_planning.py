@@ -14,6 +14,7 @@ from klio_operator.planning import (
     ParentInfo,
     Plan,
     PlanningError,
+    event_topics_of,
     plan_job,
 )
 from klio_runtime.config import parse_config
@@ -141,6 +142,31 @@ def test_root_event_inputs_topic_gets_our_subscription_and_theirs_is_read_only()
         ("pubsub", "projects/p/subscriptions/theirs"),
         ("file", "gs://b/ids.txt"),
     ]
+
+
+def test_bare_topic_and_subscription_ids_are_in_the_jobs_project() -> None:
+    # the CRD documents "projects/P/topics/T, or T in the job's project"
+    job = spec(
+        pipelineOptions={"project": "proj"},
+        eventInputs=[
+            {"type": "pubsub", "topic": "uploads"},
+            {"type": "pubsub", "topic": "more", "subscription": "theirs"},
+        ],
+    )
+    plan = plan_job(OWNER, job)
+    ours = [s for s in plan.pubsub.subscriptions if s.name.endswith(".input-0")]
+    assert [s.topic for s in ours] == ["projects/proj/topics/uploads"]
+    assert plan.external_subscriptions == ("projects/proj/subscriptions/theirs",)
+    config = parse_config(yaml.safe_load(by_kind(plan)["ConfigMap"]["data"]["klio-job.yaml"]))
+    assert [(i.topic, i.subscription) for i in config.job_config.events.inputs] == [
+        ("projects/proj/topics/uploads", "projects/proj/subscriptions/klio.team.child.input-0"),
+        ("projects/proj/topics/more", "projects/proj/subscriptions/theirs"),
+    ]
+    # what a child publishes its bottom-up requests to
+    assert event_topics_of(job, "proj") == (
+        "projects/proj/topics/uploads",
+        "projects/proj/topics/more",
+    )
 
 
 def test_project_from_pipeline_options_and_facts() -> None:
