@@ -115,7 +115,8 @@ class JobSummary(NamedTuple):
     data_outputs: tuple[DataOutput, ...]
     event_topics: tuple[str, ...] = ()
     waiting: bool = False
-    """Its status says a parent is missing: a parent that appears must nudge it."""
+    """Its status says a parent is missing or its parents form a cycle: a parent that appears
+    (or reconciles, once the cycle is broken) must nudge it."""
 
 
 def _context(memo: Any) -> OperatorContext:
@@ -156,7 +157,7 @@ async def index_job(
     context.latest[key] = dict(body)  # the top level only: the watch's dicts are not reused
     summary = parsed_job(context, name, spec, meta).summary
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
-    if parents is not None and parents.get("reason") == "ParentNotFound":
+    if parents is not None and parents.get("reason") in ("ParentNotFound", "CycleDetected"):
         summary = summary._replace(waiting=True)
     keys: dict[JobKey, JobSummary] = {("job", namespace or "", name): summary}
     for parent in summary.parents:
@@ -365,13 +366,18 @@ async def _write_status(
 def _blocked_status(
     body: Mapping[str, Any], parents: cond.ConditionState, blocked: cond.ConditionState
 ) -> dict[str, Any]:
+    previous = body.get("status") or {}
     observation = cond.Observation(
         generation=int(body["metadata"].get("generation") or 0),
         parents=parents,
         topics=cond.topics_waiting(blocked.message),
+        # What an earlier spec made is still there: the deletion finalizer, and the stale
+        # check once the spec is fixed, remove it by these names.
+        topic_names=previous.get("topics") or [],
+        subscription_names=previous.get("subscriptions") or [],
         blocked=blocked,
     )
-    return cond.build_status(observation, body.get("status"), _now())
+    return cond.build_status(observation, previous, _now())
 
 
 # -- reconcile ---------------------------------------------------------------------------------
@@ -470,6 +476,7 @@ async def _reconcile(
             if c.get("type") not in (cond.READY, cond.PARENTS_RESOLVED)
         ]
         status["phase"] = "Pending"
+        status["observedGeneration"] = generation  # seen: it waits for its parents
         await _write_status(context, namespace, name, status)
         kopf.warn(body, reason="ParentNotFound", message=parents_state.message)
         # Not a retry (it would sleep out its delay whatever happens): a parent that appears

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from klio_operator.dag import dead_letter_topic, output_topic, parent_subscription
+from klio_operator.kube import resource_path
 
 from tests.operator.harness import NS, PROJECT, operator_under_test, pubsub_names
 
@@ -100,6 +101,51 @@ async def test_a_cycle_is_named_and_nothing_is_created() -> None:
             assert op.condition_is("x", "Ready", "False", "CycleDetected")
             assert op.objects("KlioJob")["x"]["status"]["phase"] == "Failed"
             assert not op.objects("Deployment")
+
+        await op.run(scenario)
+
+
+async def test_breaking_a_cycle_heals_every_job_that_was_in_it() -> None:
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.apply_job("x", parents=["z"])
+            await op.apply_job("y", parents=["x"])
+            await op.apply_job("z", parents=["y"])
+            for job in "xyz":
+                await op.wait(
+                    lambda job=job: op.condition_is(job, "Ready", "False", "CycleDetected"),
+                    f"{job} sees the cycle",
+                )
+            # z becomes a root: z heals for its own edit, x as z's child; y only if x, once
+            # healed, nudges it (before, y stayed CycleDetected until the operator restarted)
+            await op.send("PATCH", resource_path("KlioJob", NS, "z"), {"spec": {"parents": None}})
+            await op.wait(
+                lambda: all(op.condition_is(job, "ParentsResolved", "True") for job in "xyz"),
+                "every job of the old cycle resolved",
+            )
+            await op.wait(lambda: set(op.objects("Deployment")) == set("xyz"), "their workers")
+
+        await op.run(scenario)
+
+
+async def test_a_parent_named_later_moves_the_observed_generation() -> None:
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.apply_job("j")
+            await op.wait(lambda: "j" in op.objects("Deployment"), "reconciled")
+            await op.send(
+                "PATCH", resource_path("KlioJob", NS, "j"), {"spec": {"parents": ["ghost"]}}
+            )
+            await op.wait(
+                lambda: op.condition_is("j", "ParentsResolved", "False", "ParentNotFound"),
+                "waits for its parent",
+            )
+            # the new generation is seen (kubectl wait, Argo CD): it waits for a parent
+            status = op.objects("KlioJob")["j"]["status"]
+            assert status["observedGeneration"] == 2
+            assert status["phase"] == "Pending"
 
         await op.run(scenario)
 

@@ -140,6 +140,43 @@ async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() ->
         await op.run(scenario)
 
 
+async def test_what_a_spec_made_is_removed_after_the_spec_went_invalid() -> None:
+    async with operator_under_test() as op:
+        incoming = f"projects/{PROJECT}/topics/incoming"
+        input_sub = f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0"
+
+        async def ours() -> set[str]:
+            topics, subscriptions = await pubsub_names()
+            return {n for n in topics | subscriptions if f"klio.{NS}.j." in n}
+
+        async def scenario() -> None:
+            await op.apply_job("j", eventInputs=[{"type": "pubsub", "topic": incoming}])
+            await op.wait(lambda: op.condition_is("j", "TopicsReady", "True"), "wired")
+            assert input_sub in await ours()
+            path = resource_path("KlioJob", NS, "j")
+            await op.send("PATCH", path, {"spec": {"config": {"blocking": "maybe"}}})
+            await op.wait(lambda: op.condition_is("j", "Ready", "False", "InvalidSpec"), "invalid")
+            # what the valid spec made is still listed (before, the invalid status wiped it)
+            assert input_sub in op.objects("KlioJob")["j"]["status"]["subscriptions"]
+            # fixed without its event input: that input's subscription goes
+            await op.send("PATCH", path, {"spec": {"config": None, "eventInputs": None}})
+            await op.wait(
+                lambda: op.objects("KlioJob")["j"]["status"].get("observedGeneration") == 3
+                and op.condition_is("j", "TopicsReady", "True"),
+                "fixed",
+            )
+            assert input_sub not in await ours()
+            # invalid again, then deleted: nothing of the job is left behind
+            await op.send("PATCH", path, {"spec": {"config": {"blocking": "maybe"}}})
+            await op.wait(lambda: op.condition_is("j", "Ready", "False", "InvalidSpec"), "invalid")
+            await op.delete_job("j")
+            await op.wait(lambda: not op.objects("KlioJob"), "job gone")
+            assert await ours() == set()
+
+        await op.context.pubsub.ensure_topic(incoming)
+        await op.run(scenario)
+
+
 async def test_cpu_autoscaling_without_a_cpu_request_is_warned_of_once() -> None:
     async with operator_under_test() as op:  # no KEDA: the workers scale on CPU
 
