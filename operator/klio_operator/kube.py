@@ -292,9 +292,25 @@ async def apply(
                 raise
             current = await api.get(path) or {}
     deletions = removals(_last_applied(current), desired, current)
+    if obj["kind"] == "Deployment":
+        deletions = _keep_worker_count(current, deletions)
     if not deletions and is_subset(desired, current):
         return "unchanged", current
     return "updated", await api.merge_patch(path, _merge(desired, deletions))
+
+
+def _keep_worker_count(current: Mapping[str, Any], deletions: dict[str, Any]) -> dict[str, Any]:
+    """Deletions for a Deployment whose `spec.replicas` is no longer set (autoscaling turned
+    on): its count is left for the autoscaler to take over, since a deleted count is defaulted
+    to 1 by the API server (5 running workers would drop to 1). A count of 0 (the job was
+    suspended) is deleted all the same: an HPA never scales up from 0."""
+    spec = deletions.get("spec")
+    live = (current.get("spec") or {}).get("replicas")
+    if not (isinstance(spec, dict) and "replicas" in spec and spec["replicas"] is None and live):
+        return deletions
+    rest = {key: value for key, value in spec.items() if key != "replicas"}
+    kept = {key: value for key, value in deletions.items() if key != "spec"}
+    return {**kept, "spec": rest} if rest else kept
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -100,6 +100,37 @@ async def test_apply_deletes_a_field_no_longer_desired_but_keeps_others_fields()
         await api.close()
 
 
+async def test_a_worker_count_no_longer_set_is_left_to_the_autoscaler_unless_zero() -> None:
+    async with running_emulator() as emulator:
+        api = KubeApi(str(emulator.url).rstrip("/"))
+        sent: list[Any] = []
+        merge_patch = api.merge_patch
+
+        async def recording(path: str, body: Any) -> Any:
+            sent.append(body)
+            return await merge_patch(path, body)
+
+        api.merge_patch = recording  # type: ignore[method-assign]
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "w", "namespace": "ns"},
+            "spec": {"replicas": 5, "paused": False},
+        }
+        autoscaled = {**deployment, "spec": {"paused": False, "minReadySeconds": 1}}
+        await apply(api, deployment)
+        _, stored = await apply(api, autoscaled)  # autoscaling turned on
+        # not `replicas: null`: the API server would default it to 1 (5 workers down to 1)
+        assert "replicas" not in sent[-1]["spec"]
+        assert stored["spec"]["replicas"] == 5
+        assert (await apply(api, autoscaled))[0] == "unchanged"
+        # suspended (0), then autoscaled again: deleted, as an HPA never scales up from 0
+        await apply(api, {**deployment, "spec": {"replicas": 0, "paused": False}})
+        await apply(api, autoscaled)
+        assert sent[-1]["spec"]["replicas"] is None
+        await api.close()
+
+
 async def test_last_applied_records_key_paths_and_an_older_full_record_still_works() -> None:
     async with running_emulator() as emulator:
         api = KubeApi(str(emulator.url).rstrip("/"))
