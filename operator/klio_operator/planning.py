@@ -360,6 +360,7 @@ def worker_parents(
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
+    """A short digest of a JSON-able mapping (a worker config, a pod template)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -548,14 +549,14 @@ def plan_job(
     workload: tuple[str, str] | None = None
     advice: list[str] = []
     if spec.runner != "direct":
-        launcher = f"{job}-launch-{digest[:8]}"
-        children.append(_batch_job(owner, spec, facts, launcher, "launcher", digest, 1))
-        workload = ("Job", launcher)
+        launcher = _batch_job(owner, spec, facts, f"{job}-launch", "launcher", digest, 1)
+        children.append(launcher)
+        workload = ("Job", launcher["metadata"]["name"])
         workers = 0 if spec.suspend else 1
     elif spec.mode == "batch":
-        name = f"{job}-{digest[:8]}"  # a Job's pod template is immutable: new config, new Job
-        children.append(_batch_job(owner, spec, facts, name, "worker", digest, spec.replicas))
-        workload = ("Job", name)
+        batch = _batch_job(owner, spec, facts, job, "worker", digest, spec.replicas)
+        children.append(batch)
+        workload = ("Job", batch["metadata"]["name"])
         workers = 0 if spec.suspend else spec.replicas
     else:
         children.append(_deployment(owner, spec, facts, digest, workers))
@@ -618,11 +619,13 @@ def _batch_job(
     owner: Owner,
     spec: KlioJobSpec,
     facts: ClusterFacts,
-    name: str,
+    prefix: str,
     component: Component,
     digest: str,
     parallelism: int,
 ) -> dict[str, Any]:
+    """A Job named `<prefix>-<digest of its pod template>`: a Job's pod template is immutable,
+    so a new config, image, env or resources is a new Job (a new run)."""
     command = (
         worker_contract.WORKER_COMMAND
         if component == "worker"
@@ -633,25 +636,26 @@ def _batch_job(
         # than starting a second one beside it; the first launch has nothing to update and
         # submits a new job (klio job run --update, as Klio's).
         command = (*command, "--update")
+    template = pod_template(
+        owner,
+        spec,
+        facts,
+        component=component,
+        command=command,
+        config_digest=digest,
+        probes=component == "worker",
+        restart_policy="Never",
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(owner, name, component),
+        "metadata": _metadata(owner, f"{prefix}-{config_hash(template)[:8]}", component),
         "spec": {
             "suspend": spec.suspend,
             "parallelism": max(parallelism, 1),
             "backoffLimit": 3,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
-            "template": pod_template(
-                owner,
-                spec,
-                facts,
-                component=component,
-                command=command,
-                config_digest=digest,
-                probes=component == "worker",
-                restart_policy="Never",
-            ),
+            "template": template,
         },
     }
 

@@ -347,6 +347,16 @@ def test_batch_job_is_a_kubernetes_job_named_by_config() -> None:
     assert config.pipeline_options.streaming is False
     other = plan_job(OWNER, spec(mode="batch", replicas=2, config={"k": 1}))
     assert by_kind(other)["Job"]["metadata"]["name"] != batch["metadata"]["name"]
+    # A Job's pod template is immutable: anything in it makes a new Job (a new run); its
+    # mutable fields (parallelism, suspend) keep the run
+    name, base = batch["metadata"]["name"], job.model_dump(by_alias=True, exclude_none=True)
+    for changed in ({"image": "reg.example/job:2"}, {"env": [{"name": "A", "value": "1"}]},
+                    {"resources": {"requests": {"cpu": "1"}}}):
+        other_job = KlioJobSpec.model_validate({**base, **changed})
+        assert by_kind(plan_job(OWNER, other_job))["Job"]["metadata"]["name"] != name, changed
+    for kept in ({"replicas": 3}, {"suspend": True}):
+        same_run = KlioJobSpec.model_validate({**base, **kept})
+        assert by_kind(plan_job(OWNER, same_run))["Job"]["metadata"]["name"] == name, kept
     suspended = by_kind(plan_job(OWNER, spec(mode="batch", suspend=True)))["Job"]
     assert suspended["spec"]["suspend"] is True
 
