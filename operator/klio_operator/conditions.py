@@ -72,6 +72,8 @@ class Observation:
     parent_names: Sequence[str] = ()
     batch: bool = False
     blocked: ConditionState | None = None  # a spec error or a cycle: nothing is reconciled
+    run: str | None = None
+    """The name of the run's Job, for a Job workload (see `KlioJobStatus.run`)."""
 
 
 def parents_condition(resolution: ParentResolution) -> ConditionState:
@@ -285,6 +287,35 @@ def worker_state(w: WorkloadObservation) -> WorkerState:
     return state
 
 
+ENDED_REASONS = ("Completed", "Submitted", "JobFailed")
+"""WorkersReady reasons of a run that ended (or, for a launcher, did its work)."""
+
+
+def ended_run(previous: Mapping[str, Any], run: str, engine: str | None) -> WorkerState:
+    """The state of a run whose Job is gone: as the run ended, or stopped when its Job was
+    deleted before it finished. It is not made again (see `KlioJobStatus.run`)."""
+    before = {c.get("type"): c for c in previous.get("conditions") or []}
+    if (before.get(WORKERS_READY) or {}).get("reason") in ENDED_REASONS:
+        kept = tuple(
+            ConditionState(t, c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""))
+            for t in (WORKERS_READY, PROGRESSING, SUCCEEDED, DEGRADED)
+            if (c := before.get(t)) is not None
+        )
+        phase = previous.get("phase")
+        return WorkerState(0, 0, kept, phase if phase in ("Succeeded", "Failed") else None)
+    message = (
+        f"the Job {run} was deleted before it finished; it is not run again until a spec"
+        " change makes a new run"
+    )
+    stopped: tuple[ConditionState, ...] = (
+        ConditionState(WORKERS_READY, "False", "RunDeleted", message),
+        ConditionState(PROGRESSING, "False", "RunDeleted", message),
+    )
+    if engine is None:
+        stopped += (ConditionState(SUCCEEDED, "False", "RunDeleted", message),)
+    return WorkerState(0, 0, stopped, "Failed")
+
+
 def merge_conditions(
     previous: Sequence[Mapping[str, Any]],
     states: Sequence[ConditionState],
@@ -342,6 +373,8 @@ def build_status(
                 ConditionState(PROGRESSING, "False", o.blocked.reason, o.blocked.message),
             ),
         )
+    elif o.run is not None and o.workload.obj is None and previous.get("run") == o.run:
+        workers = ended_run(previous, o.run, o.workload.engine)
     else:
         workers = worker_state(o.workload)
     states: dict[str, ConditionState] = {s.type: s for s in workers.conditions}
@@ -377,6 +410,10 @@ def build_status(
     }
     if o.selector is not None:
         status["selector"] = o.selector
+    # a blocked job (no workload observed) keeps its run: fixed, it must not make it again
+    run = o.run if o.run is not None else previous.get("run") if o.blocked else None
+    if run is not None:
+        status["run"] = run
     return status
 
 

@@ -499,10 +499,9 @@ async def _reconcile(
 
     topics_state = await _ensure_pubsub(context, body, plan)
     first = not body.get("status")  # nothing exists yet, nothing stale to remove
+    children = await _children_to_apply(context, body, plan)
     # Children refer to each other by name only: the API takes them in any order.
-    applied = await all_of(
-        apply(context.kube, child, likely_absent=first) for child in plan.children
-    )
+    applied = await all_of(apply(context.kube, child, likely_absent=first) for child in children)
     context.children_applied[(namespace, name)] = frozenset(map(object_key, plan.children))
     if topics_state.status == "True":
         _report_drift_repaired(context, body, namespace, name)
@@ -510,9 +509,7 @@ async def _reconcile(
         context.advice_reported[(namespace, name)] = plan.advice
         if plan.advice:
             kopf.warn(body, reason="AutoscalingLimited", message="; ".join(plan.advice))
-    stored = {
-        object_key(child): result for child, result in zip(plan.children, applied, strict=True)
-    }
+    stored = {object_key(child): result for child, result in zip(children, applied, strict=True)}
     if not first:
         await prune(
             context.kube,
@@ -531,6 +528,23 @@ async def _reconcile(
     await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+
+
+async def _children_to_apply(
+    context: OperatorContext, body: kopf.Body, plan: Plan
+) -> list[dict[str, Any]]:
+    """The plan's children, less the run's Job when that run was made before and its Job is
+    gone: a run is made once (see `KlioJobStatus.run`)."""
+    run = _run_of(plan)
+    if run is None or (body.get("status") or {}).get("run") != run:
+        return list(plan.children)
+    if await context.kube.get(resource_path("Job", body.metadata.namespace, run)) is not None:
+        return list(plan.children)  # still there: its mutable fields (suspend) may change
+    return [child for child in plan.children if object_key(child) != ("Job", run)]
+
+
+def _run_of(plan: Plan) -> str | None:
+    return plan.workload[1] if plan.workload and plan.workload[0] == "Job" else None
 
 
 def _report_drift_repaired(
@@ -599,6 +613,7 @@ async def _report(
         subscription_names=[s.name for s in plan.pubsub.subscriptions],
         parent_names=list(resolution.found),
         batch=spec.mode == "batch",
+        run=_run_of(plan),
     )
     status = cond.build_status(observation, body.get("status"), _now())
     await _write_status(context, namespace, name, status)
@@ -696,6 +711,7 @@ async def _refresh_once(
         subscription_names=status.get("subscriptions") or [],
         parent_names=status.get("parents") or [],
         batch=spec.mode == "batch",
+        run=status.get("run") if kind == "Job" else None,
     )
     new_status = cond.build_status(observation, status, _now())
     if new_status == status:

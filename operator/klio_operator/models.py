@@ -506,6 +506,14 @@ class KlioJobStatus(WireModel):
         default_factory=list, description="Pub/Sub subscriptions this job reads."
     )
     parents: list[str] = Field(default_factory=list, description="Parents found and resolved.")
+    run: str | None = Field(
+        default=None,
+        description="The run this status describes: the name of its Job (batch mode, or the"
+        " launcher of runner dataflow / flink). A run is made once: once its Job is gone"
+        " (deleted by its ttlSecondsAfterFinished, or by someone stopping it) it is not made"
+        " again; a spec that changes the Job's pod template (config, image, env, resources)"
+        " is a new run.",
+    )
 
 
 class KlioJob(WireModel):

@@ -177,6 +177,72 @@ async def test_what_a_spec_made_is_removed_after_the_spec_went_invalid() -> None
         await op.run(scenario)
 
 
+BATCH = {"mode": "batch", "eventInputs": [{"type": "file", "location": "/data/ids.txt"}]}
+
+
+def _reconciles(op: Any) -> float:
+    return sum(
+        op.context.metrics.reconciles.labels(result=result)._value.get()
+        for result in ("success", "retry", "permanent_error", "error")
+    )
+
+
+async def test_a_batch_run_is_made_once_even_after_its_job_is_gone() -> None:
+    async with operator_under_test() as op:
+        path = resource_path("KlioJob", NS, "b")
+
+        def status() -> dict[str, Any]:
+            return op.objects("KlioJob")["b"].get("status") or {}
+
+        async def relabel_and_reconcile(value: str) -> None:
+            before = _reconciles(op)
+            await op.send("PATCH", path, {"metadata": {"labels": {"team": value}}})
+            await op.wait(lambda: _reconciles(op) > before, "a reconcile of the relabelled job")
+
+        async def scenario() -> None:
+            await op.apply_job("b", **BATCH)
+            await op.wait(lambda: len(op.objects("Job")) == 1, "the batch Job")
+            (run,) = op.objects("Job")
+            assert status().get("run") == run
+            done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+            await op.send("PATCH", resource_path("Job", NS, run, "status"), {"status": done})
+            await op.wait(lambda: status().get("phase") == "Succeeded", "Succeeded")
+            # its ttlSecondsAfterFinished: the Job controller deletes the finished Job
+            await op.send("DELETE", resource_path("Job", NS, run))
+            await op.wait(lambda: not op.objects("Job"), "the Job gone")
+            await relabel_and_reconcile("audio")
+            # before: made again (the whole batch run again) and the status said Pending
+            assert not op.objects("Job")
+            assert status()["phase"] == "Succeeded" and status()["run"] == run
+            assert op.condition_is("b", "Succeeded", "True", "Completed")
+
+        await op.run(scenario)
+
+        async def after_a_restart() -> None:
+            await op.wait(lambda: _reconciles(op) > 0, "the resumed reconcile")
+            assert not op.objects("Job") and status()["phase"] == "Succeeded"
+            # a new image is a new run
+            await op.send("PATCH", path, {"spec": {"image": "registry.example/klio/job:2"}})
+            await op.wait(lambda: len(op.objects("Job")) == 1, "the new run's Job")
+            (second,) = op.objects("Job")
+            await op.wait(lambda: status().get("run") == second, "the new run in the status")
+            # running (the Job controller's status), then stopped by hand before it finished:
+            # not made again, and said so
+            running = {"active": 1, "startTime": "2026-01-01T00:00:00Z"}
+            await op.send("PATCH", resource_path("Job", NS, second, "status"), {"status": running})
+            await op.wait(lambda: status().get("phase") == "Running", "running")
+            await op.send("DELETE", resource_path("Job", NS, second))
+            await op.wait(
+                lambda: op.condition_is("b", "WorkersReady", "False", "RunDeleted"), "stopped"
+            )
+            assert status()["phase"] == "Failed"
+            await relabel_and_reconcile("audio-2")
+            assert not op.objects("Job")
+
+        op.context.metrics.reconciles.clear()
+        await op.run(after_a_restart)
+
+
 async def test_cpu_autoscaling_without_a_cpu_request_is_warned_of_once() -> None:
     async with operator_under_test() as op:  # no KEDA: the workers scale on CPU
 
