@@ -364,17 +364,26 @@ async def _write_status(
 
 
 def _blocked_status(
-    body: Mapping[str, Any], parents: cond.ConditionState, blocked: cond.ConditionState
+    body: Mapping[str, Any],
+    parents: cond.ConditionState,
+    blocked: cond.ConditionState,
+    made: PubSubPlan | None = None,
 ) -> dict[str, Any]:
+    """The status of a job that cannot be reconciled; `made`: the Pub/Sub resources this
+    spec made already (else an earlier spec's are still there)."""
     previous = body.get("status") or {}
     observation = cond.Observation(
         generation=int(body["metadata"].get("generation") or 0),
         parents=parents,
         topics=cond.topics_waiting(blocked.message),
-        # What an earlier spec made is still there: the deletion finalizer, and the stale
-        # check once the spec is fixed, remove it by these names.
-        topic_names=previous.get("topics") or [],
-        subscription_names=previous.get("subscriptions") or [],
+        # The deletion finalizer, and the stale check once the spec is fixed, remove what was
+        # made by these names.
+        topic_names=(
+            [t.name for t in made.topics] if made else previous.get("topics") or []
+        ),
+        subscription_names=(
+            [s.name for s in made.subscriptions] if made else previous.get("subscriptions") or []
+        ),
         blocked=blocked,
     )
     return cond.build_status(observation, previous, _now())
@@ -500,8 +509,20 @@ async def _reconcile(
     topics_state = await _ensure_pubsub(context, body, plan)
     first = not body.get("status")  # nothing exists yet, nothing stale to remove
     children = await _children_to_apply(context, body, plan)
-    # Children refer to each other by name only: the API takes them in any order.
-    applied = await all_of(apply(context.kube, child, likely_absent=first) for child in children)
+    try:
+        # Children refer to each other by name only: the API takes them in any order.
+        applied = await all_of(
+            apply(context.kube, child, likely_absent=first) for child in children
+        )
+    except KubeApiError as exc:
+        if exc.status not in (400, 422):  # not a refusal of what the spec asks for
+            raise
+        # Retrying cannot help until the spec changes (a value only the API server checks).
+        blocked = cond.invalid_spec([f"the API server refused a child object: {exc}"])
+        status = _blocked_status(body, parents_state, blocked, plan.pubsub)
+        await _write_status(context, namespace, name, status)
+        kopf.warn(body, reason="InvalidSpec", message=blocked.message)
+        raise kopf.PermanentError(blocked.message) from exc
     context.children_applied[(namespace, name)] = frozenset(map(object_key, plan.children))
     if topics_state.status == "True":
         _report_drift_repaired(context, body, namespace, name)

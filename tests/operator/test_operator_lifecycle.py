@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
-from klio_operator.kube import resource_path
+from klio_operator.kube import KubeApiError, resource_path
 from klio_operator.planning import MANAGED_BY, PubSubPlan, labels_for
 
 from tests.operator.harness import (
@@ -241,6 +241,45 @@ async def test_a_batch_run_is_made_once_even_after_its_job_is_gone() -> None:
 
         op.context.metrics.reconciles.clear()
         await op.run(after_a_restart)
+
+
+async def test_a_child_the_api_server_refuses_is_reported_and_not_retried() -> None:
+    async with operator_under_test() as op:
+        refused: list[str] = []
+        create = op.context.kube.create
+
+        async def api_server_create(path: str, body: Any) -> Any:
+            # The API server's own validation (not in the emulator): a requests above limits
+            if body.get("kind") == "Deployment":
+                resources = body["spec"]["template"]["spec"]["containers"][0].get("resources")
+                if resources and resources.get("requests", {}).get("cpu") == "2":
+                    refused.append(body["metadata"]["name"])
+                    raise KubeApiError(422, "POST", path, 'Deployment.apps "r" is invalid: '
+                                       "spec.template.spec.containers[0].resources.requests: "
+                                       'Invalid value: "2": must be less than or equal to cpu '
+                                       "limit of 1")
+            return await create(path, body)
+
+        op.context.kube.create = api_server_create  # type: ignore[method-assign]
+
+        async def scenario() -> None:
+            await op.apply_job("r", resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})
+            await op.wait(lambda: op.condition_is("r", "Ready", "False", "InvalidSpec"), "refused")
+            message = (op.condition("r", "Ready") or {})["message"]
+            assert "must be less than or equal to cpu limit" in message
+            assert op.objects("KlioJob")["r"]["status"]["phase"] == "Failed"
+            # what was made already is listed, for the finalizer to remove
+            assert op.objects("KlioJob")["r"]["status"]["topics"]
+            reasons = lambda: {e.get("reason") for e in op.api.live_objects("v1/events")}  # noqa: E731
+            await op.wait(lambda: "InvalidSpec" in reasons(), "the Event")
+            permanent = op.context.metrics.reconciles.labels(result="permanent_error")
+            await op.wait(lambda: permanent._value.get() >= 1, "given up until the spec changes")
+            assert refused == ["r"]  # before: retried every 5 s forever, with no status at all
+            fixed = {"resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "r"), {"spec": fixed})
+            await op.wait(lambda: "r" in op.objects("Deployment"), "the fixed job's workers")
+
+        await op.run(scenario)
 
 
 async def test_cpu_autoscaling_without_a_cpu_request_is_warned_of_once() -> None:
