@@ -203,7 +203,7 @@ async def test_a_batch_run_is_made_once_even_after_its_job_is_gone() -> None:
             await op.apply_job("b", **BATCH)
             await op.wait(lambda: len(op.objects("Job")) == 1, "the batch Job")
             (run,) = op.objects("Job")
-            assert status().get("run") == run
+            await op.wait(lambda: status().get("run") == run, "the run in the status")
             done = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
             await op.send("PATCH", resource_path("Job", NS, run, "status"), {"status": done})
             await op.wait(lambda: status().get("phase") == "Succeeded", "Succeeded")
