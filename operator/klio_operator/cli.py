@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -18,6 +19,7 @@ from klio_operator import dag
 from klio_operator.models import KIND, SpecError, parse_spec
 from klio_operator.planning import (
     DEFAULT_PROJECT,
+    ENV_KEDA_AUTHENTICATION,
     ClusterFacts,
     Owner,
     ParentInfo,
@@ -204,6 +206,8 @@ def render(
         has_keda=with_keda,
         default_project=project or DEFAULT_PROJECT,
     )
+    if os.environ.get(ENV_KEDA_AUTHENTICATION):  # as the running operator reads it
+        facts = dataclasses.replace(facts, keda_authentication=os.environ[ENV_KEDA_AUTHENTICATION])
     documents = _load_documents(files)
     errors: list[str] = []
     jobs: dict[str, tuple[Path, dict[str, Any], Any]] = {}

@@ -32,6 +32,8 @@ APP_NAME = "klio-job"
 LABEL_JOB = "klio.io/job"
 ANNOTATION_CONFIG_HASH = "klio.io/config-hash"
 DEFAULT_PROJECT = "klio-local"
+ENV_KEDA_AUTHENTICATION = "KLIO_KEDA_AUTHENTICATION"
+"""Names the KEDA TriggerAuthentication of the ScaledObjects (else `klio-pubsub`)."""
 MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub's minimum for a dead-letter policy
 ACK_DEADLINE_SECONDS = 60
 RUNNER_NAMES = {"direct": "FnApiRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner"}
@@ -57,6 +59,7 @@ class ClusterFacts:
     has_keda: bool = False  # keda.sh CRDs installed
     default_project: str = DEFAULT_PROJECT  # Pub/Sub project when pipelineOptions has none
     keda_authentication: str = "klio-pubsub"  # KEDA TriggerAuthentication for gcp-pubsub
+    # (named by ENV_KEDA_AUTHENTICATION in the operator's environment)
 
 
 @dataclass(frozen=True)

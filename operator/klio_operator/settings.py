@@ -15,7 +15,13 @@ from klio_operator import drift
 from klio_operator.kube import OPTIONAL_GROUPS, KubeApi, resource_path
 from klio_operator.metrics import OperatorMetrics
 from klio_operator.models import KIND as KLIOJOB_KIND
-from klio_operator.planning import DEFAULT_PROJECT, MANAGED_BY, ClusterFacts, selector_string
+from klio_operator.planning import (
+    DEFAULT_PROJECT,
+    ENV_KEDA_AUTHENTICATION,
+    MANAGED_BY,
+    ClusterFacts,
+    selector_string,
+)
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
 FINALIZER = "klio.io/finalizer"
@@ -35,7 +41,6 @@ ENV_PROJECT = "KLIO_PUBSUB_PROJECT"
 ENV_METRICS_PORT = "KLIO_OPERATOR_METRICS_PORT"
 ENV_RETRY_DELAY = "KLIO_OPERATOR_RETRY_DELAY"
 ENV_DRIFT_INTERVAL = "KLIO_OPERATOR_DRIFT_INTERVAL"
-ENV_KEDA_AUTHENTICATION = "KLIO_KEDA_AUTHENTICATION"
 """The KEDA TriggerAuthentication (in each job's namespace) its ScaledObject reads Pub/Sub with."""
 
 

@@ -100,6 +100,14 @@ def test_render_warns_on_stderr_of_what_the_autoscaler_cannot_do(tmp_path: Path)
         main, ["render", "-f", write(tmp_path, "p.yaml", scaled), "--with-keda"]
     )
     assert with_keda.exit_code == 0 and not with_keda.stderr
+    assert "name: klio-pubsub" in with_keda.stdout  # the TriggerAuthentication
+    # as the running operator, render reads the TriggerAuthentication's name from the env
+    other = CliRunner().invoke(
+        main,
+        ["render", "-f", write(tmp_path, "p.yaml", scaled), "--with-keda"],
+        env={"KLIO_KEDA_AUTHENTICATION": "team-pubsub"},
+    )
+    assert "name: team-pubsub" in other.stdout and "klio-pubsub" not in other.stdout
 
 
 def test_examples_render() -> None:
