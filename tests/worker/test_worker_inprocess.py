@@ -634,6 +634,32 @@ def test_the_worker_waits_out_a_pubsub_outage_not_ready_then_carries_on(
         worker.stop()
 
 
+def test_pubsub_unreachable_at_startup_is_said_at_once_and_a_stop_is_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the first check of the subscription waited out the client's own retries (60 s),
+    # /readyz said only "starting", nothing was counted, and a SIGTERM waited for it.
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens
+    name = unique("down")
+    config = write_config(tmp_path, name, subscription(f"{name}-in"), topic(f"{name}-out"), {})
+    worker = _worker(config)
+    thread = threading.Thread(target=worker.run, name="down-worker", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    try:
+        reason = wait_for(lambda: "did not answer" in worker.health.ready()[1]
+                          and worker.health.ready()[1], 10, "the reason on /readyz")
+        assert "Unavailable" in reason
+        wait_for(lambda: process_hub().value("klio_worker_pull_errors_total", job=name) >= 1,
+                 10, "the failures counted")
+        assert time.monotonic() - started < 15
+    finally:
+        asked = time.monotonic()
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and time.monotonic() - asked < 12
+
+
 def _unreachable() -> api_exceptions.RetryError:
     """What the client raises once its own retries give up on an unreachable Pub/Sub."""
     return api_exceptions.RetryError("Timeout of 60.0s exceeded", None)

@@ -103,9 +103,12 @@ class PubSubClient:
     def ack_deadline_of(self, subscription: str) -> int:
         """The subscription's ack deadline in seconds.
 
-        Raises google.api_core.exceptions.NotFound if the subscription does not exist.
+        Raises google.api_core.exceptions.NotFound if the subscription does not exist. One try:
+        the caller retries (the client's own retries would hide an outage for a minute).
         """
-        found = self.subscriber.get_subscription(request={"subscription": subscription}, timeout=10)
+        found = self.subscriber.get_subscription(
+            request={"subscription": subscription}, timeout=10, retry=None
+        )
         return int(found.ack_deadline_seconds or 10)
 
     def pull(

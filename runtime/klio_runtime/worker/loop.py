@@ -97,9 +97,10 @@ class WorkerMetrics:
         self.in_flight = PromGauge("klio_worker_in_flight_messages",
                                    "Messages pulled and not yet acknowledged.", ["job"],
                                    registry=r)
-        self.pull_errors = PromCounter("klio_worker_pull_errors",
-                                       "Pulls that failed with a transient error (retried).",
-                                       ["job"], registry=r)
+        self.pull_errors = PromCounter(
+            "klio_worker_pull_errors",
+            "Pulls (and checks of the subscriptions at startup) that failed because Pub/Sub "
+            "could not be reached (retried).", ["job"], registry=r)
 
     @classmethod
     def on(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -290,6 +291,7 @@ class StreamingWorker:
                 if isinstance(err, api_exceptions.NotFound):
                     self.health.reason = f"subscription {missing[0]} does not exist (yet)"
                 else:
+                    self.metrics.pull_errors.labels(job=self.config.job_name).inc()
                     self.health.reason = f"Pub/Sub did not answer: {type(err).__name__}: {err}"
                 log.warning("%s; retrying", self.health.reason)
                 if self.stop_event.wait(2.0):
