@@ -37,6 +37,8 @@ def test_the_resources_a_config_names() -> None:
                     "outputs": [
                         {"type": "gcs", "location": "gs://data-bucket/out"},
                         {"type": "file", "location": "/local/out"},
+                        # a `file` entry reads and writes gs:// as well: its bucket too
+                        {"type": "file", "location": "gs://file-bucket/out"},
                     ],
                 },
             },
@@ -49,6 +51,7 @@ def test_the_resources_a_config_names() -> None:
         Resource("topic", f"{P}/topics/j-dead"),
         Resource("bucket", "events-bucket"),
         Resource("bucket", "data-bucket"),
+        Resource("bucket", "file-bucket"),
     ]
 
 

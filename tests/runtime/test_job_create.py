@@ -52,6 +52,10 @@ def test_klios_create_options_place_events_and_data_and_set_pipeline_options(
     assert events["outputs"] == [
         {"type": "pubsub", "topic": "projects/my-project/topics/my-stream-output"}
     ]
+    # undecodable messages go there, not back to Pub/Sub forever
+    assert config["job_config"]["dead_letter_topic"] == (
+        "projects/my-project/topics/my-stream-dead-letter"
+    )
     assert data == {
         "outputs": [{"type": "gcs", "location": "gs://mine/out", "skip_klio_existence_check": True}]
     }

@@ -133,6 +133,20 @@ def test_garbage_goes_to_the_dead_letter_topic_counted_and_acked(
     assert client.events.index("acked") > client.events.index("published")
 
 
+def test_without_a_dead_letter_topic_garbage_goes_back_and_is_not_counted_as_dead_lettered(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)  # and no dead-letter topic configured
+    quick_return = WorkerSettings(max_messages=50, max_wait_ms=20, redelivery_delay_seconds=1)
+    worker = _worker(Path(job["config"]), settings=quick_return)
+    hub, name = process_hub(), job["name"]
+    with running(worker):
+        pubsub.publish(job["in_topic"], [b"garbage\xff"])
+        wait_for(lambda: hub.value("klio_worker_nacked_total", job=name,
+                                   reason="no_dead_letter_topic") >= 2, 30, "two hand-backs")
+    # before: counted as dead-lettered on each redelivery, though it was never sent anywhere
+    assert hub.value("klio_dead_letter_total", job=name, reason="decode_error") == 0
+
+
 def test_non_klio_bytes_even_empty_ones_run_beside_klio_messages_when_allowed(
         pubsub: PubSub, tmp_path: Path) -> None:
     # Klio's allow_non_klio_messages: any bytes are an element; an empty message made the

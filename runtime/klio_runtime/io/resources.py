@@ -65,9 +65,8 @@ def job_resources(config: KlioConfig) -> list[Resource]:
         c.prefix for c in events.outputs if isinstance(c, FileEventOutput | AvroEventOutput)
     ]
     data = config.job_config.data
-    locations += [
-        d.location for d in [*data.inputs, *data.outputs] if d.type == "gcs" and d.location
-    ]
+    # any gs:// location, whatever its entry's type says (a `file` entry reads gs:// as well)
+    locations += [d.location for d in [*data.inputs, *data.outputs] if d.location]
     for bucket in filter(None, map(_bucket, locations)):
         found.append(Resource("bucket", bucket))
     return list(dict.fromkeys(found))

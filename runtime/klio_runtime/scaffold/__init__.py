@@ -76,6 +76,7 @@ class JobIO:
             "event_input": event_input,
             "event_output": self.event_output or events[1],
             "subscription": f"projects/{project}/subscriptions/{topic_name}-{job_name}",
+            "dead_letter_topic": f"projects/{project}/topics/{job_name}-dead-letter",
             "data_section": _data_section(self.data_input or data[0], self.data_output or data[1]),
         }
 

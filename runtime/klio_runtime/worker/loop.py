@@ -455,7 +455,7 @@ class StreamingWorker:
                 log.warning("dead letter (decode_error) %r: %s", message.data[:60], err)
                 self.job_metrics.received()
                 where = repr(message.data[:60])
-                self.job_metrics.dead_lettered("decode_error", where)
+                self._count_dead_letter("decode_error", where)
                 letters.append((message, DeadLetter("decode_error", "message", str(err), where)))
                 continue
             element = kmessage.element_id(msg)
@@ -533,7 +533,9 @@ class StreamingWorker:
                     # allow_non_klio_messages makes a message of any bytes)
                     element = kmessage.element_id(kmessage.parse(
                         data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
-                    self.job_metrics.dead_lettered("pipeline_error", element)
+                    log.warning("dead letter (pipeline_error) %s: %s: %s", element,
+                                type(err).__name__, err)
+                    self._count_dead_letter("pipeline_error", element)
                     merged.dead_letter.append(DeadLetter(
                         "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
                     continue
@@ -543,6 +545,13 @@ class StreamingWorker:
                 merged.dead_letter += one.dead_letter
                 merged.side_publishes += one.side_publishes
         return merged
+
+    def _count_dead_letter(self, reason: str, where: str) -> None:
+        """Count a dead letter the worker itself makes: only when there is a topic to send it
+        to. Without one the message goes back to Pub/Sub (counted as handed back), and each
+        redelivery must not count it as dead-lettered once more."""
+        if self.dead_letter_topic is not None:
+            self.job_metrics.dead_lettered(reason, where)
 
     def _dead_letter(self, original: Pulled | None, letter: DeadLetter) -> _Outgoing:
         assert self.dead_letter_topic is not None
