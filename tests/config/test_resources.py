@@ -75,6 +75,7 @@ def test_create_resources_makes_what_is_missing_once(
         f"created: topic {P}/topics/{name}-input",
         f"created: subscription {P}/subscriptions/{name}-input-{name}",
         f"created: topic {P}/topics/{name}-output",
+        f"created: topic {P}/topics/{name}-dead-letter",
         f"created: bucket {bucket}",
     ]
     subscription = pubsub_v1.SubscriberClient().get_subscription(
@@ -85,7 +86,7 @@ def test_create_resources_makes_what_is_missing_once(
 
     again = runner.invoke(main, ["job", "verify", "-j", str(job), "--create-resources", *extra])
     assert again.exit_code == 0 and "created" not in again.stdout
-    assert again.stdout.count("exists: ") == 4
+    assert again.stdout.count("exists: ") == 5
     for topic in ("input", "output"):
         with pytest.raises(gexc.AlreadyExists):
             pubsub_v1.PublisherClient().create_topic(name=f"{P}/topics/{name}-{topic}")
