@@ -126,3 +126,24 @@ def test_real_process_pipes_encode_into_decode(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.decode().count("\n") == 1
     assert b"Traceback" not in bad.stderr
+
+
+def test_no_google_credentials_is_one_line_and_a_hint_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no gcloud application-default credentials
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:1")  # nor a metadata server
+    runner = CliRunner()
+    job = tmp_path / "job"
+    created = runner.invoke(main, ["job", "create", "--job-name", "j", "--job-type", "streaming",
+                                   "--gcp-project", "p", "--job-dir", str(job)])
+    assert created.exit_code == 0, created.output
+    for args in (["message", "publish", "-j", str(job), "e1"],
+                 ["job", "verify", "-j", str(job), "--create-resources"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "error: DefaultCredentialsError" in result.stderr
+        assert "hint: gs:// data and Pub/Sub need Google credentials" in result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit)

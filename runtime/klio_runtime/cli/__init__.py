@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from klio_runtime.cli.job import job
 from klio_runtime.cli.message import message
+from klio_runtime.cli.options import EXIT_FAILED, credentials_hint
 from klio_runtime.cli.worker import worker
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _KlioGroup(click.Group):
+    """Every command: a failure for want of Google credentials is one line and what to do,
+    not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:
+            hint = credentials_hint(err)
+            if not hint:
+                raise
+            click.echo(f"error: {type(err).__name__}: {err}{hint}", err=True)
+            raise SystemExit(EXIT_FAILED) from None
+
+
+@click.group(cls=_KlioGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="klio-k8s", prog_name="klio")
 def main() -> None:
     """Run and manage Klio jobs."""

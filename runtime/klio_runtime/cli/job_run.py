@@ -16,8 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from klio_runtime.cli.options import (
+    EXIT_FAILED,
     EXIT_INVALID,
     config_file_option,
+    credentials_hint,
     force_build_option,
     image_tag_option,
     job_dir_option,
@@ -47,7 +49,6 @@ from klio_runtime.runner import (
 )
 from klio_runtime.transforms.io import writer_names
 
-EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 SHOWN_IDS = 10
 
@@ -122,25 +123,6 @@ def _run_with_progress(
     return summary
 
 
-CREDENTIALS_HINT = (
-    "\nhint: gs:// data and Pub/Sub need Google credentials (gcloud auth application-default "
-    "login, or GOOGLE_APPLICATION_CREDENTIALS), or an emulator: STORAGE_EMULATOR_HOST for GCS, "
-    "PUBSUB_EMULATOR_HOST for Pub/Sub"
-)
-
-
-def _hint(err: BaseException) -> str:
-    """What to do about a failure whose cause is missing Google credentials ("" otherwise)."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if type(seen).__name__ == "DefaultCredentialsError" or "DefaultCredentialsError" in str(
-            seen
-        ):
-            return CREDENTIALS_HINT
-        seen = seen.__cause__ or seen.__context__
-    return ""
-
-
 def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
     for line in error.errors:
         err.print(f"[red]config error[/red] {escape(line)}", highlight=False)
@@ -170,7 +152,8 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
         _refuse_config(error, err)
     except Exception as error:
         err.print(
-            f"[red]worker failed[/red] {type(error).__name__}: {escape(str(error))}{_hint(error)}",
+            f"[red]worker failed[/red] {type(error).__name__}: {escape(str(error))}"
+            f"{credentials_hint(error)}",
             highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None
@@ -283,7 +266,8 @@ def run(
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
         err_console.print(
-            f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}{_hint(err)}",
+            f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
+            f"{credentials_hint(err)}",
             highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None

@@ -17,6 +17,25 @@ if TYPE_CHECKING:
 
 EXIT_INVALID = 2
 """The exit code of a command refused for its input (a config, an option)."""
+EXIT_FAILED = 1
+"""The exit code of a command that failed."""
+CREDENTIALS_HINT = (
+    "\nhint: gs:// data and Pub/Sub need Google credentials (gcloud auth application-default "
+    "login, or GOOGLE_APPLICATION_CREDENTIALS), or an emulator: STORAGE_EMULATOR_HOST for GCS, "
+    "PUBSUB_EMULATOR_HOST for Pub/Sub"
+)
+
+
+def credentials_hint(err: BaseException) -> str:
+    """What to do about a failure whose cause is missing Google credentials ("" otherwise)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if type(seen).__name__ == "DefaultCredentialsError" or "DefaultCredentialsError" in str(
+            seen
+        ):
+            return CREDENTIALS_HINT
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 job_dir_option = click.option(
     "--job-dir",
