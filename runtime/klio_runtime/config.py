@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -818,6 +818,8 @@ def _construct_noting_duplicates(
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping refuses it below, with its line
         if key in seen:
             loader.duplicates.append((key, key_node.start_mark))
         seen.add(key)

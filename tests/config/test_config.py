@@ -338,6 +338,17 @@ def test_load_config_reports_yaml_syntax_with_line(tmp_path: Path) -> None:
     assert error.startswith(f"{path}: line 4")
 
 
+def test_a_template_placeholder_left_in_the_config_is_a_config_error_with_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text("job_name: j\njob_config:\n  dead_letter_topic: {{dead_letter_topic}}\n")
+    with pytest.raises(ConfigError) as caught:  # was a TypeError (unhashable type: 'dict')
+        load_config(path)
+    (error,) = caught.value.errors
+    assert error == f"{path}: line 3, column 22: found unhashable key"
+
+
 def test_load_config_keeps_the_last_of_duplicate_keys_and_warns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -72,6 +72,9 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     SIGTERM stops pulling, finishes the in-flight batch and exits 0.
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr)
+    if log_level != "debug":
+        # Beam notes at INFO each string annotation it reads (dozens of lines at every start)
+        logging.getLogger("apache_beam.typehints").setLevel(logging.WARNING)
     # the klio logger's own level too (INFO unless set): --log-level debug shows Klio's DEBUG
     # lines; a job that sets its own level when imported still has the last word
     logging.getLogger(LOGGER_NAME).setLevel(log_level.upper())

@@ -289,11 +289,13 @@ class StreamingWorker:
                 if not _waited_out(err):
                     raise
                 if isinstance(err, api_exceptions.NotFound):
-                    self.health.reason = f"subscription {missing[0]} does not exist (yet)"
+                    reason = f"subscription {missing[0]} does not exist (yet)"
                 else:
                     self.metrics.pull_errors.labels(job=self.config.job_name).inc()
-                    self.health.reason = f"Pub/Sub did not answer: {type(err).__name__}: {err}"
-                log.warning("%s; retrying", self.health.reason)
+                    reason = f"Pub/Sub did not answer: {type(err).__name__}"
+                if reason != self.health.reason:  # said once, not at every try
+                    log.warning("%s (%s); retrying until it does", reason, err)
+                self.health.reason = reason
                 if self.stop_event.wait(2.0):
                     return False
             self.health.tick()
