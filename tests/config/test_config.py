@@ -346,7 +346,7 @@ def test_a_template_placeholder_left_in_the_config_is_a_config_error_with_its_li
     with pytest.raises(ConfigError) as caught:  # was a TypeError (unhashable type: 'dict')
         load_config(path)
     (error,) = caught.value.errors
-    assert error == f"{path}: line 3, column 22: found unhashable key"
+    assert error == f"{path}: line 3, column 23: found unhashable key"
 
 
 def test_load_config_keeps_the_last_of_duplicate_keys_and_warns(
