@@ -84,6 +84,10 @@ def test_missing_config_file(tmp_path: Path) -> None:
             "def run_basic(pcoll):\n    pass\ndef run(pcoll, config):\n    pass\n",
             "run.py: line 1: run_basic must accept two arguments",
         ),
+        (  # found without importing it: neither beside run.py nor installed
+            "import apache_beam\nfrom nosuchmod.x import y\ndef run(pcoll, config):\n    pass\n",
+            "run.py: line 2: no module named 'nosuchmod' (not beside it, nor installed",
+        ),
     ],
 )
 def test_run_py_problems(tmp_path: Path, source: str, expected: str) -> None:
@@ -97,12 +101,13 @@ def test_run_py_problems(tmp_path: Path, source: str, expected: str) -> None:
     [
         "def run(pcoll, config, *, label='x'):\n    pass\n",
         "def run(*args):\n    pass\n",
-        "from mylib.jobs import run\n",
+        "from transforms import run\n",  # the job's own module, beside it (made below)
         "run = make_run()\n",
         "def run_basic(pcoll, config):\n    pass\n",
     ],
 )
 def test_run_py_accepted_shapes(tmp_path: Path, source: str) -> None:
+    (tmp_path / "transforms.py").write_text("def run(pcoll, config):\n    return pcoll\n")
     code, _, err = verify("--job-dir", str(make_job(tmp_path, run=source)))
     assert (code, err) == (0, "")
 

@@ -1,12 +1,14 @@
 """``klio job verify``: check a job directory without running it.
 
-Checks the ``klio-job.yaml`` (every error, by path) and that ``run.py`` defines ``run``; the
-module is parsed, never imported, so verifying runs none of the job's code.
+Checks the ``klio-job.yaml`` (every error, by path), that ``run.py`` defines ``run`` and that the
+modules it imports at its top level can be found (beside it, or installed); the module is parsed,
+never imported, so verifying runs none of the job's code.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,32 @@ def check_run_module(path: Path) -> list[str]:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
         return [f"{name}: line {exc.lineno}: {exc.msg}"]
+    return _missing_imports(path, tree) + _check_run_function(name, tree)
+
+
+def _missing_imports(path: Path, tree: ast.Module) -> list[str]:
+    """The top-level imports of the module that cannot be found: beside it (the job's own
+    modules) or installed. Only found, never imported (a package's own code does not run)."""
+    problems = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module]
+        else:
+            continue
+        for module in names:
+            top = module.partition(".")[0]
+            beside = (path.parent / f"{top}.py").exists() or (path.parent / top).is_dir()
+            if not beside and importlib.util.find_spec(top) is None:
+                problems.append(
+                    f"{path.name}: line {node.lineno}: no module named {top!r} (not beside "
+                    "it, nor installed: is it in job-requirements.txt?)"
+                )
+    return problems
+
+
+def _check_run_function(name: str, tree: ast.Module) -> list[str]:
     for function in RUN_FUNCTION_NAMES:
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name == function:
