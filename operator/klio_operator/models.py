@@ -302,8 +302,9 @@ class KlioJobSpec(WireModel):
     replicas: int = Field(
         default=1,
         ge=0,
-        description="Number of workers (streaming). The scale subresource points here, so"
-        " kubectl scale and an HPA work; ignored while autoscaling is set.",
+        description="Number of workers: a streaming job's Deployment replicas, a batch job's"
+        " Job parallelism (0 pauses it). The scale subresource points here, so kubectl scale"
+        " and an HPA work; ignored while autoscaling is set.",
     )
     autoscaling: Autoscaling | None = Field(
         default=None, description="Scale workers automatically."

@@ -655,7 +655,7 @@ def _batch_job(
         "metadata": _metadata(owner, f"{prefix}-{config_hash(template)[:8]}", component),
         "spec": {
             "suspend": spec.suspend,
-            "parallelism": max(parallelism, 1),
+            "parallelism": parallelism,  # 0 pauses a Job's pods, as status then says
             "backoffLimit": 3,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
             "template": template,

@@ -359,6 +359,9 @@ def test_batch_job_is_a_kubernetes_job_named_by_config() -> None:
         assert by_kind(plan_job(OWNER, same_run))["Job"]["metadata"]["name"] == name, kept
     suspended = by_kind(plan_job(OWNER, spec(mode="batch", suspend=True)))["Job"]
     assert suspended["spec"]["suspend"] is True
+    # scaled to 0 (kubectl scale): no worker runs, as the status's desiredWorkers 0 says
+    paused = plan_job(OWNER, KlioJobSpec.model_validate({**base, "replicas": 0}))
+    assert by_kind(paused)["Job"]["spec"]["parallelism"] == 0 and paused.desired_workers == 0
 
 
 @pytest.mark.parametrize(
