@@ -36,6 +36,9 @@ RULES: tuple[Rule, ...] = (
     # KlioJobs: watched by kopf; finalizer, progress annotations and "parent changed" touches.
     Rule("klio.io", ("kliojobs",), ("get", "list", "watch", "patch")),
     Rule("klio.io", ("kliojobs/status",), ("get", "patch")),
+    # Children name their KlioJob with blockOwnerDeletion: where the OwnerReferencesPermission-
+    # Enforcement admission plugin runs (OpenShift), making them needs this.
+    Rule("klio.io", ("kliojobs/finalizers",), ("update",)),
     # Children the operator applies and prunes.
     Rule("", ("configmaps", "services"), CHILD_VERBS),
     Rule("apps", ("deployments",), WATCHED_CHILD_VERBS),  # watched: worker readiness

@@ -33,6 +33,18 @@ def test_watched_resources_and_status() -> None:
     assert not any("*" in r.verbs or "*" in r.resources for r in rbac.RULES)  # least privilege
 
 
+def test_children_that_block_their_owners_deletion_may_be_made() -> None:
+    # With the OwnerReferencesPermissionEnforcement admission plugin (OpenShift's default), an
+    # ownerReference with blockOwnerDeletion needs `update` on the owner's finalizers.
+    from klio_operator.models import parse_spec
+    from klio_operator.planning import Owner, plan_job
+
+    plan = plan_job(Owner("j", "team", "uid-1"), parse_spec({"image": "r/j:1"}))
+    blocking = [c for c in plan.children if c["metadata"]["ownerReferences"][0].get(
+        "blockOwnerDeletion")]
+    assert blocking and "update" in allowed("klio.io", "kliojobs/finalizers")
+
+
 def test_policy_rules_split_by_scope() -> None:
     cluster = rbac.policy_rules(cluster_scoped=True)
     assert {r["resources"][0] for r in cluster} == {"customresourcedefinitions", "namespaces"}
