@@ -196,7 +196,34 @@ def _deployment_state(w: WorkloadObservation) -> WorkerState:
         )
     else:
         progressing = ConditionState(PROGRESSING, "False", "Stable", "all workers up to date")
+    stalled = _progress_deadline_exceeded(status) if current and not w.suspended else None
+    if stalled is not None:
+        # The Deployment gave up waiting for its new workers (they run but never get ready,
+        # say): not progressing any more, and degraded until a new spec or a fix.
+        return WorkerState(
+            ready,
+            replicas,
+            (
+                workers,
+                ConditionState(PROGRESSING, "False", "ProgressDeadlineExceeded", stalled),
+                ConditionState(DEGRADED, "True", "ProgressDeadlineExceeded", stalled),
+            ),
+        )
     return WorkerState(ready, replicas, (workers, progressing))
+
+
+def _progress_deadline_exceeded(status: Mapping[str, Any]) -> str | None:
+    """What the Deployment says when its rollout did not finish within its progress deadline
+    (its `Progressing` condition), else None."""
+    for condition in status.get("conditions") or []:
+        if (
+            condition.get("type") == "Progressing"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            said = condition.get("message")
+            return f"the rollout did not finish in time{f': {said}' if said else ''}"
+    return None
 
 
 def _job_state(w: WorkloadObservation) -> WorkerState:
@@ -255,6 +282,14 @@ def _job_state(w: WorkloadObservation) -> WorkerState:
         workers = ConditionState(WORKERS_READY, "True", "Running", f"{active} pods running")
     else:
         workers = ConditionState(WORKERS_READY, "False", "WorkersStarting", "no pod running yet")
+    if w.suspended:
+        paused = "suspended: its pods are not run until it is resumed"
+        held: tuple[ConditionState, ...] = (
+            ConditionState(PROGRESSING, "False", "Suspended", paused),
+        )
+        if w.engine is None:
+            held += (ConditionState(SUCCEEDED, "Unknown", "Suspended", "not finished"),)
+        return WorkerState(active, active, (workers, *held))
     if w.engine is not None:
         submitting = f"submitting the pipeline to {w.engine}"
         return WorkerState(
@@ -389,7 +424,10 @@ def build_status(
         states[DEGRADED] if states[DEGRADED].status == "True" else None,
     ]
     blocker = next((b for b in blockers if b is not None), None)
-    if blocker is None:
+    if blocker is None and o.workload.suspended:
+        suspended = "suspended: no workers run (its subscriptions keep the backlog)"
+        states[READY] = ConditionState(READY, "True", "Suspended", suspended)
+    elif blocker is None:
         states[READY] = ConditionState(READY, "True", "Ready", "the job is running")
     else:
         states[READY] = ConditionState(READY, "False", blocker.reason, blocker.message)

@@ -146,6 +146,31 @@ def test_suspended_job_is_ready_with_zero_workers() -> None:
     )
     assert status["phase"] == "Suspended"
     assert conditions(status)["WorkersReady"]["reason"] == "Suspended"
+    # said so, not "the job is running" (kubectl get shows Ready's reason and message)
+    ready = conditions(status)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("True", "Suspended")
+    assert "no workers run" in ready["message"]
+    batch = {"metadata": {}, "spec": {"suspend": True}, "status": {}}
+    held = conditions(cond.build_status(
+        observe(batch, kind="Job", desired=0, suspended=True, batch=True), None, T0
+    ))
+    assert (held["Progressing"]["status"], held["Progressing"]["reason"]) == ("False", "Suspended")
+    assert held["Succeeded"]["reason"] == "Suspended"
+
+
+def test_a_rollout_past_its_progress_deadline_degrades_the_job() -> None:
+    # new workers that run but never get ready: the Deployment gives up after its deadline
+    stuck = deployment(ready=2, generation=2)
+    stuck["status"].update(updatedReplicas=1, conditions=[{
+        "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+        "message": 'ReplicaSet "j-7d9" has timed out progressing.',
+    }])
+    status = cond.build_status(observe(stuck), None, T0)
+    c = conditions(status)
+    assert (c["Progressing"]["status"], c["Progressing"]["reason"]) == (
+        "False", "ProgressDeadlineExceeded")
+    assert c["Degraded"]["status"] == "True" and "has timed out" in c["Degraded"]["message"]
+    assert status["phase"] == "Degraded"
 
 
 def test_batch_job_succeeds_or_fails() -> None:
