@@ -310,3 +310,20 @@ def test_alerts_without_the_service_monitor_are_refused() -> None:
     proc = run_helm(args, check=False)
     assert proc.returncode != 0
     assert "metrics.prometheusRule.enabled needs metrics.serviceMonitor.enabled" in proc.stderr
+
+
+def test_a_long_release_name_keeps_every_name_a_dns_label() -> None:
+    # Helm allows release names of 53 characters: "-metrics" made the Service's 62 + 8
+    release = "a" * 53
+    proc = run_helm(["template", release, str(CHART), "--namespace", NAMESPACE])
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(proc.stdout) if d]
+    assert names and all(len(name) <= 63 for name in names), names
+    assert f"{'a' * 53}-klio"[:55] + "-metrics" in names
+
+
+def test_the_same_port_for_health_and_metrics_is_refused() -> None:
+    args = template_args(values={"health": {"port": 9090}, "metrics": {"port": 9090}})
+    proc = run_helm(args, check=False)
+    assert proc.returncode != 0
+    assert "health.port and metrics.port must differ" in proc.stderr
+

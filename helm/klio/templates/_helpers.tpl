@@ -51,3 +51,8 @@ app.kubernetes.io/part-of: klio
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The metrics Service's name: the fullname, cut so that "-metrics" keeps it a DNS label. */}}
+{{- define "klio.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "klio.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
