@@ -147,6 +147,34 @@ def test_without_a_dead_letter_topic_garbage_goes_back_and_is_not_counted_as_dea
     assert hub.value("klio_dead_letter_total", job=name, reason="decode_error") == 0
 
 
+def test_a_message_that_fails_its_whole_batch_is_found_by_halves_and_dead_lettered(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    elements = [unique("e") for _ in range(32)]
+    crash = elements[11]  # a step without handle_klio raises for it: the whole batch fails
+    job = _setup(pubsub, tmp_path, crash_element=crash)
+    worker = _worker(Path(job["config"]), settings=ONE_BATCH,
+                     dead_letter_topic=job["dead_topic"])
+    runs: list[int] = []
+    run = worker.executor.run
+
+    def counted(batch: Any) -> Any:
+        runs.append(sum(len(values) for values in batch.values()))
+        return run(batch)
+
+    worker.executor.run = counted  # type: ignore[method-assign]
+    pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
+    with running(worker):
+        got = pubsub.collect(job["out_sub"], 31, 30)
+        (letter,) = pubsub.collect(job["dead_sub"], 1, 30, key=lambda m: m.data.hex()).values()
+    assert sorted(got) == sorted(e for e in elements if e != crash)
+    assert parse(letter.data).data.element.decode() == crash
+    assert letter.attributes[ATTR_REASON] == "pipeline_error"
+    # the batch, then halves down to the one message: 1 + 2 * 5 runs (before: 1 + 32)
+    assert runs[0] == 32 and len(runs) == 11, runs
+    assert process_hub().value("klio_dead_letter_total", job=job["name"],
+                               reason="pipeline_error") == 1
+
+
 def test_non_klio_bytes_even_empty_ones_run_beside_klio_messages_when_allowed(
         pubsub: PubSub, tmp_path: Path) -> None:
     # Klio's allow_non_klio_messages: any bytes are an element; an empty message made the

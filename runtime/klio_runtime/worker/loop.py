@@ -515,38 +515,50 @@ class StreamingWorker:
     def _run(self, feed: Mapping[str, list[bytes]], originals: Mapping[str, Pulled]
              ) -> BatchResult:
         if not any(feed.values()):
-            return BatchResult({"output": [], "dropped": [], "input_missing": [],
-                                "dead_letter": []})
+            return _no_result()
         try:
             return self.executor.run(feed)
         except Exception as err:
-            # One bad element must not block the others forever: run them one by one, and
-            # dead-letter those that fail alone.
-            log.warning("batch failed (%s: %s); running its messages one at a time",
-                        type(err).__name__, err)
-        merged = BatchResult({"output": [], "dropped": [], "input_missing": [],
-                              "dead_letter": []})
-        for name, values in feed.items():
-            for data in values:
-                try:
-                    one = self.executor.run({name: [data]})
-                except Exception as err:
-                    # bytes as they came: read as the intake read them (Klio's
-                    # allow_non_klio_messages makes a message of any bytes)
-                    element = kmessage.element_id(kmessage.parse(
-                        data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
-                    log.warning("dead letter (pipeline_error) %s: %s: %s", element,
-                                type(err).__name__, err)
-                    self._count_dead_letter("pipeline_error", element)
-                    merged.dead_letter.append(DeadLetter(
-                        "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
-                    continue
-                merged.output += one.output
-                merged.dropped += one.dropped
-                merged.input_missing += one.input_missing
-                merged.dead_letter += one.dead_letter
-                merged.side_publishes += one.side_publishes
+            # One bad element must not block the others forever: run the halves apart, down to
+            # the messages that fail alone, and dead-letter those.
+            log.warning("batch failed (%s: %s); running its halves apart to find the messages "
+                        "that fail", type(err).__name__, err)
+            return self._run_apart([(n, d) for n, values in feed.items() for d in values], err)
+
+    def _run_apart(self, messages: Sequence[tuple[str, bytes]], err: Exception) -> BatchResult:
+        """``messages`` (input name, bytes), whose run failed with ``err``: halves run apart,
+        so one bad message among n costs about 2·log2(n) runs, not n."""
+        if len(messages) == 1:
+            return self._pipeline_error(messages[0][1], err)
+        merged = _no_result()
+        middle = len(messages) // 2
+        for half in (messages[:middle], messages[middle:]):
+            feed: dict[str, list[bytes]] = {}
+            for name, data in half:
+                feed.setdefault(name, []).append(data)
+            try:
+                part = self.executor.run(feed)
+            except Exception as failed:
+                part = self._run_apart(half, failed)
+            merged.output += part.output
+            merged.dropped += part.dropped
+            merged.input_missing += part.input_missing
+            merged.dead_letter += part.dead_letter
+            merged.side_publishes += part.side_publishes
         return merged
+
+    def _pipeline_error(self, data: bytes, err: Exception) -> BatchResult:
+        """The result of a message whose run fails alone: a dead letter."""
+        # bytes as they came: read as the intake read them (Klio's allow_non_klio_messages
+        # makes a message of any bytes)
+        element = kmessage.element_id(kmessage.parse(
+            data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
+        log.warning("dead letter (pipeline_error) %s: %s: %s", element, type(err).__name__, err)
+        self._count_dead_letter("pipeline_error", element)
+        result = _no_result()
+        result.dead_letter.append(DeadLetter(
+            "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
+        return result
 
     def _count_dead_letter(self, reason: str, where: str) -> None:
         """Count a dead letter the worker itself makes: only when there is a topic to send it
@@ -640,6 +652,10 @@ def _waited_out(err: Exception) -> bool:
         if_transient_error(err)
         or isinstance(err, api_exceptions.RetryError | api_exceptions.NotFound)
     )
+
+
+def _no_result() -> BatchResult:
+    return BatchResult({"output": [], "dropped": [], "input_missing": [], "dead_letter": []})
 
 
 def _made(data: bytes) -> kmessage.KlioMessage:

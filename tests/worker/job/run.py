@@ -2,7 +2,8 @@
 
 Custom ``job_config`` keys: ``setup_log`` (a line per DoFn setup), ``processed_log`` (a line per
 element run), ``sleep_seconds`` (per element, to hold a batch in flight), ``fail_element``
-(raises for that element id). Each data output gets ``<element>`` written with the job's name.
+(raises for that element id), ``crash_element`` (a later step, not decorated, raises for it).
+Each data output gets ``<element>`` written with the job's name.
 """
 
 import os
@@ -42,5 +43,16 @@ class Work(beam.DoFn):
         yield item
 
 
+def _crash_if(data, crash):
+    # a step without handle_klio: its exception fails the whole bundle, not one element
+    if crash in data:
+        raise RuntimeError(f"crashed on {crash!r}")
+    return data
+
+
 def run(pcoll, config):
-    return pcoll | "Work" >> beam.ParDo(Work(config))
+    out = pcoll | "Work" >> beam.ParDo(Work(config))
+    crash = dict(config.job_config.model_extra or {}).get("crash_element")
+    if crash:
+        out = out | "Crash" >> beam.Map(_crash_if, crash.encode("utf-8"))
+    return out
