@@ -147,7 +147,7 @@ def test_without_a_dead_letter_topic_garbage_goes_back_and_is_not_counted_as_dea
     assert hub.value("klio_dead_letter_total", job=name, reason="decode_error") == 0
 
 
-def test_a_message_that_fails_its_whole_batch_is_found_by_halves_and_dead_lettered(
+def test_a_message_that_fails_its_whole_batch_is_found_in_groups_and_dead_lettered(
         pubsub: PubSub, tmp_path: Path) -> None:
     elements = [unique("e") for _ in range(32)]
     crash = elements[11]  # a step without handle_klio raises for it: the whole batch fails
@@ -169,8 +169,11 @@ def test_a_message_that_fails_its_whole_batch_is_found_by_halves_and_dead_letter
     assert sorted(got) == sorted(e for e in elements if e != crash)
     assert parse(letter.data).data.element.decode() == crash
     assert letter.attributes[ATTR_REASON] == "pipeline_error"
-    # the batch, then halves down to the one message: 1 + 2 * 5 runs (before: 1 + 32)
-    assert runs[0] == 32 and len(runs) == 11, runs
+    # the batch, its 6 groups (of 6), then the failing group's 6 one by one: 13 runs (before:
+    # 1 + 32), of which 3 fail; Beam sets the DoFns up again after each (before: 2)
+    assert runs[0] == 32 and len(runs) == 13 and runs.count(1) == 6, runs
+    setups = lines(tmp_path / f"{job['name']}.setup.log")
+    assert len(setups) == 1 + 3, setups
     assert process_hub().value("klio_dead_letter_total", job=job["name"],
                                reason="pipeline_error") == 1
 
