@@ -79,7 +79,8 @@ class WorkerMetrics:
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
         self.batch_seconds = PromHistogram(
             "klio_worker_batch_seconds", "Pull-to-ack time of a micro-batch.", ["job"],
-            registry=r)
+            registry=r,  # up to minutes: a batch holds ~20 s of a slow job's work
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300))
         self.acked = PromCounter("klio_worker_acked", "Messages acknowledged.", ["job"],
                                  registry=r)
         self.nacked = PromCounter("klio_worker_nacked",
@@ -132,6 +133,10 @@ class _InFlight:
     outgoing: list[_Outgoing] = field(default_factory=list)
     nacked: set[str] = field(default_factory=set)
     futures: list[Future[str]] = field(default_factory=list)
+
+    def published(self) -> bool:
+        """Whether every publish of the batch has settled (confirmed or failed)."""
+        return all(future.done() for future in self.futures)
 
 
 PULL_RETRY_FIRST_SECONDS = 0.5
@@ -267,6 +272,11 @@ class StreamingWorker:
             while not self.stop_event.is_set():
                 self.health.tick()
                 batch = self._pull_batch(may_wait=in_flight is None)
+                if in_flight is not None and in_flight.published():
+                    # nothing to wait for: acknowledged now, not after the next batch's run
+                    # (~20 s of a slow job's work later, a window for duplicates on a kill)
+                    self._finish(in_flight)
+                    in_flight = None
                 started = self._start(batch) if batch else None
                 if in_flight is not None:
                     self._finish(in_flight)
@@ -535,10 +545,9 @@ class StreamingWorker:
         size = math.isqrt(len(messages) - 1) + 1  # ⌈√n⌉
         for start in range(0, len(messages), size):
             group = messages[start:start + size]
-            try:
-                part = self.executor.run(_feed_of(group))
-            except Exception as err:
-                part = (self._pipeline_error(group[0][1], err) if len(group) == 1
+            part, failed = self._try_run(group)
+            if failed is not None:  # outside the except block: no chain of failures in the log
+                part = (self._pipeline_error(group[0][1], failed) if len(group) == 1
                         else self._one_by_one(group))
             _add(merged, part)
         return merged
@@ -546,12 +555,16 @@ class StreamingWorker:
     def _one_by_one(self, messages: Sequence[tuple[str, bytes]]) -> BatchResult:
         merged = _no_result()
         for name, data in messages:
-            try:
-                part = self.executor.run({name: [data]})
-            except Exception as err:
-                part = self._pipeline_error(data, err)
-            _add(merged, part)
+            part, failed = self._try_run([(name, data)])
+            _add(merged, part if failed is None else self._pipeline_error(data, failed))
         return merged
+
+    def _try_run(self, messages: Sequence[tuple[str, bytes]]
+                 ) -> tuple[BatchResult, Exception | None]:
+        try:
+            return self.executor.run(_feed_of(messages)), None
+        except Exception as err:
+            return _no_result(), err
 
     def _pipeline_error(self, data: bytes, err: Exception) -> BatchResult:
         """The result of a message whose run fails alone: a dead letter."""
