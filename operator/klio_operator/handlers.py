@@ -84,6 +84,8 @@ class OperatorContext:
     children_applied: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(
         default_factory=dict
     )
+    reconciled: dict[tuple[str, str], int] = field(default_factory=dict)
+    """The generation each job's reconcile last started on in this process."""
     """The child objects (kind, name) this process last applied for each job."""
     drift_interval: float = 300.0
     """Seconds between checks that the Pub/Sub resources and child objects made are still
@@ -435,6 +437,7 @@ async def _reconcile(
     klio_jobs: kopf.Index[str, JobSummary],
 ) -> None:
     generation = int(body.metadata.get("generation") or 0)
+    context.reconciled[(namespace, name)] = generation
     events_seen = context.workload_events[(namespace, name)]
     try:
         # The index parsed this generation already; an invalid spec is parsed again for why.
@@ -549,6 +552,15 @@ async def _reconcile(
     await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+    if _newer_generation(context, namespace, name, generation):
+        # kopf folds a change made while its handlers run into the cause being handled and
+        # does not run a handler that is done again: retried, this one gets the new spec
+        raise kopf.TemporaryError("the spec changed while it was reconciled", delay=0)
+
+
+def _newer_generation(context: OperatorContext, namespace: str, name: str, generation: int) -> bool:
+    latest = context.latest.get((namespace, name))
+    return latest is not None and int(latest["metadata"].get("generation") or 0) > generation
 
 
 async def _children_to_apply(
@@ -820,10 +832,22 @@ async def nudge_drifted(
 
 
 async def on_spec_changed(
-    namespace: str | None, name: str, old: Any, new: Any, memo: Any, **kwargs: Any
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    old: Any,
+    new: Any,
+    memo: Any,
+    **kwargs: Any,
 ) -> None:
     """Children depend on what their parents are (parents, outputs, topics): tell them."""
     context = _context(memo)
+    generation = int(body.metadata.get("generation") or 0)
+    if context.reconciled.get((namespace or "", name), generation) < generation:
+        # The spec changed after this cause's reconcile ran: kopf runs a handler once per
+        # cause, so this generation would never be reconciled until another change came.
+        await reconcile(body, namespace, name, uid, memo, **kwargs)
     before = summarize(name, old or {}, context.facts)
     after = summarize(name, new or {}, context.facts)
     if before == after:

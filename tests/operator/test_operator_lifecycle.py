@@ -282,6 +282,41 @@ async def test_a_child_the_api_server_refuses_is_reported_and_not_retried() -> N
         await op.run(scenario)
 
 
+async def test_a_spec_change_made_while_the_job_is_reconciled_is_reconciled_too() -> None:
+    async with operator_under_test() as op:
+        patch = op.context.kube.merge_patch
+        changed_meanwhile = asyncio.Event()
+
+        def image() -> str:
+            deployment = op.objects("Deployment").get("j") or {}
+            return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+        async def change_meanwhile(path: str, body: Any) -> Any:
+            # the first Deployment update of generation 2: generation 3 comes before it ends
+            if "/deployments/" in path and not changed_meanwhile.is_set():
+                changed_meanwhile.set()
+                job = resource_path("KlioJob", NS, "j")
+                await op.send("PATCH", job, {"spec": {"image": "registry.example/klio/job:3"}})
+            return await patch(path, body)
+
+        async def scenario() -> None:
+            await op.apply_job("j")
+            await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
+            op.context.kube.merge_patch = change_meanwhile  # type: ignore[method-assign]
+            await op.send(
+                "PATCH", resource_path("KlioJob", NS, "j"), {"spec": {"threadPoolSize": 2}}
+            )
+            # before: kopf folded generation 3 into the cause being handled, whose reconcile
+            # was done: the image stayed :1 until some other change came
+            await op.wait(lambda: image() == "registry.example/klio/job:3", "the new image")
+            await op.wait(
+                lambda: op.objects("KlioJob")["j"]["status"]["observedGeneration"] == 3,
+                "generation 3 reported",
+            )
+
+        await op.run(scenario)
+
+
 async def test_cpu_autoscaling_without_a_cpu_request_is_warned_of_once() -> None:
     async with operator_under_test() as op:  # no KEDA: the workers scale on CPU
 
