@@ -19,12 +19,6 @@ def subscription_path(project: str, subscription_id: str) -> str:
     return f"projects/{project}/subscriptions/{subscription_id}"
 
 
-def in_project(name: str, kind: str, project: str) -> str:
-    """A Pub/Sub topic or subscription (`kind`: "topics" or "subscriptions") as the API names
-    it: the CRD also takes a bare id, which is in `project`."""
-    return name if name.startswith("projects/") else f"projects/{project}/{kind}/{name}"
-
-
 def output_topic(project: str, namespace: str, job: str) -> str:
     """The topic a job publishes its output messages to (its children subscribe to it)."""
     return topic_path(project, f"{PREFIX}.{namespace}.{job}.output")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from klio_runtime.config import ConfigError, dump_config, parse_config
+from klio_runtime.io.pubsub import resource_path
 
 from klio_operator import dag, worker_contract, yaml_text
 from klio_operator.models import (
@@ -147,7 +148,7 @@ def event_topics_of(spec: KlioJobSpec, project: str) -> tuple[str, ...]:
     """The topics of a job's Pub/Sub event inputs, in order (a bare id is in `project`, the
     job's)."""
     return tuple(
-        dag.in_project(i.topic, "topics", project)
+        resource_path(i.topic, "topics", project)
         for i in spec.event_inputs
         if i.type == "pubsub" and i.topic
     )
@@ -223,9 +224,9 @@ def plan_pubsub(
     for index, event_input in enumerate(spec.event_inputs):
         if event_input.type != "pubsub":
             continue
-        topic = dag.in_project(event_input.topic, "topics", project) if event_input.topic else ""
+        topic = resource_path(event_input.topic, "topics", project) if event_input.topic else ""
         if event_input.subscription:  # the team's own subscription: read it, don't own it
-            own = dag.in_project(event_input.subscription, "subscriptions", project)
+            own = resource_path(event_input.subscription, "subscriptions", project)
             external.append(own)
             inputs.append((topic, own))
         elif topic:
