@@ -332,7 +332,7 @@ def ended_run(previous: Mapping[str, Any], run: str, engine: str | None) -> Work
     before = {c.get("type"): c for c in previous.get("conditions") or []}
     if (before.get(WORKERS_READY) or {}).get("reason") in ENDED_REASONS:
         kept = tuple(
-            ConditionState(t, c.get("status", "Unknown"), c.get("reason", ""), c.get("message", ""))
+            state_of(c)
             for t in (WORKERS_READY, PROGRESSING, SUCCEEDED, DEGRADED)
             if (c := before.get(t)) is not None
         )
@@ -453,6 +453,16 @@ def build_status(
     if run is not None:
         status["run"] = run
     return status
+
+
+def state_of(condition: Mapping[str, Any]) -> ConditionState:
+    """A condition as stored in a status, as the state it was made from."""
+    return ConditionState(
+        str(condition.get("type")),
+        condition.get("status", "Unknown"),
+        str(condition.get("reason") or ""),
+        str(condition.get("message") or ""),
+    )
 
 
 def condition_of(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:

@@ -736,8 +736,8 @@ async def _refresh_once(
         obj, pods = await observe_workload(context, namespace, name, kind, workload_name)
     observation = cond.Observation(
         generation=int(status.get("observedGeneration") or 0),
-        parents=_state(parents),
-        topics=_state(topics),
+        parents=cond.state_of(parents),
+        topics=cond.state_of(topics),
         workload=_workload(spec, kind, obj, pods),
         selector=status.get("selector"),
         topic_names=status.get("topics") or [],
@@ -750,15 +750,6 @@ async def _refresh_once(
     if new_status == status:
         return fresh
     return await _write_status(context, namespace, name, new_status, over=body)
-
-
-def _state(condition: Mapping[str, Any]) -> cond.ConditionState:
-    return cond.ConditionState(
-        str(condition.get("type")),
-        condition.get("status", "Unknown"),
-        str(condition.get("reason") or ""),
-        str(condition.get("message") or ""),
-    )
 
 
 async def on_workload_event(
