@@ -552,15 +552,6 @@ async def _reconcile(
     await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
-    if _newer_generation(context, namespace, name, generation):
-        # kopf folds a change made while its handlers run into the cause being handled and
-        # does not run a handler that is done again: retried, this one gets the new spec
-        raise kopf.TemporaryError("the spec changed while it was reconciled", delay=0)
-
-
-def _newer_generation(context: OperatorContext, namespace: str, name: str, generation: int) -> bool:
-    latest = context.latest.get((namespace, name))
-    return latest is not None and int(latest["metadata"].get("generation") or 0) > generation
 
 
 async def _children_to_apply(
