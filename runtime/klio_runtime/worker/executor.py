@@ -151,6 +151,18 @@ class BatchResult:
         self.dead_letter: list[Any] = list(results[DEAD_LETTER_TAG])
         self.side_publishes: list[tuple[str, bytes]] = list(results.get(SIDE_PUBLISHES, ()))
 
+    @classmethod
+    def empty(cls) -> BatchResult:
+        return cls({tag: [] for tag in RESULT_TAGS})
+
+    def add(self, other: BatchResult) -> None:
+        """Take ``other``'s results too (another run of part of the same batch)."""
+        self.output += other.output
+        self.dropped += other.dropped
+        self.input_missing += other.input_missing
+        self.dead_letter += other.dead_letter
+        self.side_publishes += other.side_publishes
+
 
 class BatchExecutor:
     """Runs ``KlioJobTransform(config, run_fn)`` over batches of serialized messages.

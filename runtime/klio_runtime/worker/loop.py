@@ -526,7 +526,7 @@ class StreamingWorker:
     def _run(self, feed: Mapping[str, list[bytes]], originals: Mapping[str, Pulled]
              ) -> BatchResult:
         if not any(feed.values()):
-            return _no_result()
+            return BatchResult.empty()
         try:
             return self.executor.run(feed)
         except Exception as err:
@@ -541,7 +541,7 @@ class StreamingWorker:
         message of a group that fails on its own. One bad message among n costs about 2√n runs,
         of which 3 fail (Beam sets the job's DoFns up again after a failed run, which may load
         a model: halving, with its log2(n) failures, would cost more of those)."""
-        merged = _no_result()
+        merged = BatchResult.empty()
         size = math.isqrt(len(messages) - 1) + 1  # ⌈√n⌉
         for start in range(0, len(messages), size):
             group = messages[start:start + size]
@@ -549,14 +549,14 @@ class StreamingWorker:
             if failed is not None:  # outside the except block: no chain of failures in the log
                 part = (self._pipeline_error(group[0][1], failed) if len(group) == 1
                         else self._one_by_one(group))
-            _add(merged, part)
+            merged.add(part)
         return merged
 
     def _one_by_one(self, messages: Sequence[tuple[str, bytes]]) -> BatchResult:
-        merged = _no_result()
+        merged = BatchResult.empty()
         for name, data in messages:
             part, failed = self._try_run([(name, data)])
-            _add(merged, part if failed is None else self._pipeline_error(data, failed))
+            merged.add(part if failed is None else self._pipeline_error(data, failed))
         return merged
 
     def _try_run(self, messages: Sequence[tuple[str, bytes]]
@@ -564,7 +564,7 @@ class StreamingWorker:
         try:
             return self.executor.run(_feed_of(messages)), None
         except Exception as err:
-            return _no_result(), err
+            return BatchResult.empty(), err
 
     def _pipeline_error(self, data: bytes, err: Exception) -> BatchResult:
         """The result of a message whose run fails alone: a dead letter."""
@@ -574,7 +574,7 @@ class StreamingWorker:
             data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
         log.warning("dead letter (pipeline_error) %s: %s: %s", element, type(err).__name__, err)
         self._count_dead_letter("pipeline_error", element)
-        result = _no_result()
+        result = BatchResult.empty()
         result.dead_letter.append(DeadLetter(
             "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
         return result
@@ -671,18 +671,6 @@ def _waited_out(err: Exception) -> bool:
         if_transient_error(err)
         or isinstance(err, api_exceptions.RetryError | api_exceptions.NotFound)
     )
-
-
-def _no_result() -> BatchResult:
-    return BatchResult({"output": [], "dropped": [], "input_missing": [], "dead_letter": []})
-
-
-def _add(merged: BatchResult, part: BatchResult) -> None:
-    merged.output += part.output
-    merged.dropped += part.dropped
-    merged.input_missing += part.input_missing
-    merged.dead_letter += part.dead_letter
-    merged.side_publishes += part.side_publishes
 
 
 def _feed_of(messages: Sequence[tuple[str, bytes]]) -> dict[str, list[bytes]]:
