@@ -1,25 +1,32 @@
-"""Drift repair: what the operator made for a job and someone deleted since.
+"""Drift repair: what the operator made for a job and someone deleted or changed since.
 
 A topic or subscription deleted by hand (or by a cleanup script) breaks an edge of the DAG while
-the job still reads Ready; a deleted ConfigMap, Service or Deployment is not made again until the
-job changes. Every ``interval`` seconds the operator lists the topics and subscriptions of the
-projects it created resources in (two list calls per project) and its child objects (one list
-per kind and namespace, by its managed-by label), however many jobs, and nudges each job missing
-something: the job re-reconciles, makes them again and reports it in an Event.
+the job still reads Ready; a deleted ConfigMap, Service or Deployment is not made again, and a
+hand-edited one (another image, a scaled Deployment) not set back, until the job changes. Every
+``interval`` seconds the operator lists the topics and subscriptions of the projects it created
+resources in (two list calls per project) and its child objects (one list per kind and
+namespace, by its managed-by label), however many jobs, and nudges each job with something
+deleted or changed: the job re-reconciles, which applies its children again, and reports it in
+an Event. A child is changed when its values at the fields the operator applied differ from
+those the API server returned for that apply (`kube.applied_digest`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from typing import Any
 
 from klio_operator.planning import PubSubPlan
 
 JobKey = tuple[str, str]  # (namespace, name)
 ObjectKey = tuple[str, str]  # (kind, name)
+AppliedObjects = Mapping[ObjectKey, str | None]
+"""A job's child objects, each with the digest of its applied fields as the API server returned
+them (None: not applied by the last reconcile, so only its existence is checked)."""
 Nudge = Callable[[JobKey, list[str]], Awaitable[None]]
+"""Called with a drifted job and what drifted, each named with why (``Kind/name (changed)``)."""
 RUNS = frozenset({"Job"})
 """Kinds that are a run, not a state: a batch Job deleted (by its TTL once finished, or by
 someone stopping it) must not run again."""
@@ -51,48 +58,58 @@ def drifted(
     applied: Mapping[JobKey, PubSubPlan], topics: set[str], subscriptions: set[str]
 ) -> dict[JobKey, list[str]]:
     """Each job whose resources are not all in ``topics`` / ``subscriptions``, with the missing
-    ones (sorted)."""
+    ones (sorted, each ``<name> (deleted)``)."""
     existing = topics | subscriptions
     out: dict[JobKey, list[str]] = {}
     for key, plan in applied.items():
         missing = sorted(resource_names(plan) - existing)
         if missing:
-            out[key] = missing
+            out[key] = [f"{name} (deleted)" for name in missing]
     return out
 
 
-def missing_objects(
-    applied: Mapping[JobKey, frozenset[ObjectKey]], live: Mapping[tuple[str, str], set[str]]
+def drifted_objects(
+    applied: Mapping[JobKey, AppliedObjects], live: Mapping[tuple[str, str], Mapping[str, str]]
 ) -> dict[JobKey, list[str]]:
-    """Each job some of whose child objects are not live, with them as ``Kind/name`` (sorted).
+    """Each job some of whose child objects are gone or changed, with them as
+    ``Kind/name (deleted)`` or ``Kind/name (changed)`` (sorted). A batch run's Job is never
+    one: gone by its TTL or stopped by hand, it must not run again.
 
-    ``live`` maps (namespace, kind) to the names that exist."""
+    ``live`` maps (namespace, kind) to the live objects, each name with its applied digest."""
     out: dict[JobKey, list[str]] = {}
     for (namespace, job), objects in applied.items():
-        missing = sorted(
-            f"{kind}/{name}" for kind, name in objects
-            if kind not in RUNS and name not in live.get((namespace, kind), set())
-        )
-        if missing:
-            out[(namespace, job)] = missing
+        found: list[str] = []
+        for (kind, name), digest in sorted(objects.items()):
+            if kind in RUNS:
+                continue
+            live_digest = live.get((namespace, kind), {}).get(name)
+            if live_digest is None:
+                found.append(f"{kind}/{name} (deleted)")
+            elif digest is not None and live_digest != digest:
+                found.append(f"{kind}/{name} (changed)")
+        if found:
+            out[(namespace, job)] = found
     return out
 
 
 async def repair_object_drift(
-    applied: dict[JobKey, frozenset[ObjectKey]],
-    list_live: Callable[[str, str], Awaitable[set[str]]],
+    applied: dict[JobKey, AppliedObjects],
+    list_live: Callable[[str, str], Awaitable[Mapping[str, str]]],
     nudge: Nudge,
+    busy: Container[JobKey] = (),
 ) -> dict[JobKey, list[str]]:
     """One pass over child objects: list each (namespace, kind) once, forget and nudge each job
-    missing some (``list_live(namespace, kind)`` gives the names the operator manages)."""
-    snapshot = dict(applied)
+    with some deleted or changed (``list_live(namespace, kind)`` gives the name and applied
+    digest of each object the operator manages). Jobs in ``busy`` (being reconciled: their
+    children may be half applied) are left for the next pass."""
+    snapshot = {key: objects for key, objects in applied.items() if key not in busy}
     wanted = sorted(
         {(ns, kind) for (ns, _), objects in snapshot.items() for kind, _ in objects}
     )
     wanted = [(ns, kind) for ns, kind in wanted if kind not in RUNS]
     live = {where: await list_live(*where) for where in wanted}
-    found = missing_objects(snapshot, live)
-    await _forget_and_nudge(applied, snapshot, found, nudge)
+    found = drifted_objects(snapshot, live)
+    await _forget_and_nudge(applied, snapshot, found, nudge, busy)
     return found
 
 
@@ -100,17 +117,19 @@ async def repair_pubsub_drift(
     applied: dict[JobKey, PubSubPlan],
     list_existing: Callable[[Iterable[str]], Awaitable[tuple[set[str], set[str]]]],
     nudge: Nudge,
+    busy: Container[JobKey] = (),
 ) -> dict[JobKey, list[str]]:
-    """One pass: list, compare with what was applied, forget and nudge each drifted job.
+    """One pass: list, compare with what was applied, forget and nudge each drifted job (those
+    in ``busy``, being reconciled, are left for the next pass).
 
     ``applied`` is the operator's record of the plans it applied (a job forgotten there has its
     resources ensured again on its next reconcile)."""
-    snapshot = dict(applied)
+    snapshot = {key: plan for key, plan in applied.items() if key not in busy}
     if not snapshot:
         return {}
     topics, subscriptions = await list_existing(projects_of(snapshot))
     found = drifted(snapshot, topics, subscriptions)
-    await _forget_and_nudge(applied, snapshot, found, nudge)
+    await _forget_and_nudge(applied, snapshot, found, nudge, busy)
     return found
 
 
@@ -119,13 +138,14 @@ async def _forget_and_nudge(
     snapshot: Mapping[JobKey, Any],
     found: Mapping[JobKey, list[str]],
     nudge: Nudge,
+    busy: Container[JobKey],
 ) -> None:
-    """Forget what each drifted job had applied (unless it was applied again while the pass
-    listed) and nudge it."""
-    for key, missing in found.items():
-        if applied.get(key) is snapshot[key]:
+    """Forget what each drifted job had applied and nudge it, unless it was applied again or
+    began a reconcile while the pass listed."""
+    for key, drift in found.items():
+        if applied.get(key) is snapshot[key] and key not in busy:
             applied.pop(key, None)
-            await nudge(key, missing)
+            await nudge(key, drift)
 
 
 async def run_every(interval: float, one_pass: Callable[[], Awaitable[object]]) -> None:

@@ -17,7 +17,16 @@ import kopf
 
 from klio_operator import conditions as cond
 from klio_operator import dag
-from klio_operator.kube import KubeApi, KubeApiError, apply, object_key, prune, resource_path
+from klio_operator.drift import AppliedObjects
+from klio_operator.kube import (
+    KubeApi,
+    KubeApiError,
+    applied_digest,
+    apply,
+    object_key,
+    prune,
+    resource_path,
+)
 from klio_operator.metrics import OperatorMetrics
 from klio_operator.models import (
     GROUP,
@@ -51,8 +60,8 @@ KLIOJOBS = (GROUP, VERSION, PLURAL)
 PARENTS_CHANGED = "klio.io/parents-changed"
 """Annotation touched on children when a parent appears or goes, so they re-reconcile."""
 DRIFT = "klio.io/drift"
-"""Annotation noting what drift repair found missing (see `nudge_drifted`), so the job
-re-reconciles and its Event can say what was made again."""
+"""Annotation noting what drift repair found deleted or changed (see `nudge_drifted`), so the
+job re-reconciles and its Event can say what was applied again."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
 LABEL_COMPONENT = "app.kubernetes.io/component"
 WORKER_COMPONENTS = ("worker", "launcher")
@@ -81,12 +90,13 @@ class OperatorContext:
     workload_events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Events seen of each job's workload or pods: a reconcile that saw this count change
     while it ran looks at the workload again (their refresh may have found no status yet)."""
-    children_applied: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(
-        default_factory=dict
-    )
+    children_applied: dict[tuple[str, str], AppliedObjects] = field(default_factory=dict)
+    """The child objects (kind, name) this process last applied for each job, each with the
+    digest of its applied fields as stored (see `drift`)."""
     reconciled: dict[tuple[str, str], int] = field(default_factory=dict)
     """The generation each job's reconcile last started on in this process."""
-    """The child objects (kind, name) this process last applied for each job."""
+    reconciling: set[tuple[str, str]] = field(default_factory=set)
+    """The jobs being reconciled now: a drift pass leaves their half-applied children alone."""
     drift_interval: float = 300.0
     """Seconds between checks that the Pub/Sub resources and child objects made are still
     there (0: never)."""
@@ -423,9 +433,14 @@ async def reconcile(
 ) -> None:
     klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
     context = _context(memo)
-    await _measured(
-        context, lambda: _reconcile(context, body, namespace or "", name, uid, klio_jobs)
-    )
+    key = (namespace or "", name)
+    context.reconciling.add(key)
+    try:
+        await _measured(
+            context, lambda: _reconcile(context, body, namespace or "", name, uid, klio_jobs)
+        )
+    finally:
+        context.reconciling.discard(key)
 
 
 async def _reconcile(
@@ -526,14 +541,17 @@ async def _reconcile(
         await _write_status(context, namespace, name, status)
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
         raise kopf.PermanentError(blocked.message) from exc
-    context.children_applied[(namespace, name)] = frozenset(map(object_key, plan.children))
+    stored = {object_key(child): result for child, result in zip(children, applied, strict=True)}
+    context.children_applied[(namespace, name)] = {
+        key: applied_digest(stored[key][1]) if key in stored else None
+        for key in map(object_key, plan.children)
+    }
     if topics_state.status == "True":
         _report_drift_repaired(context, body, namespace, name)
     if context.advice_reported.get((namespace, name), ()) != plan.advice:
         context.advice_reported[(namespace, name)] = plan.advice
         if plan.advice:
             kopf.warn(body, reason="AutoscalingLimited", message="; ".join(plan.advice))
-    stored = {object_key(child): result for child, result in zip(children, applied, strict=True)}
     if not first:
         await prune(
             context.kube,
@@ -578,8 +596,8 @@ def _report_drift_repaired(
     note = body.metadata.annotations.get(DRIFT)
     if note and context.drift_reported.get((namespace, name)) != note:
         context.drift_reported[(namespace, name)] = note
-        _, _, missing = note.partition(" missing: ")
-        message = f"made again after they were deleted outside the operator: {missing}"
+        _, _, drifted = note.partition(" drifted: ")
+        message = f"applied again after a change outside the operator: {drifted or note}"
         kopf.warn(body, reason="DriftRepaired", message=message)
 
 
@@ -760,14 +778,14 @@ async def on_workload_event(
         context.workload_events[(namespace, job)] += 1
         deployment = body if body.get("kind") == "Deployment" else None
         key = (namespace, job)
-        wanted = context.children_applied.get(key, frozenset())
+        wanted = context.children_applied.get(key, {})
         if type == "DELETED" and deployment is not None:
             gone = ("Deployment", str(deployment.metadata.name))
             if gone in wanted:
                 # Deleted while the job still wants it (a job's own deletion or a mode change
                 # forgets it first): drift repair at once, not at the next pass.
                 context.children_applied.pop(key, None)
-                await nudge_drifted(context, key, ["/".join(gone)], "object")
+                await nudge_drifted(context, key, ["/".join(gone) + " (deleted)"], "object")
         await refresh_status(context, namespace, job, deployment)
 
 
@@ -802,14 +820,15 @@ async def _annotate_job(
 
 
 async def nudge_drifted(
-    context: OperatorContext, key: tuple[str, str], missing: list[str], resource: str
+    context: OperatorContext, key: tuple[str, str], drifted: list[str], resource: str
 ) -> None:
-    """A job whose Pub/Sub resources or child objects went missing (see `drift`): note what,
-    and make it reconcile now, which makes them again (the plan it applied was forgotten)."""
+    """A job whose Pub/Sub resources or child objects were deleted or changed (see `drift`):
+    note what, and make it reconcile now, which makes or sets them again (the plan it applied
+    was forgotten)."""
     namespace, name = key
     context.metrics.drift_repairs.labels(resource=resource).inc()
     # The reconcile this triggers posts the Event (kopf posts Events from its handlers only).
-    note = f"{_now().isoformat()} missing: {', '.join(missing)}"
+    note = f"{_now().isoformat()} drifted: {', '.join(drifted)}"
     await _annotate_job(context, namespace, name, DRIFT, note)
 
 
@@ -845,8 +864,8 @@ async def on_deleted(
     memo: Any,
     **kwargs: Any,
 ) -> None:
-    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
     """The finalizer: delete the job's Pub/Sub resources; tell its children."""
+    klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
     context = _context(memo)
     namespace = namespace or ""
     status = body.get("status") or {}

@@ -9,6 +9,7 @@ the operator stopped setting (a removed serviceAccountName) is deleted, not left
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import ssl
@@ -258,6 +259,25 @@ def _last_applied(current: Mapping[str, Any]) -> Any:
         return json.loads(annotations.get(LAST_APPLIED) or "{}")
     except ValueError:
         return {}  # hand-edited: nothing known to delete
+
+
+def applied_digest(obj: Mapping[str, Any]) -> str:
+    """A digest of `obj`'s values at the key paths it was last applied with (its annotation).
+
+    Taken from the object the API server returned for an apply and again from a later copy, it
+    tells whether someone changed a field the operator sets. Server defaults, normalized
+    quantities and pruned fields are already in the returned object, and fields others own (an
+    autoscaler's replica count, a `rollout restart` annotation) are outside those paths, so
+    neither reads as a change."""
+    values = _values_at(obj, _last_applied(obj))
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _values_at(value: Any, paths: Any) -> Any:
+    if not (isinstance(paths, Mapping) and isinstance(value, Mapping)):
+        return value
+    return {key: _values_at(value[key], inner) for key, inner in paths.items() if key in value}
 
 
 def _merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import kopf
 
 from klio_operator import drift
-from klio_operator.kube import OPTIONAL_GROUPS, KubeApi, resource_path
+from klio_operator.kube import OPTIONAL_GROUPS, KubeApi, applied_digest, resource_path
 from klio_operator.metrics import OperatorMetrics
 from klio_operator.models import KIND as KLIOJOB_KIND
 from klio_operator.planning import (
@@ -191,21 +191,23 @@ async def watch_drift(context: OperatorContext) -> None:
     """Drift repair for the operator's lifetime (see `klio_operator.drift`)."""
     from klio_operator.handlers import nudge_drifted
 
-    async def live_children(namespace: str, kind: str) -> set[str]:
+    async def live_children(namespace: str, kind: str) -> dict[str, str]:
         selector = f"app.kubernetes.io/managed-by={MANAGED_BY}"
         listed = await context.kube.list(resource_path(kind, namespace), selector)
-        return {obj["metadata"]["name"] for obj in listed}
+        return {obj["metadata"]["name"]: applied_digest(obj) for obj in listed}
 
     async def one_pass() -> None:
         await drift.repair_pubsub_drift(
             context.pubsub_applied,
             context.pubsub.existing,
-            lambda key, missing: nudge_drifted(context, key, missing, "pubsub"),
+            lambda key, drifted: nudge_drifted(context, key, drifted, "pubsub"),
+            context.reconciling,
         )
         await drift.repair_object_drift(
             context.children_applied,
             live_children,
-            lambda key, missing: nudge_drifted(context, key, missing, "object"),
+            lambda key, drifted: nudge_drifted(context, key, drifted, "object"),
+            context.reconciling,
         )
 
     await drift.run_every(context.drift_interval, one_pass)

@@ -11,6 +11,7 @@ import pytest
 from klio_operator.kube import (
     LAST_APPLIED,
     KubeApi,
+    applied_digest,
     apply,
     is_subset,
     prune,
@@ -44,6 +45,40 @@ def test_is_subset_ignores_server_defaults() -> None:
     current = {"spec": {"containers": [{"name": "w", "image": "a", "tty": False}], "x": 1}}
     assert is_subset(desired, current)
     assert not is_subset({"spec": {"containers": [{"name": "w", "image": "b"}]}}, current)
+
+
+async def test_the_applied_digest_changes_with_what_the_operator_set_and_nothing_else() -> None:
+    async with running_emulator() as emulator:
+        api = KubeApi(str(emulator.url).rstrip("/"))
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "w", "namespace": "ns", "labels": {"klio.io/job": "w"}},
+            "spec": {
+                "selector": {"matchLabels": {"klio.io/job": "w"}},
+                "template": {
+                    "metadata": {"labels": {"klio.io/job": "w"}},
+                    "spec": {"containers": [{"name": "worker", "image": "a:1"}]},
+                },
+            },
+        }
+        _, stored = await apply(api, deployment)
+        digest = applied_digest(stored)
+        assert applied_digest(await api.get(resource_path("Deployment", "ns", "w")) or {}) == digest
+        path = resource_path("Deployment", "ns", "w")
+        # Fields the operator does not set: an autoscaler's count, `kubectl rollout restart`.
+        restarted = {"kubectl.kubernetes.io/restartedAt": "2026-12-07T00:00:00Z"}
+        others = {"spec": {"replicas": 4, "template": {"metadata": {"annotations": restarted}}}}
+        assert applied_digest(await api.merge_patch(path, others)) == digest
+        # A field it sets, edited by hand; then applied again.
+        image = {"spec": {"template": {"spec": {"containers": [{"name": "worker", "image": "b"}]}}}}
+        assert applied_digest(await api.merge_patch(path, image)) != digest
+        outcome, stored = await apply(api, deployment)
+        assert outcome == "updated" and applied_digest(stored) == digest
+        # A label it set, removed by hand.
+        unlabelled = await api.merge_patch(path, {"metadata": {"labels": {"klio.io/job": None}}})
+        assert applied_digest(unlabelled) != digest
+        await api.close()
 
 
 async def test_apply_creates_updates_and_leaves_alone_then_prune() -> None:

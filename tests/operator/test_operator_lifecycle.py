@@ -589,6 +589,72 @@ async def test_pubsub_resources_and_children_deleted_by_hand_are_made_again() ->
         await op.run(scenario)
 
 
+async def test_children_changed_by_hand_are_set_back_and_others_left_alone() -> None:
+    async with operator_under_test() as op:
+        op.context.drift_interval = 0.3
+        repairs = op.context.metrics.drift_repairs.labels(resource="object")
+
+        async def passes(count: int) -> None:
+            seen = op.api.tally["LIST configmaps"]
+            await op.wait(lambda: op.api.tally["LIST configmaps"] >= seen + count, "drift passes")
+
+        async def scenario() -> None:
+            await op.apply_job("j", replicas=2)
+            await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
+            await op.play_deployment_controller("j")
+            await op.wait(lambda: op.condition_is("j", "Ready", "True"), "Ready")
+            await passes(3)  # children as the operator left them (and a status) are no drift
+            assert repairs._value.get() == 0
+            deployment = resource_path("Deployment", NS, "j")
+            # Fields others own: `kubectl rollout restart`'s annotation is not set back.
+            restarted = {"kubectl.kubernetes.io/restartedAt": "2026-12-07T00:00:00Z"}
+            patch = {"spec": {"template": {"metadata": {"annotations": restarted}}}}
+            await op.send("PATCH", deployment, patch)
+            await passes(3)
+            assert repairs._value.get() == 0
+            # Fields the operator sets: a hand scale and another image, and a ConfigMap's data.
+            (config_map,) = [n for n in op.objects("ConfigMap") if n.startswith("j")]
+            config = op.objects("ConfigMap")[config_map]["data"]
+            containers = op.objects("Deployment")["j"]["spec"]["template"]["spec"]["containers"]
+            edited = [{**containers[0], "image": "registry.example/other:2"}, *containers[1:]]
+            patch = {"spec": {"replicas": 5, "template": {"spec": {"containers": edited}}}}
+            await op.send("PATCH", deployment, patch)
+            await op.send(
+                "PATCH",
+                resource_path("ConfigMap", NS, config_map),
+                {"data": {key: "edited" for key in config}},
+            )
+
+            def set_back() -> bool:
+                live = op.objects("Deployment")["j"]
+                return (
+                    live["spec"]["replicas"] == 2
+                    and live["spec"]["template"]["spec"]["containers"] == containers
+                    and op.objects("ConfigMap")[config_map]["data"] == config
+                )
+
+            await op.wait(set_back, "the Deployment and ConfigMap set back")
+            annotations = op.objects("Deployment")["j"]["spec"]["template"]["metadata"]
+            assert annotations["annotations"]["kubectl.kubernetes.io/restartedAt"]  # kept
+
+            def reported() -> list[str]:
+                return [
+                    e.get("message", "")
+                    for e in op.api.live_objects("v1/events")
+                    if e.get("reason") == "DriftRepaired"
+                ]
+
+            await op.wait(lambda: bool(reported()), "a DriftRepaired Event")
+            message = " ".join(reported())
+            assert "(changed)" in message and "(deleted)" not in message
+            assert repairs._value.get() >= 1
+            repaired = repairs._value.get()
+            await passes(3)  # set back as the operator applies them: no drift any more
+            assert repairs._value.get() == repaired
+
+        await op.run(scenario)
+
+
 async def test_a_deployment_deleted_by_hand_comes_back_at_once() -> None:
     async with operator_under_test() as op:
         assert op.context.drift_interval >= 300  # no periodic pass in this test: the event does it
