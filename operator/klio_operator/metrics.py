@@ -37,7 +37,7 @@ class OperatorMetrics:
         self.drift_repairs = Counter(
             "klio_operator_drift_repairs",
             "KlioJobs found with Pub/Sub resources (resource=pubsub) or child objects "
-            "(resource=object) deleted outside the operator, and made again.",
+            "(resource=object) deleted or edited outside the operator, and applied again.",
             ["resource"],
             registry=self.registry,
         )
