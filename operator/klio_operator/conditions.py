@@ -377,6 +377,19 @@ def merge_conditions(
     return result
 
 
+def replace_conditions(
+    previous: Sequence[Mapping[str, Any]],
+    states: Sequence[ConditionState],
+    generation: int,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """``previous`` with ``states`` in place of the conditions of their types (a new type
+    appended), every other condition kept as it was: a status that changes in part only."""
+    merged = {c["type"]: c for c in merge_conditions(previous, states, generation, now)}
+    kept = [merged.pop(c["type"]) if c.get("type") in merged else dict(c) for c in previous]
+    return [*kept, *merged.values()]
+
+
 def _phase(states: Mapping[str, ConditionState], finished: str | None, suspended: bool) -> str:
     if finished is not None:
         return finished

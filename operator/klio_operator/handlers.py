@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import kopf
 
@@ -487,21 +487,17 @@ async def _reconcile(
     if resolution.missing:
         previous = body.get("status") or {}
         status = dict(previous)
-        status["conditions"] = cond.merge_conditions(
-            [c for c in previous.get("conditions") or [] if c.get("type") != cond.READY],
+        status["conditions"] = cond.replace_conditions(
+            previous.get("conditions") or [],
             [
-                parents_state,
                 cond.ConditionState(
                     cond.READY, "False", parents_state.reason, parents_state.message
                 ),
+                parents_state,
             ],
             generation,
             _now(),
-        ) + [
-            c
-            for c in previous.get("conditions") or []
-            if c.get("type") not in (cond.READY, cond.PARENTS_RESOLVED)
-        ]
+        )
         status["phase"] = "Pending"
         status["observedGeneration"] = generation  # seen: it waits for its parents
         await _write_status(context, namespace, name, status)
@@ -533,6 +529,8 @@ async def _reconcile(
             apply(context.kube, child, likely_absent=first) for child in children
         )
     except KubeApiError as exc:
+        if exc.status == 403:
+            await _forbidden(context, body, exc)
         if exc.status not in (400, 422):  # not a refusal of what the spec asks for
             raise
         # Retrying cannot help until the spec changes (a value only the API server checks).
@@ -553,12 +551,17 @@ async def _reconcile(
         if plan.advice:
             kopf.warn(body, reason="AutoscalingLimited", message="; ".join(plan.advice))
     if not first:
-        await prune(
-            context.kube,
-            namespace,
-            f"{LABEL_JOB}={name},app.kubernetes.io/managed-by={MANAGED_BY}",
-            [object_key(child) for child in plan.children],
-        )
+        try:
+            await prune(
+                context.kube,
+                namespace,
+                f"{LABEL_JOB}={name},app.kubernetes.io/managed-by={MANAGED_BY}",
+                [object_key(child) for child in plan.children],
+            )
+        except KubeApiError as exc:
+            if exc.status == 403:
+                await _forbidden(context, body, exc)
+            raise
     workload = stored.get(plan.workload) if plan.workload else None
     just_created = workload[1] if workload and workload[0] == "created" else None
     await _report(context, body, spec, plan, parents_state, topics_state, resolution, just_created)
@@ -570,6 +573,26 @@ async def _reconcile(
     await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+
+
+async def _forbidden(context: OperatorContext, body: kopf.Body, exc: KubeApiError) -> NoReturn:
+    """The API server refused the operator a call on a child (403): its Role lacks the verb (a
+    chart older than the operator, a namespace its Role does not cover). Ready and Degraded say
+    so, with an Event, and the reconcile is retried: granting it needs no change to the job."""
+    message = f"the operator is not allowed this call (grant it in its Role): {exc}"
+    previous = body.get("status") or {}
+    generation = int(body.metadata.get("generation") or 0)
+    states = [
+        cond.ConditionState(cond.READY, "False", "Forbidden", message),
+        cond.ConditionState(cond.DEGRADED, "True", "Forbidden", message),
+    ]
+    conditions = cond.replace_conditions(
+        previous.get("conditions") or [], states, generation, _now()
+    )
+    status = {**previous, "conditions": conditions, "phase": "Degraded"}
+    await _write_status(context, body.metadata.namespace or "", body.metadata.name or "", status)
+    kopf.warn(body, reason="Forbidden", message=message)
+    raise kopf.TemporaryError(message, delay=context.retry_delay) from exc
 
 
 async def _children_to_apply(

@@ -116,6 +116,10 @@ class NotFoundError(k8s.KubernetesError):
     """404 for an absent object."""
 
 
+class ForbiddenError(k8s.KubernetesError):
+    """403: RBAC refuses the call (see ``KlioKubernetesEmulator.forbidden``)."""
+
+
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -275,6 +279,8 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
     """Object requests served, by `<action> <plural>[/<subresource>]` (for benches)."""
     calls: list[ApiCall] = attrs.field(factory=list, init=False)
     """Every object request, with its client's User-Agent (what RBAC must allow)."""
+    forbidden: set[tuple[str, str]] = attrs.field(factory=set, init=False)
+    """(RBAC verb, plural) pairs refused with 403, as a Role lacking them would."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -481,6 +487,10 @@ class KlioKubernetesEmulator(kmock.KubernetesEmulator):
                 + (f"/{request.subresource}" if request.subresource else ""),
             )
         )
+        call = self.calls[-1]
+        if (call.verb, call.resource) in self.forbidden:
+            message = f'{call.resource} is forbidden: cannot {call.verb} resource "{call.resource}"'
+            raise ForbiddenError(status=403, reason="Forbidden", message=message)
         if request.action == enums.action.WATCH:
             return await self._stream_watch(request)
         async with self._lock:

@@ -655,6 +655,28 @@ async def test_children_changed_by_hand_are_set_back_and_others_left_alone() -> 
         await op.run(scenario)
 
 
+async def test_a_call_the_rbac_refuses_is_reported_and_retried_until_granted() -> None:
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            op.api.forbidden.add(("create", "services"))  # e.g. a Role older than the operator
+            await op.apply_job("j")
+            await op.wait(lambda: op.condition_is("j", "Ready", "False", "Forbidden"), "reported")
+            assert op.condition_is("j", "Degraded", "True", "Forbidden")
+            assert op.objects("KlioJob")["j"]["status"]["phase"] == "Degraded"
+            message = (op.condition("j", "Degraded") or {})["message"]
+            assert "services" in message and "grant it in its Role" in message
+            events = op.api.live_objects("v1/events")
+            assert "Forbidden" in {e.get("reason") for e in events}
+            op.api.forbidden.clear()  # the Role is fixed: no change to the job is needed
+            await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
+            await op.play_deployment_controller("j")
+            await op.wait(lambda: op.condition_is("j", "Ready", "True"), "Ready once granted")
+            assert op.condition_is("j", "Degraded", "False")
+
+        await op.run(scenario)
+
+
 async def test_a_deployment_deleted_by_hand_comes_back_at_once() -> None:
     async with operator_under_test() as op:
         assert op.context.drift_interval >= 300  # no periodic pass in this test: the event does it
