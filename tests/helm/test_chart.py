@@ -312,6 +312,22 @@ def test_alerts_without_the_service_monitor_are_refused() -> None:
     assert "metrics.prometheusRule.enabled needs metrics.serviceMonitor.enabled" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("interval", "timeout", "refused"),
+    [("30s", "10s", False), ("1m", "1m", False), ("1m30s", "90s", False),
+     ("30s", "31s", True), ("1m30s", "90001ms", True)],
+)
+def test_a_scrape_timeout_longer_than_its_interval_is_refused(
+    interval: str, timeout: str, refused: bool
+) -> None:
+    # Prometheus refuses to load a scrape config whose timeout exceeds its interval.
+    monitor = {"enabled": True, "interval": interval, "scrapeTimeout": timeout}
+    proc = run_helm(template_args(values={"metrics": {"serviceMonitor": monitor}}), check=False)
+    assert (proc.returncode != 0) is refused, proc.stderr
+    if refused:
+        assert f"scrapeTimeout ({timeout}) must not exceed" in proc.stderr
+
+
 def test_a_long_release_name_keeps_every_name_a_dns_label() -> None:
     # Helm allows release names of 53 characters: "-metrics" made the Service's 62 + 8
     release = "a" * 53

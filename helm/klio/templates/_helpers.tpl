@@ -56,3 +56,17 @@ app.kubernetes.io/part-of: klio
 {{- define "klio.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "klio.fullname" . | trunc 55 | trimSuffix "-") }}
 {{- end }}
+
+{{/*
+A Prometheus duration (30s, 1m30s, 500ms) in milliseconds, to compare two of them.
+*/}}
+{{- define "klio.durationMilliseconds" -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" . -1 -}}
+{{- $count := regexFind "^[0-9]+" . | int64 -}}
+{{- $unit := regexReplaceAll "^[0-9]+" . "" -}}
+{{- $total = add $total (mul $count (get $units $unit)) -}}
+{{- end -}}
+{{- $total -}}
+{{- end }}
