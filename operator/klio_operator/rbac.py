@@ -35,7 +35,7 @@ RULES: tuple[Rule, ...] = (
     Rule("", ("namespaces",), ("get", "list", "watch"), True),
     # KlioJobs: watched by kopf; finalizer, progress annotations and "parent changed" touches.
     Rule("klio.io", ("kliojobs",), ("get", "list", "watch", "patch")),
-    Rule("klio.io", ("kliojobs/status",), ("get", "patch")),
+    Rule("klio.io", ("kliojobs/status",), ("patch",)),
     # Children name their KlioJob with blockOwnerDeletion: where the OwnerReferencesPermission-
     # Enforcement admission plugin runs (OpenShift), making them needs this.
     Rule("klio.io", ("kliojobs/finalizers",), ("update",)),
@@ -46,8 +46,9 @@ RULES: tuple[Rule, ...] = (
     Rule("autoscaling", ("horizontalpodautoscalers",), CHILD_VERBS),
     Rule("monitoring.coreos.com", ("servicemonitors",), CHILD_VERBS),
     Rule("keda.sh", ("scaledobjects",), CHILD_VERBS),
-    # Worker pods: watched to report ImagePullBackOff / CrashLoopBackOff / Unschedulable.
-    Rule("", ("pods",), ("get", "list", "watch")),
+    # Worker pods: watched to report ImagePullBackOff / CrashLoopBackOff / Unschedulable (kopf's
+    # index; listed by label when it is not running). Never read one by one.
+    Rule("", ("pods",), ("list", "watch")),
     # Kubernetes Events about KlioJobs (kopf.warn / kopf's own handler events).
     Rule("", ("events",), ("create",)),
 )
