@@ -412,10 +412,14 @@ def build_status(
     """The whole `status` of a KlioJob (camelCase, as stored)."""
     previous = previous or {}
     o = observation
+    desired = o.workload.desired
     if o.blocked is not None:
+        # Nothing is applied or pruned for a blocked job: the workers of its last good spec
+        # keep running, so their counts stay as last seen (none for a job never reconciled).
+        desired = int(previous.get("desiredWorkers") or 0)
         workers = WorkerState(
-            0,
-            0,
+            int(previous.get("readyWorkers") or 0),
+            int(previous.get("replicas") or 0),
             (
                 ConditionState(WORKERS_READY, "Unknown", o.blocked.reason, o.blocked.message),
                 ConditionState(PROGRESSING, "False", o.blocked.reason, o.blocked.message),
@@ -453,7 +457,7 @@ def build_status(
             previous.get("conditions") or [], ordered, o.generation, now
         ),
         "readyWorkers": workers.ready,
-        "desiredWorkers": o.workload.desired,
+        "desiredWorkers": desired,
         "replicas": workers.replicas,
         "topics": list(o.topic_names),
         "subscriptions": list(o.subscription_names),

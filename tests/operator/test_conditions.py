@@ -140,6 +140,18 @@ def test_cycle_and_invalid_spec_fail_the_job() -> None:
     assert conditions(status)["Ready"]["message"] == "spec.replicas: must be ≥ 0"
 
 
+def test_a_blocked_job_keeps_the_worker_counts_of_its_last_good_spec() -> None:
+    # Nothing is applied or pruned for it: its running workers go on running.
+    running = cond.build_status(observe(deployment(ready=2, desired=3), desired=3), None, T0)
+    invalid = cond.invalid_spec(["spec.replicas: must be ≥ 0"])
+    status = cond.build_status(observe(blocked=invalid, desired=0), running, T1)
+    assert (status["readyWorkers"], status["replicas"], status["desiredWorkers"]) == (2, 3, 3)
+    assert status["phase"] == "Failed"
+    # A job never reconciled has none.
+    fresh = cond.build_status(observe(blocked=invalid, desired=0), None, T0)
+    assert (fresh["readyWorkers"], fresh["replicas"], fresh["desiredWorkers"]) == (0, 0, 0)
+
+
 def test_suspended_job_is_ready_with_zero_workers() -> None:
     status = cond.build_status(
         observe(deployment(ready=0, desired=0), desired=0, suspended=True), None, T0
