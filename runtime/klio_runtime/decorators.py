@@ -94,13 +94,15 @@ def drop(
     detail = getattr(err, "_klio_traceback", "")
     show_tb = reason in ("run_error", "bad_payload", "retries_exhausted") and not detail
     shown = kmsg if kmsg is not None else incoming
-    ctx.logger.error(
-        klio_lines.payload_dropped(shown, err)
-        if isinstance(err, KlioMessagePayloadException)
-        else klio_lines.exception_dropped(where, shown, err, detail),
-        exc_info=err if show_tb else None,
-        extra={"element_id": element},
-    )
+    if kmsg is None and reason == "decode_error":  # what it was given is no KlioMessage
+        if not ctx.config.job_config.allow_non_klio_messages:
+            ctx.logger.error(klio_lines.CANNOT_PARSE, extra={"element_id": element})
+        line = klio_lines.parse_dropped(incoming, err)
+    elif isinstance(err, KlioMessagePayloadException):
+        line = klio_lines.payload_dropped(shown, err)
+    else:
+        line = klio_lines.exception_dropped(where, shown, err, detail)
+    ctx.logger.error(line, exc_info=err if show_tb else None, extra={"element_id": element})
     ctx.metrics.dropped(reason, element)
     return pvalue.TaggedOutput(DROP_TAG, incoming)
 

@@ -141,7 +141,9 @@ def test_exception_drops_with_logged_counted_reason(ctx: KlioContext, capsys: An
     assert 'element: "boom-1"' in err and "Error: bad element" in err
 
 
-def test_bytes_that_are_not_a_message_drop_as_decode_error(ctx: KlioContext) -> None:
+def test_bytes_that_are_not_a_message_drop_as_decode_error(
+    ctx: KlioContext, capsys: Any
+) -> None:
     @d.handle_klio
     def f(c: KlioContext, item: Any) -> Any:
         raise AssertionError("must not run")
@@ -149,6 +151,13 @@ def test_bytes_that_are_not_a_message_drop_as_decode_error(ctx: KlioContext) -> 
     out = f(b"\xff\xfe not a klio message")
     assert out.tag == "drop"
     assert dropped(ctx.config, "decode_error") == 1
+    # Klio's two lines: its parser's hint, then the decorator's
+    err = capsys.readouterr().err
+    assert "Can not parse incoming message. To support non-Klio messages, add" in err
+    assert (
+        "Dropping KlioMessage - exception occurred when serializing "
+        "'b'\\xff\\xfe not a klio message'' from bytes to a KlioMessage.\nError: " in err
+    )
 
 
 def test_unusable_return_value_drops_as_bad_payload_with_klios_lines(

@@ -77,6 +77,15 @@ def exception_dropped(where: str, message: Any, err: BaseException, traceback_te
     )
 
 
+def parse_dropped(incoming: Any, err: BaseException) -> str:
+    """A decorated step's line for what it was given and cannot read as a KlioMessage (ERROR),
+    after :data:`CANNOT_PARSE` for bytes that are not one."""
+    return (
+        f"Dropping KlioMessage - exception occurred when serializing '{incoming}' from bytes to "
+        f"a KlioMessage.\nError: {err}"
+    )
+
+
 def payload_dropped(message: Any, err: BaseException) -> str:
     """A decorated step's line for a returned value that cannot be a payload (ERROR)."""
     return (
