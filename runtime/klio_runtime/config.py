@@ -40,6 +40,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from klio_runtime.message import validate_element_id
 
 SUPPORTED_VERSION = 2
+DEPRECATED_VERSIONS = (1,)
+"""Versions Klio still runs, with a deprecation warning (the same keys as version 2 here)."""
 _IO_TAGS = frozenset({"pubsub", "file", "avro", "bq"})
 
 
@@ -668,8 +670,19 @@ class KlioConfig(_Strict):
     @field_validator("version")
     @classmethod
     def _version_2(cls, value: int) -> int:
-        if value != SUPPORTED_VERSION:
-            raise ValueError(f"only version {SUPPORTED_VERSION} of klio-job.yaml is supported")
+        if value in DEPRECATED_VERSIONS:
+            # as Klio: a warning, and the job runs (its keys are read as version 2's)
+            logging.getLogger("klio").warning(
+                "Config version %d is deprecated and will be removed in a future release of "
+                "klio. Please migrate to a supported version: (%d,)",
+                value,
+                SUPPORTED_VERSION,
+            )
+        elif value != SUPPORTED_VERSION:
+            raise ValueError(
+                f"only version {SUPPORTED_VERSION} of klio-job.yaml is supported (and "
+                f"{', '.join(map(str, DEPRECATED_VERSIONS))}, deprecated)"
+            )
         return value
 
     @model_validator(mode="after")

@@ -288,7 +288,7 @@ def test_error_messages_are_readable() -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"job_name": "j", "version": 1}, "version: only version 2 of klio-job.yaml is supported"),
+        ({"job_name": "j", "version": 3}, "version: only version 2 of klio-job.yaml is supported"),
         ({"job_name": ""}, "job_name: String should have at least 1 character"),
         ({"job_name": "j", "job_config": []}, "job_config: must be a mapping, got list"),
         (["job_name"], "(top level): must be a mapping, got list"),
@@ -619,3 +619,13 @@ def test_a_number_where_text_is_wanted_is_that_text() -> None:
     config = parse_config(data)
     assert config.pipeline_options.project == "12345"
     assert config.job_config.events.inputs[0].topic == "42"  # type: ignore[union-attr]
+
+
+def test_a_version_1_config_runs_with_klios_deprecation_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Klio's CLI warns of version 1 and runs the job; its config reads the same keys.
+    with caplog.at_level(logging.WARNING, logger="klio"):
+        config = parse_config({"job_name": "j", "version": 1})
+    assert config.version == 1
+    assert "Config version 1 is deprecated and will be removed" in caplog.text
