@@ -190,7 +190,7 @@ class KlioContext:
         self.metrics = (
             metrics
             if metrics is not None
-            else KlioMetrics.from_settings(config.job_name, config.job_config.metrics)
+            else KlioMetrics.of_job(config)
         )
         self.job_limits = job_limits(config)
 

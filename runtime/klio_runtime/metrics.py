@@ -179,6 +179,7 @@ def process_hub() -> MetricsHub:
 
 
 METRICS_LOGGER = "klio.metrics"
+DIRECT_RUNNER = "DirectRunner"
 _UNIT_NAMES = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms", "seconds": "s"}
 _warned: set[str] = set()
 
@@ -228,11 +229,17 @@ class MetricsLogRelay:
     timer_unit: str = "ns"
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None) -> MetricsLogRelay | None:
+    def from_settings(
+        cls, settings: Mapping[str, Any] | None, runner: str | None = None
+    ) -> MetricsLogRelay | None:
         """From ``job_config.metrics``: ``logger: false`` → None; ``logger: {level, timer_unit}``
-        (an unknown level or unit: Klio's default, warned)."""
+        (an unknown level or unit: Klio's default, warned). Not configured, it is on for the
+        job's ``runner`` only when that is the DirectRunner (or unset: this runtime's default),
+        as Klio turns its logger client on by default only there."""
         top: Mapping[str, Any] = settings if isinstance(settings, Mapping) else {}
-        conf = top.get("logger", {})
+        conf = top.get("logger")
+        if conf is None and runner not in (None, DIRECT_RUNNER):
+            return None
         if conf is False:
             return None
         conf = conf if isinstance(conf, Mapping) else {}
@@ -593,15 +600,25 @@ class KlioMetrics:
         it (:meth:`refresh_log_io`, once per bundle: they are counted in batches)."""
 
     @classmethod
-    def from_settings(cls, job_name: str, settings: Mapping[str, Any] | None) -> KlioMetrics:
-        """Build from ``job_config.metrics`` (Klio's mapping: ``prefix`` and ``logger``)."""
+    def from_settings(
+        cls, job_name: str, settings: Mapping[str, Any] | None, runner: str | None = None
+    ) -> KlioMetrics:
+        """Build from ``job_config.metrics`` (Klio's mapping: ``prefix`` and ``logger``) and the
+        job's configured ``runner`` (see :meth:`MetricsLogRelay.from_settings`)."""
         prefix = settings.get("prefix") if isinstance(settings, Mapping) else None
-        relay = MetricsLogRelay.from_settings(settings)
+        relay = MetricsLogRelay.from_settings(settings, runner)
         return cls(
             job_name,
             prefix=str(prefix) if prefix else None,
             log_relay=relay,
             decorator_timer_unit=kmsg_timer_unit(settings),
+        )
+
+    @classmethod
+    def of_job(cls, config: Any) -> KlioMetrics:
+        """The metrics of the job a :class:`~klio_runtime.config.KlioConfig` describes."""
+        return cls.from_settings(
+            config.job_name, config.job_config.metrics, config.pipeline_options.runner
         )
 
     # -- user metrics (Klio's API) --------------------------------------------------------

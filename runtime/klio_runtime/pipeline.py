@@ -96,9 +96,7 @@ class _PrepareOutput(beam.DoFn):
         self.config = config
 
     def setup(self) -> None:
-        self.metrics = KlioMetrics.from_settings(
-            self.config.job_name, self.config.job_config.metrics
-        )
+        self.metrics = KlioMetrics.of_job(self.config)
         self.metrics.written_by = writer_names(self.config)
 
     def start_bundle(self) -> None:
@@ -162,9 +160,7 @@ class CountDeadLetters(beam.DoFn):
         self.config = config
 
     def setup(self) -> None:
-        self.metrics = KlioMetrics.from_settings(
-            self.config.job_name, self.config.job_config.metrics
-        )
+        self.metrics = KlioMetrics.of_job(self.config)
 
     def process(self, letter: DeadLetter) -> Iterator[DeadLetter]:
         self.metrics.dead_lettered(letter.reason, letter.where)

@@ -25,7 +25,7 @@ from klio_runtime.config import (
     parse_templates,
 )
 from klio_runtime.message import InvalidElementId
-from klio_runtime.metrics import MetricsLogRelay, kmsg_timer_unit
+from klio_runtime.metrics import KlioMetrics, MetricsLogRelay, kmsg_timer_unit
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VALID = [
@@ -319,6 +319,21 @@ def test_unknown_metrics_unit_or_level_runs_with_klios_default_and_is_warned(
     top_level = {"timer_unit": "ms"}
     assert MetricsLogRelay.from_settings(top_level) == MetricsLogRelay(logging.DEBUG, "ns")
     assert kmsg_timer_unit(top_level) == "ms"
+
+
+def test_the_metrics_log_is_on_by_default_only_for_the_direct_runner() -> None:
+    # Klio turns its logger metrics client on by default only when the job's runner is the
+    # DirectRunner (a job's test then expects its lines, and a Dataflow job's none).
+    on = MetricsLogRelay(logging.DEBUG, "ns")
+    assert MetricsLogRelay.from_settings({}, "DirectRunner") == on
+    assert MetricsLogRelay.from_settings({}, None) == on  # this runtime's default runner
+    assert MetricsLogRelay.from_settings({}, "DataflowRunner") is None
+    assert MetricsLogRelay.from_settings({"logger": {}}, "DataflowRunner") == on  # asked for
+    assert MetricsLogRelay.from_settings({"logger": False}, "DirectRunner") is None
+    dataflow = parse_config(
+        {"job_name": "j", "pipeline_options": {"runner": "DataflowRunner"}}
+    )
+    assert KlioMetrics.of_job(dataflow).log_relay is None
 
 
 def test_path_for_rejects_unsafe_element_ids() -> None:

@@ -203,7 +203,7 @@ class StreamingWorker:
         self.client = client or PubSubClient()
         self.lease = LeaseKeeper(self.client, self.settings.ack_deadline_seconds,
                                  self.settings.lease_every_seconds)
-        self.job_metrics = KlioMetrics.from_settings(config.job_name, config.job_config.metrics)
+        self.job_metrics = KlioMetrics.of_job(config)
         self.metrics = WorkerMetrics.on(process_hub().registry)
         self.stop_event = threading.Event()
         self.pull_backoff = _Backoff(PULL_RETRY_FIRST_SECONDS, PULL_RETRY_MAX_SECONDS)
