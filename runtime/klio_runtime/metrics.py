@@ -72,6 +72,41 @@ def prometheus_name(name: str) -> str:
 
 _USER_DOC = "A metric of the Klio job's own."
 
+_held: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
+"""Prometheus writes held back by :func:`prometheus_writes_held` (None: written at once)."""
+
+
+def _write(write: Callable[..., Any], *args: Any) -> None:
+    """One Prometheus write (``child.inc``, ``.set``, ``.observe``): made now, or held."""
+    held = _held
+    if held is None:
+        write(*args)
+    else:
+        held.append((write, args))
+
+
+@contextmanager
+def prometheus_writes_held() -> Iterator[None]:
+    """Hold the job's Prometheus writes made in the block (from any thread) until it ends: made
+    then if it ends well, dropped if it raises.
+
+    The worker runs a batch in this block. A run that fails is run again in parts, and what it
+    counted before it failed (counts are handed on every ``FLUSH_EVERY`` messages) would be
+    counted twice. Beam drops a failed bundle's own metrics the same way.
+    """
+    global _held
+    if _held is not None:  # nested: the outer block decides
+        yield
+        return
+    held: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+    _held = held
+    try:
+        yield
+    finally:
+        _held = None
+    for write, args in held:
+        write(*args)
+
 
 class MetricsHub:
     """The per-process prometheus registry with the standard Klio metrics."""
@@ -298,7 +333,7 @@ class Counter(_Metric):
     def inc(self, n: int = 1) -> None:
         self.value = n
         self._beam.inc(n)
-        self._prom.inc(n)
+        _write(self._prom.inc, n)
         if self._relay is not None:
             self._relay(n)
 
@@ -309,7 +344,7 @@ class Gauge(_Metric):
     def set(self, value: float) -> None:
         self.value = value
         self._beam.set(int(value))
-        self._prom.set(value)
+        _write(self._prom.set, value)
         if self._relay is not None:
             self._relay(value)
 
@@ -344,7 +379,7 @@ class Timer(_Metric):
     def record(self, seconds: float) -> None:
         self.value = seconds * self._scale
         self._beam.update(int(self.value))
-        self._prom.observe(seconds)
+        _write(self._prom.observe, seconds)
         if self._relay is not None:
             self._relay(seconds)
 
@@ -386,7 +421,11 @@ class Timer(_Metric):
 
 def observe_all(histogram: Any, values: list[float]) -> None:
     """``histogram.observe`` of each value, with one update per bucket: prometheus-client takes
-    a lock per observe(), which costs more than a trivial job's step."""
+    a lock per observe(), which costs more than a trivial job's step. Held like any write."""
+    _write(_observe_all, histogram, values)
+
+
+def _observe_all(histogram: Any, values: list[float]) -> None:
     bounds = getattr(histogram, "_upper_bounds", None)
     buckets = getattr(histogram, "_buckets", None)
     total = getattr(histogram, "_sum", None)
@@ -776,13 +815,13 @@ class KlioMetrics:
         if self._pending_received:
             received, self._pending_received = self._pending_received, 0
             self._beam_counter("klio_messages_received").inc(received)
-            self._child(self.hub.received).inc(received)
+            _write(self._child(self.hub.received).inc, received)
             if self.read_by:
                 self._io_counter("kmsg-read", self.read_by).inc(received)
         if self._pending_output:
             output, self._pending_output = self._pending_output, 0
             self._beam_counter("klio_messages_output").inc(output)
-            self._child(self.hub.output).inc(output)
+            _write(self._child(self.hub.output).inc, output)
             for writer in self.written_by:
                 self._io_counter("kmsg-write", writer).inc(output)
 
@@ -807,16 +846,16 @@ class KlioMetrics:
             self._beam_counter(f"klio_messages_dropped[reason={reason}]").inc()
             if element is not None:
                 self._ids(f"dropped_ids[reason={reason}]").add(element)
-        self._child(self.hub.dropped, reason=reason).inc()
+        _write(self._child(self.hub.dropped, reason=reason).inc)
 
     def skipped(self, reason: str) -> None:
         if in_job_bundle():  # see dropped()
             self._beam_counter(f"klio_messages_skipped[reason={reason}]").inc()
-        self._child(self.hub.skipped, reason=reason).inc()
+        _write(self._child(self.hub.skipped, reason=reason).inc)
 
     def dead_lettered(self, reason: str, where: str | None = None) -> None:
         self._beam_counter(f"klio_dead_letter[reason={reason}]").inc()
-        self._child(self.hub.dead_letter, reason=reason).inc()
+        _write(self._child(self.hub.dead_letter, reason=reason).inc)
         if where is not None:
             self._ids(f"dead_letter_ids[reason={reason}]").add(where)
 

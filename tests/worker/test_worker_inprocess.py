@@ -212,6 +212,28 @@ def test_a_message_that_fails_its_whole_batch_is_found_in_groups_and_dead_letter
                                reason="pipeline_error") == 1
 
 
+def test_the_runs_of_a_failed_batch_are_counted_once_each_message(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    # The job's Prometheus counts are handed on every 64 messages within a run: what a failed
+    # run counted before it failed is dropped, so its messages count once, in the runs that
+    # succeed, and the one that fails alone counts as read and dead-lettered.
+    elements = [unique("e") for _ in range(100)]
+    job = _setup(pubsub, tmp_path, crash_element=elements[-1])
+    settings = WorkerSettings(max_messages=100, max_wait_ms=500, target_batch_seconds=0)
+    worker = _worker(Path(job["config"]), settings=settings,
+                     dead_letter_topic=job["dead_topic"])
+    pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
+    with running(worker):
+        got = pubsub.collect(job["out_sub"], 99, 60)
+        pubsub.collect(job["dead_sub"], 1, 30, key=lambda m: m.data.hex())
+    assert len(got) == 99
+    hub = process_hub()
+    assert hub.value("klio_messages_received_total", job=job["name"]) == 100
+    assert hub.value("klio_messages_output_total", job=job["name"]) == 99
+    assert hub.value("klio_dead_letter_total", job=job["name"], reason="pipeline_error") == 1
+    assert hub.value("klio_processing_seconds_count", job=job["name"]) == 99
+
+
 def test_non_klio_bytes_even_empty_ones_run_beside_klio_messages_when_allowed(
         pubsub: PubSub, tmp_path: Path) -> None:
     # Klio's allow_non_klio_messages: any bytes are an element; an empty message made the

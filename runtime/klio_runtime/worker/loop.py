@@ -573,7 +573,9 @@ class StreamingWorker:
         element = kmessage.element_id(kmessage.parse(
             data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
         log.warning("dead letter (pipeline_error) %s: %s: %s", element, type(err).__name__, err)
+        self.job_metrics.received()  # its failed runs counted nothing (prometheus_writes_held)
         self._count_dead_letter("pipeline_error", element)
+        self.job_metrics.flush()  # counted outside any bundle
         result = BatchResult.empty()
         result.dead_letter.append(DeadLetter(
             "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
