@@ -182,12 +182,14 @@ def bottom_up_request(msg: KlioMessage, job: JobRef, parent: JobRef) -> KlioMess
     ``trigger_children_of`` = ``job`` so the DAG continues downward after it; otherwise
     ``trigger_children_of`` is kept as it was (usually unset: only the requested chain
     runs). V1 requests are upgraded to V2 (``downstream`` becomes the limited recipients,
-    then is cleared), since V1 cannot say ``trigger_children_of``. The audit log, flags,
-    element and payload are kept.
+    then is cleared), since V1 cannot say ``trigger_children_of``. The audit log, flags and
+    element are kept; the payload is cleared, as Klio's ``KlioTriggerUpstream`` clears it (it is
+    this job's input, not what the parent's own parents give it).
     """
     out = _copy(msg)
     if out.version != Version.V2:
         _v1_routing_to_v2(out)
+    out.data.payload = b""
     intended = out.metadata.intended_recipients
     if intended.WhichOneof("recipients") != "limited":
         intended.limited.SetInParent()

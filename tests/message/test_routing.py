@@ -182,7 +182,9 @@ def test_top_down_request_lists_job_and_parent_and_triggers_job_children() -> No
     assert recipients_of(request) == [JOB, PARENT]
     limited = request.metadata.intended_recipients.limited
     assert JobRef.from_proto(limited.trigger_children_of) == JOB
-    assert request.data.payload == b"p" and request.metadata.force
+    # the payload is the child's input, not the parent's: cleared, as KlioTriggerUpstream does
+    assert request.data.payload == b"" and request.metadata.force
+    assert original.data.payload == b"p"
     assert request.version == Version.V2
     assert original.metadata.intended_recipients.WhichOneof("recipients") == "anyone"
 

@@ -79,6 +79,31 @@ def test_pending_requests_suppress_repeats_until_the_ttl() -> None:
     assert pending.claim(msg, parent)
 
 
+def test_a_request_with_another_audience_is_not_held_back_by_a_pending_one() -> None:
+    # A parent's answer reaches only the jobs its request names: a second child's request for
+    # the same element, or a top-down one (which continues below the job) after a bottom-up
+    # one, must go up too. The same request again is held back.
+    pending = PendingRequests(ttl=300, clock=lambda: 0.0)
+    middle, parent = JobRef("b", "proj"), Parent(JobRef("a", "proj"), "a-in", 0)
+    for_c = new_message("e1", recipients=[JobRef("c", "proj"), middle])
+    for_d = new_message("e1", recipients=[JobRef("d", "proj"), middle])
+    (_, ask_c), = requests_for(for_c, middle, [parent], missing_inputs={0})
+    (_, ask_d), = requests_for(for_d, middle, [parent], missing_inputs={0})
+    assert pending.claim(ask_c, parent.job)
+    assert pending.claim(ask_d, parent.job)
+    (_, again), = requests_for(for_c, middle, [parent], missing_inputs={0})
+    assert not pending.claim(again, parent.job)
+    # c's own bottom-up request, then a top-down message for the same element at c
+    c, b = JobRef("c", "proj"), Parent(middle, "b-in", 0)
+    (_, bottom_up), = requests_for(new_message("e2", recipients=[c]), c, [b], {0})
+    (_, top_down), = requests_for(new_message("e2"), c, [b], {0})
+    assert pending.claim(bottom_up, b.job) and pending.claim(top_down, b.job)
+    (_, forced), = requests_for(new_message("e2", force=True), c, [b], {0})
+    assert pending.claim(forced, b.job)  # a forced request makes the parent run regardless
+    pending.forget(ask_d, parent.job)
+    assert pending.claim(ask_d, parent.job)
+
+
 def test_a_settled_element_may_ask_again_before_the_ttl() -> None:
     pending = PendingRequests(ttl=300, clock=lambda: 0.0)
     msg, other = new_message("e1"), new_message("e2")

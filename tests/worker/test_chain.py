@@ -151,3 +151,29 @@ def test_top_down_after_bottom_up_input_missing_continues_downward(chain: Chain)
     assert message.metadata.intended_recipients.WhichOneof("recipients") == "anyone"
     assert chain.processed("a").count(element) == 1
     assert JobRef(chain.names["c"], PROJECT).job_name in audit_jobs(message)
+
+
+def test_two_childrens_requests_for_one_element_are_both_answered(chain: Chain) -> None:
+    """b's children c and d each ask b for an element whose input (a's output) is missing: b
+    asks a for each, since a's answer reaches only the jobs a request names."""
+    element = unique("two")
+    b = JobRef(chain.names["b"], PROJECT)
+    d = JobRef(f"d-{chain.names['c']}", PROJECT)  # a sibling of c: no worker needed
+    watch = chain.pubsub.subscribe(chain.topics["b"], unique("b-out"))
+    requests = [new_message(element, recipients=[JobRef(chain.names["c"], PROJECT), b]),
+                new_message(element, recipients=[d, b])]
+    chain.pubsub.publish(chain.topics["a"], [serialize(r) for r in requests])
+
+    heard: set[str] = set()
+
+    def both_answered() -> bool:
+        for message in chain.pubsub.drain(watch):
+            msg = parse(message.data)
+            if msg.data.element.decode() == element:
+                limited = msg.metadata.intended_recipients.limited
+                heard.update(job.job_name for job in limited.recipients)
+        return {chain.names["c"], d.job_name} <= heard
+
+    wait_for(both_answered, 60, "b's answers to c and to d")
+    assert chain.processed("a").count(element) == 1  # the second request found a's output
+    assert chain.processed("b").count(element) == 1

@@ -12,7 +12,10 @@ renders it; Klio's config had no such key):
                                        # (default: the parent's position in this list)
 
 A request goes to the parent's ``topic`` (the topic that parent reads). Pending requests are
-remembered per (element, parent) for ``ttl`` seconds so a burst asks a parent once. The memory is
+remembered per (element, parent, audience) for ``ttl`` seconds so a burst asks a parent once; the
+audience (who hears the answer, whether it continues downward, whether it forces) is part of the
+key, since a parent's answer reaches only the jobs its request names: a second child's request,
+or a top-down one after a bottom-up one, must go up too. The memory is
 in-process: each replica remembers its own requests, so N replicas may ask a parent up to N times
 for one element in a burst; the parent then skips all but one because its output exists
 (``output_exists``). A store shared by replicas (Redis, or a Pub/Sub ordering key) would remove
@@ -89,9 +92,24 @@ def requests_for(msg: KlioMessage, job: JobRef, parents: Sequence[Parent],
             for parent in parents if parent.data_input in missing]
 
 
+Audience = tuple[frozenset[tuple[str, str]], tuple[str, str] | None, bool]
+
+
+def audience_of(request: KlioMessage) -> Audience:
+    """What a request asks beyond its element: the jobs that hear the answer, the job below
+    which the DAG continues, and whether it forces."""
+    limited = request.metadata.intended_recipients.limited
+    trigger = limited.trigger_children_of if limited.HasField("trigger_children_of") else None
+    return (
+        frozenset((job.job_name, job.gcp_project) for job in limited.recipients),
+        (trigger.job_name, trigger.gcp_project) if trigger is not None else None,
+        request.metadata.force,
+    )
+
+
 class PendingRequests:
-    """(element, parent) pairs asked for recently; a pair is pending for ``ttl`` seconds, or until
-    the job runs for that element (:meth:`settle`: the parents answered)."""
+    """Requests (element, parent, audience) made recently; each is pending for ``ttl`` seconds, or
+    until the job runs for that element (:meth:`settle`: the parents answered)."""
 
     def __init__(self, ttl: float = 300.0, max_entries: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -100,12 +118,14 @@ class PendingRequests:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
-        self._until: dict[str, dict[JobRef, float]] = {}  # element → parent → pending until
+        # element → (parent, audience) → pending until
+        self._until: dict[str, dict[tuple[JobRef, Audience], float]] = {}
         self._lock = threading.Lock()
 
-    def claim(self, msg: KlioMessage, parent: JobRef) -> bool:
-        """True if no request for this element to ``parent`` is pending (and mark it pending)."""
-        element = element_id(msg)
+    def claim(self, request: KlioMessage, parent: JobRef) -> bool:
+        """True if no such ``request`` to ``parent`` is pending (and mark it pending)."""
+        element = element_id(request)
+        key = (parent, audience_of(request))
         now = self._clock()
         with self._lock:
             asked = self._until.get(element)
@@ -116,18 +136,18 @@ class PendingRequests:
                     # Bounded memory: forget the oldest; worst case one more request to a parent.
                     self._until.pop(next(iter(self._until)))
                 asked = self._until[element] = {}
-            elif asked.get(parent, 0.0) > now:
+            elif asked.get(key, 0.0) > now:
                 return False
-            asked[parent] = now + self.ttl
+            asked[key] = now + self.ttl
             return True
 
-    def forget(self, msg: KlioMessage, parent: JobRef) -> None:
+    def forget(self, request: KlioMessage, parent: JobRef) -> None:
         """Undo a claim whose request was not published (so a redelivery can ask again)."""
-        element = element_id(msg)
+        element = element_id(request)
         with self._lock:
             asked = self._until.get(element)
             if asked is not None:
-                asked.pop(parent, None)
+                asked.pop((parent, audience_of(request)), None)
                 if not asked:
                     del self._until[element]
 
@@ -139,13 +159,13 @@ class PendingRequests:
                 self._until.pop(element, None)
 
     def __len__(self) -> int:
-        """Pending (element, parent) pairs."""
+        """Pending requests."""
         return sum(len(asked) for asked in self._until.values())
 
     def _expire(self, now: float) -> None:
         for element, asked in list(self._until.items()):
-            for parent in [p for p, until in asked.items() if until <= now]:
-                del asked[parent]
+            for key in [k for k, until in asked.items() if until <= now]:
+                del asked[key]
             if not asked:
                 del self._until[element]
 

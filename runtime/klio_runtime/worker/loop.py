@@ -618,11 +618,11 @@ class StreamingWorker:
                               if not found[paths[(i, element)]]}
             for parent, request in requests_for(msg, self.job, self.parents, missing_inputs):
                 name = parent.job.job_name
-                if not self.pending.claim(msg, parent.job):
+                if not self.pending.claim(request, parent.job):
                     self.metrics.bottom_up_pending.labels(job=self.job.job_name,
                                                           parent=name).inc()
-                    log.info("input missing for %s: parent %s was asked less than %d s ago "
-                             "and has not answered yet; not asked again", element, name,
+                    log.info("input missing for %s: parent %s was asked the same less than %d "
+                             "s ago and has not answered yet; not asked again", element, name,
                              self.settings.pending_ttl_seconds)
                     continue
                 self.metrics.bottom_up.labels(job=self.job.job_name, parent=name).inc()
