@@ -356,14 +356,15 @@ def not_run_here(where: str, entry: _BigQueryTable) -> ConfigError:
     )
 
 
-def entries_not_run_here(config: KlioConfig) -> list[str]:
+def entries_not_run_here(config: KlioConfig, inputs: bool = True) -> list[str]:
     """What a run of this config would refuse: its BigQuery event entries that the job does not
-    read or write itself (see :func:`not_run_here`)."""
+    read or write itself (see :func:`not_run_here`); the outputs only, without ``inputs`` (a
+    run whose inputs all read another source)."""
     events = config.job_config.events
     found = [
         not_run_here(f"job_config.events.inputs[{index}]", entry)
         for index, entry in enumerate(events.inputs)
-        if isinstance(entry, BigQueryEventInput) and not entry.skip_klio_read
+        if inputs and isinstance(entry, BigQueryEventInput) and not entry.skip_klio_read
     ] + [
         not_run_here(f"job_config.events.outputs[{index}]", entry)
         for index, entry in enumerate(events.outputs)

@@ -200,8 +200,9 @@ class KlioJobTransform(beam.PTransform):
         pass_thru, dropped, missing, dead = [], [], [], []
         for name, pcoll in inputs.items():
             conf = configs.get(name)
-            if conf is not None and conf.skip_klio_read:
-                # Klio gives run the pipeline itself for an input it does not read
+            if (conf is not None and conf.skip_klio_read) or isinstance(pcoll, beam.pvalue.PBegin):
+                # Klio gives run the pipeline itself for an input it does not read (and for a
+                # job with no event inputs at all)
                 to_run[name] = pcoll.pipeline if isinstance(pcoll, beam.pvalue.PBegin) else pcoll
                 continue
             read_by = reader_name(conf.type if conf is not None else None)
@@ -296,18 +297,26 @@ def event_writer(out: EventOutput, index: int, project: str | None) -> beam.PTra
 
 
 def build_pipeline(
-    config: KlioConfig, run_fn: RunFn, options: PipelineOptions | None = None
+    config: KlioConfig,
+    run_fn: RunFn,
+    options: PipelineOptions | None = None,
+    events_from: str | None = None,
 ) -> beam.Pipeline:
     """A pipeline reading the configured event inputs, running the job, writing its event
     outputs: files (a bounded run), or Pub/Sub through the runner's own source and sink (a
     streaming run on Dataflow, Flink or another Beam runner; on Kubernetes with the direct
-    runner, ``klio worker`` reads Pub/Sub itself).
+    runner, ``klio worker`` reads Pub/Sub itself). A job with no event inputs gets the pipeline
+    itself, as in Klio.
+
+    ``events_from``: a file of events (element ids, or base64 KlioMessages) that every event
+    input reads in place of its own source, its config unchanged for the job (what ``klio job
+    profile`` runs the job over, as Klio's profiler feeds each input the same elements).
 
     Raises:
         klio_runtime.config.ConfigError: a topic or subscription that is not a path of its kind,
             or a BigQuery entry the job does not read or write itself, naming the field.
     """
-    refused = entries_not_run_here(config)
+    refused = entries_not_run_here(config, inputs=events_from is None)
     if refused:
         raise ConfigError(refused)
     pipeline = beam.Pipeline(options=options)
@@ -318,12 +327,15 @@ def build_pipeline(
     for name, conf in zip(names, config.job_config.events.inputs, strict=True):
         if conf.skip_klio_read:
             inputs[name] = beam.pvalue.PBegin(pipeline)
-        elif isinstance(conf, FileEventInput | AvroEventInput):
-            reader = (
-                ReadEventFile(conf.location)
-                if isinstance(conf, FileEventInput)
-                else ReadEventAvro(conf)
-            )
+        elif events_from is not None or isinstance(conf, FileEventInput | AvroEventInput):
+            reader: beam.PTransform
+            if events_from is not None:
+                reader = ReadEventFile(events_from)
+            elif isinstance(conf, FileEventInput):
+                reader = ReadEventFile(conf.location)
+            else:
+                assert isinstance(conf, AvroEventInput)  # the elif's condition
+                reader = ReadEventAvro(conf)
             read = pipeline | f"[{name}] Read events" >> reader
             inputs[name] = read.events
             dead.append(
@@ -334,8 +346,8 @@ def build_pipeline(
             assert isinstance(conf, PubSubEventInput)  # BigQuery was refused above
             kind, path = input_source(conf, names.index(name), project)
             inputs[name] = pipeline | f"[{name}] Read events" >> ReadEventPubSub(**{kind: path})
-    if not inputs:
-        raise ValueError("job_config.events.inputs: a batch run needs at least one event input")
+    if not inputs:  # run builds its own pipeline from the pipeline itself
+        inputs["input0"] = beam.pvalue.PBegin(pipeline)
     result = inputs | "Klio job" >> KlioJobTransform(config, run_fn)
 
     for index, out in enumerate(config.job_config.events.outputs):

@@ -66,12 +66,14 @@ def write_ids_file(ids: Iterable[str], iterations: int, path: Path) -> Path:
     return path
 
 
-def profiling_overrides(ids_file: Path) -> dict[str, Any]:
-    """Config overrides for the profiled run: the ids file as the only event input, no event
-    outputs (as in Klio, profiling writes no events), run here as a batch."""
+def profiling_overrides() -> dict[str, Any]:
+    """Config overrides for the profiled run: no event outputs and no dead-letter topic (as in
+    Klio, profiling writes no events), run here as a batch. Its event inputs stay as configured
+    (the job may read them); each reads the ids file instead (``build_pipeline``'s
+    ``events_from``)."""
     return {
-        "job_config.events.inputs": [{"type": "file", "location": str(ids_file)}],
         "job_config.events.outputs": [],
+        "job_config.dead_letter_topic": None,
         "pipeline_options.runner": "DirectRunner",
         "pipeline_options.streaming": False,
     }

@@ -55,10 +55,13 @@ def beam_options(
     runner: str | None = None,
     extra: Mapping[str, Any] | None = None,
     image_tag: str | None = None,
+    inputs_from_file: bool = False,
 ) -> PipelineOptions:
     """Beam options from ``pipeline_options`` (+ ``extra``); local runners → FnApiRunner (batch);
     a pipeline submitted elsewhere gets Klio's submission rules
     (:func:`klio_runtime.submission.submission_options`, ``image_tag`` included).
+    ``inputs_from_file``: every event input reads a file instead (a profiled run), so none
+    streams.
 
     Raises:
         ValueError: Pub/Sub inputs with a local runner (they stream: the worker runs them).
@@ -71,8 +74,9 @@ def beam_options(
     values.update(extra or {})
     chosen = runner if runner is not None else values.get("runner")
     values["runner"] = BATCH_RUNNER if chosen in LOCAL_RUNNERS else chosen
+    streams = has_pubsub_input(config) and not inputs_from_file
     if values["runner"] == BATCH_RUNNER:
-        if has_pubsub_input(config):
+        if streams:
             raise ValueError(
                 "job_config.events.inputs: Pub/Sub inputs stream, which the in-process batch "
                 "runner cannot: run the local streaming worker (`klio job run` or `klio worker`) "
@@ -81,7 +85,7 @@ def beam_options(
             )
         values["streaming"] = False
     else:
-        if has_pubsub_input(config):
+        if streams:
             values["streaming"] = True  # a Pub/Sub source is unbounded: Beam needs streaming mode
         values = submission_options(values, image_tag)
     values = {k: v for k, v in values.items() if v is not None}
@@ -297,16 +301,18 @@ def run_job(
     on_start: Callable[[], None] | None = None,
     blocking: bool = False,
     image_tag: str | None = None,
+    events_from: str | None = None,
 ) -> JobSummary:
     """Build and run the pipeline. As Klio does, it waits until the pipeline ends on a runner in
     this process (or with ``blocking``); on another (Dataflow, Flink) it returns once submitted,
     with the submitted state and no counts, after waiting for a streaming pipeline to run if the
     job config says ``wait_for_pipeline_running``. With ``update`` and no running job of the
     job's name to update, it submits a new one (Klio's rule). ``image_tag``: the worker image's
-    tag (Klio's ``--image-tag``), see :func:`beam_options`."""
+    tag (Klio's ``--image-tag``), see :func:`beam_options`. ``events_from``: see
+    :func:`~klio_runtime.pipeline.build_pipeline`."""
     ensure_emulator_credentials()
-    options = beam_options(config, runner, extra_options, image_tag)
-    pipeline = build_pipeline(config, run_fn, options)
+    options = beam_options(config, runner, extra_options, image_tag, events_from is not None)
+    pipeline = build_pipeline(config, run_fn, options, events_from)
     if on_start:
         on_start()
     chosen = options.get_all_options()
@@ -316,7 +322,9 @@ def run_job(
         if chosen.get("update") and NOTHING_TO_UPDATE in str(err):
             # Klio's rule: no running job of this name to update yet, so submit a new one
             no_update = {**(extra_options or {}), "update": False}
-            return run_job(config, run_fn, runner, no_update, None, blocking, image_tag)
+            return run_job(
+                config, run_fn, runner, no_update, None, blocking, image_tag, events_from
+            )
         raise
     if blocking or chosen["runner"] in IN_PROCESS_RUNNERS:
         result.wait_until_finish()

@@ -272,3 +272,49 @@ def test_a_png_samples_file_is_refused_with_a_plot(job: Path) -> None:
 
     assert done.returncode == 2
     assert "the samples are text" in done.stderr
+
+
+MULTI_RUN = """
+import apache_beam as beam
+
+
+def run(pcolls, config):
+    # as Klio's multi-event-input jobs: one field per input; the job reads its own config
+    topic = config.job_config.events.inputs[0].topic
+    first = pcolls.pubsub0 | "First" >> beam.Map(lambda data: data)
+    second = pcolls.file1 | "Second" >> beam.Map(lambda data: data)
+    assert topic == "projects/p/topics/in"
+    return (first, second) | beam.Flatten()
+"""
+MULTI_CONFIG = """
+version: 2
+job_name: profiled-multi
+pipeline_options:
+  streaming: true
+  runner: DataflowRunner
+job_config:
+  dead_letter_topic: projects/p/topics/dead
+  events:
+    inputs:
+      - type: pubsub
+        topic: projects/p/topics/in
+      - type: file
+        location: ./more-ids.txt
+    outputs:
+      - type: pubsub
+        topic: projects/p/topics/out
+"""
+
+
+def test_every_event_input_reads_the_ids_and_the_job_sees_its_own_config(
+    tmp_path: Path,
+) -> None:
+    # As Klio's profiler: each input (here a topic and a file) gets the ids, under its own name,
+    # and the config the job reads keeps its inputs; nothing is published (no credentials here).
+    directory = tmp_path / "multi"
+    directory.mkdir()
+    (directory / "klio-job.yaml").write_text(MULTI_CONFIG)
+    (directory / "run.py").write_text(MULTI_RUN)
+    done = profile(directory, "timeit", "-n", "1", "a", "b")
+    assert done.returncode == 0, done.stderr
+    assert "profiled run: 4 received, 4 sent to run" in done.stderr

@@ -294,3 +294,27 @@ def test_brackets_in_errors_and_ids_are_shown_as_they_are(tmp_path: Path) -> Non
     assert "pipeline failed" in failed.stderr
     shown = " ".join(failed.stderr.split())  # rich wraps long lines
     assert "[while running '[file0] Read events/MatchFiles']" in shown
+
+
+def test_a_job_without_event_inputs_gets_the_pipeline_itself(tmp_path: Path) -> None:
+    # As Klio: run(pipeline, config) makes its own source; its output goes to the event output.
+    (tmp_path / "klio-job.yaml").write_text(
+        "version: 2\njob_name: own-source\njob_config:\n  events:\n    outputs:\n"
+        "      - type: file\n        location: ./out/ids\n"
+    )
+    (tmp_path / "run.py").write_text(
+        "import apache_beam as beam\n"
+        "from klio_core.proto import klio_pb2\n\n\n"
+        "def to_message(element):\n"
+        "    msg = klio_pb2.KlioMessage()\n"
+        "    msg.data.element = element.encode()\n"
+        "    msg.version = klio_pb2.Version.V2\n"
+        "    msg.metadata.intended_recipients.anyone.SetInParent()\n"
+        "    return msg.SerializeToString()\n\n\n"
+        "def run(pipeline, config):\n"
+        "    assert isinstance(pipeline, beam.Pipeline)\n"
+        "    return pipeline | beam.Create(['a', 'b', 'c']) | beam.Map(to_message)\n"
+    )
+    result = run_job(tmp_path)
+    assert event_ids(tmp_path / "out" / "ids") == ["a", "b", "c"]
+    assert "Traceback" not in result["stderr"]

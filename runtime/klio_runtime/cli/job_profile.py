@@ -152,7 +152,7 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
     from klio_runtime.runner import JobLoadError, load_job, run_job
 
     try:
-        overrides = {**parse_overrides(job.overrides), **profiling_overrides(ids_file)}
+        overrides = {**parse_overrides(job.overrides), **profiling_overrides()}
         config, run_fn, _ = load_job(
             job.job_dir, job.config_file, overrides, parse_templates(job.templates)
         )
@@ -161,7 +161,7 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
     except JobLoadError as err:
         _fail(str(err))
     try:
-        summary = run_job(config, run_fn, "DirectRunner")
+        summary = run_job(config, run_fn, "DirectRunner", events_from=str(ids_file))
     except Exception as err:
         _fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
     skipped = summary.skipped.get("output_exists", 0)
