@@ -164,6 +164,9 @@ def test_created_job_runs_as_created(tmp_path: Path) -> None:
     assert result["processed"] == 2 and result["output"] == 2
     tested = klio("job", "test", "-j", str(tmp_path / "new"), "--", "-q", "-p", "no:cacheprovider")
     assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout + tested.stderr
+    # pytest's options before the job's, as Klio's command takes them
+    tested = klio("job", "test", "-q", "-p", "no:cacheprovider", "-j", str(tmp_path / "new"))
+    assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout + tested.stderr
     refused = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "Bad_Name")
     assert refused.returncode == 2 and "Bad_Name" in refused.stderr
     again = klio("job", "create", "--job-dir", str(tmp_path / "new"), "--job-name", "my-job")

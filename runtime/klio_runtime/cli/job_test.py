@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from klio_runtime.config import KlioConfig
 
 
-@click.command(
-    "test", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
-)
+# As Klio's: pytest's own options may come before or after the job's (-j DIR -k name, or
+# -k name -j DIR); "--" passes what follows to pytest as it is.
+@click.command("test", context_settings={"ignore_unknown_options": True})
 @job_and_config_options
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def test(job: JobOptions, pytest_args: tuple[str, ...]) -> None:
