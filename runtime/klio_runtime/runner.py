@@ -37,7 +37,9 @@ from klio_runtime.metrics import process_hub
 from klio_runtime.pipeline import RunFn, build_pipeline
 from klio_runtime.submission import submission_options
 
-LOCAL_RUNNERS = {None, "", "DirectRunner", "DirectGKERunner", "FnApiRunner"}
+GKE_RUNNER = "DirectGKERunner"
+"""Klio's runner that deploys the job to GKE; a KlioJob does that here."""
+LOCAL_RUNNERS = {None, "", "DirectRunner", GKE_RUNNER, "FnApiRunner"}
 """Runner names that run a job here: on FnApiRunner (batch) or the streaming worker (Pub/Sub)."""
 BATCH_RUNNER = "FnApiRunner"
 IN_PROCESS_RUNNERS = {BATCH_RUNNER, "BundleBasedDirectRunner", "SwitchingDirectRunner"}

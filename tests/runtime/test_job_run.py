@@ -321,3 +321,7 @@ def test_a_job_without_event_inputs_gets_the_pipeline_itself(tmp_path: Path) -> 
     result = run_job(tmp_path)
     assert event_ids(tmp_path / "out" / "ids") == ["a", "b", "c"]
     assert "Traceback" not in result["stderr"]
+    # Klio's GKE runner deploys the job: here it runs in this process, and says so
+    on_gke = run_job(tmp_path, "-O", "pipeline_options.runner=DirectGKERunner")
+    assert "note: Klio deploys a DirectGKERunner job to Kubernetes" in on_gke["stderr"]
+    assert "apply a KlioJob" in on_gke["stderr"]

@@ -38,6 +38,7 @@ from klio_runtime.io.events import count_lines
 from klio_runtime.io.pubsub_events import has_pubsub_input
 from klio_runtime.metrics import process_hub
 from klio_runtime.runner import (
+    GKE_RUNNER,
     LOCAL_RUNNERS,
     JobLoadError,
     JobSummary,
@@ -242,6 +243,12 @@ def run(
         raise SystemExit(EXIT_INVALID) from None
     started = time.monotonic()
     chosen = runner if runner is not None else config.pipeline_options.runner
+    if chosen == GKE_RUNNER:
+        err_console.print(
+            f"note: Klio deploys a {GKE_RUNNER} job to Kubernetes; here it runs in this process."
+            " On a cluster, apply a KlioJob and the operator runs its workers.",
+            highlight=False,
+        )
     if chosen in LOCAL_RUNNERS:
         # the line Klio's quickstart tells job authors to look for (Beam's DirectRunner logs it)
         err_console.print("Running pipeline with DirectRunner (in-process)", highlight=False)
