@@ -318,3 +318,11 @@ def test_every_event_input_reads_the_ids_and_the_job_sees_its_own_config(
     done = profile(directory, "timeit", "-n", "1", "a", "b")
     assert done.returncode == 0, done.stderr
     assert "profiled run: 4 received, 4 sent to run" in done.stderr
+
+
+def test_a_bad_config_is_refused_before_any_sample(tmp_path: Path) -> None:
+    for measure in ("cpu", "memory"):
+        refused = profile(tmp_path, measure, "a")
+        assert refused.returncode == 2, refused.stderr
+        assert "klio-job.yaml: no such file" in refused.stderr
+        assert refused.stdout == ""  # no samples printed first
