@@ -68,6 +68,16 @@ def test_create_resources_makes_what_is_missing_once(
     bucket = f"{name}-data"
     extra = ["-O", f"job_config.data.outputs=[{{type: gcs, location: 'gs://{bucket}/out'}}]"]
 
+    # As Klio's: verify looks for them, and names each that is missing (exit 1)
+    looked = runner.invoke(main, ["job", "verify", "-j", str(job), *extra])
+    assert looked.exit_code == 1, looked.output
+    assert sorted(line for line in looked.stderr.splitlines() if "does not exist" in line) == [
+        f"error: bucket {bucket} does not exist (--create-resources makes it)",
+        f"error: subscription {P}/subscriptions/{name}-input-{name} does not exist "
+        "(--create-resources makes it)",
+        *(f"error: topic {P}/topics/{name}-{t} does not exist (--create-resources makes it)"
+          for t in ("dead-letter", "input", "output")),
+    ]
     first = runner.invoke(main, ["job", "verify", "-j", str(job), "--create-resources", *extra])
     assert first.exit_code == 0, first.output
     made = [line for line in first.stdout.splitlines() if line.startswith("created: ")]
@@ -87,6 +97,9 @@ def test_create_resources_makes_what_is_missing_once(
     again = runner.invoke(main, ["job", "verify", "-j", str(job), "--create-resources", *extra])
     assert again.exit_code == 0 and "created" not in again.stdout
     assert again.stdout.count("exists: ") == 5
+    checked = runner.invoke(main, ["job", "verify", "-j", str(job), *extra])
+    assert checked.exit_code == 0 and "is valid" in checked.stdout, checked.output
+    assert checked.stderr == ""
     for topic in ("input", "output"):
         with pytest.raises(gexc.AlreadyExists):
             pubsub_v1.PublisherClient().create_topic(name=f"{P}/topics/{name}-{topic}")

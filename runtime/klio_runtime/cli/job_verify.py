@@ -2,7 +2,9 @@
 
 Checks the ``klio-job.yaml`` (every error, by path), that ``run.py`` defines ``run`` and that the
 modules it imports at its top level can be found (beside it, or installed); the module is parsed,
-never imported, so verifying runs none of the job's code.
+never imported, so verifying runs none of the job's code. Then, as Klio's, that the job's Pub/Sub
+topics and subscriptions and GCS buckets exist (``--create-resources`` makes the missing ones);
+where they cannot be looked for (no credentials, no emulator) it says so and goes on.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any
 import click
 
 from klio_runtime.cli.options import (
+    EXIT_FAILED,
     EXIT_INVALID,
     config_file_option,
+    credentials_hint,
     job_dir_option,
     override_option,
     template_option,
@@ -138,6 +142,38 @@ def verify_job_dir(
     return config, errors
 
 
+def look_for_resources(config: KlioConfig) -> list[str]:
+    """The job's resources that do not exist, as problems; a warning when they cannot be looked
+    for (verifying a config needs no cloud)."""
+    from klio_runtime.io.gcs import ensure_emulator_credentials
+    from klio_runtime.io.resources import (
+        ResourcesUnreachable,
+        job_resources,
+        missing_resources,
+    )
+
+    try:
+        resources = job_resources(config)
+        if not resources:
+            return []
+        ensure_emulator_credentials()
+        missing = missing_resources(resources)
+    except ValueError as exc:
+        return [str(exc)]
+    except ResourcesUnreachable as exc:
+        click.echo(
+            f"warning: the job's topics, subscriptions and buckets were not checked: {exc}",
+            err=True,
+        )
+        hint = credentials_hint(exc).strip()
+        if hint:
+            click.echo(hint, err=True)
+        return []
+    return [
+        f"{res.kind} {res.name} does not exist (--create-resources makes it)" for res in missing
+    ]
+
+
 def make_missing_resources(config: KlioConfig) -> list[str]:
     """Make the job's missing resources, saying what each was; returns the problems."""
     from klio_runtime.io.resources import ensure_resources, job_resources
@@ -163,8 +199,8 @@ def make_missing_resources(config: KlioConfig) -> list[str]:
 @click.option(
     "--create-resources",
     is_flag=True,
-    help="Also make the job's missing Pub/Sub topics and subscriptions and GCS buckets (as "
-    "Klio's; honours PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST).",
+    help="Make the job's missing Pub/Sub topics and subscriptions and GCS buckets, rather than "
+    "report them (as Klio's; honours PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST).",
 )
 def verify(
     job_dir: Path,
@@ -173,20 +209,23 @@ def verify(
     templates: tuple[str, ...],
     create_resources: bool,
 ) -> None:
-    """Check the job's config and run.py; print every problem, by field. Exit 2 if any."""
+    """Check the job's config and run.py, and that its topics, subscriptions and buckets exist;
+    print every problem. Exit 2 for a config or run.py problem, 1 for a missing resource."""
     try:
         parsed = parse_overrides(overrides), parse_templates(templates)
     except ConfigError as exc:
         config, errors = None, exc.errors
     else:
         config, errors = verify_job_dir(job_dir, config_file, *parsed)
-    if create_resources and config is not None and not errors:
-        errors = make_missing_resources(config)
+    code = EXIT_INVALID
+    if config is not None and not errors:
+        errors = make_missing_resources(config) if create_resources else look_for_resources(config)
+        code = EXIT_FAILED
     if errors:
         for line in errors:
             click.echo(f"error: {line}", err=True)
         click.echo(f"{len(errors)} problem(s) in {job_dir}", err=True)
-        raise SystemExit(EXIT_INVALID)
+        raise SystemExit(code)
     assert config is not None
     for line in entries_not_run_here(config):  # valid as Klio's, yet `klio job run` refuses
         click.echo(f"warning: {line}", err=True)

@@ -1,9 +1,9 @@
-"""A job's cloud resources, for ``klio job verify --create-resources`` (as Klio's).
+"""A job's cloud resources, for ``klio job verify`` (as Klio's).
 
 They are the Pub/Sub topics and subscriptions of its event IO, its dead-letter topic, and the GCS
 buckets of its ``gs://`` locations. :func:`job_resources` lists them from the config alone;
-:func:`ensure_resources` makes the missing ones (honouring ``PUBSUB_EMULATOR_HOST`` and
-``STORAGE_EMULATOR_HOST``)."""
+:func:`missing_resources` looks for them and :func:`ensure_resources` makes the missing ones
+(both honouring ``PUBSUB_EMULATOR_HOST`` and ``STORAGE_EMULATOR_HOST``)."""
 
 from __future__ import annotations
 
@@ -103,3 +103,47 @@ def ensure_resources(resources: Iterable[Resource]) -> list[tuple[Resource, str]
     if subscriber is not None:
         subscriber.close()
     return outcomes
+
+
+class ResourcesUnreachable(RuntimeError):
+    """Pub/Sub or GCS could not be asked (no credentials, no network, no permission)."""
+
+
+def missing_resources(resources: Iterable[Resource], timeout: float = 15.0) -> list[Resource]:
+    """Those of ``resources`` that do not exist, looked for without changing anything.
+
+    Raises:
+        ResourcesUnreachable: naming what could not be asked, and why.
+    """
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exceptions
+    from google.cloud import pubsub_v1
+
+    publisher = subscriber = gcs = None
+    missing: list[Resource] = []
+    try:
+        for res in resources:
+            try:
+                if res.kind == "topic":
+                    publisher = publisher or pubsub_v1.PublisherClient()
+                    publisher.get_topic(topic=res.name, retry=None, timeout=timeout)
+                elif res.kind == "subscription":
+                    subscriber = subscriber or pubsub_v1.SubscriberClient()
+                    subscriber.get_subscription(
+                        subscription=res.name, retry=None, timeout=timeout
+                    )
+                else:
+                    gcs = gcs or storage_client()
+                    if gcs.lookup_bucket(res.name, timeout=timeout) is None:
+                        missing.append(res)
+            except gexc.NotFound:
+                missing.append(res)
+            except (gexc.GoogleAPICallError, auth_exceptions.GoogleAuthError, OSError) as err:
+                raise ResourcesUnreachable(
+                    f"could not look for {res.kind} {res.name}: {type(err).__name__}: "
+                    f"{str(err).strip()}"
+                ) from err
+    finally:
+        if subscriber is not None:
+            subscriber.close()
+    return missing
