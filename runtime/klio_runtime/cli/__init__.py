@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from klio_runtime.cli.elsewhere import image
 from klio_runtime.cli.job import job
 from klio_runtime.cli.message import message
 from klio_runtime.cli.options import EXIT_FAILED, credentials_hint
@@ -36,5 +37,6 @@ def main() -> None:
 main.add_command(job)
 main.add_command(message)
 main.add_command(worker)
+main.add_command(image)
 
 __all__ = ["main"]

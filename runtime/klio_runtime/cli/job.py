@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from klio_runtime.cli.elsewhere import job_commands
 from klio_runtime.cli.job_audit import audit
 from klio_runtime.cli.job_config import config
 from klio_runtime.cli.job_create import create
@@ -25,3 +26,5 @@ job.add_command(test)
 job.add_command(profile)
 job.add_command(config)
 job.add_command(audit)
+for command in job_commands:  # Klio's deploy, stop, delete: they say what does it here
+    job.add_command(command)
