@@ -214,7 +214,7 @@ def test_klio_config_options_reach_the_run_in_both_processes(job: Path) -> None:
     assert sampled.returncode == 0, sampled.stderr
     assert overridden.returncode == 2
     assert "version: only version 2" in overridden.stderr
-    assert overridden_child.returncode == 1
+    assert overridden_child.returncode == 2  # refused before the sampled child starts
     assert "version: only version 2" in overridden_child.stderr
 
 
