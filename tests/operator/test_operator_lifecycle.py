@@ -666,8 +666,10 @@ async def test_a_call_the_rbac_refuses_is_reported_and_retried_until_granted() -
             assert op.objects("KlioJob")["j"]["status"]["phase"] == "Degraded"
             message = (op.condition("j", "Degraded") or {})["message"]
             assert "services" in message and "grant it in its Role" in message
-            events = op.api.live_objects("v1/events")
-            assert "Forbidden" in {e.get("reason") for e in events}
+            await op.wait(  # kopf posts Events from a queue of its own: they come a bit later
+                lambda: "Forbidden" in {e.get("reason") for e in op.api.live_objects("v1/events")},
+                "a Forbidden Event",
+            )
             op.api.forbidden.clear()  # the Role is fixed: no change to the job is needed
             await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
             await op.play_deployment_controller("j")
