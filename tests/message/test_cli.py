@@ -147,3 +147,13 @@ def test_no_google_credentials_is_one_line_and_a_hint_not_a_traceback(
         assert "error: DefaultCredentialsError" in result.stderr
         assert "hint: gs:// data and Pub/Sub need Google credentials" in result.stderr
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_publish_refuses_a_bad_config_by_field_with_exit_2(tmp_path: Path) -> None:
+    # as every other command (it exited 1, with click's own "Error:" line)
+    (tmp_path / "klio-job.yaml").write_text("version: 2\njob_name: j\njob_config:\n  retries: x\n")
+    result = CliRunner().invoke(main, ["message", "publish", "-j", str(tmp_path), "e1",
+                                       "--topic", "projects/p/topics/t"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("config error: ")
+    assert "job_config.retries" in result.stderr

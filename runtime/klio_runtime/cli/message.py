@@ -11,6 +11,7 @@ from klio_runtime.cli.options import (
     config_file_option,
     job_dir_option,
     override_option,
+    refuse_config,
     template_option,
 )
 from klio_runtime.config import CONFIG_FILE_NAME
@@ -147,7 +148,7 @@ def publish(elements: tuple[str, ...], job_dir: Path, config_file: Path | None,
                 config_path, parse_overrides(overrides), parse_templates(templates)
             )
         except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+            refuse_config(exc)  # by field, exit 2, as every command
     if bottom_up and config is None:
         raise click.UsageError(f"--bottom-up needs the job's config (--config-file, or "
                                f"{CONFIG_FILE_NAME} in --job-dir)")
