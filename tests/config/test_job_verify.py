@@ -32,6 +32,7 @@ def no_cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
                  "GOOGLE_APPLICATION_CREDENTIALS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:1")  # nor a metadata server (on GCE)
 
 
 def not_checked(err: str) -> list[str]:
