@@ -989,7 +989,14 @@ def _assign(data: Any, parts: list[str | int], value: Any) -> None:
         last = depth == len(parts) - 1
         shown = _format_location(tuple(parts[: depth + 1]))
         if isinstance(part, str) and isinstance(node, list):
-            part = _list_index(node, part, shown)
+            name = part
+            try:
+                part = _list_index(node, name, shown)
+            except IndexError:
+                added = _add_next_io_entry(node, name)
+                if added is None:
+                    raise
+                part = added
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise TypeError(f"{shown}: not a list")
@@ -1004,6 +1011,27 @@ def _assign(data: Any, parts: list[str | int], value: Any) -> None:
         elif isinstance(part, str) and node.get(part) is None:
             node[part] = {}
         node = node[part]
+
+
+_NEXT_IO_NAME = re.compile(r"(pubsub|file|avro|bq)(\d+)")
+
+
+def _add_next_io_entry(items: list[Any], name: str) -> int | None:
+    """An override naming the next IO entry of a type (``file2`` after ``file0`` and ``file1``)
+    adds one of that type, as Klio's overrides add an IO by its name; its position, or None for
+    any other name (a typo, or a number past the next)."""
+    found = _NEXT_IO_NAME.fullmatch(name)
+    if found is None:
+        return None
+    kind, number = found.group(1), int(found.group(2))
+    of_kind = [
+        item for item in items
+        if isinstance(item, Mapping) and not item.get("name") and item.get("type") == kind
+    ]
+    if number != len(of_kind):
+        return None
+    items.append({"type": kind})
+    return len(items) - 1
 
 
 def _klio_io_index(items: list[Any], name: str, shown: str) -> int:

@@ -500,6 +500,20 @@ def test_overrides_name_io_entries_as_klio_does(tmp_path: Path) -> None:
     inputs = config.job_config.events.inputs
     assert [getattr(i, "location", None) for i in inputs] == ["A.txt", None, "B.txt", "C.txt"]
     assert inputs[1].subscription == "projects/p/subscriptions/t"  # type: ignore[union-attr]
+    # the next of a type adds one, as Klio's overrides add an IO by its name
+    added = load_config(
+        path,
+        overrides={
+            "job_config.events.inputs.file2.location": "D.txt",
+            "job_config.events.inputs.file2.skip_klio_read": True,
+            "job_config.events.inputs.pubsub1.topic": "projects/p/topics/more",
+        },
+    ).job_config.events.inputs
+    assert [(i.type, getattr(i, "location", None)) for i in added[4:]] == [
+        ("file", "D.txt"), ("pubsub", None)
+    ]
+    assert added[4].skip_klio_read and added[5].topic == "projects/p/topics/more"  # type: ignore[union-attr]
+    # any other name is refused (a typo must not add an input)
     with pytest.raises(ConfigError) as caught:
         load_config(path, overrides={"job_config.events.inputs.file9.location": "x"})
     assert caught.value.errors == [
