@@ -9,8 +9,10 @@ second ``file`` input) or by index (``job_config.events.inputs[1].location``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import yaml
 from klio_runtime import config as _config
@@ -24,9 +26,52 @@ from klio_runtime.config import (
 )
 from pydantic import ValidationError
 
-# Klio's names for the two sections.
-KlioJobConfig = JobConfig
-KlioPipelineConfig = PipelineOptions
+
+class _Section(type):
+    """Klio's section classes: ``KlioJobConfig(config_dict, job_name=None, version=None)`` builds
+    ours from a raw mapping, as Klio's constructor does; ``isinstance`` holds for ours, and any
+    other attribute is our class's."""
+
+    _model: type[JobConfig] | type[PipelineOptions]
+
+    def __call__(
+        cls,
+        config_dict: Mapping[str, Any] | None = None,
+        job_name: str | None = None,
+        version: int | None = None,
+        **fields: Any,
+    ) -> Any:
+        try:
+            section = cls._model.model_validate({**dict(config_dict or {}), **fields})
+        except ValidationError as exc:
+            raise ConfigError(_config.format_validation_errors(exc)) from None
+        if isinstance(section, JobConfig):
+            section._job_name = job_name or ""
+            section._version = version or _config.SUPPORTED_VERSION
+        elif job_name is not None and section.job_name is None:
+            section.__dict__["job_name"] = job_name  # read-only, as KlioConfig sets it
+        return section
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, cls._model)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return issubclass(subclass, cls._model)
+
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(cls._model, name)
+
+
+class KlioJobConfig(metaclass=_Section):
+    """Klio's name for ``job_config`` (our :class:`klio_runtime.config.JobConfig`)."""
+
+    _model = JobConfig
+
+
+class KlioPipelineConfig(metaclass=_Section):
+    """Klio's name for ``pipeline_options`` (our :class:`klio_runtime.config.PipelineOptions`)."""
+
+    _model = PipelineOptions
 
 
 class KlioConfig(_config.KlioConfig):
@@ -62,6 +107,14 @@ class KlioConfig(_config.KlioConfig):
     def as_dict(self) -> dict[str, Any]:
         """The config as a plain mapping (Klio's ``as_dict``)."""
         return dump_config(self)
+
+    def write_to_file(self, path_or_stream: str | os.PathLike[str] | IO[str]) -> None:
+        """Write the config as YAML to a file path or a writable text stream (Klio's)."""
+        text = yaml.safe_dump(self.as_dict(), default_flow_style=False, sort_keys=False)
+        if isinstance(path_or_stream, str | os.PathLike):
+            Path(path_or_stream).write_text(text, encoding="utf-8")
+        else:
+            path_or_stream.write(text)
 
 
 def _preprocess(

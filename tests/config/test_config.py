@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -464,8 +465,34 @@ def test_klio_core_import_path_gives_our_classes() -> None:
     from klio_runtime import config as ours
 
     assert issubclass(klio_core_config.KlioConfig, ours.KlioConfig)  # + Klio's raw-dict constructor
-    assert klio_core_config.KlioJobConfig is ours.JobConfig
-    assert klio_core_config.KlioPipelineConfig is ours.PipelineOptions
+    config = klio_core_config.KlioConfig({"job_name": "j", "job_config": {"retries": 2}})
+    assert isinstance(config.job_config, klio_core_config.KlioJobConfig)
+    assert isinstance(config.pipeline_options, klio_core_config.KlioPipelineConfig)
+    assert issubclass(ours.JobConfig, klio_core_config.KlioJobConfig)
+    assert klio_core_config.KlioJobConfig.model_fields is ours.JobConfig.model_fields
+
+
+def test_klios_section_constructors_and_write_to_file(tmp_path: Path) -> None:
+    # Klio's documented constructors take the raw mapping (and the job's name and version)
+    from klio_core import config as klio_core_config
+    from klio_runtime import config as ours
+
+    section = klio_core_config.KlioJobConfig(
+        {"retries": 3, "model_path": "gs://b/m"}, job_name="j", version=2
+    )
+    assert isinstance(section, ours.JobConfig)
+    assert (section.retries, section.model_path) == (3, "gs://b/m")
+    options = klio_core_config.KlioPipelineConfig({"project": "p"}, job_name="j", version=2)
+    assert (options.project, options.job_name) == ("p", "j")
+    with pytest.raises(ConfigError, match="retries"):
+        klio_core_config.KlioJobConfig({"retries": "many"}, job_name="j", version=2)
+    config = klio_core_config.KlioConfig({"job_name": "j", "job_config": {"retries": 2}})
+    config.write_to_file(tmp_path / "out.yaml")
+    again = klio_core_config.KlioConfig(yaml.safe_load((tmp_path / "out.yaml").read_text()))
+    assert again.job_config.retries == 2 and again.job_name == "j"
+    stream = io.StringIO()
+    config.write_to_file(stream)
+    assert stream.getvalue() == (tmp_path / "out.yaml").read_text()
 
 
 def test_overrides_name_io_entries_as_klio_does(tmp_path: Path) -> None:
