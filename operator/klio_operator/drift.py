@@ -33,6 +33,16 @@ someone stopping it) must not run again."""
 log = logging.getLogger(__name__)
 
 
+def deleted(name: str) -> str:
+    """What drifted, as an Event names it: ``name`` deleted."""
+    return f"{name} (deleted)"
+
+
+def changed(name: str) -> str:
+    """What drifted, as an Event names it: ``name`` changed."""
+    return f"{name} (changed)"
+
+
 def resource_names(plan: PubSubPlan) -> set[str]:
     """The topics and subscriptions a job owns and reads (its parents' topics included)."""
     return (
@@ -64,7 +74,7 @@ def drifted(
     for key, plan in applied.items():
         missing = sorted(resource_names(plan) - existing)
         if missing:
-            out[key] = [f"{name} (deleted)" for name in missing]
+            out[key] = [deleted(name) for name in missing]
     return out
 
 
@@ -84,9 +94,9 @@ def drifted_objects(
                 continue
             live_digest = live.get((namespace, kind), {}).get(name)
             if live_digest is None:
-                found.append(f"{kind}/{name} (deleted)")
+                found.append(deleted(f"{kind}/{name}"))
             elif digest is not None and live_digest != digest:
-                found.append(f"{kind}/{name} (changed)")
+                found.append(changed(f"{kind}/{name}"))
         if found:
             out[(namespace, job)] = found
     return out

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, NoReturn
 import kopf
 
 from klio_operator import conditions as cond
-from klio_operator import dag
+from klio_operator import dag, drift
 from klio_operator.drift import AppliedObjects
 from klio_operator.kube import (
     KubeApi,
@@ -437,10 +437,29 @@ async def reconcile(
     context.reconciling.add(key)
     try:
         await _measured(
-            context, lambda: _reconcile(context, body, namespace or "", name, uid, klio_jobs)
+            context,
+            lambda: _reconcile_or_report_refusal(
+                context, body, namespace or "", name, uid, klio_jobs
+            ),
         )
     finally:
         context.reconciling.discard(key)
+
+
+async def _reconcile_or_report_refusal(
+    context: OperatorContext,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    uid: str,
+    klio_jobs: kopf.Index[str, JobSummary],
+) -> None:
+    try:
+        await _reconcile(context, body, namespace, name, uid, klio_jobs)
+    except KubeApiError as exc:
+        if exc.status != 403:
+            raise
+        await _forbidden(context, body, exc)
 
 
 async def _reconcile(
@@ -529,8 +548,6 @@ async def _reconcile(
             apply(context.kube, child, likely_absent=first) for child in children
         )
     except KubeApiError as exc:
-        if exc.status == 403:
-            await _forbidden(context, body, exc)
         if exc.status not in (400, 422):  # not a refusal of what the spec asks for
             raise
         # Retrying cannot help until the spec changes (a value only the API server checks).
@@ -551,17 +568,12 @@ async def _reconcile(
         if plan.advice:
             kopf.warn(body, reason="AutoscalingLimited", message="; ".join(plan.advice))
     if not first:
-        try:
-            await prune(
-                context.kube,
-                namespace,
-                f"{LABEL_JOB}={name},app.kubernetes.io/managed-by={MANAGED_BY}",
-                [object_key(child) for child in plan.children],
-            )
-        except KubeApiError as exc:
-            if exc.status == 403:
-                await _forbidden(context, body, exc)
-            raise
+        await prune(
+            context.kube,
+            namespace,
+            f"{LABEL_JOB}={name},app.kubernetes.io/managed-by={MANAGED_BY}",
+            [object_key(child) for child in plan.children],
+        )
     workload = stored.get(plan.workload) if plan.workload else None
     just_created = workload[1] if workload and workload[0] == "created" else None
     await _report(context, body, spec, plan, parents_state, topics_state, resolution, just_created)
@@ -576,9 +588,10 @@ async def _reconcile(
 
 
 async def _forbidden(context: OperatorContext, body: kopf.Body, exc: KubeApiError) -> NoReturn:
-    """The API server refused the operator a call on a child (403): its Role lacks the verb (a
-    chart older than the operator, a namespace its Role does not cover). Ready and Degraded say
-    so, with an Event, and the reconcile is retried: granting it needs no change to the job."""
+    """The API server refused the operator a call of the reconcile (403): its Role lacks the
+    verb (a chart older than the operator, a namespace its Role does not cover). Ready and
+    Degraded say so, with an Event, and the reconcile is retried: granting it needs no change to
+    the job."""
     message = f"the operator is not allowed this call (grant it in its Role): {exc}"
     previous = body.get("status") or {}
     generation = int(body.metadata.get("generation") or 0)
@@ -615,7 +628,8 @@ def _run_of(plan: Plan) -> str | None:
 def _report_drift_repaired(
     context: OperatorContext, body: kopf.Body, namespace: str, name: str
 ) -> None:
-    """The Event for a drift repair (`nudge_drifted` noted what was missing), once per note."""
+    """The Event for a drift repair (`nudge_drifted` noted what was deleted or changed), once
+    per note."""
     note = body.metadata.annotations.get(DRIFT)
     if note and context.drift_reported.get((namespace, name)) != note:
         context.drift_reported[(namespace, name)] = note
@@ -808,7 +822,7 @@ async def on_workload_event(
                 # Deleted while the job still wants it (a job's own deletion or a mode change
                 # forgets it first): drift repair at once, not at the next pass.
                 context.children_applied.pop(key, None)
-                await nudge_drifted(context, key, ["/".join(gone) + " (deleted)"], "object")
+                await nudge_drifted(context, key, [drift.deleted("/".join(gone))], "object")
         await refresh_status(context, namespace, job, deployment)
 
 
