@@ -466,7 +466,6 @@ class StreamingWorker:
             except kmessage.MessageDecodeError as err:
                 klio_logger().error(klio_lines.CANNOT_PARSE)
                 log.warning("dead letter (decode_error) %r: %s", message.data[:60], err)
-                self.job_metrics.received()
                 where = repr(message.data[:60])
                 self._count_dead_letter("decode_error", where)
                 letters.append((message, DeadLetter("decode_error", "message", str(err), where)))
@@ -478,8 +477,6 @@ class StreamingWorker:
             feed, originals = rounds[index]
             originals[element] = message
             feed[by_input[message.subscription]].append(message.data)
-        if letters:
-            self.job_metrics.flush()  # counted outside any bundle: hand the batched count on now
 
         out: list[_Outgoing] = []
         for feed, originals in rounds:
@@ -573,20 +570,22 @@ class StreamingWorker:
         element = kmessage.element_id(kmessage.parse(
             data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
         log.warning("dead letter (pipeline_error) %s: %s: %s", element, type(err).__name__, err)
-        self.job_metrics.received()  # its failed runs counted nothing (prometheus_writes_held)
+        # read, as its failed runs' counts were dropped (prometheus_writes_held)
         self._count_dead_letter("pipeline_error", element)
-        self.job_metrics.flush()  # counted outside any bundle
         result = BatchResult.empty()
         result.dead_letter.append(DeadLetter(
             "pipeline_error", "run", f"{type(err).__name__}: {err}"[:500], element))
         return result
 
     def _count_dead_letter(self, reason: str, where: str) -> None:
-        """Count a dead letter the worker itself makes: only when there is a topic to send it
-        to. Without one the message goes back to Pub/Sub (counted as handed back), and each
-        redelivery must not count it as dead-lettered once more."""
+        """Count a message the worker itself dead-letters as read, and as dead-lettered only
+        when there is a topic to send it to. Without one the message goes back to Pub/Sub
+        (counted as handed back), and each redelivery must not count it as dead-lettered once
+        more. Counted outside any bundle: the batched counts are handed on at once."""
+        self.job_metrics.received()
         if self.dead_letter_topic is not None:
             self.job_metrics.dead_lettered(reason, where)
+        self.job_metrics.flush()
 
     def _dead_letter(self, original: Pulled | None, letter: DeadLetter) -> _Outgoing:
         assert self.dead_letter_topic is not None
