@@ -304,17 +304,9 @@ def _profile_child(
     sample: Callable[[subprocess.Popen[bytes], IO[str]], None],
 ) -> None:
     """Run the job in a child process (``run-pipeline``) and sample it until it ends."""
-    from klio_runtime.config import ConfigError, parse_overrides, parse_templates
     from klio_runtime.profiling import ProfileInputError, plot, png_path
-    from klio_runtime.runner import load_job_config
 
-    try:  # refused here, before any sample is taken (the child would fail after a few)
-        load_job_config(
-            job.job_dir, job.config_file, parse_overrides(job.overrides),
-            parse_templates(job.templates),
-        )
-    except ConfigError as err:
-        refuse_config(err)
+    job.load_config()  # refused here, before any sample is taken (the child would fail later)
 
     if plot_graph and output_file is not None and output_file.suffix.lower() == ".png":
         raise click.UsageError(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from klio_runtime.cli.options import JobOptions, job_and_config_options, refuse_config
+from klio_runtime.cli.options import JobOptions, job_and_config_options
 
 if TYPE_CHECKING:
     from klio_runtime.config import KlioConfig
@@ -42,20 +42,11 @@ def enter_job_tests(job: JobOptions) -> KlioConfig:
     """Make this process the place the job's tests run, as Klio's do: the job's config bound as
     the context, the job directory current and importable, ``KLIO_TEST_MODE`` set. Exits 2 on
     an invalid config."""
-    from klio_runtime.config import ConfigError, parse_overrides, parse_templates
     from klio_runtime.context import KlioContext, bind_context, leave_level_to_root
-    from klio_runtime.runner import forget_other_jobs_modules, load_job_config
+    from klio_runtime.runner import forget_other_jobs_modules
 
     directory = job.job_dir.resolve()
-    try:
-        config = load_job_config(
-            directory,
-            job.config_file,
-            parse_overrides(job.overrides),
-            parse_templates(job.templates),
-        )
-    except ConfigError as err:
-        refuse_config(err)
+    config = job.load_config()
     leave_level_to_root()  # the tests' own level decides what is logged, as in Klio
     bind_context(KlioContext(config))
     os.environ["KLIO_TEST_MODE"] = "true"

@@ -13,7 +13,7 @@ import click
 from klio_runtime.config import CONFIG_FILE_NAME
 
 if TYPE_CHECKING:
-    from klio_runtime.config import ConfigError
+    from klio_runtime.config import ConfigError, KlioConfig
 
 EXIT_INVALID = 2
 """The exit code of a command refused for its input (a config, an option)."""
@@ -101,6 +101,22 @@ class JobOptions:
         for pair in self.templates:
             arguments += ["--template", pair]
         return arguments
+
+    def load_config(self) -> KlioConfig:
+        """The job's config, overrides and templates applied; a config error is refused, by
+        field (exit 2)."""
+        from klio_runtime.config import ConfigError, parse_overrides, parse_templates
+        from klio_runtime.runner import load_job_config
+
+        try:
+            return load_job_config(
+                self.job_dir,
+                self.config_file,
+                parse_overrides(self.overrides),
+                parse_templates(self.templates),
+            )
+        except ConfigError as err:
+            refuse_config(err)
 
 
 def job_and_config_options(command: Callable[..., None]) -> Callable[..., None]:
