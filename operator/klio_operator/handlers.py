@@ -434,32 +434,20 @@ async def reconcile(
     klio_jobs = kwargs["klio_jobs"]  # the index, named after its handler id
     context = _context(memo)
     key = (namespace or "", name)
+
+    async def reconcile_or_report_refusal() -> None:
+        try:
+            await _reconcile(context, body, key[0], name, uid, klio_jobs)
+        except KubeApiError as exc:
+            if exc.status != 403:
+                raise
+            await _forbidden(context, body, exc)
+
     context.reconciling.add(key)
     try:
-        await _measured(
-            context,
-            lambda: _reconcile_or_report_refusal(
-                context, body, namespace or "", name, uid, klio_jobs
-            ),
-        )
+        await _measured(context, reconcile_or_report_refusal)
     finally:
         context.reconciling.discard(key)
-
-
-async def _reconcile_or_report_refusal(
-    context: OperatorContext,
-    body: kopf.Body,
-    namespace: str,
-    name: str,
-    uid: str,
-    klio_jobs: kopf.Index[str, JobSummary],
-) -> None:
-    try:
-        await _reconcile(context, body, namespace, name, uid, klio_jobs)
-    except KubeApiError as exc:
-        if exc.status != 403:
-            raise
-        await _forbidden(context, body, exc)
 
 
 async def _reconcile(
