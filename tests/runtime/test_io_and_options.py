@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +114,31 @@ def test_a_missing_bucket_holds_nothing(gcs_emulator: str) -> None:
     """As Beam's GcsIO.exists says: the message is not found, the pipeline goes on."""
     path = "gs://no-such-bucket/in/a.txt"
     assert DataStore().exists_many([path]) == {path: False}
+
+
+def test_emulator_credentials_name_a_project_and_go_with_the_process(tmp_path: Path) -> None:
+    """Fake credentials for the GCS emulator: google.auth finds a project (no "No project ID"
+    warning), and the file is removed when the process ends (each run used to leave one)."""
+    script = (
+        "import logging, google.auth\n"
+        "from klio_runtime.io.gcs import ensure_emulator_credentials\n"
+        "logging.basicConfig()\n"
+        "ensure_emulator_credentials()\n"
+        "import os; print(os.environ['GOOGLE_APPLICATION_CREDENTIALS'])\n"
+        "print(google.auth.default()[1])\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"}}
+    env |= {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:1", "GCE_METADATA_HOST": "127.0.0.1:1",
+            "TMPDIR": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    path, project = done.stdout.split()
+    assert Path(path).parent == tmp_path
+    assert project == "klio-local"
+    assert "No project ID" not in done.stderr
+    assert not list(tmp_path.glob("klio-emulator-credentials-*")), "left behind"
 
 
 def test_read_write_bytes_create_directories(tmp_path: Path) -> None:

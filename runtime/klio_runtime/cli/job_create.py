@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from klio_runtime.cli.options import EXIT_INVALID
+from klio_runtime.io import EMULATOR_PROJECT
 from klio_runtime.scaffold import BASE_IMAGE, JobIO, ScaffoldError, create_job
 
-EMULATOR_PROJECT = "klio-local"
 _IO_OPTIONS = {
     "streaming": {
         "event_input": "input_topic",

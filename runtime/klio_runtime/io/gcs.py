@@ -9,11 +9,15 @@ google-cloud-storage client go straight to the emulator.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import tempfile
 import threading
 from typing import Any
+
+from klio_runtime.io import EMULATOR_PROJECT
 
 _FAKE_CREDENTIALS = {
     "type": "authorized_user",
@@ -22,7 +26,7 @@ _FAKE_CREDENTIALS = {
     "refresh_token": "fake",
     "token": "fake-token",
     "expiry": "2099-01-01T00:00:00Z",
-    "quota_project_id": "klio-local",
+    "quota_project_id": EMULATOR_PROJECT,
 }
 _lock = threading.Lock()
 
@@ -46,7 +50,18 @@ def ensure_emulator_credentials() -> None:
         fd, path = tempfile.mkstemp(prefix="klio-emulator-credentials-", suffix=".json")
         with os.fdopen(fd, "w") as handle:
             write_emulator_credentials(handle)
+        # One file per process, gone with it: each run would otherwise leave one in the temp dir.
+        atexit.register(_remove, path)
         os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = path
+        # An authorized-user file names no project, and google.auth then warns "No project ID
+        # could be determined" on every lookup.
+        if not (os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")):
+            os.environ["GOOGLE_CLOUD_PROJECT"] = EMULATOR_PROJECT
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def split_gs(url: str) -> tuple[str, str]:
@@ -66,6 +81,6 @@ def storage_client() -> Any:
     if emulator_host():
         from google.auth.credentials import AnonymousCredentials
 
-        project = os.environ.get("GOOGLE_CLOUD_PROJECT", "klio-local")
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT)
         return storage.Client(project=project, credentials=AnonymousCredentials())
     return storage.Client()
