@@ -16,6 +16,8 @@ import functools
 import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from klio_runtime.config import KlioConfig
@@ -35,6 +37,16 @@ def current_element_id() -> str:
     """The id of the element this thread is handling (``-`` outside one)."""
     element = current_element.get()
     return element.decode("utf-8", "backslashreplace") if type(element) is bytes else str(element)
+
+
+@contextmanager
+def handling_element(element: str | bytes) -> Iterator[None]:
+    """Records written meanwhile in this thread name ``element`` (see :data:`current_element`)."""
+    token = current_element.set(element)
+    try:
+        yield
+    finally:
+        current_element.reset(token)
 
 
 def _printable(text: str) -> str:

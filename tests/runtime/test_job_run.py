@@ -76,6 +76,7 @@ def test_uppercase_1000_then_skip_ping_and_force(uppercase_job: Path) -> None:
     job = uppercase_job
     first = run_job(job)
     assert (first["received"], first["processed"], first["output"]) == (N, N, N)
+    assert klio_lines_without_element(first["stderr"]) == []  # the built-in checks' lines too
     assert first["dropped"] == {} and first["dead_letter"] == {}
     for i in range(N):
         element = f"track-{i:04d}"
@@ -103,6 +104,8 @@ def test_uppercase_1000_then_skip_ping_and_force(uppercase_job: Path) -> None:
     mixed = run_job(job, "--no-progress", "-O", f"job_config.events.inputs[0].location={specials}")
     assert mixed["skipped"] == {"ping": 1, "output_exists": 1}
     assert mixed["processed"] == 1 and mixed["output"] == 3
+    assert "INFO klio [track-0000] Pass through 'track-0000': Ping mode ON." in mixed["stderr"]
+    assert klio_lines_without_element(mixed["stderr"]) == []
     assert (job / "out" / "data" / "track-0001.txt").read_text() == "CHANGED\n"
 
     # Klio's spelling: an IO entry named by its type and its position among that type
@@ -143,6 +146,30 @@ def test_klio_style_job_runs_unchanged(tmp_path: Path) -> None:
     assert event_ids(job / "out" / "events") == ["n-1", "n-2", "n-3", "n-4", "n-5"]
     assert "DEBUG klio [n-3] tagging n-3" in result["stderr"]
     assert "INFO klio [n-4] greeting with hi" in result["stderr"]
+
+
+def klio_lines_without_element(stderr: str) -> list[str]:
+    """Lines of the ``klio`` logger that name no element (``[-]``)."""
+    return [line for line in stderr.splitlines() if " klio [-] " in line]
+
+
+def test_helper_transforms_log_each_line_with_its_element(tmp_path: Path) -> None:
+    job = tmp_path / "klio_helpers"
+    shutil.copytree(JOBS / "klio_helpers", job)
+    result = run_job(job, "--no-progress")
+    err = result["stderr"]
+    assert klio_lines_without_element(err) == []
+    for line in (
+        f"INFO klio [a] Output not found at {job}/data/out/a.txt",
+        f"INFO klio [b] Pass through 'b': Force mode OFF with output found at "
+        f"'{job}/data/out/b.txt'.",
+        f"INFO klio [a] Input found at {job}/data/in/a.txt",
+        "DEBUG klio [a] Process 'a': Ping mode OFF.",
+        "INFO klio [a] working",
+        f"INFO klio [c] Input not found at {job}/data/in/c.txt",
+        "INFO klio [c] Dropping KlioMessage - can not process 'b'c'' any further.",
+    ):
+        assert line in err
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from apache_beam import pvalue
 
 from klio_runtime import message as kmessage
 from klio_runtime.config import KlioConfig
-from klio_runtime.context import KlioContext, bound_context
+from klio_runtime.context import KlioContext, bound_context, handling_element
 from klio_runtime.io.pubsub_events import publish_to
 from klio_runtime.io.storage import DataStore
 from klio_runtime.routing import (
@@ -79,12 +79,13 @@ class _CheckRecipients(_KlioDoFn):
             # back at the job that asked its parents: top-down again (the message may change)
             yield pvalue.TaggedOutput(PROCESS, kmessage.serialize(resume_top_down(msg, self.job)))
             return
-        why = klio_lines.not_recipient(msg)
-        if why is not None:
-            self._klio.logger.log(*why)
-        if msg.version == kmessage.V2:  # Klio's V1 check counts none
-            self.counters["kmsg-drop-not-recipient"].inc()
-        self._klio.metrics.dropped("not_recipient", kmessage.element_id(msg))
+        with handling_element(msg.data.element):
+            why = klio_lines.not_recipient(msg)
+            if why is not None:
+                self._klio.logger.log(*why)
+            if msg.version == kmessage.V2:  # Klio's V1 check counts none
+                self.counters["kmsg-drop-not-recipient"].inc()
+            self._klio.metrics.dropped("not_recipient", kmessage.element_id(msg))
         yield pvalue.TaggedOutput(DROP, data)
 
 
@@ -104,7 +105,9 @@ class _UpdateAuditLog(_KlioDoFn):
     def process(self, data: bytes) -> Iterator[bytes]:
         msg = with_audit_entry(self.parse(data), self.job, datetime.now(UTC))
         if self._klio.logger.isEnabledFor(logging.DEBUG):
-            self._klio.logger.debug(klio_lines.audit_log(msg))
+            self._klio.logger.debug(
+                klio_lines.audit_log(msg), extra={"element_id": kmessage.element_id(msg)}
+            )
         yield kmessage.serialize(msg)
 
 
@@ -127,16 +130,18 @@ class _FilterPing(_KlioDoFn):
         data = kmessage.serialize(msg)  # as Klio's helpers hand it on: upgraded from v1
         element = kmessage.element_id(msg)
         config_ping = any(d.ping for d in self._klio.config.job_config.data.inputs)
-        if msg.metadata.ping or config_ping:
-            self._klio.logger.info(klio_lines.ping_passes(element))
-            self.counters["kmsg-skip-ping"].inc()
-            self._klio.metrics.skipped("ping")
-            yield pvalue.TaggedOutput(PASS_THRU, data)
-        else:
-            if self._klio.logger.isEnabledFor(logging.DEBUG):
-                self._klio.logger.debug(klio_lines.ping_off(element))
-            self.counters["kmsg-process-ping"].inc()
-            yield pvalue.TaggedOutput(PROCESS, data)
+        with handling_element(msg.data.element):
+            if msg.metadata.ping or config_ping:
+                self._klio.logger.info(klio_lines.ping_passes(element))
+                self.counters["kmsg-skip-ping"].inc()
+                self._klio.metrics.skipped("ping")
+                tag = PASS_THRU
+            else:
+                if self._klio.logger.isEnabledFor(logging.DEBUG):
+                    self._klio.logger.debug(klio_lines.ping_off(element))
+                self.counters["kmsg-process-ping"].inc()
+                tag = PROCESS
+        yield pvalue.TaggedOutput(tag, data)
 
 
 class KlioFilterPing(beam.PTransform):
@@ -160,15 +165,17 @@ class _FilterForce(_KlioDoFn):
         outputs = self._klio.config.job_config.data.outputs
         path = outputs[0].path_shown(element) if outputs else element
         config_force = any(d.force for d in outputs)
-        if msg.metadata.force or config_force:
-            self._klio.logger.info(klio_lines.output_exists_forced(element, path))
-            self.counters["kmsg-process-force"].inc()
-            yield pvalue.TaggedOutput(PROCESS, data)
-        else:
-            self._klio.logger.info(klio_lines.output_exists_passes(element, path))
-            self.counters["kmsg-skip-force"].inc()
-            self._klio.metrics.skipped("output_exists")
-            yield pvalue.TaggedOutput(PASS_THRU, data)
+        with handling_element(msg.data.element):
+            if msg.metadata.force or config_force:
+                self._klio.logger.info(klio_lines.output_exists_forced(element, path))
+                self.counters["kmsg-process-force"].inc()
+                tag = PROCESS
+            else:
+                self._klio.logger.info(klio_lines.output_exists_passes(element, path))
+                self.counters["kmsg-skip-force"].inc()
+                self._klio.metrics.skipped("output_exists")
+                tag = PASS_THRU
+        yield pvalue.TaggedOutput(tag, data)
 
 
 class KlioFilterForce(beam.PTransform):
@@ -210,7 +217,8 @@ class _CheckExists(_KlioDoFn):
         self.store = DataStore()
 
     def start_bundle(self) -> None:
-        self.pending: list[tuple[bytes, str, Any, Any]] = []
+        # (message, element, its path, timestamp, window)
+        self.pending: list[tuple[bytes, bytes, str, Any, Any]] = []
 
     def process(
         self,
@@ -224,12 +232,13 @@ class _CheckExists(_KlioDoFn):
         try:
             path = self.location.path_for(element)
         except kmessage.InvalidElementId as err:  # never a path: its data cannot be there
-            self._klio.logger.warning("%s not checked: %s", self.direction.title(), err)
-            self.counters[self.counted[1]].inc()
+            with handling_element(msg.data.element):
+                self._klio.logger.warning("%s not checked: %s", self.direction.title(), err)
+                self.counters[self.counted[1]].inc()
             yield pvalue.TaggedOutput(NOT_FOUND, data)
             return
         # each message leaves in its own window, at its own time, whenever its batch is checked
-        self.pending.append((data, path, timestamp, window))
+        self.pending.append((data, msg.data.element, path, timestamp, window))
         if len(self.pending) >= self.batch_size:
             yield from self._flush()
 
@@ -238,11 +247,12 @@ class _CheckExists(_KlioDoFn):
 
     def _flush(self) -> Iterator[pvalue.TaggedOutput]:
         batch, self.pending = self.pending, []
-        found = self.store.exists_many(path for _, path, _, _ in batch) if batch else {}
+        found = self.store.exists_many(path for _, _, path, _, _ in batch) if batch else {}
         found_counter, not_found_counter = (self.counters[name] for name in self.counted)
-        for data, path, timestamp, window in batch:
-            self._klio.logger.info(klio_lines.data_checked(self.direction, found[path], path))
-            (found_counter if found[path] else not_found_counter).inc()
+        for data, element, path, timestamp, window in batch:
+            with handling_element(element):
+                self._klio.logger.info(klio_lines.data_checked(self.direction, found[path], path))
+                (found_counter if found[path] else not_found_counter).inc()
             tag = FOUND if found[path] else NOT_FOUND
             yield placed(pvalue.TaggedOutput(tag, data), timestamp, window)
 
@@ -284,8 +294,9 @@ class _Drop(_KlioDoFn):
         batched = stats.arrived()
         msg = self.parse(data)
         element = kmessage.element_id(msg)
-        self._klio.logger.info(klio_lines.dropping(msg.data.element), extra={"element_id": element})
-        self.counters["kmsg-drop"].inc()
+        with handling_element(msg.data.element):
+            self._klio.logger.info(klio_lines.dropping(msg.data.element))
+            self.counters["kmsg-drop"].inc()
         self._klio.metrics.dropped("klio_drop", element)
         # Klio's KlioDrop is a handle_klio step: its per-transform metrics too
         stats.finished(1, False, time.perf_counter() - start, stats.logging(), batched)

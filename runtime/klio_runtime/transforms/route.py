@@ -28,7 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
 from klio_runtime.config import DataInput, DataOutput, KlioConfig
-from klio_runtime.context import KlioContext, bind_context
+from klio_runtime.context import KlioContext, bind_context, handling_element
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import V2, element_id
@@ -163,17 +163,19 @@ class RouteMessages(beam.DoFn):
         # the message was parsed here, so it is ours to change: no copy
         self.stamp_audit(msg, time.time_ns())
         if self.debug:
-            self.logger.debug(klio_lines.audit_log(msg))
+            self.logger.debug(klio_lines.audit_log(msg), extra={"element_id": element_id(msg)})
         if metadata.ping or self.ping:
             if self.passes_thru:
-                return list(self._act(Decision.PASS_PING, msg))
+                with handling_element(msg.data.element):
+                    return list(self._act(Decision.PASS_PING, msg))
             self.metrics.skipped("ping")
             # not carried: run's handle_klio steps parse it, see the ping and pass it on untouched
             return [kmessage.serialize(msg)]
         if self.config.job_config.data.inputs:  # where Klio's ping filter runs
             self._count("kmsg-process-ping")
             if self.debug:
-                self.logger.debug(klio_lines.ping_off(element_id(msg)))
+                element = element_id(msg)
+                self.logger.debug(klio_lines.ping_off(element), extra={"element_id": element})
         if not self.checks_data:
             self.to_run_count += 1
             return [kmessage.carry(msg)]
@@ -208,9 +210,15 @@ class RouteMessages(beam.DoFn):
         found = self.store.exists_many(wanted) if wanted else {}
         # In Klio's order: its output check and force filter see the whole batch first, then its
         # input check and run take each message in turn (run's lines follow each input line).
-        looked = [(msg, where, self._output_checked(msg, found, force_all)) for msg, where in batch]
+        looked = []
+        for msg, where in batch:
+            with handling_element(msg.data.element):
+                looked.append((msg, where, self._output_checked(msg, found, force_all)))
         for msg, where, (forced, outputs_found) in looked:
-            for out in self._decide_checked(msg, found, forced, outputs_found):
+            with handling_element(msg.data.element):
+                # made before the yields: the job's fused steps run inside each yield
+                outs = list(self._decide_checked(msg, found, forced, outputs_found))
+            for out in outs:
                 yield out if where is None else placed(out, *where)
 
     def _output_checked(
