@@ -300,7 +300,7 @@ def test_summary_says_when_there_is_no_event_output_to_write() -> None:
     assert "written to event outputs" in table(True)
     # a job like Klio's read-file integration job, which configures no event output
     without = table(False)
-    assert "done (no event output to write)" in without
+    assert "messages out (no event output to write)" in without
     assert "written to event outputs" not in without
 
 

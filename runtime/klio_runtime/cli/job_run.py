@@ -84,7 +84,8 @@ def render_summary(summary: JobSummary, console: Console, writes_events: bool = 
     if writes_events:
         table.add_row("written to event outputs", str(summary.output), "")
     else:
-        table.add_row("done (no event output to write)", str(summary.output), "")
+        # messages, not elements: a run that yields several per element hands on more than it got
+        table.add_row("messages out (no event output to write)", str(summary.output), "")
     table.add_row("skipped (output exists)", str(summary.skipped.get("output_exists", 0)), "")
     table.add_row("ping", str(summary.skipped.get("ping", 0)), "")
     for reason, count in sorted(summary.dropped.items()):
