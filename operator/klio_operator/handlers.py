@@ -582,6 +582,11 @@ async def _forbidden(context: OperatorContext, body: kopf.Body, exc: KubeApiErro
     the job."""
     message = f"the operator is not allowed this call (grant it in its Role): {exc}"
     previous = body.get("status") or {}
+    # One Event per refusal, not one per retry: the condition already says it while it lasts.
+    reported = cond.condition_of(previous, cond.DEGRADED)
+    already_reported = bool(
+        reported and reported.get("reason") == "Forbidden" and reported.get("message") == message
+    )
     generation = int(body.metadata.get("generation") or 0)
     states = [
         cond.ConditionState(cond.READY, "False", "Forbidden", message),
@@ -592,7 +597,8 @@ async def _forbidden(context: OperatorContext, body: kopf.Body, exc: KubeApiErro
     )
     status = {**previous, "conditions": conditions, "phase": "Degraded"}
     await _write_status(context, body.metadata.namespace or "", body.metadata.name or "", status)
-    kopf.warn(body, reason="Forbidden", message=message)
+    if not already_reported:
+        kopf.warn(body, reason="Forbidden", message=message)
     raise kopf.TemporaryError(message, delay=context.retry_delay) from exc
 
 

@@ -670,6 +670,16 @@ async def test_a_call_the_rbac_refuses_is_reported_and_retried_until_granted() -
                 lambda: "Forbidden" in {e.get("reason") for e in op.api.live_objects("v1/events")},
                 "a Forbidden Event",
             )
+
+            def refusals() -> int:
+                refused = ("create", "services")
+                return sum(1 for c in op.api.calls if (c.verb, c.resource) == refused)
+
+            await op.wait(lambda: refusals() >= 4, "the reconcile retried while refused")
+            forbidden_events = [
+                e for e in op.api.live_objects("v1/events") if e.get("reason") == "Forbidden"
+            ]
+            assert len(forbidden_events) == 1, "one Event for the refusal, not one per retry"
             op.api.forbidden.clear()  # the Role is fixed: no change to the job is needed
             await op.wait(lambda: "j" in op.objects("Deployment"), "Deployment")
             await op.play_deployment_controller("j")
