@@ -32,6 +32,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -587,6 +588,17 @@ class JobConfig(BaseModel):
         return value
 
 
+DATAFLOW_DEFAULT_REGION = "europe-west1"
+"""Klio's region for a Dataflow job that names none."""
+WORKER_DISK_TYPES = frozenset({"local-ssd", "pd-ssd", "pd-standard"})
+
+
+def worker_disk_type_path(project: str | None, region: str | None, disk_type: str) -> str:
+    """The resource path Klio makes of a short ``worker_disk_type`` (Dataflow takes this)."""
+    region = region or DATAFLOW_DEFAULT_REGION
+    return f"compute.googleapis.com/projects/{project}/regions/{region}/diskTypes/{disk_type}"
+
+
 class PipelineOptions(BaseModel):
     """``pipeline_options``: Beam's options, passed to Beam as they are (see `as_dict`).
 
@@ -642,6 +654,20 @@ class PipelineOptions(BaseModel):
     _UNDUMPED_DEFAULTS: ClassVar[frozenset[str]] = frozenset(
         {"experiments", "job_name", "no_auth", "labels", "enable_streaming_engine"}
     )
+
+    @field_validator("worker_disk_type")
+    @classmethod
+    def _known_disk_type(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # As Klio: a short name, or its path for this job's own project and region.
+        if value is None or value in WORKER_DISK_TYPES:
+            return value
+        project, region = info.data.get("project"), info.data.get("region")
+        if value != worker_disk_type_path(project, region, value.split("/")[-1]):
+            raise ValueError(
+                f"{value!r} is not a disk type: one of {', '.join(sorted(WORKER_DISK_TYPES))}, "
+                f"or {worker_disk_type_path(project, region, 'TYPE')}"
+            )
+        return value
 
     @field_validator("experiments", "labels", mode="before")
     @classmethod

@@ -12,14 +12,19 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from klio_runtime.config import ConfigError
+from klio_runtime.config import (
+    DATAFLOW_DEFAULT_REGION,
+    WORKER_DISK_TYPES,
+    ConfigError,
+    worker_disk_type_path,
+)
 
 DATAFLOW_RUNNER = "DataflowRunner"
 FNAPI_EXPERIMENT = "beam_fn_api"
 
 KLIO_DATAFLOW_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
-        "region": "europe-west1",
+        "region": DATAFLOW_DEFAULT_REGION,
         "num_workers": 2,
         "autoscaling_algorithm": "NONE",
         "disk_size_gb": 32,
@@ -30,8 +35,6 @@ KLIO_DATAFLOW_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 
 _PACKAGING_FILES = ("setup_file", "requirements_file")
 _LEGACY_IMAGE = "worker_harness_container_image"
-_DISK_TYPES = frozenset({"local-ssd", "pd-ssd", "pd-standard"})
-_DISK_TYPE_URL = "compute.googleapis.com/projects/{project}/regions/{region}/diskTypes/{disk_type}"
 
 
 def submission_options(values: Mapping[str, Any], image_tag: str | None = None) -> dict[str, Any]:
@@ -73,10 +76,8 @@ def submission_options(values: Mapping[str, Any], image_tag: str | None = None) 
             if out.get(key) is None:
                 out[key] = value
         disk = out.get("worker_disk_type")
-        if disk in _DISK_TYPES:
-            out["worker_disk_type"] = _DISK_TYPE_URL.format(
-                project=out.get("project"), region=out["region"], disk_type=disk
-            )
+        if disk in WORKER_DISK_TYPES:
+            out["worker_disk_type"] = worker_disk_type_path(out.get("project"), out["region"], disk)
     return out
 
 

@@ -293,10 +293,38 @@ def test_error_messages_are_readable() -> None:
         ({"job_name": ""}, "job_name: String should have at least 1 character"),
         ({"job_name": "j", "job_config": []}, "job_config: must be a mapping, got list"),
         (["job_name"], "(top level): must be a mapping, got list"),
+        (  # as Klio: a short disk type, or its path for the job's project and region
+            {"job_name": "j", "pipeline_options": {"project": "p", "worker_disk_type": "ssd"}},
+            "pipeline_options.worker_disk_type: 'ssd' is not a disk type: one of local-ssd, "
+            "pd-ssd, pd-standard, or compute.googleapis.com/projects/p/regions/europe-west1/",
+        ),
+        (
+            {
+                "job_name": "j",
+                "pipeline_options": {
+                    "project": "p",
+                    "region": "us-east1",
+                    "worker_disk_type": "compute.googleapis.com/projects/other/regions/"
+                    "us-east1/diskTypes/pd-ssd",
+                },
+            },
+            "pipeline_options.worker_disk_type: 'compute.googleapis.com/projects/other/",
+        ),
     ],
 )
 def test_single_errors(data: Any, expected: str) -> None:
     assert errors_of(data)[0].startswith(expected)
+
+
+def test_worker_disk_types_klio_takes() -> None:
+    for disk_type in (
+        "pd-ssd",
+        "local-ssd",
+        "compute.googleapis.com/projects/p/regions/us-east1/diskTypes/pd-balanced",
+    ):
+        options = {"project": "p", "region": "us-east1", "worker_disk_type": disk_type}
+        config = parse_config({"job_name": "j", "pipeline_options": options})
+        assert config.pipeline_options.worker_disk_type == disk_type  # expanded at submission
 
 
 def test_unknown_metrics_unit_or_level_runs_with_klios_default_and_is_warned(
