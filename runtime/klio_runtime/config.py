@@ -412,7 +412,17 @@ EventOutput = Annotated[
 ]
 
 
-class EventsConfig(_Strict):
+class _IOLists(_Strict):
+    """``inputs`` / ``outputs`` lists; also taken keyed by name (``{"file0": {...}}``), the
+    form Klio's config constructors take after its preprocessing, in the keys' order."""
+
+    @field_validator("inputs", "outputs", mode="before", check_fields=False)
+    @classmethod
+    def _keyed_entries(cls, value: Any) -> Any:
+        return list(value.values()) if isinstance(value, Mapping) else value
+
+
+class EventsConfig(_IOLists):
     """``job_config.events``."""
 
     inputs: list[EventInput] = Field(default_factory=list)
@@ -499,7 +509,7 @@ class DataOutput(_DataLocation):
     force: bool = False
 
 
-class DataConfig(_Strict):
+class DataConfig(_IOLists):
     """``job_config.data``."""
 
     inputs: list[DataInput] = Field(default_factory=list)

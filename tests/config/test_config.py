@@ -510,6 +510,17 @@ def test_klios_section_constructors_and_write_to_file(tmp_path: Path) -> None:
     )
     assert isinstance(section, ours.JobConfig)
     assert (section.retries, section.model_path) == (3, "gs://b/m")
+    # the IO entries keyed by name, as Klio's preprocessing hands them to this constructor
+    keyed = klio_core_config.KlioJobConfig(
+        {
+            "events": {"inputs": {"file0": {"type": "file", "location": "ids.txt"}}},
+            "data": {"outputs": {"gcs0": {"type": "gcs", "location": "gs://b/out"}}},
+        },
+        job_name="j",
+        version=2,
+    )
+    assert [(e.type, e.location) for e in keyed.events.inputs] == [("file", "ids.txt")]
+    assert [(d.type, d.location) for d in keyed.data.outputs] == [("gcs", "gs://b/out")]
     options = klio_core_config.KlioPipelineConfig({"project": "p"}, job_name="j", version=2)
     assert (options.project, options.job_name) == ("p", "j")
     with pytest.raises(ConfigError, match="retries"):
