@@ -156,6 +156,8 @@ def klio_lines_without_element(stderr: str) -> list[str]:
 def test_helper_transforms_log_each_line_with_its_element(tmp_path: Path) -> None:
     job = tmp_path / "klio_helpers"
     shutil.copytree(JOBS / "klio_helpers", job)
+    (job / "data" / "out").mkdir()
+    (job / "data" / "out" / "b.txt").write_text("b\n")  # b's output exists: passed through
     result = run_job(job, "--no-progress")
     err = result["stderr"]
     assert klio_lines_without_element(err) == []
