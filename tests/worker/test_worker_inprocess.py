@@ -515,6 +515,25 @@ def test_missing_subscription_error_is_not_found(pubsub: PubSub) -> None:
         PubSubClient().ack_deadline_of(subscription(unique("none")))
 
 
+def test_acknowledging_gives_up_soon_while_pubsub_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The client's own retry of an ack is 60 s, in which the worker's loop stood still and an
+    # outage went unreported (not ready only once a pull fails). Nothing listens on this port.
+    from klio_runtime.io.pubsub import LEASE_CALL_RETRY_SECONDS
+
+    assert LEASE_CALL_RETRY_SECONDS <= 15
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    client = PubSubClient(lease_call_retry_seconds=1.0)
+    start = time.monotonic()
+    with pytest.raises(api_exceptions.GoogleAPIError):
+        client.ack("projects/klio-local/subscriptions/s", ["ack-1"])
+    with pytest.raises(api_exceptions.GoogleAPIError):
+        client.modify_ack_deadline("projects/klio-local/subscriptions/s", ["ack-1"], 0)
+    assert time.monotonic() - start < 10
+    client.close()
+
+
 def test_batches_stay_within_the_byte_bound(pubsub: PubSub, tmp_path: Path) -> None:
     job = _setup(pubsub, tmp_path)
     tight = WorkerSettings(max_messages=50, max_wait_ms=50, max_batch_bytes=300,

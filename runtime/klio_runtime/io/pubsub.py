@@ -20,12 +20,17 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 import grpc
 from google.api_core import exceptions as api_exceptions
+from google.api_core import retry as api_retry
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
 _PATH_KINDS = {"topics", "subscriptions"}
 # Pub/Sub caps one acknowledge / modifyAckDeadline request at a few thousand ids (and 512 KB).
 _ACK_CHUNK = 1000
 _EMPTY_PULL_ERRORS = (api_exceptions.DeadlineExceeded, api_exceptions.RetryError)
+# How long an acknowledge or lease call is retried while Pub/Sub is unavailable. The client's
+# own default is 60 s, in which the worker's loop stands still and an outage goes unreported;
+# an unacknowledged message only comes back after its ack deadline (at-least-once).
+LEASE_CALL_RETRY_SECONDS = 10.0
 
 
 def resource_path(name: str, kind: str, project: str | None) -> str:
@@ -96,9 +101,24 @@ def _subscriber() -> pubsub_v1.SubscriberClient:
 class PubSubClient:
     """The worker's one subscriber and one publisher, with the calls it needs."""
 
-    def __init__(self, publisher: Any | None = None, subscriber: Any | None = None) -> None:
+    def __init__(
+        self,
+        publisher: Any | None = None,
+        subscriber: Any | None = None,
+        lease_call_retry_seconds: float = LEASE_CALL_RETRY_SECONDS,
+    ) -> None:
         self.publisher = publisher or pubsub_v1.PublisherClient()
         self.subscriber = subscriber or _subscriber()
+        self._lease_call = {
+            "retry": api_retry.Retry(
+                initial=0.1,
+                maximum=2.0,
+                multiplier=1.3,
+                predicate=api_retry.if_exception_type(api_exceptions.ServiceUnavailable),
+                timeout=lease_call_retry_seconds,
+            ),
+            "timeout": lease_call_retry_seconds,
+        }
 
     def ack_deadline_of(self, subscription: str) -> int:
         """The subscription's ack deadline in seconds.
@@ -165,7 +185,8 @@ class PubSubClient:
                 request={
                     "subscription": subscription,
                     "ack_ids": list(ack_ids[start : start + _ACK_CHUNK]),
-                }
+                },
+                **self._lease_call,
             )
 
     def modify_ack_deadline(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
@@ -176,7 +197,8 @@ class PubSubClient:
                     "subscription": subscription,
                     "ack_ids": list(ack_ids[start : start + _ACK_CHUNK]),
                     "ack_deadline_seconds": seconds,
-                }
+                },
+                **self._lease_call,
             )
 
     def close(self) -> None:
