@@ -49,6 +49,8 @@ example-images: images  ## build each examples/*/Dockerfile as klio-examples/<na
 kind-up:  ## create the kind cluster of kind-config.yaml (kubeconfig: $(KIND_KUBECONFIG))
 	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || \
 	  $(KIND) create cluster --config kind-config.yaml --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG) --wait 120s
+	# also for a cluster made before (by hand, or an earlier run with another kubeconfig)
+	$(KIND) export kubeconfig --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)
 
 kind-load: images example-images  ## load the images into the kind nodes
 	$(KIND) load docker-image $(OPERATOR_IMAGE) $(RUNTIME_IMAGE) --name $(KIND_CLUSTER)
@@ -61,7 +63,7 @@ kind-load: images example-images  ## load the images into the kind nodes
 # publishes a ping at the root and waits, with deadlines, for Ready conditions and the ping
 # at every leaf.
 e2e: kind-up kind-load  ## run tests/e2e against a local kind cluster
-	KUBECONFIG=$(KIND_KUBECONFIG) $(PYTHON) -m pytest tests/e2e -m e2e -v -rs
+	KUBECONFIG=$(KIND_KUBECONFIG) KLIO_E2E_OPERATOR_TAG=$(VERSION) $(PYTHON) -m pytest tests/e2e -m e2e -v -rs
 
 e2e-down:  ## delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER) --kubeconfig $(KIND_KUBECONFIG)

@@ -39,9 +39,12 @@ def require_helm() -> str:
     return helm
 
 
-def run_helm(args: Iterable[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_helm(
+    args: Iterable[str], *, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``timeout``: longer than helm's own ``--timeout`` when it waits (``--wait``)."""
     proc = subprocess.run(
-        [require_helm(), *args], capture_output=True, text=True, timeout=60, cwd=REPO,
+        [require_helm(), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
         env={**os.environ, "HELM_CACHE_HOME": "/tmp/klio-helm-cache",
              "HELM_CONFIG_HOME": "/tmp/klio-helm-config", "HELM_DATA_HOME": "/tmp/klio-helm-data"},
     )
