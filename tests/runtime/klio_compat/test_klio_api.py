@@ -539,3 +539,45 @@ def test_the_context_reads_as_klios_job_bytes_run_config_and_class() -> None:
     job.ParseFromString(ctx.job)
     assert job.job_name == config.job_name == ctx.job.job_name
     assert ctx.job.SerializeToString() == job.SerializeToString()
+
+
+def test_klio_core_utils_globals_are_made_once_per_process() -> None:
+    import threading
+    import time
+
+    from klio_core import utils
+
+    utils.delete_global("model")
+    assert utils.get_global("model") is None
+    calls: list[int] = []
+
+    def load() -> str:
+        calls.append(1)
+        time.sleep(0.05)  # the other threads ask meanwhile
+        return "loaded"
+
+    got: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(utils.get_or_initialize_global("model", load)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert got == ["loaded"] * 8 and calls == [1]
+    utils.set_global("model", "other")
+    assert utils.get_or_initialize_global("model", load) == "other"
+    utils.delete_global("model")
+    assert utils.get_or_initialize_global("model", "a value") == "a value"  # not callable: as is
+    utils.set_global("model", None)  # as in Klio, None is unset
+    assert utils.get_or_initialize_global("model", lambda: 3) == 3
+    utils.delete_global("model")
+
+
+def test_klios_timeout_and_retry_errors_import_from_where_klio_defines_them() -> None:
+    from klio.transforms._retry import KlioRetriesExhausted
+    from klio.transforms._timeout import KlioTimeoutError
+
+    assert KlioTimeoutError is decorators.KlioTimeoutError
+    assert KlioRetriesExhausted is decorators.KlioRetriesExhausted

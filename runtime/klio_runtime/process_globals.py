@@ -1,0 +1,45 @@
+"""Values shared by everything a worker process runs: a model loaded once, a client made once.
+
+Klio's ``klio_core.utils`` API (``set_global``, ``get_global``, ``delete_global``,
+``get_or_initialize_global``); ``None`` counts as unset, as there. Unlike Klio's module
+globals, an initializer runs once even when several threads ask at the same moment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_values: dict[str, Any] = {}
+# Reentrant: an initializer may read or make other globals.
+_lock = threading.RLock()
+
+
+def set_global(name: str, value: Any) -> None:
+    with _lock:
+        _values[name] = value
+
+
+def get_global(name: str) -> Any:
+    """The value of ``name``, or ``None`` if it is not set."""
+    return _values.get(name)
+
+
+def delete_global(name: str) -> None:
+    with _lock:
+        _values.pop(name, None)
+
+
+def get_or_initialize_global(name: str, initializer: Callable[[], Any] | Any) -> Any:
+    """The value of ``name``; if unset, ``initializer()`` (or ``initializer`` itself when it is
+    not callable) becomes its value first."""
+    value = _values.get(name)
+    if value is not None:
+        return value
+    with _lock:
+        value = _values.get(name)  # another thread may have made it meanwhile
+        if value is None:
+            value = initializer() if callable(initializer) else initializer
+            _values[name] = value
+        return value
