@@ -25,6 +25,8 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from klio_runtime.config import (
     RUN_FUNCTION_NAMES,
+    AvroEventInput,
+    AvroEventOutput,
     FileEventInput,
     FileEventOutput,
     KlioConfig,
@@ -115,9 +117,19 @@ def resolve_paths(config: KlioConfig, job_dir: Path) -> KlioConfig:
     for inp in out.job_config.events.inputs:
         if isinstance(inp, FileEventInput):
             inp.location = fix(inp.location)
+        elif isinstance(inp, AvroEventInput):  # the location, or the pattern alone
+            if inp.location:
+                inp.location = fix(inp.location)
+            elif inp.file_pattern:
+                inp.file_pattern = fix(inp.file_pattern)
     for outp in out.job_config.events.outputs:
         if isinstance(outp, FileEventOutput):
             outp.location = fix(outp.location)
+        elif isinstance(outp, AvroEventOutput):
+            if outp.location:
+                outp.location = fix(outp.location)
+            elif outp.file_path_prefix:
+                outp.file_path_prefix = fix(outp.file_path_prefix)
     for data in [*out.job_config.data.inputs, *out.job_config.data.outputs]:
         if data.type == "file" and data.location is not None:
             data.location = fix(data.location)

@@ -313,14 +313,27 @@ def test_relative_locations_resolve_against_the_job_dir(tmp_path: Path) -> None:
     config = make_config(
         {
             "events": {
-                "inputs": [{"type": "file", "location": "./ids.txt"}],
-                "outputs": [{"type": "file", "location": "gs://b/out"}],
+                "inputs": [
+                    {"type": "file", "location": "./ids.txt"},
+                    {"type": "avro", "file_pattern": "av/*.avro"},
+                    {"type": "avro", "location": "av2", "file_pattern": "x.avro"},
+                ],
+                "outputs": [
+                    {"type": "file", "location": "gs://b/out"},
+                    {"type": "avro", "location": "./out/ev"},
+                ],
             },
             "data": {"inputs": [{"type": "file", "location": "data"}]},
         },
         pipeline_options={"streaming": False, "setup_file": "setup.py"},
     )
     resolved = resolve_paths(config, tmp_path)
+    avro_in, avro_in_joined = resolved.job_config.events.inputs[1:]
+    assert avro_in.pattern == str(tmp_path / "av" / "*.avro")  # type: ignore[union-attr]
+    assert avro_in_joined.pattern == f"{tmp_path}/av2/x.avro"  # type: ignore[union-attr]
+    assert resolved.job_config.events.outputs[1].prefix == str(  # type: ignore[union-attr]
+        tmp_path / "out" / "ev"
+    )
     assert resolved.job_config.events.inputs[0].location == str(tmp_path / "ids.txt")
     assert resolved.job_config.events.outputs[0].location == "gs://b/out"
     assert resolved.job_config.data.inputs[0].location == str(tmp_path / "data")
