@@ -1,4 +1,4 @@
-"""``klio.transforms._retry``: where Klio's docs import ``KlioRetriesExhausted`` from."""
+"""``klio.transforms._retry``: the module Klio defines ``KlioRetriesExhausted`` in."""
 
 from klio_runtime.decorators import KlioRetriesExhausted
 

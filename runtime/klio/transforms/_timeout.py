@@ -1,4 +1,4 @@
-"""``klio.transforms._timeout``: where Klio's docs import ``KlioTimeoutError`` from."""
+"""``klio.transforms._timeout``: the module Klio defines ``KlioTimeoutError`` in."""
 
 from klio_runtime.decorators import KlioTimeoutError
 
