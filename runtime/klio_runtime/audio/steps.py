@@ -21,7 +21,7 @@ from klio_runtime.audio import errors
 from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem, as_item
 from klio_runtime.config import KlioConfig
-from klio_runtime.context import KlioContext, bound_context, current_element, klio_logger
+from klio_runtime.context import KlioContext, bound_context, handling_element, klio_logger
 from klio_runtime.metrics import KlioMetrics
 from klio_runtime.transforms import klio_lines
 
@@ -119,12 +119,9 @@ class AudioDoFn(beam.DoFn):
         try:
             item = as_item(incoming, numpy=self.payload_numpy)
             element = item.element
-            token = current_element.set(element)
-            try:
+            with handling_element(element):
                 out = self.apply(item)
                 out = bytes(out) if self.hand_on_bytes and isinstance(out, AudioItem) else out
-            finally:
-                current_element.reset(token)
         except AudioError as err:
             dropped = self._drop(incoming, element or err.element, err.reason, err)
         except Exception as err:
