@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from klio_runtime.config import ConfigError, dump_config, parse_config
+from klio_runtime.io import EMULATOR_PROJECT
 from klio_runtime.io.pubsub import resource_path
 
 from klio_operator import dag, worker_contract, yaml_text
@@ -32,7 +33,7 @@ MANAGED_BY = "klio-operator"
 APP_NAME = "klio-job"
 LABEL_JOB = "klio.io/job"
 ANNOTATION_CONFIG_HASH = "klio.io/config-hash"
-DEFAULT_PROJECT = "klio-local"
+DEFAULT_PROJECT = EMULATOR_PROJECT  # the runtime's name for a project none was given
 ENV_KEDA_AUTHENTICATION = "KLIO_KEDA_AUTHENTICATION"
 """Names the KEDA TriggerAuthentication of the ScaledObjects (else `klio-pubsub`)."""
 MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub's minimum for a dead-letter policy
