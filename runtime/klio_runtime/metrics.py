@@ -315,9 +315,19 @@ class _Metric:
         self.transform = transform
         self.value = value
 
+    kind = "metric"
+
+    @property
+    def metric_key(self) -> str:
+        """Klio's key of the metric: ``<type>_<name>``, then ``_<transform>`` when given."""
+        key = f"{self.kind}_{self.name}"
+        return f"{key}_{self.transform}" if self.transform else key
+
 
 class Counter(_Metric):
-    """A counter. ``inc(n)`` adds."""
+    """A counter. ``inc(value)`` adds (Klio's keyword: ``value``)."""
+
+    kind = "counter"
 
     def __init__(
         self,
@@ -330,16 +340,18 @@ class Counter(_Metric):
     ) -> None:
         super().__init__(beam_metric, prom, relay, name, transform, value)
 
-    def inc(self, n: int = 1) -> None:
-        self.value = n
-        self._beam.inc(n)
-        _write(self._prom.inc, n)
+    def inc(self, value: int = 1) -> None:
+        self.value = value
+        self._beam.inc(value)
+        _write(self._prom.inc, value)
         if self._relay is not None:
-            self._relay(n)
+            self._relay(value)
 
 
 class Gauge(_Metric):
     """A gauge. ``set(v)`` records."""
+
+    kind = "gauge"
 
     def set(self, value: float) -> None:
         self.value = value
@@ -356,6 +368,8 @@ class Timer(_Metric):
 
     Beam gets a distribution in the unit; Prometheus a histogram in seconds (its convention).
     """
+
+    kind = "timer"
 
     def __init__(
         self,
@@ -392,8 +406,8 @@ class Timer(_Metric):
         (as Klio logs) and nothing recorded."""
         starts = self._local.__dict__.get("starts")
         if not starts:
-            logging.getLogger(METRICS_LOGGER).warning(
-                "Timer %s cannot be stopped before started.", self.name
+            logging.getLogger(f"{METRICS_LOGGER}.dispatcher").warning(
+                "Timer %s cannot be stopped before started.", self.metric_key
             )
             return
         self.record(time.perf_counter() - starts.pop())
@@ -627,6 +641,8 @@ class KlioMetrics:
         self._pending_output = 0
         self._pending_times: list[float] = []
         self._ids_cache: dict[str, Any] = {}
+        # Klio's registry: one object per (kind, name, transform), as first asked for
+        self._user_metrics: dict[tuple[str, str, str | None], _Metric] = {}
         self._transforms: dict[str, TransformMetrics] = {}
         self.decorator_timer_unit = decorator_timer_unit
         self.read_by: str | None = None
@@ -695,9 +711,15 @@ class KlioMetrics:
         **more_tags: Any,
     ) -> Counter:
         """Klio's ``counter(name, value=0, transform=None, tags=None)``; tags may also be given
-        as keywords. ``value`` is Klio's starting value: shown as ``.value``, not counted."""
+        as keywords. ``value`` is Klio's starting value: shown as ``.value``, not counted. Asked
+        for again (same name and transform), the same counter is returned as it is."""
+        key = ("counter", name, transform)
+        found = self._user_metrics.get(key)
+        if isinstance(found, Counter):
+            return found
         counter = self._counter(name, transform, {**(tags or {}), **more_tags}, logged=True)
         counter.value = value
+        self._user_metrics[key] = counter
         return counter
 
     def _counter(
@@ -722,11 +744,16 @@ class KlioMetrics:
         **more_tags: Any,
     ) -> Gauge:
         """Klio's ``gauge(name, value=0, transform=None, tags=None)``; ``value`` is Klio's
-        starting value: shown as ``.value``, not recorded."""
+        starting value: shown as ``.value``, not recorded. Asked for again (same name and
+        transform), the same gauge is returned as it is."""
+        key = ("gauge", name, transform)
+        found = self._user_metrics.get(key)
+        if isinstance(found, Gauge):
+            return found
         tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(PromGauge, f"{self.prefix}_{prometheus_name(name)}", labels)
-        return Gauge(
+        gauge = self._user_metrics[key] = Gauge(
             Metrics.gauge(transform or self.job_name, name),
             prom,
             self._relay(name, transform, tags, "gauge"),
@@ -734,6 +761,7 @@ class KlioMetrics:
             transform,
             value,
         )
+        return gauge
 
     def timer(
         self,
@@ -747,7 +775,12 @@ class KlioMetrics:
         """Klio's ``timer(name, value=0, timer_unit=..., transform=None, tags=None)`` (``value``,
         Klio's starting value, is only shown as ``.value``). Beam gets each time as an integer in
         ``timer_unit`` (Klio's default: ns); the ``klio.metrics`` log shows it in ``timer_unit``
-        when given, else in the logger's configured unit (Klio's documented global default)."""
+        when given, else in the logger's configured unit (Klio's documented global default).
+        Asked for again (same name and transform), the same timer is returned as it is."""
+        key = ("timer", name, transform)
+        found = self._user_metrics.get(key)
+        if isinstance(found, Timer):
+            return found
         tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
@@ -756,7 +789,7 @@ class KlioMetrics:
         unit = (
             unit_named(timer_unit, f"metrics.timer({name!r}): timer_unit") if timer_unit else None
         )
-        return Timer(
+        timer = self._user_metrics[key] = Timer(
             Metrics.distribution(transform or self.job_name, name),
             prom,
             unit or "ns",
@@ -765,6 +798,7 @@ class KlioMetrics:
             transform,
             value,
         )
+        return timer
 
     # -- standard metrics (label children cached: these run once or more per message) -----
     def _child(self, metric: Any, **labels: str) -> Any:
@@ -893,5 +927,9 @@ class KlioMetrics:
         return found
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Beam pickles DoFns that hold a context; the registry stays with its process.
-        return (KlioMetrics, (self.job_name, self.prefix))
+        # Beam pickles DoFns that hold a context; the registry (and the metric objects made from
+        # it) stays with its process, the job's settings go along.
+        return (
+            KlioMetrics,
+            (self.job_name, self.prefix, None, self.log_relay, self.decorator_timer_unit),
+        )

@@ -177,14 +177,17 @@ def test_metrics_reach_prometheus_under_standard_and_prefixed_names() -> None:
 
 def test_a_metrics_value_argument_is_its_starting_value_shown_not_recorded() -> None:
     # Klio's metrics client: counter(name, value=2) made per element counts only its inc()s;
-    # the object shows its name, transform and last value, as Klio's dispatchers do
+    # the object shows its name, transform and last value, as Klio's dispatchers do, and asked
+    # for again it is the same object, as Klio's registry keeps it (value as last recorded)
     hub = MetricsHub(CollectorRegistry())
     metrics = KlioMetrics("my-job", hub=hub)
-    for _ in range(2):
-        counter = metrics.counter("foo", value=2, transform="T")
-        assert (counter.name, counter.transform, counter.value) == ("foo", "T", 2)
-        counter.inc()
-        assert counter.value == 1
+    first = metrics.counter("foo", value=2, transform="T")
+    assert (first.name, first.transform, first.value) == ("foo", "T", 2)
+    first.inc()
+    assert first.value == 1
+    counter = metrics.counter("foo", value=2, transform="T")
+    assert counter is first and counter.value == 1
+    counter.inc(value=1)  # Klio's keyword
     gauge = metrics.gauge("level", value=7)
     assert hub.value("my_job_level") == 0 and gauge.value == 7
     gauge.set(3)
@@ -507,7 +510,7 @@ def test_klio_tags_and_the_metrics_logger_client() -> None:
             "INFO",
             "[my-timer] value: 500.0 transform: 'T' tags: {'metric_type': 'timer', 'unit': 'ms'}",
         ),
-        ("WARNING", "Timer us-timer cannot be stopped before started."),
+        ("WARNING", "Timer timer_us-timer_T cannot be stopped before started."),  # Klio's key
     ]
     # Klio's tags are labels, one each (not one label holding the dict)
     value = process_hub().value(

@@ -526,6 +526,48 @@ def test_user_metrics_are_named_in_beam_as_klios_native_client_names_them() -> N
     assert metrics["Counts", "took"].count == 2
 
 
+def test_klios_metrics_registry_hands_out_one_dispatcher_per_name_and_transform() -> None:
+    # Klio's metrics docs: a DoFn makes its counters in __init__ or per element; either way
+    # Klio's MetricsRegistry keys them "<type>_<name>_<transform>", and inc takes `value`
+    from klio.metrics import client, dispatcher
+
+    ctx = bound(make_config())
+    assert isinstance(ctx.metrics, client.MetricsRegistry)
+
+    @decorators.handle_klio
+    def counts(ctx: Any, data: Any) -> Any:
+        ctx.metrics.counter("seen", transform="counts").inc(value=5)
+        return data
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create([msg_bytes("a"), msg_bytes("b")]) | beam.Map(counts)
+        assert_that(elements(out, "ids"), equal_to([b"a", b"b"]))
+    assert _beam_metrics(p.result)["counts", "seen"] == 10
+    counter = ctx.metrics.counter("seen", transform="counts")
+    assert isinstance(counter, dispatcher.CounterDispatcher)
+    assert isinstance(counter, dispatcher.BaseMetricDispatcher)
+    assert ctx.metrics.counter("seen", transform="counts", tags={"x": "y"}) is counter
+    assert ctx.metrics.counter("seen") is not counter  # another transform
+    gauge, timer = ctx.metrics.gauge("seen", transform="counts"), ctx.metrics.timer("seen")
+    assert isinstance(gauge, dispatcher.GaugeDispatcher) and gauge is not counter
+    assert isinstance(timer, dispatcher.TimerDispatcher) and ctx.metrics.timer("seen") is timer
+
+
+def test_a_pickled_metrics_registry_keeps_the_jobs_metrics_settings() -> None:
+    import pickle
+
+    from klio_runtime.metrics import KlioMetrics
+
+    settings = {"logger": {"level": "info", "timer_unit": "ms"}, "timer_unit": "us"}
+    metrics = KlioMetrics.from_settings("job", settings)
+    again = pickle.loads(pickle.dumps(metrics))
+    assert again.log_relay is not None
+    assert (again.log_relay.level, again.log_relay.timer_unit) == (logging.INFO, "ms")
+    assert again.decorator_timer_unit == "us"
+    silent = KlioMetrics.from_settings("job", {"logger": False})
+    assert pickle.loads(pickle.dumps(silent)).log_relay is None
+
+
 def test_the_context_reads_as_klios_job_bytes_run_config_and_class() -> None:
     from klio.transforms import core
 
