@@ -22,7 +22,12 @@ def test_the_resources_a_config_names() -> None:
     config = parse_config(
         {
             "job_name": "j",
-            "pipeline_options": {"project": "klio-local"},
+            "pipeline_options": {
+                "project": "klio-local",
+                # Dataflow's files: their buckets are checked as Klio's verify checks them
+                "staging_location": "gs://dataflow-tmp/staging",
+                "temp_location": "gs://dataflow-tmp/temp",
+            },
             "job_config": {
                 "dead_letter_topic": "j-dead",
                 "events": {
@@ -52,6 +57,7 @@ def test_the_resources_a_config_names() -> None:
         Resource("bucket", "events-bucket"),
         Resource("bucket", "data-bucket"),
         Resource("bucket", "file-bucket"),
+        Resource("bucket", "dataflow-tmp"),
     ]
 
 

@@ -67,6 +67,9 @@ def job_resources(config: KlioConfig) -> list[Resource]:
     data = config.job_config.data
     # any gs:// location, whatever its entry's type says (a `file` entry reads gs:// as well)
     locations += [d.location for d in [*data.inputs, *data.outputs] if d.location]
+    # where Dataflow stages and keeps its files: Klio's verify checks (and makes) these too
+    options = config.pipeline_options
+    locations += [loc for loc in (options.staging_location, options.temp_location) if loc]
     for bucket in filter(None, map(_bucket, locations)):
         found.append(Resource("bucket", bucket))
     return list(dict.fromkeys(found))
