@@ -136,6 +136,21 @@ def test_run_py_accepted_shapes(tmp_path: Path, source: str) -> None:
     assert (code, err) == (0, "")
 
 
+def test_run_py_may_import_the_job_as_a_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Klio's examples import their own modules by the job directory's name (audio_spectrograms:
+    # `from audio_spectrograms import transforms`); `klio job run` finds them, so verify does
+    job_dir = tmp_path / "my_job"
+    job_dir.mkdir()
+    (job_dir / "transforms.py").write_text("X = 1\n")
+    source = "from my_job import transforms\ndef run(pcoll, config):\n    return pcoll\n"
+    make_job(job_dir, run=source)
+    monkeypatch.chdir(job_dir)  # the job's own directory, as relative as a user gives it
+    code, _, err = verify("--job-dir", ".")
+    assert (code, err) == (0, "")
+
+
 def test_run_py_is_not_imported(tmp_path: Path) -> None:
     marker = tmp_path / "imported"
     source = textwrap.dedent(

@@ -58,7 +58,9 @@ def check_run_module(path: Path) -> list[str]:
 
 def _missing_imports(path: Path, tree: ast.Module) -> list[str]:
     """The top-level imports of the module that cannot be found: beside it (the job's own
-    modules) or installed. Only found, never imported (a package's own code does not run)."""
+    modules), beside its directory (the job's package, as ``from my_job import transforms``:
+    ``klio job run`` puts both directories on the path) or installed. Only found, never
+    imported (a package's own code does not run)."""
     problems = []
     for node in tree.body:
         if isinstance(node, ast.Import):
@@ -69,7 +71,10 @@ def _missing_imports(path: Path, tree: ast.Module) -> list[str]:
             continue
         for module in names:
             top = module.partition(".")[0]
-            beside = (path.parent / f"{top}.py").exists() or (path.parent / top).is_dir()
+            beside = any(
+                (where / f"{top}.py").exists() or (where / top).is_dir()
+                for where in (path.parent.resolve(), path.parent.resolve().parent)
+            )
             if not beside and importlib.util.find_spec(top) is None:
                 problems.append(
                     f"{path.name}: line {node.lineno}: no module named {top!r} (not beside "
