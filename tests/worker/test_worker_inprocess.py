@@ -489,6 +489,21 @@ def test_setup_once_and_lines_of_the_test_job(pubsub: PubSub, tmp_path: Path) ->
     assert process_hub().value("klio_worker_batches_total", job=job["name"]) >= 3
 
 
+def test_on_the_gcs_emulator_the_jobs_own_gcs_clients_find_credentials_at_once(
+        pubsub: PubSub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A job's own client (Beam's GcsIO in Klio's catvdog) asks google.auth; with no credentials
+    # it probes the metadata server for ~20 s, retrying, before the worker's first message.
+    import google.auth
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://localhost:1")
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    _worker(Path(_setup(pubsub, tmp_path)["config"]))
+    started = time.monotonic()
+    credentials, _ = google.auth.default()
+    assert credentials is not None and time.monotonic() - started < 2
+
+
 @pytest.mark.parametrize(("change", "error"), [
     ({"outputs": [{"type": "file", "location": "out"}]},
      "job_config.events.outputs[0]: the streaming worker writes pubsub outputs only"),

@@ -39,6 +39,7 @@ from klio_runtime.config import (
 )
 from klio_runtime.context import klio_logger
 from klio_runtime.io.events import DeadLetter
+from klio_runtime.io.gcs import ensure_emulator_credentials
 from klio_runtime.io.pubsub import LeaseKeeper, PubSubClient, Pulled, resource_path
 from klio_runtime.io.pubsub_events import (
     dead_letter_message,
@@ -210,6 +211,9 @@ class StreamingWorker:
         self.batch_sizer = _BatchSizer(self.settings.target_batch_seconds,
                                        self.settings.max_messages)
         self.store = DataStore()
+        # before the job's steps are set up: a GCS client of the job's own (Beam's GcsIO) would
+        # otherwise look for credentials for ~20 s on the emulator (as runner.run_job does)
+        ensure_emulator_credentials()
         self.executor = BatchExecutor(config, run_fn, [name for name, _ in self.inputs])
 
     # -- configuration ----------------------------------------------------------------------
