@@ -22,7 +22,9 @@ JOBS = Path(__file__).parent / "jobs"
 N = 1000
 
 
-def klio(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def klio(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {
         k: v
         for k, v in os.environ.items()
@@ -35,6 +37,7 @@ def klio(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         timeout=240,
         env={**base, **(env or {})},
         check=False,
+        cwd=cwd,
     )
 
 
@@ -354,3 +357,40 @@ def test_a_job_without_event_inputs_gets_the_pipeline_itself(tmp_path: Path) -> 
     on_gke = run_job(tmp_path, "-O", "pipeline_options.runner=DirectGKERunner")
     assert "note: Klio deploys a DirectGKERunner job to Kubernetes" in on_gke["stderr"]
     assert "apply a KlioJob" in on_gke["stderr"]
+
+
+def test_a_job_runs_in_its_own_directory_from_wherever_it_is_named(tmp_path: Path) -> None:
+    # Klio runs a job in its directory (its image's working directory): catvdog loads its model
+    # by a relative path in setup. --summary-json stays named from where the command is given.
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "klio-job.yaml").write_text(
+        "version: 2\njob_name: own-dir\njob_config:\n  events:\n    inputs:\n"
+        "      - type: file\n        location: ids.txt\n    outputs:\n"
+        "      - type: file\n        location: out/ids\n"
+    )
+    (job / "ids.txt").write_text("a\nb\n")
+    (job / "model.txt").write_text("-labelled\n")
+    (job / "run.py").write_text(
+        "import apache_beam as beam\n"
+        "from klio.transforms import decorators\n\n\n"
+        "class Label(beam.DoFn):\n"
+        "    def setup(self):\n"
+        "        with open('model.txt') as f:\n"
+        "            self.suffix = f.read().strip().encode()\n\n"
+        "    @decorators.handle_klio\n"
+        "    def process(self, data):\n"
+        "        data.payload = data.element + self.suffix\n"
+        "        yield data\n\n\n"
+        "def run(pcoll, config):\n"
+        "    return pcoll | beam.ParDo(Label())\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = klio(
+        "job", "run", "--job-dir", "../job", "--summary-json", "summary.json", cwd=elsewhere
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((elsewhere / "summary.json").read_text())["output"] == 2
+    assert event_ids(job / "out" / "ids") == ["a", "b"]
+    assert not (elsewhere / "out").exists()

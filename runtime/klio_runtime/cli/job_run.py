@@ -3,6 +3,7 @@ inputs, the local streaming worker (or the named Beam runner) for Pub/Sub inputs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -228,7 +229,7 @@ def run(
     if direct_runner:
         runner = "DirectRunner"
     try:
-        config, run_fn, _ = load_job(
+        config, run_fn, directory = load_job(
             job_dir, config_file, parse_overrides(overrides), parse_templates(templates)
         )
         options = parse_overrides(pipeline_opts)
@@ -242,6 +243,30 @@ def run(
     except JobLoadError as err:
         err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
+    if summary_json is not None:
+        summary_json = summary_json.resolve()  # named from where the command was given
+    # In the job's directory, as Klio runs a job (its image's working directory): the job's own
+    # relative paths (a model file beside run.py) are found from anywhere --job-dir is given.
+    with contextlib.chdir(directory):
+        _run_loaded(
+            config, run_fn, runner, options, blocking, image_tag, no_progress, summary_json,
+            console, err_console,
+        )
+
+
+def _run_loaded(
+    config: KlioConfig,
+    run_fn: Any,
+    runner: str | None,
+    options: dict[str, Any],
+    blocking: bool | None,
+    image_tag: str | None,
+    no_progress: bool,
+    summary_json: Path | None,
+    console: Console,
+    err_console: Console,
+) -> None:
+    """Run a loaded job (see :func:`run`) and print its summary."""
     started = time.monotonic()
     chosen = runner if runner is not None else config.pipeline_options.runner
     if chosen == GKE_RUNNER:
