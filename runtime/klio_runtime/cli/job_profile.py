@@ -153,7 +153,7 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
 
     try:
         overrides = {**parse_overrides(job.overrides), **profiling_overrides()}
-        config, run_fn, _ = load_job(
+        config, run_fn, directory = load_job(
             job.job_dir, job.config_file, overrides, parse_templates(job.templates)
         )
     except ConfigError as err:
@@ -161,7 +161,8 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
     except JobLoadError as err:
         _fail(str(err))
     try:
-        summary = run_job(config, run_fn, "DirectRunner", events_from=str(ids_file))
+        with contextlib.chdir(directory):  # where `klio job run` runs it (the job's own paths)
+            summary = run_job(config, run_fn, "DirectRunner", events_from=str(ids_file))
     except Exception as err:
         _fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
     skipped = summary.skipped.get("output_exists", 0)
