@@ -1115,8 +1115,25 @@ def parse_overrides(pairs: Iterable[str], what: str = "override") -> dict[str, A
     number, or a YAML flow list or mapping (``[a, b]``, ``{k: v}``). Anything else stays the
     text given: ``no``, ``0755``, ``12:30`` or a date are not turned into a boolean, an octal,
     a sexagesimal or a date, as YAML 1.1 would.
+
+    A custom ``job_config`` key (one not declared by :class:`JobConfig`) always gets the text
+    given, as Klio's overrides give every value: the job's own code reads it, written for Klio.
     """
-    return {key: _typed(raw) for key, raw in _key_values(pairs, what).items()}
+    return {
+        key: raw if _is_custom_job_config_key(key) else _typed(raw)
+        for key, raw in _key_values(pairs, what).items()
+    }
+
+
+def _is_custom_job_config_key(dotted: str) -> bool:
+    try:
+        parts = _split_path(dotted)
+    except ValueError:
+        return False  # apply_overrides says what is wrong with it
+    if len(parts) < 2 or parts[0] != "job_config" or not isinstance(parts[1], str):
+        return False
+    fields = JobConfig.model_fields
+    return parts[1] not in fields and all(f.alias != parts[1] for f in fields.values())
 
 
 _PLAIN_NUMBER = re.compile(r"[-+]?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")

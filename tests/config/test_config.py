@@ -476,6 +476,34 @@ def test_parse_overrides_reads_yaml_values() -> None:
         parse_overrides(["no-equals-sign"])
 
 
+def test_an_override_of_a_custom_job_config_key_is_the_text_given_as_in_klio() -> None:
+    # Klio's overrides give every value as text; a job reading its own keys expects that
+    # (a date's digits, a "true" it compares). Declared fields still get their types.
+    overrides = parse_overrides(
+        [
+            "job_config.model_date=20200101",
+            "job_config.debug=true",
+            "job_config.nested.level=null",
+            "job_config.retries=2",
+            "job_config.allow_non_klio_messages=true",
+        ]
+    )
+    assert overrides == {
+        "job_config.model_date": "20200101",
+        "job_config.debug": "true",
+        "job_config.nested.level": "null",
+        "job_config.retries": 2,
+        "job_config.allow_non_klio_messages": True,
+    }
+    from klio_core.config import KlioConfig as KlioCoresConfig
+
+    config = KlioCoresConfig(
+        {"job_name": "j", "job_config": {"model_date": "x"}},
+        raw_overrides=["job_config.model_date=20200101", "job_config.blocking=true"],
+    )
+    assert config.job_config.model_date == "20200101" and config.job_config.blocking is True
+
+
 def test_assignment_is_validated() -> None:
     config = parse_config({"job_name": "j"})
     with pytest.raises(ValueError, match="retries"):
