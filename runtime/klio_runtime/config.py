@@ -1107,7 +1107,9 @@ def _key_values(pairs: Iterable[str], what: str) -> dict[str, str]:
     return found
 
 
-def parse_overrides(pairs: Iterable[str], what: str = "override") -> dict[str, Any]:
+def parse_overrides(
+    pairs: Iterable[str], what: str = "override", custom_as_text: bool = True
+) -> dict[str, Any]:
     """``KEY=VALUE`` strings (e.g. from ``-O``) into an overrides mapping (``what`` names them in
     errors).
 
@@ -1116,11 +1118,12 @@ def parse_overrides(pairs: Iterable[str], what: str = "override") -> dict[str, A
     text given: ``no``, ``0755``, ``12:30`` or a date are not turned into a boolean, an octal,
     a sexagesimal or a date, as YAML 1.1 would.
 
-    A custom ``job_config`` key (one not declared by :class:`JobConfig`) always gets the text
-    given, as Klio's overrides give every value: the job's own code reads it, written for Klio.
+    With ``custom_as_text`` a custom ``job_config`` key (one not declared by :class:`JobConfig`)
+    gets the text given, as Klio's overrides give every value: the job's own code reads it,
+    written for Klio. (Klio's ``config set`` types every value: it passes False.)
     """
     return {
-        key: raw if _is_custom_job_config_key(key) else _typed(raw)
+        key: raw if custom_as_text and _is_custom_job_config_key(key) else _typed(raw)
         for key, raw in _key_values(pairs, what).items()
     }
 

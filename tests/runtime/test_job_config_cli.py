@@ -102,12 +102,14 @@ def test_set_writes_typed_values_and_keeps_the_config_valid(job: Path) -> None:
         "pipeline_options.num_workers=3",
         "job_config.events.inputs.file1.location=other.txt",
         "pipeline_options.experiments=[beam_fn_api]",
+        "job_config.model_version=2",  # a custom key: typed too, as Klio's `config set` types it
     )
 
     assert done.exit_code == 0, done.output
     config = load_config(job / "klio-job.yaml")
     assert config.pipeline_options.num_workers == 3
     assert config.job_config.events.inputs[1].location == "other.txt"
+    assert yaml.safe_load((job / "klio-job.yaml").read_text())["job_config"]["model_version"] == 2
     assert yaml.safe_load((job / "klio-job.yaml").read_text())["pipeline_options"][
         "experiments"
     ] == ["beam_fn_api"]

@@ -115,7 +115,8 @@ def set_(job_dir: Path, config_file: Path | None, target_to_value: tuple[str, ..
     try:
         data = read_config_data(path)
         edited = copy.deepcopy(data)
-        apply_overrides(edited, parse_overrides(target_to_value, "set"), "set")
+        values = parse_overrides(target_to_value, "set", custom_as_text=False)
+        apply_overrides(edited, values, "set")
         _write(path, data, edited)
     except ConfigError as err:
         refuse_config(err)
