@@ -135,3 +135,55 @@ def test_a_created_streaming_job_runs_as_created(pubsub: PubSub, tmp_path: Path)
     assert parse(got["t-1"].data).data.element == b"t-1", stdout  # passed on, as Klio's
     assert process.returncode == 0, stdout
     assert f"Received 't-1' from Pub/Sub topic 'projects/{PROJECT}/topics/{name}-input'" in stdout
+
+
+def test_an_input_naming_only_a_topic_reads_a_subscription_made_for_the_run(
+    pubsub: PubSub, tmp_path: Path
+) -> None:
+    # Klio's docs: with only a topic, "Beam creates a temporary subscription on startup"; it
+    # sees what is published once it exists, and is gone when the run ends.
+    import threading
+
+    name = unique("topiconly")
+    in_topic = pubsub.topic(f"{name}-in")
+    out_topic = pubsub.topic(f"{name}-out")
+    out_sub = pubsub.subscribe(out_topic, f"{name}-out")
+    config = write_config(tmp_path, name, "unused", out_topic)
+    raw = config.read_text().replace("subscription: unused", f"topic: {in_topic}")
+    config.write_text(raw)
+    command = [
+        str(Path(sys.executable).parent / "klio"),
+        "job", "run", "--job-dir", str(JOB_DIR), "--config-file", str(config),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    reading = threading.Event()
+
+    def read_lines() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "names no subscription: reading" in line:
+                reading.set()
+
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
+    try:
+        assert reading.wait(60), "".join(seen)
+        made = list(pubsub.publisher.list_topic_subscriptions(request={"topic": in_topic}))
+        assert len(made) == 1 and made[0].startswith(
+            f"projects/{PROJECT}/subscriptions/klio-{name}-0-"
+        ), made
+        pubsub.publish(in_topic, [serialize(new_message(e)) for e in ("t-1", "t-2")])
+        outputs = pubsub.collect(out_sub, 2, timeout=120)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=90)
+        reader.join(timeout=10)
+    assert sorted(outputs) == ["t-1", "t-2"]
+    assert process.returncode == 0, "".join(seen)
+    left = list(pubsub.publisher.list_topic_subscriptions(request={"topic": in_topic}))
+    assert left == [], left  # the run's own subscription is deleted with it

@@ -83,6 +83,7 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import JobLoadError, load_job, run_job
     from klio_runtime.worker.serve import Probes, serve
+    from klio_runtime.worker.temporary_subscriptions import with_temporary_subscriptions
 
     try:
         config, run_fn, _ = load_job(job_dir, config_file, parse_overrides(overrides))
@@ -104,9 +105,13 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
         ack_deadline_seconds=ack_deadline, lease_every_seconds=ack_deadline / 3,
     )
     probes = Probes(health_port, metrics_port, probe_host, stall_seconds)
+    def announce(line: str) -> None:
+        click.echo(line, err=True)
+
     try:
-        acked = serve(config, run_fn, settings, probes, dead_letter_topic,
-                      announce=lambda line: click.echo(line, err=True))
+        # a topic-only input (run locally: on a cluster the operator names a subscription)
+        with with_temporary_subscriptions(config, announce) as reading:
+            acked = serve(reading, run_fn, settings, probes, dead_letter_topic, announce=announce)
     except (ConfigError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"klio worker {config.job_name}: drained, exiting (acked {acked:.0f} messages)",

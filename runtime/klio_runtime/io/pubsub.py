@@ -82,7 +82,7 @@ def _outcome(future: futures.Future[str], timeout: float) -> BaseException | Non
     return future.exception(timeout=0)
 
 
-def _subscriber() -> pubsub_v1.SubscriberClient:
+def subscriber_client() -> pubsub_v1.SubscriberClient:
     """The subscriber client; on the emulator, over a channel without gRPC's 4 MiB receive limit.
 
     The client library's emulator channel keeps that limit (its channel to Pub/Sub has none), so
@@ -108,7 +108,7 @@ class PubSubClient:
         lease_call_retry_seconds: float = LEASE_CALL_RETRY_SECONDS,
     ) -> None:
         self.publisher = publisher or pubsub_v1.PublisherClient()
-        self.subscriber = subscriber or _subscriber()
+        self.subscriber = subscriber or subscriber_client()
         self._lease_call = {
             "retry": api_retry.Retry(
                 initial=0.1,
