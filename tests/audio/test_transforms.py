@@ -41,6 +41,7 @@ from klio_runtime.decorators import handle_klio
 from klio_runtime.metrics import batch_until_bundle_end, bundle_ended
 from klio_runtime.pipeline import KlioJobTransform
 from klio_runtime.proto.klio_pb2 import KlioMessage
+from klio_runtime.transforms.handoff import hand_bytes_to_other_consumers
 from PIL import Image
 
 from tests.audio import signals
@@ -50,6 +51,18 @@ _COLLECTED: dict[str, list[Any]] = defaultdict(list)
 
 def _collect(value: Any, key: str) -> None:
     _COLLECTED[key].append(value)
+
+
+class _Collect(beam.DoFn):
+    """Keeps what reaches it, taking AudioItems as a Klio job's output preparation does."""
+
+    reads_klio_objects = True
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def process(self, value: Any) -> None:
+        _collect(value, self.key)
 
 
 class _AsInAJob(beam.DoFn):
@@ -69,11 +82,13 @@ class _AsInAJob(beam.DoFn):
 def run(build: Callable[[beam.PCollection], beam.PCollection], inputs: list[Any]) -> tuple[
     list[Any], dict[str, int], dict[str, set[str]]
 ]:
-    """Run ``inputs | build`` on FnApiRunner; return outputs, drop counts and dropped ids."""
+    """Run ``inputs | build`` on FnApiRunner as in a Klio job (its steps hand each other
+    AudioItems); return outputs, drop counts and dropped ids."""
     key = uuid.uuid4().hex
     pipeline = beam.Pipeline(runner=FnApiRunner())
     out = build(pipeline | beam.Create(inputs, reshuffle=False) | beam.ParDo(_AsInAJob()))
-    _ = out | beam.Map(_collect, key)
+    _ = out | beam.ParDo(_Collect(key))
+    hand_bytes_to_other_consumers(pipeline)  # what KlioJobTransform does once run is applied
     result = pipeline.run()
     result.wait_until_finish()
     metrics = result.metrics().query(MetricsFilter())
@@ -302,6 +317,37 @@ def _key_by_element(data: bytes) -> tuple[bytes, bytes]:
     msg = KlioMessage()
     msg.ParseFromString(data)
     return msg.data.element, data
+
+
+def _collect_parsed(data: bytes, key: str) -> None:
+    _collect(KlioMessage.FromString(data), key)  # a TypeError for anything but bytes
+
+
+def test_in_a_plain_beam_pipeline_audio_steps_emit_klio_message_bytes(
+    audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job's own Beam test (klio job test) builds no KlioJobTransform: Klio's steps emit
+    # serialized KlioMessages, and a step that parses them works as it does with Klio's.
+    from klio_runtime.audio import features, load
+
+    warmed: list[str] = []
+    monkeypatch.setattr(load, "warm_up", lambda **_: warmed.append("load"))
+    monkeypatch.setattr(features, "warm_up", lambda: warmed.append("features"))
+    key = uuid.uuid4().hex
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    _ = (
+        pipeline
+        | beam.Create([msg("tone", str(audio_dir / "tone.wav").encode())])
+        | LoadAudio()
+        | GetMelSpec()
+        | beam.Map(_collect_parsed, key)
+    )
+    # building the graph sets no step up (Beam reads each attribute of a DoFn as it builds)
+    assert warmed == []
+    pipeline.run().wait_until_finish()
+    (parsed,) = _COLLECTED.pop(key)
+    mel = decode_payload(parsed.data.payload, element="tone")
+    assert parsed.data.element == b"tone" and mel.ndim == 2 and mel.shape[0] == 128
 
 
 def test_a_jobs_own_undecorated_step_after_audio_steps_gets_message_bytes(

@@ -11,11 +11,11 @@ from klio_runtime.transforms.handoff import hand_bytes_to_other_consumers
 
 
 class _Emitter(beam.DoFn):
-    """Stands for an audio step: emits objects unless told to hand on bytes."""
+    """Stands for an audio step: emits bytes unless told it may hand on objects."""
 
     emits_klio_objects = True
     reads_klio_objects = True
-    hand_on_bytes = False
+    hand_on_bytes = True
 
     def process(self, element: Any) -> Any:
         yield element

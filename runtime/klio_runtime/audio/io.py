@@ -64,7 +64,7 @@ class _DataLocationFn(AudioDoFn):
 
     def _configured(self) -> tuple[str, str]:
         field = f"job_config.data.{self.direction}"
-        config = self.runtime.config
+        config = self.step_runtime().config
         if config is None:
             raise ValueError(f"{self.step}: give location=..., or run in a Klio job with {field}")
         places = getattr(config.job_config.data, self.direction)
@@ -87,7 +87,7 @@ class _LoadBinaryFn(_DataLocationFn):
         assert self.location is not None
         filename = _safe_element(item) + (self.file_suffix or "")
         path = _join(self.location, filename)
-        log = self.runtime.logger
+        log = self.step_runtime().logger
         log.debug("Downloading %s from %s", filename, self.location)  # klio-audio's lines
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
@@ -132,7 +132,7 @@ class _UploadFn(_DataLocationFn):
         fmt = (self.file_format or (self.file_suffix or "").lstrip(".")
                or item.meta.get("image_format") or "png")
         if plot:  # klio-audio's lines for a plot
-            self.runtime.logger.debug("Saving plot as %s for %s", fmt, item.element)
+            self.step_runtime().logger.debug("Saving plot as %s for %s", fmt, item.element)
         data = self._content(item, fmt)
         try:
             with FileSystems.create(path) as out:
@@ -140,9 +140,9 @@ class _UploadFn(_DataLocationFn):
         except Exception as err:
             raise AudioError(item.element, errors.IO_ERROR, f"cannot write {path}: {err}") from err
         if plot:
-            self.runtime.logger.debug("Saved plot to %s", path)
+            self.step_runtime().logger.debug("Saved plot to %s", path)
         else:
-            self.runtime.logger.debug("Wrote %s (%d bytes)", path, len(data))
+            self.step_runtime().logger.debug("Wrote %s (%d bytes)", path, len(data))
         msg = kmessage.KlioMessage()
         msg.CopyFrom(item.message)
         msg.data.payload = path.encode("utf-8")

@@ -62,11 +62,12 @@ class AudioDoFn(beam.DoFn):
     step = "audio"
     #: load_with_numpy for KlioMessage bytes arriving here (None: recognise the payload).
     payload_numpy: bool | None = None
-    # AudioItems in and out; serialized messages out when a reader of this step's output does not
-    # take AudioItems (set by transforms.handoff once the job's pipeline is built).
+    # AudioItems in; out, serialized messages as Klio's steps emit, or AudioItems where every
+    # reader of this step's output takes them (set by transforms.handoff once a Klio job's
+    # pipeline is built: a plain Beam pipeline, a job's own test, gets Klio's bytes).
     emits_klio_objects = True
     reads_klio_objects = True
-    hand_on_bytes = False
+    hand_on_bytes = True
 
     def __init__(self, config: KlioConfig | None = None) -> None:
         super().__init__()
@@ -86,7 +87,7 @@ class AudioDoFn(beam.DoFn):
 
     def finish_bundle(self) -> None:
         # Klio's per-transform metrics batched in a job's bundle (see process) reach Beam in it
-        self.runtime.metrics.flush()
+        self.step_runtime().metrics.flush()
 
     def warm_up(self) -> None:
         """Heavy one-time set-up (decoders, numba kernels), done once per DoFn instance."""
@@ -94,9 +95,11 @@ class AudioDoFn(beam.DoFn):
     def apply(self, item: AudioItem) -> Any:
         raise NotImplementedError
 
-    @property
-    def runtime(self) -> StepRuntime:
-        if self._rt is None:  # process() without setup(): direct calls in tests
+    def step_runtime(self) -> StepRuntime:
+        """The config, logger and metrics of the run; set up at once when process() is called
+        without setup() (direct calls in tests). A method, not a property: Beam reads every
+        attribute of a DoFn while it builds the graph, and would set the step up there."""
+        if self._rt is None:
             self.setup()
         assert self._rt is not None
         return self._rt
@@ -108,7 +111,7 @@ class AudioDoFn(beam.DoFn):
         return _KLIO_PROCESS.get(self.step, f"{self.step}.process")
 
     def process(self, incoming: Any) -> Iterator[Any]:
-        stats = self.runtime.metrics.transform(self.klio_transform)
+        stats = self.step_runtime().metrics.transform(self.klio_transform)
         log = stats.logging()
         batched = stats.arrived()
         if log:
@@ -132,7 +135,7 @@ class AudioDoFn(beam.DoFn):
         yield out if dropped is None else dropped
 
     def _drop(self, incoming: Any, element: str, reason: str, err: Exception) -> Any:
-        rt = self.runtime
+        rt = self.step_runtime()
         # Klio's line (its audio steps drop through @_handle_klio), the element id on the
         # record; an AudioError's text names the element and the counted reason
         rt.logger.error(

@@ -37,7 +37,7 @@ class _LoadAudioFn(AudioDoFn):
                 "the message has no payload: put GcsLoadBinary() before LoadAudio(), "
                 "or make the payload the file's path",
             )
-        self.runtime.logger.debug("Loading %s into memory as a numpy array.", item.element)
+        self.step_runtime().logger.debug("Loading %s into memory as a numpy array.", item.element)
         y, sr = load.load_audio(_audio_source(item), element=item.element, **self.options)
         return item.replace(y, "numpy", sample_rate=sr)
 
@@ -99,7 +99,7 @@ class _FeatureFn(AudioDoFn):
             if self.step != "GetSTFT" and "sr" not in kwargs and "sample_rate" in item.meta:
                 kwargs["sr"] = item.meta["sample_rate"]  # what LoadAudio decoded at
             meta["hop_length"] = kwargs.get("hop_length", plots.DEFAULT_HOP_LENGTH)
-        self.runtime.logger.debug(_FEATURE_LINES[self.step], item.element)  # klio-audio's
+        self.step_runtime().logger.debug(_FEATURE_LINES[self.step], item.element)  # klio-audio's
         result = _FEATURES[self.step](data, element=item.element, **kwargs)
         return item.replace(result, "numpy", **meta)
 
@@ -182,7 +182,7 @@ class _PlotFn(AudioDoFn):
         if self.step == "SpecToPlot" and np.iscomplexobj(data):
             data = features.spectrogram_db(data, element=item.element)  # an STFT: show its dB
         title = self.title.format(element=item.element)
-        self.runtime.logger.debug("Generating plot '%s'", title)
+        self.step_runtime().logger.debug("Generating plot '%s'", title)
         fig = _PLOTS[self.step](data, element=item.element, title=title, **kwargs)
         # the Figure itself, as Klio's plot steps hand it on (pickled when it leaves the audio
         # steps): GcsUploadPlot renders it in the output's format, a user's step can savefig it

@@ -4,7 +4,8 @@ Audio steps pass an ``AudioItem`` (the message, its payload still an array) to e
 chain of them in one process never re-encodes an array. Every other consumer gets what Klio gives
 it: serialized KlioMessage bytes (a job's own undecorated ``Map`` that parses them, a
 ``GroupByKey``, a side input). :func:`hand_bytes_to_other_consumers` settles this once the job's
-steps are applied, from who reads each output.
+steps are applied, from who reads each output; until then (a plain Beam pipeline) the steps emit
+bytes.
 
 A DoFn opts in with two class attributes: ``emits_klio_objects`` (it may emit such objects, and
 emits bytes once its ``hand_on_bytes`` is set) and ``reads_klio_objects`` (it takes them). A
@@ -59,8 +60,9 @@ def reads_objects(applied: AppliedPTransform) -> bool:
 
 
 def hand_bytes_to_other_consumers(pipeline: beam.Pipeline) -> None:
-    """Set ``hand_on_bytes`` on each object-emitting DoFn of ``pipeline`` whose main output
-    reaches (through Flattens) any step that does not take the objects."""
+    """Set ``hand_on_bytes`` on each object-emitting DoFn of ``pipeline``: True when its main
+    output reaches (through Flattens) any step that does not take the objects, else False (they
+    emit bytes until this is called: what Klio's steps emit)."""
     leaves = list(_leaves(pipeline.transforms_stack[0]))
     readers: dict[int, list[tuple[AppliedPTransform, bool]]] = defaultdict(list)
     for leaf in leaves:
@@ -80,5 +82,5 @@ def hand_bytes_to_other_consumers(pipeline: beam.Pipeline) -> None:
 
     for leaf in leaves:
         fn: Any = getattr(leaf.transform, "fn", None)
-        if getattr(fn, "emits_klio_objects", False) and needs_bytes(leaf.outputs.get(None)):
-            fn.hand_on_bytes = True
+        if getattr(fn, "emits_klio_objects", False):
+            fn.hand_on_bytes = needs_bytes(leaf.outputs.get(None))
