@@ -11,7 +11,7 @@ def run(input_pcol, config):
     mel = (
         input_pcol
         | aio.GcsLoadBinary()                      # job_config.data.inputs[0]/<id>
-        | audio.LoadAudio(sr=None)                 # native rate, mono
+        | audio.LoadAudio()                        # 22050 Hz mono, the rate GetMelSpec assumes
         | audio.GetMelSpec(n_mels=128, fmax=8000)
     )
     # The arrays too, as .npy, in a "mel" folder beside the plots' folder.

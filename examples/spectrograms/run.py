@@ -21,7 +21,7 @@ def run(input_pcol: beam.PCollection, config: KlioConfig) -> beam.PCollection:
     return (
         input_pcol
         | aio.GcsLoadBinary()                      # job_config.data.inputs[0]/<id>.flac
-        | audio.LoadAudio(sr=None)                 # native rate, mono
+        | audio.LoadAudio()                        # 22050 Hz mono, the rate GetMelSpec assumes
         | audio.GetMelSpec(n_mels=N_MELS, fmax=FMAX, **stft)
         | audio.MelSpecToPlot(title="Mel spectrogram of {element}", fmax=FMAX,
                               hop_length=stft["hop_length"])

@@ -163,8 +163,20 @@ def test_features_through_transforms_equal_librosa(audio_dir: Path) -> None:
     (got,) = outputs
     assert isinstance(got, AudioItem) and got.meta["sample_rate"] == 44100
     y, sr = sf.read(path, dtype="float32")
-    expected = librosa.feature.mfcc(y=y.mean(axis=1), sr=sr, n_mfcc=20)
+    # librosa's own defaults (sr 22050) unless given, as klio-audio passes its arguments on
+    expected = librosa.feature.mfcc(y=y.mean(axis=1), n_mfcc=20)
     np.testing.assert_allclose(got.payload, expected, rtol=1e-4, atol=1e-3)
+    outputs, _, _ = run(
+        lambda p: p | LoadAudio(sr=None) | GetMelSpec(sr=44100), [msg("tone", str(path).encode())]
+    )
+    expected = librosa.feature.melspectrogram(y=y.mean(axis=1), sr=sr)
+    np.testing.assert_allclose(outputs[0].payload, expected, rtol=1e-4, atol=1e-3)
+    outputs, _, _ = run(
+        lambda p: p | LoadAudio(sr=None) | GetMelSpec(), [msg("tone", str(path).encode())]
+    )
+    expected = librosa.feature.melspectrogram(y=y.mean(axis=1))  # klio-audio's numbers
+    np.testing.assert_allclose(outputs[0].payload, expected, rtol=1e-4, atol=1e-3)
+    assert outputs[0].meta["sample_rate"] == 22050  # what a plot of it is labelled with
 
     outputs, _, _ = run(
         lambda p: p | LoadAudio(sr=22050, mono=False) | GetSTFT(n_fft=4096) | GetSpec(),

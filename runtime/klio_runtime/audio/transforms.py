@@ -96,9 +96,11 @@ class _FeatureFn(AudioDoFn):
         kwargs = dict(self.kwargs)
         meta: dict[str, Any] = {}
         if self.step in ("GetSTFT", "GetMelSpec", "GetMFCC"):
-            if self.step != "GetSTFT" and "sr" not in kwargs and "sample_rate" in item.meta:
-                kwargs["sr"] = item.meta["sample_rate"]  # what LoadAudio decoded at
             meta["hop_length"] = kwargs.get("hop_length", plots.DEFAULT_HOP_LENGTH)
+        if self.step == "GetMelSpec":
+            # librosa's sr unless given, as klio-audio passes only the step's own arguments (so a
+            # Klio job's numbers stay its own); a plot of it is labelled at the rate it assumed
+            meta["sample_rate"] = kwargs.get("sr", plots.DEFAULT_SR)
         self.step_runtime().logger.debug(_FEATURE_LINES[self.step], item.element)  # klio-audio's
         result = _FEATURES[self.step](data, element=item.element, **kwargs)
         return item.replace(result, "numpy", **meta)
@@ -135,7 +137,8 @@ class GetSpec(AudioStep):
 class GetMelSpec(AudioStep):
     """Mel power spectrogram (``librosa.feature.melspectrogram`` keyword arguments).
 
-    ``sr`` defaults to the rate LoadAudio decoded at.
+    As in klio-audio, ``sr`` is librosa's default (22050) unless given: after
+    ``LoadAudio(sr=None)`` pass the file's rate (``GetMelSpec(sr=44100)``).
     """
 
     def __init__(self, *_: Any, config: KlioConfig | None = None, **librosa_kwargs: Any) -> None:
