@@ -279,6 +279,45 @@ def test_klio_audios_save_plt_as_png_example_saves_the_plot(
         assert len(np.unique(np.asarray(image.convert("RGBA")).reshape(-1, 4), axis=0)) > 20
 
 
+def _unpickle_and_savefig(data: bytes, where: str) -> bytes:
+    """A job's own undecorated step, as Klio users write one: the payload is the pickled plot,
+    and unpickling it makes it pyplot's current figure."""
+    import matplotlib.pyplot as plt
+
+    message = KlioMessage.FromString(data)
+    figure = pickle.loads(message.data.payload)
+    plt.savefig(f"{where}/{message.data.element.decode()}-own.png")
+    plt.close(figure)
+    return data
+
+
+def test_a_pickled_plot_becomes_pyplots_current_figure_when_unpickled(
+    audio_dir: Path, tmp_path: Path
+) -> None:
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()  # what other tests' own unpickling left
+    saved, drops, _ = run(
+        lambda p: p | LoadAudio() | GetMelSpec() | MelSpecToPlot()
+        | beam.Map(_unpickle_and_savefig, str(tmp_path)),
+        [msg("tone", str(audio_dir / "tone.wav").encode())],
+    )
+    assert drops == {} and len(saved) == 1
+    image = Image.open(tmp_path / "tone-own.png")
+    assert image.size == (640, 480)  # the plot, not an empty new figure
+    assert len(np.unique(np.asarray(image.convert("RGBA")).reshape(-1, 4), axis=0)) > 20
+    assert plt.get_fignums() == before  # the step closed what it unpickled
+    # handed to the upload as bytes (a step of the job's own between): rendered, then let go
+    out = tmp_path / "uploaded"
+    _, drops, _ = run(
+        lambda p: p | LoadAudio() | GetMelSpec() | MelSpecToPlot() | beam.Map(lambda b: b)
+        | GcsUploadPlot(location=str(out), file_suffix=".png"),
+        [msg("tone", str(audio_dir / "tone.wav").encode())],
+    )
+    assert drops == {} and Image.open(out / "tone.png").size == (640, 480)
+    assert plt.get_fignums() == before
+
+
 def test_a_users_step_after_a_plot_gets_the_figure_and_uploads_honour_format_and_options(
     audio_dir: Path, tmp_path: Path
 ) -> None:

@@ -153,6 +153,9 @@ class _UploadFn(_DataLocationFn):
         if hasattr(payload, "savefig"):  # a matplotlib Figure: a plot step's, or a user's step's
             buf = io.BytesIO()
             payload.savefig(buf, format=fmt, **self.savefig_kwargs)
+            from klio_runtime.audio.plots import release  # matplotlib is loaded: a Figure is here
+
+            release(payload)  # the message carries the path from here on
             return buf.getvalue()
         if isinstance(payload, np.ndarray):
             return encode_payload(payload, "numpy")  # a .npy file

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 from typing import Any, Literal
 
 import apache_beam as beam
@@ -143,7 +144,22 @@ def encode_payload(payload: Any, encoding: Encoding) -> bytes:
         if isinstance(payload, io.BytesIO):
             return payload.getvalue()
         raise TypeError(f"raw payload must be bytes or str, not {type(payload).__name__}")
-    return pickle.dumps(payload)  # the default protocol, as klio-audio's: readable where it is
+    out = io.BytesIO()
+    _PayloadPickler(out).dump(payload)  # the default protocol, as klio-audio's: readable anywhere
+    return out.getvalue()
+
+
+class _PayloadPickler(pickle.Pickler):
+    """pickle.dumps, but a matplotlib Figure is pickled as pyplot's own figures are: unpickled
+    anywhere, it becomes pyplot's current figure, so a job's ``plt.savefig`` saves it, as with
+    klio-audio's plots (drawn with pyplot; ours are drawn without its global state)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        figure = sys.modules.get("matplotlib.figure")
+        if figure is None or not isinstance(obj, figure.Figure):
+            return NotImplemented
+        func, args, state, *rest = obj.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
+        return (func, args, {**state, "_restore_to_pylab": True}, *rest)
 
 
 def decode_payload(data: bytes, *, element: str, numpy: bool | None = None) -> Any:

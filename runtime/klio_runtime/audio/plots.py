@@ -46,6 +46,19 @@ def make_current(fig: Figure) -> None:
     pylab_helpers.Gcf._set_new_active_manager(manager)
 
 
+def release(fig: Figure) -> None:
+    """Let pyplot forget ``fig`` if it holds it (a figure unpickled from a message payload is
+    registered there, see item.encode_payload): pyplot keeps every figure until it is closed."""
+    import sys
+
+    pylab_helpers = sys.modules.get("matplotlib._pylab_helpers")
+    if pylab_helpers is None or fig.canvas.manager not in pylab_helpers.Gcf.get_all_fig_managers():
+        return
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def figure_bytes(fig: Figure, file_format: str = "png", **savefig_kwargs: Any) -> bytes:
     """Render ``fig`` (PNG by default) to bytes."""
     out = io.BytesIO()
