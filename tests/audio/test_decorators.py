@@ -64,5 +64,14 @@ def test_a_payload_that_is_not_what_it_claims_fails_naming_the_element() -> None
 
     with pytest.raises(AudioError, match="'track-7'"):
         use(None, _data(b"\x93NUMPY garbage", element=b"track-7"))
-    with pytest.raises(TypeError, match="save_with_pickle"):
-        handle_binary(save_with_pickle=True)
+
+
+def test_an_option_klio_audio_does_not_know_is_ignored_with_a_warning() -> None:
+    # klio-audio reads only its four options: a job with a stray one imports and runs
+    with pytest.warns(UserWarning, match=r"handle_binary: option\(s\) \['skip_lod'\] ignored"):
+
+        @handle_binary(skip_lod=True, save_with_numpy=True)
+        def same(ctx: Any, item: Any) -> Any:
+            return item.payload
+
+    assert np.load(io.BytesIO(same(None, _data(pickle.dumps([1, 2]))))).tolist() == [1, 2]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import functools
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -74,10 +75,16 @@ def handle_binary(*args: Any, **kwargs: Any) -> Any:
     Keyword arguments: ``skip_load``, ``skip_dump``, ``load_with_numpy``, ``save_with_numpy``
     (all False by default).
     """
-    unknown = sorted(set(kwargs) - {"skip_load", "skip_dump", "load_with_numpy", "save_with_numpy"})
+    known = {"skip_load", "skip_dump", "load_with_numpy", "save_with_numpy"}
+    unknown = sorted(set(kwargs) - known)
     if unknown:
-        raise TypeError(f"handle_binary got unknown option(s) {unknown}")
-    serializer = BinarySerializer(**kwargs)
+        # klio-audio reads the four it knows and ignores the rest: a job with a stray (or
+        # misspelt) one runs there, so it runs here, told what is ignored
+        warnings.warn(
+            f"handle_binary: option(s) {unknown} ignored (known: {sorted(known)})",
+            stacklevel=2,
+        )
+    serializer = BinarySerializer(**{k: v for k, v in kwargs.items() if k in known})
 
     def inner(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
