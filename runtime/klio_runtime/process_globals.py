@@ -1,8 +1,9 @@
 """Values shared by everything a worker process runs: a model loaded once, a client made once.
 
 Klio's ``klio_core.utils`` API (``set_global``, ``get_global``, ``delete_global``,
-``get_or_initialize_global``); ``None`` counts as unset, as there. Unlike Klio's module
-globals, an initializer runs once even when several threads ask at the same moment.
+``get_or_initialize_global``, ``get_publisher``); ``None`` counts as unset, as there. Unlike
+Klio's module globals, an initializer runs once even when several threads ask at the same
+moment.
 """
 
 from __future__ import annotations
@@ -43,3 +44,20 @@ def get_or_initialize_global(name: str, initializer: Callable[[], Any] | Any) ->
             value = initializer() if callable(initializer) else initializer
             _values[name] = value
         return value
+
+
+def get_publisher(topic: str) -> Any:
+    """A Pub/Sub publisher client for ``topic``, made once per process (Klio's: a job publishing
+    to a topic of its own); the topic is created if it does not exist yet, as Klio's is."""
+    from google.api_core import exceptions as api_exceptions
+    from google.cloud import pubsub_v1
+
+    def make() -> Any:
+        publisher = pubsub_v1.PublisherClient()
+        try:
+            publisher.create_topic(name=topic)
+        except api_exceptions.AlreadyExists:
+            pass
+        return publisher
+
+    return get_or_initialize_global(f"publisher_{topic}", make)

@@ -617,6 +617,21 @@ def test_klio_core_utils_globals_are_made_once_per_process() -> None:
     utils.delete_global("model")
 
 
+def test_klio_core_get_publisher_makes_its_topic_and_one_client(pubsub_emulator: str) -> None:
+    import uuid
+
+    from klio_core import utils
+
+    topic = f"projects/klio-local/topics/side-{uuid.uuid4().hex[:8]}"
+    publisher = utils.get_publisher(topic)
+    assert utils.get_publisher(topic) is publisher  # once per process, as Klio's
+    try:
+        assert publisher.publish(topic, b"side output").result(timeout=30)  # the topic exists
+    finally:
+        publisher.delete_topic(request={"topic": topic})
+        utils.delete_global(f"publisher_{topic}")
+
+
 def test_klios_timeout_and_retry_errors_import_from_where_klio_defines_them() -> None:
     from klio.transforms._retry import KlioRetriesExhausted
     from klio.transforms._timeout import KlioTimeoutError
