@@ -8,6 +8,7 @@ moment.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -54,10 +55,8 @@ def get_publisher(topic: str) -> Any:
 
     def make() -> Any:
         publisher = pubsub_v1.PublisherClient()
-        try:
+        with contextlib.suppress(api_exceptions.AlreadyExists):
             publisher.create_topic(name=topic)
-        except api_exceptions.AlreadyExists:
-            pass
         return publisher
 
     return get_or_initialize_global(f"publisher_{topic}", make)
