@@ -314,8 +314,19 @@ class _Metric:
         self.name = name
         self.transform = transform
         self.value = value
+        # how KlioMetrics made it (registry, kind, arguments): pickled with a DoFn that made it in
+        # __init__ (Klio's documented pattern), it is made again from the registry it lands in,
+        # so its Prometheus counts reach that process's /metrics (a copy of the old series
+        # would count where nobody looks)
+        self._made_by: tuple[Any, ...] | None = None
 
     kind = "metric"
+
+    def __reduce__(self) -> Any:
+        if self._made_by is None:  # not one of KlioMetrics' user metrics: a plain copy
+            return super().__reduce__()
+        owner, kind, args = self._made_by
+        return (_made_again, (owner, kind, args, self.value))
 
     @property
     def metric_key(self) -> str:
@@ -617,6 +628,19 @@ class TransformMetrics:
                 beam_timer.update(int(seconds * scale))  # Beam keeps integers, as Klio's got
 
 
+def _made_again(owner: KlioMetrics, kind: str, args: dict[str, Any], value: float) -> _Metric:
+    """A pickled user metric, made again by its unpickled registry, with its last value."""
+    metric: _Metric = getattr(owner, kind)(**args)
+    metric.value = value
+    return metric
+
+
+def _user_metric_key(
+    kind: str, name: str, transform: str | None, tags: Mapping[str, Any]
+) -> tuple[Any, ...]:
+    return (kind, name, transform, tuple(sorted((str(k), str(v)) for k, v in tags.items())))
+
+
 class KlioMetrics:
     """``ctx.metrics``: the job's metrics (Klio's ``counter``/``gauge``/``timer``) and the standard
     ones."""
@@ -641,8 +665,9 @@ class KlioMetrics:
         self._pending_output = 0
         self._pending_times: list[float] = []
         self._ids_cache: dict[str, Any] = {}
-        # Klio's registry: one object per (kind, name, transform), as first asked for
-        self._user_metrics: dict[tuple[str, str, str | None], _Metric] = {}
+        # Klio's registry: one object per (kind, name, transform), as first asked for (and per
+        # tags here: each set of tags is its own Prometheus series)
+        self._user_metrics: dict[tuple[Any, ...], _Metric] = {}
         self._transforms: dict[str, TransformMetrics] = {}
         self.decorator_timer_unit = decorator_timer_unit
         self.read_by: str | None = None
@@ -712,13 +737,16 @@ class KlioMetrics:
     ) -> Counter:
         """Klio's ``counter(name, value=0, transform=None, tags=None)``; tags may also be given
         as keywords. ``value`` is Klio's starting value: shown as ``.value``, not counted. Asked
-        for again (same name and transform), the same counter is returned as it is."""
-        key = ("counter", name, transform)
+        for again (same name, transform and tags), the same counter is returned as it is, as
+        Klio's registry keeps one (other tags: another Prometheus series, another counter)."""
+        tags = {**(tags or {}), **more_tags}
+        key = _user_metric_key("counter", name, transform, tags)
         found = self._user_metrics.get(key)
         if isinstance(found, Counter):
             return found
-        counter = self._counter(name, transform, {**(tags or {}), **more_tags}, logged=True)
+        counter = self._counter(name, transform, tags, logged=True)
         counter.value = value
+        counter._made_by = (self, "counter", {"name": name, "transform": transform, "tags": tags})
         self._user_metrics[key] = counter
         return counter
 
@@ -744,13 +772,13 @@ class KlioMetrics:
         **more_tags: Any,
     ) -> Gauge:
         """Klio's ``gauge(name, value=0, transform=None, tags=None)``; ``value`` is Klio's
-        starting value: shown as ``.value``, not recorded. Asked for again (same name and
-        transform), the same gauge is returned as it is."""
-        key = ("gauge", name, transform)
+        starting value: shown as ``.value``, not recorded. Asked for again (same name,
+        transform and tags), the same gauge is returned as it is."""
+        tags = {**(tags or {}), **more_tags}
+        key = _user_metric_key("gauge", name, transform, tags)
         found = self._user_metrics.get(key)
         if isinstance(found, Gauge):
             return found
-        tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(PromGauge, f"{self.prefix}_{prometheus_name(name)}", labels)
         gauge = self._user_metrics[key] = Gauge(
@@ -761,6 +789,7 @@ class KlioMetrics:
             transform,
             value,
         )
+        gauge._made_by = (self, "gauge", {"name": name, "transform": transform, "tags": tags})
         return gauge
 
     def timer(
@@ -776,12 +805,12 @@ class KlioMetrics:
         Klio's starting value, is only shown as ``.value``). Beam gets each time as an integer in
         ``timer_unit`` (Klio's default: ns); the ``klio.metrics`` log shows it in ``timer_unit``
         when given, else in the logger's configured unit (Klio's documented global default).
-        Asked for again (same name and transform), the same timer is returned as it is."""
-        key = ("timer", name, transform)
+        Asked for again (same name, transform and tags), the same timer is returned as it is."""
+        tags = {**(tags or {}), **more_tags}
+        key = _user_metric_key("timer", name, transform, tags)
         found = self._user_metrics.get(key)
         if isinstance(found, Timer):
             return found
-        tags = {**(tags or {}), **more_tags}
         labels = self._labels(transform, tags)
         prom = self.hub.user_metric(
             PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", labels
@@ -797,6 +826,11 @@ class KlioMetrics:
             name,
             transform,
             value,
+        )
+        timer._made_by = (
+            self,
+            "timer",
+            {"name": name, "timer_unit": timer_unit, "transform": transform, "tags": tags},
         )
         return timer
 

@@ -17,7 +17,7 @@ from klio_core.exceptions import KlioConfigTemplatingException
 from klio_core.proto import klio_pb2
 from klio_runtime import config as runtime_config
 from klio_runtime.io.pubsub_events import side_publishes_through
-from klio_runtime.metrics import process_hub
+from klio_runtime.metrics import prometheus_name, process_hub
 
 from tests.runtime.helpers import bound, dropped, make_config, msg_bytes
 
@@ -546,11 +546,39 @@ def test_klios_metrics_registry_hands_out_one_dispatcher_per_name_and_transform(
     counter = ctx.metrics.counter("seen", transform="counts")
     assert isinstance(counter, dispatcher.CounterDispatcher)
     assert isinstance(counter, dispatcher.BaseMetricDispatcher)
-    assert ctx.metrics.counter("seen", transform="counts", tags={"x": "y"}) is counter
+    assert ctx.metrics.counter("seen", transform="counts") is counter
     assert ctx.metrics.counter("seen") is not counter  # another transform
+    # other tags: another Prometheus series, so another counter (Klio's registry ignores them)
+    assert ctx.metrics.counter("seen", transform="counts", tags={"x": "y"}) is not counter
     gauge, timer = ctx.metrics.gauge("seen", transform="counts"), ctx.metrics.timer("seen")
     assert isinstance(gauge, dispatcher.GaugeDispatcher) and gauge is not counter
     assert isinstance(timer, dispatcher.TimerDispatcher) and ctx.metrics.timer("seen") is timer
+
+
+def test_metrics_a_dofn_makes_in_init_count_in_prometheus_after_beam_pickles_it() -> None:
+    # Klio's metrics docs make them in __init__ (self._klio.metrics.counter(...)); Beam pickles
+    # the DoFn, and what it counts on the worker must reach that process's /metrics.
+    ctx = bound(make_config())
+    hub = process_hub()
+    name = f"{prometheus_name(ctx.metrics.prefix)}_made_in_init"
+
+    class Counts(beam.DoFn):
+        @decorators.set_klio_context
+        def __init__(self) -> None:
+            self.seen = self._klio.metrics.counter("made-in-init", tags={"kind": "x"})
+            self.took = self._klio.metrics.timer("made-in-init-took")
+
+        def process(self, element: bytes) -> Any:
+            with self.took:
+                self.seen.inc(2)
+            yield element
+
+    before = hub.value(f"{name}_total", kind="x")
+    timed = hub.value(f"{name}_took_seconds_count")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create([b"1", b"2", b"3"]) | beam.ParDo(Counts())
+    assert hub.value(f"{name}_total", kind="x") - before == 6
+    assert hub.value(f"{name}_took_seconds_count") - timed == 3
 
 
 def test_a_pickled_metrics_registry_keeps_the_jobs_metrics_settings() -> None:
