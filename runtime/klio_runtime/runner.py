@@ -7,13 +7,14 @@ Any other runner and every other pipeline option pass through to Beam unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -293,6 +294,24 @@ def load_job_config(
     directory = Path(job_dir).resolve()
     config_path = config_path_of(directory, config_file)
     return resolve_paths(load_config(config_path, overrides, templates), directory)
+
+
+@contextlib.contextmanager
+def in_job_directory(
+    job_dir: str | Path, config_file: str | Path | None = None
+) -> Iterator[tuple[Path, Path | None]]:
+    """What follows runs in the job's directory, from importing ``run.py`` on, as Klio runs a
+    job (its image's working directory): the job's own relative paths (a model beside
+    ``run.py``, opened at import or in ``setup``) hold wherever the command was given. Yields the
+    job directory and the config file (:func:`config_path_of`), both absolute, named from where
+    the command was given."""
+    directory = Path(job_dir).resolve()
+    config = None if config_file is None else config_path_of(directory, config_file).resolve()
+    if not directory.is_dir():  # nothing to run in: load_job says so
+        yield directory, config
+        return
+    with contextlib.chdir(directory):
+        yield directory, config
 
 
 def load_job(

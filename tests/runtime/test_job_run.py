@@ -128,7 +128,8 @@ def test_bad_input_each_counted_by_reason_and_id_rest_done(tmp_path: Path) -> No
     assert result["dropped_ids"] == {"run_error": ["raise-1"], "timeout": ["slow-1"]}
     assert result["dead_letter"] == {"invalid_element_id": 1, "malformed_line": 1}
     assert result["dead_letter_ids"]["invalid_element_id"] == ["../escape"]
-    assert result["dead_letter_ids"]["malformed_line"] == [f"{job / 'ids.txt'}:7"]
+    # named as the config names it: the job runs in its directory, as Klio runs it
+    assert result["dead_letter_ids"]["malformed_line"] == ["./ids.txt:7"]
     assert event_ids(job / "out" / "events") == ["ok-1", "ok-2", "ok-3", "ok-4"]
     letters = [
         json.loads(line)
@@ -164,14 +165,15 @@ def test_helper_transforms_log_each_line_with_its_element(tmp_path: Path) -> Non
     result = run_job(job, "--no-progress")
     err = result["stderr"]
     assert klio_lines_without_element(err) == []
+    # locations as the config writes them: the job runs in its directory, as Klio runs it
     for line in (
-        f"INFO klio [a] Output not found at {job}/data/out/a.txt",
-        f"INFO klio [b] Pass through 'b': Force mode OFF with output found at "
-        f"'{job}/data/out/b.txt'.",
-        f"INFO klio [a] Input found at {job}/data/in/a.txt",
+        "INFO klio [a] Output not found at ./data/out/a.txt",
+        "INFO klio [b] Pass through 'b': Force mode OFF with output found at "
+        "'./data/out/b.txt'.",
+        "INFO klio [a] Input found at ./data/in/a.txt",
         "DEBUG klio [a] Process 'a': Ping mode OFF.",
         "INFO klio [a] working",
-        f"INFO klio [c] Input not found at {job}/data/in/c.txt",
+        "INFO klio [c] Input not found at ./data/in/c.txt",
         "INFO klio [c] Dropping KlioMessage - can not process 'b'c'' any further.",
     ):
         assert line in err
@@ -361,7 +363,8 @@ def test_a_job_without_event_inputs_gets_the_pipeline_itself(tmp_path: Path) -> 
 
 def test_a_job_runs_in_its_own_directory_from_wherever_it_is_named(tmp_path: Path) -> None:
     # Klio runs a job in its directory (its image's working directory): catvdog loads its model
-    # by a relative path in setup. --summary-json stays named from where the command is given.
+    # by a relative path in setup. --summary-json and a relative --config-file stay named from
+    # where the command is given.
     job = tmp_path / "job"
     job.mkdir()
     (job / "klio-job.yaml").write_text(
@@ -373,7 +376,8 @@ def test_a_job_runs_in_its_own_directory_from_wherever_it_is_named(tmp_path: Pat
     (job / "model.txt").write_text("-labelled\n")
     (job / "run.py").write_text(
         "import apache_beam as beam\n"
-        "from klio.transforms import decorators\n\n\n"
+        "from klio.transforms import decorators\n\n"
+        "MODEL = open('model.txt').read()  # at import, as well as in setup\n\n\n"
         "class Label(beam.DoFn):\n"
         "    def setup(self):\n"
         "        with open('model.txt') as f:\n"
@@ -387,8 +391,10 @@ def test_a_job_runs_in_its_own_directory_from_wherever_it_is_named(tmp_path: Pat
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    (elsewhere / "own.yaml").write_text((job / "klio-job.yaml").read_text())
     done = klio(
-        "job", "run", "--job-dir", "../job", "--summary-json", "summary.json", cwd=elsewhere
+        "job", "run", "--job-dir", "../job", "--config-file", "own.yaml",
+        "--summary-json", "summary.json", cwd=elsewhere,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads((elsewhere / "summary.json").read_text())["output"] == 2

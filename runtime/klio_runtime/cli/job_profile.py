@@ -149,22 +149,23 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
     """The job over the ids file, here, on the in-process runner, writing no events."""
     from klio_runtime.config import ConfigError, parse_overrides, parse_templates
     from klio_runtime.profiling import profiling_overrides
-    from klio_runtime.runner import JobLoadError, load_job, run_job
+    from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
 
-    try:
-        overrides = {**parse_overrides(job.overrides), **profiling_overrides()}
-        config, run_fn, directory = load_job(
-            job.job_dir, job.config_file, overrides, parse_templates(job.templates)
-        )
-    except ConfigError as err:
-        refuse_config(err)
-    except JobLoadError as err:
-        _fail(str(err))
-    try:
-        with contextlib.chdir(directory):  # where `klio job run` runs it (the job's own paths)
+    # in the job's directory, from its import on, as `klio job run` runs it
+    with in_job_directory(job.job_dir, job.config_file) as (directory, config_path):
+        try:
+            overrides = {**parse_overrides(job.overrides), **profiling_overrides()}
+            config, run_fn, _ = load_job(
+                directory, config_path, overrides, parse_templates(job.templates)
+            )
+        except ConfigError as err:
+            refuse_config(err)
+        except JobLoadError as err:
+            _fail(str(err))
+        try:
             summary = run_job(config, run_fn, "DirectRunner", events_from=str(ids_file))
-    except Exception as err:
-        _fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
+        except Exception as err:
+            _fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
     skipped = summary.skipped.get("output_exists", 0)
     click.echo(
         f"profiled run: {summary.received} received, {summary.processed} sent to run,"

@@ -3,7 +3,6 @@ inputs, the local streaming worker (or the named Beam runner) for Pub/Sub inputs
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import time
@@ -44,6 +43,7 @@ from klio_runtime.runner import (
     JobLoadError,
     JobSummary,
     hub_counts,
+    in_job_directory,
     load_job,
     run_in_thread,
     run_job,
@@ -234,26 +234,24 @@ def run(
     err_console = Console(stderr=True)
     if direct_runner:
         runner = "DirectRunner"
-    try:
-        config, run_fn, directory = load_job(
-            job_dir, config_file, parse_overrides(overrides), parse_templates(templates)
-        )
-        options = parse_overrides(pipeline_opts)
-        if update is not None:
-            options["update"] = update
-        refused = entries_not_run_here(config)  # before any run starts
-        if refused:
-            raise ConfigError(refused)
-    except ConfigError as err:
-        _refuse_config(err, err_console)
-    except JobLoadError as err:
-        err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
-        raise SystemExit(EXIT_INVALID) from None
     if summary_json is not None:
         summary_json = summary_json.resolve()  # named from where the command was given
-    # In the job's directory, as Klio runs a job (its image's working directory): the job's own
-    # relative paths (a model file beside run.py) are found from anywhere --job-dir is given.
-    with contextlib.chdir(directory):
+    with in_job_directory(job_dir, config_file) as (directory, config_path):
+        try:
+            config, run_fn, _ = load_job(
+                directory, config_path, parse_overrides(overrides), parse_templates(templates)
+            )
+            options = parse_overrides(pipeline_opts)
+            if update is not None:
+                options["update"] = update
+            refused = entries_not_run_here(config)  # before any run starts
+            if refused:
+                raise ConfigError(refused)
+        except ConfigError as err:
+            _refuse_config(err, err_console)
+        except JobLoadError as err:
+            err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
+            raise SystemExit(EXIT_INVALID) from None
         _run_loaded(
             config, run_fn, runner, options, blocking, image_tag, no_progress, summary_json,
             console, err_console,

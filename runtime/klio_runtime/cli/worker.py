@@ -80,39 +80,47 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     logging.getLogger(LOGGER_NAME).setLevel(log_level.upper())
     for handler in logging.root.handlers:
         show_element_ids(handler)  # other loggers' lines look like the klio logger's own
+    from google.api_core.exceptions import GoogleAPICallError
+
     from klio_runtime.io.pubsub_events import has_pubsub_input
-    from klio_runtime.runner import JobLoadError, load_job, run_job
+    from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
     from klio_runtime.worker.serve import Probes, serve
     from klio_runtime.worker.temporary_subscriptions import with_temporary_subscriptions
 
-    try:
-        config, run_fn, _ = load_job(job_dir, config_file, parse_overrides(overrides))
-    except (ConfigError, JobLoadError) as err:
-        raise click.ClickException(str(err)) from None
+    # in the job's directory, as Klio runs a job (in a pod: the image's working directory)
+    with in_job_directory(job_dir, config_file) as (directory, config_path):
+        try:
+            config, run_fn, _ = load_job(directory, config_path, parse_overrides(overrides))
+        except (ConfigError, JobLoadError) as err:
+            raise click.ClickException(str(err)) from None
 
-    inputs = config.job_config.events.inputs
-    if inputs and not has_pubsub_input(config):  # files only: a batch
-        summary = run_job(config, run_fn)
-        click.echo(f"batch done: received {summary.received}, output {summary.output}, "
-                   f"dropped {summary.dropped}, dead letters {summary.dead_letter}")
-        return
-    if not inputs:
-        raise click.ClickException("job_config.events.inputs: no event input to read")
+        inputs = config.job_config.events.inputs
+        if inputs and not has_pubsub_input(config):  # files only: a batch
+            summary = run_job(config, run_fn)
+            click.echo(f"batch done: received {summary.received}, output {summary.output}, "
+                       f"dropped {summary.dropped}, dead letters {summary.dead_letter}")
+            return
+        if not inputs:
+            raise click.ClickException("job_config.events.inputs: no event input to read")
 
-    settings = WorkerSettings(
-        max_messages=max_messages, target_batch_seconds=target_batch_seconds,
-        max_wait_ms=max_wait_ms, max_batch_bytes=max_batch_bytes,
-        ack_deadline_seconds=ack_deadline, lease_every_seconds=ack_deadline / 3,
-    )
-    probes = Probes(health_port, metrics_port, probe_host, stall_seconds)
-    def announce(line: str) -> None:
-        click.echo(line, err=True)
+        settings = WorkerSettings(
+            max_messages=max_messages, target_batch_seconds=target_batch_seconds,
+            max_wait_ms=max_wait_ms, max_batch_bytes=max_batch_bytes,
+            ack_deadline_seconds=ack_deadline, lease_every_seconds=ack_deadline / 3,
+        )
+        probes = Probes(health_port, metrics_port, probe_host, stall_seconds)
 
-    try:
-        # a topic-only input (run locally: on a cluster the operator names a subscription)
-        with with_temporary_subscriptions(config, announce) as reading:
-            acked = serve(reading, run_fn, settings, probes, dead_letter_topic, announce=announce)
-    except (ConfigError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
-    click.echo(f"klio worker {config.job_name}: drained, exiting (acked {acked:.0f} messages)",
-               err=True)
+        def announce(line: str) -> None:
+            click.echo(line, err=True)
+
+        try:
+            # a topic-only input (run locally: on a cluster the operator names a subscription)
+            with with_temporary_subscriptions(config, announce) as reading:
+                acked = serve(reading, run_fn, settings, probes, dead_letter_topic,
+                              announce=announce)
+        except (ConfigError, ValueError) as err:
+            raise click.ClickException(str(err)) from None
+        except GoogleAPICallError as err:  # e.g. the input topic of a run's subscription is gone
+            raise click.ClickException(f"Pub/Sub: {err}") from None
+        click.echo(f"klio worker {config.job_name}: drained, exiting "
+                   f"(acked {acked:.0f} messages)", err=True)
