@@ -187,3 +187,15 @@ def test_an_input_naming_only_a_topic_reads_a_subscription_made_for_the_run(
     assert process.returncode == 0, "".join(seen)
     left = list(pubsub.publisher.list_topic_subscriptions(request={"topic": in_topic}))
     assert left == [], left  # the run's own subscription is deleted with it
+
+
+def test_a_runs_subscription_is_made_in_the_jobs_project_else_the_topics() -> None:
+    from klio_runtime.worker.temporary_subscriptions import temporary_subscription_name
+
+    topic = "projects/upstream-team/topics/tracks"
+    assert temporary_subscription_name("my-job", topic, 0, "mine").startswith(
+        "projects/mine/subscriptions/klio-my-job-0-"
+    )
+    assert temporary_subscription_name("my-job", topic, 1).startswith(
+        "projects/upstream-team/subscriptions/klio-my-job-1-"
+    )

@@ -497,7 +497,8 @@ def test_on_the_gcs_emulator_the_jobs_own_gcs_clients_find_credentials_at_once(
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://localhost:1")
     for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded as it was, so what the worker sets is undone
+        monkeypatch.delenv(name)
     _worker(Path(_setup(pubsub, tmp_path)["config"]))
     started = time.monotonic()
     credentials, _ = google.auth.default()

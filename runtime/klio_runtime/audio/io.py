@@ -151,11 +151,13 @@ class _UploadFn(_DataLocationFn):
     def _content(self, item: AudioItem, fmt: str) -> bytes:
         payload = item.payload
         if hasattr(payload, "savefig"):  # a matplotlib Figure: a plot step's, or a user's step's
-            buf = io.BytesIO()
-            payload.savefig(buf, format=fmt, **self.savefig_kwargs)
             from klio_runtime.audio.plots import release  # matplotlib is loaded: a Figure is here
 
-            release(payload)  # the message carries the path from here on
+            buf = io.BytesIO()
+            try:
+                payload.savefig(buf, format=fmt, **self.savefig_kwargs)
+            finally:
+                release(payload)  # the message carries the path from here on (or is dropped)
             return buf.getvalue()
         if isinstance(payload, np.ndarray):
             return encode_payload(payload, "numpy")  # a .npy file

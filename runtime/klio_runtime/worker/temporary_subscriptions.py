@@ -13,8 +13,6 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 
-from google.api_core import exceptions as api_exceptions
-
 from klio_runtime.config import KlioConfig, PubSubEventInput
 from klio_runtime.io.pubsub import subscriber_client
 from klio_runtime.io.pubsub_events import input_source, pubsub_project
@@ -22,11 +20,15 @@ from klio_runtime.io.pubsub_events import input_source, pubsub_project
 log = logging.getLogger(__name__)
 
 _MAX_NAME = 255  # Pub/Sub's limit on a subscription's name
+_EXPIRES_UNUSED = {"ttl": {"seconds": 24 * 3600}}  # Pub/Sub's shortest expiration: a day
 
 
-def temporary_subscription_name(job_name: str, topic: str, index: int) -> str:
-    """``projects/<the topic's project>/subscriptions/klio-<job>-<index>-<random>``."""
-    project = topic.split("/")[1]
+def temporary_subscription_name(
+    job_name: str, topic: str, index: int, project: str | None = None
+) -> str:
+    """``projects/<project>/subscriptions/klio-<job>-<index>-<random>``: in the job's project
+    (where Beam's runners make theirs: the topic may be another team's), else the topic's."""
+    project = project or topic.split("/")[1]
     suffix = f"-{index}-{uuid.uuid4().hex[:8]}"
     name = f"klio-{job_name}"[: _MAX_NAME - len(suffix)] + suffix
     return f"projects/{project}/subscriptions/{name}"
@@ -62,8 +64,11 @@ def with_temporary_subscriptions(
             conf = out.job_config.events.inputs[index]
             assert isinstance(conf, PubSubEventInput)  # topic_only holds Pub/Sub inputs only
             _, topic = input_source(conf, index, project)
-            name = temporary_subscription_name(config.job_name, topic, index)
-            subscriber.create_subscription(request={"name": name, "topic": topic})
+            name = temporary_subscription_name(config.job_name, topic, index, project)
+            # one left behind (the process killed before it could delete it) expires unused
+            subscriber.create_subscription(
+                request={"name": name, "topic": topic, "expiration_policy": _EXPIRES_UNUSED}
+            )
             made.append(name)
             announce(
                 f"job_config.events.inputs[{index}] names no subscription: reading {name}, made "
@@ -75,6 +80,6 @@ def with_temporary_subscriptions(
         for name in made:
             try:
                 subscriber.delete_subscription(request={"subscription": name}, timeout=10)
-            except api_exceptions.GoogleAPICallError as err:
+            except Exception as err:  # the others are still deleted, the run's error kept
                 log.warning("could not delete the run's subscription %s: %s", name, err)
         subscriber.close()

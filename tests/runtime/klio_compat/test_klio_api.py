@@ -17,7 +17,7 @@ from klio_core.exceptions import KlioConfigTemplatingException
 from klio_core.proto import klio_pb2
 from klio_runtime import config as runtime_config
 from klio_runtime.io.pubsub_events import side_publishes_through
-from klio_runtime.metrics import prometheus_name, process_hub
+from klio_runtime.metrics import process_hub, prometheus_name
 
 from tests.runtime.helpers import bound, dropped, make_config, msg_bytes
 
