@@ -458,12 +458,12 @@ def _run_one(
         try:
             results.extend(result)  # the generator's body runs here
         except Exception as err:
-            made = _generated(kmsg, results)
+            made, bad = _generated(ctx, incoming, where, kmsg, results, element)
             passed, dropped = len(made), True
-            return [*made, drop(ctx, incoming, where, err, _shown(element), kmsg)]
-        made = _generated(kmsg, results)
-        passed = len(made)
-        return made
+            return [*made, *bad, drop(ctx, incoming, where, err, _shown(element), kmsg)]
+        made, bad = _generated(ctx, incoming, where, kmsg, results, element)
+        passed, dropped = len(made), bool(bad)
+        return [*made, *bad]
     except Exception as err:
         passed, dropped = 0, True
         return [drop(ctx, incoming, where, err, _shown(element), kmsg)]
@@ -484,11 +484,24 @@ def _shown(element: bytes | None) -> str | None:
     return None if element is None else element.decode("utf-8", "backslashreplace")
 
 
-def _generated(kmsg: KlioMessage, results: list[Any]) -> list[Any]:
-    """What a generator yielded, each as its own message to hand on."""
-    if len(results) == 1:
-        return [_carried_out(kmsg, results[0])]
-    return [_carried_out(_copy(kmsg), r) for r in results]
+def _generated(
+    ctx: KlioContext,
+    incoming: Any,
+    where: str,
+    kmsg: KlioMessage,
+    results: list[Any],
+    element: bytes | None,
+) -> tuple[list[Any], list[Any]]:
+    """What a generator yielded, each as its own message to hand on; an item that cannot be a
+    message's payload is dropped alone (logged, counted), as Klio drops it, the others kept."""
+    made: list[Any] = []
+    bad: list[Any] = []
+    for result in results:
+        try:
+            made.append(_carried_out(kmsg if len(results) == 1 else _copy(kmsg), result))
+        except Exception as err:
+            bad.append(drop(ctx, incoming, where, err, _shown(element), kmsg))
+    return made, bad
 
 
 def _carried_out(kmsg: KlioMessage, result: Any) -> Any:

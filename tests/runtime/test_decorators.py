@@ -506,6 +506,24 @@ def test_a_generator_counts_a_success_per_item_and_keeps_items_yielded_before_it
     assert dropped(ctx.config, "run_error") == 1
 
 
+def test_a_yielded_item_that_cannot_be_a_payload_is_dropped_alone(ctx: KlioContext) -> None:
+    # Klio converts each yielded item on its own: one that cannot become the payload is
+    # dropped (logged, counted), the items around it go on
+    class Mixed(beam.DoFn):
+        @d.handle_klio
+        def process(self, item: Any) -> Any:
+            yield b"one"
+            yield 5
+            yield b"three"
+
+    out = list(Mixed().process(msg_bytes("mixed")))
+    kept = [o for o in out if not isinstance(o, pvalue.TaggedOutput)]
+    assert [parsed(o).data.payload for o in kept] == [b"one", b"three"]
+    (bad,) = [o for o in out if isinstance(o, pvalue.TaggedOutput)]
+    assert bad.tag == "drop" and parsed(bad.value).data.element == b"mixed"
+    assert dropped(ctx.config, "bad_payload") == 1
+
+
 def test_retry_and_timeout_count_klios_metrics_and_log_each_retry(
     ctx: KlioContext, caplog: Any
 ) -> None:
