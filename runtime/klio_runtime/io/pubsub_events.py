@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -84,18 +85,25 @@ def output_topic(conf: PubSubEventOutput, index: int, project: str | None) -> st
 
 
 class ReadEventPubSub(beam.PTransform):
-    """A subscription (or a topic) → the serialized KlioMessages published to it."""
+    """A subscription (or a topic) → the serialized KlioMessages published to it.
 
-    def __init__(self, subscription: str | None = None, topic: str | None = None) -> None:
+    ``beam_options``: Beam's own ``ReadFromPubSub`` arguments (``id_label``,
+    ``with_attributes``, ``timestamp_attribute``), as Klio's ``KlioReadFromPubSub`` passes them.
+    """
+
+    def __init__(
+        self, subscription: str | None = None, topic: str | None = None, **beam_options: Any
+    ) -> None:
         super().__init__()
         if bool(subscription) == bool(topic):
             raise ValueError("ReadEventPubSub: give exactly one of subscription, topic")
         self.subscription = subscription
         self.topic = topic
+        self.beam_options = beam_options
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return pbegin | "Read" >> beam.io.ReadFromPubSub(
-            subscription=self.subscription, topic=self.topic
+            subscription=self.subscription, topic=self.topic, **self.beam_options
         )
 
 
@@ -105,18 +113,21 @@ def _wire_bytes(data: bytes) -> bytes:
 
 class WriteEventPubSub(beam.PTransform):
     """Serialized KlioMessages → published to ``topic``, one Pub/Sub message each (what the job's
-    children read)."""
+    children read).
 
-    def __init__(self, topic: str) -> None:
+    ``beam_options``: Beam's own ``WriteToPubSub`` arguments, as Klio's ``KlioWriteToPubSub``
+    passes them; with ``with_attributes`` the elements are Beam's ``PubsubMessage`` objects.
+    """
+
+    def __init__(self, topic: str, **beam_options: Any) -> None:
         super().__init__()
         self.topic = topic
+        self.beam_options = beam_options
 
     def expand(self, pcoll: beam.PCollection) -> beam.pvalue.PDone:
-        return (
-            pcoll
-            | "Bytes" >> beam.Map(_wire_bytes)
-            | "Publish" >> beam.io.WriteToPubSub(self.topic)
-        )
+        if not self.beam_options.get("with_attributes"):
+            pcoll = pcoll | "Bytes" >> beam.Map(_wire_bytes)
+        return pcoll | "Publish" >> beam.io.WriteToPubSub(self.topic, **self.beam_options)
 
 
 SidePublisher = Callable[[str], beam.PTransform]

@@ -149,14 +149,18 @@ class KlioWriteToAvro(beam.PTransform):
 
 
 class KlioReadFromPubSub(beam.PTransform):
-    """A subscription (or a topic) → the KlioMessages published to it (Beam's Pub/Sub source)."""
+    """A subscription (or a topic) → the KlioMessages published to it (Beam's Pub/Sub source;
+    Beam's other arguments, ``id_label``, ``with_attributes``, ``timestamp_attribute``, passed
+    on as Klio passes them)."""
 
-    def __init__(self, topic: str | None = None, subscription: str | None = None, **_: Any):
+    def __init__(
+        self, topic: str | None = None, subscription: str | None = None, **beam_options: Any
+    ):
         super().__init__()
         self.read = (
-            ReadEventPubSub(subscription=subscription)
+            ReadEventPubSub(subscription=subscription, **beam_options)
             if subscription
-            else ReadEventPubSub(topic=topic)
+            else ReadEventPubSub(topic=topic, **beam_options)
         )
 
     def expand(self, pbegin: Any) -> Any:
@@ -164,14 +168,18 @@ class KlioReadFromPubSub(beam.PTransform):
 
 
 class KlioWriteToPubSub(beam.PTransform):
-    """KlioMessages → published to the topic (Beam's Pub/Sub sink)."""
+    """KlioMessages → published to the topic (Beam's Pub/Sub sink; Beam's other arguments,
+    ``with_attributes``, ``id_label``, ``timestamp_attribute``, passed on as Klio passes them)."""
 
-    def __init__(self, topic: str, **_: Any):
+    def __init__(self, topic: str, **beam_options: Any):
         super().__init__()
         self.topic = topic
+        self.beam_options = beam_options
 
     def expand(self, pcoll: Any) -> Any:
-        return _counted(pcoll, "write", self) | "Write" >> WriteEventPubSub(self.topic)
+        return _counted(pcoll, "write", self) | "Write" >> WriteEventPubSub(
+            self.topic, **self.beam_options
+        )
 
 
 class _BigQueryRefused(beam.PTransform):

@@ -424,6 +424,42 @@ def test_klio_io_transforms_read_and_write_events(tmp_path: Path) -> None:
         io.KlioWriteToBigQuery(table="p:d.t")
 
 
+def test_klio_pubsub_io_passes_beams_own_arguments_on() -> None:
+    # Klio's KlioReadFromPubSub / KlioWriteToPubSub hand their arguments to Beam's transforms
+    from apache_beam.io.gcp.pubsub import ReadFromPubSub, WriteToPubSub
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.pipeline import PipelineVisitor
+    from klio.transforms import io as klio_io
+
+    bound(make_config())  # Klio's IO counters count in the job's context
+    sub, topic = "projects/my-project/subscriptions/in", "projects/my-project/topics/out"
+    p = beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(streaming=True))
+    _ = (
+        p
+        | klio_io.KlioReadFromPubSub(
+            subscription=sub, with_attributes=True, id_label="id", timestamp_attribute="ts"
+        )
+        | klio_io.KlioWriteToPubSub(topic, with_attributes=True)
+    )
+    found: dict[str, Any] = {}
+
+    class Visit(PipelineVisitor):
+        def visit_transform(self, node: Any) -> None:
+            if isinstance(node.transform, ReadFromPubSub | WriteToPubSub):
+                found[type(node.transform).__name__] = node.transform
+            found.setdefault("labels", []).append(node.full_label)
+
+        enter_composite_transform = visit_transform
+
+    p.visit(Visit())
+    read, write = found["ReadFromPubSub"], found["WriteToPubSub"]
+    assert read.with_attributes and read._source.id_label == "id"
+    assert read._source.timestamp_attribute == "ts"
+    assert write.with_attributes
+    # PubsubMessage objects are published as they are, not made bytes first
+    assert not any(label.endswith("/Bytes") for label in found["labels"])
+
+
 def test_klio_text_io_takes_beams_text_arguments(tmp_path: Path) -> None:
     # Klio's KlioReadFromText / KlioWriteToText are Beam's ReadFromText / WriteToText: their
     # arguments (positional too: WriteToText's second is the suffix) reach Beam.
