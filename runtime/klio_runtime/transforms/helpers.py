@@ -292,6 +292,9 @@ class _Drop(_KlioDoFn):
         start = time.perf_counter()
         stats = self._klio.metrics.transform("KlioDrop.process")
         batched = stats.arrived()
+        log = stats.logging()
+        if log:  # Klio's [kmsg-received] line, before its drop line, as handle_klio logs it
+            stats.log_received()
         msg = self.parse(data)
         element = kmessage.element_id(msg)
         with handling_element(msg.data.element):
@@ -299,7 +302,7 @@ class _Drop(_KlioDoFn):
             self.counters["kmsg-drop"].inc()
         self._klio.metrics.dropped("klio_drop", element)
         # Klio's KlioDrop is a handle_klio step: its per-transform metrics too
-        stats.finished(1, False, time.perf_counter() - start, stats.logging(), batched)
+        stats.finished(1, False, time.perf_counter() - start, log, batched)
         return iter(())
 
 

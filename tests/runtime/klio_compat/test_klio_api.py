@@ -95,6 +95,28 @@ def _version_and_element(data: bytes) -> tuple[int, bytes]:
     return msg.version, msg.data.element
 
 
+def test_klio_drop_logs_its_metrics_as_a_handle_klio_step_does() -> None:
+    # Klio's KlioDrop is a handle_klio step: with the metrics logger on, [kmsg-received] first
+    bound(make_config({"metrics": {"logger": {"level": "info"}}}))
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage().split(" value:")[0])
+
+    metrics_logger = logging.getLogger("klio.metrics")
+    handler, level = Keep(), metrics_logger.level
+    metrics_logger.addHandler(handler)
+    metrics_logger.setLevel(logging.INFO)
+    try:
+        with beam.Pipeline(runner=FnApiRunner()) as p:
+            _ = p | beam.Create([msg_bytes("a")]) | helpers.KlioDrop()
+    finally:
+        metrics_logger.removeHandler(handler)
+        metrics_logger.setLevel(level)
+    assert lines == ["[kmsg-received]", "[kmsg-drop]", "[kmsg-success]", "[kmsg-timer]"]
+
+
 def test_helpers_hand_on_the_message_upgraded_as_klios_do(tmp_path: Path) -> None:
     """A message with no version, or a v1 one naming its element in entity_id, leaves Klio's
     helpers as the message they read it as (their serializer upgrades it), not as it came."""
