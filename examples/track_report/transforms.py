@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,6 +65,12 @@ def render_report(
 """
 
 
+def _link(path: str) -> str:
+    """Where a report links to: a local path made absolute (the job runs in its own directory,
+    the report is opened from elsewhere), a gs:// one as it is."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 class WriteReport(beam.DoFn):
     """Reads ``<input 0>/<id>.png`` and ``<input 1>/<id>.json``, writes ``<output>/<id>.html``."""
 
@@ -89,7 +96,7 @@ class WriteReport(beam.DoFn):
             raise ValueError(f"{json_path}: not JSON ({err})") from err
         page = render_report(
             element, str(getattr(config, "report_title", "Track report")),
-            self._store.read_bytes(png_path), png_path, loudness, json_path,
+            self._store.read_bytes(png_path), _link(png_path), loudness, _link(json_path),
         )
         self._store.write_bytes(config.data.outputs[0].path_for(element), page.encode("utf-8"))
         self._klio.logger.info("report of %s written", element)
