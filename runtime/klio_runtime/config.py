@@ -14,6 +14,7 @@ once, each as ``<path>: <message>`` (e.g. ``job_config.data.inputs[1].location: 
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import re
@@ -600,6 +601,42 @@ class JobConfig(BaseModel):
 
 DATAFLOW_DEFAULT_REGION = "europe-west1"
 """Klio's region for a Dataflow job that names none."""
+DATAFLOW_REGIONS = (
+    "asia-east1",
+    "asia-northeast1",
+    "asia-southeast1",
+    "australia-southeast1",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west4",
+    "northamerica-northeast1",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-west1",
+)
+"""Klio's regions to look for a job's Dataflow runs in (``klio_core.variables``)."""
+
+
+class KlioRunner(enum.Enum):
+    """Klio's runner names (``klio_core.variables.KlioRunner``). A member equals a runner's name
+    given loosely, as Klio's does: ``KlioRunner.DIRECT_RUNNER == "direct"`` and
+    ``== "DirectRunner"``; ``KlioRunner.DATAFLOW_RUNNER == "dataflow"``."""
+
+    DIRECT_GKE_RUNNER = "DirectGKERunner"
+    DIRECT_RUNNER = "DirectRunner"
+    DATAFLOW_RUNNER = "DataflowRunner"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, str):
+            return self is other
+        name = other.lower() if other.lower().endswith("runner") else f"{other.lower()}runner"
+        if "direct" in name:  # DirectRunner and DirectGKERunner differ only after "direct"
+            return self.value.lower() == name
+        return name in self.value.lower()
+
+    __hash__ = enum.Enum.__hash__
 WORKER_DISK_TYPES = frozenset({"local-ssd", "pd-ssd", "pd-standard"})
 
 

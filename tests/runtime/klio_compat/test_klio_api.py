@@ -724,3 +724,14 @@ def test_klios_timeout_and_retry_errors_import_from_where_klio_defines_them() ->
 
     assert KlioTimeoutError is decorators.KlioTimeoutError
     assert KlioRetriesExhausted is decorators.KlioRetriesExhausted
+
+
+def test_klio_core_variables_name_runners_as_klio_compares_them() -> None:
+    from klio_core import variables as var
+
+    runner = var.KlioRunner
+    assert runner.DIRECT_RUNNER == "DirectRunner" and runner.DIRECT_RUNNER == "direct"
+    assert runner.DIRECT_GKE_RUNNER == "DirectGKERunner" and runner.DIRECT_GKE_RUNNER != "direct"
+    assert runner.DATAFLOW_RUNNER == "dataflow" and runner.DATAFLOW_RUNNER != "DirectRunner"
+    assert runner.DIRECT_RUNNER != runner.DATAFLOW_RUNNER and len(set(runner)) == 3
+    assert "europe-west1" in var.DATAFLOW_REGIONS
