@@ -617,11 +617,19 @@ DATAFLOW_REGIONS = (
     "us-west1",
 )
 """Klio's regions to look for a job's Dataflow runs in (``klio_core.variables``)."""
+WORKER_DISK_TYPES = frozenset({"local-ssd", "pd-ssd", "pd-standard"})
+
+
+def worker_disk_type_path(project: str | None, region: str | None, disk_type: str) -> str:
+    """The resource path Klio makes of a short ``worker_disk_type`` (Dataflow takes this)."""
+    region = region or DATAFLOW_DEFAULT_REGION
+    return f"compute.googleapis.com/projects/{project}/regions/{region}/diskTypes/{disk_type}"
 
 
 class KlioRunner(enum.Enum):
-    """Klio's runner names (``klio_core.variables.KlioRunner``). A member equals a runner's name
-    given loosely, as Klio's does: ``KlioRunner.DIRECT_RUNNER == "direct"`` and
+    """Klio's runner names (``klio_core.variables.KlioRunner``), the one place they are spelt;
+    ``.value`` is the name Beam and the config take. A member equals a runner's name given
+    loosely, as Klio's does: ``KlioRunner.DIRECT_RUNNER == "direct"`` and
     ``== "DirectRunner"``; ``KlioRunner.DATAFLOW_RUNNER == "dataflow"``."""
 
     DIRECT_GKE_RUNNER = "DirectGKERunner"
@@ -637,13 +645,6 @@ class KlioRunner(enum.Enum):
         return name in self.value.lower()
 
     __hash__ = enum.Enum.__hash__
-WORKER_DISK_TYPES = frozenset({"local-ssd", "pd-ssd", "pd-standard"})
-
-
-def worker_disk_type_path(project: str | None, region: str | None, disk_type: str) -> str:
-    """The resource path Klio makes of a short ``worker_disk_type`` (Dataflow takes this)."""
-    region = region or DATAFLOW_DEFAULT_REGION
-    return f"compute.googleapis.com/projects/{project}/regions/{region}/diskTypes/{disk_type}"
 
 
 class PipelineOptions(BaseModel):

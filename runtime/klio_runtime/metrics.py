@@ -45,6 +45,8 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
 from prometheus_client import Histogram as PromHistogram
 
+from klio_runtime.config import KlioRunner
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -214,7 +216,7 @@ def process_hub() -> MetricsHub:
 
 
 METRICS_LOGGER = "klio.metrics"
-DIRECT_RUNNER = "DirectRunner"
+DIRECT_RUNNER = KlioRunner.DIRECT_RUNNER.value
 _UNIT_NAMES = {"nanoseconds": "ns", "microseconds": "us", "milliseconds": "ms", "seconds": "s"}
 _warned: set[str] = set()
 

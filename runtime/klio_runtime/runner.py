@@ -31,6 +31,7 @@ from klio_runtime.config import (
     FileEventInput,
     FileEventOutput,
     KlioConfig,
+    KlioRunner,
     config_path_of,
     load_config,
 )
@@ -40,9 +41,9 @@ from klio_runtime.metrics import process_hub
 from klio_runtime.pipeline import RunFn, build_pipeline
 from klio_runtime.submission import submission_options
 
-GKE_RUNNER = "DirectGKERunner"
+GKE_RUNNER = KlioRunner.DIRECT_GKE_RUNNER.value
 """Klio's runner that deploys the job to GKE; a KlioJob does that here."""
-LOCAL_RUNNERS = {None, "", "DirectRunner", GKE_RUNNER, "FnApiRunner"}
+LOCAL_RUNNERS = {None, "", KlioRunner.DIRECT_RUNNER.value, GKE_RUNNER, "FnApiRunner"}
 """Runner names that run a job here: on FnApiRunner (batch) or the streaming worker (Pub/Sub)."""
 BATCH_RUNNER = "FnApiRunner"
 IN_PROCESS_RUNNERS = {BATCH_RUNNER, "BundleBasedDirectRunner", "SwitchingDirectRunner"}

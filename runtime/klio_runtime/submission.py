@@ -16,10 +16,11 @@ from klio_runtime.config import (
     DATAFLOW_DEFAULT_REGION,
     WORKER_DISK_TYPES,
     ConfigError,
+    KlioRunner,
     worker_disk_type_path,
 )
 
-DATAFLOW_RUNNER = "DataflowRunner"
+DATAFLOW_RUNNER = KlioRunner.DATAFLOW_RUNNER.value
 FNAPI_EXPERIMENT = "beam_fn_api"
 
 KLIO_DATAFLOW_DEFAULTS: Mapping[str, Any] = MappingProxyType(
