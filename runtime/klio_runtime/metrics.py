@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from apache_beam.metrics import Metrics
 from apache_beam.runners.worker import statesampler
@@ -335,6 +335,9 @@ class _Metric:
         """Klio's key of the metric: ``<type>_<name>``, then ``_<transform>`` when given."""
         key = f"{self.kind}_{self.name}"
         return f"{key}_{self.transform}" if self.transform else key
+
+
+M = TypeVar("M", bound=_Metric)
 
 
 class Counter(_Metric):
@@ -637,12 +640,6 @@ def _made_again(owner: KlioMetrics, kind: str, args: dict[str, Any], value: floa
     return metric
 
 
-def _user_metric_key(
-    kind: str, name: str, transform: str | None, tags: Mapping[str, Any]
-) -> tuple[Any, ...]:
-    return (kind, name, transform, tuple(sorted((str(k), str(v)) for k, v in tags.items())))
-
-
 class KlioMetrics:
     """``ctx.metrics``: the job's metrics (Klio's ``counter``/``gauge``/``timer``) and the standard
     ones."""
@@ -667,9 +664,7 @@ class KlioMetrics:
         self._pending_output = 0
         self._pending_times: list[float] = []
         self._ids_cache: dict[str, Any] = {}
-        # Klio's registry: one object per (kind, name, transform), as first asked for (and per
-        # tags here: each set of tags is its own Prometheus series)
-        self._user_metrics: dict[tuple[Any, ...], _Metric] = {}
+        self._user_metrics: dict[tuple[Any, ...], _Metric] = {}  # see _remembered
         self._transforms: dict[str, TransformMetrics] = {}
         self.decorator_timer_unit = decorator_timer_unit
         self.read_by: str | None = None
@@ -742,15 +737,34 @@ class KlioMetrics:
         for again (same name, transform and tags), the same counter is returned as it is, as
         Klio's registry keeps one (other tags: another Prometheus series, another counter)."""
         tags = {**(tags or {}), **more_tags}
-        key = _user_metric_key("counter", name, transform, tags)
+
+        def make() -> Counter:
+            counter = self._counter(name, transform, tags, logged=True)
+            counter.value = value
+            return counter
+
+        return self._remembered("counter", make, name, transform, tags)
+
+    def _remembered(
+        self,
+        kind: str,
+        make: Callable[[], M],
+        name: str,
+        transform: str | None,
+        tags: Mapping[str, Any],
+        **more: Any,
+    ) -> M:
+        """Klio's registry: the user metric of this kind, name and transform (and tags here: each
+        set of tags is its own Prometheus series) made once and handed back when asked for again;
+        marked with how it was made, so a pickled copy is made again (``_Metric.__reduce__``)."""
+        key = (kind, name, transform, tuple(sorted((str(k), str(v)) for k, v in tags.items())))
         found = self._user_metrics.get(key)
-        if isinstance(found, Counter):
-            return found
-        counter = self._counter(name, transform, tags, logged=True)
-        counter.value = value
-        counter._made_by = (self, "counter", {"name": name, "transform": transform, "tags": tags})
-        self._user_metrics[key] = counter
-        return counter
+        if found is None:
+            found = self._user_metrics[key] = make()
+            found._made_by = (
+                self, kind, {"name": name, "transform": transform, "tags": tags, **more}
+            )
+        return cast(M, found)
 
     def _counter(
         self, name: str, transform: str | None, tags: Mapping[str, Any], logged: bool
@@ -777,22 +791,22 @@ class KlioMetrics:
         starting value: shown as ``.value``, not recorded. Asked for again (same name,
         transform and tags), the same gauge is returned as it is."""
         tags = {**(tags or {}), **more_tags}
-        key = _user_metric_key("gauge", name, transform, tags)
-        found = self._user_metrics.get(key)
-        if isinstance(found, Gauge):
-            return found
-        labels = self._labels(transform, tags)
-        prom = self.hub.user_metric(PromGauge, f"{self.prefix}_{prometheus_name(name)}", labels)
-        gauge = self._user_metrics[key] = Gauge(
-            Metrics.gauge(transform or self.job_name, name),
-            prom,
-            self._relay(name, transform, tags, "gauge"),
-            name,
-            transform,
-            value,
-        )
-        gauge._made_by = (self, "gauge", {"name": name, "transform": transform, "tags": tags})
-        return gauge
+
+        def make() -> Gauge:
+            labels = self._labels(transform, tags)
+            prom = self.hub.user_metric(
+                PromGauge, f"{self.prefix}_{prometheus_name(name)}", labels
+            )
+            return Gauge(
+                Metrics.gauge(transform or self.job_name, name),
+                prom,
+                self._relay(name, transform, tags, "gauge"),
+                name,
+                transform,
+                value,
+            )
+
+        return self._remembered("gauge", make, name, transform, tags)
 
     def timer(
         self,
@@ -809,32 +823,28 @@ class KlioMetrics:
         when given, else in the logger's configured unit (Klio's documented global default).
         Asked for again (same name, transform and tags), the same timer is returned as it is."""
         tags = {**(tags or {}), **more_tags}
-        key = _user_metric_key("timer", name, transform, tags)
-        found = self._user_metrics.get(key)
-        if isinstance(found, Timer):
-            return found
-        labels = self._labels(transform, tags)
-        prom = self.hub.user_metric(
-            PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", labels
-        )
-        unit = (
-            unit_named(timer_unit, f"metrics.timer({name!r}): timer_unit") if timer_unit else None
-        )
-        timer = self._user_metrics[key] = Timer(
-            Metrics.distribution(transform or self.job_name, name),
-            prom,
-            unit or "ns",
-            self._relay(name, transform, tags, "timer", unit),
-            name,
-            transform,
-            value,
-        )
-        timer._made_by = (
-            self,
-            "timer",
-            {"name": name, "timer_unit": timer_unit, "transform": transform, "tags": tags},
-        )
-        return timer
+
+        def make() -> Timer:
+            labels = self._labels(transform, tags)
+            prom = self.hub.user_metric(
+                PromHistogram, f"{self.prefix}_{prometheus_name(name)}_seconds", labels
+            )
+            unit = (
+                unit_named(timer_unit, f"metrics.timer({name!r}): timer_unit")
+                if timer_unit
+                else None
+            )
+            return Timer(
+                Metrics.distribution(transform or self.job_name, name),
+                prom,
+                unit or "ns",
+                self._relay(name, transform, tags, "timer", unit),
+                name,
+                transform,
+                value,
+            )
+
+        return self._remembered("timer", make, name, transform, tags, timer_unit=timer_unit)
 
     # -- standard metrics (label children cached: these run once or more per message) -----
     def _child(self, metric: Any, **labels: str) -> Any:
