@@ -137,26 +137,20 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
     pod, with probes and metrics on free ports) until Ctrl-C, which drains it."""
     from klio_runtime.worker.serve import Probes, serve
     from klio_runtime.worker.settings import WorkerSettings
-    from klio_runtime.worker.temporary_subscriptions import with_temporary_subscriptions
 
     since = hub_counts(config.job_name)
     console.print(
         f"{config.job_name}: streaming from Pub/Sub on the local worker; Ctrl-C drains and stops",
         highlight=False,
     )
-
-    def announce(line: str) -> None:
-        err.print(line, highlight=False, markup=False)
-
     try:
-        with with_temporary_subscriptions(config, announce) as reading:
-            serve(
-                reading,
-                run_fn,
-                WorkerSettings(),
-                Probes(health_port=0, metrics_port=0, host="127.0.0.1"),
-                announce=announce,
-            )
+        serve(
+            config,
+            run_fn,
+            WorkerSettings(),
+            Probes(health_port=0, metrics_port=0, host="127.0.0.1"),
+            announce=lambda line: err.print(line, highlight=False, markup=False),
+        )
     except ConfigError as error:
         _refuse_config(error, err)
     except Exception as error:

@@ -85,7 +85,6 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
     from klio_runtime.worker.serve import Probes, serve
-    from klio_runtime.worker.temporary_subscriptions import with_temporary_subscriptions
 
     # in the job's directory, as Klio runs a job (in a pod: the image's working directory)
     with in_job_directory(job_dir, config_file) as (directory, config_path):
@@ -110,14 +109,9 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
         )
         probes = Probes(health_port, metrics_port, probe_host, stall_seconds)
 
-        def announce(line: str) -> None:
-            click.echo(line, err=True)
-
         try:
-            # a topic-only input (run locally: on a cluster the operator names a subscription)
-            with with_temporary_subscriptions(config, announce) as reading:
-                acked = serve(reading, run_fn, settings, probes, dead_letter_topic,
-                              announce=announce)
+            acked = serve(config, run_fn, settings, probes, dead_letter_topic,
+                          announce=lambda line: click.echo(line, err=True))
         except (ConfigError, ValueError) as err:
             raise click.ClickException(str(err)) from None
         except GoogleAPICallError as err:  # e.g. the input topic of a run's subscription is gone

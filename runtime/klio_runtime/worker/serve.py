@@ -23,6 +23,7 @@ from klio_runtime.worker.health import (
 )
 from klio_runtime.worker.loop import StreamingWorker
 from klio_runtime.worker.settings import WorkerSettings
+from klio_runtime.worker.temporary_subscriptions import with_temporary_subscriptions
 
 log = logging.getLogger("klio.worker")
 
@@ -74,9 +75,25 @@ def serve(
 ) -> float:
     """Run the worker until SIGTERM or SIGINT; returns how many messages it acknowledged.
 
+    A Pub/Sub input that names only a topic (run locally: on a cluster the operator names a
+    subscription) reads a subscription made for this run (:mod:`.temporary_subscriptions`).
+
     Raises:
         klio_runtime.config.ConfigError: the event IO cannot run on the worker, naming the field.
+        google.api_core.exceptions.GoogleAPICallError: a run's subscription could not be made.
     """
+    with with_temporary_subscriptions(config, announce) as reading:
+        return _serve(reading, run_fn, settings, probes, dead_letter_topic, announce)
+
+
+def _serve(
+    config: KlioConfig,
+    run_fn: RunFn,
+    settings: WorkerSettings,
+    probes: Probes,
+    dead_letter_topic: str | None,
+    announce: Callable[[str], None],
+) -> float:
     health = health_for(config, probes.stall_seconds)
     loop = StreamingWorker(config, run_fn, settings, health=health,
                            dead_letter_topic=dead_letter_topic)
