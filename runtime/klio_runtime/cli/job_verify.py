@@ -62,6 +62,8 @@ def _missing_imports(path: Path, tree: ast.Module) -> list[str]:
     ``klio job run`` puts both directories on the path) or installed. Only found, never
     imported (a package's own code does not run)."""
     problems = []
+    job_dir = path.parent.resolve()
+    importable_from = (job_dir, job_dir.parent)
     for node in tree.body:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -73,7 +75,7 @@ def _missing_imports(path: Path, tree: ast.Module) -> list[str]:
             top = module.partition(".")[0]
             beside = any(
                 (where / f"{top}.py").exists() or (where / top).is_dir()
-                for where in (path.parent.resolve(), path.parent.resolve().parent)
+                for where in importable_from
             )
             if not beside and importlib.util.find_spec(top) is None:
                 problems.append(
