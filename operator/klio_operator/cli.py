@@ -14,9 +14,16 @@ from typing import Any, NoReturn
 
 import click
 import yaml
+from klio_runtime.config import config_path_of, load_config
 
 from klio_operator import dag
-from klio_operator.models import KIND, SpecError, parse_spec
+from klio_operator.from_klio import (
+    ConversionChoices,
+    ConversionError,
+    KlioJobDir,
+    kliojob_manifests,
+)
+from klio_operator.models import KIND, Runner, SpecError, parse_spec
 from klio_operator.planning import (
     DEFAULT_PROJECT,
     ENV_KEDA_AUTHENTICATION,
@@ -262,3 +269,110 @@ def render(
         click.echo(line, err=True)
     click.echo("\n".join(comments))
     click.echo(render_yaml(rendered), nl=False)
+
+
+@main.command()
+@click.option(
+    "-j",
+    "--job-dir",
+    "job_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A Klio job directory (klio-job.yaml, run.py); repeat it for each job of one DAG, so "
+    "that a job reading what another writes names it as a parent.  [default: .]",
+)
+@click.option(
+    "-c",
+    "--config-file",
+    type=click.Path(path_type=Path),
+    help="The config, if not klio-job.yaml in the job directory (with one -j only).",
+)
+@click.option(
+    "-O",
+    "--override",
+    "--config-override",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value by dotted path, as `klio job run -O` (every job's).",
+)
+@click.option(
+    "-T",
+    "--template",
+    "templates",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Replace $KEY in the config files, as `klio job run -T`.",
+)
+@click.option(
+    "--runner",
+    type=click.Choice(["direct", "dataflow", "flink"]),
+    default="direct",
+    show_default=True,
+    help="spec.runner: direct runs the workers on the cluster; dataflow or flink submits the "
+    "pipeline to that engine from a launcher Job.",
+)
+@click.option("--image", help="The job's image (default: its worker_harness_container_image).")
+@click.option("--image-tag", help="Tag of the image, as Klio's --image-tag.")
+@click.option("--name", help="metadata.name, if not the job's job_name (with one -j only).")
+@click.option("--namespace", "-n", help="metadata.namespace (default: none: kubectl's).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the manifests to this file instead of standard output.",
+)
+def manifest(
+    job_dirs: tuple[Path, ...],
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    templates: tuple[str, ...],
+    runner: Runner,
+    image: str | None,
+    image_tag: str | None,
+    name: str | None,
+    namespace: str | None,
+    output: Path | None,
+) -> None:
+    """Print the KlioJob of each Klio job directory, as YAML: what `klio job deploy` did is
+    `klio-operator manifest | kubectl apply -f -` here.
+
+    A job's event input that another job given writes (the same topic, or that job's event file)
+    becomes spec.parents; what a KlioJob cannot keep is said on standard error, by field. Every
+    manifest printed validates as the operator validates it. Exits 2, naming each field, when a
+    config makes no KlioJob.
+    """
+    from klio_runtime.config import ConfigError, parse_overrides, parse_templates
+
+    job_dirs = job_dirs or (Path("."),)
+    if config_file is not None and len(job_dirs) > 1:
+        _fail(["--config-file names one job's config; give one job directory"])
+    jobs = []
+    errors: list[str] = []
+    try:
+        parsed_overrides = parse_overrides(overrides)
+        parsed_templates = parse_templates(templates)
+    except ConfigError as exc:
+        _fail(exc.errors)
+    for job_dir in job_dirs:
+        path = config_path_of(job_dir, config_file)
+        try:
+            config = load_config(path, parsed_overrides, parsed_templates)
+        except ConfigError as exc:
+            errors += [f"{job_dir}: {line}" for line in exc.errors]
+            continue
+        jobs.append(KlioJobDir(str(job_dir), str(job_dir.resolve()), config))
+    if errors:
+        _fail(errors)
+    choices = ConversionChoices(runner, image, image_tag, name, namespace)
+    try:
+        conversion = kliojob_manifests(jobs, choices)
+    except ConversionError as exc:
+        _fail(exc.errors)
+    for line in conversion.warnings:
+        click.echo(f"warning: {line}", err=True)
+    text = render_yaml(conversion.manifests)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")

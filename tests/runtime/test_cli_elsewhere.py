@@ -10,7 +10,7 @@ from klio_runtime.cli import main
 @pytest.mark.parametrize(
     ("args", "pointer"),
     [
-        (["job", "deploy", "--image-tag", "v1"], "kubectl apply -f kliojob.yaml"),
+        (["job", "deploy", "--image-tag", "v1"], "klio-operator manifest -j ."),
         (["job", "stop", "-j", "x"], "spec.suspend: true"),
         (["job", "delete", "--force"], "kubectl delete kliojob NAME"),
         (["image", "build", "--image-tag", "v1"], "docker build -t IMAGE ."),

@@ -15,8 +15,9 @@ from klio_runtime.cli.options import EXIT_INVALID
 
 _WHERE = {
     "deploy": (
-        "on Kubernetes, `kubectl apply -f kliojob.yaml` deploys the job (the operator runs its "
-        "workers); `klio job run --runner DataflowRunner` submits it to Dataflow"
+        "on Kubernetes, `klio-operator manifest -j . | kubectl apply -f -` deploys the job as a "
+        "KlioJob (the operator runs its workers); `klio job run --runner DataflowRunner` "
+        "submits it to Dataflow"
     ),
     "stop": (
         "for a KlioJob, set `spec.suspend: true` (`kubectl patch kliojob NAME --type merge "

@@ -1,0 +1,341 @@
+"""KlioJob manifests made from Klio job directories (`klio-operator manifest`).
+
+A Klio job deployed itself (`klio job deploy`) and found its place in the DAG through topics: a
+child reads the topic its parent writes. Here a KlioJob is the job, and it names its parents; the
+operator makes the topics. So the jobs of one DAG are converted together: an event input that
+another of the jobs writes becomes a parent, and what a job wrote that the operator now decides
+(its output topic, event files) is said in a warning rather than dropped silently.
+
+Pure: parsed configs in, manifests and warnings out; the command line reads the files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from klio_runtime.config import (
+    DATAFLOW_DEFAULT_REGION,
+    FileEventInput,
+    FileEventOutput,
+    JobConfig,
+    KlioConfig,
+    PubSubEventInput,
+    PubSubEventOutput,
+)
+from klio_runtime.submission import tagged_image
+
+from klio_operator.models import API_VERSION, KIND, KlioJobSpec, Runner, SpecError, parse_spec
+from klio_operator.planning import child_name_problem
+
+# job_config keys a KlioJob says in its own fields; every other key goes to spec.config as it is
+_SPEC_FIELDS = frozenset(
+    {"events", "data", "allow_non_klio_messages", "thread_pool_size", "timeout_seconds", "retries"}
+)
+# pipeline options a KlioJob says in spec.runner and spec.mode (the operator refuses both twice)
+_SPEC_OPTIONS = frozenset({"runner", "streaming"})
+# where a Klio config names the job's image (Beam's older name first, as Klio writes it)
+_IMAGE_OPTIONS = ("worker_harness_container_image", "sdk_container_image")
+_ENGINE_OF_RUNNER = {"dataflowrunner": "dataflow", "flinkrunner": "flink"}
+_SHARD = "-00000-of-00001"  # Beam's name of a one-shard file a file event output writes
+
+
+class ConversionError(ValueError):
+    """Configs that make no valid KlioJob; `errors` are `<job dir>: <field>: <why>` lines."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+@dataclass(frozen=True)
+class KlioJobDir:
+    """One Klio job to convert: `where` names it in messages; `config` is as written (its
+    relative locations hold in the job's image, whose working directory is the job's);
+    `directory`, absolute, is what they are relative to when one job's event files are matched
+    against another's."""
+
+    where: str
+    directory: str
+    config: KlioConfig
+
+
+@dataclass
+class Conversion:
+    manifests: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConversionChoices:
+    """What the command line chooses for every job (`image` and `name` only with one job)."""
+
+    runner: Runner = "direct"
+    image: str | None = None
+    image_tag: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+
+
+def kliojob_manifests(
+    jobs: Sequence[KlioJobDir], choices: ConversionChoices = ConversionChoices()
+) -> Conversion:
+    """The KlioJob of each job, its parents found among `jobs` (see the module's docstring).
+
+    Raises ConversionError listing every job's problems, by field.
+    """
+    if len(jobs) > 1 and (choices.image or choices.name):
+        raise ConversionError(["--image and --name name one job's; give one job directory"])
+    names = [choices.name or job.config.job_name for job in jobs]
+    errors = [
+        f"job_name: '{name}' is the name of two jobs given"
+        for name in sorted({n for n in names if names.count(n) > 1})
+    ]
+    feeders = [_feeders(index, jobs) for index in range(len(jobs))]
+    outcome = Conversion()
+    for index, job in enumerate(jobs):
+        parents = list(dict.fromkeys(names[writer] for writer, _ in feeders[index].values()))
+        try:
+            spec, warnings = _spec(job.config, set(feeders[index]), parents, choices)
+            manifest = _manifest(names[index], choices.namespace, spec)
+        except ConversionError as err:
+            errors += [f"{job.where}: {line}" for line in err.errors]
+            continue
+        outcome.manifests.append(manifest)
+        outcome.warnings += [f"{job.where}: {line}" for line in warnings]
+    read = {edge for found in feeders for edge in found.values()}
+    for index, job in enumerate(jobs):
+        outcome.warnings += [
+            f"{job.where}: {line}" for line in _outputs_not_kept(job.config, index, read)
+        ]
+    if errors:
+        raise ConversionError(errors)
+    return outcome
+
+
+def _feeders(index: int, jobs: Sequence[KlioJobDir]) -> dict[int, tuple[int, int]]:
+    """Which of the job's event inputs another job writes: input index → (job index, output
+    index). A topic matches the topic written; a file input matches the file output it names, or
+    the shards that output writes."""
+    found: dict[int, tuple[int, int]] = {}
+    reader = jobs[index]
+    for in_index, inp in enumerate(reader.config.job_config.events.inputs):
+        for other_index, writer in enumerate(jobs):
+            if other_index == index:
+                continue
+            for out_index, out in enumerate(writer.config.job_config.events.outputs):
+                if _feeds(writer, out, reader, inp):
+                    found.setdefault(in_index, (other_index, out_index))
+    return found
+
+
+def _feeds(writer: KlioJobDir, out: Any, reader: KlioJobDir, inp: Any) -> bool:
+    if isinstance(out, PubSubEventOutput) and isinstance(inp, PubSubEventInput):
+        return inp.topic is not None and _topic(inp.topic, reader.config) == _topic(
+            out.topic, writer.config
+        )
+    if isinstance(out, FileEventOutput) and isinstance(inp, FileEventInput):
+        written = _local(writer.directory, out.location)
+        pattern = _local(reader.directory, inp.location)
+        return pattern == written or fnmatch.fnmatchcase(written + _SHARD, pattern)
+    return False
+
+
+def _local(directory: str, location: str) -> str:
+    """A location as one name: a relative local path joined to the job's directory."""
+    if "://" in location or posixpath.isabs(location):
+        return location
+    return posixpath.normpath(posixpath.join(directory, location))
+
+
+def _topic(topic: str, config: KlioConfig) -> str:
+    project = config.pipeline_options.project
+    if topic.startswith("projects/") or not project:
+        return topic
+    return f"projects/{project}/topics/{topic}"
+
+
+def _manifest(name: str, namespace: str | None, spec: dict[str, Any]) -> dict[str, Any]:
+    """The KlioJob, validated as the operator validates it: what is printed can be applied."""
+    try:
+        model: KlioJobSpec = parse_spec(spec)
+    except SpecError as err:
+        raise ConversionError(err.errors) from err
+    problem = child_name_problem(name, model)
+    if problem:
+        raise ConversionError([f"job_name: {problem} (--name gives the KlioJob another name)"])
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    wire = model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    if model.event_inputs:  # each says its type, though pubsub is the default
+        wire["eventInputs"] = [event_input.to_wire() for event_input in model.event_inputs]
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": wire}
+
+
+def _spec(
+    config: KlioConfig, fed: set[int], parents: list[str], choices: ConversionChoices
+) -> tuple[dict[str, Any], list[str]]:
+    """The KlioJob spec of one job (snake_case, not yet validated) and what it leaves out;
+    `fed`: the event inputs another job given writes, which `parents` replace."""
+    options = config.pipeline_options
+    job_config = config.job_config
+    warnings: list[str] = []
+    errors: list[str] = []
+    event_inputs: list[dict[str, Any]] = []
+    for index, inp in enumerate(job_config.events.inputs):
+        path = f"job_config.events.inputs[{index}]"
+        if index in fed:
+            continue
+        if getattr(inp, "skip_klio_read", False):
+            warnings.append(
+                f"{path}.skip_klio_read: not kept: the workers read the KlioJob's inputs themselves"
+            )
+        if isinstance(inp, PubSubEventInput):
+            event_inputs.append(
+                {"type": "pubsub", "topic": inp.topic, "subscription": inp.subscription}
+            )
+        elif isinstance(inp, FileEventInput):
+            event_inputs.append({"type": "file", "location": inp.location})
+        else:
+            errors.append(
+                f"{path}.type: {inp.type} is not a KlioJob's event input (pubsub or file)"
+            )
+    image = _image(config, choices, errors)
+    spec: dict[str, Any] = {
+        "image": image,
+        "mode": "streaming" if options.streaming else "batch",
+        "runner": choices.runner,
+        "parents": parents,
+        "event_inputs": [{k: v for k, v in inp.items() if v is not None} for inp in event_inputs],
+        "data_inputs": _data(config, "inputs", "ping", warnings, errors),
+        "data_outputs": _data(config, "outputs", "force", warnings, errors),
+        "retries": job_config.retries,
+        "allow_non_klio_messages": job_config.allow_non_klio_messages,
+        "pipeline_options": _pipeline_options(config, choices.runner, image, warnings),
+        "config": _custom_keys(job_config),
+    }
+    if not spec["data_inputs"] and not parents:
+        del spec["data_inputs"]  # a root job: no parents' outputs to default to
+    if job_config.thread_pool_size is not None:
+        spec["thread_pool_size"] = job_config.thread_pool_size
+    if job_config.timeout_seconds is not None:
+        spec["timeout_seconds"] = math.ceil(job_config.timeout_seconds)
+        if spec["timeout_seconds"] != job_config.timeout_seconds:
+            warnings.append(
+                f"job_config.timeout_seconds: {job_config.timeout_seconds} becomes"
+                f" {spec['timeout_seconds']} (a KlioJob counts whole seconds)"
+            )
+    spec.update(_workers(config, choices.runner))
+    if errors:
+        raise ConversionError(errors)
+    return spec, warnings
+
+
+def _image(config: KlioConfig, choices: ConversionChoices, errors: list[str]) -> str:
+    options = config.pipeline_options
+    image = choices.image or options.worker_harness_container_image
+    if not image:
+        extra = options.model_extra or {}
+        image = extra.get(_IMAGE_OPTIONS[1])
+    if not image:
+        errors.append(
+            "pipeline_options.worker_harness_container_image: not set, and a KlioJob needs the"
+            " job's image (give --image)"
+        )
+        return ""
+    return tagged_image(str(image), choices.image_tag) if choices.image_tag else str(image)
+
+
+def _data(
+    config: KlioConfig, direction: str, flag: str, warnings: list[str], errors: list[str]
+) -> list[dict[str, Any]]:
+    entries = []
+    for index, entry in enumerate(getattr(config.job_config.data, direction)):
+        path = f"job_config.data.{direction}[{index}]"
+        if not entry.location:
+            errors.append(f"{path}.location: not set, and a KlioJob's data needs one")
+            continue
+        if not entry.location.startswith("gs://"):
+            warnings.append(
+                f"{path}.location: {entry.location!r} is a path in each worker's own container;"
+                " workers on several nodes share data on gs://"
+            )
+        entries.append(
+            {
+                "location": entry.location,
+                "file_suffix": entry.file_suffix,
+                "skip_klio_existence_check": entry.skip_klio_existence_check,
+                flag: getattr(entry, flag),
+            }
+        )
+    return entries
+
+
+def _pipeline_options(
+    config: KlioConfig, runner: Runner, image: str, warnings: list[str]
+) -> dict[str, Any]:
+    options = config.pipeline_options
+    written = options.model_dump(mode="json", exclude_unset=True, exclude=set(_SPEC_OPTIONS))
+    engine = _ENGINE_OF_RUNNER.get(str(options.runner or "").lower())
+    if engine and engine != runner:
+        warnings.append(
+            f"pipeline_options.runner: {options.runner} is not kept: this KlioJob runs its"
+            f" workers on the cluster (spec.runner {runner}); --runner {engine} submits the"
+            f" pipeline to {engine.title()} instead"
+        )
+    for key in _IMAGE_OPTIONS:
+        if key in written:
+            if runner == "direct":
+                del written[key]  # spec.image: the workers' own pods run it
+            elif image:
+                written[key] = image  # the engine's workers run the image, tagged as asked
+    if runner == "dataflow" and not written.get("region"):
+        written["region"] = DATAFLOW_DEFAULT_REGION  # what Klio submits to when none is given
+    return written
+
+
+def _custom_keys(job_config: JobConfig) -> dict[str, Any]:
+    """The job's own keys, and Klio's settings a KlioJob has no field for, as written."""
+    dumped = job_config.model_dump(mode="json", exclude_unset=True)
+    return {key: value for key, value in dumped.items() if key not in _SPEC_FIELDS}
+
+
+def _workers(config: KlioConfig, runner: Runner) -> dict[str, Any]:
+    """Dataflow's worker counts, as the cluster's: `num_workers` workers, and with Dataflow's
+    autoscaling up to `max_num_workers`. A job submitted to an engine keeps them as options."""
+    options = config.pipeline_options
+    if runner != "direct":
+        return {}
+    out: dict[str, Any] = {}
+    if options.num_workers is not None:
+        out["replicas"] = options.num_workers
+    if (
+        options.autoscaling_algorithm == "THROUGHPUT_BASED"
+        and options.max_num_workers
+        and options.streaming
+    ):
+        low = min(options.num_workers or 1, options.max_num_workers)
+        out["autoscaling"] = {"min_replicas": low, "max_replicas": options.max_num_workers}
+    return out
+
+
+def _outputs_not_kept(config: KlioConfig, index: int, consumed: set[tuple[int, int]]) -> list[str]:
+    """A warning for each event output no other job given reads: the operator decides where a
+    KlioJob's output messages go (its own topic, which children name it to read)."""
+    lines = []
+    for out_index, out in enumerate(config.job_config.events.outputs):
+        if (index, out_index) in consumed:
+            continue
+        where = getattr(out, "topic", None) or getattr(out, "location", None) or out.type
+        lines.append(
+            f"job_config.events.outputs[{out_index}]: {where} is not written: a KlioJob's"
+            " output messages go to the topic the operator makes for it, which a child KlioJob"
+            " reads by naming this job in spec.parents (convert the DAG's jobs together, one -j"
+            " each, to wire them)"
+        )
+    return lines

@@ -1,0 +1,305 @@
+"""`klio-operator manifest`: Klio job directories → KlioJob manifests that the API server and the
+operator accept, a DAG's topic (or event file) edges becoming spec.parents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from klio_operator.cli import main
+from klio_operator.from_klio import (
+    ConversionChoices,
+    ConversionError,
+    KlioJobDir,
+    kliojob_manifests,
+)
+from klio_runtime.config import parse_config
+
+from tests.crd.schema_tools import cel_errors, error_lines
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Two Klio jobs of one DAG, as Klio users write them: Pub/Sub events, GCS data, Dataflow options.
+PARENT = """
+version: 2
+job_name: catvdog-ingest
+pipeline_options:
+  streaming: true
+  runner: DataflowRunner
+  project: klio-demo
+  worker_harness_container_image: gcr.io/klio-demo/catvdog-ingest
+  experiments: [beam_fn_api]
+  region: us-central1
+  temp_location: gs://klio-demo-dataflow-tmp/ingest
+  num_workers: 2
+  max_num_workers: 6
+  autoscaling_algorithm: THROUGHPUT_BASED
+job_config:
+  model_file: model.h5
+  thread_pool_size: 4
+  timeout_seconds: 2.5
+  metrics:
+    logger: false
+  events:
+    inputs:
+      - type: pubsub
+        topic: projects/klio-demo/topics/new-images
+        subscription: projects/klio-demo/subscriptions/new-images-ingest
+    outputs:
+      - type: pubsub
+        topic: projects/klio-demo/topics/ingest-output
+  data:
+    inputs:
+      - type: gcs
+        location: gs://klio-demo/raw
+        file_suffix: .jpg
+    outputs:
+      - type: gcs
+        location: gs://klio-demo/ingested
+        file_suffix: .jpg
+"""
+CHILD = """
+version: 2
+job_name: catvdog-classify
+pipeline_options:
+  streaming: true
+  project: klio-demo
+  worker_harness_container_image: gcr.io/klio-demo/catvdog-classify
+job_config:
+  allow_non_klio_messages: true
+  events:
+    inputs:
+      - type: pubsub
+        topic: ingest-output
+        subscription: projects/klio-demo/subscriptions/classify
+    outputs:
+      - type: pubsub
+        topic: projects/klio-demo/topics/classified
+  data:
+    inputs:
+      - type: gcs
+        location: gs://klio-demo/ingested
+        file_suffix: .jpg
+        ping: true
+    outputs:
+      - type: gcs
+        location: gs://klio-demo/classified
+        file_suffix: .json
+        force: true
+"""
+
+
+def job_dir(tmp_path: Path, name: str, config: str) -> Path:
+    directory = tmp_path / name
+    directory.mkdir()
+    (directory / "klio-job.yaml").write_text(config)
+    return directory
+
+
+def manifest(*args: str) -> tuple[int, list[dict[str, Any]], str]:
+    result = CliRunner().invoke(main, ["manifest", *args])
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d] if result.exit_code == 0 else []
+    return result.exit_code, documents, result.stderr
+
+
+def valid(document: dict[str, Any]) -> None:
+    assert error_lines(document) == []
+    assert cel_errors(document) == []
+
+
+def test_a_dag_of_klio_jobs_becomes_kliojobs_wired_by_parents(tmp_path: Path) -> None:
+    parent = job_dir(tmp_path, "ingest", PARENT)
+    child = job_dir(tmp_path, "classify", CHILD)
+    code, documents, stderr = manifest("-j", str(parent), "-j", str(child), "--image-tag", "v3")
+    assert code == 0, stderr
+    ingest, classify = documents
+    for document in documents:
+        valid(document)
+    assert ingest["metadata"] == {"name": "catvdog-ingest"}
+    assert ingest["spec"]["image"] == "gcr.io/klio-demo/catvdog-ingest:v3"
+    assert ingest["spec"]["eventInputs"] == [
+        {
+            "type": "pubsub",
+            "topic": "projects/klio-demo/topics/new-images",
+            "subscription": "projects/klio-demo/subscriptions/new-images-ingest",
+        }
+    ]
+    assert "parents" not in ingest["spec"]
+    assert ingest["spec"]["dataInputs"] == [
+        {"location": "gs://klio-demo/raw", "fileSuffix": ".jpg"}
+    ]
+    # Dataflow's worker counts become the cluster's
+    assert ingest["spec"]["replicas"] == 2
+    assert ingest["spec"]["autoscaling"] == {"minReplicas": 2, "maxReplicas": 6}
+    assert ingest["spec"]["threadPoolSize"] == 4
+    assert ingest["spec"]["timeoutSeconds"] == 3
+    # the job's own keys and Klio's settings without a field, as written
+    assert ingest["spec"]["config"] == {"model_file": "model.h5", "metrics": {"logger": False}}
+    options = ingest["spec"]["pipelineOptions"]
+    assert "runner" not in options and "streaming" not in options
+    assert "worker_harness_container_image" not in options  # spec.image: the pods run it
+    assert options["project"] == "klio-demo" and options["num_workers"] == 2
+
+    # the child read the parent's topic (a bare id in its own project): now it names the parent
+    assert classify["spec"]["parents"] == ["catvdog-ingest"]
+    assert "eventInputs" not in classify["spec"]
+    assert classify["spec"]["dataInputs"] == [
+        {"location": "gs://klio-demo/ingested", "fileSuffix": ".jpg", "ping": True}
+    ]
+    assert classify["spec"]["dataOutputs"] == [
+        {"location": "gs://klio-demo/classified", "fileSuffix": ".json", "force": True}
+    ]
+    assert classify["spec"]["allowNonKlioMessages"] is True
+    assert classify["spec"]["image"] == "gcr.io/klio-demo/catvdog-classify:v3"
+
+    warnings = stderr.splitlines()
+    assert any(
+        "ingest: pipeline_options.runner: DataflowRunner is not kept" in line for line in warnings
+    )
+    assert any("ingest: job_config.timeout_seconds: 2.5 becomes 3" in line for line in warnings)
+    # the child's output has no reader among the jobs given; the parent's has, and is silent
+    outputs = [line for line in warnings if "events.outputs" in line]
+    assert len(outputs) == 1 and "classify: " in outputs[0]
+    assert "projects/klio-demo/topics/classified is not written" in outputs[0]
+
+
+def test_the_manifests_render_as_the_operator_would_apply_them(tmp_path: Path) -> None:
+    parent = job_dir(tmp_path, "ingest", PARENT)
+    child = job_dir(tmp_path, "classify", CHILD)
+    out = tmp_path / "kliojobs.yaml"
+    result = CliRunner().invoke(
+        main, ["manifest", "-j", str(parent), "-j", str(child), "-n", "team", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    rendered = CliRunner().invoke(main, ["render", "-f", str(out)])
+    assert rendered.exit_code == 0, rendered.stderr
+    objects = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    config_maps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+    worker = yaml.safe_load(config_maps["catvdog-classify-config"]["data"]["klio-job.yaml"])
+    (event_input,) = worker["job_config"]["events"]["inputs"]
+    # the child reads the topic the operator makes for its parent
+    assert event_input["topic"] == "projects/klio-demo/topics/klio.team.catvdog-ingest.output"
+    assert worker["job_config"]["allow_non_klio_messages"] is True
+
+
+def test_one_job_alone_keeps_its_topics_and_says_what_it_leaves_out(tmp_path: Path) -> None:
+    child = job_dir(tmp_path, "classify", CHILD)
+    code, (document,), stderr = manifest("-j", str(child))
+    assert code == 0, stderr
+    valid(document)
+    assert document["spec"]["eventInputs"] == [
+        {
+            "type": "pubsub",
+            "topic": "ingest-output",
+            "subscription": "projects/klio-demo/subscriptions/classify",
+        }
+    ]
+    assert document["spec"]["image"] == "gcr.io/klio-demo/catvdog-classify"
+    assert "one -j each" in stderr
+
+
+def test_dataflow_keeps_the_engine_options_with_the_tagged_image(tmp_path: Path) -> None:
+    parent = job_dir(tmp_path, "ingest", PARENT.replace("  region: us-central1\n", ""))
+    code, (document,), stderr = manifest(
+        "-j", str(parent), "--runner", "dataflow", "--image-tag", "v3"
+    )
+    assert code == 0, stderr
+    valid(document)
+    spec = document["spec"]
+    assert spec["runner"] == "dataflow"
+    assert spec["pipelineOptions"]["worker_harness_container_image"] == (
+        "gcr.io/klio-demo/catvdog-ingest:v3"
+    )
+    assert spec["pipelineOptions"]["region"] == "europe-west1"  # Klio's default
+    assert "replicas" not in spec and "autoscaling" not in spec  # Dataflow scales its workers
+    assert "runner" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "args", "expected"),
+    [
+        (
+            ("  worker_harness_container_image: gcr.io/klio-demo/catvdog-classify\n", ""),
+            (),
+            "pipeline_options.worker_harness_container_image: not set",
+        ),
+        (
+            ("job_name: catvdog-classify", "job_name: catvdog_classify"),
+            (),
+            "job_name: 'catvdog_classify' must be lowercase letters",
+        ),
+        (
+            (
+                "      - type: pubsub\n        topic: ingest-output",
+                "      - type: avro\n        location: gs://b/in.avro\n"
+                "      - type: pubsub\n        topic: ingest-output",
+            ),
+            (),
+            "job_config.events.inputs[0].type: avro is not a KlioJob's event input",
+        ),
+        (("location: gs://klio-demo/classified\n", "\n"), (), "job_config.data.outputs[0]"),
+        (("", ""), ("--runner", "flink"), "spec.pipelineOptions.flink_master"),
+    ],
+)
+def test_a_config_that_makes_no_kliojob_exits_2_naming_the_field(
+    tmp_path: Path, change: tuple[str, str], args: tuple[str, ...], expected: str
+) -> None:
+    child = job_dir(tmp_path, "classify", CHILD.replace(*change))
+    code, documents, stderr = manifest("-j", str(child), *args)
+    assert code == 2
+    assert expected in stderr, stderr
+    assert documents == []
+
+
+def test_name_and_image_given_make_a_valid_kliojob(tmp_path: Path) -> None:
+    config = CHILD.replace("job_name: catvdog-classify", "job_name: catvdog_classify").replace(
+        "  worker_harness_container_image: gcr.io/klio-demo/catvdog-classify\n", ""
+    )
+    child = job_dir(tmp_path, "classify", config)
+    code, (document,), stderr = manifest(
+        "-j", str(child), "--name", "classify", "--image", "reg.example/classify:1"
+    )
+    assert code == 0, stderr
+    valid(document)
+    assert document["metadata"]["name"] == "classify"
+    assert document["spec"]["image"] == "reg.example/classify:1"
+
+
+def test_the_local_example_dag_is_wired_by_its_event_files() -> None:
+    dirs = [REPO / "examples" / job for job in ("track_ingest", "spectrograms", "loudness")]
+    dirs.append(REPO / "examples" / "track_report")
+    args = [arg for d in dirs for arg in ("-j", str(d))]
+    code, documents, stderr = manifest(
+        *args, "-O", "pipeline_options.worker_harness_container_image=reg.example/dag"
+    )
+    assert code == 0, stderr
+    parents = {d["metadata"]["name"]: d["spec"].get("parents", []) for d in documents}
+    # track-report reads loudness's events (its other parent's output only as data)
+    assert parents == {
+        "track-ingest": [],
+        "spectrograms": ["track-ingest"],
+        "loudness": ["track-ingest"],
+        "track-report": ["loudness"],
+    }
+    ingest = documents[0]
+    assert ingest["spec"]["eventInputs"] == [{"type": "file", "location": "./ids.txt"}]
+    assert ingest["spec"]["mode"] == "batch"
+    for document in documents:
+        valid(document)
+    # local data paths hold only inside each pod: said, by field
+    assert "examples/track_ingest: job_config.data.outputs[0].location: '../dag/out/audio'" in (
+        stderr
+    )
+
+
+def test_two_jobs_of_one_name_and_name_or_image_for_several_are_refused() -> None:
+    config = parse_config(yaml.safe_load(CHILD))
+    jobs = [KlioJobDir("a", "/a", config), KlioJobDir("b", "/b", config)]
+    with pytest.raises(ConversionError, match="'catvdog-classify' is the name of two jobs"):
+        kliojob_manifests(jobs)
+    with pytest.raises(ConversionError, match="give one job directory"):
+        kliojob_manifests(jobs, ConversionChoices(image="reg.example/x:1"))
