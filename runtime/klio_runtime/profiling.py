@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from klio_runtime.config import KlioRunner
+
 CPU_LABEL = "CPU"
 """The first word of a CPU sample line (memory_profiler's memory lines start with ``MEM``)."""
 
@@ -74,7 +76,7 @@ def profiling_overrides() -> dict[str, Any]:
     return {
         "job_config.events.outputs": [],
         "job_config.dead_letter_topic": None,
-        "pipeline_options.runner": "DirectRunner",
+        "pipeline_options.runner": KlioRunner.DIRECT_RUNNER.value,
         "pipeline_options.streaming": False,
     }
 

@@ -147,7 +147,7 @@ def _logs_shown(show_logs: bool) -> Iterator[None]:
 
 def _run_over(job: JobOptions, ids_file: Path) -> None:
     """The job over the ids file, here, on the in-process runner, writing no events."""
-    from klio_runtime.config import ConfigError, parse_overrides, parse_templates
+    from klio_runtime.config import ConfigError, KlioRunner, parse_overrides, parse_templates
     from klio_runtime.profiling import profiling_overrides
     from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
 
@@ -163,7 +163,8 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
         except JobLoadError as err:
             _fail(str(err))
         try:
-            summary = run_job(config, run_fn, "DirectRunner", events_from=str(ids_file))
+            direct = KlioRunner.DIRECT_RUNNER.value
+            summary = run_job(config, run_fn, direct, events_from=str(ids_file))
         except Exception as err:
             _fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
     skipped = summary.skipped.get("output_exists", 0)

@@ -30,6 +30,7 @@ from klio_runtime.config import (
     ConfigError,
     FileEventInput,
     KlioConfig,
+    KlioRunner,
     entries_not_run_here,
     parse_overrides,
     parse_templates,
@@ -227,7 +228,7 @@ def run(
     console = Console(stderr=False)
     err_console = Console(stderr=True)
     if direct_runner:
-        runner = "DirectRunner"
+        runner = KlioRunner.DIRECT_RUNNER.value
     if summary_json is not None:
         summary_json = summary_json.resolve()  # named from where the command was given
     with in_job_directory(job_dir, config_file) as (directory, config_path):
