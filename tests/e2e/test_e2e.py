@@ -117,6 +117,21 @@ def test_operator_is_available_and_crd_served(installed: None) -> None:
             assert "klio_operator_reconciles_total" in resp.read().decode()
 
 
+def test_manifests_made_from_klio_job_directories_are_accepted_by_the_api_server(
+    installed: None,
+) -> None:
+    """`klio-operator manifest` of the local example DAG: the API server (with the CRD's schema and
+    CEL rules) accepts every KlioJob, in a server-side dry run."""
+    from click.testing import CliRunner
+    from klio_operator.cli import main as operator_cli
+
+    # the chart's namespace: it exists once installed, and a dry run leaves nothing in it
+    args = ["manifest", "-n", SYSTEM_NAMESPACE, "--image", "reg.example/dag:1"]
+    result = CliRunner().invoke(operator_cli, [*args, "-j", str(REPO / "examples" / "loudness")])
+    assert result.exit_code == 0, result.stderr
+    kubectl("apply", "--dry-run=server", "-f", "-", stdin=result.stdout)
+
+
 @dataclass
 class AppliedDag:
     jobs: list[dict[str, Any]]
