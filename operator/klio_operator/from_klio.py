@@ -26,10 +26,20 @@ from klio_runtime.config import (
     KlioConfig,
     PubSubEventInput,
     PubSubEventOutput,
+    format_validation_errors,
 )
 from klio_runtime.submission import tagged_image
+from pydantic import ValidationError
 
-from klio_operator.models import API_VERSION, KIND, KlioJobSpec, Runner, SpecError, parse_spec
+from klio_operator.models import (
+    API_VERSION,
+    KIND,
+    EventInput,
+    KlioJobSpec,
+    Runner,
+    SpecError,
+    parse_spec,
+)
 from klio_operator.planning import child_name_problem
 
 # job_config keys a KlioJob says in its own fields; every other key goes to spec.config as it is
@@ -42,6 +52,8 @@ _SPEC_OPTIONS = frozenset({"runner", "streaming"})
 _IMAGE_OPTIONS = ("worker_harness_container_image", "sdk_container_image")
 _ENGINE_OF_RUNNER = {"dataflowrunner": "dataflow", "flinkrunner": "flink"}
 _SHARD = "-00000-of-00001"  # Beam's name of a one-shard file a file event output writes
+# spec paths whose errors are the config's own keys' (each is the same option under two names)
+_CONFIG_PATHS = (("spec.pipelineOptions.", "pipeline_options."),)
 
 
 class ConversionError(ValueError):
@@ -92,7 +104,8 @@ def kliojob_manifests(
         raise ConversionError(["--image and --name name one job's; give one job directory"])
     names = [choices.name or job.config.job_name for job in jobs]
     errors = [
-        f"job_name: '{name}' is the name of two jobs given"
+        f"job_name: '{name}' is the name of several jobs given: "
+        + ", ".join(job.where for job, n in zip(jobs, names, strict=True) if n == name)
         for name in sorted({n for n in names if names.count(n) > 1})
     ]
     feeders = [_feeders(index, jobs) for index in range(len(jobs))]
@@ -101,7 +114,7 @@ def kliojob_manifests(
         parents = list(dict.fromkeys(names[writer] for writer, _ in feeders[index].values()))
         try:
             spec, warnings = _spec(job.config, set(feeders[index]), parents, choices)
-            manifest = _manifest(names[index], choices.namespace, spec)
+            manifest = _manifest(names[index], choices, spec)
         except ConversionError as err:
             errors += [f"{job.where}: {line}" for line in err.errors]
             continue
@@ -159,22 +172,31 @@ def _topic(topic: str, config: KlioConfig) -> str:
     return f"projects/{project}/topics/{topic}"
 
 
-def _manifest(name: str, namespace: str | None, spec: dict[str, Any]) -> dict[str, Any]:
+def _manifest(name: str, choices: ConversionChoices, spec: dict[str, Any]) -> dict[str, Any]:
     """The KlioJob, validated as the operator validates it: what is printed can be applied."""
     try:
         model: KlioJobSpec = parse_spec(spec)
     except SpecError as err:
-        raise ConversionError(err.errors) from err
+        raise ConversionError([_config_path(line) for line in err.errors]) from err
     problem = child_name_problem(name, model)
     if problem:
-        raise ConversionError([f"job_name: {problem} (--name gives the KlioJob another name)"])
+        given = "--name" if choices.name else "job_name"
+        raise ConversionError([f"{given}: {problem} (--name gives the KlioJob another name)"])
     metadata: dict[str, Any] = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
+    if choices.namespace:
+        metadata["namespace"] = choices.namespace
     wire = model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     if model.event_inputs:  # each says its type, though pubsub is the default
         wire["eventInputs"] = [event_input.to_wire() for event_input in model.event_inputs]
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": wire}
+
+
+def _config_path(error: str) -> str:
+    """A KlioJob spec error as the config's key says it where the two are the same option."""
+    for spec_path, config_path in _CONFIG_PATHS:
+        if error.startswith(spec_path):
+            return config_path + error[len(spec_path) :]
+    return f"the KlioJob's {error}"
 
 
 def _spec(
@@ -186,32 +208,58 @@ def _spec(
     job_config = config.job_config
     warnings: list[str] = []
     errors: list[str] = []
+    old_layout = sorted(set(job_config.model_extra or {}) & {"inputs", "outputs"})
+    if old_layout:
+        # Klio's version 1 layout: a KlioJob made of it would have no inputs at all
+        raise ConversionError(
+            [
+                f"job_config.{key}: version 1's layout; a KlioJob is made of version 2's"
+                " job_config.events and job_config.data (Klio's migration guide)"
+                for key in old_layout
+            ]
+        )
     event_inputs: list[dict[str, Any]] = []
     for index, inp in enumerate(job_config.events.inputs):
         path = f"job_config.events.inputs[{index}]"
         if index in fed:
+            if isinstance(inp, PubSubEventInput) and inp.subscription:
+                warnings.append(
+                    f"{path}.subscription: {inp.subscription} is not read: the operator"
+                    " subscribes the KlioJob to its parent's topic (a backlog left there stays)"
+                )
             continue
+        if isinstance(inp, PubSubEventInput) and not inp.topic:
+            warnings.append(
+                f"{path}: a subscription without its topic: if another job writes that topic,"
+                " name it here (topic:) so that converting both makes that job a parent"
+            )
         if getattr(inp, "skip_klio_read", False):
             warnings.append(
                 f"{path}.skip_klio_read: not kept: the workers read the KlioJob's inputs themselves"
             )
         if isinstance(inp, PubSubEventInput):
-            event_inputs.append(
-                {"type": "pubsub", "topic": inp.topic, "subscription": inp.subscription}
-            )
+            entry = {"type": "pubsub", "topic": inp.topic, "subscription": inp.subscription}
         elif isinstance(inp, FileEventInput):
-            event_inputs.append({"type": "file", "location": inp.location})
+            entry = {"type": "file", "location": inp.location}
         else:
             errors.append(
                 f"{path}.type: {inp.type} is not a KlioJob's event input (pubsub or file)"
             )
+            continue
+        entry = {key: value for key, value in entry.items() if value is not None}
+        try:
+            EventInput.model_validate(entry)
+        except ValidationError as err:
+            errors += format_validation_errors(err, prefix=path)
+            continue
+        event_inputs.append(entry)
     image = _image(config, choices, errors)
     spec: dict[str, Any] = {
         "image": image,
         "mode": "streaming" if options.streaming else "batch",
         "runner": choices.runner,
         "parents": parents,
-        "event_inputs": [{k: v for k, v in inp.items() if v is not None} for inp in event_inputs],
+        "event_inputs": event_inputs,
         "data_inputs": _data(config, "inputs", "ping", warnings, errors),
         "data_outputs": _data(config, "outputs", "force", warnings, errors),
         "retries": job_config.retries,
@@ -230,7 +278,7 @@ def _spec(
                 f"job_config.timeout_seconds: {job_config.timeout_seconds} becomes"
                 f" {spec['timeout_seconds']} (a KlioJob counts whole seconds)"
             )
-    spec.update(_workers(config, choices.runner))
+    spec.update(_workers(config, choices.runner, warnings))
     if errors:
         raise ConversionError(errors)
     return spec, warnings
@@ -294,6 +342,8 @@ def _pipeline_options(
                 del written[key]  # spec.image: the workers' own pods run it
             elif image:
                 written[key] = image  # the engine's workers run the image, tagged as asked
+    if runner == "dataflow" and image and not any(key in written for key in _IMAGE_OPTIONS):
+        written[_IMAGE_OPTIONS[0]] = image  # else Dataflow's workers lack the job's code
     if runner == "dataflow" and not written.get("region"):
         written["region"] = DATAFLOW_DEFAULT_REGION  # what Klio submits to when none is given
     return written
@@ -305,22 +355,32 @@ def _custom_keys(job_config: JobConfig) -> dict[str, Any]:
     return {key: value for key, value in dumped.items() if key not in _SPEC_FIELDS}
 
 
-def _workers(config: KlioConfig, runner: Runner) -> dict[str, Any]:
-    """Dataflow's worker counts, as the cluster's: `num_workers` workers, and with Dataflow's
-    autoscaling up to `max_num_workers`. A job submitted to an engine keeps them as options."""
+def _workers(config: KlioConfig, runner: Runner, warnings: list[str]) -> dict[str, Any]:
+    """Dataflow's worker counts, as the cluster's: `num_workers` workers, and for a streaming
+    job with Dataflow's autoscaling, up to `max_num_workers`. A job submitted to an engine keeps
+    them as options."""
     options = config.pipeline_options
     if runner != "direct":
         return {}
     out: dict[str, Any] = {}
     if options.num_workers is not None:
         out["replicas"] = options.num_workers
-    if (
-        options.autoscaling_algorithm == "THROUGHPUT_BASED"
-        and options.max_num_workers
-        and options.streaming
-    ):
-        low = min(options.num_workers or 1, options.max_num_workers)
-        out["autoscaling"] = {"min_replicas": low, "max_replicas": options.max_num_workers}
+    most = options.max_num_workers
+    if options.autoscaling_algorithm != "THROUGHPUT_BASED" or not most:
+        return out
+    if not options.streaming:
+        warnings.append(
+            f"pipeline_options.max_num_workers: {most} is not kept: a batch KlioJob runs"
+            " `replicas` workers (num_workers)"
+        )
+        return out
+    least = options.num_workers or 1
+    if least > most:
+        warnings.append(
+            f"pipeline_options.num_workers: {least} is above max_num_workers ({most}): the"
+            f" KlioJob scales between {most} and {most}"
+        )
+    out["autoscaling"] = {"min_replicas": min(least, most), "max_replicas": most}
     return out
 
 
@@ -329,6 +389,11 @@ def _outputs_not_kept(config: KlioConfig, index: int, consumed: set[tuple[int, i
     KlioJob's output messages go (its own topic, which children name it to read)."""
     lines = []
     for out_index, out in enumerate(config.job_config.events.outputs):
+        if out.skip_klio_write:
+            lines.append(
+                f"job_config.events.outputs[{out_index}].skip_klio_write: not kept: the workers"
+                " publish the KlioJob's output messages themselves"
+            )
         if (index, out_index) in consumed:
             continue
         where = getattr(out, "topic", None) or getattr(out, "location", None) or out.type
@@ -336,6 +401,6 @@ def _outputs_not_kept(config: KlioConfig, index: int, consumed: set[tuple[int, i
             f"job_config.events.outputs[{out_index}]: {where} is not written: a KlioJob's"
             " output messages go to the topic the operator makes for it, which a child KlioJob"
             " reads by naming this job in spec.parents (convert the DAG's jobs together, one -j"
-            " each, to wire them)"
+            " each, to wire them; a child that names only a subscription is not matched)"
         )
     return lines

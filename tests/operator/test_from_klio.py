@@ -161,6 +161,11 @@ def test_a_dag_of_klio_jobs_becomes_kliojobs_wired_by_parents(tmp_path: Path) ->
     )
     assert any("ingest: job_config.timeout_seconds: 2.5 becomes 3" in line for line in warnings)
     # the child's output has no reader among the jobs given; the parent's has, and is silent
+    assert any(
+        "classify: job_config.events.inputs[0].subscription: projects/klio-demo/subscriptions/"
+        "classify is not read" in line
+        for line in warnings
+    )
     outputs = [line for line in warnings if "events.outputs" in line]
     assert len(outputs) == 1 and "classify: " in outputs[0]
     assert "projects/klio-demo/topics/classified is not written" in outputs[0]
@@ -242,7 +247,18 @@ def test_dataflow_keeps_the_engine_options_with_the_tagged_image(tmp_path: Path)
             "job_config.events.inputs[0].type: avro is not a KlioJob's event input",
         ),
         (("location: gs://klio-demo/classified\n", "\n"), (), "job_config.data.outputs[0]"),
-        (("", ""), ("--runner", "flink"), "spec.pipelineOptions.flink_master"),
+        (("", ""), ("--runner", "flink"), "pipeline_options.flink_master: required by the flink"),
+        (
+            ("topic: ingest-output", "topic: my/pubsub/topic"),
+            (),
+            "job_config.events.inputs[0].topic: String should match pattern",
+        ),
+        (
+            ("  events:\n", "  inputs: [{topic: a, subscription: b}]\n  events:\n"),
+            (),
+            "job_config.inputs: version 1's layout",
+        ),
+        (("", ""), ("--name", "Classify_1"), "--name: 'Classify_1' must be lowercase"),
     ],
 )
 def test_a_config_that_makes_no_kliojob_exits_2_naming_the_field(
@@ -299,7 +315,52 @@ def test_the_local_example_dag_is_wired_by_its_event_files() -> None:
 def test_two_jobs_of_one_name_and_name_or_image_for_several_are_refused() -> None:
     config = parse_config(yaml.safe_load(CHILD))
     jobs = [KlioJobDir("a", "/a", config), KlioJobDir("b", "/b", config)]
-    with pytest.raises(ConversionError, match="'catvdog-classify' is the name of two jobs"):
+    with pytest.raises(
+        ConversionError, match="'catvdog-classify' is the name of several jobs given: a, b"
+    ):
         kliojob_manifests(jobs)
     with pytest.raises(ConversionError, match="give one job directory"):
         kliojob_manifests(jobs, ConversionChoices(image="reg.example/x:1"))
+
+
+def test_dataflow_workers_get_the_image_given(tmp_path: Path) -> None:
+    config = PARENT.replace(
+        "  worker_harness_container_image: gcr.io/klio-demo/catvdog-ingest\n", ""
+    )
+    parent = job_dir(tmp_path, "ingest", config)
+    code, (document,), stderr = manifest(
+        "-j", str(parent), "--runner", "dataflow", "--image", "reg.example/ingest:2"
+    )
+    assert code == 0, stderr
+    assert document["spec"]["image"] == "reg.example/ingest:2"
+    options = document["spec"]["pipelineOptions"]
+    assert options["worker_harness_container_image"] == "reg.example/ingest:2"
+
+
+def test_what_a_kliojob_cannot_keep_is_said_by_field(tmp_path: Path) -> None:
+    batch = PARENT.replace("streaming: true", "streaming: false").replace(
+        "        topic: projects/klio-demo/topics/ingest-output",
+        "        topic: projects/klio-demo/topics/ingest-output\n        skip_klio_write: true",
+    )
+    code, (document,), stderr = manifest("-j", str(job_dir(tmp_path, "batch", batch)))
+    assert code == 0, stderr
+    assert document["spec"]["replicas"] == 2 and "autoscaling" not in document["spec"]
+    assert "pipeline_options.max_num_workers: 6 is not kept: a batch KlioJob" in stderr
+    assert "job_config.events.outputs[0].skip_klio_write: not kept" in stderr
+
+    more_than_most = PARENT.replace("num_workers: 2", "num_workers: 9")
+    code, (document,), stderr = manifest("-j", str(job_dir(tmp_path, "many", more_than_most)))
+    assert code == 0, stderr
+    assert document["spec"]["autoscaling"] == {"minReplicas": 6, "maxReplicas": 6}
+    assert "pipeline_options.num_workers: 9 is above max_num_workers (6)" in stderr
+
+    by_subscription = CHILD.replace("        topic: ingest-output\n", "")
+    code, (_, child), stderr = manifest(
+        "-j",
+        str(job_dir(tmp_path, "ingest", PARENT)),
+        "-j",
+        str(job_dir(tmp_path, "sub", by_subscription)),
+    )
+    assert code == 0, stderr
+    assert "parents" not in child["spec"]  # nothing to match the subscription against
+    assert "sub: job_config.events.inputs[0]: a subscription without its topic" in stderr
