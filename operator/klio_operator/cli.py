@@ -337,6 +337,10 @@ def manifest(
     """Print the KlioJob of each Klio job directory, as YAML: what `klio job deploy` did is
     `klio-operator manifest | kubectl apply -f -` here.
 
+    A job that Klio ran on Kubernetes (DirectGKERunner) keeps what its kubernetes/*.yaml said:
+    the Deployment's namespace, replicas, resources, env and service account, and the
+    HorizontalPodAutoscaler's bounds.
+
     A job's event input that another job given writes (the same topic, or that job's event file)
     becomes spec.parents; what a KlioJob cannot keep is said on standard error, by field. Every
     manifest printed validates as the operator validates it. Exits 2, naming each field, when a
@@ -361,7 +365,12 @@ def manifest(
         except ConfigError as exc:
             errors += [f"{job_dir}: {line}" for line in exc.errors]
             continue
-        jobs.append(KlioJobDir(str(job_dir), str(job_dir.resolve()), config))
+        try:
+            objects = _kubernetes_objects(job_dir)
+        except (OSError, yaml.YAMLError) as exc:
+            errors.append(f"{job_dir}: kubernetes/: {exc}")
+            continue
+        jobs.append(KlioJobDir(str(job_dir), str(job_dir.resolve()), config, objects))
     if errors:
         _fail(errors)
     choices = ConversionChoices(runner, image, image_tag, name, namespace)
@@ -376,3 +385,14 @@ def manifest(
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+
+
+def _kubernetes_objects(job_dir: Path) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The objects of a job's ``kubernetes/*.yaml`` (Klio's DirectGKERunner deployed them), each
+    with its file's path from the job directory."""
+    found = []
+    for path in sorted((job_dir / "kubernetes").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if isinstance(document, dict):
+                found.append((f"kubernetes/{path.name}", document))
+    return tuple(found)

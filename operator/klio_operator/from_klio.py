@@ -24,13 +24,15 @@ from klio_runtime.config import (
     FileEventOutput,
     JobConfig,
     KlioConfig,
+    KlioRunner,
     PubSubEventInput,
     PubSubEventOutput,
     format_validation_errors,
 )
-from klio_runtime.submission import tagged_image
+from klio_runtime.submission import tagged_image, untagged_image
 from pydantic import ValidationError
 
+from klio_operator.from_klio_kubernetes import kubernetes_settings
 from klio_operator.models import (
     API_VERSION,
     KIND,
@@ -74,6 +76,8 @@ class KlioJobDir:
     where: str
     directory: str
     config: KlioConfig
+    kubernetes: tuple[tuple[str, dict[str, Any]], ...] = ()
+    """The documents of its ``kubernetes/*.yaml`` (Klio's DirectGKERunner), with their files."""
 
 
 @dataclass
@@ -113,8 +117,8 @@ def kliojob_manifests(
     for index, job in enumerate(jobs):
         parents = list(dict.fromkeys(names[writer] for writer, _ in feeders[index].values()))
         try:
-            spec, warnings = _spec(job.config, set(feeders[index]), parents, choices)
-            manifest = _manifest(names[index], choices, spec)
+            spec, warnings, namespace = _spec(job, set(feeders[index]), parents, choices)
+            manifest = _manifest(names[index], choices.namespace or namespace, choices, spec)
         except ConversionError as err:
             errors += [f"{job.where}: {line}" for line in err.errors]
             continue
@@ -172,7 +176,9 @@ def _topic(topic: str, config: KlioConfig) -> str:
     return f"projects/{project}/topics/{topic}"
 
 
-def _manifest(name: str, choices: ConversionChoices, spec: dict[str, Any]) -> dict[str, Any]:
+def _manifest(
+    name: str, namespace: str | None, choices: ConversionChoices, spec: dict[str, Any]
+) -> dict[str, Any]:
     """The KlioJob, validated as the operator validates it: what is printed can be applied."""
     try:
         model: KlioJobSpec = parse_spec(spec)
@@ -183,8 +189,8 @@ def _manifest(name: str, choices: ConversionChoices, spec: dict[str, Any]) -> di
         given = "--name" if choices.name else "job_name"
         raise ConversionError([f"{given}: {problem} (--name gives the KlioJob another name)"])
     metadata: dict[str, Any] = {"name": name}
-    if choices.namespace:
-        metadata["namespace"] = choices.namespace
+    if namespace:
+        metadata["namespace"] = namespace
     wire = model.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     if model.event_inputs:  # each says its type, though pubsub is the default
         wire["eventInputs"] = [event_input.to_wire() for event_input in model.event_inputs]
@@ -200,10 +206,12 @@ def _config_path(error: str) -> str:
 
 
 def _spec(
-    config: KlioConfig, fed: set[int], parents: list[str], choices: ConversionChoices
-) -> tuple[dict[str, Any], list[str]]:
-    """The KlioJob spec of one job (snake_case, not yet validated) and what it leaves out;
-    `fed`: the event inputs another job given writes, which `parents` replace."""
+    job: KlioJobDir, fed: set[int], parents: list[str], choices: ConversionChoices
+) -> tuple[dict[str, Any], list[str], str | None]:
+    """The KlioJob spec of one job (snake_case, not yet validated), what it leaves out, and the
+    namespace its Kubernetes objects name; `fed`: the event inputs another job given writes,
+    which `parents` replace."""
+    config = job.config
     options = config.pipeline_options
     job_config = config.job_config
     warnings: list[str] = []
@@ -253,7 +261,9 @@ def _spec(
             errors += format_validation_errors(err, prefix=path)
             continue
         event_inputs.append(entry)
-    image = _image(config, choices, errors)
+    objects = kubernetes_settings(job.kubernetes)
+    warnings += objects.warnings
+    image = _image(config, choices, objects.image, warnings, errors)
     spec: dict[str, Any] = {
         "image": image,
         "mode": "streaming" if options.streaming else "batch",
@@ -279,17 +289,38 @@ def _spec(
                 f" {spec['timeout_seconds']} (a KlioJob counts whole seconds)"
             )
     spec.update(_workers(config, choices.runner, warnings))
+    spec.update(objects.spec)  # what ran on the cluster wins over Dataflow's worker counts
+    if options.runner == KlioRunner.DIRECT_GKE_RUNNER and job_config.thread_pool_size is None:
+        spec["thread_pool_size"] = 1  # Klio's GKE runner: one element at a time per pod
     if errors:
         raise ConversionError(errors)
-    return spec, warnings
+    return spec, warnings, objects.namespace
 
 
-def _image(config: KlioConfig, choices: ConversionChoices, errors: list[str]) -> str:
+def _image(
+    config: KlioConfig,
+    choices: ConversionChoices,
+    deployed: str | None,
+    warnings: list[str],
+    errors: list[str],
+) -> str:
+    """The job's image: --image, else the config's (as Klio builds it), else its Deployment's."""
     options = config.pipeline_options
     image = choices.image or options.worker_harness_container_image
     if not image:
         extra = options.model_extra or {}
         image = extra.get(_IMAGE_OPTIONS[1])
+    if (
+        image
+        and deployed
+        and not choices.image
+        and untagged_image(deployed) != untagged_image(str(image))
+    ):
+        warnings.append(
+            f"pipeline_options.worker_harness_container_image: {image} is the image, not the"
+            f" Deployment's {deployed} (Klio warned of the same mismatch)"
+        )
+    image = image or deployed
     if not image:
         errors.append(
             "pipeline_options.worker_harness_container_image: not set, and a KlioJob needs the"

@@ -84,6 +84,11 @@ def submission_options(values: Mapping[str, Any], image_tag: str | None = None) 
 
 def tagged_image(image: str, tag: str) -> str:
     """``image`` with its tag (if any) replaced by ``tag``; a registry's port is kept."""
+    return f"{untagged_image(image)}:{tag}"
+
+
+def untagged_image(image: str) -> str:
+    """``image`` without its tag or digest; a registry's port is kept."""
     name, _, last = image.rpartition("/")
     repository = last.split(":", 1)[0].split("@", 1)[0]
-    return f"{name}/{repository}:{tag}" if name else f"{repository}:{tag}"
+    return f"{name}/{repository}" if name else repository

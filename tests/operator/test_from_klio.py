@@ -364,3 +364,110 @@ def test_what_a_kliojob_cannot_keep_is_said_by_field(tmp_path: Path) -> None:
     assert code == 0, stderr
     assert "parents" not in child["spec"]  # nothing to match the subscription against
     assert "sub: job_config.events.inputs[0]: a subscription without its topic" in stderr
+
+
+# A job Klio ran on Kubernetes (its run_on_kubernetes guide): DirectGKERunner, and the objects
+# of kubernetes/*.yaml, as that guide has users write them.
+GKE_DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  namespace: audio-team
+  name: catvdog-classify
+  labels: {app: catvdog-classify}
+spec:
+  replicas: 3
+  strategy: {type: Recreate}
+  selector:
+    matchLabels: {app: catvdog-classify}
+  template:
+    metadata:
+      labels: {app: catvdog-classify}
+    spec:
+      serviceAccountName: classify-sa
+      containers:
+      - name: catvdog-classify
+        image: gcr.io/klio-demo/catvdog-classify
+        resources:
+          requests: {cpu: "1", memory: 2Gi}
+          limits: {memory: 4Gi}
+        volumeMounts:
+        - name: sa-key
+          mountPath: /var/secrets/google
+        env:
+        - name: GOOGLE_APPLICATION_CREDENTIALS
+          value: /var/secrets/google/key.json
+        - name: MODEL_VARIANT
+          value: small
+      - name: log-shipper
+        image: reg.example/shipper:1
+      volumes:
+      - name: sa-key
+        secret: {secretName: klio-sa-key}
+"""
+GKE_AUTOSCALER = """
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: catvdog-classify, namespace: audio-team}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: catvdog-classify}
+  minReplicas: 2
+  maxReplicas: 8
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: catvdog-classify, namespace: audio-team}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app: catvdog-classify}
+"""
+
+
+def test_a_job_klio_ran_on_kubernetes_keeps_what_its_objects_said(tmp_path: Path) -> None:
+    config = CHILD.replace("  streaming: true\n", "  streaming: true\n  runner: DirectGKERunner\n")
+    child = job_dir(tmp_path, "classify", config)
+    (child / "kubernetes").mkdir()
+    (child / "kubernetes" / "deployment.yaml").write_text(GKE_DEPLOYMENT)
+    (child / "kubernetes" / "hpa.yaml").write_text(GKE_AUTOSCALER)
+    code, (document,), stderr = manifest("-j", str(child), "--image-tag", "v7")
+    assert code == 0, stderr
+    valid(document)
+    assert document["metadata"] == {"name": "catvdog-classify", "namespace": "audio-team"}
+    spec = document["spec"]
+    assert spec["image"] == "gcr.io/klio-demo/catvdog-classify:v7"
+    assert spec["replicas"] == 3
+    assert spec["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"memory": "4Gi"},
+    }
+    assert spec["serviceAccountName"] == "classify-sa"
+    # the key file's variable would name a file no KlioJob pod has: Workload Identity instead
+    assert spec["env"] == [{"name": "MODEL_VARIANT", "value": "small"}]
+    assert spec["autoscaling"] == {
+        "minReplicas": 2,
+        "maxReplicas": 8,
+        "targetCpuUtilizationPercentage": 70,
+    }
+    assert spec["threadPoolSize"] == 1  # Klio's GKE runner handled one element at a time per pod
+    for said in (
+        "kubernetes/deployment.yaml: env GOOGLE_APPLICATION_CREDENTIALS is not kept",
+        "kubernetes/deployment.yaml: volumes and volumeMounts are not kept",
+        "kubernetes/deployment.yaml: container log-shipper is not kept",
+        "kubernetes/hpa.yaml: PodDisruptionBudget catvdog-classify is not kept",
+    ):
+        assert said in stderr
+
+    # --namespace chooses over the Deployment's; an image that differs from it is said
+    moved = config.replace("catvdog-classify\n", "catvdog-classify-v2\n", 1)
+    (child / "klio-job.yaml").write_text(
+        moved.replace("image: gcr.io/klio-demo/catvdog-classify", "image: gcr.io/x/other")
+    )
+    code, (document,), stderr = manifest("-j", str(child), "-n", "elsewhere")
+    assert code == 0, stderr
+    assert document["metadata"]["namespace"] == "elsewhere"
+    assert document["spec"]["image"] == "gcr.io/x/other"
+    assert "not the Deployment's gcr.io/klio-demo/catvdog-classify" in stderr
