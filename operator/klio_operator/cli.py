@@ -365,10 +365,9 @@ def manifest(
         except ConfigError as exc:
             errors += [f"{job_dir}: {line}" for line in exc.errors]
             continue
-        try:
-            objects = _kubernetes_objects(job_dir)
-        except (OSError, yaml.YAMLError) as exc:
-            errors.append(f"{job_dir}: kubernetes/: {exc}")
+        objects, unread = _kubernetes_objects(job_dir)
+        if unread:
+            errors += [f"{job_dir}: {line}" for line in unread]
             continue
         jobs.append(KlioJobDir(str(job_dir), str(job_dir.resolve()), config, objects))
     if errors:
@@ -387,12 +386,20 @@ def manifest(
         output.write_text(text, encoding="utf-8")
 
 
-def _kubernetes_objects(job_dir: Path) -> tuple[tuple[str, dict[str, Any]], ...]:
-    """The objects of a job's ``kubernetes/*.yaml`` (Klio's DirectGKERunner deployed them), each
-    with its file's path from the job directory."""
-    found = []
+def _kubernetes_objects(job_dir: Path) -> tuple[tuple[tuple[str, Any], ...], list[str]]:
+    """The documents of a job's ``kubernetes/*.yaml`` (Klio's DirectGKERunner deployed them),
+    each with its file's path from the job directory, and the files that cannot be read."""
+    found: list[tuple[str, Any]] = []
+    unread: list[str] = []
     for path in sorted((job_dir / "kubernetes").glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if isinstance(document, dict):
-                found.append((f"kubernetes/{path.name}", document))
-    return tuple(found)
+        name = f"kubernetes/{path.name}"
+        try:
+            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            unread.append(f"{name}: cannot read: {exc}")
+            continue
+        except yaml.YAMLError as exc:
+            unread.append(f"{name}: not YAML: {' '.join(str(exc).split())}")
+            continue
+        found += [(name, document) for document in documents if document is not None]
+    return tuple(found), unread

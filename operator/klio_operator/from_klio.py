@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import posixpath
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +33,18 @@ from klio_runtime.config import (
 from klio_runtime.submission import tagged_image, untagged_image
 from pydantic import ValidationError
 
+from klio_operator import dag
 from klio_operator.from_klio_kubernetes import kubernetes_settings
 from klio_operator.models import (
     API_VERSION,
+    DNS1123_LABEL,
     KIND,
     EventInput,
     KlioJobSpec,
     Runner,
     SpecError,
     parse_spec,
+    runner_of_option,
 )
 from klio_operator.planning import child_name_problem
 
@@ -52,7 +56,6 @@ _SPEC_FIELDS = frozenset(
 _SPEC_OPTIONS = frozenset({"runner", "streaming"})
 # where a Klio config names the job's image (Beam's older name first, as Klio writes it)
 _IMAGE_OPTIONS = ("worker_harness_container_image", "sdk_container_image")
-_ENGINE_OF_RUNNER = {"dataflowrunner": "dataflow", "flinkrunner": "flink"}
 _SHARD = "-00000-of-00001"  # Beam's name of a one-shard file a file event output writes
 # spec paths whose errors are the config's own keys' (each is the same option under two names)
 _CONFIG_PATHS = (("spec.pipelineOptions.", "pipeline_options."),)
@@ -76,7 +79,7 @@ class KlioJobDir:
     where: str
     directory: str
     config: KlioConfig
-    kubernetes: tuple[tuple[str, dict[str, Any]], ...] = ()
+    kubernetes: tuple[tuple[str, Any], ...] = ()
     """The documents of its ``kubernetes/*.yaml`` (Klio's DirectGKERunner), with their files."""
 
 
@@ -112,7 +115,20 @@ def kliojob_manifests(
         + ", ".join(job.where for job, n in zip(jobs, names, strict=True) if n == name)
         for name in sorted({n for n in names if names.count(n) > 1})
     ]
+    if choices.namespace and not re.match(DNS1123_LABEL, choices.namespace):
+        errors.append(f"--namespace: {choices.namespace!r} is not a namespace name")
     feeders = [_feeders(index, jobs) for index in range(len(jobs))]
+    parents_of = {
+        names[index]: [names[writer] for writer, _ in found.values()]
+        for index, found in enumerate(feeders)
+    }
+    for name in dict.fromkeys(names):
+        cycle = dag.find_cycle(name, parents_of)
+        if cycle and cycle[0] == name:
+            errors.append(
+                f"job_name: '{name}' reads what it writes, through {dag.format_cycle(cycle)}:"
+                " KlioJobs form a DAG (the operator blocks a cycle)"
+            )
     outcome = Conversion()
     for index, job in enumerate(jobs):
         parents = list(dict.fromkeys(names[writer] for writer, _ in feeders[index].values()))
@@ -263,6 +279,7 @@ def _spec(
         event_inputs.append(entry)
     objects = kubernetes_settings(job.kubernetes)
     warnings += objects.warnings
+    errors += objects.errors
     image = _image(config, choices, objects.image, warnings, errors)
     spec: dict[str, Any] = {
         "image": image,
@@ -289,12 +306,31 @@ def _spec(
                 f" {spec['timeout_seconds']} (a KlioJob counts whole seconds)"
             )
     spec.update(_workers(config, choices.runner, warnings))
-    spec.update(objects.spec)  # what ran on the cluster wins over Dataflow's worker counts
-    if options.runner == KlioRunner.DIRECT_GKE_RUNNER and job_config.thread_pool_size is None:
-        spec["thread_pool_size"] = 1  # Klio's GKE runner: one element at a time per pod
+    spec.update(_on_the_cluster(objects.spec, config, choices.runner, warnings))
     if errors:
         raise ConversionError(errors)
     return spec, warnings, objects.namespace
+
+
+def _on_the_cluster(
+    objects: dict[str, Any], config: KlioConfig, runner: Runner, warnings: list[str]
+) -> dict[str, Any]:
+    """What the job's Kubernetes objects said, where it wins over Dataflow's worker counts; for
+    a pipeline submitted to an engine, that engine decides how many workers run it."""
+    out = dict(objects)
+    if runner != "direct":
+        for key in ("replicas", "autoscaling"):
+            if key in out:
+                del out[key]
+                warnings.append(
+                    f"kubernetes/: {key} is not kept: with --runner {runner} the engine"
+                    " runs the pipeline's workers"
+                )
+        return out
+    on_gke = config.pipeline_options.runner == KlioRunner.DIRECT_GKE_RUNNER
+    if on_gke and config.job_config.thread_pool_size is None:
+        out["thread_pool_size"] = 1  # Klio's GKE runner: one element at a time per pod
+    return out
 
 
 def _image(
@@ -324,7 +360,7 @@ def _image(
     if not image:
         errors.append(
             "pipeline_options.worker_harness_container_image: not set, and a KlioJob needs the"
-            " job's image (give --image)"
+            " job's image (set it, or give --image with this job's -j alone)"
         )
         return ""
     return tagged_image(str(image), choices.image_tag) if choices.image_tag else str(image)
@@ -360,8 +396,8 @@ def _pipeline_options(
 ) -> dict[str, Any]:
     options = config.pipeline_options
     written = options.model_dump(mode="json", exclude_unset=True, exclude=set(_SPEC_OPTIONS))
-    engine = _ENGINE_OF_RUNNER.get(str(options.runner or "").lower())
-    if engine and engine != runner:
+    engine = runner_of_option(options.runner)
+    if engine and engine != "direct" and engine != runner:
         warnings.append(
             f"pipeline_options.runner: {options.runner} is not kept: this KlioJob runs its"
             f" workers on the cluster (spec.runner {runner}); --runner {engine} submits the"

@@ -392,7 +392,7 @@ class KlioJobSpec(WireModel):
         return not self.parents
 
 
-_RUNNER_OPTION = {
+_RUNNER_OF_OPTION: dict[str, Runner] = {
     "directrunner": "direct",
     "fnapirunner": "direct",
     "direct": "direct",
@@ -403,13 +403,19 @@ _RUNNER_OPTION = {
 }
 
 
+def runner_of_option(value: Any) -> Runner | None:
+    """The spec.runner a ``pipeline_options.runner`` names (``DataflowRunner``, ``flink``…), or
+    None for one a KlioJob has no runner for (Klio's ``DirectGKERunner`` among them)."""
+    return _RUNNER_OF_OPTION.get(str(value).lower())
+
+
 def option_conflicts(runner: Runner, mode: str, options: dict[str, Any]) -> list[tuple[str, str]]:
     """(option, why) for a ``runner`` or ``streaming`` option (as a Klio config writes them)
     that says otherwise than ``spec.runner`` / ``spec.mode``, which choose: refused, rather than
     silently overridden."""
     problems: list[tuple[str, str]] = []
     given = options.get("runner")
-    if given is not None and _RUNNER_OPTION.get(str(given).lower()) != runner:
+    if given is not None and runner_of_option(given) != runner:
         problems.append(
             (
                 "runner",

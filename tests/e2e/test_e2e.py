@@ -120,15 +120,20 @@ def test_operator_is_available_and_crd_served(installed: None) -> None:
 def test_manifests_made_from_klio_job_directories_are_accepted_by_the_api_server(
     installed: None,
 ) -> None:
-    """`klio-operator manifest` of the local example DAG: the API server (with the CRD's schema and
-    CEL rules) accepts every KlioJob, in a server-side dry run."""
+    """`klio-operator manifest` of the four local example jobs together (their event files wire
+    them: three get spec.parents): the API server, with the CRD's schema and CEL rules, accepts
+    every KlioJob in a server-side dry run."""
     from click.testing import CliRunner
     from klio_operator.cli import main as operator_cli
 
     # the chart's namespace: it exists once installed, and a dry run leaves nothing in it
-    args = ["manifest", "-n", SYSTEM_NAMESPACE, "--image", "reg.example/dag:1"]
-    result = CliRunner().invoke(operator_cli, [*args, "-j", str(REPO / "examples" / "loudness")])
+    args = ["manifest", "-n", SYSTEM_NAMESPACE]
+    args += ["-O", "pipeline_options.worker_harness_container_image=reg.example/dag"]
+    for job in ("track_ingest", "spectrograms", "loudness", "track_report"):
+        args += ["-j", str(REPO / "examples" / job)]
+    result = CliRunner().invoke(operator_cli, args)
     assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("parents:") == 3
     kubectl("apply", "--dry-run=server", "-f", "-", stdin=result.stdout)
 
 

@@ -246,7 +246,15 @@ def test_dataflow_keeps_the_engine_options_with_the_tagged_image(tmp_path: Path)
             (),
             "job_config.events.inputs[0].type: avro is not a KlioJob's event input",
         ),
-        (("location: gs://klio-demo/classified\n", "\n"), (), "job_config.data.outputs[0]"),
+        (
+            (
+                "        location: gs://klio-demo/classified\n",
+                "        skip_klio_existence_check: true\n",
+            ),
+            (),
+            "job_config.data.outputs[0].location: not set, and a KlioJob's data needs one",
+        ),
+        (("", ""), ("-n", "Team_A"), "--namespace: 'Team_A' is not a namespace name"),
         (("", ""), ("--runner", "flink"), "pipeline_options.flink_master: required by the flink"),
         (
             ("topic: ingest-output", "topic: my/pubsub/topic"),
@@ -471,3 +479,121 @@ def test_a_job_klio_ran_on_kubernetes_keeps_what_its_objects_said(tmp_path: Path
     assert document["metadata"]["namespace"] == "elsewhere"
     assert document["spec"]["image"] == "gcr.io/x/other"
     assert "not the Deployment's gcr.io/klio-demo/catvdog-classify" in stderr
+
+
+def test_jobs_that_read_what_each_other_writes_are_refused(tmp_path: Path) -> None:
+    # classify reads ingest-output and writes classified; this ingest reads classified back
+    looped = PARENT.replace("topics/new-images", "topics/classified")
+    code, documents, stderr = manifest(
+        "-j", str(job_dir(tmp_path, "ingest", looped)), "-j", str(job_dir(tmp_path, "c", CHILD))
+    )
+    assert code == 2 and documents == []
+    assert "'catvdog-ingest' reads what it writes, through" in stderr
+
+
+def deployed(tmp_path: Path, files: dict[str, str], *args: str) -> tuple[int, Any, str]:
+    config = CHILD.replace("  streaming: true\n", "  streaming: true\n  runner: DirectGKERunner\n")
+    child = job_dir(tmp_path, "classify", config)
+    (child / "kubernetes").mkdir()
+    for name, text in files.items():
+        (child / "kubernetes" / name).write_bytes(text.encode("latin-1"))
+    code, documents, stderr = manifest("-j", str(child), *args)
+    return code, documents, stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"d.yaml": "kind: Deployment\nspec: [1, 2]\n"},
+            "kubernetes/d.yaml: spec: must be a mapping",
+        ),
+        ({"d.yaml": "kind: Deployment\nmetadata: foo\n"}, "kubernetes/d.yaml: metadata: must be"),
+        (
+            {"d.yaml": "kind: Deployment\nspec: {template: {spec: {containers: {name: a}}}}\n"},
+            "kubernetes/d.yaml: spec.template.spec.containers: must be a list",
+        ),
+        (
+            {"d.yaml": "kind: Deployment\nspec: {template: {spec: {containers: [{env: [A=1]}]}}}"},
+            "kubernetes/d.yaml: spec.template.spec.containers[0].env[0]: must be a mapping",
+        ),
+        (
+            {
+                "d.yaml": "kind: Deployment\n"
+                "spec: {template: {spec: {containers: [{env: [{value: x}]}]}}}"
+            },
+            "kubernetes/d.yaml: spec.template.spec.containers[0].env[0].name: required",
+        ),
+        (
+            {"d.yaml": "kind: Deployment\nspec: {replicas: three}\n"},
+            "kubernetes/d.yaml: spec.replicas: Input should be a valid integer",
+        ),
+        (
+            {"h.yaml": "kind: HorizontalPodAutoscaler\nspec: {minReplicas: 2}\n"},
+            "kubernetes/h.yaml: spec.maxReplicas: required",
+        ),
+        (
+            {"h.yaml": "kind: HorizontalPodAutoscaler\nspec: {maxReplicas: 3, metrics: [x]}\n"},
+            "kubernetes/h.yaml: spec.metrics[0]: must be a mapping",
+        ),
+        (
+            {"d.yaml": "kind: Deployment\nmetadata: {namespace: 5}\n"},
+            "kubernetes/d.yaml: metadata.namespace: 5 is not a namespace name",
+        ),
+        ({"d.yaml": "kind: [\n"}, "kubernetes/d.yaml: not YAML:"),
+        ({"d.yaml": "kind: Deployment # caf\xe9\n"}, "kubernetes/d.yaml: cannot read:"),
+    ],
+)
+def test_kubernetes_objects_of_a_wrong_shape_exit_2_naming_file_and_path(
+    tmp_path: Path, files: dict[str, str], expected: str
+) -> None:
+    code, _, stderr = deployed(tmp_path, files)
+    assert code == 2, stderr
+    assert expected in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+def test_what_the_objects_say_that_a_kliojob_does_not_keep_is_warned(tmp_path: Path) -> None:
+    deployment = GKE_DEPLOYMENT.replace(
+        "      serviceAccountName: classify-sa\n",
+        "      serviceAccountName: classify-sa\n      nodeSelector: {pool: gpu}\n",
+    ).replace(
+        "        resources:\n",
+        "        envFrom: [{secretRef: {name: s}}]\n        resources:\n",
+    )
+    hpa = GKE_AUTOSCALER.replace(
+        "    resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}",
+        "    resource: {name: cpu, targetAverageUtilization: 80}",  # autoscaling/v2beta1
+    )
+    code, (document,), stderr = deployed(tmp_path, {"deployment.yaml": deployment, "hpa.yaml": hpa})
+    assert code == 0, stderr
+    assert document["spec"]["autoscaling"]["targetCpuUtilizationPercentage"] == 80
+    for said in (
+        "kubernetes/deployment.yaml: spec.strategy is not kept",
+        "kubernetes/deployment.yaml: spec.template.spec.nodeSelector is not kept",
+        "kubernetes/deployment.yaml: spec.template.spec.containers[0].envFrom is not kept",
+    ):
+        assert said in stderr
+
+    # submitted to Dataflow, the engine runs the workers: replicas and autoscaling are not kept
+    (tmp_path / "df").mkdir()
+    code, (document,), stderr = deployed(
+        tmp_path / "df",
+        {"deployment.yaml": GKE_DEPLOYMENT, "hpa.yaml": GKE_AUTOSCALER},
+        "--runner",
+        "dataflow",
+        "-O",
+        "pipeline_options.temp_location=gs://tmp/x",
+    )
+    assert code == 0, stderr
+    spec = document["spec"]
+    assert "replicas" not in spec and "autoscaling" not in spec and "threadPoolSize" not in spec
+    assert spec["resources"]["limits"] == {"memory": "4Gi"}
+    assert "kubernetes/: autoscaling is not kept: with --runner dataflow" in stderr
+
+
+def test_a_runner_named_short_is_said_as_a_long_one(tmp_path: Path) -> None:
+    config = PARENT.replace("runner: DataflowRunner", "runner: dataflow")
+    code, _, stderr = manifest("-j", str(job_dir(tmp_path, "ingest", config)))
+    assert code == 0, stderr
+    assert "pipeline_options.runner: dataflow is not kept" in stderr
