@@ -38,6 +38,7 @@ from klio_operator.from_klio_kubernetes import kubernetes_settings
 from klio_operator.models import (
     API_VERSION,
     DNS1123_LABEL,
+    DNS1123_LABEL_MAX,
     KIND,
     EventInput,
     KlioJobSpec,
@@ -115,7 +116,9 @@ def kliojob_manifests(
         + ", ".join(job.where for job, n in zip(jobs, names, strict=True) if n == name)
         for name in sorted({n for n in names if names.count(n) > 1})
     ]
-    if choices.namespace and not re.match(DNS1123_LABEL, choices.namespace):
+    if choices.namespace and not (
+        re.match(DNS1123_LABEL, choices.namespace) and len(choices.namespace) <= DNS1123_LABEL_MAX
+    ):
         errors.append(f"--namespace: {choices.namespace!r} is not a namespace name")
     feeders = [_feeders(index, jobs) for index in range(len(jobs))]
     parents_of = {
@@ -277,9 +280,11 @@ def _spec(
             errors += format_validation_errors(err, prefix=path)
             continue
         event_inputs.append(entry)
-    objects = kubernetes_settings(job.kubernetes)
+    objects = kubernetes_settings(job.kubernetes, keeps_workers=choices.runner == "direct")
     warnings += objects.warnings
     errors += objects.errors
+    if objects.namespace_error and not choices.namespace:
+        errors.append(objects.namespace_error)
     image = _image(config, choices, objects.image, warnings, errors)
     spec: dict[str, Any] = {
         "image": image,
@@ -306,30 +311,19 @@ def _spec(
                 f" {spec['timeout_seconds']} (a KlioJob counts whole seconds)"
             )
     spec.update(_workers(config, choices.runner, warnings))
-    spec.update(_on_the_cluster(objects.spec, config, choices.runner, warnings))
+    spec.update(_on_the_cluster(objects.spec, config, choices.runner))
     if errors:
         raise ConversionError(errors)
     return spec, warnings, objects.namespace
 
 
-def _on_the_cluster(
-    objects: dict[str, Any], config: KlioConfig, runner: Runner, warnings: list[str]
-) -> dict[str, Any]:
-    """What the job's Kubernetes objects said, where it wins over Dataflow's worker counts; for
-    a pipeline submitted to an engine, that engine decides how many workers run it."""
+def _on_the_cluster(objects: dict[str, Any], config: KlioConfig, runner: Runner) -> dict[str, Any]:
+    """What the job's Kubernetes objects said (it wins over Dataflow's worker counts), and one
+    element at a time per pod, as Klio's GKE runner ran a job that sets no thread pool."""
     out = dict(objects)
-    if runner != "direct":
-        for key in ("replicas", "autoscaling"):
-            if key in out:
-                del out[key]
-                warnings.append(
-                    f"kubernetes/: {key} is not kept: with --runner {runner} the engine"
-                    " runs the pipeline's workers"
-                )
-        return out
     on_gke = config.pipeline_options.runner == KlioRunner.DIRECT_GKE_RUNNER
-    if on_gke and config.job_config.thread_pool_size is None:
-        out["thread_pool_size"] = 1  # Klio's GKE runner: one element at a time per pod
+    if runner == "direct" and on_gke and config.job_config.thread_pool_size is None:
+        out["thread_pool_size"] = 1
     return out
 
 
@@ -427,8 +421,8 @@ def _workers(config: KlioConfig, runner: Runner, warnings: list[str]) -> dict[st
     job with Dataflow's autoscaling, up to `max_num_workers`. A job submitted to an engine keeps
     them as options."""
     options = config.pipeline_options
-    if runner != "direct":
-        return {}
+    if runner != "direct" or options.runner == KlioRunner.DIRECT_GKE_RUNNER:
+        return {}  # the engine scales its workers; under Klio's GKE runner, the Deployment did
     out: dict[str, Any] = {}
     if options.num_workers is not None:
         out["replicas"] = options.num_workers

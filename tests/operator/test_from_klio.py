@@ -589,7 +589,8 @@ def test_what_the_objects_say_that_a_kliojob_does_not_keep_is_warned(tmp_path: P
     spec = document["spec"]
     assert "replicas" not in spec and "autoscaling" not in spec and "threadPoolSize" not in spec
     assert spec["resources"]["limits"] == {"memory": "4Gi"}
-    assert "kubernetes/: autoscaling is not kept: with --runner dataflow" in stderr
+    assert "kubernetes/hpa.yaml: the autoscaler is not kept" in stderr
+    assert "kubernetes/deployment.yaml: spec.replicas is not kept" in stderr
 
 
 def test_a_runner_named_short_is_said_as_a_long_one(tmp_path: Path) -> None:
@@ -597,3 +598,82 @@ def test_a_runner_named_short_is_said_as_a_long_one(tmp_path: Path) -> None:
     code, _, stderr = manifest("-j", str(job_dir(tmp_path, "ingest", config)))
     assert code == 0, stderr
     assert "pipeline_options.runner: dataflow is not kept" in stderr
+
+
+def test_errors_in_the_objects_name_their_own_paths(tmp_path: Path) -> None:
+    deployment = GKE_DEPLOYMENT.replace(
+        "        - name: MODEL_VARIANT\n          value: small\n",
+        "        - name: MODEL_VARIANT\n          value: small\n        - {valueFrom: {}}\n",
+    )
+    hpa = GKE_AUTOSCALER.replace("averageUtilization: 70", "averageUtilization: 150").replace(
+        "minReplicas: 2", "minReplicas: -1"
+    )
+    code, _, stderr = deployed(tmp_path, {"deployment.yaml": deployment, "hpa.yaml": hpa})
+    assert code == 2
+    # the third entry: the dropped credentials variable does not shift the count
+    assert "kubernetes/deployment.yaml: spec.template.spec.containers[0].env[2].name" in stderr
+    assert "kubernetes/hpa.yaml: spec.metrics[0].resource.target.averageUtilization" in stderr
+    assert "kubernetes/hpa.yaml: spec.minReplicas" in stderr
+
+    # submitted to Dataflow, the autoscaler is not the job's: it is not checked either
+    (tmp_path / "df").mkdir()
+    code, _, stderr = deployed(
+        tmp_path / "df",
+        {"deployment.yaml": GKE_DEPLOYMENT, "hpa.yaml": hpa},
+        "--runner",
+        "dataflow",
+        "-O",
+        "pipeline_options.temp_location=gs://tmp/x",
+    )
+    assert code == 0, stderr
+
+
+def test_namespace_given_chooses_and_is_checked(tmp_path: Path) -> None:
+    deployment = GKE_DEPLOYMENT.replace("namespace: audio-team", "namespace: Audio_Team")
+    code, _, stderr = deployed(tmp_path, {"deployment.yaml": deployment})
+    assert code == 2
+    assert (
+        "kubernetes/deployment.yaml: metadata.namespace: 'Audio_Team' is not a namespace" in stderr
+    )
+    (tmp_path / "given").mkdir()
+    code, (document,), stderr = deployed(
+        tmp_path / "given", {"deployment.yaml": deployment}, "-n", "audio"
+    )
+    assert code == 0, stderr
+    assert document["metadata"]["namespace"] == "audio"
+    (tmp_path / "long").mkdir()
+    code, _, stderr = deployed(tmp_path / "long", {"deployment.yaml": deployment}, "-n", "a" * 64)
+    assert code == 2
+    assert "--namespace: " in stderr
+
+
+def test_a_gke_job_keeps_its_deployments_workers_not_dataflows_options(tmp_path: Path) -> None:
+    deployment = GKE_DEPLOYMENT.replace(
+        "    metadata:\n      labels: {app: catvdog-classify}\n",
+        "    metadata:\n      labels: {app: catvdog-classify, team: audio}\n"
+        "      annotations: {sidecar.istio.io/inject: 'false'}\n",
+    )
+    hpa_behaviour = GKE_AUTOSCALER.replace(
+        "  maxReplicas: 8\n", "  maxReplicas: 8\n  behavior: {scaleDown: {selectPolicy: Min}}\n"
+    )
+    code, (document,), stderr = deployed(
+        tmp_path,
+        {"deployment.yaml": deployment},
+        "-O",
+        "pipeline_options.max_num_workers=10",
+        "-O",
+        "pipeline_options.autoscaling_algorithm=THROUGHPUT_BASED",
+        "-O",
+        "pipeline_options.num_workers=2",
+    )
+    assert code == 0, stderr
+    assert document["spec"]["replicas"] == 3  # Klio's GKE runner ignored Dataflow's counts
+    assert "autoscaling" not in document["spec"]
+    assert "spec.template.metadata.annotations is not kept" in stderr
+    assert "spec.template.metadata.labels team are not kept" in stderr
+    (tmp_path / "hpa").mkdir()
+    code, _, stderr = deployed(
+        tmp_path / "hpa", {"deployment.yaml": GKE_DEPLOYMENT, "hpa.yaml": hpa_behaviour}
+    )
+    assert code == 0, stderr
+    assert "kubernetes/hpa.yaml: spec.behavior is not kept" in stderr
