@@ -14,15 +14,10 @@ from typing import Any, NoReturn
 
 import click
 import yaml
-from klio_runtime.config import config_path_of, load_config
 
 from klio_operator import dag
-from klio_operator.from_klio import (
-    ConversionChoices,
-    ConversionError,
-    KlioJobDir,
-    kliojob_manifests,
-)
+from klio_operator.from_klio import ConversionChoices, ConversionError, kliojob_manifests
+from klio_operator.klio_job_dirs import read_job_dir
 from klio_operator.models import KIND, Runner, SpecError, parse_spec
 from klio_operator.planning import (
     DEFAULT_PROJECT,
@@ -339,7 +334,7 @@ def manifest(
 
     A job that Klio ran on Kubernetes (DirectGKERunner) keeps what its kubernetes/*.yaml said:
     the Deployment's namespace, replicas, resources, env and service account, and the
-    HorizontalPodAutoscaler's bounds.
+    HorizontalPodAutoscaler's bounds and CPU target.
 
     A job's event input that another job given writes (the same topic, or that job's event file)
     becomes spec.parents; what a KlioJob cannot keep is said on standard error, by field. Every
@@ -359,17 +354,10 @@ def manifest(
     except ConfigError as exc:
         _fail(exc.errors)
     for job_dir in job_dirs:
-        path = config_path_of(job_dir, config_file)
         try:
-            config = load_config(path, parsed_overrides, parsed_templates)
-        except ConfigError as exc:
-            errors += [f"{job_dir}: {line}" for line in exc.errors]
-            continue
-        objects, unread = _kubernetes_objects(job_dir)
-        if unread:
-            errors += [f"{job_dir}: {line}" for line in unread]
-            continue
-        jobs.append(KlioJobDir(str(job_dir), str(job_dir.resolve()), config, objects))
+            jobs.append(read_job_dir(job_dir, config_file, parsed_overrides, parsed_templates))
+        except ConversionError as exc:
+            errors += exc.errors
     if errors:
         _fail(errors)
     choices = ConversionChoices(runner, image, image_tag, name, namespace)
@@ -384,22 +372,3 @@ def manifest(
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
-
-
-def _kubernetes_objects(job_dir: Path) -> tuple[tuple[tuple[str, Any], ...], list[str]]:
-    """The documents of a job's ``kubernetes/*.yaml`` (Klio's DirectGKERunner deployed them),
-    each with its file's path from the job directory, and the files that cannot be read."""
-    found: list[tuple[str, Any]] = []
-    unread: list[str] = []
-    for path in sorted((job_dir / "kubernetes").glob("*.yaml")):
-        name = f"kubernetes/{path.name}"
-        try:
-            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            unread.append(f"{name}: cannot read: {exc}")
-            continue
-        except yaml.YAMLError as exc:
-            unread.append(f"{name}: not YAML: {' '.join(str(exc).split())}")
-            continue
-        found += [(name, document) for document in documents if document is not None]
-    return tuple(found), unread
