@@ -329,8 +329,8 @@ def manifest(
     namespace: str | None,
     output: Path | None,
 ) -> None:
-    """Print the KlioJob of each Klio job directory, as YAML: what `klio job deploy` did is
-    `klio-operator manifest | kubectl apply -f -` here.
+    """Print the KlioJob of each Klio job directory, as YAML (`klio job deploy` applies one job's;
+    this prints them for review, for a repository of manifests, or for a DAG's jobs at once).
 
     A job that Klio ran on Kubernetes (DirectGKERunner) keeps what its kubernetes/*.yaml said:
     the Deployment's namespace, replicas, resources, env and service account, and the

@@ -60,6 +60,23 @@ class KubeApiError(RuntimeError):
         super().__init__(f"{method} {path}: {status} {message}")
 
 
+def current_namespace() -> str:
+    """The namespace a command acts in when given none: in a pod, the pod's own; elsewhere, the
+    current kubeconfig context's; else ``default``."""
+    in_pod = SERVICE_ACCOUNT_DIR / "namespace"
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and in_pod.exists():
+        return in_pod.read_text().strip()
+    from kubernetes import config
+
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    try:
+        _, active = config.list_kube_config_contexts(config_file=paths[0] if paths else None)
+    except config.ConfigException:
+        return "default"
+    namespace = ((active or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else "default"
+
+
 def resource_path(
     kind: str, namespace: str | None = None, name: str | None = None, subresource: str = ""
 ) -> str:

@@ -359,7 +359,7 @@ def test_a_job_without_event_inputs_gets_the_pipeline_itself(tmp_path: Path) -> 
     on_gke = run_job(tmp_path, "-O", "pipeline_options.runner=DirectGKERunner")
     assert "note: Klio deploys a DirectGKERunner job to Kubernetes" in on_gke["stderr"]
     said = " ".join(on_gke["stderr"].split())  # the console wraps its lines
-    assert "klio-operator manifest -j DIR | kubectl apply -f -" in said
+    assert "On a cluster, `klio job deploy` applies its KlioJob" in said
 
 
 def test_a_job_runs_in_its_own_directory_from_wherever_it_is_named(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
-"""Klio commands whose work is done elsewhere here: each says where, and exits 2.
+"""Klio's ``klio image build``, whose work is done elsewhere here: it says where, and exits 2.
 
-Klio deployed, stopped and deleted Dataflow (or GKE) jobs and built their images from its CLI. On
-Kubernetes a KlioJob is the job and the operator does that work; Dataflow jobs are submitted by
-``klio job run --runner DataflowRunner`` and managed with ``gcloud``.
+Klio built a job's worker image from its CLI. Here the job directory's Dockerfile (the one
+``klio job create`` writes) is built with ``docker build``; ``klio job deploy`` then applies the
+job's KlioJob, which names that image.
 """
 
 from __future__ import annotations
@@ -13,43 +13,10 @@ import click
 
 from klio_runtime.cli.options import EXIT_INVALID
 
-_WHERE = {
-    "deploy": (
-        "on Kubernetes, `klio-operator manifest -j . | kubectl apply -f -` deploys the job as a "
-        "KlioJob (the operator runs its workers); `klio job run --runner DataflowRunner` "
-        "submits it to Dataflow"
-    ),
-    "stop": (
-        "for a KlioJob, set `spec.suspend: true` (`kubectl patch kliojob NAME --type merge "
-        "-p '{\"spec\": {\"suspend\": true}}'`): its subscriptions keep the backlog; for "
-        "Dataflow, `gcloud dataflow jobs drain JOB_ID` (or `cancel`)"
-    ),
-    "delete": (
-        "`kubectl delete kliojob NAME` deletes the job and the topics and subscriptions the "
-        "operator made for it; for Dataflow, `gcloud dataflow jobs cancel JOB_ID`"
-    ),
-    "build": (
-        "`docker build -t IMAGE .` in the job directory builds its image (the Dockerfile "
-        "`klio job create` wrote)"
-    ),
-}
-
-
-def _elsewhere(name: str, klio_command: str) -> click.Command:
-    @click.command(
-        name,
-        hidden=True,
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    )
-    def command() -> NoReturn:
-        click.echo(f"`klio {klio_command}` is not a command here: {_WHERE[name]}.", err=True)
-        raise SystemExit(EXIT_INVALID)
-
-    command.help = f"Not here (Klio's `klio {klio_command}`): says what does it instead."
-    return command
-
-
-job_commands = [_elsewhere(name, f"job {name}") for name in ("deploy", "stop", "delete")]
+_BUILD = (
+    "`docker build -t IMAGE .` in the job directory builds its image (the Dockerfile "
+    "`klio job create` wrote)"
+)
 
 
 @click.group(hidden=True)
@@ -57,4 +24,12 @@ def image() -> None:
     """Not here (Klio's `klio image`): says what does it instead."""
 
 
-image.add_command(_elsewhere("build", "image build"))
+@image.command(
+    "build",
+    hidden=True,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+def build() -> NoReturn:
+    """Not here (Klio's `klio image build`): says what does it instead."""
+    click.echo(f"`klio image build` is not a command here: {_BUILD}.", err=True)
+    raise SystemExit(EXIT_INVALID)

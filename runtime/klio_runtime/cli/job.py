@@ -1,11 +1,12 @@
-"""``klio job …``: verify, run, test, audit, profile, configure and create job directories."""
+"""``klio job …``: verify, run, test, audit, profile, configure and create job directories; deploy,
+stop and delete their KlioJobs."""
 
 from __future__ import annotations
 
 import click
 
-from klio_runtime.cli.elsewhere import job_commands
 from klio_runtime.cli.job_audit import audit
+from klio_runtime.cli.job_cluster import delete, deploy, stop
 from klio_runtime.cli.job_config import config
 from klio_runtime.cli.job_create import create
 from klio_runtime.cli.job_profile import profile
@@ -26,5 +27,6 @@ job.add_command(test)
 job.add_command(profile)
 job.add_command(config)
 job.add_command(audit)
-for command in job_commands:  # Klio's deploy, stop, delete: they say what does it here
-    job.add_command(command)
+job.add_command(deploy)
+job.add_command(stop)
+job.add_command(delete)

@@ -271,9 +271,8 @@ def _run_loaded(
     if chosen == GKE_RUNNER:
         err_console.print(
             f"note: Klio deploys a {GKE_RUNNER} job to Kubernetes; here it runs in this process."
-            " On a cluster, apply its KlioJob (`klio-operator manifest -j DIR | kubectl apply -f"
-            " -`, which keeps what kubernetes/deployment.yaml says) and the operator runs its"
-            " workers.",
+            " On a cluster, `klio job deploy` applies its KlioJob (keeping what"
+            " kubernetes/deployment.yaml says) and the operator runs its workers.",
             highlight=False,
         )
     if chosen in LOCAL_RUNNERS:

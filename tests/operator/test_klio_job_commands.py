@@ -1,0 +1,141 @@
+"""Klio's `klio job deploy`, `stop` and `delete`, run as commands against the extended kmock API
+server with the real operator: a KlioJob applied, suspended, resumed and deleted, and the
+operator's Deployment following each."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.operator.harness import NS, PROJECT, operator_under_test
+
+pytestmark = pytest.mark.usefixtures("pubsub_clean")
+KLIO = str(Path(sys.executable).parent / "klio")
+CONFIG = f"""
+version: 2
+job_name: tagger
+pipeline_options:
+  streaming: true
+  runner: DirectGKERunner
+  project: {PROJECT}
+  worker_harness_container_image: reg.example/klio/tagger
+job_config:
+  events:
+    inputs:
+      - type: pubsub
+        topic: projects/{PROJECT}/topics/tracks
+    outputs:
+      - type: pubsub
+        topic: projects/{PROJECT}/topics/tagged
+"""
+DEPLOYMENT = f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: tagger, namespace: {NS}}}
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers:
+      - name: tagger
+        image: reg.example/klio/tagger
+        resources: {{requests: {{cpu: 250m}}}}
+"""
+
+
+def kubeconfig(tmp_path: Path, server: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    context = {"cluster": "emulator", "user": "anyone"}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+                "users": [{"name": "anyone", "user": {}}],
+                "contexts": [{"name": "emulator", "context": context}],
+                "current-context": "emulator",
+            }
+        )
+    )
+    return path
+
+
+async def klio(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        KLIO,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def replicas(op: Any) -> int | None:
+    deployment = op.objects("Deployment").get("tagger")
+    return None if deployment is None else deployment["spec"].get("replicas")
+
+
+async def test_deploy_stop_deploy_and_delete_act_on_the_jobs_kliojob(tmp_path: Path) -> None:
+    job = tmp_path / "tagger"
+    (job / "kubernetes").mkdir(parents=True)
+    (job / "klio-job.yaml").write_text(CONFIG)
+    (job / "kubernetes" / "deployment.yaml").write_text(DEPLOYMENT)
+    async with operator_under_test() as op:
+        await op.context.pubsub.ensure_topic(f"projects/{PROJECT}/topics/tracks")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig(tmp_path, str(op.api.url)))}
+
+        async def scenario() -> None:
+            code, out, err = await klio(env, "job", "deploy", "-j", str(job), "--image-tag", "v2")
+            assert code == 0, err
+            assert f"KlioJob {NS}/tagger created" in out  # the namespace its Deployment named
+            spec = op.objects("KlioJob")["tagger"]["spec"]
+            assert spec["image"] == "reg.example/klio/tagger:v2"
+            assert spec["threadPoolSize"] == 1 and spec["resources"] == {
+                "requests": {"cpu": "250m"}
+            }
+            await op.wait(lambda: replicas(op) == 2, "the operator's Deployment, 2 workers")
+            image = op.objects("Deployment")["tagger"]["spec"]["template"]["spec"]["containers"][0]
+            assert image["image"] == "reg.example/klio/tagger:v2"
+
+            code, out, err = await klio(env, "job", "stop", "-j", str(job), "--region", "x")
+            assert code == 0, err
+            assert op.objects("KlioJob")["tagger"]["spec"]["suspend"] is True
+            await op.wait(lambda: replicas(op) == 0, "workers scaled to zero")
+
+            code, out, err = await klio(env, "job", "deploy", "-j", str(job), "--image-tag", "v3")
+            assert code == 0, err
+            assert f"KlioJob {NS}/tagger updated" in out
+            assert op.objects("KlioJob")["tagger"]["spec"]["suspend"] is False
+            await op.wait(lambda: replicas(op) == 2, "resumed, on the new image")
+
+            # asked first: "no" keeps the job
+            code, _, _ = await klio(env, "job", "delete", "-j", str(job), stdin=b"n\n")
+            assert code == 1
+            assert "tagger" in op.objects("KlioJob")
+            code, out, err = await klio(env, "job", "delete", "-j", str(job), "--yes")
+            assert code == 0, err
+            assert f"KlioJob {NS}/tagger deleted" in out
+            await op.wait(lambda: "tagger" not in op.objects("KlioJob"), "the KlioJob gone")
+
+        await op.run(scenario)
+
+
+async def test_without_a_cluster_deploy_says_so(tmp_path: Path) -> None:
+    job = tmp_path / "tagger"
+    job.mkdir()
+    (job / "klio-job.yaml").write_text(CONFIG)
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "absent")}
+    code, _, err = await klio(env, "job", "deploy", "-j", str(job))
+    assert code == 2
+    assert "error: no cluster to act on" in err
