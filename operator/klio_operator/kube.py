@@ -60,6 +60,12 @@ class KubeApiError(RuntimeError):
         super().__init__(f"{method} {path}: {status} {message}")
 
 
+def _kubeconfig() -> str | None:
+    """KUBECONFIG as it is now (the kubernetes package reads it once, at its import): several
+    files, separated as kubectl's are, are merged by the package."""
+    return os.environ.get("KUBECONFIG") or None
+
+
 def current_namespace() -> str:
     """The namespace a command acts in when given none: in a pod, the pod's own; elsewhere, the
     current kubeconfig context's; else ``default``."""
@@ -68,9 +74,8 @@ def current_namespace() -> str:
         return in_pod.read_text().strip()
     from kubernetes import config
 
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     try:
-        _, active = config.list_kube_config_contexts(config_file=paths[0] if paths else None)
+        _, active = config.list_kube_config_contexts(config_file=_kubeconfig())
     except config.ConfigException:
         return "default"
     namespace = ((active or {}).get("context") or {}).get("namespace")
@@ -113,11 +118,7 @@ class KubeApi:
         from kubernetes import client, config
 
         configuration = client.Configuration()
-        # Read KUBECONFIG now: the kubernetes package reads it once, at its import.
-        paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-        config.load_kube_config(
-            config_file=paths[0] if paths else None, client_configuration=configuration
-        )
+        config.load_kube_config(config_file=_kubeconfig(), client_configuration=configuration)
         if configuration.host.startswith("http://"):
             return cls(configuration.host)  # a local API emulator or proxy: no TLS, no token
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
@@ -161,7 +162,11 @@ class KubeApi:
             kwargs["headers"] = {"Content-Type": content_type}
         url = self.server.rstrip("/") + path
         async with self._session().request(method, url, **kwargs) as response:
-            data = await response.json(content_type=None)
+            try:
+                data = await response.json(content_type=None)
+            except ValueError:  # not an API server (a proxy's error page)
+                what = f"an answer that is not JSON ({response.content_type})"
+                raise KubeApiError(response.status, method, path, what) from None
             if response.status >= 400:
                 message = data.get("message", "") if isinstance(data, dict) else str(data)
                 raise KubeApiError(response.status, method, path, message)

@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import aiohttp.web
 import pytest
 import yaml
+from klio_operator.kube import KINDS, resource_path
 
+from tests.kube.emulator import KlioKubernetesEmulator, running_emulator
 from tests.operator.harness import NS, PROJECT, operator_under_test
 
 pytestmark = pytest.mark.usefixtures("pubsub_clean")
@@ -67,11 +71,14 @@ def kubeconfig(tmp_path: Path, server: str) -> Path:
     return path
 
 
-async def klio(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+async def klio(
+    env: dict[str, str], *args: str, stdin: bytes = b"", cwd: Path | None = None
+) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         KLIO,
         *args,
         env=env,
+        cwd=cwd,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -79,6 +86,22 @@ async def klio(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int
     out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+KLIOJOBS = "/".join(KINDS["KlioJob"])
+
+
+async def send(api: KlioKubernetesEmulator, method: str, path: str, body: Any) -> None:
+    async with api.request(method, path, json=body) as response:
+        assert response.status < 300, await response.text()
+
+
+def stored(api: KlioKubernetesEmulator, namespace: str, name: str) -> dict[str, Any]:
+    return next(
+        o
+        for o in api.live_objects(KLIOJOBS)
+        if (o["metadata"]["name"], o["metadata"].get("namespace")) == (name, namespace)
+    )
 
 
 def replicas(op: Any) -> int | None:
@@ -139,3 +162,88 @@ async def test_without_a_cluster_deploy_says_so(tmp_path: Path) -> None:
     code, _, err = await klio(env, "job", "deploy", "-j", str(job))
     assert code == 2
     assert "error: no cluster to act on" in err
+
+
+async def test_stop_delete_and_deploy_where_klio_users_would_meet_them(tmp_path: Path) -> None:
+    job = tmp_path / "tagger"
+    (job / "kubernetes").mkdir(parents=True)
+    (job / "klio-job.yaml").write_text(CONFIG)
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    async with running_emulator() as api:
+        # two kubeconfig files, as kubectl merges them: the context is in the second
+        other = tmp_path / "other-kubeconfig"
+        other.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "clusters": []}))
+        files = f"{other}{os.pathsep}{kubeconfig(tmp_path, str(api.url))}"
+        env = {**os.environ, "KUBECONFIG": files}
+
+        code, _, err = await klio(env, "job", "stop", "-j", str(job))
+        assert code == 1
+        assert "no KlioJob default/tagger in the cluster: `klio job deploy` makes it" in err
+
+        # a KlioJob first applied by hand, with fields the job directory does not say
+        by_hand = {
+            "apiVersion": "klio.io/v1alpha1",
+            "kind": "KlioJob",
+            "metadata": {"name": "tagger", "namespace": "default"},
+            "spec": {
+                "image": "reg.example/klio/tagger:v1",
+                "replicas": 5,
+                "dataOutputs": [{"location": "gs://b/old"}],
+            },
+        }
+        await send(api, "POST", resource_path("KlioJob", "default"), by_hand)
+        code, out, err = await klio(env, "job", "deploy", "-j", str(job), "--image-tag", "v2")
+        assert code == 0, err
+        assert "KlioJob default/tagger updated" in out
+        spec = stored(api, "default", "tagger")["spec"]
+        assert "dataOutputs" not in spec and "replicas" not in spec  # the directory is the spec
+        assert spec["image"] == "reg.example/klio/tagger:v2"
+
+        # Klio's --job-name needs no job directory
+        code, out, err = await klio(
+            env, "job", "stop", "--job-name", "tagger", "--region", "r", cwd=empty
+        )
+        assert code == 0, err
+        assert stored(api, "default", "tagger")["spec"]["suspend"] is True
+
+        # a name the config's job_name cannot be; a Deployment's namespace that is no name
+        code, out, err = await klio(env, "job", "deploy", "-j", str(job), "--name", "tagger-b")
+        assert code == 0, err
+        assert "tagger-b" in {o["metadata"]["name"] for o in api.live_objects(KLIOJOBS)}
+        (job / "kubernetes" / "deployment.yaml").write_text(
+            DEPLOYMENT.replace(f"namespace: {NS}", "namespace: Team_A")
+        )
+        code, _, err = await klio(env, "job", "deploy", "-j", str(job))
+        assert code == 2
+        assert "metadata.namespace: 'Team_A' is not a namespace name" in err
+
+        code, _, err = await klio(env, "job", "deploy", "-j", str(job), "--direct-runner")
+        assert code == 2
+        assert "`klio job run --direct-runner`" in err
+
+
+async def test_an_answer_that_is_not_the_api_servers_is_said_plainly(tmp_path: Path) -> None:
+    async def html(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(
+            status=502, text="<html>bad gateway</html>", content_type="text/html"
+        )
+
+    app = aiohttp.web.Application()
+    app.router.add_route("*", "/{tail:.*}", html)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        job = tmp_path / "tagger"
+        job.mkdir()
+        (job / "klio-job.yaml").write_text(CONFIG)
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig(tmp_path, f"http://127.0.0.1:{port}"))}
+        code, _, err = await klio(env, "job", "stop", "-j", str(job))
+        assert code == 1
+        assert "an answer that is not JSON (text/html)" in err
+        assert "Traceback" not in err
+    finally:
+        await runner.cleanup()

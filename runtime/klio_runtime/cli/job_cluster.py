@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
@@ -47,17 +47,30 @@ def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     raise SystemExit(code)
 
 
-def _read_job(
-    job_dir: Path, config_file: Path | None, overrides: tuple[str, ...], templates: tuple[str, ...]
-) -> KlioJobDir:
+def _operator_package() -> None:
     try:
-        from klio_operator.from_klio import ConversionError
-        from klio_operator.klio_job_dirs import read_job_dir
+        import klio_operator.from_klio  # noqa: F401
+        import kubernetes  # noqa: F401
     except ImportError as err:
         _fail(
             f"this command needs the operator's package ({err.name} is missing): "
             "pip install 'klio-k8s[operator]'"
         )
+
+
+def _refuse(errors: list[str]) -> NoReturn:
+    for line in errors:
+        click.echo(f"config error: {line}", err=True)
+    raise SystemExit(EXIT_INVALID)
+
+
+def _read_job(
+    job_dir: Path, config_file: Path | None, overrides: tuple[str, ...], templates: tuple[str, ...]
+) -> KlioJobDir:
+    _operator_package()
+    from klio_operator.from_klio import ConversionError
+    from klio_operator.klio_job_dirs import read_job_dir
+
     from klio_runtime.config import ConfigError, parse_overrides, parse_templates
 
     try:
@@ -65,23 +78,50 @@ def _read_job(
             job_dir, config_file, parse_overrides(overrides), parse_templates(templates)
         )
     except (ConfigError, ConversionError) as err:
-        for line in err.errors:
-            click.echo(f"config error: {line}", err=True)
-        raise SystemExit(EXIT_INVALID) from err
+        _refuse(err.errors)
 
 
-def _where(job: KlioJobDir, namespace: str | None) -> tuple[str, str]:
-    """The KlioJob's name and namespace, as ``deploy`` names them."""
+def _named(
+    job_dir: Path,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    templates: tuple[str, ...],
+    namespace: str | None,
+    job_name: str | None,
+) -> tuple[str, str]:
+    """The name and namespace of the KlioJob to stop or delete: ``--job-name`` (no job directory
+    needed, as in Klio), else the config's job_name; ``-n``, else the namespace its
+    ``kubernetes/deployment.yaml`` names (as ``deploy`` put it there), else the context's."""
+    _operator_package()
     from klio_operator.from_klio_kubernetes import kubernetes_settings
+    from klio_operator.klio_job_dirs import kubernetes_objects
     from klio_operator.kube import current_namespace
 
-    found = namespace or kubernetes_settings(job.kubernetes).namespace or current_namespace()
-    return job.config.job_name, found
+    from klio_runtime.config import (
+        ConfigError,
+        config_path_of,
+        load_config,
+        parse_overrides,
+        parse_templates,
+    )
+
+    if job_name:
+        return job_name, namespace or current_namespace()
+    try:
+        path = config_path_of(job_dir, config_file)
+        config = load_config(path, parse_overrides(overrides), parse_templates(templates))
+    except ConfigError as err:
+        _refuse(err.errors)
+    if namespace:
+        return config.job_name, namespace
+    objects, _ = kubernetes_objects(job_dir)  # a file that cannot be read names no namespace
+    return config.job_name, kubernetes_settings(objects).namespace or current_namespace()
 
 
 def _on_the_cluster(work: Callable[[KubeApi], Awaitable[T]]) -> T:
     """Run ``work`` against the API server of the current kubeconfig context (in a pod: its
     service account's); no cluster, or one that refuses, exits with the reason."""
+    import aiohttp
     from klio_operator.kube import KubeApi, KubeApiError
     from kubernetes.config import ConfigException
 
@@ -97,14 +137,15 @@ def _on_the_cluster(work: Callable[[KubeApi], Awaitable[T]]) -> T:
     except ConfigException as err:
         _fail(f"no cluster to act on (KUBECONFIG or ~/.kube/config): {err}")
     except KubeApiError as err:
-        hint = (
-            " (is the KlioJob CRD installed? helm install klio ./helm/klio)"
-            if (err.status == 404)
-            else ""
-        )
+        crd = " (is the KlioJob CRD installed? helm install klio ./helm/klio)"
+        hint = crd if err.status == 404 else ""
         _fail(f"the API server refused: {err}{hint}", EXIT_FAILED)
-    except OSError as err:
+    except (OSError, aiohttp.ClientError) as err:
         _fail(f"cannot reach the API server: {err}", EXIT_FAILED)
+
+
+def _absent(namespace: str, name: str) -> NoReturn:
+    _fail(f"no KlioJob {namespace}/{name} in the cluster: `klio job deploy` makes it", EXIT_FAILED)
 
 
 @click.command()
@@ -115,8 +156,11 @@ def _on_the_cluster(work: Callable[[KubeApi], Awaitable[T]]) -> T:
 @click.option("--image-tag", default=None, help="Tag of the job's image, as Klio's.")
 @force_build_option
 @namespace_option
+@click.option("--name", default=None, help="The KlioJob's name, if not the job's job_name.")
 @click.option("--update/--no-update", default=None, hidden=True, help="Accepted for Klio's CLI.")
-@click.option("--direct-runner", is_flag=True, hidden=True, help="Accepted for Klio's CLI.")
+@click.option(
+    "--direct-runner", is_flag=True, hidden=True, help="Klio's: run here (`klio job run`)."
+)
 def deploy(
     job_dir: Path,
     config_file: Path | None,
@@ -125,36 +169,51 @@ def deploy(
     image_tag: str | None,
     force_build: bool,
     namespace: str | None,
+    name: str | None,
     update: bool | None,
     direct_runner: bool,
 ) -> None:
     """Deploy the job as a KlioJob to the cluster of the current kubeconfig context (create it,
-    or update it in place, resuming it if stopped): the operator runs its workers. The KlioJob
+    or replace its spec, resuming it if stopped): the operator runs its workers. The KlioJob
     is the one `klio-operator manifest` prints; no image is built (`docker build`)."""
-    from klio_operator.from_klio import ConversionChoices, ConversionError, kliojob_manifests
-    from klio_operator.kube import apply
-
+    if direct_runner:
+        _fail("--direct-runner runs the job here, not on a cluster: `klio job run --direct-runner`")
     job = _read_job(job_dir, config_file, overrides, templates)
-    name, where = _where(job, namespace)
+    from klio_operator.from_klio import ConversionChoices, ConversionError, kliojob_manifests
+    from klio_operator.kube import current_namespace
+
+    choices = ConversionChoices(image_tag=image_tag, name=name, namespace=namespace)
     try:
-        conversion = kliojob_manifests(
-            [job], ConversionChoices(image_tag=image_tag, namespace=where)
-        )
+        conversion = kliojob_manifests([job], choices)
     except ConversionError as err:
-        for line in err.errors:
-            click.echo(f"config error: {line}", err=True)
-        raise SystemExit(EXIT_INVALID) from err
+        _refuse(err.errors)
     for line in conversion.warnings:
         click.echo(f"warning: {line}", err=True)
     (manifest,) = conversion.manifests
+    metadata = manifest["metadata"]
+    metadata.setdefault("namespace", current_namespace())
     manifest["spec"]["suspend"] = False  # Klio's deploy starts the job: a stopped one resumes
+    where = f"{metadata['namespace']}/{metadata['name']}"
 
     async def deploy_it(api: KubeApi) -> str:
-        outcome, _ = await apply(api, manifest)
-        return outcome
+        from klio_operator.kube import resource_path
+
+        path = resource_path("KlioJob", metadata["namespace"], metadata["name"])
+        current = await api.get(path)
+        if current is None:
+            await api.create(resource_path("KlioJob", metadata["namespace"]), manifest)
+            return "created"
+        if current.get("spec") == manifest["spec"]:
+            return "unchanged"
+        # The job directory is the whole of the spec: what it no longer says goes too.
+        await api.json_patch(path, [{"op": "replace", "path": "/spec", "value": manifest["spec"]}])
+        return "updated"
 
     outcome = _on_the_cluster(deploy_it)
-    click.echo(f"KlioJob {where}/{name} {outcome}: kubectl get kliojob {name} -n {where}")
+    click.echo(
+        f"KlioJob {where} {outcome}: kubectl get kliojob {metadata['name']}"
+        f" -n {metadata['namespace']}"
+    )
 
 
 @click.command()
@@ -163,7 +222,7 @@ def deploy(
 @override_option
 @template_option
 @namespace_option
-@click.option("--job-name", default=None, help="The job's name, if not its config's job_name.")
+@click.option("--job-name", default=None, help="The job's name, with no job directory (Klio's).")
 @click.option("--region", default=None, hidden=True, help="Accepted for Klio's CLI.")
 @click.option("--gcp-project", default=None, hidden=True, help="Accepted for Klio's CLI.")
 def stop(
@@ -180,16 +239,17 @@ def stop(
     keep the backlog (nothing is lost). `klio job deploy` resumes it."""
     from klio_operator.kube import resource_path
 
-    job = _read_job(job_dir, config_file, overrides, templates)
-    name, where = _where(job, namespace)
-    name = job_name or name
+    name, where = _named(job_dir, config_file, overrides, templates, namespace, job_name)
+    path = resource_path("KlioJob", where, name)
 
-    async def stop_it(api: KubeApi) -> Any:
-        return await api.merge_patch(
-            resource_path("KlioJob", where, name), {"spec": {"suspend": True}}
-        )
+    async def stop_it(api: KubeApi) -> bool:
+        if await api.get(path) is None:
+            return False
+        await api.merge_patch(path, {"spec": {"suspend": True}})
+        return True
 
-    _on_the_cluster(stop_it)
+    if not _on_the_cluster(stop_it):
+        _absent(where, name)
     click.echo(
         f"KlioJob {where}/{name} stopped: its workers scale to zero and its subscriptions keep"
         " the backlog; `klio job deploy` resumes it"
@@ -202,6 +262,7 @@ def stop(
 @override_option
 @template_option
 @namespace_option
+@click.option("--job-name", default=None, help="The job's name, with no job directory.")
 @click.option("--yes", "--force", "-y", "yes", is_flag=True, help="Do not ask first.")
 def delete(
     job_dir: Path,
@@ -209,14 +270,14 @@ def delete(
     overrides: tuple[str, ...],
     templates: tuple[str, ...],
     namespace: str | None,
+    job_name: str | None,
     yes: bool,
 ) -> None:
     """Delete the job's KlioJob: its workers stop, and the operator deletes the Pub/Sub topics
     and subscriptions it made for it (messages waiting in them are lost; the job's data stays)."""
     from klio_operator.kube import resource_path
 
-    job = _read_job(job_dir, config_file, overrides, templates)
-    name, where = _where(job, namespace)
+    name, where = _named(job_dir, config_file, overrides, templates, namespace, job_name)
     if not yes:
         click.confirm(
             f"Delete KlioJob {where}/{name}, with the topics and subscriptions the operator made"
