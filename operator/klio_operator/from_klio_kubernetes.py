@@ -95,6 +95,11 @@ class _Reader:
         self.out.spec[name] = value
         return True
 
+    def copy(self, name: str, found: Mapping[str, Any], where: str) -> None:
+        """The KlioJob's field ``name`` from the object's field of the same name, if set."""
+        if found.get(name):
+            self.field(name, found[name], {name: f"{where}.{name}"})
+
 
 def _source_of(at: str, sources: Mapping[str, str]) -> str:
     for prefix in sorted(sources, key=len, reverse=True):
@@ -184,12 +189,7 @@ def _from_deployment(
         )
     pod = read.mapping(template.get("spec"), _POD)
     read.unkept(_POD, pod, _KEPT_POD)
-    if pod.get("serviceAccountName"):
-        read.field(
-            "serviceAccountName",
-            pod["serviceAccountName"],
-            {"serviceAccountName": f"{_POD}.serviceAccountName"},
-        )
+    read.copy("serviceAccountName", pod, _POD)
     containers = read.mappings(pod.get("containers"), f"{_POD}.containers")
     if not containers:
         return
@@ -197,14 +197,8 @@ def _from_deployment(
     read.unkept(_CONTAINER, container, _KEPT_CONTAINER)
     if isinstance(container.get("image"), str) and container["image"]:
         out.image = container["image"]
-    if container.get("resources"):
-        read.field("resources", container["resources"], {"resources": f"{_CONTAINER}.resources"})
-    if container.get("imagePullPolicy"):
-        read.field(
-            "imagePullPolicy",
-            container["imagePullPolicy"],
-            {"imagePullPolicy": f"{_CONTAINER}.imagePullPolicy"},
-        )
+    read.copy("resources", container, _CONTAINER)
+    read.copy("imagePullPolicy", container, _CONTAINER)
     volume_mounts = read.mappings(container.get("volumeMounts"), f"{_CONTAINER}.volumeMounts")
     mounts = [str(mount.get("mountPath") or "") for mount in volume_mounts]
     env = []

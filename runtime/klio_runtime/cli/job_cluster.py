@@ -13,19 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
-from klio_runtime.cli.options import (
-    EXIT_INVALID,
-    config_file_option,
-    force_build_option,
-    job_dir_option,
-    override_option,
-    template_option,
-)
+from klio_runtime.cli.options import EXIT_INVALID, JobOptions, job_and_config_options
 
 if TYPE_CHECKING:
     from klio_operator.from_klio import KlioJobDir
@@ -64,9 +56,7 @@ def _refuse(errors: list[str]) -> NoReturn:
     raise SystemExit(EXIT_INVALID)
 
 
-def _read_job(
-    job_dir: Path, config_file: Path | None, overrides: tuple[str, ...], templates: tuple[str, ...]
-) -> KlioJobDir:
+def _read_job(job: JobOptions) -> KlioJobDir:
     _operator_package()
     from klio_operator.from_klio import ConversionError
     from klio_operator.klio_job_dirs import read_job_dir
@@ -75,20 +65,16 @@ def _read_job(
 
     try:
         return read_job_dir(
-            job_dir, config_file, parse_overrides(overrides), parse_templates(templates)
+            job.job_dir,
+            job.config_file,
+            parse_overrides(job.overrides),
+            parse_templates(job.templates),
         )
     except (ConfigError, ConversionError) as err:
         _refuse(err.errors)
 
 
-def _named(
-    job_dir: Path,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    templates: tuple[str, ...],
-    namespace: str | None,
-    job_name: str | None,
-) -> tuple[str, str]:
+def _named(job: JobOptions, namespace: str | None, job_name: str | None) -> tuple[str, str]:
     """The name and namespace of the KlioJob to stop or delete: ``--job-name`` (no job directory
     needed, as in Klio), else the config's job_name; ``-n``, else the namespace its
     ``kubernetes/deployment.yaml`` names (as ``deploy`` put it there), else the context's."""
@@ -108,13 +94,13 @@ def _named(
     if job_name:
         return job_name, namespace or current_namespace()
     try:
-        path = config_path_of(job_dir, config_file)
-        config = load_config(path, parse_overrides(overrides), parse_templates(templates))
+        path = config_path_of(job.job_dir, job.config_file)
+        config = load_config(path, parse_overrides(job.overrides), parse_templates(job.templates))
     except ConfigError as err:
         _refuse(err.errors)
     if namespace:
         return config.job_name, namespace
-    objects, _ = kubernetes_objects(job_dir)  # a file that cannot be read names no namespace
+    objects, _ = kubernetes_objects(job.job_dir)  # a file that cannot be read names no namespace
     return config.job_name, kubernetes_settings(objects).namespace or current_namespace()
 
 
@@ -149,12 +135,7 @@ def _absent(namespace: str, name: str) -> NoReturn:
 
 
 @click.command()
-@job_dir_option
-@config_file_option
-@override_option
-@template_option
-@click.option("--image-tag", default=None, help="Tag of the job's image, as Klio's.")
-@force_build_option
+@job_and_config_options
 @namespace_option
 @click.option("--name", default=None, help="The KlioJob's name, if not the job's job_name.")
 @click.option("--update/--no-update", default=None, hidden=True, help="Accepted for Klio's CLI.")
@@ -162,12 +143,7 @@ def _absent(namespace: str, name: str) -> NoReturn:
     "--direct-runner", is_flag=True, hidden=True, help="Klio's: run here (`klio job run`)."
 )
 def deploy(
-    job_dir: Path,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    templates: tuple[str, ...],
-    image_tag: str | None,
-    force_build: bool,
+    job: JobOptions,
     namespace: str | None,
     name: str | None,
     update: bool | None,
@@ -178,13 +154,13 @@ def deploy(
     is the one `klio-operator manifest` prints; no image is built (`docker build`)."""
     if direct_runner:
         _fail("--direct-runner runs the job here, not on a cluster: `klio job run --direct-runner`")
-    job = _read_job(job_dir, config_file, overrides, templates)
+    source = _read_job(job)
     from klio_operator.from_klio import ConversionChoices, ConversionError, kliojob_manifests
     from klio_operator.kube import current_namespace
 
-    choices = ConversionChoices(image_tag=image_tag, name=name, namespace=namespace)
+    choices = ConversionChoices(image_tag=job.image_tag, name=name, namespace=namespace)
     try:
-        conversion = kliojob_manifests([job], choices)
+        conversion = kliojob_manifests([source], choices)
     except ConversionError as err:
         _refuse(err.errors)
     for line in conversion.warnings:
@@ -217,19 +193,13 @@ def deploy(
 
 
 @click.command()
-@job_dir_option
-@config_file_option
-@override_option
-@template_option
+@job_and_config_options
 @namespace_option
 @click.option("--job-name", default=None, help="The job's name, with no job directory (Klio's).")
 @click.option("--region", default=None, hidden=True, help="Accepted for Klio's CLI.")
 @click.option("--gcp-project", default=None, hidden=True, help="Accepted for Klio's CLI.")
 def stop(
-    job_dir: Path,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    templates: tuple[str, ...],
+    job: JobOptions,
     namespace: str | None,
     job_name: str | None,
     region: str | None,
@@ -239,7 +209,7 @@ def stop(
     keep the backlog (nothing is lost). `klio job deploy` resumes it."""
     from klio_operator.kube import resource_path
 
-    name, where = _named(job_dir, config_file, overrides, templates, namespace, job_name)
+    name, where = _named(job, namespace, job_name)
     path = resource_path("KlioJob", where, name)
 
     async def stop_it(api: KubeApi) -> bool:
@@ -257,18 +227,12 @@ def stop(
 
 
 @click.command()
-@job_dir_option
-@config_file_option
-@override_option
-@template_option
+@job_and_config_options
 @namespace_option
 @click.option("--job-name", default=None, help="The job's name, with no job directory.")
 @click.option("--yes", "--force", "-y", "yes", is_flag=True, help="Do not ask first.")
 def delete(
-    job_dir: Path,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    templates: tuple[str, ...],
+    job: JobOptions,
     namespace: str | None,
     job_name: str | None,
     yes: bool,
@@ -277,7 +241,7 @@ def delete(
     and subscriptions it made for it (messages waiting in them are lost; the job's data stays)."""
     from klio_operator.kube import resource_path
 
-    name, where = _named(job_dir, config_file, overrides, templates, namespace, job_name)
+    name, where = _named(job, namespace, job_name)
     if not yes:
         click.confirm(
             f"Delete KlioJob {where}/{name}, with the topics and subscriptions the operator made"

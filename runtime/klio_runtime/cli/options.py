@@ -37,6 +37,7 @@ def credentials_hint(err: BaseException) -> str:
         seen = seen.__cause__ or seen.__context__
     return ""
 
+
 job_dir_option = click.option(
     "--job-dir",
     "-j",
@@ -75,7 +76,8 @@ image_tag_option = click.option(
     "--image-tag",
     default=None,
     help="Klio's worker image tag: `klio job run` gives it to the worker image of a pipeline "
-    "it submits with the beam_fn_api experiment, as Klio does; no image is built here.",
+    "it submits with the beam_fn_api experiment, as Klio does, and `klio job deploy` to the "
+    "KlioJob's image; no image is built here.",
 )
 force_build_option = click.option(
     "--force-build", is_flag=True, help="Accepted for Klio's command line; no image is built."
@@ -90,6 +92,7 @@ class JobOptions:
     config_file: Path | None
     overrides: tuple[str, ...]
     templates: tuple[str, ...]
+    image_tag: str | None = None
 
     def as_arguments(self) -> list[str]:
         """The same options, for a child process running another ``klio`` command."""
@@ -134,7 +137,7 @@ def job_and_config_options(command: Callable[..., None]) -> Callable[..., None]:
         force_build: bool,
         **arguments: Any,
     ) -> None:
-        command(job=JobOptions(job_dir, config_file, overrides, templates), **arguments)
+        command(job=JobOptions(job_dir, config_file, overrides, templates, image_tag), **arguments)
 
     wrapped: Callable[..., None] = with_job
     for option in reversed(
