@@ -247,3 +247,31 @@ async def test_an_answer_that_is_not_the_api_servers_is_said_plainly(tmp_path: P
         assert "Traceback" not in err
     finally:
         await runner.cleanup()
+
+
+async def test_a_job_klio_job_create_made_deploys_with_the_image_built(tmp_path: Path) -> None:
+    code, _, err = await klio(
+        dict(os.environ),
+        "job",
+        "create",
+        "--job-name",
+        "fresh",
+        "--gcp-project",
+        PROJECT,
+        "--use-defaults",
+        "--output",
+        str(tmp_path / "fresh"),
+    )
+    assert code == 0, err
+    async with running_emulator() as api:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig(tmp_path, str(api.url)))}
+        job = str(tmp_path / "fresh")
+        code, _, err = await klio(env, "job", "deploy", "-j", job)
+        assert code == 2
+        assert "pipeline_options.worker_harness_container_image: not set" in err
+        assert "--image" in err
+        code, out, err = await klio(env, "job", "deploy", "-j", job, "--image", "fresh:1")
+        assert code == 0, err
+        assert "KlioJob default/fresh created" in out
+        spec = stored(api, "default", "fresh")["spec"]
+        assert spec["image"] == "fresh:1" and spec["mode"] == "batch"

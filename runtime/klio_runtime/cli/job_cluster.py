@@ -138,6 +138,12 @@ def _absent(namespace: str, name: str) -> NoReturn:
 @job_and_config_options
 @namespace_option
 @click.option("--name", default=None, help="The KlioJob's name, if not the job's job_name.")
+@click.option(
+    "--image",
+    default=None,
+    help="The job's image, if not its worker_harness_container_image (the one you built from "
+    "its Dockerfile).",
+)
 @click.option("--update/--no-update", default=None, hidden=True, help="Accepted for Klio's CLI.")
 @click.option(
     "--direct-runner", is_flag=True, hidden=True, help="Klio's: run here (`klio job run`)."
@@ -146,6 +152,7 @@ def deploy(
     job: JobOptions,
     namespace: str | None,
     name: str | None,
+    image: str | None,
     update: bool | None,
     direct_runner: bool,
 ) -> None:
@@ -158,7 +165,9 @@ def deploy(
     from klio_operator.from_klio import ConversionChoices, ConversionError, kliojob_manifests
     from klio_operator.kube import current_namespace
 
-    choices = ConversionChoices(image_tag=job.image_tag, name=name, namespace=namespace)
+    choices = ConversionChoices(
+        image=image, image_tag=job.image_tag, name=name, namespace=namespace
+    )
     try:
         conversion = kliojob_manifests([source], choices)
     except ConversionError as err:
