@@ -36,7 +36,7 @@ from klio_operator.planning import (
 EXIT_INVALID = 2
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """The Klio operator: KlioJob custom resources → running, wired, observable jobs."""
 

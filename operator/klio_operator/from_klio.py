@@ -354,7 +354,7 @@ def _image(
     if not image:
         errors.append(
             "pipeline_options.worker_harness_container_image: not set, and a KlioJob needs the"
-            " job's image (set it, or give --image with this job's -j alone)"
+            " job's image (set it, or give --image)"
         )
         return ""
     return tagged_image(str(image), choices.image_tag) if choices.image_tag else str(image)
@@ -371,8 +371,9 @@ def _data(
             continue
         if not entry.location.startswith("gs://"):
             warnings.append(
-                f"{path}.location: {entry.location!r} is a path in each worker's own container;"
-                " workers on several nodes share data on gs://"
+                f"{path}.location: {entry.location!r} is kept, but it is a path inside each"
+                " worker's container, whose filesystem is read-only but for /tmp: data the"
+                " workers share belongs on gs://"
             )
         entries.append(
             {
@@ -461,7 +462,8 @@ def _outputs_not_kept(config: KlioConfig, index: int, consumed: set[tuple[int, i
         lines.append(
             f"job_config.events.outputs[{out_index}]: {where} is not written: a KlioJob's"
             " output messages go to the topic the operator makes for it, which a child KlioJob"
-            " reads by naming this job in spec.parents (convert the DAG's jobs together, one -j"
-            " each, to wire them; a child that names only a subscription is not matched)"
+            " reads by naming this job in spec.parents (`klio-operator manifest` with one -j"
+            " per job of a DAG wires them; a child that names only a subscription is not"
+            " matched)"
         )
     return lines

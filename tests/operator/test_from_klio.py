@@ -204,7 +204,7 @@ def test_one_job_alone_keeps_its_topics_and_says_what_it_leaves_out(tmp_path: Pa
         }
     ]
     assert document["spec"]["image"] == "gcr.io/klio-demo/catvdog-classify"
-    assert "one -j each" in stderr
+    assert "with one -j per job of a DAG wires them" in stderr
 
 
 def test_dataflow_keeps_the_engine_options_with_the_tagged_image(tmp_path: Path) -> None:

@@ -275,3 +275,18 @@ async def test_a_job_klio_job_create_made_deploys_with_the_image_built(tmp_path:
         assert "KlioJob default/fresh created" in out
         spec = stored(api, "default", "fresh")["spec"]
         assert spec["image"] == "fresh:1" and spec["mode"] == "batch"
+
+
+async def test_delete_asks_only_about_a_kliojob_that_is_there(tmp_path: Path) -> None:
+    job = tmp_path / "tagger"
+    job.mkdir()
+    (job / "klio-job.yaml").write_text(CONFIG)
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "absent")}
+    code, out, err = await klio(env, "job", "delete", "-j", str(job), stdin=b"y\n")
+    assert code == 2 and "Delete KlioJob" not in out  # no cluster: said before asking
+    assert "error: no cluster to act on" in err
+    async with running_emulator() as api:
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig(tmp_path, str(api.url)))}
+        code, out, _ = await klio(env, "job", "delete", "-j", str(job))  # nothing on stdin
+        assert code == 0
+        assert out.strip() == "KlioJob default/tagger was not there"

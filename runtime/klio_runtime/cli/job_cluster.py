@@ -251,6 +251,14 @@ def delete(
     from klio_operator.kube import resource_path
 
     name, where = _named(job, namespace, job_name)
+    path = resource_path("KlioJob", where, name)
+
+    async def find(api: KubeApi) -> bool:
+        return await api.get(path) is not None
+
+    if not _on_the_cluster(find):  # the cluster is there and so is the job, before asking
+        click.echo(f"KlioJob {where}/{name} was not there")
+        return
     if not yes:
         click.confirm(
             f"Delete KlioJob {where}/{name}, with the topics and subscriptions the operator made"
@@ -259,7 +267,7 @@ def delete(
         )
 
     async def delete_it(api: KubeApi) -> bool:
-        return await api.delete(resource_path("KlioJob", where, name))
+        return await api.delete(path)
 
     if _on_the_cluster(delete_it):
         click.echo(f"KlioJob {where}/{name} deleted")
