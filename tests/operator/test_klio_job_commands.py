@@ -200,6 +200,13 @@ async def test_stop_delete_and_deploy_where_klio_users_would_meet_them(tmp_path:
         assert "dataOutputs" not in spec and "replicas" not in spec  # the directory is the spec
         assert spec["image"] == "reg.example/klio/tagger:v2"
 
+        # the server fills in the schema's defaults: the same job deployed again is unchanged
+        defaulted = {**spec, "mode": "streaming", "runner": "direct", "retries": 0}
+        await send(api, "PATCH", resource_path("KlioJob", "default", "tagger"), {"spec": defaulted})
+        code, out, err = await klio(env, "job", "deploy", "-j", str(job), "--image-tag", "v2")
+        assert code == 0, err
+        assert "KlioJob default/tagger unchanged" in out
+
         # Klio's --job-name needs no job directory
         code, out, err = await klio(
             env, "job", "stop", "--job-name", "tagger", "--region", "r", cwd=empty

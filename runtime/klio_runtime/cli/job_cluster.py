@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -130,6 +130,17 @@ def _on_the_cluster(work: Callable[[KubeApi], Awaitable[T]]) -> T:
         _fail(f"cannot reach the API server: {err}", EXIT_FAILED)
 
 
+def _same_spec(stored: Any, wanted: dict[str, Any]) -> bool:
+    """Whether the stored spec says what ``wanted`` does, once both have the schema's defaults
+    (an API server fills them in: the stored spec is never the same dict as the one sent)."""
+    from klio_operator.models import SpecError, parse_spec
+
+    try:
+        return parse_spec(stored).to_wire() == parse_spec(wanted).to_wire()
+    except SpecError:
+        return False
+
+
 def _absent(namespace: str, name: str) -> NoReturn:
     _fail(f"no KlioJob {namespace}/{name} in the cluster: `klio job deploy` makes it", EXIT_FAILED)
 
@@ -188,7 +199,7 @@ def deploy(
         if current is None:
             await api.create(resource_path("KlioJob", metadata["namespace"]), manifest)
             return "created"
-        if current.get("spec") == manifest["spec"]:
+        if _same_spec(current.get("spec"), manifest["spec"]):
             return "unchanged"
         # The job directory is the whole of the spec: what it no longer says goes too.
         await api.json_patch(path, [{"op": "replace", "path": "/spec", "value": manifest["spec"]}])
