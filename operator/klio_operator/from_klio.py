@@ -6,7 +6,8 @@ operator makes the topics. So the jobs of one DAG are converted together: an eve
 another of the jobs writes becomes a parent, and what a job wrote that the operator now decides
 (its output topic, event files) is said in a warning rather than dropped silently.
 
-Pure: parsed configs in, manifests and warnings out; the command line reads the files.
+Pure: parsed configs in, manifests and warnings out; :mod:`klio_operator.klio_job_dirs` reads the
+files.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from klio_operator.planning import child_name_problem
 _SPEC_FIELDS = frozenset(
     {"events", "data", "allow_non_klio_messages", "thread_pool_size", "timeout_seconds", "retries"}
 )
-# pipeline options a KlioJob says in spec.runner and spec.mode (the operator refuses both twice)
+# pipeline options a KlioJob says in spec.runner and spec.mode (it refuses options saying else)
 _SPEC_OPTIONS = frozenset({"runner", "streaming"})
 # where a Klio config names the job's image (Beam's older name first, as Klio writes it)
 _IMAGE_OPTIONS = ("worker_harness_container_image", "sdk_container_image")
