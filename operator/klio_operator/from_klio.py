@@ -15,7 +15,6 @@ from __future__ import annotations
 import fnmatch
 import math
 import posixpath
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from klio_runtime.config import (
     PubSubEventOutput,
     format_validation_errors,
 )
+from klio_runtime.io.pubsub import resource_path
 from klio_runtime.submission import tagged_image, untagged_image
 from pydantic import ValidationError
 
@@ -38,13 +38,12 @@ from klio_operator import dag
 from klio_operator.from_klio_kubernetes import kubernetes_settings
 from klio_operator.models import (
     API_VERSION,
-    DNS1123_LABEL,
-    DNS1123_LABEL_MAX,
     KIND,
     EventInput,
     KlioJobSpec,
     Runner,
     SpecError,
+    is_dns1123_label,
     parse_spec,
     runner_of_option,
 )
@@ -117,9 +116,7 @@ def kliojob_manifests(
         + ", ".join(job.where for job, n in zip(jobs, names, strict=True) if n == name)
         for name in sorted({n for n in names if names.count(n) > 1})
     ]
-    if choices.namespace and not (
-        re.match(DNS1123_LABEL, choices.namespace) and len(choices.namespace) <= DNS1123_LABEL_MAX
-    ):
+    if choices.namespace and not is_dns1123_label(choices.namespace):
         errors.append(f"--namespace: {choices.namespace!r} is not a namespace name")
     feeders = [_feeders(index, jobs) for index in range(len(jobs))]
     parents_of = {
@@ -190,10 +187,11 @@ def _local(directory: str, location: str) -> str:
 
 
 def _topic(topic: str, config: KlioConfig) -> str:
-    project = config.pipeline_options.project
-    if topic.startswith("projects/") or not project:
+    """The topic's full path (a bare id is in the job's project); as written when it has none."""
+    try:
+        return resource_path(topic, "topics", config.pipeline_options.project)
+    except ValueError:
         return topic
-    return f"projects/{project}/topics/{topic}"
 
 
 def _manifest(

@@ -10,7 +10,6 @@ each is named in a warning. Pure: documents in, spec fields, warnings and errors
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +17,9 @@ from typing import Any
 from klio_runtime.config import format_validation_errors
 from pydantic import ValidationError
 
-from klio_operator.models import DNS1123_LABEL, DNS1123_LABEL_MAX, KlioJobSpec
+from klio_operator.models import KlioJobSpec, is_dns1123_label
 
 CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
-_NAMESPACE = re.compile(DNS1123_LABEL)
 _POD = "spec.template.spec"
 _CONTAINER = f"{_POD}.containers[0]"
 # What a KlioJob keeps, or the operator sets itself (the pods' selector and app labels): not warned.
@@ -155,11 +153,7 @@ def _from_deployment(
     read = _Reader(path, out)
     namespace = read.mapping(deployment.get("metadata"), "metadata").get("namespace")
     if namespace is not None:
-        if (
-            isinstance(namespace, str)
-            and _NAMESPACE.match(namespace)
-            and len(namespace) <= DNS1123_LABEL_MAX
-        ):
+        if is_dns1123_label(namespace):
             out.namespace = namespace
         else:
             out.namespace_error = (

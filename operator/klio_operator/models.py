@@ -239,8 +239,17 @@ class EnvVar(WireModel):
     )
 
 
+def is_dns1123_label(value: object) -> bool:
+    """Whether ``value`` is a DNS-1123 label: a KlioJob's name, or a namespace's."""
+    return (
+        isinstance(value, str)
+        and len(value) <= DNS1123_LABEL_MAX
+        and re.match(DNS1123_LABEL, value) is not None
+    )
+
+
 def _parent_name(value: str) -> str:
-    if len(value) > DNS1123_LABEL_MAX or not re.match(DNS1123_LABEL, value):
+    if not is_dns1123_label(value):
         raise ValueError(f"parent {value!r} is not a DNS-1123 label (a KlioJob name)")
     return value
 
