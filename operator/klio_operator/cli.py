@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 import yaml
+from klio_runtime.cli.options import config_file_option, override_option, template_option
 
 from klio_operator import dag
 from klio_operator.from_klio import ConversionChoices, ConversionError, kliojob_manifests
@@ -276,29 +277,9 @@ def render(
     help="A Klio job directory (klio-job.yaml, run.py); repeat it for each job of one DAG, so "
     "that a job reading what another writes names it as a parent.  [default: .]",
 )
-@click.option(
-    "-c",
-    "--config-file",
-    type=click.Path(path_type=Path),
-    help="The config, if not klio-job.yaml in the job directory (with one -j only).",
-)
-@click.option(
-    "-O",
-    "--override",
-    "--config-override",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value by dotted path, as `klio job run -O` (every job's).",
-)
-@click.option(
-    "-T",
-    "--template",
-    "templates",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Replace $KEY in the config files, as `klio job run -T`.",
-)
+@config_file_option  # the options of `klio job run`, for every job given (-c with one -j only)
+@override_option
+@template_option
 @click.option(
     "--runner",
     type=click.Choice(["direct", "dataflow", "flink"]),

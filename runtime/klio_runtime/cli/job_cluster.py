@@ -83,21 +83,9 @@ def _named(job: JobOptions, namespace: str | None, job_name: str | None) -> tupl
     from klio_operator.klio_job_dirs import kubernetes_objects
     from klio_operator.kube import current_namespace
 
-    from klio_runtime.config import (
-        ConfigError,
-        config_path_of,
-        load_config,
-        parse_overrides,
-        parse_templates,
-    )
-
     if job_name:
         return job_name, namespace or current_namespace()
-    try:
-        path = config_path_of(job.job_dir, job.config_file)
-        config = load_config(path, parse_overrides(job.overrides), parse_templates(job.templates))
-    except ConfigError as err:
-        _refuse(err.errors)
+    config = job.load_config()  # a config error is refused by field, as every job command does
     if namespace:
         return config.job_name, namespace
     objects, _ = kubernetes_objects(job.job_dir)  # a file that cannot be read names no namespace
