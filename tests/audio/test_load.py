@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from klio_runtime.audio import errors
 from klio_runtime.audio.errors import AudioError, check_waveform
-from klio_runtime.audio.load import audio_info, check_load_options, iter_blocks, load_audio
+from klio_runtime.audio.load import (
+    audio_info,
+    check_load_options,
+    downmix,
+    iter_blocks,
+    load_audio,
+)
 
 from tests.audio import signals
 
@@ -41,6 +47,19 @@ def test_mono_is_the_channel_mean(audio_dir: Path) -> None:
     stereo, _ = load_audio(audio_dir / "tone.wav", sr=None, mono=False)
     mono, _ = load_audio(audio_dir / "tone.wav", sr=None)
     np.testing.assert_allclose(mono, stereo.mean(axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", range(1, 10))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_downmix_is_the_channel_mean_to_the_bit(channels: int, dtype: type) -> None:
+    frames = np.random.default_rng(channels).standard_normal((4001, channels)).astype(dtype)
+    mono = downmix(frames)
+    assert mono.dtype == dtype and mono.shape == (4001,)
+    assert np.array_equal(mono, frames.mean(axis=1))
+    if 1 < channels < 8:  # what librosa.load's to_mono gives, as Klio's LoadAudio did
+        import librosa
+
+        assert np.array_equal(mono, librosa.to_mono(np.ascontiguousarray(frames.T)))
 
 
 def test_offset_and_duration_select_the_right_samples(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def load_audio(
         raise AudioError(
             name, errors.EMPTY, f"no samples to decode (offset {offset} s, duration {duration})"
         )
-    y = frames[:, 0] if frames.shape[1] == 1 else (frames.mean(axis=1) if mono else frames.T)
+    y = downmix(frames) if mono else (frames[:, 0] if frames.shape[1] == 1 else frames.T)
     if may_hold_nan:
         errors.check_finite(y, name)
     out_sr = native_sr
@@ -106,6 +106,24 @@ def load_audio(
         y = librosa.resample(y, orig_sr=native_sr, target_sr=sr, res_type=res_type)
         out_sr = int(sr)
     return y.astype(dtype, copy=False), out_sr
+
+
+def downmix(frames: np.ndarray) -> np.ndarray:
+    """Mono ``(n,)`` from frames ``(n, channels)``: the channels' mean, as ``librosa.to_mono``.
+
+    Summed a column at a time: numpy's ``mean(axis=1)`` over so short a last axis takes ~20 ms
+    for 30 s of stereo, the column sums under 1 ms. The result is the same to the bit (numpy
+    sums fewer than 8 values in order, then divides; from 8 on it sums pairwise)."""
+    channels = frames.shape[1]
+    if channels == 1:
+        return frames[:, 0]
+    if channels >= 8:
+        return frames.mean(axis=1)
+    y = frames[:, 0] + frames[:, 1]
+    for channel in range(2, channels):
+        y += frames[:, channel]
+    y /= frames.dtype.type(channels)
+    return y
 
 
 def audio_info(source: AudioSource, *, element: str = "") -> AudioInfo:
@@ -275,7 +293,7 @@ def iter_blocks(
                 raise AudioError(name, errors.NO_CHANNELS, "the file has 0 channels")
             for block in f.blocks(blocksize=block_frames, overlap=overlap, dtype="float32",
                                   always_2d=True):
-                mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+                mono = downmix(block)
                 errors.check_finite(mono, name)
                 yield mono, native_sr
     except sf.LibsndfileError as err:
@@ -295,6 +313,7 @@ __all__ = [
     "AudioSource",
     "audio_info",
     "check_load_options",
+    "downmix",
     "iter_blocks",
     "load_audio",
     "warm_up",
