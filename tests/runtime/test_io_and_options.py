@@ -20,9 +20,16 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineResult, PipelineState
 from klio_runtime.config import ConfigError, KlioConfig
 from klio_runtime.context import klio_logger
-from klio_runtime.io.events import DeadLetter, WriteDeadLetters, decode_line, encode_line
+from klio_runtime.io.events import (
+    DeadLetter,
+    WriteDeadLetters,
+    WriteEventFile,
+    _name_shards,
+    decode_line,
+    encode_line,
+)
 from klio_runtime.io.storage import DataStore
-from klio_runtime.message import element_id, new_message
+from klio_runtime.message import element_id, new_message, serialize
 from klio_runtime.metrics import (
     METRICS_LOGGER,
     KlioMetrics,
@@ -83,6 +90,41 @@ def test_dead_letters_are_json_lines_and_a_run_keeps_the_letters_of_the_one_befo
         "decode_error",
     }
     assert next(r for r in records if r["element"] == "../x")["where"] == "message"
+
+
+def _write_event_file(prefix: Path, ids: list[str], **text_kwargs: Any) -> list[str]:
+    messages = [serialize(new_message(element)) for element in ids]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create(messages) | WriteEventFile(str(prefix), **text_kwargs)
+    return sorted(f.name for f in prefix.parent.iterdir())
+
+
+def test_event_files_get_beams_shard_names_and_leave_nothing_hidden(tmp_path: Path) -> None:
+    ids = [f"track-{i}" for i in range(5)]
+    names = _write_event_file(tmp_path / "out" / "events", ids)
+    assert names == ["events-00000-of-00001"], "no temporary file is left"
+    assert sorted((tmp_path / "out" / names[0]).read_text().split()) == ids
+
+    # nothing to write: one empty shard, as Beam's WriteToText
+    assert _write_event_file(tmp_path / "none" / "events", []) == ["events-00000-of-00001"]
+    assert (tmp_path / "none" / "events-00000-of-00001").read_text() == ""
+
+    # WriteToText's own arguments: WriteToText writes
+    assert _write_event_file(tmp_path / "txt" / "ids", ids[:2], file_name_suffix=".txt") == [
+        "ids-00000-of-00001.txt"
+    ]
+
+
+def test_each_bundles_file_becomes_one_shard_of_all(tmp_path: Path) -> None:
+    written = []
+    for number in range(3):
+        path = tmp_path / f".events-{number}.tmp"
+        path.write_text(f"track-{number}\n")
+        written.append(str(path))
+    finals = _name_shards(None, str(tmp_path / "events"), written)
+    assert [Path(f).name for f in finals] == [f"events-0000{i}-of-00003" for i in range(3)]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [Path(f).name for f in finals]
+    assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
 
 
 def test_exists_many_lists_each_directory_once(

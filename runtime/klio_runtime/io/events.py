@@ -20,6 +20,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
 from klio_runtime.io.gcs import ensure_emulator_credentials
@@ -174,8 +176,14 @@ def _element_line(data: bytes) -> str:
 
 
 class WriteEventFile(beam.PTransform):
-    """Serialized KlioMessages → one element id per line under ``prefix`` (Beam's shard naming);
-    further arguments are Beam's ``WriteToText``'s (``file_name_suffix``, ``num_shards``, …)."""
+    """Serialized KlioMessages → one element id per line under ``prefix``, in Beam's shard names
+    (``<prefix>-00000-of-00002``…; one empty shard when there is nothing to write, as Beam's
+    ``WriteToText``). Further arguments are ``WriteToText``'s (``file_name_suffix``,
+    ``num_shards``, …); with any, or on an unbounded input, ``WriteToText`` itself writes.
+
+    Without them, each bundle writes its own hidden file and one last step gives them their
+    shard names: ``WriteToText``'s initialize, group and finalize stages cost ~0.15 s per run,
+    more than the rest of a small job."""
 
     def __init__(self, prefix: str, *text_args: Any, **text_kwargs: Any) -> None:
         super().__init__()
@@ -186,11 +194,56 @@ class WriteEventFile(beam.PTransform):
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         if self.prefix.startswith("gs://"):
             ensure_emulator_credentials()
+        lines = pcoll | "ElementId" >> beam.Map(_element_line)
+        if self.text_args or self.text_kwargs or not pcoll.is_bounded:
+            return lines | "Write" >> beam.io.WriteToText(
+                self.prefix, *self.text_args, **self.text_kwargs
+            )
+        written = lines | "Write" >> beam.ParDo(_WriteBundleShard(self.prefix))
         return (
-            pcoll
-            | "ElementId" >> beam.Map(_element_line)
-            | "Write" >> beam.io.WriteToText(self.prefix, *self.text_args, **self.text_kwargs)
+            pcoll.pipeline
+            | "Once" >> beam.Create([None])
+            | "Name shards" >> beam.FlatMap(_name_shards, self.prefix, pvalue.AsList(written))
         )
+
+
+class _WriteBundleShard(beam.DoFn):
+    """Lines → one hidden file per bundle that has any; its path is output when the bundle ends
+    (only a bundle that completed is seen by the step that names the shards)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def start_bundle(self) -> None:
+        self._handle: Any = None
+        self._path = ""
+
+    def process(self, line: str) -> None:
+        if self._handle is None:
+            directory, slash, name = self.prefix.rpartition("/")
+            self._path = f"{directory}{slash}.{name}-{uuid.uuid4().hex[:12]}.tmp"
+            self._handle = FileSystems.create(
+                self._path, compression_type=CompressionTypes.UNCOMPRESSED
+            )
+        self._handle.write(line.encode("utf-8") + b"\n")
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            yield GlobalWindows.windowed_value(self._path)
+
+
+def _name_shards(_: None, prefix: str, written: list[str]) -> list[str]:
+    """Give the bundles' files Beam's shard names; with none, write one empty shard."""
+    if not written:
+        final = f"{prefix}-00000-of-00001"
+        FileSystems.create(final, compression_type=CompressionTypes.UNCOMPRESSED).close()
+        return [final]
+    count = len(written)
+    finals = [f"{prefix}-{index:05d}-of-{count:05d}" for index in range(count)]
+    FileSystems.rename(sorted(written), finals)
+    return finals
 
 
 class _WriteBundleLines(beam.DoFn):
