@@ -1,6 +1,7 @@
 """Klio's ``klio.transforms.helpers`` (aliases of klio_runtime.transforms.helpers)."""
 
 from klio_runtime.transforms.helpers import (
+    KlioAckInputMessage,
     KlioCheckInputExists,
     KlioCheckOutputExists,
     KlioCheckRecipients,
@@ -18,6 +19,7 @@ from klio_runtime.transforms.helpers import (
 )
 
 __all__ = [
+    "KlioAckInputMessage",
     "KlioCheckInputExists",
     "KlioCheckOutputExists",
     "KlioCheckRecipients",

@@ -511,3 +511,12 @@ class KlioSetTrace(beam.PTransform):
 
     def expand(self, pcoll: Any) -> Any:
         return pcoll | beam.Map(_set_trace)
+
+
+class KlioAckInputMessage(beam.DoFn):
+    """Klio's acknowledgement step (``beam.ParDo(KlioAckInputMessage())``), which its GKE runner
+    appended to mark a Pub/Sub message done. Here ``klio worker`` acknowledges each message once
+    its work is done, so this step passes each element on unchanged."""
+
+    def process(self, element: Any) -> Iterator[Any]:
+        yield element

@@ -117,6 +117,15 @@ def test_klio_drop_logs_its_metrics_as_a_handle_klio_step_does() -> None:
     assert lines == ["[kmsg-received]", "[kmsg-drop]", "[kmsg-success]", "[kmsg-timer]"]
 
 
+def test_the_ack_step_klios_gke_runner_appended_passes_elements_on() -> None:
+    from apache_beam.testing.util import assert_that, equal_to
+
+    messages = [msg_bytes("a"), msg_bytes("b")]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create(messages) | beam.ParDo(helpers.KlioAckInputMessage())
+        assert_that(out, equal_to(messages))
+
+
 def test_helpers_hand_on_the_message_upgraded_as_klios_do(tmp_path: Path) -> None:
     """A message with no version, or a v1 one naming its element in entity_id, leaves Klio's
     helpers as the message they read it as (their serializer upgrades it), not as it came."""
