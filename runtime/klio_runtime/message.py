@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -324,6 +323,9 @@ def from_json(text: str) -> KlioMessage:
 
 # Characters that must never reach a path or object name.
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+# Unicode's Cc category: the C0 controls, DEL and the C1 controls (NUL among them).
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+_PATH_SEPARATOR = re.compile(r"[/\\]")
 
 
 def validate_element_id(element: str | bytes) -> str:
@@ -357,18 +359,19 @@ def validate_element_id(element: str | bytes) -> str:
 def _unsafe_reason(text: str) -> str | None:
     if not text:
         return "it is empty"
-    for index, char in enumerate(text):
-        if char == "\0":
+    control = _CONTROL_CHARACTER.search(text)
+    if control is not None:
+        index = control.start()
+        if text[index] == "\0":
             return f"NUL character at index {index}"
-        if unicodedata.category(char) == "Cc":
-            return f"control character U+{ord(char):04X} at index {index}"
+        return f"control character U+{ord(text[index]):04X} at index {index}"
     if text[0] in "/\\":
         return "it is an absolute path"
     if _URL_SCHEME.match(text):
         return "it is a URL, not an id"
     if text[1:2] == ":":  # Windows reads any "X:" prefix as a drive
         return "it starts with a drive letter"
-    segments = re.split(r"[/\\]", text)
+    segments = _PATH_SEPARATOR.split(text)
     if ".." in segments:
         return "it has a '..' path segment"
     if all(segment in ("", ".") for segment in segments):
