@@ -311,6 +311,24 @@ def test_summary_says_when_there_is_no_event_output_to_write() -> None:
     assert "written to event outputs" not in without
 
 
+def test_the_summary_says_when_fewer_ids_were_kept_than_messages() -> None:
+    from klio_runtime.cli.job_run import render_summary
+    from klio_runtime.runner import JobSummary
+    from rich.console import Console
+
+    def row(count: int, ids: list[str]) -> str:
+        console = Console(record=True, width=400)
+        dropped = JobSummary(dropped={"input_missing": count}, dropped_ids={"input_missing": ids})
+        render_summary(dropped, console)
+        return next(line for line in console.export_text().splitlines() if "input_missing" in line)
+
+    ids = [f"id-{i:02d}" for i in range(12)]
+    assert "id-09, … (2 more)" in row(12, ids) and "kept" not in row(12, ids)
+    # Beam keeps ~1 MB of ids per metric: 300,000 drops may list only some of them
+    assert "… (2 more) (12 distinct ids kept of 300000 messages)" in row(300000, ids)
+    assert "id-00, id-01 (2 distinct ids kept of 3 messages)" in row(3, ids[:2])
+
+
 def test_brackets_in_errors_and_ids_are_shown_as_they_are(tmp_path: Path) -> None:
     # rich reads "[file0]" as markup: Beam's step names and element ids must not be eaten
     from klio_runtime.cli.job_run import render_summary

@@ -68,10 +68,13 @@ def _total(config: KlioConfig) -> int | None:
     return total
 
 
-def _ids(ids: list[str]) -> str:
+def _ids(ids: list[str], count: int) -> str:
+    """The first ids of ``count`` messages. Fewer ids than messages: an element came more than
+    once, or Beam stopped keeping ids (it keeps about 1 MB of them per metric)."""
     shown = ", ".join(ids[:SHOWN_IDS])
     more = f", … ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else ""
-    return escape(shown) + more  # ids are data, not rich markup
+    kept = f" ({len(ids)} distinct ids kept of {count} messages)" if count > len(ids) else ""
+    return escape(shown) + more + kept  # ids are data, not rich markup
 
 
 def render_summary(summary: JobSummary, console: Console, writes_events: bool = True) -> None:
@@ -91,11 +94,11 @@ def render_summary(summary: JobSummary, console: Console, writes_events: bool = 
     table.add_row("skipped (output exists)", str(summary.skipped.get("output_exists", 0)), "")
     table.add_row("ping", str(summary.skipped.get("ping", 0)), "")
     for reason, count in sorted(summary.dropped.items()):
-        table.add_row(f"dropped: {reason}", str(count), _ids(summary.dropped_ids.get(reason, [])))
+        ids = summary.dropped_ids.get(reason, [])
+        table.add_row(f"dropped: {reason}", str(count), _ids(ids, count))
     for reason, count in sorted(summary.dead_letter.items()):
-        table.add_row(
-            f"dead-lettered: {reason}", str(count), _ids(summary.dead_letter_ids.get(reason, []))
-        )
+        ids = summary.dead_letter_ids.get(reason, [])
+        table.add_row(f"dead-lettered: {reason}", str(count), _ids(ids, count))
     console.print(table)
 
 
