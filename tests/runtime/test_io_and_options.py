@@ -127,29 +127,58 @@ def test_each_bundles_file_becomes_one_shard_of_all(tmp_path: Path) -> None:
     assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
 
 
-def test_exists_many_lists_each_directory_once(
+def test_local_existence_is_one_stat_a_path_not_a_listing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.txt").write_text("x")
     (tmp_path / "a" / "sub").mkdir()
-    store = DataStore()
-    listed: list[str] = []
-    real = store._list
-    monkeypatch.setattr(store, "_list", lambda d: listed.append(d) or real(d))
+    # a data directory may hold millions of files: a batch must not cost a listing of them all
+    monkeypatch.setattr(os, "scandir", lambda *_: pytest.fail("listed a directory"))
+    monkeypatch.setattr(os, "listdir", lambda *_: pytest.fail("listed a directory"))
     paths = [
         f"{tmp_path}/a/x.txt",
         f"{tmp_path}/a/y.txt",
         f"{tmp_path}/a/sub",
         f"{tmp_path}/nowhere/z.txt",
     ]
-    assert store.exists_many(paths) == {
+    assert DataStore().exists_many(paths) == {
         paths[0]: True,
         paths[1]: False,
         paths[2]: False,
         paths[3]: False,
     }
-    assert sorted(listed) == sorted([f"{tmp_path}/a", f"{tmp_path}/nowhere"])
+
+
+def test_gcs_existence_lists_a_small_prefix_and_asks_for_each_object_under_a_large_one(
+    gcs_emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[attr-defined]
+    from klio_runtime.io import storage as data_storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    bucket = client.create_bucket("exists-many")
+    for name in ("small/a.txt", "small/sub/b.txt", *(f"large/{i}.txt" for i in range(6))):
+        bucket.blob(name).upload_from_string(b"x")
+    store = DataStore()
+    listings: list[int | None] = []
+    real_list = store._gcs().list_blobs
+
+    def counted_list(*args: Any, **kwargs: Any) -> Any:
+        listings.append(kwargs.get("max_results"))
+        return real_list(*args, **kwargs)
+
+    monkeypatch.setattr(store._gcs(), "list_blobs", counted_list)
+    monkeypatch.setattr(data_storage, "GCS_LISTING_LIMIT", 4)
+    small = ["gs://exists-many/small/a.txt", "gs://exists-many/small/sub", "gs://exists-many/small/c"]
+    assert store.exists_many(small) == dict(zip(small, [True, False, False], strict=True))
+    # six objects under large/: more than the listing stops at (4, or twice the batch); 5.txt
+    # comes after where it stopped, so only asking for it finds it
+    large = ["gs://exists-many/large/5.txt", "gs://exists-many/large/9.txt"]
+    assert store.exists_many(large) == {large[0]: True, large[1]: False}
+    assert listings == [7, 5], "one listing each, stopped past the limit"
 
 
 def test_a_missing_bucket_holds_nothing(gcs_emulator: str) -> None:

@@ -1,7 +1,9 @@
 """Data objects on local paths or ``gs://``: batched existence checks, reads and writes.
 
-Existence checks group paths by their directory (prefix) and list each directory once, so a batch of
-N elements under one location costs one listing, not N round trips.
+A local path is checked with one ``stat``. On GCS a batch of paths under one prefix costs one
+listing, not a round trip each, as long as the prefix is small; a listing pays for every object
+under the prefix, so past a few pages (a bucket of millions of tracks) each wanted object is asked
+for instead, several at a time.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
 from klio_runtime.io.gcs import ensure_emulator_credentials, split_gs, storage_client
+
+# Objects a GCS existence check lists under a prefix before it asks for each wanted one instead
+# (two pages of a listing; at least twice the batch).
+GCS_LISTING_LIMIT = 2000
+GCS_CHECKS_AT_ONCE = 8
 
 
 def is_gcs(path: str) -> bool:
@@ -33,35 +41,38 @@ class DataStore:
         return self._client
 
     def exists_many(self, paths: Iterable[str]) -> dict[str, bool]:
-        """Which of ``paths`` exist: one listing per directory (local) or prefix (GCS)."""
-        by_dir: dict[str, set[str]] = defaultdict(set)
-        for path in paths:
-            by_dir[path.rsplit("/", 1)[0] if "/" in path else "."].add(path)
+        """Which of ``paths`` exist (as files or objects, not directories)."""
         found: dict[str, bool] = {}
-        for directory, wanted in by_dir.items():
-            present = self._list(directory)
-            for path in wanted:
-                found[path] = path in present
+        by_prefix: dict[str, set[str]] = defaultdict(set)
+        for path in paths:
+            if is_gcs(path):
+                by_prefix[path.rsplit("/", 1)[0]].add(path)
+            else:
+                found[path] = os.path.isfile(path)
+        for prefix, wanted in by_prefix.items():
+            found.update(self._gcs_exists(prefix, wanted))
         return found
 
     def exists(self, path: str) -> bool:
         return self.exists_many([path])[path]
 
-    def _list(self, directory: str) -> set[str]:
-        if is_gcs(directory):
-            from google.api_core.exceptions import NotFound
+    def _gcs_exists(self, directory: str, wanted: set[str]) -> dict[str, bool]:
+        from google.api_core.exceptions import NotFound
 
-            bucket, prefix = split_gs(directory + "/")
-            blobs = self._gcs().list_blobs(bucket, prefix=prefix, delimiter="/")
-            try:
-                return {f"gs://{bucket}/{blob.name}" for blob in blobs}
-            except NotFound:  # no such bucket: nothing is in it (Beam's GcsIO.exists says so)
-                return set()
+        bucket, prefix = split_gs(directory + "/")
+        limit = max(GCS_LISTING_LIMIT, 2 * len(wanted))
+        blobs = self._gcs().list_blobs(bucket, prefix=prefix, delimiter="/", max_results=limit + 1)
         try:
-            with os.scandir(directory) as entries:
-                return {f"{directory}/{entry.name}" for entry in entries if entry.is_file()}
-        except FileNotFoundError:
-            return set()
+            listed = {f"gs://{bucket}/{blob.name}" for blob in blobs}
+        except NotFound:  # no such bucket: nothing is in it (Beam's GcsIO.exists says so)
+            return dict.fromkeys(wanted, False)
+        if len(listed) <= limit:
+            return {path: path in listed for path in wanted}
+        handle = self._gcs().bucket(bucket)
+        names = sorted(wanted)
+        with ThreadPoolExecutor(max_workers=min(GCS_CHECKS_AT_ONCE, len(names))) as pool:
+            present = pool.map(lambda path: handle.blob(split_gs(path)[1]).exists(), names)
+            return dict(zip(names, present, strict=True))
 
     def read_bytes(self, path: str) -> bytes:
         if is_gcs(path):
