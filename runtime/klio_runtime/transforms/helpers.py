@@ -190,7 +190,7 @@ class KlioFilterForce(beam.PTransform):
 
 
 class _CheckExists(_KlioDoFn):
-    """Tags ``found``/``not_found`` per message, checking ``batch_size`` messages per listing."""
+    """Tags ``found``/``not_found`` per message, checking ``batch_size`` messages at a time."""
 
     def __init__(
         self, direction: str, config: KlioConfig | None = None, batch_size: int = 500

@@ -2,8 +2,8 @@
 exists.
 
 One DoFn applies the pure decisions of :mod:`klio_runtime.routing` in the design's order. Existence
-is checked in batches (``batch_size`` messages, one listing per data directory) before each batch is
-decided. Outputs (tags): ``process`` (bytes for ``run``), ``pass_thru`` (ping / output exists, to
+is checked in batches (``batch_size`` messages; :mod:`klio_runtime.io.storage`) before each batch
+is decided. Outputs (tags): ``process`` (bytes for ``run``), ``pass_thru`` (ping / output exists, to
 the event output), ``input_missing`` (the hook for bottom-up requests), ``dropped``
 (:class:`Dropped`), ``dead_letter`` (bytes that are not a KlioMessage, ids that cannot be paths).
 
