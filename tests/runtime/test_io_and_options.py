@@ -115,15 +115,41 @@ def test_event_files_get_beams_shard_names_and_leave_nothing_hidden(tmp_path: Pa
     ]
 
 
-def test_each_bundles_file_becomes_one_shard_of_all(tmp_path: Path) -> None:
+def test_windowed_messages_are_written_to_the_same_shards(tmp_path: Path) -> None:
+    from apache_beam.transforms.window import FixedWindows, TimestampedValue
+
+    ids = [f"track-{i}" for i in range(4)]
+    prefix = tmp_path / "out" / "events"
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = (
+            p
+            | beam.Create([(serialize(new_message(e)), 100 * i) for i, e in enumerate(ids)])
+            | beam.Map(lambda pair: TimestampedValue(*pair))
+            | beam.WindowInto(FixedWindows(60))
+            | WriteEventFile(str(prefix))
+        )
+    assert sorted(f.name for f in prefix.parent.iterdir()) == ["events-00000-of-00001"]
+    assert sorted((prefix.parent / "events-00000-of-00001").read_text().split()) == ids
+
+
+def test_each_bundles_file_becomes_one_shard_and_a_retry_renames_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    temporary = tmp_path / ".events-run.tmp"
+    temporary.mkdir()
     written = []
     for number in range(3):
-        path = tmp_path / f".events-{number}.tmp"
+        path = temporary / f"bundle-{number}"
         path.write_text(f"track-{number}\n")
         written.append(str(path))
-    finals = _name_shards(None, str(tmp_path / "events"), written)
+    (temporary / "failed-attempt").write_text("track-0\n")  # a bundle attempt that failed
+    prefix = str(tmp_path / "events")
+    finals = _name_shards(None, prefix, f"{temporary}/", written)
     assert [Path(f).name for f in finals] == [f"events-0000{i}-of-00003" for i in range(3)]
     assert sorted(f.name for f in tmp_path.iterdir()) == [Path(f).name for f in finals]
+    assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
+    # the runner may run the step again (a lost work item): the shards stay as they are
+    assert _name_shards(None, prefix, f"{temporary}/", written) == finals
     assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
 
 
@@ -179,6 +205,14 @@ def test_gcs_existence_lists_a_small_prefix_and_asks_for_each_object_under_a_lar
     large = ["gs://exists-many/large/5.txt", "gs://exists-many/large/9.txt"]
     assert store.exists_many(large) == {large[0]: True, large[1]: False}
     assert listings == [7, 5], "one listing each, stopped past the limit"
+    # a prefix found large is not listed again
+    assert store.exists_many(large) == {large[0]: True, large[1]: False}
+    assert listings == [7, 5]
+    # a bucket or a "directory" is not an object
+    assert store.exists_many(["gs://exists-many", "gs://exists-many/large/"]) == {
+        "gs://exists-many": False,
+        "gs://exists-many/large/": False,
+    }
 
 
 def test_a_missing_bucket_holds_nothing(gcs_emulator: str) -> None:

@@ -288,8 +288,8 @@ def test_uppercase_with_data_on_gcs_emulator(uppercase_job: Path, gcs_emulator: 
             bucket.blob(f"output/{element}.txt").download_as_bytes()
             == f"CLOUD {element.upper()}\n".encode()
         )
-    events = [b.name for b in client.list_blobs("klio-data", prefix="events/out")]
-    assert events == ["events/out-00000-of-00001"]
+    events = [b.name for b in client.list_blobs("klio-data", prefix="events/")]
+    assert events == ["events/out-00000-of-00001"], "and no temporary object left"
     again = run_job(uppercase_job, "--no-progress", *overrides, env=env)
     assert again["skipped"] == {"output_exists": 50}
 
@@ -311,7 +311,7 @@ def test_summary_says_when_there_is_no_event_output_to_write() -> None:
     assert "written to event outputs" not in without
 
 
-def test_the_summary_says_when_fewer_ids_were_kept_than_messages() -> None:
+def test_the_summary_says_when_fewer_ids_were_listed_than_messages() -> None:
     from klio_runtime.cli.job_run import render_summary
     from klio_runtime.runner import JobSummary
     from rich.console import Console
@@ -323,10 +323,11 @@ def test_the_summary_says_when_fewer_ids_were_kept_than_messages() -> None:
         return next(line for line in console.export_text().splitlines() if "input_missing" in line)
 
     ids = [f"id-{i:02d}" for i in range(12)]
-    assert "id-09, … (2 more)" in row(12, ids) and "kept" not in row(12, ids)
+    assert "id-09, … (2 more)" in row(12, ids) and "listed" not in row(12, ids)
     # Beam keeps ~1 MB of ids per metric: 300,000 drops may list only some of them
-    assert "… (2 more) (12 distinct ids kept of 300000 messages)" in row(300000, ids)
-    assert "id-00, id-01 (2 distinct ids kept of 3 messages)" in row(3, ids[:2])
+    assert "… (2 more) (12 listed of 300000)" in row(300000, ids)
+    assert "id-00, id-01 (2 listed of 3)" in row(3, ids[:2])
+    assert "listed" not in row(5, [])  # drops with no id to keep
 
 
 def test_brackets_in_errors_and_ids_are_shown_as_they_are(tmp_path: Path) -> None:

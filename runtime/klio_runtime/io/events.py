@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,9 +183,10 @@ class WriteEventFile(beam.PTransform):
     ``WriteToText``). Further arguments are ``WriteToText``'s (``file_name_suffix``,
     ``num_shards``, …); with any, or on an unbounded input, ``WriteToText`` itself writes.
 
-    Without them, each bundle writes its own hidden file and one last step gives them their
-    shard names: ``WriteToText``'s initialize, group and finalize stages cost ~0.15 s per run,
-    more than the rest of a small job."""
+    Without them, each bundle writes its own file in a hidden directory of the run, and one last
+    step gives the files their shard names, then removes the directory (and what failed bundle
+    attempts left there): ``WriteToText``'s initialize, group and finalize stages cost ~0.07 s
+    per run, and FnApiRunner does not fuse them with the steps before (~10 us per element)."""
 
     def __init__(self, prefix: str, *text_args: Any, **text_kwargs: Any) -> None:
         super().__init__()
@@ -199,20 +202,27 @@ class WriteEventFile(beam.PTransform):
             return lines | "Write" >> beam.io.WriteToText(
                 self.prefix, *self.text_args, **self.text_kwargs
             )
-        written = lines | "Write" >> beam.ParDo(_WriteBundleShard(self.prefix))
+        if not pcoll.windowing.is_default():
+            # every window's lines go to the same shards, as WriteToText writes them
+            lines = lines | "Global window" >> beam.WindowInto(GlobalWindows())
+        directory, slash, name = self.prefix.rpartition("/")
+        temporary = f"{directory}{slash}.{name}-{uuid.uuid4().hex[:12]}.tmp/"
+        written = lines | "Write" >> beam.ParDo(_WriteBundleShard(temporary))
         return (
             pcoll.pipeline
             | "Once" >> beam.Create([None])
-            | "Name shards" >> beam.FlatMap(_name_shards, self.prefix, pvalue.AsList(written))
+            | "Name shards"
+            >> beam.FlatMap(_name_shards, self.prefix, temporary, pvalue.AsList(written))
         )
 
 
 class _WriteBundleShard(beam.DoFn):
-    """Lines → one hidden file per bundle that has any; its path is output when the bundle ends
-    (only a bundle that completed is seen by the step that names the shards)."""
+    """Lines → one file per bundle that has any, in the run's temporary directory; its path is
+    output when the bundle ends (only a bundle that completed is seen by the step that names
+    the shards)."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self, temporary: str) -> None:
+        self.temporary = temporary
 
     def start_bundle(self) -> None:
         self._handle: Any = None
@@ -220,8 +230,7 @@ class _WriteBundleShard(beam.DoFn):
 
     def process(self, line: str) -> None:
         if self._handle is None:
-            directory, slash, name = self.prefix.rpartition("/")
-            self._path = f"{directory}{slash}.{name}-{uuid.uuid4().hex[:12]}.tmp"
+            self._path = f"{self.temporary}{uuid.uuid4().hex[:12]}"
             self._handle = FileSystems.create(
                 self._path, compression_type=CompressionTypes.UNCOMPRESSED
             )
@@ -234,15 +243,26 @@ class _WriteBundleShard(beam.DoFn):
             yield GlobalWindows.windowed_value(self._path)
 
 
-def _name_shards(_: None, prefix: str, written: list[str]) -> list[str]:
-    """Give the bundles' files Beam's shard names; with none, write one empty shard."""
-    if not written:
-        final = f"{prefix}-00000-of-00001"
-        FileSystems.create(final, compression_type=CompressionTypes.UNCOMPRESSED).close()
-        return [final]
-    count = len(written)
+def _name_shards(_: None, prefix: str, temporary: str, written: list[str]) -> list[str]:
+    """Give the bundles' files Beam's shard names (one empty shard for none), then remove the
+    temporary directory. A retry of this step skips the files an earlier attempt renamed."""
+    count = max(len(written), 1)
     finals = [f"{prefix}-{index:05d}-of-{count:05d}" for index in range(count)]
-    FileSystems.rename(sorted(written), finals)
+    if not written:
+        FileSystems.create(finals[0], compression_type=CompressionTypes.UNCOMPRESSED).close()
+    pending = [
+        (source, final)
+        for source, final in zip(sorted(written), finals, strict=False)
+        if FileSystems.exists(source) or not FileSystems.exists(final)
+    ]
+    if pending:
+        FileSystems.rename([source for source, _ in pending], [final for _, final in pending])
+    leftovers = [meta.path for meta in FileSystems.match([temporary + "*"])[0].metadata_list]
+    if leftovers:
+        FileSystems.delete(leftovers)
+    if "://" not in temporary:
+        with contextlib.suppress(OSError):
+            os.rmdir(temporary)
     return finals
 
 
