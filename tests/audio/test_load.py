@@ -62,6 +62,12 @@ def test_downmix_is_the_channel_mean_to_the_bit(channels: int, dtype: type) -> N
         assert np.array_equal(mono, librosa.to_mono(np.ascontiguousarray(frames.T)))
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float16])
+def test_downmix_of_other_dtypes_is_numpys_mean(dtype: type) -> None:
+    frames = (np.arange(20).reshape(10, 2) * 3).astype(dtype)
+    assert np.array_equal(downmix(frames), frames.mean(axis=1))
+
+
 def test_offset_and_duration_select_the_right_samples(tmp_path: Path) -> None:
     sr = 16000
     y = np.concatenate([signals.tone(300, 1.0, sr), signals.tone(1200, 1.0, sr)])

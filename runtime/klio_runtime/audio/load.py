@@ -108,16 +108,20 @@ def load_audio(
     return y.astype(dtype, copy=False), out_sr
 
 
+_SUMMED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def downmix(frames: np.ndarray) -> np.ndarray:
     """Mono ``(n,)`` from frames ``(n, channels)``: the channels' mean, as ``librosa.to_mono``.
 
     Summed a column at a time: numpy's ``mean(axis=1)`` over so short a last axis takes ~20 ms
     for 30 s of stereo, the column sums under 1 ms. The result is the same to the bit (numpy
-    sums fewer than 8 values in order, then divides; from 8 on it sums pairwise)."""
+    sums fewer than 8 values in order, then divides; from 8 on it sums pairwise). Other
+    dtypes (integers, float16) and no channels at all get numpy's mean itself."""
     channels = frames.shape[1]
     if channels == 1:
         return frames[:, 0]
-    if channels >= 8:
+    if not 2 <= channels < 8 or frames.dtype not in _SUMMED_DTYPES:
         return frames.mean(axis=1)
     y = frames[:, 0] + frames[:, 1]
     for channel in range(2, channels):
