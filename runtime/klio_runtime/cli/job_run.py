@@ -69,11 +69,11 @@ def _total(config: KlioConfig) -> int | None:
 
 
 def _ids(ids: list[str], count: int) -> str:
-    """The first ids of ``count`` messages. Fewer ids than messages: an element came more than
-    once, or Beam stopped keeping ids (it keeps about 1 MB of them per metric)."""
+    """The first of the ids (or places) kept for ``count`` messages. Fewer kept than messages:
+    some came more than once, had none, or Beam stopped keeping them (~1 MB per metric)."""
     shown = ", ".join(ids[:SHOWN_IDS])
     more = f", … ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else ""
-    kept = f" ({len(ids)} distinct ids kept of {count} messages)" if count > len(ids) else ""
+    kept = f" ({len(ids)} listed of {count})" if ids and count > len(ids) else ""
     return escape(shown) + more + kept  # ids are data, not rich markup
 
 

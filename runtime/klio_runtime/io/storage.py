@@ -33,6 +33,7 @@ class DataStore:
 
     def __init__(self) -> None:
         self._client: Any = None
+        self._large_prefixes: set[str] = set()
 
     def _gcs(self) -> Any:
         if self._client is None:
@@ -45,10 +46,14 @@ class DataStore:
         found: dict[str, bool] = {}
         by_prefix: dict[str, set[str]] = defaultdict(set)
         for path in paths:
-            if is_gcs(path):
-                by_prefix[path.rsplit("/", 1)[0]].add(path)
-            else:
+            if not is_gcs(path):
                 found[path] = os.path.isfile(path)
+                continue
+            directory, _, name = path.rpartition("/")
+            if name and directory.startswith("gs://") and len(directory) > len("gs://"):
+                by_prefix[directory].add(path)
+            else:  # a bucket, or a prefix ending in "/": not an object
+                found[path] = False
         for prefix, wanted in by_prefix.items():
             found.update(self._gcs_exists(prefix, wanted))
         return found
@@ -60,14 +65,18 @@ class DataStore:
         from google.api_core.exceptions import NotFound
 
         bucket, prefix = split_gs(directory + "/")
-        limit = max(GCS_LISTING_LIMIT, 2 * len(wanted))
-        blobs = self._gcs().list_blobs(bucket, prefix=prefix, delimiter="/", max_results=limit + 1)
-        try:
-            listed = {f"gs://{bucket}/{blob.name}" for blob in blobs}
-        except NotFound:  # no such bucket: nothing is in it (Beam's GcsIO.exists says so)
-            return dict.fromkeys(wanted, False)
-        if len(listed) <= limit:
-            return {path: path in listed for path in wanted}
+        if directory not in self._large_prefixes:
+            limit = max(GCS_LISTING_LIMIT, 2 * len(wanted))
+            blobs = self._gcs().list_blobs(
+                bucket, prefix=prefix, delimiter="/", max_results=limit + 1
+            )
+            try:
+                listed = {f"gs://{bucket}/{blob.name}" for blob in blobs}
+            except NotFound:  # no such bucket: nothing is in it (Beam's GcsIO.exists says so)
+                return dict.fromkeys(wanted, False)
+            if len(listed) <= limit:
+                return {path: path in listed for path in wanted}
+            self._large_prefixes.add(directory)  # later batches ask at once
         handle = self._gcs().bucket(bucket)
         names = sorted(wanted)
         with ThreadPoolExecutor(max_workers=min(GCS_CHECKS_AT_ONCE, len(names))) as pool:
@@ -95,6 +104,7 @@ class DataStore:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._client = None
+        self._large_prefixes = set()
 
 
 def read_bytes(path: str) -> bytes:
