@@ -75,6 +75,41 @@ def test_avro_events_in_and_out_in_klios_shape(tmp_path: Path) -> None:
     )
     letters = list((out / "dead-letter").glob("plays-*.jsonl"))
     assert letters and "malformed_record" in letters[0].read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["dead-letter", "plays-00000-of-00001"]
+
+
+def _write_events(out: Path, elements: list[str], **options: Any) -> list[str]:
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from klio_runtime.config import AvroEventOutput
+    from klio_runtime.io.avro_events import WriteEventAvro
+    from klio_runtime.message import new_message, serialize
+
+    conf = AvroEventOutput(location=str(out), file_path_prefix="ev", **options)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        messages = p | beam.Create([serialize(new_message(e)) for e in elements])
+        _ = messages | WriteEventAvro(conf)
+    return sorted(path.name for path in out.iterdir())
+
+
+def test_avro_event_files_as_write_to_avro_names_and_fills_them(tmp_path: Path) -> None:
+    assert _write_events(tmp_path / "a", ["t1", "t2"], file_name_suffix=".avro") == [
+        "ev-00000-of-00001.avro"
+    ]
+    with (tmp_path / "a" / "ev-00000-of-00001.avro").open("rb") as handle:
+        reader = fastavro.reader(handle)
+        assert reader.codec == "deflate"
+        assert sorted(record["element"] for record in reader) == [b"t1", b"t2"]
+    # nothing to write: one file with the schema and no record
+    assert _write_events(tmp_path / "none", []) == ["ev-00000-of-00001"]
+    assert _read_avro("ev-*", tmp_path / "none")[1] == []
+    # a shard count of the config's own: WriteToAvro writes it
+    names = _write_events(tmp_path / "two", ["t1", "t2", "t3"], num_shards=2, codec="null")
+    assert names == ["ev-00000-of-00002", "ev-00001-of-00002"]
+    assert sorted(r["element"] for r in _read_avro("ev-*", tmp_path / "two")[1]) == [
+        b"t1",
+        b"t2",
+        b"t3",
+    ]
 
 
 def test_a_record_without_element_is_its_json() -> None:

@@ -24,10 +24,10 @@ from klio_runtime.io.events import (
     DeadLetter,
     WriteDeadLetters,
     WriteEventFile,
-    _name_shards,
     decode_line,
     encode_line,
 )
+from klio_runtime.io.shards import TextLines, _name_shards, _Shards
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message, serialize
 from klio_runtime.metrics import (
@@ -143,13 +143,13 @@ def test_each_bundles_file_becomes_one_shard_and_a_retry_renames_nothing_twice(
         path.write_text(f"track-{number}\n")
         written.append(str(path))
     (temporary / "failed-attempt").write_text("track-0\n")  # a bundle attempt that failed
-    prefix = str(tmp_path / "events")
-    finals = _name_shards(None, prefix, f"{temporary}/", written)
+    shards = _Shards(str(tmp_path / "events"), "", f"{temporary}/", TextLines())
+    finals = _name_shards(None, shards, written)
     assert [Path(f).name for f in finals] == [f"events-0000{i}-of-00003" for i in range(3)]
     assert sorted(f.name for f in tmp_path.iterdir()) == [Path(f).name for f in finals]
     assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
     # the runner may run the step again (a lost work item): the shards stay as they are
-    assert _name_shards(None, prefix, f"{temporary}/", written) == finals
+    assert _name_shards(None, shards, written) == finals
     assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
 
 

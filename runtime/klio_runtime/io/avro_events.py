@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 from apache_beam import pvalue
 from fastavro import parse_schema
+from fastavro.write import Writer
 
 from klio_runtime import message as kmessage
 from klio_runtime.config import AvroEventInput, AvroEventOutput
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.gcs import ensure_emulator_credentials
+from klio_runtime.io.shards import WriteShardedFiles
 
 KLIO_AVRO_SCHEMA: dict[str, Any] = {
     "namespace": "klio.avro",
@@ -82,8 +85,24 @@ class ReadEventAvro(beam.PTransform):
         )
 
 
+@dataclass(frozen=True)
+class AvroRecords:
+    """Avro records in one container file per shard (what ``WriteToAvro`` writes)."""
+
+    schema: Any
+    codec: str
+    mime_type: str = "application/x-avro"
+
+    def writer(self, handle: BinaryIO) -> Writer:
+        return Writer(handle, self.schema, self.codec)
+
+
 class WriteEventAvro(beam.PTransform):
-    """Serialized KlioMessages → Avro records ``{"element": bytes}`` under the output's prefix."""
+    """Serialized KlioMessages → Avro records ``{"element": bytes}`` under the output's prefix.
+
+    Beam's shard names, as ``WriteToAvro`` gives them; it writes only for a ``num_shards`` or a
+    ``shard_name_template`` of the config's own (otherwise
+    :class:`klio_runtime.io.shards.WriteShardedFiles`, which costs less)."""
 
     def __init__(self, conf: AvroEventOutput) -> None:
         super().__init__()
@@ -93,17 +112,19 @@ class WriteEventAvro(beam.PTransform):
         conf = self.conf
         if conf.prefix.startswith("gs://"):
             ensure_emulator_credentials()
-        return (
-            pcoll
-            | "Record" >> beam.Map(_element_record)
-            | "Write"
-            >> beam.io.WriteToAvro(
+        schema = parse_schema(KLIO_AVRO_SCHEMA)
+        records = pcoll | "Record" >> beam.Map(_element_record)
+        if conf.num_shards or conf.shard_name_template is not None or not pcoll.is_bounded:
+            return records | "Write" >> beam.io.WriteToAvro(
                 conf.prefix,
-                schema=parse_schema(KLIO_AVRO_SCHEMA),
+                schema=schema,
                 codec=conf.codec,
                 file_name_suffix=conf.file_name_suffix,
                 num_shards=conf.num_shards,
                 shard_name_template=conf.shard_name_template,
                 mime_type=conf.mime_type,
             )
+        file_format = AvroRecords(schema, conf.codec, conf.mime_type)
+        return records | "Write" >> WriteShardedFiles(
+            conf.prefix, file_format, suffix=conf.file_name_suffix
         )

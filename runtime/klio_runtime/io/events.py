@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,11 +20,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindows
-from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
 from klio_runtime.io.gcs import ensure_emulator_credentials
+from klio_runtime.io.shards import TextLines, WriteShardedFiles
 
 DEAD_LETTER_TAG = "dead_letter"
 
@@ -181,12 +178,8 @@ class WriteEventFile(beam.PTransform):
     """Serialized KlioMessages → one element id per line under ``prefix``, in Beam's shard names
     (``<prefix>-00000-of-00002``…; one empty shard when there is nothing to write, as Beam's
     ``WriteToText``). Further arguments are ``WriteToText``'s (``file_name_suffix``,
-    ``num_shards``, …); with any, or on an unbounded input, ``WriteToText`` itself writes.
-
-    Without them, each bundle writes its own file in a hidden directory of the run, and one last
-    step gives the files their shard names, then removes the directory (and what failed bundle
-    attempts left there): ``WriteToText``'s initialize, group and finalize stages cost ~0.07 s
-    per run, and FnApiRunner does not fuse them with the steps before (~10 us per element)."""
+    ``num_shards``, …); with any, or on an unbounded input, ``WriteToText`` itself writes
+    (otherwise :class:`klio_runtime.io.shards.WriteShardedFiles`, which costs less)."""
 
     def __init__(self, prefix: str, *text_args: Any, **text_kwargs: Any) -> None:
         super().__init__()
@@ -202,68 +195,7 @@ class WriteEventFile(beam.PTransform):
             return lines | "Write" >> beam.io.WriteToText(
                 self.prefix, *self.text_args, **self.text_kwargs
             )
-        if not pcoll.windowing.is_default():
-            # every window's lines go to the same shards, as WriteToText writes them
-            lines = lines | "Global window" >> beam.WindowInto(GlobalWindows())
-        directory, slash, name = self.prefix.rpartition("/")
-        temporary = f"{directory}{slash}.{name}-{uuid.uuid4().hex[:12]}.tmp/"
-        written = lines | "Write" >> beam.ParDo(_WriteBundleShard(temporary))
-        return (
-            pcoll.pipeline
-            | "Once" >> beam.Create([None])
-            | "Name shards"
-            >> beam.FlatMap(_name_shards, self.prefix, temporary, pvalue.AsList(written))
-        )
-
-
-class _WriteBundleShard(beam.DoFn):
-    """Lines → one file per bundle that has any, in the run's temporary directory; its path is
-    output when the bundle ends (only a bundle that completed is seen by the step that names
-    the shards)."""
-
-    def __init__(self, temporary: str) -> None:
-        self.temporary = temporary
-
-    def start_bundle(self) -> None:
-        self._handle: Any = None
-        self._path = ""
-
-    def process(self, line: str) -> None:
-        if self._handle is None:
-            self._path = f"{self.temporary}{uuid.uuid4().hex[:12]}"
-            self._handle = FileSystems.create(
-                self._path, compression_type=CompressionTypes.UNCOMPRESSED
-            )
-        self._handle.write(line.encode("utf-8") + b"\n")
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-            yield GlobalWindows.windowed_value(self._path)
-
-
-def _name_shards(_: None, prefix: str, temporary: str, written: list[str]) -> list[str]:
-    """Give the bundles' files Beam's shard names (one empty shard for none), then remove the
-    temporary directory. A retry of this step skips the files an earlier attempt renamed."""
-    count = max(len(written), 1)
-    finals = [f"{prefix}-{index:05d}-of-{count:05d}" for index in range(count)]
-    if not written:
-        FileSystems.create(finals[0], compression_type=CompressionTypes.UNCOMPRESSED).close()
-    pending = [
-        (source, final)
-        for source, final in zip(sorted(written), finals, strict=False)
-        if FileSystems.exists(source) or not FileSystems.exists(final)
-    ]
-    if pending:
-        FileSystems.rename([source for source, _ in pending], [final for _, final in pending])
-    leftovers = [meta.path for meta in FileSystems.match([temporary + "*"])[0].metadata_list]
-    if leftovers:
-        FileSystems.delete(leftovers)
-    if "://" not in temporary:
-        with contextlib.suppress(OSError):
-            os.rmdir(temporary)
-    return finals
+        return lines | "Write" >> WriteShardedFiles(self.prefix, TextLines())
 
 
 class _WriteBundleLines(beam.DoFn):
