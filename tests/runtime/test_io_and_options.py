@@ -135,18 +135,19 @@ def test_windowed_messages_are_written_to_the_same_shards(tmp_path: Path) -> Non
 def test_each_bundles_file_becomes_one_shard_and_a_retry_renames_nothing_twice(
     tmp_path: Path,
 ) -> None:
-    temporary = tmp_path / ".events-run.tmp"
-    temporary.mkdir()
+    out = tmp_path / "run[1]"  # a glob character: the clean-up must not read it as one
+    temporary = out / ".events-run.tmp"
+    temporary.mkdir(parents=True)
     written = []
     for number in range(3):
         path = temporary / f"bundle-{number}"
         path.write_text(f"track-{number}\n")
         written.append(str(path))
     (temporary / "failed-attempt").write_text("track-0\n")  # a bundle attempt that failed
-    shards = _Shards(str(tmp_path / "events"), "", f"{temporary}/", TextLines())
+    shards = _Shards(str(out / "events"), "", f"{temporary}/", TextLines())
     finals = _name_shards(None, shards, written)
     assert [Path(f).name for f in finals] == [f"events-0000{i}-of-00003" for i in range(3)]
-    assert sorted(f.name for f in tmp_path.iterdir()) == [Path(f).name for f in finals]
+    assert sorted(f.name for f in out.iterdir()) == [Path(f).name for f in finals]
     assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
     # the runner may run the step again (a lost work item): the shards stay as they are
     assert _name_shards(None, shards, written) == finals

@@ -5,13 +5,15 @@ their writing step with the steps before it (~10 us per element: each one is enc
 and decoded again). Here each bundle writes its own file in a hidden directory of the run, and
 one last step names the files ``<prefix>-00000-of-00002<suffix>``… as those sinks do (one empty
 file when there is nothing to write), then removes the directory with whatever failed bundle
-attempts left in it.
+attempts left in it. The directory is named when the pipeline is built: two runs of one built
+pipeline (a Dataflow template launched twice at once) would share it, where they would
+overwrite each other's shards anyway, as with Beam's sinks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import Any, BinaryIO, Protocol
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
@@ -129,6 +131,15 @@ class _WriteBundleFile(beam.DoFn):
             yield GlobalWindows.windowed_value(self._path)
 
 
+def _remove(directory: str) -> None:
+    """The run's temporary directory, with what failed bundle attempts left in it."""
+    if "://" in directory:
+        with contextlib.suppress(BeamIOError):
+            FileSystems.delete([directory])  # every object under the prefix
+    else:
+        shutil.rmtree(directory, ignore_errors=True)  # no glob: a "[" in the path is a "["
+
+
 def _name_shards(_: None, shards: _Shards, written: list[str]) -> list[str]:
     """Give the bundles' files the shard names (one empty file for none), then remove the
     temporary directory. A retry of this step skips the files an earlier attempt renamed."""
@@ -137,19 +148,19 @@ def _name_shards(_: None, shards: _Shards, written: list[str]) -> list[str]:
     if not written:
         with shards.create(finals[0]) as handle:
             shards.file_format.writer(handle).flush()
-    pending = [
-        (source, final)
-        for source, final in zip(sorted(written), finals, strict=False)
-        if FileSystems.exists(source) or not FileSystems.exists(final)
-    ]
-    if pending:
-        FileSystems.rename([source for source, _ in pending], [final for _, final in pending])
-    leftovers = [meta.path for meta in FileSystems.match([shards.temporary + "*"])[0].metadata_list]
-    if leftovers:
-        FileSystems.delete(leftovers)
-    if "://" not in shards.temporary:
-        with contextlib.suppress(OSError):
-            os.rmdir(shards.temporary)
+    try:
+        if written:
+            FileSystems.rename(sorted(written), finals)
+    except BeamIOError:
+        # a retry of this step: what an earlier attempt renamed is in place already
+        pending = [
+            (source, final)
+            for source, final in zip(sorted(written), finals, strict=False)
+            if FileSystems.exists(source) or not FileSystems.exists(final)
+        ]
+        if pending:
+            FileSystems.rename([source for source, _ in pending], [final for _, final in pending])
+    _remove(shards.temporary)
     return finals
 
 
