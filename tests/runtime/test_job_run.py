@@ -294,6 +294,15 @@ def test_uppercase_with_data_on_gcs_emulator(uppercase_job: Path, gcs_emulator: 
     assert again["skipped"] == {"output_exists": 50}
 
 
+def test_the_command_line_loads_without_beam() -> None:
+    """`klio --help`, `klio message …` and the other commands that run no pipeline start in a
+    fraction of a second: Beam (~1.5 s to import) comes only with a run."""
+    code = "import sys, klio_runtime.cli; print(sorted(m for m in sys.modules if 'beam' in m))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+
+
 def test_summary_says_when_there_is_no_event_output_to_write() -> None:
     from klio_runtime.cli.job_run import render_summary
     from klio_runtime.runner import JobSummary

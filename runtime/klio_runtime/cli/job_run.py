@@ -7,7 +7,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -35,28 +35,20 @@ from klio_runtime.config import (
     parse_overrides,
     parse_templates,
 )
-from klio_runtime.io.events import count_lines
-from klio_runtime.io.pubsub_events import has_pubsub_input
-from klio_runtime.metrics import process_hub
-from klio_runtime.runner import (
-    GKE_RUNNER,
-    LOCAL_RUNNERS,
-    JobLoadError,
-    JobSummary,
-    hub_counts,
-    in_job_directory,
-    load_job,
-    run_in_thread,
-    run_job,
-    streaming_summary,
-)
-from klio_runtime.transforms.io import writer_names
+
+if TYPE_CHECKING:
+    from klio_runtime.runner import JobSummary
+
+# Beam (~1.5 s to import) is imported by the functions that run a job, not by this module: every
+# other `klio` command, and `klio --help`, loads this one.
 
 EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 SHOWN_IDS = 10
 
 
 def _total(config: KlioConfig) -> int | None:
+    from klio_runtime.io.events import count_lines
+
     total = 0
     for inp in config.job_config.events.inputs:
         if not isinstance(inp, FileEventInput) or inp.skip_klio_read:
@@ -105,6 +97,9 @@ def render_summary(summary: JobSummary, console: Console, writes_events: bool = 
 def _run_with_progress(
     config: KlioConfig, run_fn: Any, runner: str | None, options: dict[str, Any], console: Console
 ) -> JobSummary:
+    from klio_runtime.metrics import process_hub
+    from klio_runtime.runner import run_in_thread, run_job
+
     total = _total(config)
     hub = process_hub()
     start = hub.value("klio_messages_received_total", job=config.job_name)
@@ -139,6 +134,8 @@ def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
 def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Console) -> None:
     """A job with Pub/Sub inputs, run locally: the streaming worker in the foreground (as in a
     pod, with probes and metrics on free ports) until Ctrl-C, which drains it."""
+    from klio_runtime.runner import hub_counts, streaming_summary
+    from klio_runtime.transforms.io import writer_names
     from klio_runtime.worker.serve import Probes, serve
     from klio_runtime.worker.settings import WorkerSettings
 
@@ -228,6 +225,8 @@ def run(
     File event inputs run as a batch pipeline. Pub/Sub inputs stream: on the local worker until
     Ctrl-C, or on the Beam runner named (DataflowRunner, FlinkRunner, …).
     """
+    from klio_runtime.runner import JobLoadError, in_job_directory, load_job
+
     console = Console(stderr=False)
     err_console = Console(stderr=True)
     if direct_runner:
@@ -269,6 +268,10 @@ def _run_loaded(
     err_console: Console,
 ) -> None:
     """Run a loaded job (see :func:`run`) and print its summary."""
+    from klio_runtime.io.pubsub_events import has_pubsub_input
+    from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job
+    from klio_runtime.transforms.io import writer_names
+
     started = time.monotonic()
     chosen = runner if runner is not None else config.pipeline_options.runner
     if chosen == GKE_RUNNER:

@@ -14,7 +14,6 @@ import click
 
 from klio_runtime.cli.options import config_file_option, job_dir_option, override_option
 from klio_runtime.config import ConfigError, parse_overrides
-from klio_runtime.context import LOGGER_NAME, show_element_ids
 from klio_runtime.worker.settings import ENV_DEAD_LETTER_TOPIC, WorkerSettings
 
 # The contract's ports (klio_operator.worker_contract); Beam and Pub/Sub load only when run.
@@ -71,6 +70,8 @@ def worker(config_file: Path | None, job_dir: Path, overrides: tuple[str, ...],
     Messages are acknowledged only after their outputs are published (at-least-once).
     SIGTERM stops pulling, finishes the in-flight batch and exits 0.
     """
+    from klio_runtime.context import LOGGER_NAME, show_element_ids  # with Beam: not for --help
+
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr)
     if log_level != "debug":
         # Beam notes at INFO each string annotation it reads (dozens of lines at every start)
