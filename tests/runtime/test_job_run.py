@@ -303,6 +303,25 @@ def test_the_command_line_loads_without_beam() -> None:
     assert loaded.stdout.strip() == "[]"
 
 
+def test_stop_and_delete_take_klios_config_options_without_image_ones() -> None:
+    """As Klio's: `stop` and `delete` load the config only (Klio's with_klio_config); the
+    commands that name an image (run, test, profile, audit, deploy) take --image-tag too."""
+    from click.testing import CliRunner
+    from klio_runtime.cli import main
+
+    def options(*command: str) -> str:
+        return CliRunner().invoke(main, [*command, "--help"]).output
+
+    for command in (("job", "stop"), ("job", "delete")):
+        shown = options(*command)
+        assert "--config-file" in shown and "--template" in shown
+        assert "--image-tag" not in shown and "--force-build" not in shown
+    for command in (("job", "run"), ("job", "deploy"), ("job", "test")):
+        assert "--image-tag" in options(*command)
+    refused = CliRunner().invoke(main, ["job", "stop", "--image-tag", "v1"])
+    assert refused.exit_code == 2 and "No such option" in refused.output
+
+
 def test_summary_says_when_there_is_no_event_output_to_write() -> None:
     from klio_runtime.cli.job_run import render_summary
     from klio_runtime.runner import JobSummary

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from klio_runtime.cli.options import EXIT_INVALID, JobOptions, job_and_config_options
+from klio_runtime.cli.options import (
+    EXIT_INVALID,
+    JobOptions,
+    job_and_config_options,
+    job_config_options,
+)
 
 if TYPE_CHECKING:
     from klio_operator.from_klio import KlioJobDir
@@ -201,7 +206,7 @@ def deploy(
 
 
 @click.command()
-@job_and_config_options
+@job_config_options
 @namespace_option
 @click.option("--job-name", default=None, help="The job's name, with no job directory (Klio's).")
 @click.option("--region", default=None, hidden=True, help="Accepted for Klio's CLI.")
@@ -235,7 +240,7 @@ def stop(
 
 
 @click.command()
-@job_and_config_options
+@job_config_options
 @namespace_option
 @click.option("--job-name", default=None, help="The job's name, with no job directory.")
 @click.option("--yes", "--force", "-y", "yes", is_flag=True, help="Do not ask first.")

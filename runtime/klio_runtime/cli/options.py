@@ -123,33 +123,36 @@ class JobOptions:
 
 
 def job_and_config_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The options of Klio's commands that load a job (its ``with_klio_config``): -j, -c, -O,
-    -T, and --image-tag and --force-build (accepted; the job runs from its directory, nothing is
-    built). ``command`` gets them as ``job``, a :class:`JobOptions`."""
+    """The options of Klio's commands that load a job and name its image (run, test, profile,
+    audit, deploy): -j, -c, -O, -T, and --image-tag and --force-build (accepted; the job runs
+    from its directory, nothing is built). ``command`` gets them as ``job``, a
+    :class:`JobOptions`."""
+    return _with_job_options(command, image_options=True)
 
+
+def job_config_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Klio's ``with_klio_config`` alone (``stop``, ``delete``): -j, -c, -O and -T, as ``job``."""
+    return _with_job_options(command, image_options=False)
+
+
+def _with_job_options(command: Callable[..., None], image_options: bool) -> Callable[..., None]:
     @functools.wraps(command)
     def with_job(
         job_dir: Path,
         config_file: Path | None,
         overrides: tuple[str, ...],
         templates: tuple[str, ...],
-        image_tag: str | None,
-        force_build: bool,
+        image_tag: str | None = None,
+        force_build: bool = False,
         **arguments: Any,
     ) -> None:
         command(job=JobOptions(job_dir, config_file, overrides, templates, image_tag), **arguments)
 
+    options = [job_dir_option, config_file_option, override_option, template_option]
+    if image_options:
+        options += [image_tag_option, force_build_option]
     wrapped: Callable[..., None] = with_job
-    for option in reversed(
-        (
-            job_dir_option,
-            config_file_option,
-            override_option,
-            template_option,
-            image_tag_option,
-            force_build_option,
-        )
-    ):
+    for option in reversed(options):
         wrapped = option(wrapped)
     return wrapped
 
