@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from klio_runtime.cli.options import (
-    EXIT_INVALID,
+    EXIT_FAILED,
     JobOptions,
+    fail,
     job_and_config_options,
     job_config_options,
+    refuse_config,
 )
 
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
     from klio_operator.kube import KubeApi
 
 T = TypeVar("T")
-EXIT_FAILED = 1
 namespace_option = click.option(
     "--namespace",
     "-n",
@@ -39,26 +40,15 @@ namespace_option = click.option(
 )
 
 
-def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
-
-
 def _operator_package() -> None:
     try:
         import klio_operator.from_klio  # noqa: F401
         import kubernetes  # noqa: F401
     except ImportError as err:
-        _fail(
+        fail(
             f"this command needs the operator's package ({err.name} is missing): "
             "pip install 'klio-k8s[operator]'"
         )
-
-
-def _refuse(errors: list[str]) -> NoReturn:
-    for line in errors:
-        click.echo(f"config error: {line}", err=True)
-    raise SystemExit(EXIT_INVALID)
 
 
 def _read_job(job: JobOptions) -> KlioJobDir:
@@ -76,7 +66,7 @@ def _read_job(job: JobOptions) -> KlioJobDir:
             parse_templates(job.templates),
         )
     except (ConfigError, ConversionError) as err:
-        _refuse(err.errors)
+        refuse_config(err)
 
 
 def _named(job: JobOptions, namespace: str | None, job_name: str | None) -> tuple[str, str]:
@@ -114,13 +104,13 @@ def _on_the_cluster(work: Callable[[KubeApi], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except ConfigException as err:
-        _fail(f"no cluster to act on (KUBECONFIG or ~/.kube/config): {err}")
+        fail(f"no cluster to act on (KUBECONFIG or ~/.kube/config): {err}")
     except KubeApiError as err:
         crd = " (is the KlioJob CRD installed? helm install klio ./helm/klio)"
         hint = crd if err.status == 404 else ""
-        _fail(f"the API server refused: {err}{hint}", EXIT_FAILED)
+        fail(f"the API server refused: {err}{hint}", EXIT_FAILED)
     except (OSError, aiohttp.ClientError) as err:
-        _fail(f"cannot reach the API server: {err}", EXIT_FAILED)
+        fail(f"cannot reach the API server: {err}", EXIT_FAILED)
 
 
 def _same_spec(stored: Any, wanted: dict[str, Any]) -> bool:
@@ -135,7 +125,7 @@ def _same_spec(stored: Any, wanted: dict[str, Any]) -> bool:
 
 
 def _absent(namespace: str, name: str) -> NoReturn:
-    _fail(f"no KlioJob {namespace}/{name} in the cluster: `klio job deploy` makes it", EXIT_FAILED)
+    fail(f"no KlioJob {namespace}/{name} in the cluster: `klio job deploy` makes it", EXIT_FAILED)
 
 
 @click.command()
@@ -164,7 +154,7 @@ def deploy(
     or replace its spec, resuming it if stopped): the operator runs its workers. The KlioJob
     is the one `klio-operator manifest` prints; no image is built (`docker build`)."""
     if direct_runner:
-        _fail("--direct-runner runs the job here, not on a cluster: `klio job run --direct-runner`")
+        fail("--direct-runner runs the job here, not on a cluster: `klio job run --direct-runner`")
     source = _read_job(job)
     from klio_operator.from_klio import ConversionChoices, ConversionError, kliojob_manifests
     from klio_operator.kube import current_namespace
@@ -175,7 +165,7 @@ def deploy(
     try:
         conversion = kliojob_manifests([source], choices)
     except ConversionError as err:
-        _refuse(err.errors)
+        refuse_config(err)
     for line in conversion.warnings:
         click.echo(f"warning: {line}", err=True)
     (manifest,) = conversion.manifests

@@ -12,18 +12,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import click
 
 from klio_runtime.cli.options import (
-    EXIT_INVALID,
+    EXIT_FAILED,
     JobOptions,
+    fail,
     job_and_config_options,
     refuse_config,
 )
-
-EXIT_FAILED = 1
 
 STDOUT = Path("-")
 """``-o -``: stdout, as in Klio."""
@@ -100,11 +99,6 @@ def profile() -> None:
     """Profile the job over given elements: CPU, memory, or line by line (@profile)."""
 
 
-def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
-
-
 @contextlib.contextmanager
 def _ids_file(
     job: JobOptions, input_file: Path | None, entity_ids: tuple[str, ...], iterations: int = 1
@@ -161,12 +155,12 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
         except ConfigError as err:
             refuse_config(err)
         except JobLoadError as err:
-            _fail(str(err))
+            fail(str(err))
         try:
             direct = KlioRunner.DIRECT_RUNNER.value
             summary = run_job(config, run_fn, direct, events_from=str(ids_file))
         except Exception as err:
-            _fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
+            fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
     skipped = summary.skipped.get("output_exists", 0)
     click.echo(
         f"profiled run: {summary.received} received, {summary.processed} sent to run,"
@@ -343,7 +337,7 @@ def _profile_child(
         finally:
             code = process.wait()
         if code != 0:
-            _fail(f"the profiled run failed (exit code {code})", EXIT_FAILED)
+            fail(f"the profiled run failed (exit code {code})", EXIT_FAILED)
         if plot_graph and samples is not None:
             try:
                 png = plot(
@@ -353,7 +347,7 @@ def _profile_child(
                     measure.title,
                 )
             except ProfileInputError as err:
-                _fail(str(err), EXIT_FAILED)
+                fail(str(err), EXIT_FAILED)
             click.echo(f"{measure.announced} plot graph generated at: {png}")
 
 

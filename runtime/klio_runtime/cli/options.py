@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import click
 
 from klio_runtime.config import CONFIG_FILE_NAME
 
 if TYPE_CHECKING:
-    from klio_runtime.config import ConfigError, KlioConfig
+    from klio_runtime.config import KlioConfig
 
 EXIT_INVALID = 2
 """The exit code of a command refused for its input (a config, an option)."""
@@ -157,8 +157,21 @@ def _with_job_options(command: Callable[..., None], image_options: bool) -> Call
     return wrapped
 
 
-def refuse_config(error: ConfigError) -> NoReturn:
+class FieldProblems(Protocol):
+    """An error listing its problems by field (ConfigError, the operator's ConversionError)."""
+
+    @property
+    def errors(self) -> Sequence[str]: ...
+
+
+def refuse_config(error: FieldProblems) -> NoReturn:
     """Print each of the config's problems (by field) and exit 2."""
     for line in error.errors:
         click.echo(f"config error: {line}", err=True)
     raise SystemExit(EXIT_INVALID)
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    """Print ``error: message`` and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
