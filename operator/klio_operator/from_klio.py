@@ -40,6 +40,7 @@ from klio_operator.models import (
     API_VERSION,
     KIND,
     EventInput,
+    FieldErrors,
     KlioJobSpec,
     Runner,
     SpecError,
@@ -62,12 +63,8 @@ _SHARD = "-00000-of-00001"  # Beam's name of a one-shard file a file event outpu
 _CONFIG_PATHS = (("spec.pipelineOptions.", "pipeline_options."),)
 
 
-class ConversionError(ValueError):
+class ConversionError(FieldErrors):
     """Configs that make no valid KlioJob; `errors` are `<job dir>: <field>: <why>` lines."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(errors))
 
 
 @dataclass(frozen=True)

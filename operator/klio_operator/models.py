@@ -546,12 +546,16 @@ class KlioJob(WireModel):
     status: KlioJobStatus | None = Field(default=None, description="Observed state.")
 
 
-class SpecError(ValueError):
-    """A KlioJob spec that does not validate; `errors` are `<path>: <message>` lines."""
+class FieldErrors(ValueError):
+    """Problems by field: `errors` are `<path>: <message>` lines, the message joins them."""
 
     def __init__(self, errors: list[str]) -> None:
         self.errors = errors
         super().__init__("; ".join(errors))
+
+
+class SpecError(FieldErrors):
+    """A KlioJob spec that does not validate."""
 
 
 def parse_spec(spec: Any) -> KlioJobSpec:

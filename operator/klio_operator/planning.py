@@ -26,6 +26,7 @@ from klio_operator.models import (
     KIND,
     DataInput,
     DataOutput,
+    FieldErrors,
     KlioJobSpec,
 )
 
@@ -45,12 +46,8 @@ ENGINES = {"dataflow": "Dataflow", "flink": "Flink"}
 Component = Literal["worker", "config", "metrics", "autoscaler", "launcher"]
 
 
-class PlanningError(ValueError):
-    """The spec cannot be turned into children; `errors` are `<path>: <message>` lines."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(errors))
+class PlanningError(FieldErrors):
+    """The spec cannot be turned into children."""
 
 
 @dataclass(frozen=True)
