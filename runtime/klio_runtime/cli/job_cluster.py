@@ -56,16 +56,9 @@ def _read_job(job: JobOptions) -> KlioJobDir:
     from klio_operator.from_klio import ConversionError
     from klio_operator.klio_job_dirs import read_job_dir
 
-    from klio_runtime.config import ConfigError, parse_overrides, parse_templates
-
     try:
-        return read_job_dir(
-            job.job_dir,
-            job.config_file,
-            parse_overrides(job.overrides),
-            parse_templates(job.templates),
-        )
-    except (ConfigError, ConversionError) as err:
+        return job.loaded_with(read_job_dir)  # locations as written, for the job's image
+    except ConversionError as err:
         refuse_config(err)
 
 

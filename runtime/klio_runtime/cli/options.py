@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import click
 
@@ -14,6 +14,8 @@ from klio_runtime.config import CONFIG_FILE_NAME
 
 if TYPE_CHECKING:
     from klio_runtime.config import KlioConfig
+
+T = TypeVar("T")
 
 EXIT_INVALID = 2
 """The exit code of a command refused for its input (a config, an option)."""
@@ -108,11 +110,18 @@ class JobOptions:
     def load_config(self) -> KlioConfig:
         """The job's config, overrides and templates applied; a config error is refused, by
         field (exit 2)."""
-        from klio_runtime.config import ConfigError, parse_overrides, parse_templates
         from klio_runtime.runner import load_job_config
 
+        return self.loaded_with(load_job_config)
+
+    def loaded_with(self, loader: Callable[..., T]) -> T:
+        """``loader(job_dir, config_file, overrides, templates)``, the last two parsed: the one
+        place the job options become a loader's arguments. A config error is refused, by field
+        (exit 2)."""
+        from klio_runtime.config import ConfigError, parse_overrides, parse_templates
+
         try:
-            return load_job_config(
+            return loader(
                 self.job_dir,
                 self.config_file,
                 parse_overrides(self.overrides),
