@@ -147,19 +147,16 @@ def parse(data: bytes, *, allow_non_klio: bool = False) -> KlioMessage:
     Raises:
         MessageDecodeError: with a one-line reason, unless ``allow_non_klio``.
     """
-    msg = KlioMessage()
     try:
-        msg.ParseFromString(data)
+        msg = KlioMessage.FromString(data)
     except DecodeError:
         pass  # parse_exact below says why
     else:
-        # The common message, in short: parse_exact's checks hold and upgrade changes nothing.
-        # Dropping unknown fields (at any depth) leaves canonical bytes (any serializer's output
-        # for a message it knows) as long as they were, so this message lost nothing: bytes
-        # that are not canonical, or had unknown fields, take parse_exact's full path below,
-        # which tells the two apart (and keeps a newer producer's fields).
-        msg.DiscardUnknownFields()
-        if msg.ByteSize() == len(data) and msg.version == V2 and msg.data.element:
+        # The common message, in short: what parse_exact and upgrade make of it, without their
+        # copies. Opening with a field of KlioMessage, it passes parse_exact's checks with
+        # whatever fields follow (a newer producer's are kept); a V2 message with an element is
+        # one upgrade leaves as it is.
+        if data[:1] in _KNOWN_FIRST_TAGS and msg.version == V2 and msg.data.element:
             return msg
     try:
         msg = upgrade(parse_exact(data))

@@ -127,3 +127,41 @@ def test_short_paths_of_parse_and_new_message_agree_with_the_long_ones() -> None
     assert kmessage.serialize(kmessage.parse(with_unknown)) == with_unknown
     with pytest.raises(kmessage.MessageDecodeError, match="unknown field number at 15"):
         kmessage.parse(b"\x78\x01" + data)
+
+
+def _long_parse(data: bytes) -> KlioMessage:
+    msg = kmessage.upgrade(kmessage.parse_exact(data))
+    if not msg.data.element:
+        raise kmessage.MessageDecodeError("no data.element")
+    return msg
+
+
+def test_parse_takes_what_the_long_path_takes_and_keeps_the_same_bytes() -> None:
+    base = kmessage.new_message("e1", b"p")
+    append_audit_entry(base, JobRef("j", "p").to_proto(), 1_700_000_000_123_456_789)
+    canonical = kmessage.serialize(base)
+    v1 = KlioMessage(version=kmessage.V1)
+    v1.data.entity_id = "old"
+    data_first = kmessage.serialize(KlioMessage(data=base.data)) + kmessage.serialize(
+        KlioMessage(metadata=base.metadata, version=kmessage.V2)
+    )  # valid, not canonical: data before metadata
+    cases = [
+        canonical,
+        canonical + b"\x78\x01",  # a newer producer's top-level field, last
+        b"\x78\x01" + canonical,  # ... first: not a KlioMessage
+        canonical + b"\x12\x05\x7a\x03new",  # a newer producer's field inside data
+        data_first,
+        kmessage.serialize(v1),
+        kmessage.serialize(KlioMessage(version=kmessage.V2)),  # no element
+        b"track-1",
+        b"",
+        canonical[:-3],  # truncated
+    ]
+    for data in cases:
+        try:
+            expected = kmessage.serialize(_long_parse(data))
+        except kmessage.MessageDecodeError:
+            with pytest.raises(kmessage.MessageDecodeError):
+                kmessage.parse(data)
+            continue
+        assert kmessage.serialize(kmessage.parse(data)) == expected, data
