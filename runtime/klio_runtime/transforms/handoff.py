@@ -65,8 +65,9 @@ def reads_objects(applied: AppliedPTransform) -> bool:
 
 def hand_bytes_to_other_consumers(pipeline: beam.Pipeline) -> None:
     """Set ``hand_on_bytes`` on each object-emitting DoFn of ``pipeline``: True when its main
-    output reaches (through Flattens) any step that does not take the objects, else False (they
-    emit bytes until this is called: what Klio's steps emit)."""
+    output reaches (through Flattens) any step that does not take the objects, or more than one
+    step for an ``objects_to_sole_reader`` DoFn; else False (they emit bytes until this is
+    called: what Klio's steps emit)."""
     leaves = list(_leaves(pipeline.transforms_stack[0]))
     readers: dict[int, list[tuple[AppliedPTransform, bool]]] = defaultdict(list)
     for leaf in leaves:
