@@ -27,7 +27,13 @@ from klio_runtime.io.events import (
     decode_line,
     encode_line,
 )
-from klio_runtime.io.shards import TextLines, _name_shards, _Shards
+from klio_runtime.io.shards import (
+    TextLines,
+    _name_shards,
+    _Shards,
+    _temporary_directory,
+    _WriteBundleFile,
+)
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import element_id, new_message, serialize
 from klio_runtime.metrics import (
@@ -132,6 +138,43 @@ def test_windowed_messages_are_written_to_the_same_shards(tmp_path: Path) -> Non
     assert sorted((prefix.parent / "events-00000-of-00001").read_text().split()) == ids
 
 
+def test_each_run_writes_in_its_own_directory_and_removes_only_that(tmp_path: Path) -> None:
+    # one built pipeline run twice at once (a Dataflow template): the run that ends first must
+    # not take the other's files, nor remove them while that run still writes
+    prefix = str(tmp_path / "events")
+    first, second = _temporary_directory(None, prefix), _temporary_directory(None, prefix)
+    assert first != second
+    assert all(
+        Path(d).parent == tmp_path and Path(d).name.startswith(".events-") for d in (first, second)
+    )
+    shards = _Shards(prefix, "", TextLines())
+    writer = _WriteBundleFile(shards)
+    paths = []
+    for directory in (first, second):
+        writer.start_bundle()
+        writer.process("track-1", directory)
+        paths += [out.value for out in writer.finish_bundle()]
+    _name_shards(None, shards, first, paths[:1])
+    assert Path(paths[1]).read_text() == "track-1\n" and not Path(first).exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        Path(second).name,
+        "events-00000-of-00001",
+    ]
+
+
+def test_the_file_of_a_failed_bundle_is_closed_when_the_next_bundle_starts(tmp_path: Path) -> None:
+    writer = _WriteBundleFile(_Shards(str(tmp_path / "events"), "", TextLines()))
+    writer.start_bundle()
+    writer.process("track-1", f"{tmp_path}/.events-run.tmp/")
+    handle = writer._handle
+    assert handle is not None and not handle.closed
+    writer.start_bundle()  # the bundle above failed: finish_bundle never ran
+    assert handle.closed
+    writer.process("track-2", f"{tmp_path}/.events-run.tmp/")
+    writer.teardown()
+    assert writer._handle is None
+
+
 def test_each_bundles_file_becomes_one_shard_and_a_retry_renames_nothing_twice(
     tmp_path: Path,
 ) -> None:
@@ -144,13 +187,13 @@ def test_each_bundles_file_becomes_one_shard_and_a_retry_renames_nothing_twice(
         path.write_text(f"track-{number}\n")
         written.append(str(path))
     (temporary / "failed-attempt").write_text("track-0\n")  # a bundle attempt that failed
-    shards = _Shards(str(out / "events"), "", f"{temporary}/", TextLines())
-    finals = _name_shards(None, shards, written)
+    shards = _Shards(str(out / "events"), "", TextLines())
+    finals = _name_shards(None, shards, f"{temporary}/", written)
     assert [Path(f).name for f in finals] == [f"events-0000{i}-of-00003" for i in range(3)]
     assert sorted(f.name for f in out.iterdir()) == [Path(f).name for f in finals]
     assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
     # the runner may run the step again (a lost work item): the shards stay as they are
-    assert _name_shards(None, shards, written) == finals
+    assert _name_shards(None, shards, f"{temporary}/", written) == finals
     assert sorted(Path(f).read_text() for f in finals) == [f"track-{i}\n" for i in range(3)]
 
 

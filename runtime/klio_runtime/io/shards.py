@@ -5,9 +5,9 @@ their writing step with the steps before it (~10 us per element: each one is enc
 and decoded again). Here each bundle writes its own file in a hidden directory of the run, and
 one last step names the files ``<prefix>-00000-of-00002<suffix>``… as those sinks do (one empty
 file when there is nothing to write), then removes the directory with whatever failed bundle
-attempts left in it. The directory is named when the pipeline is built: two runs of one built
-pipeline (a Dataflow template launched twice at once) would share it, where they would
-overwrite each other's shards anyway, as with Beam's sinks.
+attempts left in it. The directory is named when the run starts, as Beam's sinks name theirs:
+two runs of one built pipeline (a Dataflow template launched twice) each write and clean up
+their own.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ class TextLines:
 class _Shards:
     prefix: str
     suffix: str
-    temporary: str
     file_format: FileFormat
 
     def create(self, path: str) -> BinaryIO:
@@ -93,15 +92,22 @@ class WriteShardedFiles(beam.PTransform):
         if not pcoll.windowing.is_default():
             # every window's values go to the same files, as Beam's file sinks write them
             pcoll = pcoll | "Global window" >> beam.WindowInto(GlobalWindows())
-        directory, slash, name = self.prefix.rpartition("/")
-        temporary = f"{directory}{slash}.{name}-{uuid.uuid4().hex[:12]}.tmp/"
-        shards = _Shards(self.prefix, self.suffix, temporary, self.file_format)
-        written = pcoll | "Write" >> beam.ParDo(_WriteBundleFile(shards))
-        return (
-            pcoll.pipeline
-            | "Once" >> beam.Create([None])
-            | "Name shards" >> beam.FlatMap(_name_shards, shards, pvalue.AsList(written))
+        shards = _Shards(self.prefix, self.suffix, self.file_format)
+        once = pcoll.pipeline | "Once" >> beam.Create([None])
+        # a side input to both steps: each reads the one value the run made
+        temporary = pvalue.AsSingleton(
+            once | "Temporary directory" >> beam.Map(_temporary_directory, self.prefix)
         )
+        written = pcoll | "Write" >> beam.ParDo(_WriteBundleFile(shards), temporary)
+        return once | "Name shards" >> beam.FlatMap(
+            _name_shards, shards, temporary, pvalue.AsList(written)
+        )
+
+
+def _temporary_directory(_: None, prefix: str) -> str:
+    """A hidden directory beside the shards, new for each run."""
+    directory, slash, name = prefix.rpartition("/")
+    return f"{directory}{slash}.{name}-{uuid.uuid4().hex[:12]}.tmp/"
 
 
 class _WriteBundleFile(beam.DoFn):
@@ -110,15 +116,16 @@ class _WriteBundleFile(beam.DoFn):
 
     def __init__(self, shards: _Shards) -> None:
         self.shards = shards
+        self._handle: BinaryIO | None = None
 
     def start_bundle(self) -> None:
-        self._handle: BinaryIO | None = None
+        self._close_abandoned()
         self._writer: RecordWriter | None = None
         self._path = ""
 
-    def process(self, value: Any) -> None:
+    def process(self, value: Any, temporary: str) -> None:
         if self._writer is None:
-            self._path = f"{self.shards.temporary}{uuid.uuid4().hex[:12]}"
+            self._path = f"{temporary}{uuid.uuid4().hex[:12]}"
             self._handle = self.shards.create(self._path)
             self._writer = self.shards.file_format.writer(self._handle)
         self._writer.write(value)
@@ -130,6 +137,17 @@ class _WriteBundleFile(beam.DoFn):
             self._handle = self._writer = None
             yield GlobalWindows.windowed_value(self._path)
 
+    def teardown(self) -> None:
+        self._close_abandoned()
+
+    def _close_abandoned(self) -> None:
+        """Close the file of a bundle that failed (the naming step never sees it; the run's
+        directory goes with it), rather than leave the handle to the garbage collector."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.close()
+
 
 def _remove(directory: str) -> None:
     """The run's temporary directory, with what failed bundle attempts left in it."""
@@ -140,7 +158,7 @@ def _remove(directory: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)  # no glob: a "[" in the path is a "["
 
 
-def _name_shards(_: None, shards: _Shards, written: list[str]) -> list[str]:
+def _name_shards(_: None, shards: _Shards, temporary: str, written: list[str]) -> list[str]:
     """Give the bundles' files the shard names (one empty file for none), then remove the
     temporary directory. A retry of this step skips the files an earlier attempt renamed."""
     count = max(len(written), 1)
@@ -160,7 +178,7 @@ def _name_shards(_: None, shards: _Shards, written: list[str]) -> list[str]:
         ]
         if pending:
             FileSystems.rename([source for source, _ in pending], [final for _, final in pending])
-    _remove(shards.temporary)
+    _remove(temporary)
     return finals
 
 
