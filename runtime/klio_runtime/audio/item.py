@@ -209,7 +209,8 @@ def as_item(incoming: Any, *, numpy: bool | None = None, decode: bool = True) ->
             f"expected a KlioMessage (bytes) or an AudioItem, got {type(incoming).__name__}",
         )
     else:
-        msg = kmessage.take_carried(incoming) or _parsed(incoming)
+        carried = kmessage.take_carried(incoming)  # a decorated step's: parsed already
+        msg = carried if carried is not None else _parsed(incoming)
     raw = msg.data.payload
     msg.data.payload = b""
     element = kmessage.element_id(msg)
