@@ -425,8 +425,7 @@ def _run_one(
         batched = stats.arrived()
         if log:
             stats.log_received()
-        # the common cases: the router's message, handed on as it is, or carried by the last step
-        kmsg = incoming if type(incoming) is KlioMessage else kmessage.take_carried(incoming)
+        kmsg = kmessage.take_carried(incoming)  # the common case: the job's last step made it
         if kmsg is None:
             try:
                 kmsg = _message_of(ctx, incoming)

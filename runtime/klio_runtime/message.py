@@ -6,11 +6,10 @@ bytes stay wire-compatible with Spotify Klio. No Beam, no IO here.
 
 from __future__ import annotations
 
-import copyreg
 import json
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
@@ -53,19 +52,6 @@ V2: Version = Version.V2
 _SHOWN_ELEMENT_CHARS = 80
 _KNOWN_FIRST_TAGS = (b"\x0a", b"\x12", b"\x18")
 """The tags of metadata (1, length-delimited), data (2, length-delimited), version (3, varint)."""
-
-
-def _message_from(data: bytes) -> KlioMessage:
-    return KlioMessage.FromString(data)
-
-
-def _reduce_message(msg: KlioMessage) -> tuple[Callable[[bytes], KlioMessage], tuple[bytes]]:
-    return _message_from, (msg.SerializeToString(),)
-
-
-# The generated class names its module "klio_pb2", which does not import: pickle (Beam's
-# fallback coder, its element size sampling) takes a message as its bytes instead.
-copyreg.pickle(KlioMessage, _reduce_message)
 
 
 class MessageDecodeError(ValueError):

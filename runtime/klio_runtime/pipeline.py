@@ -106,8 +106,6 @@ class _PrepareOutput(beam.DoFn):
     def process(self, data: Any) -> Iterable[Any]:
         # A list, not a generator: this runs once per message and Beam iterates either.
         # made by a handle_klio step: left carried for the event writer; else checked here
-        if type(data) is kmessage.KlioMessage:  # the router's, when run passed it on untouched
-            data = data.SerializeToString()  # and checked below, as a step's own would be
         if not kmessage.is_carried(data):
             if not isinstance(data, bytes | bytearray):
                 converted = self._to_bytes(data)

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import apache_beam as beam
-import klio_runtime.decorators as decorators
-import pytest
-from apache_beam.coders import FastPrimitivesCoder
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.testing.util import assert_that, equal_to
 from klio_runtime.decorators import handle_klio
-from klio_runtime.message import KlioMessage, new_message, parse
-from klio_runtime.pipeline import KlioJobTransform
-from klio_runtime.transforms.handoff import _leaves, hand_bytes_to_other_consumers
-from klio_runtime.transforms.route import RouteMessages
-
-from tests.runtime.helpers import make_config, msg_bytes
+from klio_runtime.transforms.handoff import hand_bytes_to_other_consumers
 
 
 class _Emitter(beam.DoFn):
@@ -83,72 +73,3 @@ def test_decorated_readers_alone_keep_the_objects() -> None:
     _ = out | "DoFn" >> beam.ParDo(_DecoratedDoFn())
     hand_bytes_to_other_consumers(p)
     assert not fn.hand_on_bytes
-
-
-
-@handle_klio
-def _upper(ctx: Any, item: Any) -> bytes:
-    return bytes(item.element.upper())
-
-
-def _one_step(pcoll: Any, config: Any) -> Any:
-    return pcoll | beam.Map(_upper)
-
-
-def _two_steps_on_one_input(pcoll: Any, config: Any) -> Any:
-    return (pcoll | "A" >> beam.Map(_upper), pcoll | "B" >> beam.Map(_upper)) | beam.Flatten()
-
-
-def _filtered_first(pcoll: Any, config: Any) -> Any:
-    return pcoll | beam.Filter(_upper) | "then" >> beam.Map(_upper)
-
-
-def _routed(run: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], Any]:
-    """Run a Klio job over messages a and b; what the decorated steps received (type names),
-    and the job's router. Checks the job's output: each element upper-cased, once per step."""
-    seen: list[str] = []
-    real = decorators._run_one
-
-    def spy(ctx: Any, func: Any, call_args: Any, kwargs: Any, incoming: Any, *rest: Any) -> Any:
-        seen.append(type(incoming).__name__)
-        return real(ctx, func, call_args, kwargs, incoming, *rest)
-
-    monkeypatch.setattr(decorators, "_run_one", spy)
-    per_step = [b"A", b"B"]
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        messages = p | beam.Create([msg_bytes("a"), msg_bytes("b")])
-        out = messages | KlioJobTransform(make_config(), run)
-        payloads = out["output"] | beam.Map(lambda data: parse(data).data.payload)
-        steps = 2 if run is _two_steps_on_one_input else 1
-        assert_that(payloads, equal_to(per_step * steps))
-        leaves = list(_leaves(p.transforms_stack[0]))
-    route = next(leaf.transform.fn for leaf in leaves if isinstance(
-        getattr(leaf.transform, "fn", None), RouteMessages))
-    return seen, route
-
-
-def test_the_router_hands_its_message_object_to_a_sole_decorated_step(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    seen, route = _routed(_one_step, monkeypatch)
-    assert seen == ["KlioMessage", "KlioMessage"] and not route.hand_on_bytes
-
-
-def test_the_router_hands_bytes_to_two_readers_and_past_a_filter(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # two readers would share one message object that each fills in: each parses bytes instead
-    seen, route = _routed(_two_steps_on_one_input, monkeypatch)
-    assert seen == ["bytes"] * 4 and route.hand_on_bytes
-    # Filter hands on what it received, to steps that may want bytes
-    seen, route = _routed(_filtered_first, monkeypatch)
-    assert route.hand_on_bytes and set(seen) == {"bytes"}
-
-
-def test_a_klio_message_pickles_as_its_bytes() -> None:
-    # Beam's fallback coder pickles an element between stages, and when it samples sizes
-    msg = new_message("e1", b"payload")
-    assert pickle.loads(pickle.dumps(msg)) == msg
-    coder = FastPrimitivesCoder()
-    decoded = coder.decode(coder.encode(msg))
-    assert type(decoded) is KlioMessage and decoded == msg

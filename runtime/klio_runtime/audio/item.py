@@ -185,32 +185,23 @@ def decode_payload(data: bytes, *, element: str, numpy: bool | None = None) -> A
     return data
 
 
-def _parsed(incoming: bytes | bytearray) -> KlioMessage:
-    try:
-        return kmessage.parse(bytes(incoming))
-    except kmessage.MessageDecodeError as err:
-        raise AudioError(repr(bytes(incoming[:40])), errors.BAD_PAYLOAD, str(err)) from err
-
-
 def as_item(incoming: Any, *, numpy: bool | None = None, decode: bool = True) -> AudioItem:
-    """An AudioItem from what a step received: an AudioItem, serialized KlioMessage bytes, or the
-    KlioMessage the job's router handed on (the step's own to change).
+    """An AudioItem from what a step received: an AudioItem, or serialized KlioMessage bytes.
 
     Raises AudioError (reason ``bad_payload``) for bytes that are not a KlioMessage or a payload
     that cannot be decoded.
     """
     if isinstance(incoming, AudioItem):
         return incoming
-    if type(incoming) is KlioMessage:
-        msg = incoming
-    elif not isinstance(incoming, bytes | bytearray):
+    if not isinstance(incoming, bytes | bytearray):
         raise AudioError(
             repr(incoming)[:60], errors.BAD_PAYLOAD,
             f"expected a KlioMessage (bytes) or an AudioItem, got {type(incoming).__name__}",
         )
-    else:
-        carried = kmessage.take_carried(incoming)  # a decorated step's: parsed already
-        msg = carried if carried is not None else _parsed(incoming)
+    try:
+        msg = kmessage.parse(bytes(incoming))
+    except kmessage.MessageDecodeError as err:
+        raise AudioError(repr(bytes(incoming[:40])), errors.BAD_PAYLOAD, str(err)) from err
     raw = msg.data.payload
     msg.data.payload = b""
     element = kmessage.element_id(msg)

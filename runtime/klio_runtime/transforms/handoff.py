@@ -10,9 +10,7 @@ bytes.
 A DoFn opts in with two class attributes: ``emits_klio_objects`` (it may emit such objects, and
 emits bytes once its ``hand_on_bytes`` is set) and ``reads_klio_objects`` (it takes them). A
 function or method takes them when a Klio decorator that parses messages wrapped it
-(:data:`READS_MESSAGES_MARK`). A DoFn whose objects are changed by their reader (the router's
-KlioMessage, which a decorated step then fills in) also sets ``objects_to_sole_reader``: two
-readers would share one object, so it hands on bytes to more than one.
+(:data:`READS_MESSAGES_MARK`).
 """
 
 from __future__ import annotations
@@ -56,8 +54,6 @@ def reads_objects(applied: AppliedPTransform) -> bool:
         return True
     called = getattr(fn, "_fn", None)  # Beam's CallableWrapperDoFn: FlatMap(f) or Map's closure
     if called is not None:
-        if getattr(called, "__qualname__", "").startswith("Filter."):
-            return False  # hands on what it received, to readers it does not know
         cells = getattr(called, "__closure__", None) or ()
         return _marked(called) or any(_marked(_contents(cell)) for cell in cells)
     return _marked(getattr(type(fn), "process", None))
@@ -65,9 +61,8 @@ def reads_objects(applied: AppliedPTransform) -> bool:
 
 def hand_bytes_to_other_consumers(pipeline: beam.Pipeline) -> None:
     """Set ``hand_on_bytes`` on each object-emitting DoFn of ``pipeline``: True when its main
-    output reaches (through Flattens) any step that does not take the objects, or more than one
-    step for an ``objects_to_sole_reader`` DoFn; else False (they emit bytes until this is
-    called: what Klio's steps emit)."""
+    output reaches (through Flattens) any step that does not take the objects, else False (they
+    emit bytes until this is called: what Klio's steps emit)."""
     leaves = list(_leaves(pipeline.transforms_stack[0]))
     readers: dict[int, list[tuple[AppliedPTransform, bool]]] = defaultdict(list)
     for leaf in leaves:
@@ -76,21 +71,16 @@ def hand_bytes_to_other_consumers(pipeline: beam.Pipeline) -> None:
         for side in leaf.side_inputs:
             readers[id(side.pvalue)].append((leaf, True))
 
-    def final_readers(pcoll: Any) -> list[tuple[AppliedPTransform, bool]]:
-        """Who reads ``pcoll`` (and whether as a side input), through Flattens."""
-        found = []
+    def needs_bytes(pcoll: Any) -> bool:
         for reader, as_side_input in readers.get(id(pcoll), []):
             if isinstance(reader.transform, beam.Flatten) and not as_side_input:
-                for out in reader.outputs.values():
-                    found += final_readers(out)
-            else:
-                found.append((reader, as_side_input))
-        return found
+                if any(needs_bytes(out) for out in reader.outputs.values()):
+                    return True
+            elif as_side_input or not reads_objects(reader):
+                return True
+        return False
 
     for leaf in leaves:
         fn: Any = getattr(leaf.transform, "fn", None)
         if getattr(fn, "emits_klio_objects", False):
-            found = final_readers(leaf.outputs.get(None))
-            fn.hand_on_bytes = any(side or not reads_objects(r) for r, side in found) or (
-                getattr(fn, "objects_to_sole_reader", False) and len(found) != 1
-            )
+            fn.hand_on_bytes = needs_bytes(leaf.outputs.get(None))

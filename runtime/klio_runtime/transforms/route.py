@@ -96,13 +96,6 @@ def has_pass_thru(config: KlioConfig) -> bool:
 class RouteMessages(beam.DoFn):
     """Serialized KlioMessage in; the decision's tagged output out."""
 
-    # A message for run is handed on as the KlioMessage itself when run's one first step takes
-    # it (transforms.handoff: a decorated step, which fills it in), saving a serialize and a
-    # parse; as bytes to anything else, and until a Klio job's pipeline is built.
-    emits_klio_objects = True
-    objects_to_sole_reader = True
-    hand_on_bytes = True
-
     # (timestamp, window) of the message in process, for one that waits for its batch's checks;
     # None here: Beam passes them only to a process that asks (RouteCheckingData), at a cost
     _where: tuple[Any, Any] | None = None
@@ -185,7 +178,7 @@ class RouteMessages(beam.DoFn):
                 self.logger.debug(klio_lines.ping_off(element), extra={"element_id": element})
         if not self.checks_data:
             self.to_run_count += 1
-            return [kmessage.carry(msg) if self.hand_on_bytes else msg]
+            return [kmessage.carry(msg)]
         self.pending.append((msg, self._where))
         if len(self.pending) >= self.batch_size:
             return self._flush()  # consumed at once, each output handed on as it is made
@@ -287,7 +280,7 @@ class RouteMessages(beam.DoFn):
     def _act(self, decision: Decision, msg: kmessage.KlioMessage) -> Iterator[Any]:
         if decision is Decision.PROCESS:
             self.to_run_count += 1
-            yield kmessage.carry(msg) if self.hand_on_bytes else msg
+            yield kmessage.carry(msg)
         elif decision is Decision.PASS_PING:
             self.logger.info(klio_lines.ping_passes(kmessage.element_id(msg)))
             if self.config.job_config.data.inputs:
