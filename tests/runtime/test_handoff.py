@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import apache_beam as beam
@@ -73,3 +74,44 @@ def test_decorated_readers_alone_keep_the_objects() -> None:
     _ = out | "DoFn" >> beam.ParDo(_DecoratedDoFn())
     hand_bytes_to_other_consumers(p)
     assert not fn.hand_on_bytes
+
+
+def _own_wrapper_around(step: Any) -> Any:
+    @functools.wraps(step)
+    def sized(data: bytes) -> Any:
+        return step(data) if len(data) < 1_000_000 else None  # looks at the bytes
+
+    return sized
+
+
+def test_objects_go_only_to_what_calls_a_decorated_step_on_the_element() -> None:
+    # Only Map(f), FlatMap(f) and a decorated process take objects; a function of the user's
+    # that holds a decorated step (a closure, a functools.wraps wrapper) or a Filter that hands
+    # on what it got may look at the bytes.
+    @handle_klio
+    def step(ctx: Any, item: Any) -> Any:
+        return item
+
+    def maybe(data: bytes) -> list[Any]:  # holds the step in its closure
+        return [] if data.startswith(b"skip") else [step(data)]
+
+    cases = {
+        "Map": beam.Map(_decorated),
+        "FlatMap": beam.FlatMap(_decorated),
+        "closure": beam.FlatMap(maybe),
+        "wraps": beam.Map(_own_wrapper_around(_decorated)),
+        "Filter": beam.Filter(_decorated),
+    }
+    p = beam.Pipeline(runner=FnApiRunner())
+    fns = {}
+    for label, reader in cases.items():
+        out, fns[label] = _emitter(p, label)
+        _ = out | f"read by {label}" >> reader
+    hand_bytes_to_other_consumers(p)
+    assert {label: fn.hand_on_bytes for label, fn in fns.items()} == {
+        "Map": False,
+        "FlatMap": False,
+        "closure": True,
+        "wraps": True,
+        "Filter": True,
+    }

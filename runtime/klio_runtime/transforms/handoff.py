@@ -38,6 +38,12 @@ def _marked(func: Any) -> bool:
     return bool(getattr(func, READS_MESSAGES_MARK, False))
 
 
+def _decorators_own(func: Any) -> bool:
+    """A wrapper a Klio decorator made. A user's ``functools.wraps`` wrapper around one copies
+    its mark, yet may look at the bytes: its ``__wrapped__`` (ours keep none) gives it away."""
+    return _marked(func) and not _marked(getattr(func, "__wrapped__", None))
+
+
 def _contents(cell: Any) -> Any:
     try:
         return cell.cell_contents
@@ -45,18 +51,32 @@ def _contents(cell: Any) -> Any:
         return None
 
 
+def _called_by_map(wrapper: Any) -> Any:
+    """What Beam's ``Map(f)`` calls on each element (``f``, the ``fn`` of its wrapper's
+    closure); None for any other callable (a Filter's wrapper, a function of the user's that
+    merely holds a decorated step and may hand on what it received)."""
+    if not getattr(wrapper, "__qualname__", "").startswith("Map.<locals>."):
+        return None
+    code = getattr(wrapper, "__code__", None)
+    names = code.co_freevars if code is not None else ()
+    cells = getattr(wrapper, "__closure__", None) or ()
+    return next(
+        (_contents(cell) for name, cell in zip(names, cells, strict=False) if name == "fn"), None
+    )
+
+
 def reads_objects(applied: AppliedPTransform) -> bool:
-    """Whether this primitive step takes the objects as it takes message bytes."""
+    """Whether this primitive step takes the objects as it takes message bytes: a DoFn that says
+    so, or one whose work is a decorated function (``Map(f)``, ``FlatMap(f)``) or method."""
     fn = getattr(applied.transform, "fn", None)
     if fn is None:
         return False
     if getattr(fn, "reads_klio_objects", False):
         return True
-    called = getattr(fn, "_fn", None)  # Beam's CallableWrapperDoFn: FlatMap(f) or Map's closure
+    called = getattr(fn, "_fn", None)  # Beam's CallableWrapperDoFn: FlatMap(f) or Map's wrapper
     if called is not None:
-        cells = getattr(called, "__closure__", None) or ()
-        return _marked(called) or any(_marked(_contents(cell)) for cell in cells)
-    return _marked(getattr(type(fn), "process", None))
+        return _decorators_own(called) or _decorators_own(_called_by_map(called))
+    return _decorators_own(getattr(type(fn), "process", None))
 
 
 def hand_bytes_to_other_consumers(pipeline: beam.Pipeline) -> None:
