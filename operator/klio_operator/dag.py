@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,9 +40,17 @@ def parent_subscription(project: str, namespace: str, job: str, parent: str) -> 
     return subscription_path(project, f"{PREFIX}.{namespace}.{job}.from.{parent}")
 
 
-def input_subscription(project: str, namespace: str, job: str, index: int) -> str:
-    """A root job's subscription to an event-input topic that came without a subscription."""
-    return subscription_path(project, f"{PREFIX}.{namespace}.{job}.input-{index}")
+def input_subscription(project: str, namespace: str, job: str, topic: str) -> str:
+    """A root job's subscription to an event-input topic (a full path) that came without one.
+
+    Named after the topic, not the input's place in the list: inputs reordered keep their
+    subscriptions and backlogs (a subscription cannot change topic; one named by position would
+    be replaced, its backlog lost). The hash of the full path tells apart topics of the same id
+    in two projects and keeps the id short.
+    """
+    topic_id = topic.rsplit("/", 1)[-1][:64]
+    digest = hashlib.sha256(topic.encode("utf-8")).hexdigest()[:8]
+    return subscription_path(project, f"{PREFIX}.{namespace}.{job}.input.{topic_id}.{digest}")
 
 
 def find_cycle(start: str, parents_of: Mapping[str, Sequence[str]]) -> list[str] | None:

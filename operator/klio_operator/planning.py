@@ -219,6 +219,7 @@ def plan_pubsub(
         name = dag.parent_subscription(project, ns, job, parent.name)
         subscriptions.append(SubscriptionPlan(name, topic, dead_letter))
         inputs.append((topic, name))
+    subscribed: dict[str, int] = {}  # topic → the input we subscribe it for
     for index, event_input in enumerate(spec.event_inputs):
         if event_input.type != "pubsub":
             continue
@@ -228,7 +229,16 @@ def plan_pubsub(
             external.append(own)
             inputs.append((topic, own))
         elif topic:
-            name = dag.input_subscription(project, ns, job, index)
+            if topic in subscribed:
+                raise PlanningError(
+                    [
+                        f"spec.eventInputs[{index}].topic: {topic} is read by"
+                        f" spec.eventInputs[{subscribed[topic]}] already; give this input a"
+                        " subscription of its own"
+                    ]
+                )
+            subscribed[topic] = index
+            name = dag.input_subscription(project, ns, job, topic)
             subscriptions.append(SubscriptionPlan(name, topic, dead_letter))
             inputs.append((topic, name))
     parent_topics = tuple(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
+from klio_operator.dag import input_subscription
 from klio_operator.kube import KubeApiError, resource_path
 from klio_operator.planning import MANAGED_BY, PubSubPlan, labels_for
 
@@ -60,7 +61,7 @@ async def test_stuck_pod_degrades_then_recovers_and_suspend_keeps_subscriptions(
             )
             await op.wait(lambda: "j" not in op.objects("ScaledObject"), "autoscaler removed")
             _, subs = await pubsub_names()
-            assert f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0" in subs
+            assert input_subscription(PROJECT, NS, "j", incoming) in subs
             await op.play_deployment_controller("j")
             await op.wait(
                 lambda: op.objects("KlioJob")["j"]["status"].get("phase") == "Suspended",
@@ -143,7 +144,7 @@ async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() ->
 async def test_what_a_spec_made_is_removed_after_the_spec_went_invalid() -> None:
     async with operator_under_test() as op:
         incoming = f"projects/{PROJECT}/topics/incoming"
-        input_sub = f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0"
+        input_sub = input_subscription(PROJECT, NS, "j", incoming)
 
         async def ours() -> set[str]:
             topics, subscriptions = await pubsub_names()

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import yaml
 from klio_operator import worker_contract
+from klio_operator.dag import input_subscription
 from klio_operator.models import DataOutput, KlioJobSpec, SpecError, parse_spec
 from klio_operator.planning import (
     ClusterFacts,
@@ -119,6 +120,31 @@ def test_pubsub_topics_subscriptions_and_dead_letters() -> None:
     assert from_a.dead_letter_topic == dead and from_a.max_delivery_attempts >= 5
 
 
+UPLOADS_SUBSCRIPTION = input_subscription(
+    "klio-local", "team", "child", "projects/p/topics/uploads"
+)
+
+
+def test_an_input_subscription_is_named_after_its_topic_not_its_place() -> None:
+    # reordering inputs keeps each subscription (one named by position would be replaced, its
+    # backlog lost); a topic read twice without a subscription of its own is refused by field
+    inputs = [
+        {"type": "pubsub", "topic": "projects/p/topics/uploads"},
+        {"type": "pubsub", "topic": "projects/p/topics/reprocess"},
+    ]
+    forward = plan_job(OWNER, spec(eventInputs=inputs))
+    backward = plan_job(OWNER, spec(eventInputs=inputs[::-1]))
+    assert set(forward.pubsub.subscriptions) == set(backward.pubsub.subscriptions)
+    assert "/subscriptions/klio.team.child.input.uploads." in UPLOADS_SUBSCRIPTION
+    # same id, another project: another subscription
+    assert input_subscription("klio-local", "team", "child", "projects/q/topics/uploads") != (
+        UPLOADS_SUBSCRIPTION
+    )
+    twice = r"eventInputs\[1\]\.topic: .* by spec\.eventInputs\[0\]"
+    with pytest.raises(PlanningError, match=twice):
+        plan_job(OWNER, spec(eventInputs=[inputs[0], inputs[0]]))
+
+
 def test_root_event_inputs_topic_gets_our_subscription_and_theirs_is_read_only() -> None:
     job = spec(
         eventInputs=[
@@ -129,7 +155,7 @@ def test_root_event_inputs_topic_gets_our_subscription_and_theirs_is_read_only()
     )
     plan = plan_job(OWNER, job)
     names = [s.name for s in plan.pubsub.subscriptions]
-    assert "projects/klio-local/subscriptions/klio.team.child.input-0" in names
+    assert UPLOADS_SUBSCRIPTION in names
     assert "projects/p/subscriptions/theirs" not in names
     assert plan.external_subscriptions == ("projects/p/subscriptions/theirs",)
     config = parse_config(yaml.safe_load(by_kind(plan)["ConfigMap"]["data"]["klio-job.yaml"]))
@@ -138,7 +164,7 @@ def test_root_event_inputs_topic_gets_our_subscription_and_theirs_is_read_only()
         for i in config.job_config.events.inputs
     ]
     assert kinds == [
-        ("pubsub", "projects/klio-local/subscriptions/klio.team.child.input-0"),
+        ("pubsub", UPLOADS_SUBSCRIPTION),
         ("pubsub", "projects/p/subscriptions/theirs"),
         ("file", "gs://b/ids.txt"),
     ]
@@ -154,12 +180,15 @@ def test_bare_topic_and_subscription_ids_are_in_the_jobs_project() -> None:
         ],
     )
     plan = plan_job(OWNER, job)
-    ours = [s for s in plan.pubsub.subscriptions if s.name.endswith(".input-0")]
+    ours = [s for s in plan.pubsub.subscriptions if ".input." in s.name]
     assert [s.topic for s in ours] == ["projects/proj/topics/uploads"]
     assert plan.external_subscriptions == ("projects/proj/subscriptions/theirs",)
     config = parse_config(yaml.safe_load(by_kind(plan)["ConfigMap"]["data"]["klio-job.yaml"]))
     assert [(i.topic, i.subscription) for i in config.job_config.events.inputs] == [
-        ("projects/proj/topics/uploads", "projects/proj/subscriptions/klio.team.child.input-0"),
+        (
+            "projects/proj/topics/uploads",
+            input_subscription("proj", "team", "child", "projects/proj/topics/uploads"),
+        ),
         ("projects/proj/topics/more", "projects/proj/subscriptions/theirs"),
     ]
     # what a child publishes its bottom-up requests to
