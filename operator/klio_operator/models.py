@@ -192,11 +192,15 @@ class Autoscaling(WireModel):
     target_backlog_per_replica: int = Field(
         default=100, ge=1, description="Undelivered Pub/Sub messages per worker to aim for."
     )
+    # No upper bound, as in the HPA: utilization is of the CPU request, and a worker whose limit
+    # is above its request may be meant to run above 100%.
     target_cpu_utilization_percentage: int | None = Field(
         default=None,
         ge=1,
-        le=100,
-        description="Average CPU utilization to aim for when scaling on CPU (no KEDA).",
+        description=(
+            "Average CPU utilization to aim for when scaling on CPU (no KEDA), in percent of"
+            " the workers' CPU request."
+        ),
     )
 
     @model_validator(mode="after")

@@ -605,7 +605,7 @@ def test_errors_in_the_objects_name_their_own_paths(tmp_path: Path) -> None:
         "        - name: MODEL_VARIANT\n          value: small\n",
         "        - name: MODEL_VARIANT\n          value: small\n        - {valueFrom: {}}\n",
     )
-    hpa = GKE_AUTOSCALER.replace("averageUtilization: 70", "averageUtilization: 150").replace(
+    hpa = GKE_AUTOSCALER.replace("averageUtilization: 70", "averageUtilization: -5").replace(
         "minReplicas: 2", "minReplicas: -1"
     )
     code, _, stderr = deployed(tmp_path, {"deployment.yaml": deployment, "hpa.yaml": hpa})

@@ -312,6 +312,24 @@ def test_hpa_without_keda() -> None:
     assert "replicas" not in by_kind(plan)["Deployment"]["spec"]  # the HPA owns the count
 
 
+def test_a_cpu_target_above_the_request_reaches_the_hpa() -> None:
+    """As in the HPA, utilization is of the CPU request: a worker allowed to burst past it may
+    be meant to run at 150% of it."""
+    job = spec(
+        autoscaling={"maxReplicas": 4, "targetCpuUtilizationPercentage": 150},
+        resources={"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}},
+    )
+    hpa = by_kind(plan_job(OWNER, job))["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 150
+    with pytest.raises(SpecError, match="targetCpuUtilizationPercentage"):
+        parse_spec(
+            {
+                "image": "reg.example/job:1",
+                "autoscaling": {"maxReplicas": 4, "targetCpuUtilizationPercentage": 0},
+            }
+        )
+
+
 def test_cpu_autoscaling_advises_what_the_hpa_cannot_do() -> None:
     """Without KEDA the HPA measures CPU against the request and cannot scale to zero: the job
     still gets it, with advice naming the fields (the handler warns in an Event)."""
