@@ -53,6 +53,12 @@ def input_subscription(project: str, namespace: str, job: str, topic: str) -> st
     return subscription_path(project, f"{PREFIX}.{namespace}.{job}.input.{topic_id}.{digest}")
 
 
+def is_input_subscription(namespace: str, job: str, subscription: str) -> bool:
+    """Whether `subscription` (a full path) is one of the job's own event-input subscriptions,
+    named as today or as before (`…input-<n>`, by the input's place in the list)."""
+    return subscription.rsplit("/", 1)[-1].startswith(f"{PREFIX}.{namespace}.{job}.input")
+
+
 def find_cycle(start: str, parents_of: Mapping[str, Sequence[str]]) -> list[str] | None:
     """A cycle reachable from `start` through parent links, in data-flow order, or None.
 

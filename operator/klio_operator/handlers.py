@@ -102,6 +102,9 @@ class OperatorContext:
     there (0: never)."""
     drift_reported: dict[tuple[str, str], str] = field(default_factory=dict)
     """The drift note (annotation) of each job whose repair this process reported in an Event."""
+    subscription_topics: dict[str, str] = field(default_factory=dict)
+    """The topic of each input subscription a job listed under an earlier naming, as Pub/Sub
+    said (a subscription never changes topic): asked once per process."""
     advice_reported: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     """The plan's advice each job was last warned of, so a re-reconcile does not repeat it."""
     worker_pods: Mapping[tuple[str, str], Iterable[Mapping[str, Any]]] | None = None
@@ -521,6 +524,9 @@ async def _reconcile(
     owner = Owner(name, namespace, uid)
     try:
         plan = plan_job(owner, spec, parents, context.facts)
+        project = project_of(spec, context.facts)
+        if kept := await _kept_input_subscriptions(context, body, project, plan):
+            plan = plan_job(owner, spec, parents, context.facts, kept_subscriptions=kept)
     except PlanningError as exc:
         blocked = cond.invalid_spec(exc.errors)
         await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
@@ -630,6 +636,47 @@ def _report_drift_repaired(
         _, _, drifted = note.partition(" drifted: ")
         message = f"applied again after a change outside the operator: {drifted or note}"
         kopf.warn(body, reason="DriftRepaired", message=message)
+
+
+async def _kept_input_subscriptions(
+    context: OperatorContext, body: kopf.Body, project: str, plan: Plan
+) -> dict[str, str]:
+    """Input topic → the job's subscription in `project` that reads it under an earlier naming.
+
+    Jobs made before input subscriptions were named after their topics list `…input-<n>` ones
+    (by the input's place). Replacing them would lose their backlog (a new subscription gets
+    only later messages), so one whose topic the plan still reads is kept. Pub/Sub says which
+    topic each reads: the spec may have changed since it was made.
+    """
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    subscriptions = plan.pubsub.subscriptions
+    wanted = {s.name for s in subscriptions}
+    read = {s.topic for s in subscriptions if dag.is_input_subscription(namespace, name, s.name)}
+    listed = (body.get("status") or {}).get("subscriptions") or []
+    in_project = dag.subscription_path(project, "")
+    earlier = sorted(
+        s
+        for s in listed
+        if s not in wanted
+        and s.startswith(in_project)  # a job moved to another project gets new ones
+        and dag.is_input_subscription(namespace, name, s)
+    )
+    kept: dict[str, str] = {}
+    for subscription in earlier:
+        topic = context.subscription_topics.get(subscription)
+        if topic is None:
+            try:
+                topic = await context.pubsub.subscription_topic(subscription)
+            except PubSubAdminError as exc:
+                context.metrics.pubsub_errors.inc()
+                kopf.warn(body, reason="PubSubError", message=str(exc))
+                raise kopf.TemporaryError(str(exc), delay=context.retry_delay) from exc
+            if topic is None:
+                continue  # gone: nothing to keep
+            context.subscription_topics[subscription] = topic
+        if topic in read and topic not in kept:
+            kept[topic] = subscription
+    return kept
 
 
 async def _ensure_pubsub(

@@ -199,9 +199,18 @@ def _metadata(owner: Owner, name: str, component: Component) -> dict[str, Any]:
 
 
 def plan_pubsub(
-    owner: Owner, spec: KlioJobSpec, parents: Sequence[ParentInfo], facts: ClusterFacts
+    owner: Owner,
+    spec: KlioJobSpec,
+    parents: Sequence[ParentInfo],
+    facts: ClusterFacts,
+    kept_subscriptions: Mapping[str, str] | None = None,
 ) -> tuple[PubSubPlan, list[tuple[str, str]], tuple[str, ...]]:
-    """The job's topics/subscriptions, its (topic, subscription) inputs and external ones."""
+    """The job's topics/subscriptions, its (topic, subscription) inputs and external ones.
+
+    `kept_subscriptions`: event-input topic → the job's own subscription that reads it already
+    under another name (an earlier naming); it is kept instead of replaced, with its backlog.
+    """
+    kept = kept_subscriptions or {}
     project = project_of(spec, facts)
     ns, job = owner.namespace, owner.name
     dead_letter = dag.dead_letter_topic(project, ns, job)
@@ -238,7 +247,7 @@ def plan_pubsub(
                     ]
                 )
             subscribed[topic] = index
-            name = dag.input_subscription(project, ns, job, topic)
+            name = kept.get(topic) or dag.input_subscription(project, ns, job, topic)
             subscriptions.append(SubscriptionPlan(name, topic, dead_letter))
             inputs.append((topic, name))
     parent_topics = tuple(
@@ -532,11 +541,13 @@ def plan_job(
     spec: KlioJobSpec,
     parents: Sequence[ParentInfo] = (),
     facts: ClusterFacts | None = None,
+    kept_subscriptions: Mapping[str, str] | None = None,
 ) -> Plan:
     """Everything a KlioJob needs, computed from its spec, its parents and the cluster facts.
 
     `parents` are the resolved parents in the order of `spec.parents`; the caller checks that
     all exist and that there is no cycle (see `klio_operator.dag.resolve_parents`).
+    `kept_subscriptions`: see `plan_pubsub`.
     """
     facts = facts or ClusterFacts()
     known = {parent.name for parent in parents}
@@ -544,7 +555,7 @@ def plan_job(
         raise PlanningError([f"spec.parents: not resolved: {', '.join(missing)}"])
     if problem := child_name_problem(owner.name, spec):
         raise PlanningError([f"metadata.name: {problem}"])
-    pubsub, inputs, external = plan_pubsub(owner, spec, parents, facts)
+    pubsub, inputs, external = plan_pubsub(owner, spec, parents, facts, kept_subscriptions)
     config = worker_config(owner, spec, parents, inputs, facts)
     digest = config_hash(config)
     job = owner.name

@@ -232,6 +232,19 @@ class AsyncPubSubAdmin:
             await self._call(f"update subscription {plan.name}", _UPDATE_SUBSCRIPTION, update)
         return False
 
+    async def subscription_topic(self, name: str) -> str | None:
+        """The topic the subscription reads, or None if there is no such subscription."""
+        try:
+            found = await self._call(
+                f"get subscription {name}",
+                _GET_SUBSCRIPTION,
+                {"subscription": name},
+                (gexc.NotFound,),
+            )
+        except gexc.NotFound:
+            return None
+        return str(found.topic)
+
     async def delete_subscription(self, name: str) -> bool:
         """Delete the subscription if present; True if deleted."""
         try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from klio_operator.dag import (
+    dead_letter_subscription,
     find_cycle,
     format_cycle,
+    input_subscription,
+    is_input_subscription,
     output_topic,
     parent_subscription,
     resolve_parents,
@@ -41,3 +44,17 @@ def test_names_are_valid_pubsub_ids_per_namespace() -> None:
     assert output_topic("p", "ns", "job") == "projects/p/topics/klio.ns.job.output"
     assert parent_subscription("p", "ns", "c", "a") == "projects/p/subscriptions/klio.ns.c.from.a"
     assert output_topic("p", "one", "job") != output_topic("p", "two", "job")
+
+
+def test_a_jobs_input_subscriptions_are_told_by_name_under_either_naming() -> None:
+    today = input_subscription("p", "team", "j", "projects/p/topics/uploads")
+    before = "projects/p/subscriptions/klio.team.j.input-0"  # by place, as first named
+    assert is_input_subscription("team", "j", today)
+    assert is_input_subscription("team", "j", before)
+    for other in (
+        parent_subscription("p", "team", "j", "parent"),
+        dead_letter_subscription("p", "team", "j"),
+        input_subscription("p", "team", "jx", "projects/p/topics/uploads"),  # another job
+        input_subscription("p", "other", "j", "projects/p/topics/uploads"),  # another namespace
+    ):
+        assert not is_input_subscription("team", "j", other), other

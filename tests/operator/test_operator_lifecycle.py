@@ -6,16 +6,25 @@ import asyncio
 from typing import Any
 
 import pytest
+import yaml
 from google.api_core import exceptions as gexc
-from klio_operator.dag import input_subscription
+from klio_operator import worker_contract
+from klio_operator.dag import dead_letter_topic, input_subscription
 from klio_operator.kube import KubeApiError, resource_path
-from klio_operator.planning import MANAGED_BY, PubSubPlan, labels_for
+from klio_operator.planning import (
+    MANAGED_BY,
+    PubSubPlan,
+    SubscriptionPlan,
+    config_map_name,
+    labels_for,
+)
 
 from tests.operator.harness import (
     NS,
     PROJECT,
     emulator_subscription,
     operator_under_test,
+    pubsub_inspector,
     pubsub_names,
 )
 
@@ -137,6 +146,52 @@ async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() ->
             # The topic appears: the job heals by itself on its next retry.
             await op.context.pubsub.ensure_topic(f"projects/{PROJECT}/topics/nope")
             await op.wait(lambda: op.condition_is("orphan", "TopicsReady", "True"), "healed")
+
+        await op.run(scenario)
+
+
+async def _pull(subscription: str, deadline: float = 10) -> list[bytes]:
+    """The messages waiting on the subscription (none if none came before the deadline)."""
+    async with pubsub_inspector() as (_, subscriber):
+        request = {"subscription": subscription, "max_messages": 10}
+        try:
+            response = await subscriber.pull(request=request, timeout=deadline)
+        except gexc.DeadlineExceeded:
+            return []
+    return [received.message.data for received in response.received_messages]
+
+
+async def test_an_upgrade_keeps_a_subscription_named_by_place_with_its_backlog() -> None:
+    """A job made when input subscriptions were named by the input's place lists `…input-0`.
+    After an upgrade its reconcile keeps that subscription (a new one would get only later
+    messages: the backlog would be lost) and its workers go on reading it."""
+    async with operator_under_test() as op:
+        incoming = f"projects/{PROJECT}/topics/incoming"
+        earlier = f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0"
+        await op.context.pubsub.ensure_topic(incoming)
+        await op.context.pubsub.ensure_subscription(SubscriptionPlan(earlier, incoming, None))
+        async with pubsub_inspector() as (publisher, _):
+            await publisher.publish(topic=incoming, messages=[{"data": b"track-1"}])
+        # what the earlier operator left: the job, its status naming the subscription
+        await op.apply_job("j", eventInputs=[{"type": "pubsub", "topic": incoming}])
+        status = {"status": {"subscriptions": [earlier]}}
+        await op.send("PATCH", resource_path("KlioJob", NS, "j", "status"), status)
+
+        async def scenario() -> None:
+            await op.wait(lambda: op.condition_is("j", "TopicsReady", "True"), "wired")
+            _, subscriptions = await pubsub_names()
+            assert earlier in subscriptions
+            assert input_subscription(PROJECT, NS, "j", incoming) not in subscriptions
+            assert earlier in op.objects("KlioJob")["j"]["status"]["subscriptions"]
+            data = op.objects("ConfigMap")[config_map_name("j")]["data"]
+            config = yaml.safe_load(data[worker_contract.CONFIG_FILE])
+            assert [i.get("subscription") for i in config["job_config"]["events"]["inputs"]] == [
+                earlier
+            ]
+            # brought in line like any of its own: its failures go to the job's dead letters
+            kept = await emulator_subscription(earlier)
+            assert kept.dead_letter_policy.dead_letter_topic == dead_letter_topic(PROJECT, NS, "j")
+            assert await _pull(earlier) == [b"track-1"]  # the backlog is still there
 
         await op.run(scenario)
 

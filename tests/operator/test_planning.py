@@ -145,6 +145,26 @@ def test_an_input_subscription_is_named_after_its_topic_not_its_place() -> None:
         plan_job(OWNER, spec(eventInputs=[inputs[0], inputs[0]]))
 
 
+def test_a_subscription_made_under_an_earlier_name_is_kept_with_its_topic() -> None:
+    inputs = [
+        {"type": "pubsub", "topic": "projects/p/topics/uploads"},
+        {"type": "pubsub", "topic": "projects/p/topics/reprocess"},
+    ]
+    earlier = "projects/klio-local/subscriptions/klio.team.child.input-0"
+    plan = plan_job(
+        OWNER, spec(eventInputs=inputs), kept_subscriptions={"projects/p/topics/uploads": earlier}
+    )
+    reads = {s.topic: s.name for s in plan.pubsub.subscriptions}
+    assert reads["projects/p/topics/uploads"] == earlier
+    assert reads["projects/p/topics/reprocess"] == input_subscription(
+        "klio-local", "team", "child", "projects/p/topics/reprocess"
+    )
+    config_map = yaml.safe_load(by_kind(plan)["ConfigMap"]["data"][worker_contract.CONFIG_FILE])
+    read_by_workers = [i.get("subscription") for i in config_map["job_config"]["events"]["inputs"]]
+    assert earlier in read_by_workers
+    assert UPLOADS_SUBSCRIPTION not in read_by_workers
+
+
 def test_root_event_inputs_topic_gets_our_subscription_and_theirs_is_read_only() -> None:
     job = spec(
         eventInputs=[
