@@ -29,6 +29,7 @@ from klio_runtime.config import (
     PubSubEventInput,
     PubSubEventOutput,
     format_validation_errors,
+    version_1_layout,
 )
 from klio_runtime.io.pubsub import resource_path
 from klio_runtime.submission import tagged_image, untagged_image
@@ -231,14 +232,14 @@ def _spec(
     job_config = config.job_config
     warnings: list[str] = []
     errors: list[str] = []
-    old_layout = sorted(set(job_config.model_extra or {}) & {"inputs", "outputs"})
+    old_layout = version_1_layout(config)
     if old_layout:
-        # Klio's version 1 layout: a KlioJob made of it would have no inputs at all
+        # a KlioJob made of it would have no inputs at all
         raise ConversionError(
             [
-                f"job_config.{key}: version 1's layout; a KlioJob is made of version 2's"
+                f"{path}: version 1's layout; a KlioJob is made of version 2's"
                 " job_config.events and job_config.data (Klio's migration guide)"
-                for key in old_layout
+                for path in old_layout
             ]
         )
     event_inputs: list[dict[str, Any]] = []

@@ -375,6 +375,27 @@ def entries_not_run_here(config: KlioConfig, inputs: bool = True) -> list[str]:
     return [line for error in found for line in error.errors]
 
 
+VERSION_1_IO_KEYS = ("inputs", "outputs")
+"""``job_config`` keys of Klio's version 1 layout; Klio 21+ reads ``events`` and ``data``."""
+
+
+def version_1_layout(config: KlioConfig) -> list[str]:
+    """The ``job_config`` keys in Klio's version 1 IO layout. Klio reads them as the job's own
+    keys, so they configure no IO: without ``events.inputs`` its ``run`` gets the pipeline."""
+    extra = config.job_config.model_extra or {}
+    return [f"job_config.{key}" for key in VERSION_1_IO_KEYS if key in extra]
+
+
+def version_1_layout_warnings(config: KlioConfig) -> list[str]:
+    """One line per version 1 key (:func:`version_1_layout`), saying what it does here."""
+    return [
+        f"{path}: version 1's layout, read as one of the job's own keys (as Klio does): it"
+        " configures no IO; move its entries to job_config.events and job_config.data (Klio's"
+        " migration guide)"
+        for path in version_1_layout(config)
+    ]
+
+
 def _io_type_tag(value: Any) -> str | None:
     """The union member for an IO entry; None (→ the unsupported-type error) for unknown types."""
     if isinstance(value, Mapping):

@@ -64,6 +64,36 @@ def test_klios_bigquery_job_is_valid_with_a_warning_that_run_refuses_it(tmp_path
     ]
 
 
+VERSION_1_LAYOUT = """\
+version: 1
+job_name: v1-job
+job_config:
+  inputs:
+    - topic: projects/p/topics/in
+      subscription: projects/p/subscriptions/in
+      data_location: gs://b/in
+  outputs:
+    - topic: projects/p/topics/out
+      data_location: gs://b/out
+"""
+
+
+def test_klios_version_1_layout_is_valid_with_a_warning_that_it_configures_no_io(
+    tmp_path: Path,
+) -> None:
+    # as Klio 21+: `inputs`/`outputs` are read as the job's own keys, so the job has no IO
+    (tmp_path / "klio-job.yaml").write_text(VERSION_1_LAYOUT)
+    (tmp_path / "run.py").write_text(GOOD_RUN)
+    code, out, err = verify("--job-dir", str(tmp_path))
+    assert code == 0 and out == f"OK: job v1-job in {tmp_path} is valid\n"
+    assert [line for line in not_checked(err) if line.startswith("warning")] == [
+        f"warning: job_config.{key}: version 1's layout, read as one of the job's own keys (as"
+        " Klio does): it configures no IO; move its entries to job_config.events and"
+        " job_config.data (Klio's migration guide)"
+        for key in ("inputs", "outputs")
+    ]
+
+
 def test_config_file_option(tmp_path: Path) -> None:
     job_dir = make_job(tmp_path)
     other = tmp_path / "other.yaml"

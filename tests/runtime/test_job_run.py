@@ -448,3 +448,23 @@ def test_a_job_runs_in_its_own_directory_from_wherever_it_is_named(tmp_path: Pat
     assert json.loads((elsewhere / "summary.json").read_text())["output"] == 2
     assert event_ids(job / "out" / "ids") == ["a", "b"]
     assert not (elsewhere / "out").exists()
+
+
+def test_a_version_1_layout_is_warned_and_its_failure_explained(tmp_path: Path) -> None:
+    """Klio reads version 1's `job_config.inputs` as a key of the job's own: no event inputs,
+    so `run` gets the pipeline and a job written for a PCollection fails; both are said."""
+    (tmp_path / "klio-job.yaml").write_text(
+        "version: 1\njob_name: v1-job\njob_config:\n  inputs:\n"
+        "    - {topic: projects/p/topics/in, data_location: gs://b/in}\n"
+    )
+    (tmp_path / "run.py").write_text(
+        "import apache_beam as beam\n\n\ndef run(pcoll, config):\n"
+        "    return pcoll | 'Hello' >> beam.Map(lambda x: x)\n"
+    )
+    done = klio("job", "run", "--job-dir", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    stderr = " ".join(done.stderr.split())  # rich wraps long lines
+    assert "job_config.inputs: version 1's layout, read as one of the job's own keys" in stderr
+    assert "The job has no event inputs (job_config.events.inputs), so its run() was given" in (
+        stderr
+    )

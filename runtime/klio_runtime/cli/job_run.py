@@ -34,6 +34,7 @@ from klio_runtime.config import (
     entries_not_run_here,
     parse_overrides,
     parse_templates,
+    version_1_layout_warnings,
 )
 
 if TYPE_CHECKING:
@@ -244,6 +245,8 @@ def run(
             refused = entries_not_run_here(config)  # before any run starts
             if refused:
                 raise ConfigError(refused)
+            for line in version_1_layout_warnings(config):
+                err_console.print(f"[yellow]warning[/yellow] {escape(line)}", highlight=False)
         except ConfigError as err:
             _refuse_config(err, err_console)
         except JobLoadError as err:
@@ -253,6 +256,16 @@ def run(
             config, run_fn, runner, options, blocking, image_tag, no_progress, summary_json,
             console, err_console,
         )
+
+
+def _no_inputs_hint(config: KlioConfig, err: Exception) -> str:
+    """Why `run` got the pipeline instead of a PCollection, when that is what failed."""
+    if config.job_config.events.inputs or "PBegin" not in str(err):
+        return ""
+    return (
+        "\nThe job has no event inputs (job_config.events.inputs), so its run() was given the"
+        " pipeline itself, as in Klio."
+    )
 
 
 def _run_loaded(
@@ -306,7 +319,7 @@ def _run_loaded(
     except Exception as err:
         err_console.print(
             f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
-            f"{credentials_hint(err)}",
+            f"{credentials_hint(err)}{_no_inputs_hint(config, err)}",
             highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None

@@ -35,6 +35,7 @@ from klio_runtime.config import (
     load_config,
     parse_overrides,
     parse_templates,
+    version_1_layout_warnings,
 )
 
 RUN_FILE_NAME = "run.py"
@@ -235,5 +236,7 @@ def verify(
         raise SystemExit(code)
     assert config is not None
     for line in entries_not_run_here(config):  # valid as Klio's, yet `klio job run` refuses
+        click.echo(f"warning: {line}", err=True)
+    for line in version_1_layout_warnings(config):
         click.echo(f"warning: {line}", err=True)
     click.echo(f"OK: job {config.job_name} in {job_dir} is valid")
