@@ -4,6 +4,8 @@ keeps the base's worker entrypoint; each KlioJob example names an image the Make
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,23 @@ def test_each_kliojob_names_an_example_image() -> None:
     for manifest in sorted(KLIOJOBS.glob("*.yaml")):
         image = yaml.safe_load(manifest.read_text())["spec"]["image"]
         assert image in built, f"{manifest.name}: {image} is not built by `make example-images`"
+
+
+def test_each_job_config_names_its_image_so_manifest_makes_the_kliojob_examples() -> None:
+    """`klio-operator manifest` of the DAG's job directories gives the KlioJob examples' images
+    (the config's `worker_harness_container_image`) and parents (track_report's local run reads
+    only its last parent's events, so only that one is found from its config)."""
+    operator = str(Path(sys.executable).parent / "klio-operator")
+    args = [arg for path in DOCKERFILES for arg in ("-j", str(path.parent))]
+    done = subprocess.run(
+        [operator, "manifest", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    made = {d["metadata"]["name"]: d["spec"] for d in yaml.safe_load_all(done.stdout)}
+    examples = [yaml.safe_load(p.read_text()) for p in sorted(KLIOJOBS.glob("*.yaml"))]
+    assert {e["metadata"]["name"] for e in examples} == set(made)
+    for example in examples:
+        spec = made[example["metadata"]["name"]]
+        assert spec["image"] == example["spec"]["image"]
+        assert set(spec.get("parents") or []) <= set(example["spec"].get("parents") or [])
+    assert made["spectrograms"]["parents"] == made["loudness"]["parents"] == ["track-ingest"]
