@@ -5,8 +5,11 @@
 Writes the file (PCM_16 WAV, block by block) into a temporary folder, then runs each phase in its
 own process and prints its peak RSS as a multiple of the decoded size (float32, all channels):
   raw     soundfile.read of the whole file (the floor for holding it decoded)
-  load    LoadAudio(sr=None) in a Beam pipeline (FnApiRunner): the whole file decoded, to mono
-  stream  StreamFeature("mel") in a Beam pipeline: the mel spectrogram, block by block
+  load    LoadAudio(sr=None) in a Klio job (KlioJobTransform on FnApiRunner): the whole file
+          decoded, to mono
+  stream  StreamFeature("mel") in a Klio job: the mel spectrogram, block by block
+In both jobs the next step is the job's own, as Klio's audio jobs write it (``handle_klio`` over
+``handle_binary``): it reads the array as the audio step made it, with no copy on the way.
 """
 
 from __future__ import annotations
@@ -49,21 +52,37 @@ def phase(name: str, path: Path) -> dict[str, Any]:
     else:
         import apache_beam as beam
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        from klio_runtime.audio.decorators import handle_binary
         from klio_runtime.audio.io import StreamFeature
         from klio_runtime.audio.transforms import LoadAudio
+        from klio_runtime.config import parse_config
+        from klio_runtime.decorators import handle_klio
         from klio_runtime.message import new_message, serialize
+        from klio_runtime.pipeline import KlioJobTransform
 
-        step = (LoadAudio(sr=None) if name == "load"
-                else StreamFeature("mel", location=str(path.parent), file_suffix=".wav"))
+        @handle_klio
+        @handle_binary(skip_dump=True)
+        def report_shape(ctx: Any, item: Any) -> bytes:
+            # a job's own next step, written as in Klio: it reads the array
+            print(json.dumps({"shape": list(item.payload.shape)}), file=sys.stderr)
+            return b""
+
+        def run(pcoll: Any, config: Any) -> Any:
+            step = (LoadAudio(sr=None) if name == "load"
+                    else StreamFeature("mel", location=str(path.parent), file_suffix=".wav"))
+            return pcoll | step | beam.Map(report_shape)
+
+        # as in a Klio job (what `klio job run` builds around run): the audio steps hand their
+        # arrays on to the job's decorated steps
+        config = parse_config(
+            {"job_name": "audio-memory", "pipeline_options": {"streaming": False}}
+        )
         payload = str(path).encode() if name == "load" else b""
-        element = path.stem
         with beam.Pipeline(runner=FnApiRunner()) as pipeline:
             _ = (
                 pipeline
-                | beam.Create([serialize(new_message(element, payload))])
-                | step
-                | beam.Map(lambda item: print(json.dumps({"shape": list(item.payload.shape)}),
-                                              file=sys.stderr))
+                | beam.Create([serialize(new_message(path.stem, payload))])
+                | KlioJobTransform(config, run)
             )
         shape = []
     return {"seconds": time.perf_counter() - start, "shape": shape}

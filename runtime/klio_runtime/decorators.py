@@ -43,7 +43,7 @@ from klio_runtime.context import (
 )
 from klio_runtime.proto.klio_pb2 import KlioMessage
 from klio_runtime.transforms import klio_lines
-from klio_runtime.transforms.handoff import READS_MESSAGES_MARK
+from klio_runtime.transforms.handoff import READS_MESSAGES_MARK, READS_PAYLOAD_OBJECTS_MARK
 
 DROP_TAG = "drop"
 
@@ -365,18 +365,27 @@ class _LazyLimiter:
         self._lock = threading.Lock()
 
 
-def _message_of(ctx: KlioContext, incoming: Any) -> KlioMessage:
-    """The message of ``incoming`` that is not carried (:func:`kmessage.take_carried` first)."""
+def _message_of(ctx: KlioContext, incoming: Any, func: Any) -> tuple[KlioMessage, Any]:
+    """The message of ``incoming`` that is not carried (:func:`kmessage.take_carried` first),
+    and what ``func`` is given instead of the message's ``data``, if anything: the object itself
+    for a function that reads its payload as it is (:data:`READS_PAYLOAD_OBJECTS_MARK`)."""
     if type(incoming) is not bytes:
-        # An object carrying a parsed message (audio's AudioItem) hands it over as a message:
-        # its payload is encoded once, without serializing and parsing the whole message again.
-        to_message = getattr(incoming, "to_message", None)
-        if to_message is not None and not isinstance(incoming, bytes | bytearray | memoryview):
-            kmsg = to_message()
-            if isinstance(kmsg, KlioMessage):
-                return kmsg
+        if not isinstance(incoming, bytes | bytearray | memoryview):
+            # An object carrying a parsed message (audio's AudioItem) hands it over as a
+            # message: its payload is encoded once (or not at all), without serializing and
+            # parsing the whole message again.
+            bare_message = getattr(incoming, "bare_message", None)
+            if bare_message is not None and getattr(func, READS_PAYLOAD_OBJECTS_MARK, False):
+                kmsg = bare_message()
+                if isinstance(kmsg, KlioMessage):
+                    return kmsg, incoming
+            to_message = getattr(incoming, "to_message", None)
+            if to_message is not None:
+                kmsg = to_message()
+                if isinstance(kmsg, KlioMessage):
+                    return kmsg, None
         incoming = bytes(incoming)
-    return fast_parse(incoming, allow_non_klio=ctx.config.job_config.allow_non_klio_messages)
+    return fast_parse(incoming, allow_non_klio=ctx.config.job_config.allow_non_klio_messages), None
 
 
 def _run_one(
@@ -426,9 +435,10 @@ def _run_one(
         if log:
             stats.log_received()
         kmsg = kmessage.take_carried(incoming)  # the common case: the job's last step made it
+        given = None  # what the function gets instead of the message's data
         if kmsg is None:
             try:
-                kmsg = _message_of(ctx, incoming)
+                kmsg, given = _message_of(ctx, incoming, func)
             except Exception as err:
                 passed, dropped = 0, True
                 return [drop(ctx, incoming, where, err)]
@@ -439,7 +449,7 @@ def _run_one(
         data = kmsg.data  # one wrapper object, used thrice
         element = data.element
         token = current_element.set(element)  # decoded only if a log record needs it
-        args = (*call_args, data)
+        args = (*call_args, data if given is None else given)
         limits = ctx.job_limits
         result = (
             func(*args, **kwargs)

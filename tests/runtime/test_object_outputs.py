@@ -9,6 +9,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
+from klio_runtime.audio.decorators import handle_binary
 from klio_runtime.audio.item import AudioItem, decode_payload
 from klio_runtime.decorators import handle_klio
 from klio_runtime.message import KlioMessage, new_message, parse
@@ -83,3 +84,57 @@ def test_handle_klio_takes_an_audio_items_message_without_bytes() -> None:
     assert seen == [(b"e1", [1.0, 1.0])]
     assert parse(out).data.element == b"e1" and parse(out).data.payload == b""
     assert isinstance(item.message, KlioMessage) and item.message.data.payload == b""
+
+
+class _NotEncoded(AudioItem):
+    """An item whose payload must reach the step as it is."""
+
+    __slots__ = ()
+
+    def to_message(self) -> KlioMessage:
+        raise AssertionError("the payload was encoded")
+
+    def __bytes__(self) -> bytes:
+        raise AssertionError("the item was serialized")
+
+
+def test_handle_binary_under_handle_klio_reads_an_audio_items_array_as_it_is() -> None:
+    """Klio's audio steps stack handle_klio over handle_binary: after an audio step the array
+    reaches them as it is, not encoded and decoded on the way (a copy each); the message
+    leaves with their result as its payload, klio-audio's way (pickle by default)."""
+    bound(make_config())
+    array = np.arange(4, dtype=np.float32)
+    seen: list[tuple[bytes, Any]] = []
+
+    @handle_klio
+    @handle_binary
+    def double(ctx: Any, item: Any) -> Any:
+        seen.append((item.element, item.payload))
+        return item.payload * 2
+
+    class Halve(beam.DoFn):
+        @handle_klio
+        @handle_binary(save_with_numpy=True)
+        def process(self, item: Any) -> Any:
+            seen.append((item.element, item.payload))
+            yield item.payload / 2
+
+    message = new_message("e1", force=True)
+    item = _NotEncoded(message, array, "numpy")
+    doubled = parse(double(item))
+    (halved,) = [parse(out) for out in Halve().process(item)]
+    assert [element for element, _ in seen] == [b"e1", b"e1"]
+    assert all(payload is array for _, payload in seen)  # the very array: no copy
+    for out, expected in ((doubled, array * 2), (halved, array / 2)):
+        assert out.data.element == b"e1" and out.metadata.force  # the item's message, kept
+        np.testing.assert_array_equal(decode_payload(out.data.payload, element="e1"), expected)
+    assert item.message.data.payload == b""  # the item's own message is left as it was
+
+    # loading skipped: the function reads the message's data, as in klio-audio
+    @handle_klio
+    @handle_binary(skip_load=True, skip_dump=True)
+    def raw(ctx: Any, data: Any) -> bytes:
+        return bytes(data.payload)
+
+    encoded = parse(raw(AudioItem(new_message("e2"), array, "numpy"))).data.payload
+    np.testing.assert_array_equal(decode_payload(encoded, element="e2", numpy=True), array)

@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 
 from klio_runtime.audio.item import AudioItem, decode_payload, encode_payload
 from klio_runtime.audio.plots import make_current
+from klio_runtime.transforms.handoff import READS_PAYLOAD_OBJECTS_MARK
 
 FakeKlioMsg = collections.namedtuple("FakeKlioMsg", ["element", "payload"])
 
@@ -93,6 +94,10 @@ def handle_binary(*args: Any, **kwargs: Any) -> Any:
             if isinstance(result, types.GeneratorType):
                 return _dump_each(serializer, result)
             return serializer.dump(result)
+
+        # It reads an AudioItem's payload as it is: handle_klio may hand it one (an audio step's
+        # array then reaches it without being encoded and decoded).
+        setattr(wrapper, READS_PAYLOAD_OBJECTS_MARK, not serializer.skip_load)
 
         return wrapper
 

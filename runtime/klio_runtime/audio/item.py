@@ -57,6 +57,14 @@ class AudioItem:
         """The same message with a new payload (and ``meta`` updated); the message is shared."""
         return AudioItem(self.message, payload, encoding, {**self.meta, **meta})
 
+    def bare_message(self) -> KlioMessage:
+        """A copy of the message, its payload empty: for a step that reads :attr:`payload` as it
+        is and sets a payload of its own (``handle_klio`` over ``handle_binary``)."""
+        out = KlioMessage()
+        out.CopyFrom(self.message)  # an item's message holds no payload (see as_item)
+        out.data.payload = b""
+        return out
+
     def to_message(self) -> KlioMessage:
         """A KlioMessage with the payload encoded (klio-audio's convention for this payload)."""
         out = KlioMessage()

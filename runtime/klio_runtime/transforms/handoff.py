@@ -26,6 +26,11 @@ READS_MESSAGES_MARK = "__klio_reads_messages__"
 """Set on the wrappers of ``handle_klio`` and ``serialize_klio_message``: they take the objects
 (through ``to_message``) as well as bytes."""
 
+READS_PAYLOAD_OBJECTS_MARK = "__klio_reads_payload_objects__"
+"""Set on a function that reads an object's payload as the object itself (audio's
+``handle_binary`` that loads the payload): ``handle_klio`` hands it the object (an ``AudioItem``)
+in place of the message's ``data``, so its array is not encoded and decoded on the way."""
+
 
 def _leaves(applied: AppliedPTransform) -> Iterator[AppliedPTransform]:
     if not applied.parts:
