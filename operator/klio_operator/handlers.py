@@ -658,6 +658,7 @@ async def _kept_input_subscriptions(
         s
         for s in listed
         if s not in wanted
+        and s not in plan.external_subscriptions  # the team's own, named in the spec
         and s.startswith(in_project)  # a job moved to another project gets new ones
         and dag.is_input_subscription(namespace, name, s)
     )

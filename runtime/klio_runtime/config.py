@@ -379,11 +379,22 @@ VERSION_1_IO_KEYS = ("inputs", "outputs")
 """``job_config`` keys of Klio's version 1 layout; Klio 21+ reads ``events`` and ``data``."""
 
 
+_VERSION_1_IO_FIELDS = frozenset({"topic", "subscription", "data_location", "type"})
+
+
 def version_1_layout(config: KlioConfig) -> list[str]:
-    """The ``job_config`` keys in Klio's version 1 IO layout. Klio reads them as the job's own
-    keys, so they configure no IO: without ``events.inputs`` its ``run`` gets the pipeline."""
+    """The ``job_config`` keys in Klio's version 1 IO layout: ``inputs``/``outputs`` listing IO
+    entries (a job's own key of that name listing other things is not one). Klio reads them as
+    the job's own keys, so they configure no IO: without ``events.inputs`` ``run`` gets the
+    pipeline."""
     extra = config.job_config.model_extra or {}
-    return [f"job_config.{key}" for key in VERSION_1_IO_KEYS if key in extra]
+
+    def io_entries(value: Any) -> bool:
+        return isinstance(value, list) and any(
+            isinstance(entry, Mapping) and _VERSION_1_IO_FIELDS & set(entry) for entry in value
+        )
+
+    return [f"job_config.{key}" for key in VERSION_1_IO_KEYS if io_entries(extra.get(key))]
 
 
 def version_1_layout_warnings(config: KlioConfig) -> list[str]:

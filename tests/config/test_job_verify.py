@@ -92,6 +92,13 @@ def test_klios_version_1_layout_is_valid_with_a_warning_that_it_configures_no_io
         " job_config.data (Klio's migration guide)"
         for key in ("inputs", "outputs")
     ]
+    # a version 2 job's own key of that name, listing other things, is not that layout
+    own_key = VERSION_1_LAYOUT.replace("version: 1", "version: 2").split("job_config:")[0] + (
+        "job_config:\n  inputs: [vggish, yamnet]\n"
+    )
+    (tmp_path / "klio-job.yaml").write_text(own_key)
+    code, out, err = verify("--job-dir", str(tmp_path))
+    assert code == 0 and not [line for line in not_checked(err) if line.startswith("warning")]
 
 
 def test_config_file_option(tmp_path: Path) -> None:

@@ -196,6 +196,37 @@ async def test_an_upgrade_keeps_a_subscription_named_by_place_with_its_backlog()
         await op.run(scenario)
 
 
+async def test_a_subscription_the_spec_names_as_its_own_is_not_taken_over() -> None:
+    # the team named the earlier operator's subscription as theirs for one input and left the
+    # other input of the same topic to the operator: that one gets a subscription of its own
+    async with operator_under_test() as op:
+        incoming = f"projects/{PROJECT}/topics/incoming"
+        earlier = f"projects/{PROJECT}/subscriptions/klio.{NS}.j.input-0"
+        await op.context.pubsub.ensure_topic(incoming)
+        await op.context.pubsub.ensure_subscription(SubscriptionPlan(earlier, incoming, None))
+        await op.apply_job(
+            "j",
+            eventInputs=[
+                {"type": "pubsub", "topic": incoming, "subscription": earlier},
+                {"type": "pubsub", "topic": incoming},
+            ],
+        )
+        status = {"status": {"subscriptions": [earlier]}}
+        await op.send("PATCH", resource_path("KlioJob", NS, "j", "status"), status)
+
+        async def scenario() -> None:
+            await op.wait(lambda: op.condition_is("j", "TopicsReady", "True"), "wired")
+            ours = input_subscription(PROJECT, NS, "j", incoming)
+            assert ours in op.objects("KlioJob")["j"]["status"]["subscriptions"]
+            assert earlier not in op.objects("KlioJob")["j"]["status"]["subscriptions"]
+            _, subscriptions = await pubsub_names()
+            assert {earlier, ours} <= subscriptions  # theirs is left alone
+            kept = await emulator_subscription(earlier)
+            assert not kept.dead_letter_policy.dead_letter_topic  # not made one of ours
+
+        await op.run(scenario)
+
+
 async def test_what_a_spec_made_is_removed_after_the_spec_went_invalid() -> None:
     async with operator_under_test() as op:
         incoming = f"projects/{PROJECT}/topics/incoming"
