@@ -43,7 +43,7 @@ from klio_runtime.context import (
 )
 from klio_runtime.proto.klio_pb2 import KlioMessage
 from klio_runtime.transforms import klio_lines
-from klio_runtime.transforms.handoff import READS_MESSAGES_MARK, READS_PAYLOAD_OBJECTS_MARK
+from klio_runtime.transforms.handoff import READS_MESSAGES_MARK, reads_payload_objects
 
 DROP_TAG = "drop"
 
@@ -368,16 +368,16 @@ class _LazyLimiter:
 def _message_of(ctx: KlioContext, incoming: Any, func: Any) -> tuple[KlioMessage, Any]:
     """The message of ``incoming`` that is not carried (:func:`kmessage.take_carried` first),
     and what ``func`` is given instead of the message's ``data``, if anything: the object itself
-    for a function that reads its payload as it is (:data:`READS_PAYLOAD_OBJECTS_MARK`)."""
+    for a function that reads its payload itself (:func:`handoff.reads_payload_objects`)."""
     if type(incoming) is not bytes:
         if not isinstance(incoming, bytes | bytearray | memoryview):
             # An object carrying a parsed message (audio's AudioItem) hands it over as a
             # message: its payload is encoded once (or not at all), without serializing and
             # parsing the whole message again.
             bare_message = getattr(incoming, "bare_message", None)
-            if bare_message is not None and getattr(func, READS_PAYLOAD_OBJECTS_MARK, False):
+            if bare_message is not None and reads_payload_objects(func):
                 kmsg = bare_message()
-                if isinstance(kmsg, KlioMessage):
+                if isinstance(kmsg, KlioMessage):  # else its payload goes encoded, as below
                     return kmsg, incoming
             to_message = getattr(incoming, "to_message", None)
             if to_message is not None:

@@ -3,12 +3,14 @@ them without a serialize-and-parse round trip."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
+from klio_runtime import message as kmessage
 from klio_runtime.audio.decorators import handle_binary
 from klio_runtime.audio.item import AudioItem, decode_payload
 from klio_runtime.decorators import handle_klio
@@ -98,10 +100,10 @@ class _NotEncoded(AudioItem):
         raise AssertionError("the item was serialized")
 
 
-def test_handle_binary_under_handle_klio_reads_an_audio_items_array_as_it_is() -> None:
+def test_handle_binary_under_handle_klio_reads_an_audio_items_array_without_encoding() -> None:
     """Klio's audio steps stack handle_klio over handle_binary: after an audio step the array
-    reaches them as it is, not encoded and decoded on the way (a copy each); the message
-    leaves with their result as its payload, klio-audio's way (pickle by default)."""
+    reaches them copied (each call its own, as decoding gave) instead of encoded and decoded;
+    the message leaves with their result as its payload, klio-audio's way (pickle by default)."""
     bound(make_config())
     array = np.arange(4, dtype=np.float32)
     seen: list[tuple[bytes, Any]] = []
@@ -110,7 +112,9 @@ def test_handle_binary_under_handle_klio_reads_an_audio_items_array_as_it_is() -
     @handle_binary
     def double(ctx: Any, item: Any) -> Any:
         seen.append((item.element, item.payload))
-        return item.payload * 2
+        payload = item.payload
+        payload *= 2  # in place: its own copy
+        return payload
 
     class Halve(beam.DoFn):
         @handle_klio
@@ -121,16 +125,40 @@ def test_handle_binary_under_handle_klio_reads_an_audio_items_array_as_it_is() -
 
     message = new_message("e1", force=True)
     item = _NotEncoded(message, array, "numpy")
-    doubled = parse(double(item))
+    doubled = [parse(double(item)) for _ in range(2)]  # read twice (a retry, a second step)
     (halved,) = [parse(out) for out in Halve().process(item)]
-    assert [element for element, _ in seen] == [b"e1", b"e1"]
-    assert all(payload is array for _, payload in seen)  # the very array: no copy
-    for out, expected in ((doubled, array * 2), (halved, array / 2)):
+    assert [element for element, _ in seen] == [b"e1", b"e1", b"e1"]
+    assert all(payload is not array for _, payload in seen)
+    np.testing.assert_array_equal(array, np.arange(4))  # the item's array, left as it was
+    for out, expected in ((doubled[0], array * 2), (doubled[1], array * 2), (halved, array / 2)):
         assert out.data.element == b"e1" and out.metadata.force  # the item's message, kept
         np.testing.assert_array_equal(decode_payload(out.data.payload, element="e1"), expected)
     assert item.message.data.payload == b""  # the item's own message is left as it was
 
-    # loading skipped: the function reads the message's data, as in klio-audio
+
+def test_what_must_see_the_message_data_still_does() -> None:
+    """A user's wrapper between the two decorators, a skipped load, a V1 message and a payload
+    that is not an array get the message's data, its payload encoded, as in klio-audio."""
+    bound(make_config())
+    array = np.arange(3, dtype=np.float32)
+
+    def logged(func: Any) -> Any:
+        @functools.wraps(func)  # copies handle_binary's attributes
+        def wrapper(ctx: Any, data: Any) -> Any:
+            assert isinstance(data, KlioMessage.Data), type(data)
+            return func(ctx, data)
+
+        return wrapper
+
+    @handle_klio
+    @logged
+    @handle_binary
+    def first(ctx: Any, item: Any) -> Any:
+        return item.payload[:1]
+
+    out = parse(first(AudioItem(new_message("e1"), array, "numpy")))
+    np.testing.assert_array_equal(decode_payload(out.data.payload, element="e1"), [0.0])
+
     @handle_klio
     @handle_binary(skip_load=True, skip_dump=True)
     def raw(ctx: Any, data: Any) -> bytes:
@@ -138,3 +166,25 @@ def test_handle_binary_under_handle_klio_reads_an_audio_items_array_as_it_is() -
 
     encoded = parse(raw(AudioItem(new_message("e2"), array, "numpy"))).data.payload
     np.testing.assert_array_equal(decode_payload(encoded, element="e2", numpy=True), array)
+
+    v1 = KlioMessage()
+    v1.version = kmessage.V1
+    v1.data.entity_id = "e4"
+
+    @handle_klio
+    @handle_binary
+    def head(ctx: Any, item: Any) -> Any:
+        return item.payload[:1]
+
+    out = parse(head(AudioItem(v1, array, "numpy")))  # a V1 message's payload passes on
+    passed_on = decode_payload(out.data.payload, element="e4")
+    assert isinstance(passed_on, np.ndarray)
+    np.testing.assert_array_equal(passed_on, array)
+
+    @handle_klio
+    @handle_binary
+    def listed(ctx: Any, item: Any) -> Any:
+        return [*item.payload, 3]
+
+    out = parse(listed(AudioItem(new_message("e3"), [1, 2], "pickle")))
+    assert decode_payload(out.data.payload, element="e3") == [1, 2, 3]

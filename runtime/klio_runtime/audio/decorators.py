@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 from apache_beam import pvalue
 from matplotlib.figure import Figure
 
@@ -52,6 +53,10 @@ class BinarySerializer:
             return data
         if isinstance(data, AudioItem):  # already an object: nothing to decode
             element, payload = data.message.data.element, data.payload
+            if type(payload) is np.ndarray:
+                # a copy of its own each call, as decoding gave: the function may change it
+                # in place, and a retry or another step reads the item again
+                payload = payload.copy(order="K")
         else:
             element = bytes(data.element)
             payload = decode_payload(
@@ -95,9 +100,11 @@ def handle_binary(*args: Any, **kwargs: Any) -> Any:
                 return _dump_each(serializer, result)
             return serializer.dump(result)
 
-        # It reads an AudioItem's payload as it is: handle_klio may hand it one (an audio step's
-        # array then reaches it without being encoded and decoded).
-        setattr(wrapper, READS_PAYLOAD_OBJECTS_MARK, not serializer.skip_load)
+        if not serializer.skip_load:
+            # It reads an AudioItem's array itself: handle_klio may hand it the item (the array
+            # is then copied, not encoded and decoded). Marked with itself: a user's
+            # functools.wraps wrapper copies the mark, and is not this wrapper.
+            setattr(wrapper, READS_PAYLOAD_OBJECTS_MARK, wrapper)
 
         return wrapper
 

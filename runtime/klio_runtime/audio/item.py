@@ -57,12 +57,15 @@ class AudioItem:
         """The same message with a new payload (and ``meta`` updated); the message is shared."""
         return AudioItem(self.message, payload, encoding, {**self.meta, **meta})
 
-    def bare_message(self) -> KlioMessage:
-        """A copy of the message, its payload empty: for a step that reads :attr:`payload` as it
-        is and sets a payload of its own (``handle_klio`` over ``handle_binary``)."""
+    def bare_message(self) -> KlioMessage | None:
+        """A copy of the message, its payload empty, for a step that reads the array itself and
+        sets a payload of its own (``handle_klio`` over ``handle_binary``); None when the payload
+        must reach it encoded, as in klio-audio: it is not an array, or the message is V1 (its
+        payload passes on as it was)."""
+        if type(self.payload) is not np.ndarray or self.message.version == kmessage.V1:
+            return None
         out = KlioMessage()
         out.CopyFrom(self.message)  # an item's message holds no payload (see as_item)
-        out.data.payload = b""
         return out
 
     def to_message(self) -> KlioMessage:

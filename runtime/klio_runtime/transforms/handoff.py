@@ -27,9 +27,16 @@ READS_MESSAGES_MARK = "__klio_reads_messages__"
 (through ``to_message``) as well as bytes."""
 
 READS_PAYLOAD_OBJECTS_MARK = "__klio_reads_payload_objects__"
-"""Set on a function that reads an object's payload as the object itself (audio's
-``handle_binary`` that loads the payload): ``handle_klio`` hands it the object (an ``AudioItem``)
-in place of the message's ``data``, so its array is not encoded and decoded on the way."""
+"""Set to itself on a function that reads an object's payload itself (audio's ``handle_binary``
+that loads the payload): ``handle_klio`` hands it the object (an ``AudioItem``) in place of the
+message's ``data``, so its array is copied instead of encoded and decoded on the way."""
+
+
+def reads_payload_objects(func: Any) -> bool:
+    """Whether ``func`` (a function or a bound method) is such a reader itself, not a wrapper
+    that copied its attributes (``functools.wraps``)."""
+    func = getattr(func, "__func__", func)
+    return getattr(func, READS_PAYLOAD_OBJECTS_MARK, None) is func
 
 
 def _leaves(applied: AppliedPTransform) -> Iterator[AppliedPTransform]:
