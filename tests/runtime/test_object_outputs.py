@@ -12,7 +12,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from klio_runtime import message as kmessage
 from klio_runtime.audio.decorators import handle_binary
-from klio_runtime.audio.item import AudioItem, decode_payload
+from klio_runtime.audio.item import AudioItem, decode_payload, encode_payload
 from klio_runtime.decorators import handle_klio
 from klio_runtime.message import KlioMessage, new_message, parse
 from klio_runtime.pipeline import KlioJobTransform
@@ -136,6 +136,31 @@ def test_handle_binary_under_handle_klio_reads_an_audio_items_array_without_enco
     assert item.message.data.payload == b""  # the item's own message is left as it was
 
 
+def test_the_array_copy_is_laid_out_as_decoding_lays_it_out() -> None:
+    # a stereo mel spectrogram is a strided view (channels, mels, frames): the step gets what
+    # np.load of its np.save gives, a C-ordered array (or a Fortran-ordered one)
+    bound(make_config())
+    layouts: list[tuple[bool, bool, tuple[int, ...]]] = []
+
+    @handle_klio
+    @handle_binary
+    def look(ctx: Any, item: Any) -> bytes:
+        flags = item.payload.flags
+        layouts.append((flags.c_contiguous, flags.f_contiguous, item.payload.strides))
+        return b""
+
+    base = np.arange(2 * 3 * 4, dtype=np.float32)
+    for array in (
+        base.reshape(3, 2, 4).transpose(1, 0, 2),  # neither C- nor F-contiguous
+        np.asfortranarray(base.reshape(4, 6)),
+        np.arange(24.0).reshape(4, 6).T[::2],
+    ):
+        look(_NotEncoded(new_message("e"), array, "numpy"))
+        decoded = decode_payload(encode_payload(array, "numpy"), element="e", numpy=True)
+        flags = decoded.flags
+        assert layouts[-1] == (flags.c_contiguous, flags.f_contiguous, decoded.strides)
+
+
 def test_what_must_see_the_message_data_still_does() -> None:
     """A user's wrapper between the two decorators, a skipped load, a V1 message and a payload
     that is not an array get the message's data, its payload encoded, as in klio-audio."""
@@ -188,3 +213,15 @@ def test_what_must_see_the_message_data_still_does() -> None:
 
     out = parse(listed(AudioItem(new_message("e3"), [1, 2], "pickle")))
     assert decode_payload(out.data.payload, element="e3") == [1, 2, 3]
+
+    # an array of Python objects: a copy would share them, so it goes encoded
+    @handle_klio
+    @handle_binary
+    def append(ctx: Any, item: Any) -> Any:
+        item.payload[0].append(9)
+        return item.payload
+
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [[1], [2, 3]]
+    append(AudioItem(new_message("e5"), ragged, "numpy"))
+    assert ragged[0] == [1]

@@ -54,9 +54,10 @@ class BinarySerializer:
         if isinstance(data, AudioItem):  # already an object: nothing to decode
             element, payload = data.message.data.element, data.payload
             if type(payload) is np.ndarray:
-                # a copy of its own each call, as decoding gave: the function may change it
-                # in place, and a retry or another step reads the item again
-                payload = payload.copy(order="K")
+                # a copy of its own each call, laid out as decoding gave (C order unless it is
+                # Fortran-contiguous): the function may change it in place, and a retry or
+                # another step reads the item again
+                payload = payload.copy(order="A")
         else:
             element = bytes(data.element)
             payload = decode_payload(

@@ -60,9 +60,16 @@ class AudioItem:
     def bare_message(self) -> KlioMessage | None:
         """A copy of the message, its payload empty, for a step that reads the array itself and
         sets a payload of its own (``handle_klio`` over ``handle_binary``); None when the payload
-        must reach it encoded, as in klio-audio: it is not an array, or the message is V1 (its
-        payload passes on as it was)."""
-        if type(self.payload) is not np.ndarray or self.message.version == kmessage.V1:
+        must reach it encoded, as in klio-audio: it is not an array encoded with numpy (whose
+        round trip a copy gives exactly), it holds Python objects (a copy would share them), or
+        the message is V1 (its payload passes on as it was)."""
+        payload = self.payload
+        if (
+            type(payload) is not np.ndarray
+            or self.encoding != "numpy"
+            or payload.dtype.hasobject
+            or self.message.version == kmessage.V1
+        ):
             return None
         out = KlioMessage()
         out.CopyFrom(self.message)  # an item's message holds no payload (see as_item)
