@@ -468,3 +468,14 @@ def test_a_version_1_layout_is_warned_and_its_failure_explained(tmp_path: Path) 
     assert "The job has no event inputs (job_config.events.inputs), so its run() was given" in (
         stderr
     )
+
+    # every input read by run itself (skip_klio_read): run gets the pipeline too, and is told so
+    (tmp_path / "klio-job.yaml").write_text(
+        "version: 2\njob_name: reads-itself\npipeline_options: {streaming: false}\n"
+        "job_config:\n  events:\n    inputs:\n"
+        "      - {type: file, location: ids.txt, skip_klio_read: true}\n"
+    )
+    done = klio("job", "run", "--job-dir", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    stderr = " ".join(done.stderr.split())
+    assert "Each event input sets skip_klio_read, so its run() was given the pipeline" in stderr

@@ -260,12 +260,20 @@ def run(
 
 def _no_inputs_hint(config: KlioConfig, err: Exception) -> str:
     """Why `run` got the pipeline instead of a PCollection, when that is what failed."""
-    if config.job_config.events.inputs or "PBegin" not in str(err):
+    if "PBegin" not in str(err):
         return ""
-    return (
-        "\nThe job has no event inputs (job_config.events.inputs), so its run() was given the"
-        " pipeline itself, as in Klio."
-    )
+    inputs = config.job_config.events.inputs
+    if not inputs:
+        return (
+            "\nThe job has no event inputs (job_config.events.inputs), so its run() was given"
+            " the pipeline itself, as in Klio."
+        )
+    if all(entry.skip_klio_read for entry in inputs):
+        return (
+            "\nEach event input sets skip_klio_read, so its run() was given the pipeline to"
+            " read them itself, as in Klio."
+        )
+    return ""
 
 
 def _run_loaded(
