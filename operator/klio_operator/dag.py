@@ -50,13 +50,18 @@ def input_subscription(project: str, namespace: str, job: str, topic: str) -> st
     """
     topic_id = topic.rsplit("/", 1)[-1][:64]
     digest = hashlib.sha256(topic.encode("utf-8")).hexdigest()[:8]
-    return subscription_path(project, f"{PREFIX}.{namespace}.{job}.input.{topic_id}.{digest}")
+    return subscription_path(project, f"{_input_prefix(namespace, job)}.{topic_id}.{digest}")
 
 
 def is_input_subscription(namespace: str, job: str, subscription: str) -> bool:
     """Whether `subscription` (a full path) is one of the job's own event-input subscriptions,
     named as today or as before (`…input-<n>`, by the input's place in the list)."""
-    return subscription.rsplit("/", 1)[-1].startswith(f"{PREFIX}.{namespace}.{job}.input")
+    return subscription.rsplit("/", 1)[-1].startswith(_input_prefix(namespace, job))
+
+
+def _input_prefix(namespace: str, job: str) -> str:
+    """What the ids of a job's event-input subscriptions start with, under either naming."""
+    return f"{PREFIX}.{namespace}.{job}.input"
 
 
 def find_cycle(start: str, parents_of: Mapping[str, Sequence[str]]) -> list[str] | None:
