@@ -669,8 +669,7 @@ async def _kept_input_subscriptions(
             try:
                 topic = await context.pubsub.subscription_topic(subscription)
             except PubSubAdminError as exc:
-                context.metrics.pubsub_errors.inc()
-                kopf.warn(body, reason="PubSubError", message=str(exc))
+                _report_pubsub_error(context, body, exc)
                 raise kopf.TemporaryError(str(exc), delay=context.retry_delay) from exc
             if topic is None:
                 continue  # gone: nothing to keep
@@ -678,6 +677,12 @@ async def _kept_input_subscriptions(
         if topic in read and topic not in kept:
             kept[topic] = subscription
     return kept
+
+
+def _report_pubsub_error(context: OperatorContext, body: kopf.Body, exc: PubSubAdminError) -> None:
+    """A Pub/Sub call that failed: counted, and a PubSubError Event on the job."""
+    context.metrics.pubsub_errors.inc()
+    kopf.warn(body, reason="PubSubError", message=str(exc))
 
 
 async def _ensure_pubsub(
@@ -700,8 +705,7 @@ async def _ensure_pubsub(
         if stale_subs or stale_topics:
             await context.pubsub.remove(stale_subs, stale_topics)
     except PubSubAdminError as exc:
-        context.metrics.pubsub_errors.inc()
-        kopf.warn(body, reason="PubSubError", message=str(exc))
+        _report_pubsub_error(context, body, exc)
         return cond.topics_failed(str(exc))
     context.pubsub_applied[key] = plan.pubsub
     return cond.topics_ready(len(wanted_subs) + len(wanted_topics))
@@ -966,8 +970,7 @@ async def on_deleted(
     try:
         await context.pubsub.remove(sorted(subscriptions), sorted(topics))
     except PubSubAdminError as exc:
-        context.metrics.pubsub_errors.inc()
-        kopf.warn(body, reason="PubSubError", message=str(exc))
+        _report_pubsub_error(context, body, exc)
         raise kopf.TemporaryError(str(exc), delay=context.retry_delay) from exc
     context.metrics.set_phase(namespace, name, None)
     context.workload_events.pop((namespace, name), None)
