@@ -157,12 +157,12 @@ PAYLOAD_SHOWN = 1000
 
 def message_out(kmsg: KlioMessage, result: Any) -> Any:
     """Serialize ``kmsg`` with the payload :func:`payload_of` ``result``; a ``TaggedOutput`` keeps
-    its tag. v1 messages keep their payload (as Klio)."""
+    its tag. As Klio's ``from_klio_message``, only a V2 message takes a payload: a V1 or untagged
+    one passes on with its own, whatever was returned."""
     if isinstance(result, pvalue.TaggedOutput):
         return pvalue.TaggedOutput(result.tag, message_out(kmsg, result.value))
-    payload = payload_of(kmsg, result)
-    if kmsg.version != kmessage.V1:
-        kmsg.data.payload = payload
+    if kmsg.version == kmessage.V2:
+        kmsg.data.payload = payload_of(kmsg, result)
     return kmessage.serialize(kmsg)
 
 
@@ -457,7 +457,7 @@ def _run_one(
             else _call_with_job_limits(ctx, limits, func, args, kwargs, where)
         )
         if type(result) is bytes:  # the most common case, kept shortest
-            if kmsg.version != kmessage.V1:
+            if kmsg.version == kmessage.V2:
                 data.payload = result
             return [kmessage.carry(kmsg)]
         if type(result) is not types.GeneratorType:
@@ -516,14 +516,10 @@ def _generated(
 
 def _carried_out(kmsg: KlioMessage, result: Any) -> Any:
     """:func:`message_out`, as bytes that carry the message to the job's next step."""
-    if type(result) is bytes:
-        payload = result
-    elif isinstance(result, pvalue.TaggedOutput):
+    if isinstance(result, pvalue.TaggedOutput):
         return pvalue.TaggedOutput(result.tag, _carried_out(kmsg, result.value))
-    else:
-        payload = payload_of(kmsg, result)
-    if kmsg.version != kmessage.V1:
-        kmsg.data.payload = payload
+    if kmsg.version == kmessage.V2:  # see message_out
+        kmsg.data.payload = result if type(result) is bytes else payload_of(kmsg, result)
     return kmessage.carry(kmsg)
 
 

@@ -16,6 +16,7 @@ import pytest
 from apache_beam import pvalue
 from klio_runtime import decorators as d
 from klio_runtime.context import KlioContext
+from klio_runtime.message import V1, KlioMessage
 from klio_runtime.metrics import kmsg_timer_unit, process_hub
 
 from tests.runtime.helpers import bound, dropped, make_config, msg_bytes, parsed
@@ -181,6 +182,41 @@ def test_unusable_return_value_drops_as_bad_payload_with_klios_lines(
     )
     assert "`bytes`.\nErroring payload: 42\nErroring KlioMessage: " in line
     assert parsed(empty(msg_bytes("e2", b"old"))).data.payload == b""
+
+
+def test_only_a_v2_message_takes_the_returned_payload_as_in_klio(ctx: KlioContext) -> None:
+    # Klio's from_klio_message sets the payload of a V2 message only: a V1 or untagged one
+    # passes on with its own, whatever the function returned (nothing is dropped for it)
+    v1 = KlioMessage(version=V1)
+    v1.data.entity_id = "e1"
+    v1.data.payload = b"theirs"
+    untagged = KlioMessage()  # both ids: Klio leaves it untagged, and routes it as V1
+    untagged.data.entity_id = "e2"
+    untagged.data.element = b"e2"
+    untagged.data.payload = b"theirs"
+    to_return: list[Any] = []
+
+    @d.handle_klio
+    def returns(c: KlioContext, item: Any) -> Any:
+        return to_return[0]
+
+    class Yields(beam.DoFn):
+        @d.handle_klio
+        def process(self, item: Any) -> Any:
+            yield {"not": "bytes"}
+            yield b"new"
+
+    for message in (v1, untagged):
+        incoming = message.SerializeToString()
+        for result in ({"not": "bytes"}, 42, b"new", "new", None):
+            to_return[:] = [result]
+            assert parsed(returns(incoming)).data.payload == b"theirs", (message, result)
+        to_return[:] = [pvalue.TaggedOutput("side", 42)]
+        tagged = returns(incoming)
+        assert tagged.tag == "side" and parsed(tagged.value).data.payload == b"theirs"
+        yielded = list(Yields().process(incoming))
+        assert [parsed(o).data.payload for o in yielded] == [b"theirs"] * 2
+    assert dropped(ctx.config, "bad_payload") == 0
 
 
 def test_dofn_process_may_yield_several_and_gets_self_klio(ctx: KlioContext) -> None:

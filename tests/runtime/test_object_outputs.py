@@ -201,10 +201,14 @@ def test_what_must_see_the_message_data_still_does() -> None:
     def head(ctx: Any, item: Any) -> Any:
         return item.payload[:1]
 
-    out = parse(head(AudioItem(v1, array, "numpy")))  # a V1 message's payload passes on
-    passed_on = decode_payload(out.data.payload, element="e4")
-    assert isinstance(passed_on, np.ndarray)
-    np.testing.assert_array_equal(passed_on, array)
+    untagged = KlioMessage()  # both ids: Klio leaves it untagged
+    untagged.data.entity_id = "e5"
+    untagged.data.element = b"e5"
+    for message in (v1, untagged):  # a V1 or untagged message's payload passes on
+        out = parse(head(AudioItem(message, array, "numpy")))
+        passed_on = decode_payload(out.data.payload, element=message.data.entity_id)
+        assert isinstance(passed_on, np.ndarray)
+        np.testing.assert_array_equal(passed_on, array)
 
     @handle_klio
     @handle_binary

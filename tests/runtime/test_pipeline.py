@@ -313,7 +313,8 @@ def test_bigquery_event_io_runs_only_when_the_job_does_it_itself() -> None:
 
 def test_job_without_data_io_passes_pings_through_run_untouched() -> None:
     # As in Klio, a job with no data input has no ping filter: the ping goes to run, whose
-    # handle_klio steps pass it on without calling the job's function.
+    # handle_klio steps pass it on without calling the job's function (Klio's docs: a ping does
+    # no transformation work; Klio's own decorator would call it).
     config = make_config()
     with beam.Pipeline(runner=FnApiRunner()) as p:
         inputs = [msg_bytes("pinged", b"as sent", ping=True), msg_bytes("worked")]

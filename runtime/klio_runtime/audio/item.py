@@ -62,13 +62,13 @@ class AudioItem:
         sets a payload of its own (``handle_klio`` over ``handle_binary``); None when the payload
         must reach it encoded, as in klio-audio: it is not an array encoded with numpy (whose
         round trip a copy gives exactly), it holds Python objects (a copy would share them), or
-        the message is V1 (its payload passes on as it was)."""
+        the message is not V2 (its payload passes on as it was)."""
         payload = self.payload
         if (
             type(payload) is not np.ndarray
             or self.encoding != "numpy"
             or payload.dtype.hasobject
-            or self.message.version == kmessage.V1
+            or self.message.version != kmessage.V2
         ):
             return None
         out = KlioMessage()

@@ -9,7 +9,8 @@ the event output), ``input_missing`` (the hook for bottom-up requests), ``droppe
 
 As in Klio (its ``run.py`` builds the ping and output-exists filters only for a job with data
 inputs or checked data outputs), a job with neither has no ``pass_thru``: its ping messages go to
-``run``, where every ``handle_klio`` step passes a ping on without calling the job's function.
+``run``. There every ``handle_klio`` step passes a ping on without calling the job's function, as
+Klio's docs say of a ping (no transformation work); Klio's own decorator would call it.
 """
 
 from __future__ import annotations

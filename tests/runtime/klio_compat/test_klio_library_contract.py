@@ -130,13 +130,20 @@ def test_serializer_raises_protobufs_error_and_logs_as_klio() -> None:
     assert "allow_non_klio_messages" in records[0].getMessage()
     # what protobuf parses is taken, as Klio's serializer takes it (no element is fine)
     assert serializer.to_klio_message(b"", config, logger).data.element == b""
+    v2 = klio_pb2.KlioMessage(version=klio_pb2.Version.V2)
     with pytest.raises(KlioMessagePayloadException, match=r"^Returned payload could not be"):
-        serializer.from_klio_message(klio_pb2.KlioMessage(), {"not": "bytes"})
+        serializer.from_klio_message(v2, {"not": "bytes"})
     # a job catching Klio's general message exception catches it
     from klio.message.exceptions import KlioMessageException
 
     with pytest.raises(KlioMessageException):
-        serializer.from_klio_message(klio_pb2.KlioMessage(), {"not": "bytes"})
+        serializer.from_klio_message(v2, {"not": "bytes"})
+    # only a V2 message takes a payload: V1 and untagged ones pass on with theirs, whatever it is
+    for version in (klio_pb2.Version.V1, klio_pb2.Version.UNKNOWN):
+        kept = klio_pb2.KlioMessage(version=version)
+        kept.data.payload = b"theirs"
+        out = klio_pb2.KlioMessage.FromString(serializer.from_klio_message(kept, {"not": "bytes"}))
+        assert out.data.payload == b"theirs"
 
 
 @pytest.mark.parametrize(
