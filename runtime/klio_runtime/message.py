@@ -45,7 +45,6 @@ __all__ = [
     "validate_element_id",
 ]
 
-_KNOWN_VERSIONS = frozenset(Version.values())
 # plain ints: attribute access on the generated enum wrapper is a slow Python __getattr__
 V1: Version = Version.V1
 V2: Version = Version.V2
@@ -67,10 +66,11 @@ def parse_exact(data: bytes) -> KlioMessage:
 
     Protobuf parsing is lenient: many random byte strings parse "successfully" into
     unknown fields. So bytes count as a KlioMessage only when they parse, open with one of
-    its fields (``metadata``, ``data`` or ``version``, as every serializer writes it), have
-    a known ``version``, and name an element (``data.element`` or the v1
-    ``data.entity_id``). Fields this schema does not know after that opening (a newer
-    producer's) are kept and written on, as protobuf and Klio keep them. Bytes starting with a
+    its fields (``metadata``, ``data`` or ``version``, as every serializer writes it) and
+    name an element (``data.element`` or the v1 ``data.entity_id``). A ``version`` this schema
+    does not know is kept (:func:`upgrade` reads it as untagged, as Klio's serializer does).
+    Fields this schema does not know after that opening (a newer producer's) are kept and
+    written on, as protobuf and Klio keep them. Bytes starting with a
     printable ASCII character (any JSON text, any plain id) open with a field number of 4 or more,
     unknown to KlioMessage, so they are always refused; truncated messages fail to parse.
     Random bytes that happen to spell a valid message cannot be told apart.
@@ -94,8 +94,6 @@ def parse_exact(data: bytes) -> KlioMessage:
         raise MessageDecodeError(
             f"not a KlioMessage: unknown field number at {unknown} (not in klio.proto)"
         )
-    if msg.version not in _KNOWN_VERSIONS:
-        raise MessageDecodeError(f"not a KlioMessage: unknown version {msg.version}")
     if not msg.data.element and not msg.data.entity_id:
         raise MessageDecodeError(
             "not a KlioMessage: no element (data.element and data.entity_id are empty)"
@@ -113,8 +111,9 @@ def upgrade(msg: KlioMessage) -> KlioMessage:
     """Apply Klio's v1 → v2 compatibility rules in place and return ``msg``.
 
     As Klio's serializer does: a V1 message (or an untagged one with only ``entity_id``)
-    gets ``data.element`` = UTF-8 of ``entity_id``; an untagged message with only
-    ``element`` is tagged V2, with neither it is tagged V1, with both it stays untagged.
+    gets ``data.element`` = UTF-8 of ``entity_id``; an untagged message (version 0, or one
+    Klio does not know) with only ``element`` is tagged V2, with neither it is tagged V1, with
+    both it stays as it is (and is routed by V1 rules).
     """
     data = msg.data
     if msg.version == V2:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from klio_runtime.message import (
+    V1,
+    V2,
     KlioJob,
     KlioMessage,
     MessageDecodeError,
@@ -171,9 +173,15 @@ def test_wrong_wire_type_for_a_known_field_is_refused_when_it_opens_the_bytes() 
         parse(b"\x1a\x01x" + serialize(new_message("e")))
 
 
-def test_unknown_version_and_empty_bytes_are_refused() -> None:
-    with pytest.raises(MessageDecodeError, match="unknown version 7"):
-        parse(_bytes_of(version=7, element=b"e"))
+def test_a_version_klio_does_not_know_is_read_as_untagged_as_klio_does() -> None:
+    # Klio's _handle_msg_compat applies its untagged rules to any version but V1 and V2
+    assert parse(_bytes_of(version=7, element=b"e")).version == V2
+    assert parse(_bytes_of(version=7, entity_id="e")).version == V1
+    both = parse(_bytes_of(version=7, entity_id="e", element=b"e"))
+    assert both.version == 7 and both.data.element == b"e"
+
+
+def test_empty_bytes_are_refused() -> None:
     with pytest.raises(MessageDecodeError, match="no element"):
         parse(b"")
 
