@@ -17,6 +17,7 @@ from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem
 from klio_runtime.audio.steps import AudioDoFn, AudioStep, check_array
 from klio_runtime.config import KlioConfig
+from klio_runtime.io.gcs import ready_for
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -60,6 +61,7 @@ def _audio_source(item: AudioItem) -> Any:
     if text.startswith("gs://"):
         from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
+        ready_for(text)
         with FileSystems.open(text, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             return f.read()
     if text.startswith(("/", "./", "../", "file://")) or os.path.isfile(text):

@@ -22,7 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from klio_runtime import message as kmessage
-from klio_runtime.io.gcs import ensure_emulator_credentials
+from klio_runtime.io.gcs import ensure_emulator_credentials, ready_for
 from klio_runtime.io.shards import TextLines, WriteShardedFiles
 
 DEAD_LETTER_TAG = "dead_letter"
@@ -78,8 +78,7 @@ def encode_line(msg: kmessage.KlioMessage) -> str:
 
 
 def _expand_pattern(pattern: str) -> Iterator[str]:
-    if pattern.startswith("gs://"):
-        ensure_emulator_credentials()
+    ready_for(pattern)
     matched = FileSystems.match([pattern])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"event input {pattern!r} matches no file")
@@ -216,6 +215,7 @@ class _WriteBundleLines(beam.DoFn):
 
     def process(self, line: str) -> None:
         if self._handle is None:
+            ready_for(self.prefix)
             self._id = uuid.uuid4().hex[:12]
             self._handle = FileSystems.create(
                 self._temporary(), compression_type=CompressionTypes.UNCOMPRESSED

@@ -5,6 +5,9 @@ retrying ``google.auth.default()``; :func:`ensure_emulator_credentials` writes a
 authorized-user
 credentials file and names it in ``GOOGLE_APPLICATION_CREDENTIALS`` so both Beam and the
 google-cloud-storage client go straight to the emulator.
+
+Both clients also retry every call that cannot connect for two minutes: offline, or with the
+emulator not started, each element would wait that long. :func:`ready_for` says so at once.
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ import atexit
 import contextlib
 import json
 import os
+import socket
 import tempfile
 import threading
+import time
+import urllib.parse
+import urllib.request
 from typing import Any
 
 from klio_runtime.io import EMULATOR_PROJECT
@@ -29,6 +36,19 @@ _FAKE_CREDENTIALS = {
     "quota_project_id": EMULATOR_PROJECT,
 }
 _lock = threading.Lock()
+GCS_HOST = "storage.googleapis.com"
+_TRUST_REACHABLE = 60.0
+"""Seconds a successful look at the storage host is trusted (the network may go)."""
+_TRUST_UNREACHABLE = 2.0
+"""Seconds a failed one is (each element would otherwise look again, and a resolver may be slow
+to fail)."""
+_looked: dict[str, tuple[float, str | None]] = {}
+"""Storage host (the emulator's, or Cloud Storage's) → (monotonic time until which the last look
+holds, why it cannot be reached or None)."""
+
+
+class StorageUnreachable(ConnectionError):
+    """Cloud Storage, or the emulator STORAGE_EMULATOR_HOST names, cannot be reached at all."""
 
 
 def emulator_host() -> str | None:
@@ -57,6 +77,58 @@ def ensure_emulator_credentials() -> None:
         # could be determined" on every lookup.
         if not (os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")):
             os.environ["GOOGLE_CLOUD_PROJECT"] = EMULATOR_PROJECT
+
+
+def ready_for(path: str) -> None:
+    """Before Cloud Storage is asked about ``path`` (nothing for other paths): the emulator's
+    credentials (:func:`ensure_emulator_credentials`), and :class:`StorageUnreachable` at once
+    when its host cannot be reached, instead of two minutes of retries in the client."""
+    if not path.startswith("gs://"):
+        return
+    ensure_emulator_credentials()
+    key = emulator_host() or GCS_HOST
+    until, reason = _looked.get(key, (0.0, None))
+    now = time.monotonic()
+    if now >= until:
+        reason = _unreachable_reason()
+        _looked[key] = (now + (_TRUST_UNREACHABLE if reason else _TRUST_REACHABLE), reason)
+    if reason:
+        raise StorageUnreachable(f"cannot read or write {path}: {reason}")
+
+
+def _unreachable_reason() -> str | None:
+    """Why the storage host cannot be reached, or None. The emulator is connected to (it is
+    local: refused means not started); Cloud Storage's name is only resolved (offline, it does
+    not resolve). Behind a proxy the proxy reaches it: nothing is looked at."""
+    emulator = emulator_host()
+    if emulator:
+        url = urllib.parse.urlsplit(emulator if "://" in emulator else f"http://{emulator}")
+        host = url.hostname or "localhost"
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if _proxied(url.scheme or "http", host):
+            return None
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as err:
+            return (
+                f"the GCS emulator STORAGE_EMULATOR_HOST names ({emulator}) cannot be reached"
+                f" ({err.strerror or err}): is it running?"
+            )
+        return None
+    if _proxied("https", GCS_HOST):
+        return None
+    try:
+        socket.getaddrinfo(GCS_HOST, 443)
+    except OSError as err:
+        return (
+            f"{GCS_HOST} does not resolve ({err.strerror or err}): offline? gs:// paths need "
+            "the network, or the GCS emulator (STORAGE_EMULATOR_HOST); local paths need neither"
+        )
+    return None
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    return scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
 
 
 def _remove(path: str) -> None:

@@ -26,6 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.windowed_value import WindowedValue
 
+from klio_runtime.io.gcs import ready_for
+
 
 class RecordWriter(Protocol):
     def write(self, value: Any) -> None: ...
@@ -69,6 +71,7 @@ class _Shards:
     file_format: FileFormat
 
     def create(self, path: str) -> BinaryIO:
+        ready_for(path)
         return FileSystems.create(
             path,
             mime_type=self.file_format.mime_type,

@@ -16,7 +16,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from klio_runtime.io.gcs import ensure_emulator_credentials, split_gs, storage_client
+from klio_runtime.io.gcs import ensure_emulator_credentials, ready_for, split_gs, storage_client
 
 # Objects a GCS existence check lists under a prefix before it asks for each wanted one instead
 # (two pages of a listing; at least twice the batch).
@@ -65,9 +65,11 @@ class DataStore:
         from google.api_core.exceptions import NotFound
 
         bucket, prefix = split_gs(directory + "/")
+        client = self._gcs()  # without credentials, that is what to say first
+        ready_for(directory)
         if directory not in self._large_prefixes:
             limit = max(GCS_LISTING_LIMIT, 2 * len(wanted))
-            blobs = self._gcs().list_blobs(
+            blobs = client.list_blobs(
                 bucket, prefix=prefix, delimiter="/", max_results=limit + 1
             )
             try:
@@ -77,21 +79,20 @@ class DataStore:
             if len(listed) <= limit:
                 return {path: path in listed for path in wanted}
             self._large_prefixes.add(directory)  # later batches ask at once
-        handle = self._gcs().bucket(bucket)
+        handle = client.bucket(bucket)
         names = sorted(wanted)
         with ThreadPoolExecutor(max_workers=min(GCS_CHECKS_AT_ONCE, len(names))) as pool:
             present = pool.map(lambda path: handle.blob(split_gs(path)[1]).exists(), names)
             return dict(zip(names, present, strict=True))
 
     def read_bytes(self, path: str) -> bytes:
-        if is_gcs(path):
-            ensure_emulator_credentials()
+        ready_for(path)
         with FileSystems.open(path) as handle:
             return bytes(handle.read())
 
     def write_bytes(self, path: str, data: bytes) -> None:
         if is_gcs(path):
-            ensure_emulator_credentials()
+            ready_for(path)
         else:
             parent = os.path.dirname(path)
             if parent:
