@@ -8,9 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from klio_runtime.audio.errors import AudioError
+from klio_runtime.audio.item import AudioItem
+from klio_runtime.audio.transforms import _audio_source
 from klio_runtime.io import gcs
 from klio_runtime.io.gcs import StorageUnreachable, ready_for
 from klio_runtime.io.storage import DataStore
+from klio_runtime.message import new_message
 
 from tests.emulators.pubsub import free_port
 from tests.runtime.helpers import klio_in
@@ -19,7 +23,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(autouse=True)
-def fresh_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+def local_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in `klio job run` (fail_fast_when_unreachable), with nothing looked at yet."""
+    monkeypatch.setattr(gcs, "_fail_fast", True)
     monkeypatch.setattr(gcs, "_looked", {})
     for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
         monkeypatch.delenv(proxy, raising=False)
@@ -49,6 +55,55 @@ def test_cloud_storage_that_does_not_resolve_is_offline(monkeypatch: pytest.Monk
     monkeypatch.setattr(gcs, "_looked", {})
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     ready_for("gs://b/x.wav")
+
+
+def test_an_audio_payload_naming_gs_is_an_io_error_of_the_element(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    item = AudioItem(new_message("e1"), b"gs://b/e1.wav", "raw")
+    with pytest.raises(AudioError, match="is it running") as refused:
+        _audio_source(item)  # LoadAudio's reading of a payload that names where the audio is
+    assert (refused.value.element, refused.value.reason) == ("e1", "io_error")
+
+
+def test_a_worker_keeps_the_clients_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # in a pod a DNS blip must not drop elements: nothing is looked at unless a local run asks
+    monkeypatch.setattr(gcs, "_fail_fast", False)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    ready_for("gs://b/x.wav")
+    assert gcs._looked == {}
+
+
+def test_all_proxy_alone_is_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setattr(gcs, "GCS_HOST", "storage.invalid")
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.example:3128")  # requests sends through it
+    ready_for("gs://b/x.wav")
+
+
+def test_a_look_is_trusted_from_when_it_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a look that takes longer than a failure is trusted (a connect timing out) still counts:
+    # the next elements are refused at once, not each after its own slow look
+    clock = [100.0]
+    looks: list[float] = []
+
+    def slow_look() -> str:
+        looks.append(clock[0])
+        clock[0] += 5.0  # the look timed out
+        return "cannot be reached"
+
+    monkeypatch.setattr(gcs, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(gcs, "_unreachable_reason", slow_look)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://10.255.255.1:9023")
+    for _ in range(3):
+        with pytest.raises(StorageUnreachable):
+            ready_for("gs://b/x.wav")
+    assert looks == [100.0]
+    clock[0] += gcs._TRUST_UNREACHABLE  # then it is looked at again
+    with pytest.raises(StorageUnreachable):
+        ready_for("gs://b/x.wav")
+    assert len(looks) == 2
 
 
 def test_a_running_emulator_is_reachable(gcs_emulator: str) -> None:

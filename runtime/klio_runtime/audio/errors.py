@@ -31,6 +31,16 @@ class AudioError(ValueError):
         super().__init__(f"element {element!r}: {reason}: {detail}")
 
 
+def storage_ready_for(element: str, path: str) -> None:
+    """:func:`klio_runtime.io.gcs.ready_for`, its refusal an ``io_error`` of the element."""
+    from klio_runtime.io.gcs import StorageUnreachable, ready_for
+
+    try:
+        ready_for(path)
+    except StorageUnreachable as err:
+        raise AudioError(element, IO_ERROR, str(err)) from err
+
+
 def check_waveform(y: Any, element: str) -> np.ndarray:
     """Return ``y`` if it is a usable waveform (librosa's layout: ``(n,)`` or ``(channels, n)``).
 

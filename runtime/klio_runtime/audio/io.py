@@ -20,7 +20,7 @@ from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem, encode_payload
 from klio_runtime.audio.steps import AudioDoFn, AudioStep
 from klio_runtime.config import KlioConfig
-from klio_runtime.io.gcs import StorageUnreachable, ensure_emulator_credentials, ready_for
+from klio_runtime.io.gcs import ensure_emulator_credentials
 
 INVALID_ELEMENT = "invalid_element"
 
@@ -38,14 +38,6 @@ def _safe_element(item: AudioItem) -> str:
         return kmessage.validate_element_id(item.message.data.element)
     except kmessage.InvalidElementId as err:
         raise AudioError(item.element, INVALID_ELEMENT, str(err)) from err
-
-
-def _ready_for(item: AudioItem, path: str) -> None:
-    """Storage unreachable (offline, the emulator not started) fails the element at once."""
-    try:
-        ready_for(path)
-    except StorageUnreachable as err:
-        raise AudioError(item.element, errors.IO_ERROR, str(err)) from err
 
 
 class _DataLocationFn(AudioDoFn):
@@ -97,7 +89,7 @@ class _LoadBinaryFn(_DataLocationFn):
         path = _join(self.location, filename)
         log = self.step_runtime().logger
         log.debug("Downloading %s from %s", filename, self.location)  # klio-audio's lines
-        _ready_for(item, path)
+        errors.storage_ready_for(item.element, path)
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
                 data = f.read()
@@ -143,7 +135,7 @@ class _UploadFn(_DataLocationFn):
         if plot:  # klio-audio's lines for a plot
             self.step_runtime().logger.debug("Saving plot as %s for %s", fmt, item.element)
         data = self._content(item, fmt)
-        _ready_for(item, path)
+        errors.storage_ready_for(item.element, path)
         try:
             with FileSystems.create(path) as out:
                 out.write(data)
@@ -231,7 +223,7 @@ class _StreamFeatureFn(_DataLocationFn):
         assert self.location is not None
         path = _join(self.location, _safe_element(item) + (self.file_suffix or ""))
         if "://" in path and not path.startswith("file://"):
-            _ready_for(item, path)
+            errors.storage_ready_for(item.element, path)
             source: Any = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
         else:
             source = path.removeprefix("file://")

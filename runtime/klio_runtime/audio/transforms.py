@@ -17,7 +17,6 @@ from klio_runtime.audio.errors import AudioError
 from klio_runtime.audio.item import AudioItem
 from klio_runtime.audio.steps import AudioDoFn, AudioStep, check_array
 from klio_runtime.config import KlioConfig
-from klio_runtime.io.gcs import ready_for
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -61,9 +60,12 @@ def _audio_source(item: AudioItem) -> Any:
     if text.startswith("gs://"):
         from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
-        ready_for(text)
-        with FileSystems.open(text, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            return f.read()
+        errors.storage_ready_for(item.element, text)
+        try:
+            with FileSystems.open(text, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                return f.read()
+        except Exception as err:  # Beam wraps not-found and permission errors alike
+            raise AudioError(item.element, errors.IO_ERROR, f"cannot read {text}: {err}") from err
     if text.startswith(("/", "./", "../", "file://")) or os.path.isfile(text):
         return text
     return payload

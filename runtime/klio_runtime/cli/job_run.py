@@ -226,8 +226,12 @@ def run(
     File event inputs run as a batch pipeline. Pub/Sub inputs stream: on the local worker until
     Ctrl-C, or on the Beam runner named (DataflowRunner, FlinkRunner, …).
     """
+    from klio_runtime.io.gcs import fail_fast_when_unreachable
     from klio_runtime.runner import JobLoadError, in_job_directory, load_job
 
+    # someone is waiting here: storage that cannot be reached is said at once, not after the
+    # clients' two minutes of retries per call (a runner elsewhere does not call ready_for)
+    fail_fast_when_unreachable()
     console = Console(stderr=False)
     err_console = Console(stderr=True)
     if direct_runner:

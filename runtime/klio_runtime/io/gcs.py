@@ -7,7 +7,9 @@ credentials file and names it in ``GOOGLE_APPLICATION_CREDENTIALS`` so both Beam
 google-cloud-storage client go straight to the emulator.
 
 Both clients also retry every call that cannot connect for two minutes: offline, or with the
-emulator not started, each element would wait that long. :func:`ready_for` says so at once.
+emulator not started, each element of a local run would wait that long. There (``klio job run``
+calls :func:`fail_fast_when_unreachable`) :func:`ready_for` says so at once. A worker in a pod
+keeps the clients' retries: they ride out a DNS blip that would otherwise drop elements.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import os
 import socket
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
+from time import monotonic
 from typing import Any
 
 from klio_runtime.io import EMULATOR_PROJECT
@@ -42,6 +44,8 @@ _TRUST_REACHABLE = 60.0
 _TRUST_UNREACHABLE = 2.0
 """Seconds a failed one is (each element would otherwise look again, and a resolver may be slow
 to fail)."""
+_fail_fast = False
+"""Whether :func:`ready_for` looks at all (see the module's doc)."""
 _looked: dict[str, tuple[float, str | None]] = {}
 """Storage host (the emulator's, or Cloud Storage's) → (monotonic time until which the last look
 holds, why it cannot be reached or None)."""
@@ -79,19 +83,29 @@ def ensure_emulator_credentials() -> None:
             os.environ["GOOGLE_CLOUD_PROJECT"] = EMULATOR_PROJECT
 
 
+def fail_fast_when_unreachable(enabled: bool = True) -> None:
+    """Make :func:`ready_for` refuse at once when storage cannot be reached (a local run)."""
+    global _fail_fast
+    _fail_fast = enabled
+
+
 def ready_for(path: str) -> None:
     """Before Cloud Storage is asked about ``path`` (nothing for other paths): the emulator's
-    credentials (:func:`ensure_emulator_credentials`), and :class:`StorageUnreachable` at once
-    when its host cannot be reached, instead of two minutes of retries in the client."""
+    credentials (:func:`ensure_emulator_credentials`), and in a local run
+    :class:`StorageUnreachable` at once when its host cannot be reached, instead of two minutes
+    of retries in the client."""
     if not path.startswith("gs://"):
         return
     ensure_emulator_credentials()
+    if not _fail_fast:
+        return
     key = emulator_host() or GCS_HOST
     until, reason = _looked.get(key, (0.0, None))
-    now = time.monotonic()
-    if now >= until:
+    if monotonic() >= until:
         reason = _unreachable_reason()
-        _looked[key] = (now + (_TRUST_UNREACHABLE if reason else _TRUST_REACHABLE), reason)
+        # from when the look ended: one that timed out must not be stale at once
+        trusted = _TRUST_UNREACHABLE if reason else _TRUST_REACHABLE
+        _looked[key] = (monotonic() + trusted, reason)
     if reason:
         raise StorageUnreachable(f"cannot read or write {path}: {reason}")
 
@@ -128,7 +142,8 @@ def _unreachable_reason() -> str | None:
 
 
 def _proxied(scheme: str, host: str) -> bool:
-    return scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
+    proxies = urllib.request.getproxies()  # the environment's, as the clients' requests reads it
+    return (scheme in proxies or "all" in proxies) and not urllib.request.proxy_bypass(host)
 
 
 def _remove(path: str) -> None:
