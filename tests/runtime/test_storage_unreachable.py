@@ -139,3 +139,17 @@ def test_klio_job_run_drops_each_unreadable_element_at_once(tmp_path: Path) -> N
         "io_error: cannot read or write gs://bucket/audio/a.wav: the GCS emulator "
         "STORAGE_EMULATOR_HOST names" in output
     )
+
+
+def test_klio_job_run_with_gs_events_fails_at_once_naming_the_file(tmp_path: Path) -> None:
+    job = tmp_path / "uppercase"
+    shutil.copytree(EXAMPLES / "uppercase", job)
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
+    for field, path in (
+        ("job_config.events.inputs[0].location", "gs://bucket/ids.txt"),
+        ("job_config.events.outputs[0].location", "gs://bucket/out"),
+    ):
+        run = klio_in(job, "job", "run", "--no-progress", "-O", f"{field}={path}", env=env)
+        assert run.returncode == 1, run.stdout + run.stderr
+        said = " ".join(run.stderr.split())  # rich wraps the line
+        assert f"StorageUnreachable: cannot read or write {path}: the GCS emulator" in said

@@ -21,7 +21,7 @@ from fastavro.write import Writer
 from klio_runtime import message as kmessage
 from klio_runtime.config import AvroEventInput, AvroEventOutput
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
-from klio_runtime.io.gcs import ensure_emulator_credentials
+from klio_runtime.io.gcs import ready_for
 from klio_runtime.io.shards import WriteShardedFiles
 
 KLIO_AVRO_SCHEMA: dict[str, Any] = {
@@ -73,8 +73,7 @@ class ReadEventAvro(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         pattern = self.conf.pattern
-        if pattern.startswith("gs://"):
-            ensure_emulator_credentials()
+        ready_for(pattern)  # Beam's reader looks at the files here
         return (
             pbegin
             | "Read" >> beam.io.ReadFromAvro(
@@ -110,8 +109,7 @@ class WriteEventAvro(beam.PTransform):
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         conf = self.conf
-        if conf.prefix.startswith("gs://"):
-            ensure_emulator_credentials()
+        ready_for(conf.prefix)
         schema = parse_schema(KLIO_AVRO_SCHEMA)
         records = pcoll | "Record" >> beam.Map(_element_record)
         if conf.num_shards or conf.shard_name_template is not None or not pcoll.is_bounded:

@@ -22,7 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from klio_runtime import message as kmessage
-from klio_runtime.io.gcs import ensure_emulator_credentials, ready_for
+from klio_runtime.io.gcs import ready_for
 from klio_runtime.io.shards import TextLines, WriteShardedFiles
 
 DEAD_LETTER_TAG = "dead_letter"
@@ -187,8 +187,7 @@ class WriteEventFile(beam.PTransform):
         self.text_kwargs = text_kwargs
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        if self.prefix.startswith("gs://"):
-            ensure_emulator_credentials()
+        ready_for(self.prefix)
         lines = pcoll | "ElementId" >> beam.Map(_element_line)
         if self.text_args or self.text_kwargs or not pcoll.is_bounded:
             return lines | "Write" >> beam.io.WriteToText(
@@ -247,8 +246,7 @@ class WriteDeadLetters(beam.PTransform):
         self.prefix = prefix
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        if self.prefix.startswith("gs://"):
-            ensure_emulator_credentials()
+        ready_for(self.prefix)
         return (
             pcoll
             | "Json" >> beam.Map(DeadLetter.to_json)

@@ -21,6 +21,7 @@ from klio_runtime.io.events import (
     ReadEventFile,
     WriteEventFile,
 )
+from klio_runtime.io.gcs import ready_for
 from klio_runtime.io.pubsub_events import ReadEventPubSub, WriteEventPubSub
 
 
@@ -84,6 +85,7 @@ class KlioReadFromText(beam.PTransform):
 
     def expand(self, pbegin: Any) -> Any:
         if self.beam_args or self.beam_kwargs:
+            ready_for(self.pattern)  # Beam's reader looks at the files here
             lines = pbegin | "ReadFromText" >> beam.io.ReadFromText(
                 self.pattern, *self.beam_args, **self.beam_kwargs
             )
