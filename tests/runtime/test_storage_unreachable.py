@@ -141,6 +141,23 @@ def test_klio_job_run_drops_each_unreadable_element_at_once(tmp_path: Path) -> N
     )
 
 
+def test_klio_job_profile_drops_each_unreadable_element_at_once(tmp_path: Path) -> None:
+    job = tmp_path / "audio_mel"
+    shutil.copytree(EXAMPLES / "audio_mel", job)
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
+    gcs_input = (
+        "-O",
+        "job_config.data.inputs[0].type=gcs",
+        "-O",
+        "job_config.data.inputs[0].location=gs://bucket/audio",
+        "-O",
+        "job_config.data.inputs[0].skip_klio_existence_check=true",
+    )
+    run = klio_in(job, "job", "profile", "timeit", "-n", "2", *gcs_input, "a.wav", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "2 received, 2 sent to run, 0 skipped (output exists), 2 dropped" in run.stderr
+
+
 def test_klio_job_run_with_gs_events_fails_at_once_naming_the_file(tmp_path: Path) -> None:
     job = tmp_path / "uppercase"
     shutil.copytree(EXAMPLES / "uppercase", job)

@@ -142,9 +142,11 @@ def _logs_shown(show_logs: bool) -> Iterator[None]:
 def _run_over(job: JobOptions, ids_file: Path) -> None:
     """The job over the ids file, here, on the in-process runner, writing no events."""
     from klio_runtime.config import ConfigError, KlioRunner, parse_overrides, parse_templates
+    from klio_runtime.io.gcs import fail_fast_when_unreachable
     from klio_runtime.profiling import profiling_overrides
     from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
 
+    fail_fast_when_unreachable()  # as `klio job run`: someone is waiting
     # in the job's directory, from its import on, as `klio job run` runs it
     with in_job_directory(job.job_dir, job.config_file) as (directory, config_path):
         try:
