@@ -3,6 +3,8 @@ Pub/Sub IO of a pipeline for Dataflow or Flink."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import logging
 import os
@@ -18,10 +20,12 @@ import apache_beam as beam
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineResult, PipelineState
+from apache_beam.testing.util import assert_that, equal_to
 from klio_runtime.config import ConfigError, KlioConfig
 from klio_runtime.context import klio_logger
 from klio_runtime.io.events import (
     DeadLetter,
+    ReadEventFile,
     WriteDeadLetters,
     WriteEventFile,
     decode_line,
@@ -35,7 +39,7 @@ from klio_runtime.io.shards import (
     _WriteBundleFile,
 )
 from klio_runtime.io.storage import DataStore
-from klio_runtime.message import element_id, new_message, serialize
+from klio_runtime.message import element_id, new_message, parse, serialize
 from klio_runtime.metrics import (
     METRICS_LOGGER,
     KlioMetrics,
@@ -119,6 +123,41 @@ def test_event_files_get_beams_shard_names_and_leave_nothing_hidden(tmp_path: Pa
     assert _write_event_file(tmp_path / "txt" / "ids", ids[:2], file_name_suffix=".txt") == [
         "ids-00000-of-00001.txt"
     ]
+
+
+def test_an_event_file_reads_back_every_element_it_was_written_with(tmp_path: Path) -> None:
+    # an id that would not read back as itself from its line (a line break, not UTF-8, blank,
+    # base64 of a message) is written as its base64 message, which the reader takes as well
+    tricky = [
+        b"plain-id",
+        b"track123",  # base64-shaped, but reads back as itself: written as it is
+        b"line1\nline2",
+        b"cr\rid",
+        b"\xff\xfebinary",
+        b"   ",
+        base64.b64encode(serialize(new_message("inner"))),
+    ]
+    prefix = tmp_path / "out" / "events"
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create([serialize(new_message(e)) for e in tricky]) | WriteEventFile(
+            str(prefix)
+        )
+    written = (prefix.parent / "events-00000-of-00001").read_bytes()
+    assert written.count(b"\n") == len(tricky)
+    assert b"plain-id\n" in written and b"track123\n" in written
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        read = p | ReadEventFile(str(prefix) + "-*")
+        elements = read["events"] | beam.Map(lambda data: parse(data).data.element)
+        assert_that(elements, equal_to(tricky))
+
+
+def test_a_compressed_event_file_is_read_as_beams_text_reader_reads_it(tmp_path: Path) -> None:
+    with gzip.open(tmp_path / "ids.txt.gz", "wb") as handle:
+        handle.write(b"a\nb\n\nc\n")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        read = p | ReadEventFile(str(tmp_path / "ids.txt.gz"))
+        elements = read["events"] | beam.Map(lambda data: parse(data).data.element)
+        assert_that(elements, equal_to([b"a", b"b", b"c"]))
 
 
 def test_windowed_messages_are_written_to_the_same_shards(tmp_path: Path) -> None:

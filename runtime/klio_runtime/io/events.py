@@ -61,8 +61,7 @@ def decode_line(raw: bytes) -> kmessage.KlioMessage | None:
     if not line.strip():
         return None
     stripped = line.strip()
-    # a character outside base64's alphabet (as in most ids: "-", "_", ".") rules it out at once
-    if len(stripped) % 4 == 0 and len(stripped) >= 8 and not stripped.translate(None, _BASE64):
+    if _base64_shaped(stripped):
         try:
             msg = kmessage.parse(base64.b64decode(stripped, validate=True))
         except (binascii.Error, ValueError):
@@ -70,6 +69,11 @@ def decode_line(raw: bytes) -> kmessage.KlioMessage | None:
         if msg is not None and (msg.data.element or msg.data.entity_id):
             return msg
     return kmessage.new_message(line.decode("utf-8"))
+
+
+def _base64_shaped(stripped: bytes) -> bool:
+    # a character outside base64's alphabet (as in most ids: "-", "_", ".") rules it out at once
+    return len(stripped) % 4 == 0 and len(stripped) >= 8 and not stripped.translate(None, _BASE64)
 
 
 def encode_line(msg: kmessage.KlioMessage) -> str:
@@ -87,8 +91,10 @@ def _expand_pattern(pattern: str) -> Iterator[str]:
 
 
 def _read_lines(path: str) -> Iterator[tuple[str, int, bytes]]:
+    # Beam opens a .gz/.bz2/... file decompressed (as ReadFromText reads it); that file object
+    # has readline but is not iterable
     with FileSystems.open(path) as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(iter(handle.readline, b""), start=1):
             yield path, number, line
 
 
@@ -170,7 +176,23 @@ class ReadEventFile(beam.PTransform):
 
 
 def _element_line(data: bytes) -> str:
-    return kmessage.element_id(kmessage.own_message(data))
+    """The element's id as its line, or, when that line would not read back as the same id (not
+    UTF-8, a line break, blank, or spelled like base64), the whole message base64-encoded (which
+    the reader takes as well)."""
+    msg = kmessage.own_message(data)
+    element = msg.data.element or msg.data.entity_id.encode("utf-8")
+    stripped = element.strip()
+    if b"\n" in element or b"\r" in element or not stripped:
+        return encode_line(msg)
+    try:
+        text = element.decode("utf-8")
+    except UnicodeDecodeError:
+        return encode_line(msg)
+    if _base64_shaped(stripped):  # most such ids read back as themselves ("track123")
+        read_back = decode_line(element)
+        if read_back is None or read_back.data.element != element:
+            return encode_line(msg)
+    return text
 
 
 class WriteEventFile(beam.PTransform):
