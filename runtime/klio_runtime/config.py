@@ -585,7 +585,10 @@ class JobConfig(BaseModel):
         description="Elements processed concurrently per worker (None: runtime default).",
     )
     timeout_seconds: float | None = Field(
-        default=None, gt=0, description="Time limit per element in run(); None means no limit."
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Time limit per element in run(); None means no limit.",
     )
     retries: int = Field(
         default=0, ge=0, description="Retries of a failing element before it is dropped."

@@ -799,6 +799,10 @@ class _Yielded(list):
     """A generator's items, materialized in the child process."""
 
 
+_LONGEST_WAIT = 2_000_000.0
+"""Seconds: a time limit at or above this is waited for without one."""
+
+
 def _run_with_timeout(
     func: Callable[..., Any],
     seconds: float,
@@ -819,7 +823,8 @@ def _run_with_timeout(
     proc.start()
     child_end.close()
     try:
-        if not parent_end.poll(seconds):
+        # a wait longer than the OS's (about 24 days, in milliseconds of a C int) is no limit
+        if not parent_end.poll(seconds if seconds < _LONGEST_WAIT else None):
             if timed_out is not None:
                 timed_out()
             raise exc_type(message)

@@ -752,3 +752,10 @@ def test_a_version_1_config_runs_with_klios_deprecation_warning(
         config = parse_config({"job_name": "j", "version": 1})
     assert config.version == 1
     assert "Config version 1 is deprecated and will be removed" in caplog.text
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan")])
+def test_a_time_limit_that_is_no_number_is_refused_by_field(seconds: float) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"job_name": "x", "job_config": {"timeout_seconds": seconds}})
+    assert caught.value.errors == ["job_config.timeout_seconds: Input should be a finite number"]

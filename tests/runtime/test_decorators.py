@@ -315,6 +315,16 @@ def test_timeout_returns_results_and_raises_errors_from_the_child() -> None:
     assert "inner" in getattr(info.value, "_klio_traceback", "")
 
 
+@pytest.mark.parametrize("seconds", [1e10, float("inf")])
+def test_a_time_limit_longer_than_the_os_waits_is_no_limit(seconds: float) -> None:
+    # the OS waits at most ~24 days at once: a longer limit overflowed in every element
+    @d.timeout(seconds=seconds)
+    def add_one(x: int) -> int:
+        return x + 1
+
+    assert add_one(1) == 2
+
+
 @pytest.mark.parametrize("seconds", [0, -1, "soon"])
 def test_timeout_rejects_bad_seconds(seconds: Any) -> None:
     with pytest.raises(RuntimeError, match="seconds"):
