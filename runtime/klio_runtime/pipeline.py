@@ -30,7 +30,13 @@ from klio_runtime.config import (
     entries_not_run_here,
     not_run_here,
 )
-from klio_runtime.context import KlioContext, bind_context, bound_context, context_is_bound
+from klio_runtime.context import (
+    KlioContext,
+    bind_context,
+    bound_context,
+    context_is_bound,
+    klio_logger,
+)
 from klio_runtime.decorators import fast_parse
 from klio_runtime.io.avro_events import ReadEventAvro, WriteEventAvro
 from klio_runtime.io.events import (
@@ -231,6 +237,13 @@ class KlioJobTransform(beam.PTransform):
         # run's output is prepared in the same fused stage as run, so the message its last step
         # carries is taken, not parsed again. Pass-thru messages are ready as they are.
         to_prepare = [ran, *written] if isinstance(ran, beam.PCollection) else written
+        if not to_prepare and writer_names(self.config):
+            # Klio would fail on it (it applies the event writer to what run returned)
+            klio_logger().warning(
+                "run() returned %s, not a PCollection: nothing is written to the event outputs"
+                " (job_config.events.outputs)",
+                type(ran).__name__,
+            )
         if to_prepare:
             merged = self._merge(to_prepare, "Merge run and its event writes", pipeline)
             ready = merged | "Prepare output" >> beam.ParDo(

@@ -356,6 +356,9 @@ def test_the_summary_says_when_fewer_ids_were_listed_than_messages() -> None:
     assert "… (2 more) (12 listed of 300000)" in row(300000, ids)
     assert "id-00, id-01 (2 listed of 3)" in row(3, ids[:2])
     assert "listed" not in row(5, [])  # drops with no id to keep
+    # ids one cannot read as they are: quoted with escapes; a long one is cut
+    shown = row(4, ["\ufeffalpha", "alpha ", "x" * 1_000_000])
+    assert "'\\ufeffalpha', 'alpha ', " + "x" * 80 + "… (3 listed" in shown
 
 
 def test_brackets_in_errors_and_ids_are_shown_as_they_are(tmp_path: Path) -> None:
@@ -370,14 +373,18 @@ def test_brackets_in_errors_and_ids_are_shown_as_they_are(tmp_path: Path) -> Non
     assert "[b]id[/b]" in console.export_text()
     (tmp_path / "klio-job.yaml").write_text(
         "version: 2\njob_name: x\npipeline_options: {streaming: false}\njob_config:\n"
-        "  events:\n    inputs: [{type: file, location: ./missing.txt}]\n"
+        "  events:\n    inputs: [{type: file, location: ./ids.txt}]\n"
     )
-    (tmp_path / "run.py").write_text("def run(p, c):\n    return p\n")
+    (tmp_path / "ids.txt").write_text("a\n")
+    (tmp_path / "run.py").write_text(
+        "import apache_beam as beam\n\n\ndef run(p, c):\n"
+        "    return p | '[file0] Boom' >> beam.Map(lambda data: {}['missing'])\n"
+    )
     failed = klio("job", "run", "--job-dir", str(tmp_path), "--no-progress")
     assert failed.returncode == 1
     assert "pipeline failed" in failed.stderr
     shown = " ".join(failed.stderr.split())  # rich wraps long lines
-    assert "[while running '[file0] Read events/MatchFiles']" in shown
+    assert "[while running 'Klio job/[file0] Boom']" in shown
 
 
 def test_a_job_without_event_inputs_gets_the_pipeline_itself(tmp_path: Path) -> None:
@@ -479,3 +486,39 @@ def test_a_version_1_layout_is_warned_and_its_failure_explained(tmp_path: Path) 
     assert done.returncode == 1, done.stdout + done.stderr
     stderr = " ".join(done.stderr.split())
     assert "Each event input sets skip_klio_read, so its run() was given the pipeline" in stderr
+
+
+def test_event_inputs_a_run_cannot_read_are_refused_by_field_before_it_starts(
+    uppercase_job: Path,
+) -> None:
+    (uppercase_job / "adir").mkdir()
+    field = "job_config.events.inputs[0].location"
+    for location, said in (
+        ("./missing.txt", "'./missing.txt' matches no file"),
+        ("./*.nothing", "'./*.nothing' matches no file"),
+        ("./adir", "'./adir' is a directory (name a file, or its files: ./adir/*)"),
+    ):
+        done = klio("job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}={location}")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"config error {field}: {said}" in " ".join(done.stderr.split())
+        assert "Traceback" not in done.stderr
+
+
+def test_a_step_raising_value_error_fails_the_pipeline_not_the_config(uppercase_job: Path) -> None:
+    # exit 2 is a job that cannot run as defined; a plain step's ValueError is a failed run
+    (uppercase_job / "run.py").write_text(
+        "import apache_beam as beam\n\n\ndef bad(data):\n    raise ValueError('no good')\n\n\n"
+        "def run(input_pcol, config):\n    return input_pcol | beam.Map(bad)\n"
+    )
+    done = klio("job", "run", "--job-dir", str(uppercase_job), "--no-progress")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "pipeline failed ValueError: no good" in " ".join(done.stderr.split())
+
+
+def test_a_summary_file_in_no_directory_is_refused_before_the_run(uppercase_job: Path) -> None:
+    done = klio(
+        "job", "run", "--job-dir", str(uppercase_job), "--summary-json", "/no/such/dir/s.json"
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--summary-json: /no/such/dir is not a directory" in done.stderr
+    assert not (uppercase_job / "data" / "output").exists()  # nothing ran

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -514,3 +515,20 @@ def test_existence_checks_keep_each_messages_window_and_time(tmp_path: Path) -> 
         out = messages | KlioJobTransform(config, windowed_run)
         expected = [("a", 1_699_999_980), ("b", 1_700_000_100)]  # two windows, not one at 0
         assert_that(per_window(out["output"], "run"), equal_to(expected))
+
+
+def test_a_run_returning_no_pcollection_is_warned_of_when_events_would_be_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = {
+        "inputs": [{"type": "file", "location": str(tmp_path / "ids.txt")}],
+        "outputs": [{"type": "file", "location": str(tmp_path / "out")}],
+    }
+    config = make_config({"events": events})
+    with caplog.at_level(logging.WARNING, logger="klio"), beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, lambda pc, conf: None)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "run() returned NoneType, not a PCollection: nothing is written to the event outputs"
+        " (job_config.events.outputs)"
+    ]

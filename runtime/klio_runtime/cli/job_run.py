@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 SHOWN_IDS = 10
+SHOWN_ID_CHARS = 80
+"""Characters of one id in the summary (a 1 MB id would fill the terminal)."""
 
 
 def _total(config: KlioConfig) -> int | None:
@@ -61,10 +63,18 @@ def _total(config: KlioConfig) -> int | None:
     return total
 
 
+def _shown_id(element: str) -> str:
+    """An id as the summary shows it: quoted with escapes when it has characters one cannot see
+    (a byte-order mark, a trailing space), cut when long."""
+    if not element.isprintable() or element != element.strip():
+        element = repr(element)
+    return element if len(element) <= SHOWN_ID_CHARS else element[:SHOWN_ID_CHARS] + "…"
+
+
 def _ids(ids: list[str], count: int) -> str:
     """The first of the ids (or places) kept for ``count`` messages. Fewer kept than messages:
     some came more than once, had none, or Beam stopped keeping them (~1 MB per metric)."""
-    shown = ", ".join(ids[:SHOWN_IDS])
+    shown = ", ".join(_shown_id(element) for element in ids[:SHOWN_IDS])
     more = f", … ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else ""
     kept = f" ({len(ids)} listed of {count})" if ids and count > len(ids) else ""
     return escape(shown) + more + kept  # ids are data, not rich markup
@@ -238,6 +248,13 @@ def run(
         runner = KlioRunner.DIRECT_RUNNER.value
     if summary_json is not None:
         summary_json = summary_json.resolve()  # named from where the command was given
+        if not summary_json.parent.is_dir():  # known now, not after the run
+            err_console.print(
+                f"[red]error[/red] --summary-json: {escape(str(summary_json.parent))} is not a"
+                " directory",
+                highlight=False,
+            )
+            raise SystemExit(EXIT_INVALID)
     with in_job_directory(job_dir, config_file) as (directory, config_path):
         try:
             config, run_fn, _ = load_job(
@@ -280,6 +297,20 @@ def _no_inputs_hint(config: KlioConfig, err: Exception) -> str:
     return ""
 
 
+def _raised_by_a_step(err: BaseException) -> bool:
+    """Whether a step of the running pipeline raised ``err`` (Beam names the step it ran in)."""
+    return "[while running '" in str(err)
+
+
+def _pipeline_failed(config: KlioConfig, err: Exception, err_console: Console) -> NoReturn:
+    err_console.print(
+        f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
+        f"{credentials_hint(err)}{_no_inputs_hint(config, err)}",
+        highlight=False,
+    )
+    raise SystemExit(EXIT_FAILED) from None
+
+
 def _run_loaded(
     config: KlioConfig,
     run_fn: Any,
@@ -293,6 +324,7 @@ def _run_loaded(
     err_console: Console,
 ) -> None:
     """Run a loaded job (see :func:`run`) and print its summary."""
+    from klio_runtime.io.events import unreadable_local_inputs
     from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job
     from klio_runtime.transforms.io import writer_names
@@ -307,6 +339,15 @@ def _run_loaded(
             highlight=False,
         )
     if chosen in LOCAL_RUNNERS:
+        unreadable = unreadable_local_inputs(
+            {
+                f"job_config.events.inputs[{index}].location": entry.location
+                for index, entry in enumerate(config.job_config.events.inputs)
+                if isinstance(entry, FileEventInput) and not entry.skip_klio_read
+            }
+        )
+        if unreadable:
+            _refuse_config(ConfigError(unreadable), err_console)
         # the line Klio's quickstart tells job authors to look for (Beam's DirectRunner logs it)
         err_console.print("Running pipeline with DirectRunner (in-process)", highlight=False)
     if chosen in LOCAL_RUNNERS and has_pubsub_input(config):
@@ -323,18 +364,15 @@ def _run_loaded(
     except ConfigError as err:
         _refuse_config(err, err_console)
     except (NotImplementedError, ValueError) as err:
-        err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
-        raise SystemExit(EXIT_INVALID) from None
+        if not _raised_by_a_step(err):  # the job as built cannot run: its definition's error
+            err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
+            raise SystemExit(EXIT_INVALID) from None
+        _pipeline_failed(config, err, err_console)
     except KeyboardInterrupt:
         err_console.print("stopped (Ctrl-C)", highlight=False)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
-        err_console.print(
-            f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
-            f"{credentials_hint(err)}{_no_inputs_hint(config, err)}",
-            highlight=False,
-        )
-        raise SystemExit(EXIT_FAILED) from None
+        _pipeline_failed(config, err, err_console)
     if summary.submitted:
         console.print(f"submitted to {chosen}: {summary.state}", highlight=False)
     else:

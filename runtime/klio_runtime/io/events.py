@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class DeadLetter:
         )
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
 _BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
 
@@ -95,7 +97,32 @@ def _read_lines(path: str) -> Iterator[tuple[str, int, bytes]]:
     # has readline but is not iterable
     with FileSystems.open(path) as handle:
         for number, line in enumerate(iter(handle.readline, b""), start=1):
+            if number == 1 and line.startswith(_UTF8_BOM):  # an editor's mark, not the id's
+                line = line[len(_UTF8_BOM) :]
             yield path, number, line
+
+
+def unreadable_local_inputs(locations: dict[str, str]) -> list[str]:
+    """``field: problem`` for each local event file pattern (field → pattern) that matches no file,
+    or a directory, or a file that cannot be read: what a run would otherwise fail on mid-way.
+    Patterns elsewhere (``gs://``) are left to the run."""
+    problems = []
+    for field, pattern in locations.items():
+        if "://" in pattern:
+            continue
+        try:
+            paths = list(_expand_pattern(pattern))
+        except FileNotFoundError:
+            problems.append(f"{field}: {pattern!r} matches no file")
+            continue
+        for path in paths:
+            if os.path.isdir(path):
+                problems.append(
+                    f"{field}: {path!r} is a directory (name a file, or its files: {path}/*)"
+                )
+            elif not os.access(path, os.R_OK):
+                problems.append(f"{field}: {path!r} cannot be read (permission denied)")
+    return problems
 
 
 def count_lines(pattern: str) -> int:
