@@ -240,8 +240,8 @@ class KlioJobTransform(beam.PTransform):
         if not to_prepare and writer_names(self.config):
             # Klio would fail on it (it applies the event writer to what run returned)
             klio_logger().warning(
-                "run() returned %s, not a PCollection: nothing is written to the event outputs"
-                " (job_config.events.outputs)",
+                "run() returned %s, not a PCollection: what it processes is not written to the"
+                " event outputs (job_config.events.outputs)",
                 type(ran).__name__,
             )
         if to_prepare:

@@ -504,17 +504,6 @@ def test_event_inputs_a_run_cannot_read_are_refused_by_field_before_it_starts(
         assert "Traceback" not in done.stderr
 
 
-def test_a_step_raising_value_error_fails_the_pipeline_not_the_config(uppercase_job: Path) -> None:
-    # exit 2 is a job that cannot run as defined; a plain step's ValueError is a failed run
-    (uppercase_job / "run.py").write_text(
-        "import apache_beam as beam\n\n\ndef bad(data):\n    raise ValueError('no good')\n\n\n"
-        "def run(input_pcol, config):\n    return input_pcol | beam.Map(bad)\n"
-    )
-    done = klio("job", "run", "--job-dir", str(uppercase_job), "--no-progress")
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "pipeline failed ValueError: no good" in " ".join(done.stderr.split())
-
-
 def test_a_summary_file_in_no_directory_is_refused_before_the_run(uppercase_job: Path) -> None:
     done = klio(
         "job", "run", "--job-dir", str(uppercase_job), "--summary-json", "/no/such/dir/s.json"

@@ -529,6 +529,6 @@ def test_a_run_returning_no_pcollection_is_warned_of_when_events_would_be_writte
         _ = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, lambda pc, conf: None)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == [
-        "run() returned NoneType, not a PCollection: nothing is written to the event outputs"
-        " (job_config.events.outputs)"
+        "run() returned NoneType, not a PCollection: what it processes is not written to the"
+        " event outputs (job_config.events.outputs)"
     ]

@@ -297,11 +297,6 @@ def _no_inputs_hint(config: KlioConfig, err: Exception) -> str:
     return ""
 
 
-def _raised_by_a_step(err: BaseException) -> bool:
-    """Whether a step of the running pipeline raised ``err`` (Beam names the step it ran in)."""
-    return "[while running '" in str(err)
-
-
 def _pipeline_failed(config: KlioConfig, err: Exception, err_console: Console) -> NoReturn:
     err_console.print(
         f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
@@ -364,10 +359,9 @@ def _run_loaded(
     except ConfigError as err:
         _refuse_config(err, err_console)
     except (NotImplementedError, ValueError) as err:
-        if not _raised_by_a_step(err):  # the job as built cannot run: its definition's error
-            err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
-            raise SystemExit(EXIT_INVALID) from None
-        _pipeline_failed(config, err, err_console)
+        # the job as defined cannot run (our steps' setup says so with a ValueError, too)
+        err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
+        raise SystemExit(EXIT_INVALID) from None
     except KeyboardInterrupt:
         err_console.print("stopped (Ctrl-C)", highlight=False)
         raise SystemExit(EXIT_INTERRUPTED) from None

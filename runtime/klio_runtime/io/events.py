@@ -203,22 +203,22 @@ class ReadEventFile(beam.PTransform):
 
 
 def _element_line(data: bytes) -> str:
-    """The element's id as its line, or, when that line would not read back as the same id (not
-    UTF-8, a line break, blank, or spelled like base64), the whole message base64-encoded (which
-    the reader takes as well)."""
+    """The element's id as its line (Klio writes ``data.element``), or, when that line would not
+    read back as the same id (not UTF-8, a line break, blank, a leading byte-order mark, base64 of
+    a message), a new message for it, base64-encoded: the reader takes either as that element."""
     msg = kmessage.own_message(data)
     element = msg.data.element or msg.data.entity_id.encode("utf-8")
     stripped = element.strip()
-    if b"\n" in element or b"\r" in element or not stripped:
-        return encode_line(msg)
+    if b"\n" in element or b"\r" in element or not stripped or element.startswith(_UTF8_BOM):
+        return encode_line(kmessage.new_message(element))
     try:
         text = element.decode("utf-8")
     except UnicodeDecodeError:
-        return encode_line(msg)
+        return encode_line(kmessage.new_message(element))
     if _base64_shaped(stripped):  # most such ids read back as themselves ("track123")
         read_back = decode_line(element)
         if read_back is None or read_back.data.element != element:
-            return encode_line(msg)
+            return encode_line(kmessage.new_message(element))
     return text
 
 
