@@ -20,6 +20,15 @@ from tests.emulators.pubsub import free_port
 from tests.runtime.helpers import klio_in
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+UNCHECKED_GCS_AUDIO = (
+    "-O",
+    "job_config.data.inputs[0].type=gcs",
+    "-O",
+    "job_config.data.inputs[0].location=gs://bucket/audio",
+    "-O",
+    "job_config.data.inputs[0].skip_klio_existence_check=true",
+)
+"""The audio_mel example's audio on gs://, read by its steps (no existence check first)."""
 
 
 @pytest.fixture(autouse=True)
@@ -120,18 +129,7 @@ def test_klio_job_run_drops_each_unreadable_element_at_once(tmp_path: Path) -> N
         **os.environ,
         "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}",
     }
-    run = klio_in(
-        job,
-        "job",
-        "run",
-        "-O",
-        "job_config.data.inputs[0].type=gcs",
-        "-O",
-        "job_config.data.inputs[0].location=gs://bucket/audio",
-        "-O",
-        "job_config.data.inputs[0].skip_klio_existence_check=true",
-        env=env,
-    )
+    run = klio_in(job, "job", "run", *UNCHECKED_GCS_AUDIO, env=env)
     assert run.returncode == 0, run.stderr
     output = run.stdout + run.stderr
     assert "dropped: io_error" in output and "a.wav, b.wav, c.wav" in output
@@ -145,15 +143,9 @@ def test_klio_job_profile_drops_each_unreadable_element_at_once(tmp_path: Path) 
     job = tmp_path / "audio_mel"
     shutil.copytree(EXAMPLES / "audio_mel", job)
     env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
-    gcs_input = (
-        "-O",
-        "job_config.data.inputs[0].type=gcs",
-        "-O",
-        "job_config.data.inputs[0].location=gs://bucket/audio",
-        "-O",
-        "job_config.data.inputs[0].skip_klio_existence_check=true",
+    run = klio_in(
+        job, "job", "profile", "timeit", "-n", "2", *UNCHECKED_GCS_AUDIO, "a.wav", env=env
     )
-    run = klio_in(job, "job", "profile", "timeit", "-n", "2", *gcs_input, "a.wav", env=env)
     assert run.returncode == 0, run.stderr
     assert "2 received, 2 sent to run, 0 skipped (output exists), 2 dropped" in run.stderr
 
