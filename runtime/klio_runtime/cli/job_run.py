@@ -297,15 +297,6 @@ def _no_inputs_hint(config: KlioConfig, err: Exception) -> str:
     return ""
 
 
-def _pipeline_failed(config: KlioConfig, err: Exception, err_console: Console) -> NoReturn:
-    err_console.print(
-        f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
-        f"{credentials_hint(err)}{_no_inputs_hint(config, err)}",
-        highlight=False,
-    )
-    raise SystemExit(EXIT_FAILED) from None
-
-
 def _run_loaded(
     config: KlioConfig,
     run_fn: Any,
@@ -366,7 +357,12 @@ def _run_loaded(
         err_console.print("stopped (Ctrl-C)", highlight=False)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
-        _pipeline_failed(config, err, err_console)
+        err_console.print(
+            f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
+            f"{credentials_hint(err)}{_no_inputs_hint(config, err)}",
+            highlight=False,
+        )
+        raise SystemExit(EXIT_FAILED) from None
     if summary.submitted:
         console.print(f"submitted to {chosen}: {summary.state}", highlight=False)
     else:

@@ -208,17 +208,23 @@ def _element_line(data: bytes) -> str:
     a message), a new message for it, base64-encoded: the reader takes either as that element."""
     msg = kmessage.own_message(data)
     element = msg.data.element or msg.data.entity_id.encode("utf-8")
+    text = _plain_line(element)
+    return text if text is not None else encode_line(kmessage.new_message(element))
+
+
+def _plain_line(element: bytes) -> str | None:
+    """``element`` as a line that reads back as itself, or None."""
     stripped = element.strip()
     if b"\n" in element or b"\r" in element or not stripped or element.startswith(_UTF8_BOM):
-        return encode_line(kmessage.new_message(element))
+        return None
     try:
         text = element.decode("utf-8")
     except UnicodeDecodeError:
-        return encode_line(kmessage.new_message(element))
+        return None
     if _base64_shaped(stripped):  # most such ids read back as themselves ("track123")
         read_back = decode_line(element)
         if read_back is None or read_back.data.element != element:
-            return encode_line(kmessage.new_message(element))
+            return None
     return text
 
 
