@@ -77,8 +77,11 @@ def show_element_ids(handler: logging.Handler) -> None:
 
 
 def _prints_to_console(handler: logging.Handler) -> bool:
+    # the process's own streams too: a progress bar may have replaced sys.stderr since
     stream = getattr(handler, "stream", None)
-    return isinstance(handler, logging.StreamHandler) and stream in (sys.stderr, sys.stdout)
+    return isinstance(handler, logging.StreamHandler) and any(
+        stream is console for console in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    )
 
 
 class _KlioHandler(logging.StreamHandler):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -511,3 +515,78 @@ def test_a_summary_file_in_no_directory_is_refused_before_the_run(uppercase_job:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--summary-json: /no/such/dir is not a directory" in done.stderr
     assert not (uppercase_job / "data" / "output").exists()  # nothing ran
+
+
+LOGGING_JOB = '''
+import logging
+
+import apache_beam as beam
+from klio.transforms import decorators
+
+# the job's own console handler, made before `klio job run` draws its bar
+logging.basicConfig(format="JOB %(levelname)s %(message)s")
+
+
+@decorators.handle_klio
+def upper(ctx, data):
+    element = data.element.decode()
+    logging.getLogger("job").warning("own line of %s", element)
+    ctx.logger.info("klio line of %s", element)
+    return data.element.upper()
+
+
+def run(input_pcol, config):
+    return input_pcol | beam.Map(upper)
+'''
+ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def shown_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
+    """Exit code and text of `klio` run on a pseudo-terminal, where rich draws its progress bar."""
+    reader, terminal = pty.openpty()
+    env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
+    env.pop("STORAGE_EMULATOR_HOST", None)
+    proc = subprocess.Popen(
+        [KLIO, *args], stdin=terminal, stdout=terminal, stderr=terminal, cwd=cwd, env=env
+    )
+    os.close(terminal)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([reader], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(reader, 65536)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        proc.kill()
+        os.close(reader)
+    return code, ANSI_CONTROL.sub("", b"".join(chunks).decode("utf-8", "replace"))
+
+
+def test_log_lines_show_once_each_above_the_progress_bar(tmp_path: Path) -> None:
+    ids = [f"t{i}" for i in range(5)]
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    (tmp_path / "run.py").write_text(LOGGING_JOB)
+    (tmp_path / "klio-job.yaml").write_text(
+        "version: 2\njob_name: logs\npipeline_options: {streaming: false}\n"
+        "job_config:\n  events:\n    inputs: [{type: file, location: ./ids.txt}]\n"
+        "    outputs: [{type: file, location: ./out/events}]\n"
+    )
+    code, shown = shown_on_a_terminal("job", "run", cwd=tmp_path)
+    assert code == 0, shown
+    assert "logs " in shown and "5/5" in shown  # the bar was drawn
+    for element in ids:
+        for line in (f"klio line of {element}", f"own line of {element}"):
+            # once each (a root console handler the run did not know printed the job's lines
+            # a second time), and from a line's start, not written across the bar
+            assert shown.count(line) == 1, shown
+            start = shown.rindex("\n", 0, shown.index(line)) + 1
+            start = max(start, shown.rfind("\r", 0, shown.index(line)) + 1)
+            assert shown[start:].startswith(("20", "JOB WARNING")), shown[start:][:120]

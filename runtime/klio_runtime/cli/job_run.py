@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -114,16 +118,20 @@ def _run_with_progress(
     total = _total(config)
     hub = process_hub()
     start = hub.value("klio_messages_received_total", job=config.job_name)
-    thread, box = run_in_thread(lambda: run_job(config, run_fn, runner, options))
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
+    with (
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress,
+        _console_logs_above_the_bar(),
+    ):
         task = progress.add_task(f"{config.job_name}", total=total)
+        # started once the bar holds the terminal: log handlers made by the run then print above it
+        thread, box = run_in_thread(lambda: run_job(config, run_fn, runner, options))
         while thread.is_alive():
             thread.join(0.1)
             done = hub.value("klio_messages_received_total", job=config.job_name) - start
@@ -134,6 +142,29 @@ def _run_with_progress(
         raise box["error"]
     summary: JobSummary = box["summary"]
     return summary
+
+
+@contextmanager
+def _console_logs_above_the_bar() -> Iterator[None]:
+    """While the progress bar shows on a terminal, rich prints what is written to ``sys.stderr``
+    and ``sys.stdout`` above it. Root console handlers made before (Beam's ``basicConfig()``, a
+    job's own) hold the terminal's stream itself and would write across the bar: they are pointed
+    at the redirected streams meanwhile, and back after."""
+    moved: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for handler in logging.root.handlers:
+        if not isinstance(handler, logging.StreamHandler) or isinstance(
+            handler, logging.FileHandler
+        ):
+            continue
+        if handler.stream is sys.__stderr__ and sys.stderr is not sys.__stderr__:
+            moved.append((handler, handler.setStream(sys.stderr)))
+        elif handler.stream is sys.__stdout__ and sys.stdout is not sys.__stdout__:
+            moved.append((handler, handler.setStream(sys.stdout)))
+    try:
+        yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
 
 
 def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
