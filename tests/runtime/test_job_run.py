@@ -508,6 +508,22 @@ def test_event_inputs_a_run_cannot_read_are_refused_by_field_before_it_starts(
         assert "Traceback" not in done.stderr
 
 
+def test_outputs_a_run_cannot_write_are_refused_by_field_before_it_starts(
+    uppercase_job: Path,
+) -> None:
+    for field, location in (
+        ("job_config.events.outputs[0].location", "./ids.txt/out"),
+        ("job_config.events.outputs[0].location", "./ids.txt/deeper/out"),
+        ("job_config.dead_letter_location", "./ids.txt/dead"),
+    ):
+        done = klio("job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}={location}")
+        assert done.returncode == 2, done.stdout + done.stderr
+        said = f"config error {field}: './ids.txt' is a file, not a directory"
+        assert said in " ".join(done.stderr.split()), done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (uppercase_job / "out" / "data").exists()  # nothing ran
+
+
 def test_a_summary_file_in_no_directory_is_refused_before_the_run(uppercase_job: Path) -> None:
     done = klio(
         "job", "run", "--job-dir", str(uppercase_job), "--summary-json", "/no/such/dir/s.json"

@@ -31,8 +31,10 @@ from klio_runtime.cli.options import (
     template_option,
 )
 from klio_runtime.config import (
+    AvroEventOutput,
     ConfigError,
     FileEventInput,
+    FileEventOutput,
     KlioConfig,
     KlioRunner,
     entries_not_run_here,
@@ -328,6 +330,21 @@ def _no_inputs_hint(config: KlioConfig, err: Exception) -> str:
     return ""
 
 
+def _written_prefixes(config: KlioConfig) -> dict[str, str]:
+    """Field → prefix of each file the run writes itself: event outputs and dead letters."""
+    from klio_runtime.pipeline import dead_letter_location
+
+    prefixes = {
+        f"job_config.events.outputs[{index}].location": entry.prefix
+        for index, entry in enumerate(config.job_config.events.outputs)
+        if isinstance(entry, FileEventOutput | AvroEventOutput) and not entry.skip_klio_write
+    }
+    dead_letters = dead_letter_location(config)
+    if dead_letters and getattr(config.job_config, "dead_letter_location", None):
+        prefixes["job_config.dead_letter_location"] = dead_letters
+    return prefixes
+
+
 def _run_loaded(
     config: KlioConfig,
     run_fn: Any,
@@ -341,7 +358,7 @@ def _run_loaded(
     err_console: Console,
 ) -> None:
     """Run a loaded job (see :func:`run`) and print its summary."""
-    from klio_runtime.io.events import unreadable_local_inputs
+    from klio_runtime.io.events import unreadable_local_inputs, unwritable_local_outputs
     from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job
     from klio_runtime.transforms.io import writer_names
@@ -356,15 +373,15 @@ def _run_loaded(
             highlight=False,
         )
     if chosen in LOCAL_RUNNERS:
-        unreadable = unreadable_local_inputs(
+        unusable = unreadable_local_inputs(
             {
                 f"job_config.events.inputs[{index}].location": entry.location
                 for index, entry in enumerate(config.job_config.events.inputs)
                 if isinstance(entry, FileEventInput) and not entry.skip_klio_read
             }
-        )
-        if unreadable:
-            _refuse_config(ConfigError(unreadable), err_console)
+        ) + unwritable_local_outputs(_written_prefixes(config))
+        if unusable:
+            _refuse_config(ConfigError(unusable), err_console)
         # the line Klio's quickstart tells job authors to look for (Beam's DirectRunner logs it)
         err_console.print("Running pipeline with DirectRunner (in-process)", highlight=False)
     if chosen in LOCAL_RUNNERS and has_pubsub_input(config):

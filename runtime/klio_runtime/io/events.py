@@ -125,6 +125,27 @@ def unreadable_local_inputs(locations: dict[str, str]) -> list[str]:
     return problems
 
 
+def unwritable_local_outputs(prefixes: dict[str, str]) -> list[str]:
+    """``field: problem`` for each local output prefix (field → prefix) whose directory cannot be
+    made or written: a file where a directory must be, or no permission. A run would otherwise do
+    all its work and fail when it writes. Prefixes elsewhere (``gs://``) are left to the run."""
+    problems = []
+    for field, prefix in prefixes.items():
+        if "://" in prefix:
+            continue
+        # the nearest part of the prefix's directory that exists: the run makes the rest
+        existing = os.path.dirname(prefix) or "."
+        while not os.path.exists(existing) and os.path.dirname(existing) not in ("", existing):
+            existing = os.path.dirname(existing)
+        if not os.path.exists(existing):
+            existing = "."
+        if not os.path.isdir(existing):
+            problems.append(f"{field}: {existing!r} is a file, not a directory")
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(f"{field}: {existing!r} cannot be written (permission denied)")
+    return problems
+
+
 def count_lines(pattern: str) -> int:
     """Non-blank lines in the files of ``pattern`` (the progress bar's total)."""
     total = 0
