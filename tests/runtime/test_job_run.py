@@ -508,6 +508,18 @@ def test_event_inputs_a_run_cannot_read_are_refused_by_field_before_it_starts(
         assert "Traceback" not in done.stderr
 
 
+def test_an_avro_event_input_that_is_not_avro_is_refused_naming_it(uppercase_job: Path) -> None:
+    (uppercase_job / "ids.avro").write_text("track-0000\n")  # a text file, named .avro
+    field = "job_config.events.inputs[0]"
+    for entry, said in (
+        ('{"type": "avro", "location": "./ids.avro"}', "location: './ids.avro' is not an Avro"),
+        ('{"type": "avro", "file_pattern": "./n*.avro"}', "file_pattern: './n*.avro' matches no"),
+    ):
+        done = klio("job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}={entry}")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"config error {field}.{said}" in " ".join(done.stderr.split())
+
+
 def test_outputs_a_run_cannot_write_are_refused_by_field_before_it_starts(
     uppercase_job: Path,
 ) -> None:

@@ -31,6 +31,7 @@ from klio_runtime.cli.options import (
     template_option,
 )
 from klio_runtime.config import (
+    AvroEventInput,
     AvroEventOutput,
     ConfigError,
     FileEventInput,
@@ -358,6 +359,7 @@ def _run_loaded(
     err_console: Console,
 ) -> None:
     """Run a loaded job (see :func:`run`) and print its summary."""
+    from klio_runtime.io.avro_events import AVRO_MAGIC
     from klio_runtime.io.events import unreadable_local_inputs, unwritable_local_outputs
     from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job
@@ -373,13 +375,30 @@ def _run_loaded(
             highlight=False,
         )
     if chosen in LOCAL_RUNNERS:
-        unusable = unreadable_local_inputs(
-            {
-                f"job_config.events.inputs[{index}].location": entry.location
-                for index, entry in enumerate(config.job_config.events.inputs)
-                if isinstance(entry, FileEventInput) and not entry.skip_klio_read
-            }
-        ) + unwritable_local_outputs(_written_prefixes(config))
+        inputs = [
+            (f"job_config.events.inputs[{index}]", entry)
+            for index, entry in enumerate(config.job_config.events.inputs)
+            if not entry.skip_klio_read
+        ]
+        unusable = (
+            unreadable_local_inputs(
+                {
+                    f"{field}.location": entry.location
+                    for field, entry in inputs
+                    if isinstance(entry, FileEventInput)
+                }
+            )
+            + unreadable_local_inputs(
+                {
+                    f"{field}.{'location' if entry.location else 'file_pattern'}": entry.pattern
+                    for field, entry in inputs
+                    if isinstance(entry, AvroEventInput)
+                },
+                AVRO_MAGIC,
+                "an Avro file",
+            )
+            + unwritable_local_outputs(_written_prefixes(config))
+        )
         if unusable:
             _refuse_config(ConfigError(unusable), err_console)
         # the line Klio's quickstart tells job authors to look for (Beam's DirectRunner logs it)

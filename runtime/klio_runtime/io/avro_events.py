@@ -24,6 +24,8 @@ from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.gcs import ready_for
 from klio_runtime.io.shards import WriteShardedFiles
 
+AVRO_MAGIC = b"Obj\x01"  # how every Avro container file starts
+
 KLIO_AVRO_SCHEMA: dict[str, Any] = {
     "namespace": "klio.avro",
     "type": "record",

@@ -102,10 +102,13 @@ def _read_lines(path: str) -> Iterator[tuple[str, int, bytes]]:
             yield path, number, line
 
 
-def unreadable_local_inputs(locations: dict[str, str]) -> list[str]:
+def unreadable_local_inputs(
+    locations: dict[str, str], header: bytes = b"", kind: str = ""
+) -> list[str]:
     """``field: problem`` for each local event file pattern (field → pattern) that matches no file,
-    or a directory, or a file that cannot be read: what a run would otherwise fail on mid-way.
-    Patterns elsewhere (``gs://``) are left to the run."""
+    or a directory, or a file that cannot be read, or (given its ``header``) one that does not
+    start as a ``kind`` file does: what a run would otherwise fail on mid-way. Patterns elsewhere
+    (``gs://``) are left to the run."""
     problems = []
     for field, pattern in locations.items():
         if "://" in pattern:
@@ -122,7 +125,14 @@ def unreadable_local_inputs(locations: dict[str, str]) -> list[str]:
                 )
             elif not os.access(path, os.R_OK):
                 problems.append(f"{field}: {path!r} cannot be read (permission denied)")
+            elif header and not _starts_with(path, header):
+                problems.append(f"{field}: {path!r} is not {kind}")
     return problems
+
+
+def _starts_with(path: str, header: bytes) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(header)) == header
 
 
 def unwritable_local_outputs(prefixes: dict[str, str]) -> list[str]:
