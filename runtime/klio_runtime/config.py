@@ -879,8 +879,11 @@ def config_path_of(job_dir: str | Path, config_file: str | Path | None = None) -
     if config_file is None:
         return directory / CONFIG_FILE_NAME
     given = Path(config_file)
+    if given.is_absolute():
+        return given
     in_job_dir = directory / given
-    return in_job_dir if not given.is_absolute() and in_job_dir.is_file() else given
+    # found nowhere: named in the job directory, where it was looked for first
+    return in_job_dir if in_job_dir.exists() or not given.exists() else given
 
 
 def load_config(
@@ -916,6 +919,8 @@ def read_config_data(
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a config file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     if templates is not None:

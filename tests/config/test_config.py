@@ -19,6 +19,7 @@ from klio_runtime.config import (
     PubSubEventInput,
     PubSubEventOutput,
     apply_overrides,
+    config_path_of,
     dump_config,
     load_config,
     parse_config,
@@ -405,6 +406,25 @@ def test_load_config_keeps_the_last_of_duplicate_keys_and_warns(
         f"{path}: line 3, column 1: duplicate key 'job_name': the last one is used "
         "(as YAML and Klio do)"
     ]
+
+
+def test_a_relative_config_file_is_named_in_the_job_directory_unless_found_only_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, here = tmp_path / "job", tmp_path / "here"
+    (job / "configs").mkdir(parents=True)
+    here.mkdir()
+    (job / "in-job.yaml").write_text("job_name: a\n")
+    (here / "only-here.yaml").write_text("job_name: b\n")
+    (here / "in-job.yaml").write_text("job_name: c\n")
+    monkeypatch.chdir(here)
+    assert config_path_of(job, "in-job.yaml") == job / "in-job.yaml"  # the job directory first
+    assert config_path_of(job, "only-here.yaml") == Path("only-here.yaml")
+    # found nowhere, or not a file: said of the place it was looked for first
+    assert config_path_of(job, "absent.yaml") == job / "absent.yaml"
+    with pytest.raises(ConfigError) as found:
+        load_config(config_path_of(job, "configs"))
+    assert found.value.errors == [f"{job / 'configs'}: is a directory, not a config file"]
 
 
 def test_load_config_missing_file_and_non_mapping(tmp_path: Path) -> None:
