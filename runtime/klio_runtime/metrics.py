@@ -56,11 +56,14 @@ _TIMER_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
 class _ElementProgress:
-    """How often the job's steps in this process took in or finished an element (from any
-    thread; a count that may miss an increment under threads is enough). The streaming worker's
-    liveness probe watches it, so a batch of long elements is not taken for a stuck loop."""
+    """How often the job's steps in this process took in or finished an element (``steps``), and
+    how many messages its router received (``received``), counted at once, unlike the metrics'
+    batches (from any thread; a count that may miss an increment under threads is enough). The
+    streaming worker's liveness probe watches ``steps``, so a batch of long elements is not taken
+    for a stuck loop; ``klio job run``'s progress bar shows ``received``."""
 
     steps = 0
+    received = 0
 
 
 element_progress = _ElementProgress()
@@ -872,6 +875,7 @@ class KlioMetrics:
         flush()."""
         self._pending_received += n
         element_progress.steps += n
+        element_progress.received += n
         if self.log_io and self.read_by and self.log_relay is not None:
             self.log_relay.emit("kmsg-read", n, self.read_by, _COUNTER_TAGS)
         if self._pending_received >= FLUSH_EVERY:

@@ -8,6 +8,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -547,19 +548,28 @@ def test_a_summary_file_in_no_directory_is_refused_before_the_run(uppercase_job:
 
 LOGGING_JOB = '''
 import logging
+import os
+import time
 
 import apache_beam as beam
 from klio.transforms import decorators
 
-# the job's own console handler, made before `klio job run` draws its bar
+# the job's own console handlers, made before `klio job run` draws its bar: the root's, and one
+# of a logger that does not propagate
 logging.basicConfig(format="JOB %(levelname)s %(message)s")
+OWN = logging.getLogger("job.own")
+OWN.propagate = False
+OWN.addHandler(logging.StreamHandler())
+OWN.handlers[0].setFormatter(logging.Formatter("OWN %(message)s"))
 
 
 @decorators.handle_klio
 def upper(ctx, data):
     element = data.element.decode()
     logging.getLogger("job").warning("own line of %s", element)
+    OWN.warning("handler line of %s", element)
     ctx.logger.info("klio line of %s", element)
+    time.sleep(float(os.environ.get("SECONDS_PER_ELEMENT", "0")))
     return data.element.upper()
 
 
@@ -569,14 +579,36 @@ def run(input_pcol, config):
 ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def shown_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
-    """Exit code and text of `klio` run on a pseudo-terminal, where rich draws its progress bar."""
-    reader, terminal = pty.openpty()
-    env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
-    env.pop("STORAGE_EMULATOR_HOST", None)
-    proc = subprocess.Popen(
-        [KLIO, *args], stdin=terminal, stdout=terminal, stderr=terminal, cwd=cwd, env=env
+def logging_job(tmp_path: Path, ids: list[str]) -> Path:
+    """The job above over ``ids``, with a line that is not UTF-8 (a dead letter) among them."""
+    lines = [element.encode() for element in ids]
+    (tmp_path / "ids.txt").write_bytes(b"\n".join([*lines[:2], b"\xff\xfe", *lines[2:]]) + b"\n")
+    (tmp_path / "run.py").write_text(LOGGING_JOB)
+    (tmp_path / "klio-job.yaml").write_text(
+        "version: 2\njob_name: logs\npipeline_options: {streaming: false}\n"
+        "job_config:\n  events:\n    inputs: [{type: file, location: ./ids.txt}]\n"
+        "    outputs: [{type: file, location: ./out/events}]\n"
     )
+    return tmp_path
+
+
+def shown_on_a_terminal(
+    *args: str, cwd: Path, stderr_to: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Exit code and text of `klio` run on a pseudo-terminal, where rich draws its progress bar
+    (stderr there too, unless sent to the file ``stderr_to``)."""
+    reader, terminal = pty.openpty()
+    full_env = {**os.environ, "COLUMNS": "200", "TERM": "xterm", **(env or {})}
+    full_env.pop("STORAGE_EMULATOR_HOST", None)
+    with open(stderr_to or os.devnull, "wb") as err_file:
+        proc = subprocess.Popen(
+            [KLIO, *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal if stderr_to is None else err_file,
+            cwd=cwd,
+            env=full_env,
+        )
     os.close(terminal)
     chunks: list[bytes] = []
     deadline = time.monotonic() + 240
@@ -600,16 +632,14 @@ def shown_on_a_terminal(*args: str, cwd: Path) -> tuple[int, str]:
 
 def test_log_lines_show_once_each_above_the_progress_bar(tmp_path: Path) -> None:
     ids = [f"t{i}" for i in range(5)]
-    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
-    (tmp_path / "run.py").write_text(LOGGING_JOB)
-    (tmp_path / "klio-job.yaml").write_text(
-        "version: 2\njob_name: logs\npipeline_options: {streaming: false}\n"
-        "job_config:\n  events:\n    inputs: [{type: file, location: ./ids.txt}]\n"
-        "    outputs: [{type: file, location: ./out/events}]\n"
-    )
-    code, shown = shown_on_a_terminal("job", "run", cwd=tmp_path)
+    job = logging_job(tmp_path, ids)
+    code, shown = shown_on_a_terminal("job", "run", cwd=job, env={"SECONDS_PER_ELEMENT": "0.3"})
     assert code == 0, shown
-    assert "logs " in shown and "5/5" in shown  # the bar was drawn
+    counts = {int(done) for done in re.findall(r"logs [━╸╺ ]+ (\d+)/6 ", shown)}
+    # counted as each element arrives (not in the metrics' batches of 64), and ending at the
+    # total: the dead-lettered line is done as well
+    assert counts & {1, 2, 3, 4}, shown
+    assert max(counts) == 6, shown
     for element in ids:
         for line in (f"klio line of {element}", f"own line of {element}"):
             # once each (a root console handler the run did not know printed the job's lines
@@ -618,3 +648,43 @@ def test_log_lines_show_once_each_above_the_progress_bar(tmp_path: Path) -> None
             start = shown.rindex("\n", 0, shown.index(line)) + 1
             start = max(start, shown.rfind("\r", 0, shown.index(line)) + 1)
             assert shown[start:].startswith(("20", "JOB WARNING")), shown[start:][:120]
+        # a handler of the job's own logger, too
+        handler_line = f"OWN handler line of {element}"
+        assert shown.count(handler_line) == 1, shown
+        assert re.search(rf"[\r\n]{handler_line}", shown), shown
+
+
+def test_logs_go_where_stderr_goes_while_the_bar_shows(tmp_path: Path) -> None:
+    job = logging_job(tmp_path, ["t0", "t1"])
+    code, shown = shown_on_a_terminal("job", "run", cwd=job, stderr_to=tmp_path / "err.log")
+    assert code == 0, shown
+    assert "logs " in shown and "3/3" in shown
+    logged = (tmp_path / "err.log").read_text()
+    for line in ("klio line of t1", "own line of t1", "OWN handler line of t1"):
+        assert line in logged and line not in shown
+
+
+def test_ctrl_c_stops_a_run_without_the_bar_with_130(tmp_path: Path) -> None:
+    job = logging_job(tmp_path, [f"t{i}" for i in range(50)])
+    env = {**os.environ, "SECONDS_PER_ELEMENT": "0.2"}
+    env.pop("STORAGE_EMULATOR_HOST", None)
+    proc = subprocess.Popen(
+        [KLIO, "job", "run", "--no-progress"],
+        cwd=job,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the run has started once an element is worked on
+            if "klio line of t0" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "stopped (Ctrl-C)" in stderr
+    assert "Traceback" not in stderr and "pipeline failed" not in stderr

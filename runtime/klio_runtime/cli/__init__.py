@@ -9,17 +9,20 @@ import click
 from klio_runtime.cli.elsewhere import image
 from klio_runtime.cli.job import job
 from klio_runtime.cli.message import message
-from klio_runtime.cli.options import EXIT_FAILED, credentials_hint
+from klio_runtime.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, credentials_hint
 from klio_runtime.cli.worker import worker
 
 
 class _KlioGroup(click.Group):
     """Every command: a failure for want of Google credentials is one line and what to do,
-    not a traceback."""
+    not a traceback; Ctrl-C is one line and exit code 130 (click's own says "Aborted!", 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("stopped (Ctrl-C)", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
         except Exception as err:
             hint = credentials_hint(err)
             if not hint:

@@ -144,7 +144,13 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
     from klio_runtime.config import ConfigError, KlioRunner, parse_overrides, parse_templates
     from klio_runtime.io.gcs import fail_fast_when_unreachable
     from klio_runtime.profiling import profiling_overrides
-    from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
+    from klio_runtime.runner import (
+        JobLoadError,
+        in_job_directory,
+        load_job,
+        run_job,
+        run_stoppable,
+    )
 
     fail_fast_when_unreachable()  # as `klio job run`: someone is waiting
     # in the job's directory, from its import on, as `klio job run` runs it
@@ -160,7 +166,9 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
             fail(str(err))
         try:
             direct = KlioRunner.DIRECT_RUNNER.value
-            summary = run_job(config, run_fn, direct, events_from=str(ids_file))
+            summary = run_stoppable(
+                lambda: run_job(config, run_fn, direct, events_from=str(ids_file))
+            )
         except Exception as err:
             fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
     skipped = summary.skipped.get("output_exists", 0)

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 # Beam (~1.5 s to import) is imported by the functions that run a job, not by this module: every
 # other `klio` command, and `klio --help`, loads this one.
 
-EXIT_INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
 SHOWN_IDS = 10
 SHOWN_ID_CHARS = 80
 """Characters of one id in the summary (a 1 MB id would fill the terminal)."""
@@ -115,12 +114,11 @@ def render_summary(summary: JobSummary, console: Console, writes_events: bool = 
 def _run_with_progress(
     config: KlioConfig, run_fn: Any, runner: str | None, options: dict[str, Any], console: Console
 ) -> JobSummary:
-    from klio_runtime.metrics import process_hub
-    from klio_runtime.runner import run_in_thread, run_job
+    from klio_runtime.metrics import element_progress
+    from klio_runtime.runner import outcome, run_in_thread, run_job
 
     total = _total(config)
-    hub = process_hub()
-    start = hub.value("klio_messages_received_total", job=config.job_name)
+    start = element_progress.received
     with (
         Progress(
             TextColumn("[bold]{task.description}"),
@@ -129,6 +127,8 @@ def _run_with_progress(
             TimeElapsedColumn(),
             console=console,
             transient=False,
+            # the bar is drawn on stdout: a stderr sent elsewhere (2>file) gets the logs there
+            redirect_stderr=sys.stderr.isatty(),
         ) as progress,
         _console_logs_above_the_bar(),
     ):
@@ -137,24 +137,30 @@ def _run_with_progress(
         thread, box = run_in_thread(lambda: run_job(config, run_fn, runner, options))
         while thread.is_alive():
             thread.join(0.1)
-            done = hub.value("klio_messages_received_total", job=config.job_name) - start
+            progress.update(task, completed=element_progress.received - start)
+        if "result" in box:
+            # every line was handled, dead-lettered ones (never received as messages) too
+            done = total if total is not None else box["result"].received
             progress.update(task, completed=done)
-        if "summary" in box:
-            progress.update(task, completed=box["summary"].received, total=total)
-    if "error" in box:
-        raise box["error"]
-    summary: JobSummary = box["summary"]
+    summary: JobSummary = outcome(box)
     return summary
 
 
 @contextmanager
 def _console_logs_above_the_bar() -> Iterator[None]:
     """While the progress bar shows on a terminal, rich prints what is written to ``sys.stderr``
-    and ``sys.stdout`` above it. Root console handlers made before (Beam's ``basicConfig()``, a
-    job's own) hold the terminal's stream itself and would write across the bar: they are pointed
-    at the redirected streams meanwhile, and back after."""
+    and ``sys.stdout`` above it. Console handlers made before (Beam's ``basicConfig()``, a job's
+    own, on any logger) hold the terminal's stream itself and would write across the bar: they
+    are pointed at the redirected streams meanwhile, and back after."""
+    loggers = [logging.root, *logging.root.manager.loggerDict.values()]
+    handlers = {
+        id(handler): handler
+        for logger in loggers
+        if isinstance(logger, logging.Logger)  # not a PlaceHolder
+        for handler in logger.handlers
+    }
     moved: list[tuple[logging.StreamHandler[Any], Any]] = []
-    for handler in logging.root.handlers:
+    for handler in handlers.values():
         if not isinstance(handler, logging.StreamHandler) or isinstance(
             handler, logging.FileHandler
         ):
@@ -362,7 +368,7 @@ def _run_loaded(
     from klio_runtime.io.avro_events import AVRO_MAGIC
     from klio_runtime.io.events import unreadable_local_inputs, unwritable_local_outputs
     from klio_runtime.io.pubsub_events import has_pubsub_input
-    from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job
+    from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job, run_stoppable
     from klio_runtime.transforms.io import writer_names
 
     started = time.monotonic()
@@ -407,11 +413,13 @@ def _run_loaded(
         _run_streaming(config, run_fn, console, err_console)
         return
     try:
-        if no_progress or chosen not in LOCAL_RUNNERS:
+        if chosen not in LOCAL_RUNNERS:
             waits = blocking if blocking is not None else config.job_config.blocking
             summary = run_job(
                 config, run_fn, runner, options, blocking=waits, image_tag=image_tag
             )
+        elif no_progress:
+            summary = run_stoppable(lambda: run_job(config, run_fn, runner, options))
         else:
             summary = _run_with_progress(config, run_fn, runner, options, console)
     except ConfigError as err:
@@ -420,9 +428,6 @@ def _run_loaded(
         # the job as defined cannot run (our steps' setup says so with a ValueError, too)
         err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
         raise SystemExit(EXIT_INVALID) from None
-    except KeyboardInterrupt:
-        err_console.print("stopped (Ctrl-C)", highlight=False)
-        raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as err:
         err_console.print(
             f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"

@@ -21,6 +21,8 @@ EXIT_INVALID = 2
 """The exit code of a command refused for its input (a config, an option)."""
 EXIT_FAILED = 1
 """The exit code of a command that failed."""
+EXIT_INTERRUPTED = 130
+"""The exit code of a command stopped by Ctrl-C (the shell's code for SIGINT)."""
 CREDENTIALS_HINT = (
     "\nhint: gs:// data and Pub/Sub need Google credentials (gcloud auth application-default "
     "login, or GOOGLE_APPLICATION_CREDENTIALS), or an emulator: STORAGE_EMULATOR_HOST for GCS, "
