@@ -11,14 +11,13 @@ import contextlib
 import importlib.util
 import os
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -50,8 +49,6 @@ IN_PROCESS_RUNNERS = {BATCH_RUNNER, "BundleBasedDirectRunner", "SwitchingDirectR
 """Beam runners that run the pipeline in this process: ``klio job run`` waits for them."""
 NOTHING_TO_UPDATE = "No running job found with name"
 """Beam's DataflowRunner error for ``update`` with no running job of that name."""
-
-T = TypeVar("T")
 
 
 class JobLoadError(RuntimeError):
@@ -388,37 +385,3 @@ def wait_for_running(
         if time.monotonic() > deadline:
             raise RuntimeError(f"the pipeline is {state}, not running, after {timeout:.0f} s")
         time.sleep(poll_seconds)
-
-
-def run_in_thread(target: Callable[[], T]) -> tuple[threading.Thread, dict[str, Any]]:
-    """Run ``target`` in a thread; the dict gets ``result`` or ``error``. The caller's thread
-    stays free to wait (and show progress): a Ctrl-C reaches it as ``KeyboardInterrupt`` there,
-    not inside a Beam step, which would report it as the pipeline's failure."""
-    box: dict[str, Any] = {}
-
-    def main() -> None:
-        try:
-            box["result"] = target()
-        except BaseException as err:
-            box["error"] = err
-
-    thread = threading.Thread(target=main, name="klio-job-run", daemon=True)
-    thread.start()
-    return thread, box
-
-
-def outcome(box: dict[str, Any]) -> Any:
-    """What the target of :func:`run_in_thread` returned, or its error raised."""
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
-
-
-def run_stoppable(target: Callable[[], T]) -> T:
-    """``target()``, run so that Ctrl-C stops the wait with ``KeyboardInterrupt`` (see
-    :func:`run_in_thread`); the run's thread is a daemon, ended with the process."""
-    thread, box = run_in_thread(target)
-    while thread.is_alive():
-        thread.join(0.1)
-    result: T = outcome(box)
-    return result

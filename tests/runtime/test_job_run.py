@@ -511,7 +511,14 @@ def test_event_inputs_a_run_cannot_read_are_refused_by_field_before_it_starts(
 
 def test_an_avro_event_input_that_is_not_avro_is_refused_naming_it(uppercase_job: Path) -> None:
     (uppercase_job / "ids.avro").write_text("track-0000\n")  # a text file, named .avro
+    (uppercase_job / "empty.avro").write_bytes(b"")  # Beam reads nothing from it
     field = "job_config.events.inputs[0]"
+    for entry in (
+        '{"type": "avro", "location": "./empty.avro"}',
+        '{"type": "avro", "file_pattern": "./n*.avro", "validate": false}',  # looked at in the run
+    ):
+        done = klio("job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}={entry}")
+        assert done.returncode == 0, done.stdout + done.stderr
     for entry, said in (
         ('{"type": "avro", "location": "./ids.avro"}', "location: './ids.avro' is not an Avro"),
         ('{"type": "avro", "file_pattern": "./n*.avro"}', "file_pattern: './n*.avro' matches no"),
@@ -549,6 +556,7 @@ def test_a_summary_file_in_no_directory_is_refused_before_the_run(uppercase_job:
 LOGGING_JOB = '''
 import logging
 import os
+import signal
 import time
 
 import apache_beam as beam
@@ -574,20 +582,26 @@ def upper(ctx, data):
 
 
 def run(input_pcol, config):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a job may: only the main thread can
     return input_pcol | beam.Map(upper)
 '''
 ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def logging_job(tmp_path: Path, ids: list[str]) -> Path:
-    """The job above over ``ids``, with a line that is not UTF-8 (a dead letter) among them."""
+    """The job above over ``ids``, with a line that is not UTF-8 (a dead letter) among them, and
+    a data input for each (the router holds messages for its batched existence checks)."""
     lines = [element.encode() for element in ids]
     (tmp_path / "ids.txt").write_bytes(b"\n".join([*lines[:2], b"\xff\xfe", *lines[2:]]) + b"\n")
+    (tmp_path / "data").mkdir()
+    for element in ids:
+        (tmp_path / "data" / element).write_text(element)
     (tmp_path / "run.py").write_text(LOGGING_JOB)
     (tmp_path / "klio-job.yaml").write_text(
         "version: 2\njob_name: logs\npipeline_options: {streaming: false}\n"
         "job_config:\n  events:\n    inputs: [{type: file, location: ./ids.txt}]\n"
         "    outputs: [{type: file, location: ./out/events}]\n"
+        "  data:\n    inputs: [{type: file, location: ./data}]\n"
     )
     return tmp_path
 
@@ -636,8 +650,9 @@ def test_log_lines_show_once_each_above_the_progress_bar(tmp_path: Path) -> None
     code, shown = shown_on_a_terminal("job", "run", cwd=job, env={"SECONDS_PER_ELEMENT": "0.3"})
     assert code == 0, shown
     counts = {int(done) for done in re.findall(r"logs [━╸╺ ]+ (\d+)/6 ", shown)}
-    # counted as each element arrives (not in the metrics' batches of 64), and ending at the
-    # total: the dead-lettered line is done as well
+    # counted as each message is handed on to run (not in the metrics' batches of 64, nor when
+    # the router takes it in to wait for its batch's checks), and ending at the total: the
+    # dead-lettered line is done as well
     assert counts & {1, 2, 3, 4}, shown
     assert max(counts) == 6, shown
     for element in ids:
@@ -688,3 +703,20 @@ def test_ctrl_c_stops_a_run_without_the_bar_with_130(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "stopped (Ctrl-C)" in stderr
     assert "Traceback" not in stderr and "pipeline failed" not in stderr
+
+
+def test_a_run_with_its_stderr_closed_still_runs(tmp_path: Path) -> None:
+    job = logging_job(tmp_path, ["t0"])
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    done = subprocess.run(
+        [KLIO, "job", "run"],
+        cwd=job,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=240,
+        preexec_fn=lambda: os.close(2),  # as `2>&-` leaves it
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    assert "klio job run: summary" in done.stdout

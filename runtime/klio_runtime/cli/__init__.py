@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from klio_runtime.cli.elsewhere import image
 from klio_runtime.cli.job import job
 from klio_runtime.cli.message import message
-from klio_runtime.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, credentials_hint
+from klio_runtime.cli.options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    credentials_hint,
+    ctrl_c_pressed,
+    note_ctrl_c,
+)
 from klio_runtime.cli.worker import worker
 
 
@@ -18,17 +24,24 @@ class _KlioGroup(click.Group):
     not a traceback; Ctrl-C is one line and exit code 130 (click's own says "Aborted!", 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        note_ctrl_c()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            click.echo("stopped (Ctrl-C)", err=True)
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            _stopped()
         except Exception as err:
+            if ctrl_c_pressed():  # what Beam made of it: the pipeline "failed"
+                _stopped()
             hint = credentials_hint(err)
             if not hint:
                 raise
             click.echo(f"error: {type(err).__name__}: {err}{hint}", err=True)
             raise SystemExit(EXIT_FAILED) from None
+
+
+def _stopped() -> NoReturn:
+    click.echo("stopped (Ctrl-C)", err=True)
+    raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 @click.group(cls=_KlioGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,7 +18,9 @@ import click
 
 from klio_runtime.cli.options import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     JobOptions,
+    ctrl_c_pressed,
     fail,
     job_and_config_options,
     refuse_config,
@@ -144,13 +146,7 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
     from klio_runtime.config import ConfigError, KlioRunner, parse_overrides, parse_templates
     from klio_runtime.io.gcs import fail_fast_when_unreachable
     from klio_runtime.profiling import profiling_overrides
-    from klio_runtime.runner import (
-        JobLoadError,
-        in_job_directory,
-        load_job,
-        run_job,
-        run_stoppable,
-    )
+    from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
 
     fail_fast_when_unreachable()  # as `klio job run`: someone is waiting
     # in the job's directory, from its import on, as `klio job run` runs it
@@ -166,10 +162,10 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
             fail(str(err))
         try:
             direct = KlioRunner.DIRECT_RUNNER.value
-            summary = run_stoppable(
-                lambda: run_job(config, run_fn, direct, events_from=str(ids_file))
-            )
+            summary = run_job(config, run_fn, direct, events_from=str(ids_file))
         except Exception as err:
+            if ctrl_c_pressed():  # Beam reports Ctrl-C inside a step as the pipeline's failure
+                raise KeyboardInterrupt from None
             fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
     skipped = summary.skipped.get("output_exists", 0)
     click.echo(
@@ -433,4 +429,8 @@ def memory(
 def run_pipeline(job: JobOptions, ids_file: Path, show_logs: bool) -> None:
     """The run `cpu` and `memory` sample, in its own process."""
     with _logs_shown(show_logs):
-        _run_over(job, ids_file)
+        try:
+            _run_over(job, ids_file)
+        except KeyboardInterrupt:
+            # Ctrl-C reached the whole process group: the sampling command says it stopped
+            raise SystemExit(EXIT_INTERRUPTED) from None

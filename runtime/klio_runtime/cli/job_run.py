@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from klio_runtime.cli.options import (
@@ -24,6 +32,7 @@ from klio_runtime.cli.options import (
     EXIT_INVALID,
     config_file_option,
     credentials_hint,
+    ctrl_c_pressed,
     force_build_option,
     image_tag_option,
     job_dir_option,
@@ -114,11 +123,9 @@ def render_summary(summary: JobSummary, console: Console, writes_events: bool = 
 def _run_with_progress(
     config: KlioConfig, run_fn: Any, runner: str | None, options: dict[str, Any], console: Console
 ) -> JobSummary:
-    from klio_runtime.metrics import element_progress
-    from klio_runtime.runner import outcome, run_in_thread, run_job
+    from klio_runtime.runner import run_job
 
     total = _total(config)
-    start = element_progress.received
     with (
         Progress(
             TextColumn("[bold]{task.description}"),
@@ -128,22 +135,42 @@ def _run_with_progress(
             console=console,
             transient=False,
             # the bar is drawn on stdout: a stderr sent elsewhere (2>file) gets the logs there
-            redirect_stderr=sys.stderr.isatty(),
+            redirect_stderr=_is_terminal(sys.stderr),
         ) as progress,
         _console_logs_above_the_bar(),
+        _bar_follows_the_run(progress, progress.add_task(config.job_name, total=total)) as task,
     ):
-        task = progress.add_task(f"{config.job_name}", total=total)
-        # started once the bar holds the terminal: log handlers made by the run then print above it
-        thread, box = run_in_thread(lambda: run_job(config, run_fn, runner, options))
-        while thread.is_alive():
-            thread.join(0.1)
-            progress.update(task, completed=element_progress.received - start)
-        if "result" in box:
-            # every line was handled, dead-lettered ones (never received as messages) too
-            done = total if total is not None else box["result"].received
-            progress.update(task, completed=done)
-    summary: JobSummary = outcome(box)
+        # The run stays on this thread (a job may set signal handlers; Ctrl-C lands in its steps)
+        summary = run_job(config, run_fn, runner, options)
+        # every line was handled, dead-lettered ones (never routed as messages) too
+        progress.update(task, completed=total if total is not None else summary.received)
     return summary
+
+
+def _is_terminal(stream: Any) -> bool:
+    return stream is not None and stream.isatty()
+
+
+@contextmanager
+def _bar_follows_the_run(progress: Progress, task: TaskID) -> Iterator[TaskID]:
+    """Move the bar to the messages the job's router has handed on (see ``element_progress``),
+    from a thread of its own while the run goes on in this one."""
+    from klio_runtime.metrics import element_progress
+
+    start = element_progress.routed()
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(0.1):
+            progress.update(task, completed=element_progress.routed() - start)
+
+    follower = threading.Thread(target=follow, name="klio-progress", daemon=True)
+    follower.start()
+    try:
+        yield task
+    finally:
+        stop.set()
+        follower.join()
 
 
 @contextmanager
@@ -164,6 +191,8 @@ def _console_logs_above_the_bar() -> Iterator[None]:
         if not isinstance(handler, logging.StreamHandler) or isinstance(
             handler, logging.FileHandler
         ):
+            continue
+        if handler.stream is None:
             continue
         if handler.stream is sys.__stderr__ and sys.stderr is not sys.__stderr__:
             moved.append((handler, handler.setStream(sys.stderr)))
@@ -337,12 +366,18 @@ def _no_inputs_hint(config: KlioConfig, err: Exception) -> str:
     return ""
 
 
+def _prefix_field(entry: FileEventOutput | AvroEventOutput) -> str:
+    """The field an output's prefix was given in (an avro output may say only file_path_prefix)."""
+    only_prefix = isinstance(entry, AvroEventOutput) and not entry.location
+    return "file_path_prefix" if only_prefix else "location"
+
+
 def _written_prefixes(config: KlioConfig) -> dict[str, str]:
     """Field → prefix of each file the run writes itself: event outputs and dead letters."""
     from klio_runtime.pipeline import dead_letter_location
 
     prefixes = {
-        f"job_config.events.outputs[{index}].location": entry.prefix
+        f"job_config.events.outputs[{index}].{_prefix_field(entry)}": entry.prefix
         for index, entry in enumerate(config.job_config.events.outputs)
         if isinstance(entry, FileEventOutput | AvroEventOutput) and not entry.skip_klio_write
     }
@@ -368,7 +403,7 @@ def _run_loaded(
     from klio_runtime.io.avro_events import AVRO_MAGIC
     from klio_runtime.io.events import unreadable_local_inputs, unwritable_local_outputs
     from klio_runtime.io.pubsub_events import has_pubsub_input
-    from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job, run_stoppable
+    from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job
     from klio_runtime.transforms.io import writer_names
 
     started = time.monotonic()
@@ -398,7 +433,8 @@ def _run_loaded(
                 {
                     f"{field}.{'location' if entry.location else 'file_pattern'}": entry.pattern
                     for field, entry in inputs
-                    if isinstance(entry, AvroEventInput)
+                    # validate: false, as Beam's reader, looks at nothing before the run
+                    if isinstance(entry, AvroEventInput) and entry.validate_
                 },
                 AVRO_MAGIC,
                 "an Avro file",
@@ -419,16 +455,18 @@ def _run_loaded(
                 config, run_fn, runner, options, blocking=waits, image_tag=image_tag
             )
         elif no_progress:
-            summary = run_stoppable(lambda: run_job(config, run_fn, runner, options))
+            summary = run_job(config, run_fn, runner, options)
         else:
             summary = _run_with_progress(config, run_fn, runner, options, console)
     except ConfigError as err:
         _refuse_config(err, err_console)
-    except (NotImplementedError, ValueError) as err:
-        # the job as defined cannot run (our steps' setup says so with a ValueError, too)
-        err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
-        raise SystemExit(EXIT_INVALID) from None
     except Exception as err:
+        if ctrl_c_pressed():  # Beam reports Ctrl-C inside a step as the pipeline's failure
+            raise KeyboardInterrupt from None
+        if isinstance(err, NotImplementedError | ValueError):
+            # the job as defined cannot run (our steps' setup says so with a ValueError, too)
+            err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
+            raise SystemExit(EXIT_INVALID) from None
         err_console.print(
             f"[red]pipeline failed[/red] {type(err).__name__}: {escape(str(err))}"
             f"{credentials_hint(err)}{_no_inputs_hint(config, err)}",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,31 @@ EXIT_FAILED = 1
 """The exit code of a command that failed."""
 EXIT_INTERRUPTED = 130
 """The exit code of a command stopped by Ctrl-C (the shell's code for SIGINT)."""
+
+_ctrl_c = threading.Event()
+
+
+def _noted_ctrl_c(signum: int, frame: Any) -> None:
+    _ctrl_c.set()
+    # what follows is the run being stopped: Beam would log the interrupt as a step's error
+    logging.disable(logging.ERROR)
+    signal.default_int_handler(signum, frame)  # KeyboardInterrupt, as Python's own
+
+
+def note_ctrl_c() -> None:
+    """From now on, note when Ctrl-C is pressed (it still raises ``KeyboardInterrupt``): Beam
+    reports one raised inside a step as the pipeline's failure, and the command must still say
+    it was stopped (:func:`ctrl_c_pressed`). A handler the process set itself is left alone."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
+        signal.signal(signal.SIGINT, _noted_ctrl_c)
+
+
+def ctrl_c_pressed() -> bool:
+    """Whether Ctrl-C was pressed since :func:`note_ctrl_c`."""
+    return _ctrl_c.is_set()
 CREDENTIALS_HINT = (
     "\nhint: gs:// data and Pub/Sub need Google credentials (gcloud auth application-default "
     "login, or GOOGLE_APPLICATION_CREDENTIALS), or an emulator: STORAGE_EMULATOR_HOST for GCS, "

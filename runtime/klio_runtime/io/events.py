@@ -131,8 +131,10 @@ def unreadable_local_inputs(
 
 
 def _starts_with(path: str, header: bytes) -> bool:
+    """Whether the file starts with ``header``; an empty file is taken (Beam reads nothing)."""
     with open(path, "rb") as handle:
-        return handle.read(len(header)) == header
+        start = handle.read(len(header))
+    return not start or start == header
 
 
 def unwritable_local_outputs(prefixes: dict[str, str]) -> list[str]:

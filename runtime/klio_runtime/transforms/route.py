@@ -33,7 +33,7 @@ from klio_runtime.context import KlioContext, bind_context, handling_element
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import V2, element_id
-from klio_runtime.metrics import Counter, batch_until_bundle_end, bundle_ended
+from klio_runtime.metrics import Counter, batch_until_bundle_end, bundle_ended, element_progress
 from klio_runtime.routing import (
     AuditStamper,
     Decision,
@@ -181,6 +181,7 @@ class RouteMessages(beam.DoFn):
             self.to_run_count += 1
             return [kmessage.carry(msg)]
         self.pending.append((msg, self._where))
+        element_progress.waiting += 1
         if len(self.pending) >= self.batch_size:
             return self._flush()  # consumed at once, each output handed on as it is made
         return []
@@ -219,6 +220,7 @@ class RouteMessages(beam.DoFn):
             with handling_element(msg.data.element):
                 # made before the yields: the job's fused steps run inside each yield
                 outs = list(self._decide_checked(msg, found, forced, outputs_found))
+            element_progress.waiting -= 1
             for out in outs:
                 yield out if where is None else placed(out, *where)
 
