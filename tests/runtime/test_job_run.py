@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import pty
 import re
@@ -720,3 +722,24 @@ def test_a_run_with_its_stderr_closed_still_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout
     assert "klio job run: summary" in done.stdout
+
+
+def test_console_handlers_made_while_the_bar_shows_get_the_terminal_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from klio_runtime.cli.job_run import _console_logs_above_the_bar
+
+    before = logging.StreamHandler(sys.__stderr__)
+    redirected = io.StringIO()  # what rich puts in sys.stderr while its bar shows
+    logger = logging.getLogger("test.bar.handlers")
+    logger.addHandler(before)
+    try:
+        monkeypatch.setattr(sys, "stderr", redirected)
+        with _console_logs_above_the_bar():
+            assert before.stream is redirected  # above the bar, not across it
+            during = logging.StreamHandler()  # as Beam's basicConfig() makes one in the run
+            logger.addHandler(during)
+        assert before.stream is sys.__stderr__
+        assert during.stream is sys.__stderr__  # not a proxy left behind by the bar
+    finally:
+        logger.handlers.clear()

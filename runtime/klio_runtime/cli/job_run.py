@@ -178,31 +178,38 @@ def _console_logs_above_the_bar() -> Iterator[None]:
     """While the progress bar shows on a terminal, rich prints what is written to ``sys.stderr``
     and ``sys.stdout`` above it. Console handlers made before (Beam's ``basicConfig()``, a job's
     own, on any logger) hold the terminal's stream itself and would write across the bar: they
-    are pointed at the redirected streams meanwhile, and back after."""
+    are pointed at the redirected streams meanwhile. After, every handler holding one of those
+    (also one made while the bar showed) is pointed back at the terminal's."""
+    redirected = {
+        id(stream): (stream, original)
+        for stream, original in ((sys.stderr, sys.__stderr__), (sys.stdout, sys.__stdout__))
+        if stream is not original and original is not None
+    }
+    for stream, original in redirected.values():
+        for handler in _console_handlers():
+            if handler.stream is original:
+                handler.setStream(stream)
+    try:
+        yield
+    finally:
+        for handler in _console_handlers():
+            found = redirected.get(id(handler.stream))
+            if found is not None and found[0] is handler.stream:
+                handler.setStream(found[1])
+
+
+def _console_handlers() -> list[logging.StreamHandler[Any]]:
+    """The stream handlers (not file ones) of every logger."""
     loggers = [logging.root, *logging.root.manager.loggerDict.values()]
     handlers = {
         id(handler): handler
         for logger in loggers
         if isinstance(logger, logging.Logger)  # not a PlaceHolder
         for handler in logger.handlers
+        if isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
     }
-    moved: list[tuple[logging.StreamHandler[Any], Any]] = []
-    for handler in handlers.values():
-        if not isinstance(handler, logging.StreamHandler) or isinstance(
-            handler, logging.FileHandler
-        ):
-            continue
-        if handler.stream is None:
-            continue
-        if handler.stream is sys.__stderr__ and sys.stderr is not sys.__stderr__:
-            moved.append((handler, handler.setStream(sys.stderr)))
-        elif handler.stream is sys.__stdout__ and sys.stdout is not sys.__stdout__:
-            moved.append((handler, handler.setStream(sys.stdout)))
-    try:
-        yield
-    finally:
-        for handler, stream in moved:
-            handler.setStream(stream)
+    return list(handlers.values())
 
 
 def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
