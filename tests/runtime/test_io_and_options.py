@@ -205,17 +205,25 @@ def test_each_run_writes_in_its_own_directory_and_removes_only_that(tmp_path: Pa
     ]
 
 
-def test_the_file_of_a_failed_bundle_is_closed_when_the_next_bundle_starts(tmp_path: Path) -> None:
+def test_the_file_of_a_failed_bundle_is_closed_and_removed_with_its_empty_directory(
+    tmp_path: Path,
+) -> None:
     writer = _WriteBundleFile(_Shards(str(tmp_path / "events"), "", TextLines()))
+    temporary = tmp_path / ".events-run.tmp"
     writer.start_bundle()
-    writer.process("track-1", f"{tmp_path}/.events-run.tmp/")
+    writer.process("track-1", f"{temporary}/")
     handle = writer._handle
     assert handle is not None and not handle.closed
+    (temporary / "a-bundle-that-ended").write_text("track-0\n")
     writer.start_bundle()  # the bundle above failed: finish_bundle never ran
     assert handle.closed
-    writer.process("track-2", f"{tmp_path}/.events-run.tmp/")
-    writer.teardown()
+    # its file is gone; the directory stays for the other bundle's file
+    assert [f.name for f in temporary.iterdir()] == ["a-bundle-that-ended"]
+    (temporary / "a-bundle-that-ended").unlink()
+    writer.process("track-2", f"{temporary}/")
+    writer.teardown()  # the run failed (or was stopped) in this bundle: nothing is left behind
     assert writer._handle is None
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_each_bundles_file_becomes_one_shard_and_a_retry_renames_nothing_twice(

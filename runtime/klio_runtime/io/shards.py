@@ -13,6 +13,7 @@ their own.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -144,12 +145,20 @@ class _WriteBundleFile(beam.DoFn):
         self._close_abandoned()
 
     def _close_abandoned(self) -> None:
-        """Close the file of a bundle that failed (the naming step never sees it; the run's
-        directory goes with it), rather than leave the handle to the garbage collector."""
+        """Close and remove the file of a bundle that failed (the naming step never sees it),
+        rather than leave the handle to the garbage collector. The run's directory goes too when
+        nothing else is in it: a run stopped by Ctrl-C or a failure leaves no hidden directory
+        (one holding other bundles' files stays, for their naming step)."""
         handle, self._handle = self._handle, None
-        if handle is not None:
-            with contextlib.suppress(Exception):
-                handle.close()
+        if handle is None:
+            return
+        with contextlib.suppress(Exception):
+            handle.close()
+        with contextlib.suppress(Exception):
+            FileSystems.delete([self._path])
+        if "://" not in self._path:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self._path))  # only when empty
 
 
 def _remove(directory: str) -> None:
