@@ -505,10 +505,15 @@ def test_event_inputs_a_run_cannot_read_are_refused_by_field_before_it_starts(
         ("./*.nothing", "'./*.nothing' matches no file"),
         ("./adir", "'./adir' is a directory (name a file, or its files: ./adir/*)"),
     ):
-        done = klio("job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}={location}")
-        assert done.returncode == 2, done.stdout + done.stderr
-        assert f"config error {field}: {said}" in " ".join(done.stderr.split())
-        assert "Traceback" not in done.stderr
+        refused_before_the_run(uppercase_job, f"{field}={location}", f"{field}: {said}")
+
+
+def refused_before_the_run(job: Path, override: str, said: str) -> None:
+    """`klio job run -O override` is refused (exit 2) with ``config error <said>``."""
+    done = klio("job", "run", "--job-dir", str(job), "-O", override)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"config error {said}" in " ".join(done.stderr.split()), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_an_avro_event_input_that_is_not_avro_is_refused_naming_it(uppercase_job: Path) -> None:
@@ -525,9 +530,7 @@ def test_an_avro_event_input_that_is_not_avro_is_refused_naming_it(uppercase_job
         ('{"type": "avro", "location": "./ids.avro"}', "location: './ids.avro' is not an Avro"),
         ('{"type": "avro", "file_pattern": "./n*.avro"}', "file_pattern: './n*.avro' matches no"),
     ):
-        done = klio("job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}={entry}")
-        assert done.returncode == 2, done.stdout + done.stderr
-        assert f"config error {field}.{said}" in " ".join(done.stderr.split())
+        refused_before_the_run(uppercase_job, f"{field}={entry}", f"{field}.{said}")
 
 
 def test_outputs_a_run_cannot_write_are_refused_by_field_before_it_starts(
@@ -538,11 +541,8 @@ def test_outputs_a_run_cannot_write_are_refused_by_field_before_it_starts(
         ("job_config.events.outputs[0].location", "./ids.txt/deeper/out"),
         ("job_config.dead_letter_location", "./ids.txt/dead"),
     ):
-        done = klio("job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}={location}")
-        assert done.returncode == 2, done.stdout + done.stderr
-        said = f"config error {field}: './ids.txt' is a file, not a directory"
-        assert said in " ".join(done.stderr.split()), done.stderr
-        assert "Traceback" not in done.stderr
+        said = f"{field}: './ids.txt' is a file, not a directory"
+        refused_before_the_run(uppercase_job, f"{field}={location}", said)
         assert not (uppercase_job / "out" / "data").exists()  # nothing ran
 
 
