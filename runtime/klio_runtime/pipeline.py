@@ -116,12 +116,12 @@ class _PrepareOutput(beam.DoFn):
             if not isinstance(data, bytes | bytearray):
                 converted = self._to_bytes(data)
                 if not isinstance(converted, bytes):
-                    return [converted]
+                    return converted
                 data = converted
             try:
                 fast_parse(bytes(data))
             except kmessage.MessageDecodeError as err:
-                return [self._bad(str(err), repr(bytes(data)[:60]))]
+                return self._bad(str(err), repr(bytes(data)[:60]))
         self.metrics.output()
         return [data if type(data) is bytes else bytes(data)]
 
@@ -133,7 +133,7 @@ class _PrepareOutput(beam.DoFn):
             bound_context().metrics.flush()
         bundle_ended()
 
-    def _to_bytes(self, data: Any) -> bytes | pvalue.TaggedOutput:
+    def _to_bytes(self, data: Any) -> bytes | list[pvalue.TaggedOutput]:
         """An object that defines ``__bytes__`` (e.g. audio's AudioItem: the serialized message it
         stands for) becomes those bytes, so a run ending on such a step needs no ``Map(bytes)``;
         anything else is a dead letter."""
@@ -152,11 +152,15 @@ class _PrepareOutput(beam.DoFn):
                 repr(data)[:80],
             )
 
-    def _bad(self, detail: str, element: str) -> pvalue.TaggedOutput:
+    def _bad(self, detail: str, element: str) -> list[pvalue.TaggedOutput]:
+        if not self.metrics.written_by:
+            # Klio writes none of what run returns (no event output, or skip_klio_write): what
+            # is not a message is the job's own business (e.g. the file names WriteToText gives)
+            return []
         self.metrics.dead_lettered("bad_output", element)
-        return pvalue.TaggedOutput(
-            DEAD_LETTER_TAG, DeadLetter("bad_output", "run", detail, element)
-        )
+        return [
+            pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter("bad_output", "run", detail, element))
+        ]
 
 
 class CountDeadLetters(beam.DoFn):

@@ -51,7 +51,7 @@ def test_run_ending_on_an_audio_item_writes_its_message() -> None:
 
 
 def test_bytes_conversion_that_fails_is_a_dead_letter_naming_the_type() -> None:
-    config = make_config()
+    config = make_config({"events": {"outputs": [{"type": "file", "location": "/never/written"}]}})
 
     def run(pcoll: Any, cfg: Any) -> Any:
         return pcoll | beam.Map(lambda _: _Unconvertible())

@@ -234,16 +234,23 @@ def test_non_klio_bytes_are_wrapped_when_allowed() -> None:
         )
 
 
-def test_run_output_that_is_not_a_message_is_dead_lettered() -> None:
-    config = make_config()
-
+def test_run_output_that_is_not_a_message_is_dead_lettered_when_klio_writes_it() -> None:
     def run(pcoll: Any, cfg: Any) -> Any:
         return pcoll | beam.Map(lambda b: "not bytes")
 
-    with beam.Pipeline(runner=FnApiRunner()) as p:
-        out = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, run)
-        assert_that(out["dead_letter"] | beam.Map(lambda d: d.reason), equal_to(["bad_output"]))
-        assert_that(out["output"], equal_to([]), label="none")
+    written = {"outputs": [{"type": "file", "location": "/never/written"}]}
+    for outputs, dead in (
+        (written, ["bad_output"]),
+        # as Klio, what run returns is the job's own when no event output is written by Klio
+        ({}, []),
+        ({"outputs": [{**written["outputs"][0], "skip_klio_write": True}]}, []),
+    ):
+        config = make_config({"events": outputs} if outputs else None)
+        with beam.Pipeline(runner=FnApiRunner()) as p:
+            out = p | beam.Create([msg_bytes("a")]) | KlioJobTransform(config, run)
+            reasons = out["dead_letter"] | beam.Map(lambda d: d.reason)
+            assert_that(reasons, equal_to(dead))
+            assert_that(out["output"], equal_to([]), label="none")
 
 
 def test_skip_klio_read_gives_run_the_pipeline_and_skip_write_writes_nothing(
