@@ -220,6 +220,14 @@ _bound: KlioContext | None = None
 _bound_lock = threading.Lock()
 
 
+def job_context(config: KlioConfig) -> KlioContext:
+    """The context of a job that KlioJobTransform builds: its drops and skips reach its run's
+    summary from any step (:attr:`KlioMetrics.summarized`)."""
+    ctx = KlioContext(config)
+    ctx.metrics.summarized = True
+    return ctx
+
+
 def bind_context(ctx: KlioContext) -> None:
     """Make ``ctx`` the running job's context in this process (see the module docstring)."""
     global _bound

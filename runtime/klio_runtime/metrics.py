@@ -684,6 +684,9 @@ class KlioMetrics:
         self.log_io = False
         """Whether each read and write is logged on ``klio.metrics`` as Klio's IO counters log
         it (:meth:`refresh_log_io`, once per bundle: they are counted in batches)."""
+        self.summarized = False
+        """Whether these are the metrics of a job built by KlioJobTransform, whose run's summary
+        reads its drops and skips from Beam (see :meth:`dropped`)."""
 
     @classmethod
     def from_settings(
@@ -927,19 +930,20 @@ class KlioMetrics:
     def dropped(self, reason: str, element: str | None = None) -> None:
         """Count a drop; ``element`` joins the Beam string set that run summaries report by id.
 
-        Beam gets these (and :meth:`skipped`) while one of the job's own steps is in the bundle
-        (:func:`batch_until_bundle_end`): a run's summary reads them. A pipeline of the user's own
-        (a job's test of Klio's helpers or decorators) then has only Klio's ``kmsg-*`` counters,
-        as under Klio; Prometheus counts every one.
+        Beam gets these (and :meth:`skipped`) in a job built by KlioJobTransform (``summarized``:
+        from any of run's steps, also after a fusion break or at a bundle's end) or while one of
+        the job's own steps is in the bundle (:func:`batch_until_bundle_end`): a run's summary
+        reads them. A pipeline of the user's own (a job's test of Klio's helpers or decorators)
+        then has only Klio's ``kmsg-*`` counters, as under Klio; Prometheus counts every one.
         """
-        if in_job_bundle():
+        if self.summarized or in_job_bundle():
             self._beam_counter(f"klio_messages_dropped[reason={reason}]").inc()
             if element is not None:
                 self._ids(f"dropped_ids[reason={reason}]").add(element)
         _write(self._child(self.hub.dropped, reason=reason).inc)
 
     def skipped(self, reason: str) -> None:
-        if in_job_bundle():  # see dropped()
+        if self.summarized or in_job_bundle():  # see dropped()
             self._beam_counter(f"klio_messages_skipped[reason={reason}]").inc()
         _write(self._child(self.hub.skipped, reason=reason).inc)
 

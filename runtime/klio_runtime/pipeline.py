@@ -31,10 +31,10 @@ from klio_runtime.config import (
     not_run_here,
 )
 from klio_runtime.context import (
-    KlioContext,
     bind_context,
     bound_context,
     context_is_bound,
+    job_context,
     klio_logger,
 )
 from klio_runtime.decorators import fast_parse
@@ -204,7 +204,7 @@ class KlioJobTransform(beam.PTransform):
         if unknown:
             raise ValueError(f"KlioJobTransform: inputs {unknown} are not in the config ({names})")
         configs = dict(zip(names, self.config.job_config.events.inputs, strict=False))
-        bind_context(KlioContext(self.config))
+        bind_context(job_context(self.config))
 
         to_run: dict[str, Any] = {}
         pass_thru, dropped, missing, dead = [], [], [], []

@@ -539,3 +539,42 @@ def test_a_run_returning_no_pcollection_is_warned_of_when_events_would_be_writte
         "run() returned NoneType, not a PCollection: what it processes is not written to the"
         " event outputs (job_config.events.outputs)"
     ]
+
+
+def test_the_summary_counts_what_runs_own_helpers_drop_and_each_ping_once(tmp_path: Path) -> None:
+    from klio_runtime.io.events import encode_line
+    from klio_runtime.runner import run_job
+    from klio_runtime.transforms.helpers import KlioDrop, KlioFilterPing
+
+    ids = tmp_path / "ids.txt"
+    ping = encode_line(new_message("p1", ping=True))
+    ids.write_text(f"keep-1\ndrop-1\n{ping}\ndrop-2\n")
+    config = make_config(
+        {
+            "events": {
+                "inputs": [{"type": "file", "location": str(ids)}],
+                "outputs": [{"type": "file", "location": str(tmp_path / "out")}],
+            }
+        }
+    )
+
+    @handle_klio
+    def fails_on_drop_2(ctx: Any, data: Any) -> Any:
+        if data.element == b"drop-2":
+            raise ValueError("not this one")
+        return data
+
+    def run(pcoll: Any, cfg: Any) -> Any:
+        pinged = pcoll | KlioFilterPing()  # the router counted the ping already
+        # after a fusion break, and dropped at a bundle's end: steps no router shares a bundle with
+        later = pinged.process | beam.Reshuffle() | beam.Map(fails_on_drop_2)
+        kept = later | beam.Filter(lambda b: parse(b).data.element != b"drop-1")
+        _ = later | beam.Filter(lambda b: parse(b).data.element == b"drop-1") | KlioDrop()
+        return kept
+
+    summary = run_job(config, run)
+
+    assert summary.received == 4
+    assert summary.skipped == {"ping": 1}
+    assert summary.dropped == {"klio_drop": 1, "run_error": 1}
+    assert summary.dropped_ids == {"klio_drop": ["drop-1"], "run_error": ["drop-2"]}

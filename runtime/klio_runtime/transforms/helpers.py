@@ -21,6 +21,7 @@ from klio_runtime.config import KlioConfig
 from klio_runtime.context import KlioContext, bound_context, handling_element
 from klio_runtime.io.pubsub_events import publish_to
 from klio_runtime.io.storage import DataStore
+from klio_runtime.metrics import in_job_bundle
 from klio_runtime.routing import (
     JobRef,
     is_recipient,
@@ -134,7 +135,8 @@ class _FilterPing(_KlioDoFn):
             if msg.metadata.ping or config_ping:
                 self._klio.logger.info(klio_lines.ping_passes(element))
                 self.counters["kmsg-skip-ping"].inc()
-                self._klio.metrics.skipped("ping")
+                if not in_job_bundle():  # in a job's run, its router counted every ping
+                    self._klio.metrics.skipped("ping")
                 tag = PASS_THRU
             else:
                 if self._klio.logger.isEnabledFor(logging.DEBUG):

@@ -29,7 +29,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
 from klio_runtime.config import DataInput, DataOutput, KlioConfig
-from klio_runtime.context import KlioContext, bind_context, handling_element
+from klio_runtime.context import bind_context, handling_element, job_context
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import V2, element_id
@@ -111,7 +111,7 @@ class RouteMessages(beam.DoFn):
         self.read_by = read_by
 
     def setup(self) -> None:
-        self.ctx = KlioContext(self.config)
+        self.ctx = job_context(self.config)
         bind_context(self.ctx)
         self.metrics = self.ctx.metrics
         self.metrics.read_by = self.read_by
