@@ -299,6 +299,15 @@ def test_uppercase_with_data_on_gcs_emulator(uppercase_job: Path, gcs_emulator: 
     assert events == ["events/out-00000-of-00001"], "and no temporary object left"
     again = run_job(uppercase_job, "--no-progress", *overrides, env=env)
     assert again["skipped"] == {"output_exists": 50}
+    # an event file on gs:// that is not there is refused by field, as a local one
+    field = "job_config.events.inputs[0].location"
+    missing = klio(
+        "job", "run", "--job-dir", str(uppercase_job), "-O", f"{field}=gs://klio-data/no*.txt",
+        env=env,
+    )
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    said = f"config error {field}: 'gs://klio-data/no*.txt' matches no file"
+    assert said in " ".join(missing.stderr.split()) and "Traceback" not in missing.stderr
 
 
 def test_the_command_line_loads_without_beam() -> None:

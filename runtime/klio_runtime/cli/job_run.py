@@ -408,7 +408,7 @@ def _run_loaded(
 ) -> None:
     """Run a loaded job (see :func:`run`) and print its summary."""
     from klio_runtime.io.avro_events import AVRO_MAGIC
-    from klio_runtime.io.events import unreadable_local_inputs, unwritable_local_outputs
+    from klio_runtime.io.events import unreadable_inputs, unwritable_local_outputs
     from klio_runtime.io.pubsub_events import has_pubsub_input
     from klio_runtime.runner import GKE_RUNNER, LOCAL_RUNNERS, run_job
     from klio_runtime.transforms.io import writer_names
@@ -429,14 +429,14 @@ def _run_loaded(
             if not entry.skip_klio_read
         ]
         unusable = (
-            unreadable_local_inputs(
+            unreadable_inputs(
                 {
                     f"{field}.location": entry.location
                     for field, entry in inputs
                     if isinstance(entry, FileEventInput)
                 }
             )
-            + unreadable_local_inputs(
+            + unreadable_inputs(
                 {
                     f"{field}.{'location' if entry.location else 'file_pattern'}": entry.pattern
                     for field, entry in inputs

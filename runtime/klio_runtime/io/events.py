@@ -102,16 +102,17 @@ def _read_lines(path: str) -> Iterator[tuple[str, int, bytes]]:
             yield path, number, line
 
 
-def unreadable_local_inputs(
+def unreadable_inputs(
     locations: dict[str, str], header: bytes = b"", kind: str = ""
 ) -> list[str]:
-    """``field: problem`` for each local event file pattern (field → pattern) that matches no file,
-    or a directory, or a file that cannot be read, or (given its ``header``) one that does not
-    start as a ``kind`` file does: what a run would otherwise fail on mid-way. Patterns elsewhere
-    (``gs://``) are left to the run."""
+    """``field: problem`` for each event file pattern (field → pattern) that matches no file; for a
+    local one also a directory, a file that cannot be read, or (given its ``header``) one that does
+    not start as a ``kind`` file does: what a run would otherwise fail on mid-way. Storage that
+    cannot be looked at here (no credentials, unreachable) is left for the run to report."""
     problems = []
     for field, pattern in locations.items():
         if "://" in pattern:
+            problems += _unmatched_remote(field, pattern)
             continue
         try:
             paths = list(_expand_pattern(pattern))
@@ -128,6 +129,16 @@ def unreadable_local_inputs(
             elif header and not _starts_with(path, header):
                 problems.append(f"{field}: {path!r} is not {kind}")
     return problems
+
+
+def _unmatched_remote(field: str, pattern: str) -> list[str]:
+    try:
+        next(_expand_pattern(pattern))
+    except FileNotFoundError:
+        return [f"{field}: {pattern!r} matches no file"]
+    except Exception:  # the run says why it cannot be read, as it would have
+        return []
+    return []
 
 
 def _starts_with(path: str, header: bytes) -> bool:
