@@ -452,7 +452,15 @@ class _IOLists(_Strict):
     @field_validator("inputs", "outputs", mode="before", check_fields=False)
     @classmethod
     def _keyed_entries(cls, value: Any) -> Any:
-        return list(value.values()) if isinstance(value, Mapping) else value
+        if not isinstance(value, Mapping):
+            return value
+        if not all(isinstance(entry, Mapping) for entry in value.values()):
+            # one entry's fields (`type: file`) where a list of entries was meant
+            raise ValueError(
+                "must be a list of entries, each starting with `- ` (`- type: file`), not the"
+                f" fields of one ({', '.join(map(str, value))})"
+            )
+        return list(value.values())
 
 
 class EventsConfig(_IOLists):

@@ -779,3 +779,21 @@ def test_a_time_limit_that_is_no_number_is_refused_by_field(seconds: float) -> N
     with pytest.raises(ConfigError) as caught:
         parse_config({"job_name": "x", "job_config": {"timeout_seconds": seconds}})
     assert caught.value.errors == ["job_config.timeout_seconds: Input should be a finite number"]
+
+
+def test_one_entrys_fields_where_a_list_of_entries_was_meant_is_said_so() -> None:
+    entry = {"type": "file", "location": "./ids.txt"}
+    with pytest.raises(ConfigError) as caught:
+        io = {"events": {"inputs": entry}, "data": {"outputs": entry}}
+        parse_config({"job_name": "j", "job_config": io})
+    said = (
+        "must be a list of entries, each starting with `- ` (`- type: file`), not the fields of"
+        " one (type, location)"
+    )
+    assert caught.value.errors == [
+        f"job_config.events.inputs: {said}",
+        f"job_config.data.outputs: {said}",
+    ]
+    # entries keyed by name (Klio's own form after its preprocessing) are still taken
+    config = parse_config({"job_name": "j", "job_config": {"events": {"inputs": {"file0": entry}}}})
+    assert config.job_config.events.inputs[0].location == "./ids.txt"
