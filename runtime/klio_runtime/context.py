@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from klio_runtime.config import KlioConfig
+from klio_runtime.config import KlioConfig, load_config
 from klio_runtime.metrics import KlioMetrics
 from klio_runtime.proto.klio_pb2 import KlioJob
 
@@ -217,6 +218,8 @@ class KlioContext:
 
 
 _bound: KlioContext | None = None
+JOB_CONFIG_FILE_ENV = "KLIO_JOB_CONFIG_FILE"
+"""Names the running job's config file for the processes Beam starts to run its steps."""
 _bound_lock = threading.Lock()
 
 
@@ -241,8 +244,15 @@ def context_is_bound() -> bool:
 
 
 def bound_context() -> KlioContext:
-    """The running job's context; a clear error outside a Klio pipeline."""
+    """The running job's context; a clear error outside a Klio pipeline. In a child process of
+    Beam's ``multi_processing`` mode, made from the config file ``klio job run`` names in
+    :data:`JOB_CONFIG_FILE_ENV` (as Klio's workers read theirs from their image)."""
     if _bound is None:
+        config_file = os.environ.get(JOB_CONFIG_FILE_ENV)
+        if config_file:
+            bind_context(job_context(load_config(config_file)))
+            assert _bound is not None
+            return _bound
         raise RuntimeError(
             "no Klio job context in this process: run the code through `klio job run`, "
             "klio_runtime.pipeline.KlioJobTransform, or set `self._klio = KlioContext(config)`"

@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -19,11 +20,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import yaml
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from klio_runtime.config import (
+    CONFIG_FILE_NAME,
     RUN_FUNCTION_NAMES,
     AvroEventInput,
     AvroEventOutput,
@@ -32,8 +35,10 @@ from klio_runtime.config import (
     KlioConfig,
     KlioRunner,
     config_path_of,
+    dump_config,
     load_config,
 )
+from klio_runtime.context import JOB_CONFIG_FILE_ENV
 from klio_runtime.io.gcs import ensure_emulator_credentials
 from klio_runtime.io.pubsub_events import has_pubsub_input
 from klio_runtime.metrics import process_hub
@@ -349,22 +354,45 @@ def run_job(
     if on_start:
         on_start()
     chosen = options.get_all_options()
-    try:
-        result = pipeline.run()
-    except ValueError as err:
-        if chosen.get("update") and NOTHING_TO_UPDATE in str(err):
-            # Klio's rule: no running job of this name to update yet, so submit a new one
-            no_update = {**(extra_options or {}), "update": False}
-            return run_job(
-                config, run_fn, runner, no_update, None, blocking, image_tag, events_from
-            )
-        raise
-    if blocking or chosen["runner"] in IN_PROCESS_RUNNERS:
-        result.wait_until_finish()
-        return summarize(result, config.job_name)
+    with _config_for_step_processes(config, chosen):
+        try:
+            result = pipeline.run()
+        except ValueError as err:
+            if chosen.get("update") and NOTHING_TO_UPDATE in str(err):
+                # Klio's rule: no running job of this name to update yet, so submit a new one
+                no_update = {**(extra_options or {}), "update": False}
+                return run_job(
+                    config, run_fn, runner, no_update, None, blocking, image_tag, events_from
+                )
+            raise
+        if blocking or chosen["runner"] in IN_PROCESS_RUNNERS:
+            result.wait_until_finish()
+            return summarize(result, config.job_name)
     if chosen.get("streaming") and getattr(config.job_config, "wait_for_pipeline_running", False):
         wait_for_running(result)
     return JobSummary(processed=None, state=str(result.state), submitted=True)
+
+
+@contextlib.contextmanager
+def _config_for_step_processes(config: KlioConfig, chosen: Mapping[str, Any]) -> Iterator[None]:
+    """In Beam's ``multi_processing`` mode the steps run in child processes, where this process's
+    bound context is not: they make theirs from the job's config, written to a file named by
+    :data:`~klio_runtime.context.JOB_CONFIG_FILE_ENV` while the run lasts."""
+    if chosen.get("direct_running_mode") != "multi_processing":
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="klio-job-") as directory:
+        config_file = Path(directory) / CONFIG_FILE_NAME
+        config_file.write_text(yaml.safe_dump(dump_config(config), sort_keys=False))
+        before = os.environ.get(JOB_CONFIG_FILE_ENV)
+        os.environ[JOB_CONFIG_FILE_ENV] = str(config_file)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(JOB_CONFIG_FILE_ENV, None)
+            else:
+                os.environ[JOB_CONFIG_FILE_ENV] = before
 
 
 def wait_for_running(

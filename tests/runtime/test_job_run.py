@@ -752,3 +752,28 @@ def test_console_handlers_made_while_the_bar_shows_get_the_terminal_back(
         assert during.stream is sys.__stderr__  # not a proxy left behind by the bar
     finally:
         logger.handlers.clear()
+
+
+def test_beams_multi_processing_mode_runs_the_steps_with_the_jobs_context(tmp_path: Path) -> None:
+    # the steps run in child processes Beam starts, where `klio job run` bound no context, and
+    # a DoFn's decorated setup runs before the job's own steps there (Klio's documented pattern)
+    job = logging_job(tmp_path, ["t0", "t1"])
+    (job / "run.py").write_text(
+        "import apache_beam as beam\n"
+        "from klio.transforms import decorators\n\n\n"
+        "class Upper(beam.DoFn):\n"
+        "    @decorators.set_klio_context\n"
+        "    def setup(self):\n"
+        "        self.job_name = self._klio.config.job_name\n\n"
+        "    @decorators.handle_klio\n"
+        "    def process(self, data):\n"
+        "        data.payload = self.job_name.encode()\n"
+        "        yield data\n\n\n"
+        "def run(input_pcol, config):\n"
+        "    return input_pcol | beam.ParDo(Upper())\n"
+    )
+    result = run_job(
+        job, "--no-progress", "--pipeline-option", "direct_running_mode=multi_processing"
+    )
+    assert result["received"] == 2 and result["output"] == 2, result["stderr"]
+    assert sorted(event_ids(job / "out" / "events")) == ["t0", "t1"]
