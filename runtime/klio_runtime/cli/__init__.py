@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any, NoReturn
 
 import click
@@ -14,7 +16,6 @@ from klio_runtime.cli.options import (
     EXIT_INTERRUPTED,
     credentials_hint,
     ctrl_c_pressed,
-    note_ctrl_c,
 )
 from klio_runtime.cli.worker import worker
 
@@ -24,13 +25,12 @@ class _KlioGroup(click.Group):
     not a traceback; Ctrl-C is one line and exit code 130 (click's own says "Aborted!", 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        note_ctrl_c()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
             _stopped()
         except Exception as err:
-            if ctrl_c_pressed():  # what Beam made of it: the pipeline "failed"
+            if ctrl_c_pressed():  # what Beam made of it: the pipeline "failed" (note_ctrl_c)
                 _stopped()
             hint = credentials_hint(err)
             if not hint:
@@ -40,6 +40,8 @@ class _KlioGroup(click.Group):
 
 
 def _stopped() -> NoReturn:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut this short
     click.echo("stopped (Ctrl-C)", err=True)
     raise SystemExit(EXIT_INTERRUPTED) from None
 

@@ -20,10 +20,11 @@ from klio_runtime.cli.options import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     JobOptions,
-    ctrl_c_pressed,
     fail,
     job_and_config_options,
+    note_ctrl_c,
     refuse_config,
+    stopped_if_ctrl_c,
 )
 
 STDOUT = Path("-")
@@ -149,6 +150,7 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
     from klio_runtime.runner import JobLoadError, in_job_directory, load_job, run_job
 
     fail_fast_when_unreachable()  # as `klio job run`: someone is waiting
+    note_ctrl_c()
     # in the job's directory, from its import on, as `klio job run` runs it
     with in_job_directory(job.job_dir, job.config_file) as (directory, config_path):
         try:
@@ -164,9 +166,9 @@ def _run_over(job: JobOptions, ids_file: Path) -> None:
             direct = KlioRunner.DIRECT_RUNNER.value
             summary = run_job(config, run_fn, direct, events_from=str(ids_file))
         except Exception as err:
-            if ctrl_c_pressed():  # Beam reports Ctrl-C inside a step as the pipeline's failure
-                raise KeyboardInterrupt from None
+            stopped_if_ctrl_c()  # Beam reports Ctrl-C inside a step as the pipeline's failure
             fail(f"the profiled run failed: {type(err).__name__}: {err}", EXIT_FAILED)
+    stopped_if_ctrl_c()
     skipped = summary.skipped.get("output_exists", 0)
     click.echo(
         f"profiled run: {summary.received} received, {summary.processed} sent to run,"
@@ -336,10 +338,14 @@ def _profile_child(
             command.append("--show-logs")
         # A plot without an output file still needs the samples somewhere: a scratch file.
         samples = output_file or (Path(scratch) / "samples.txt" if plot_graph else None)
-        process = subprocess.Popen(command)
+        # its own session: Ctrl-C reaches this command only, which stops the run below
+        process = subprocess.Popen(command, start_new_session=True)
         try:
             with _output(samples) as stream:
                 sample(process, stream)
+        except KeyboardInterrupt:
+            process.terminate()
+            raise
         finally:
             code = process.wait()
         if code != 0:

@@ -32,11 +32,12 @@ from klio_runtime.cli.options import (
     EXIT_INVALID,
     config_file_option,
     credentials_hint,
-    ctrl_c_pressed,
     force_build_option,
     image_tag_option,
     job_dir_option,
+    note_ctrl_c,
     override_option,
+    stopped_if_ctrl_c,
     template_option,
 )
 from klio_runtime.config import (
@@ -318,6 +319,7 @@ def run(
     # someone is waiting here: storage that cannot be reached is said at once, not after the
     # clients' two minutes of retries per call (a runner elsewhere does not call ready_for)
     fail_fast_when_unreachable()
+    note_ctrl_c()
     console = Console(stderr=False)
     err_console = Console(stderr=True)
     if direct_runner:
@@ -468,8 +470,7 @@ def _run_loaded(
     except ConfigError as err:
         _refuse_config(err, err_console)
     except Exception as err:
-        if ctrl_c_pressed():  # Beam reports Ctrl-C inside a step as the pipeline's failure
-            raise KeyboardInterrupt from None
+        stopped_if_ctrl_c()  # Beam reports Ctrl-C inside a step as the pipeline's failure
         if isinstance(err, NotImplementedError | ValueError):
             # the job as defined cannot run (our steps' setup says so with a ValueError, too)
             err_console.print(f"[red]error[/red] {escape(str(err))}", highlight=False)
@@ -480,6 +481,7 @@ def _run_loaded(
             highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None
+    stopped_if_ctrl_c()
     if summary.submitted:
         console.print(f"submitted to {chosen}: {summary.state}", highlight=False)
     else:

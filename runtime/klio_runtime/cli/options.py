@@ -6,6 +6,7 @@ import functools
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,17 @@ EXIT_INTERRUPTED = 130
 _ctrl_c = threading.Event()
 
 
+_first_ctrl_c_at = 0.0
+_REPEATS_IGNORED_FOR = 2.0  # seconds: a second press soon after the first would cut its stop short
+
+
 def _noted_ctrl_c(signum: int, frame: Any) -> None:
+    global _first_ctrl_c_at
+    now = time.monotonic()
+    if _ctrl_c.is_set() and now - _first_ctrl_c_at < _REPEATS_IGNORED_FOR:
+        return
+    if not _ctrl_c.is_set():
+        _first_ctrl_c_at = now
     _ctrl_c.set()
     # what follows is the run being stopped: Beam would log the interrupt as a step's error
     logging.disable(logging.ERROR)
@@ -39,8 +50,9 @@ def _noted_ctrl_c(signum: int, frame: Any) -> None:
 
 def note_ctrl_c() -> None:
     """From now on, note when Ctrl-C is pressed (it still raises ``KeyboardInterrupt``): Beam
-    reports one raised inside a step as the pipeline's failure, and the command must still say
-    it was stopped (:func:`ctrl_c_pressed`). A handler the process set itself is left alone."""
+    reports one raised inside a step as the pipeline's failure, or a job's step swallows it, and
+    a command that runs a pipeline must still say it was stopped (:func:`stopped_if_ctrl_c`). A
+    handler the process set itself is left alone."""
     if (
         threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -51,6 +63,13 @@ def note_ctrl_c() -> None:
 def ctrl_c_pressed() -> bool:
     """Whether Ctrl-C was pressed since :func:`note_ctrl_c`."""
     return _ctrl_c.is_set()
+
+
+def stopped_if_ctrl_c() -> None:
+    """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed: a run that ended, failed or not, after
+    it (a step's teardown or a bare ``except`` took it) was stopped."""
+    if ctrl_c_pressed():
+        raise KeyboardInterrupt
 CREDENTIALS_HINT = (
     "\nhint: gs:// data and Pub/Sub need Google credentials (gcloud auth application-default "
     "login, or GOOGLE_APPLICATION_CREDENTIALS), or an emulator: STORAGE_EMULATOR_HOST for GCS, "
