@@ -29,8 +29,6 @@ EXIT_INTERRUPTED = 130
 """The exit code of a command stopped by Ctrl-C (the shell's code for SIGINT)."""
 
 _ctrl_c = threading.Event()
-
-
 _first_ctrl_c_at = 0.0
 _REPEATS_IGNORED_FOR = 2.0  # seconds: a second press soon after the first would cut its stop short
 
@@ -70,6 +68,8 @@ def stopped_if_ctrl_c() -> None:
     it (a step's teardown or a bare ``except`` took it) was stopped."""
     if ctrl_c_pressed():
         raise KeyboardInterrupt
+
+
 CREDENTIALS_HINT = (
     "\nhint: gs:// data and Pub/Sub need Google credentials (gcloud auth application-default "
     "login, or GOOGLE_APPLICATION_CREDENTIALS), or an emulator: STORAGE_EMULATOR_HOST for GCS, "
