@@ -217,9 +217,10 @@ class KlioContext:
         return f"KlioContext(job={self.config.job_name!r})"
 
 
-_bound: KlioContext | None = None
 JOB_CONFIG_FILE_ENV = "KLIO_JOB_CONFIG_FILE"
 """Names the running job's config file for the processes Beam starts to run its steps."""
+
+_bound: KlioContext | None = None
 _bound_lock = threading.Lock()
 
 
