@@ -111,13 +111,17 @@ def unreadable_inputs(
     cannot be looked at here (no credentials, unreachable) is left for the run to report."""
     problems = []
     for field, pattern in locations.items():
-        if "://" in pattern:
-            problems += _unmatched_remote(field, pattern)
-            continue
+        remote = "://" in pattern
         try:
             paths = list(_expand_pattern(pattern))
         except FileNotFoundError:
             problems.append(f"{field}: {pattern!r} matches no file")
+            continue
+        except Exception:
+            if not remote:
+                raise
+            continue  # the run says why it cannot be read, as it would have
+        if remote:
             continue
         for path in paths:
             if os.path.isdir(path):
@@ -129,16 +133,6 @@ def unreadable_inputs(
             elif header and not _starts_with(path, header):
                 problems.append(f"{field}: {path!r} is not {kind}")
     return problems
-
-
-def _unmatched_remote(field: str, pattern: str) -> list[str]:
-    try:
-        next(_expand_pattern(pattern))
-    except FileNotFoundError:
-        return [f"{field}: {pattern!r} matches no file"]
-    except Exception:  # the run says why it cannot be read, as it would have
-        return []
-    return []
 
 
 def _starts_with(path: str, header: bytes) -> bool:
