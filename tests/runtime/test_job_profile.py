@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import klio_in
+from tests.runtime.helpers import KLIO, klio_in
 
 TRANSFORMS = """
 import apache_beam as beam
@@ -326,3 +327,19 @@ def test_a_bad_config_is_refused_before_any_sample(tmp_path: Path) -> None:
         assert refused.returncode == 2, refused.stderr
         assert "klio-job.yaml: no such file" in refused.stderr
         assert refused.stdout == ""  # no samples printed first
+
+
+def test_a_report_with_stdout_closed_goes_nowhere_and_the_run_still_ends_well(job: Path) -> None:
+    done = subprocess.run(
+        [KLIO, "job", "profile", "timeit", "-n", "1", "alpha"],
+        cwd=job,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=240,
+        preexec_fn=lambda: os.close(1),  # as `>&-` leaves it
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "profiled run: 1 received, 1 sent to run" in done.stderr

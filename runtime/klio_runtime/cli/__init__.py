@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from typing import Any, NoReturn
 
@@ -25,6 +27,7 @@ class _KlioGroup(click.Group):
     not a traceback; Ctrl-C is one line and exit code 130 (click's own says "Aborted!", 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        _closed_streams_to_devnull()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -37,6 +40,15 @@ class _KlioGroup(click.Group):
                 raise
             click.echo(f"error: {type(err).__name__}: {err}{hint}", err=True)
             raise SystemExit(EXIT_FAILED) from None
+
+
+def _closed_streams_to_devnull() -> None:
+    """A command run with stdout or stderr closed (``>&-``) writes what it would show there to
+    nowhere, as to ``>/dev/null``, rather than failing on Python's ``None`` stream. The first
+    file opened takes the closed descriptor, so child processes get /dev/null there too."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
 
 
 def _stopped() -> NoReturn:
