@@ -34,6 +34,7 @@ from klio_operator.models import (
     VERSION,
     DataOutput,
     KlioJobSpec,
+    KlioJobStatus,
     SpecError,
     parse_spec,
 )
@@ -66,6 +67,9 @@ BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
 LABEL_COMPONENT = "app.kubernetes.io/component"
 WORKER_COMPONENTS = ("worker", "launcher")
 WORKER_PODS = f"{LABEL_COMPONENT} in ({','.join(WORKER_COMPONENTS)})"
+STATUS_CLEARED = {field.alias or name: None for name, field in KlioJobStatus.model_fields.items()}
+"""Every status field as null: a merge patch of a whole status removes those it leaves out (the
+run of a job switched to streaming), which a merge patch does only when told so."""
 
 
 @dataclass
@@ -352,7 +356,7 @@ async def _write_status(
     path = resource_path("KlioJob", namespace, name, "status")
     try:
         if over is None:
-            written = await context.kube.merge_patch(path, {"status": status})
+            written = await context.kube.merge_patch(path, {"status": {**STATUS_CLEARED, **status}})
         else:
             written = await context.kube.json_patch(
                 path,

@@ -330,6 +330,34 @@ async def test_a_batch_run_is_made_once_even_after_its_job_is_gone() -> None:
         await op.run(after_a_restart)
 
 
+async def test_a_batch_job_switched_to_streaming_and_back_runs_again() -> None:
+    async with operator_under_test() as op:
+        path = resource_path("KlioJob", NS, "b")
+
+        def status() -> dict[str, Any]:
+            return op.objects("KlioJob")["b"].get("status") or {}
+
+        async def scenario() -> None:
+            await op.apply_job("b", **BATCH)
+            await op.wait(lambda: len(op.objects("Job")) == 1, "the batch Job")
+            (run,) = op.objects("Job")
+            await op.wait(lambda: status().get("run") == run, "the run in the status")
+            await op.send("PATCH", path, {"spec": {"mode": "streaming"}})
+            await op.wait(
+                lambda: "b" in op.objects("Deployment") and not op.objects("Job"), "streaming"
+            )
+            # a streaming job has no run (before: the pruned Job stayed named in the status)
+            await op.wait(lambda: "run" not in status(), "the run gone from the status")
+            await op.send("PATCH", path, {"spec": {"mode": "batch"}})
+            # before: the same Job name was taken for a run already made, never made again, and
+            # the job said Failed, "RunDeleted", for a Job the operator pruned itself
+            await op.wait(lambda: run in op.objects("Job"), "the batch run made again")
+            await op.wait(lambda: status().get("run") == run, "the run in the status again")
+            assert not op.condition_is("b", "WorkersReady", "False", "RunDeleted")
+
+        await op.run(scenario)
+
+
 async def test_a_child_the_api_server_refuses_is_reported_and_not_retried() -> None:
     async with operator_under_test() as op:
         refused: list[str] = []
