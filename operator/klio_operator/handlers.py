@@ -21,6 +21,7 @@ from klio_operator.drift import AppliedObjects
 from klio_operator.kube import (
     KubeApi,
     KubeApiError,
+    NotOwnedError,
     applied_digest,
     apply,
     object_key,
@@ -540,11 +541,18 @@ async def _reconcile(
     topics_state = await _ensure_pubsub(context, body, plan)
     first = not body.get("status")  # nothing exists yet, nothing stale to remove
     children = await _children_to_apply(context, body, plan)
+    # The workload last: its pods start with their ConfigMap in place, and do not start at all
+    # when another child's name is taken. The rest refer to each other by name only.
+    workloads = [child for child in children if object_key(child) == plan.workload]
+    children = [child for child in children if object_key(child) != plan.workload] + workloads
     try:
-        # Children refer to each other by name only: the API takes them in any order.
-        applied = await all_of(
-            apply(context.kube, child, likely_absent=first) for child in children
-        )
+        applied = []
+        for batch in (children[: len(children) - len(workloads)], workloads):
+            applied += await all_of(
+                apply(context.kube, child, likely_absent=first) for child in batch
+            )
+    except NotOwnedError as exc:
+        await _degraded_until_fixed(context, body, "NameTaken", str(exc), exc)
     except KubeApiError as exc:
         if exc.status not in (400, 422):  # not a refusal of what the spec asks for
             raise
@@ -587,20 +595,27 @@ async def _reconcile(
 
 async def _forbidden(context: OperatorContext, body: kopf.Body, exc: KubeApiError) -> NoReturn:
     """The API server refused the operator a call of the reconcile (403): its Role lacks the
-    verb (a chart older than the operator, a namespace its Role does not cover). Ready and
-    Degraded say so, with an Event, and the reconcile is retried: granting it needs no change to
-    the job."""
+    verb (a chart older than the operator, a namespace its Role does not cover). Granting it
+    needs no change to the job."""
     message = f"the operator is not allowed this call (grant it in its Role): {exc}"
+    await _degraded_until_fixed(context, body, "Forbidden", message, exc)
+
+
+async def _degraded_until_fixed(
+    context: OperatorContext, body: kopf.Body, reason: str, message: str, exc: Exception
+) -> NoReturn:
+    """Ready and Degraded say what stops the reconcile, with an Event, and it is retried: what
+    is to be fixed is outside the job (a Role, someone else's object)."""
     previous = body.get("status") or {}
     # One Event per refusal, not one per retry: the condition already says it while it lasts.
     reported = cond.condition_of(previous, cond.DEGRADED)
     already_reported = bool(
-        reported and reported.get("reason") == "Forbidden" and reported.get("message") == message
+        reported and reported.get("reason") == reason and reported.get("message") == message
     )
     generation = int(body.metadata.get("generation") or 0)
     states = [
-        cond.ConditionState(cond.READY, "False", "Forbidden", message),
-        cond.ConditionState(cond.DEGRADED, "True", "Forbidden", message),
+        cond.ConditionState(cond.READY, "False", reason, message),
+        cond.ConditionState(cond.DEGRADED, "True", reason, message),
     ]
     conditions = cond.replace_conditions(
         previous.get("conditions") or [], states, generation, _now()
@@ -608,7 +623,7 @@ async def _forbidden(context: OperatorContext, body: kopf.Body, exc: KubeApiErro
     status = {**previous, "conditions": conditions, "phase": "Degraded"}
     await _write_status(context, body.metadata.namespace or "", body.metadata.name or "", status)
     if not already_reported:
-        kopf.warn(body, reason="Forbidden", message=message)
+        kopf.warn(body, reason=reason, message=message)
     raise kopf.TemporaryError(message, delay=context.retry_delay) from exc
 
 

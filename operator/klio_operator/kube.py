@@ -60,6 +60,18 @@ class KubeApiError(RuntimeError):
         super().__init__(f"{method} {path}: {status} {message}")
 
 
+class NotOwnedError(RuntimeError):
+    """An object of a desired child's kind and name exists and is not the owner's to change."""
+
+    def __init__(self, kind: str, name: str, holder: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(
+            f"{kind} {name} already exists and is not this KlioJob's ({holder}): it is left"
+            f" as it is; remove it, or give the KlioJob another name"
+        )
+
+
 def _kubeconfig() -> str | None:
     """KUBECONFIG as it is now (the kubernetes package reads it once, at its import): several
     files, separated as kubectl's are, are merged by the package."""
@@ -333,12 +345,40 @@ async def apply(
             if exc.status != 409:  # it exists after all (or a race): patch it instead
                 raise
             current = await api.get(path) or {}
+    _refuse_if_not_owned(current, obj)
     deletions = removals(_last_applied(current), desired, current)
     if obj["kind"] == "Deployment":
         deletions = _keep_worker_count(current, deletions)
     if not deletions and is_subset(desired, current):
         return "unchanged", current
     return "updated", await api.merge_patch(path, _merge(desired, deletions))
+
+
+def _controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    references = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((ref for ref in references if ref.get("controller")), None)
+
+
+def _refuse_if_not_owned(current: Mapping[str, Any], desired: Mapping[str, Any]) -> None:
+    """For a desired object with a controller: raise NotOwnedError unless the existing object is
+    its to update, controlled by the same owner, or by none and labelled as the desired object (a
+    child left behind by `kubectl delete --cascade=orphan`, taken back as a ReplicaSet takes back
+    its pods). Someone else's object of that name is never patched, nor adopted: deleting the
+    owner would delete it."""
+    wanted, held = _controller(desired), _controller(current)
+    if wanted is None:
+        return  # no owner claimed: applied as `kubectl apply` applies
+    if held is not None:
+        if held.get("uid") == wanted.get("uid"):
+            return
+        holder = f"controlled by {held.get('kind')} {held.get('name')} uid {held.get('uid')}"
+    else:
+        labels = (current.get("metadata") or {}).get("labels") or {}
+        own = (desired.get("metadata") or {}).get("labels") or {}
+        if own and all(labels.get(key) == value for key, value in own.items()):
+            return
+        holder = "not made by this operator for it"
+    raise NotOwnedError(desired["kind"], desired["metadata"]["name"], holder)
 
 
 def _keep_worker_count(current: Mapping[str, Any], deletions: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from klio_operator.kube import (
     LAST_APPLIED,
     KubeApi,
+    NotOwnedError,
     applied_digest,
     apply,
     is_subset,
@@ -179,4 +180,37 @@ async def test_last_applied_records_key_paths_and_an_older_full_record_still_wor
         await api.merge_patch(path, {"metadata": {"annotations": {LAST_APPLIED: full}}})
         _, stored = await apply(api, {**cm, "data": {"keep": "1"}})
         assert stored["data"] == {"keep": "1"}
+        await api.close()
+
+
+async def test_apply_takes_back_its_own_orphans_but_never_someone_elses_object() -> None:
+    async with running_emulator() as emulator:
+        api = KubeApi(str(emulator.url).rstrip("/"))
+        labels = {"klio.io/job": "j", "app.kubernetes.io/managed-by": "klio-operator"}
+        owner = {"apiVersion": "klio.io/v1alpha1", "kind": "KlioJob", "name": "j"}
+        ours = {**owner, "uid": "uid-1", "controller": True}
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "ns", "labels": labels},
+            "data": {"k": "1"},
+        }
+        path = resource_path("ConfigMap", "ns", "a")
+        # left by `kubectl delete --cascade=orphan` of an earlier job: its labels, no owner
+        await api.create(resource_path("ConfigMap", "ns"), cm)
+        owned = {**cm, "metadata": {**cm["metadata"], "ownerReferences": [ours]}}
+        outcome, stored = await apply(api, owned, likely_absent=True)
+        assert outcome == "updated" and stored["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+        # controlled by another owner (say, an earlier job of that name being deleted)
+        other = {**owner, "uid": "uid-0", "controller": True}
+        await api.merge_patch(path, {"metadata": {"ownerReferences": [other]}})
+        with pytest.raises(NotOwnedError, match="controlled by KlioJob j uid uid-0"):
+            await apply(api, owned)
+        # another app's object of that name: not labelled as ours
+        await api.delete(path)
+        theirs = {**cm, "metadata": {"name": "a", "namespace": "ns", "labels": {"app": "x"}}}
+        await api.create(resource_path("ConfigMap", "ns"), theirs)
+        with pytest.raises(NotOwnedError, match="ConfigMap a already exists"):
+            await apply(api, owned, likely_absent=True)
+        assert (await api.get(path) or {})["metadata"]["labels"] == {"app": "x"}
         await api.close()

@@ -804,6 +804,44 @@ async def test_a_call_the_rbac_refuses_is_reported_and_retried_until_granted() -
         await op.run(scenario)
 
 
+async def test_objects_of_the_jobs_child_names_made_by_others_are_left_alone_and_said() -> None:
+    async with operator_under_test() as op:
+        theirs = {"name": "api-config", "namespace": NS, "labels": {"app": "api"}}
+        service = {"selector": {"app": "api"}, "ports": [{"port": 80}]}
+
+        async def scenario() -> None:
+            # another app's objects, named as the KlioJob "api"'s ConfigMap and metrics Service
+            data = {"settings.ini": "important=1"}
+            body = {"metadata": theirs, "data": data}
+            await op.send("POST", resource_path("ConfigMap", NS), body)
+            other = {"metadata": {"name": "api-metrics", "namespace": NS}, "spec": service}
+            await op.send("POST", resource_path("Service", NS), other)
+            await op.apply_job("api")
+            await op.wait(lambda: op.condition_is("api", "Ready", "False", "NameTaken"), "said")
+            assert op.condition_is("api", "Degraded", "True", "NameTaken")
+            message = (op.condition("api", "Ready") or {})["message"]
+            assert "already exists and is not this KlioJob's" in message
+            await op.wait(
+                lambda: "NameTaken" in {e.get("reason") for e in op.api.live_objects("v1/events")},
+                "a NameTaken Event",
+            )
+            # before: both were patched and owned by the job (and its deletion deleted them)
+            config_map = op.objects("ConfigMap")["api-config"]
+            assert config_map["data"] == data
+            assert not config_map["metadata"].get("ownerReferences")
+            assert op.objects("Service")["api-metrics"]["spec"]["selector"] == {"app": "api"}
+            assert "api" not in op.objects("Deployment")  # no pods on someone else's config
+            # the other app moves away: the job is made, with no change to it
+            await op.send("DELETE", resource_path("ConfigMap", NS, "api-config"))
+            await op.send("DELETE", resource_path("Service", NS, "api-metrics"))
+            await op.wait(lambda: "api" in op.objects("Deployment"), "the job made once free")
+            await op.play_deployment_controller("api")
+            await op.wait(lambda: op.condition_is("api", "Ready", "True"), "Ready")
+            assert op.condition_is("api", "Degraded", "False")
+
+        await op.run(scenario)
+
+
 async def test_a_deployment_deleted_by_hand_comes_back_at_once() -> None:
     async with operator_under_test() as op:
         assert op.context.drift_interval >= 300  # no periodic pass in this test: the event does it
