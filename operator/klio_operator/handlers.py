@@ -331,16 +331,21 @@ def _workload(
         obj=obj,
         pods=pods,
         desired=_desired(spec, obj),
-        suspended=spec.suspend,
+        suspended=spec.suspend or _paused_batch(spec),
         engine=ENGINES.get(spec.runner),
     )
 
 
+def _paused_batch(spec: Any) -> bool:
+    """A batch job of 0 replicas: its Job's parallelism 0 runs no pod until it is scaled up."""
+    return _workload_kind(spec) == "Job" and spec.runner == "direct" and spec.replicas == 0
+
+
 def _desired(spec: Any, obj: Mapping[str, Any] | None) -> int:
+    if _workload_kind(spec) == "Job":  # a batch job is not autoscaled
+        return 0 if spec.suspend else (1 if spec.runner != "direct" else spec.replicas)
     if spec.autoscaling is not None and not spec.suspend and obj is not None:
         return int((obj.get("spec") or {}).get("replicas") or 0)  # the autoscaler decides
-    if _workload_kind(spec) == "Job":
-        return 0 if spec.suspend else (1 if spec.runner != "direct" else spec.replicas)
     return desired_workers(spec)
 
 

@@ -330,6 +330,22 @@ async def test_a_batch_run_is_made_once_even_after_its_job_is_gone() -> None:
         await op.run(after_a_restart)
 
 
+async def test_a_batch_job_of_no_replicas_says_it_is_paused() -> None:
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.apply_job("b", **BATCH, replicas=0)
+            await op.wait(lambda: len(op.objects("Job")) == 1, "the batch Job")
+            (run,) = op.objects("Job")
+            assert op.objects("Job")[run]["spec"]["parallelism"] == 0
+            # before: Pending, "no pod running yet" and "the batch job is running", for ever
+            await op.wait(lambda: op.condition_is("b", "Ready", "True", "Suspended"), "paused")
+            assert op.condition_is("b", "Progressing", "False", "Suspended")
+            assert op.objects("KlioJob")["b"]["status"]["phase"] == "Suspended"
+
+        await op.run(scenario)
+
+
 async def test_a_batch_job_switched_to_streaming_and_back_runs_again() -> None:
     async with operator_under_test() as op:
         path = resource_path("KlioJob", NS, "b")
