@@ -962,6 +962,10 @@ async def on_spec_changed(
         return
     children = _children_of(kwargs["klio_jobs"], namespace or "", name)
     await touch_children(context, namespace or "", name, children, "changed")
+    # A grandchild's bottom-up requests go to the topic its parent reads, this job's output.
+    for child in children:
+        grandchildren = _children_of(kwargs["klio_jobs"], namespace or "", child.name)
+        await touch_children(context, namespace or "", child.name, grandchildren, f"{name} changed")
 
 
 async def on_deleted(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from klio_operator.dag import dead_letter_topic, output_topic, parent_subscription
 from klio_operator.kube import resource_path
 
@@ -175,4 +176,31 @@ async def test_a_parent_appearing_later_heals_its_child_promptly() -> None:
             assert f"topic: {UPLOADS}" in config  # the worker knows where to ask its parent
 
         await op.context.pubsub.ensure_topic(UPLOADS)
+        await op.run(scenario)
+
+
+async def test_a_grandparent_moved_to_another_project_moves_its_grandchilds_requests() -> None:
+    async with operator_under_test() as op:
+
+        def bottom_up_topic(job: str) -> str | None:
+            config_map = op.objects("ConfigMap").get(f"{job}-config")
+            if config_map is None:
+                return None
+            config = yaml.safe_load(config_map["data"]["klio-job.yaml"])
+            parents = config["job_config"].get("parents") or [{}]
+            return str(parents[0].get("topic"))
+
+        async def scenario() -> None:
+            await op.apply_job("g", dataOutputs=[{"location": "gs://b/g"}])
+            await op.apply_job("p", parents=["g"], dataOutputs=[{"location": "gs://b/p"}])
+            await op.apply_job("c", parents=["p"])
+            # c asks p for missing input on the topic p reads: g's output
+            before = output_topic(PROJECT, NS, "g")
+            await op.wait(lambda: bottom_up_topic("c") == before, "c's requests to g's topic")
+            moved = {"spec": {"pipelineOptions": {"project": "test-project"}}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "g"), moved)
+            # before: c went on asking on the old topic, which g's reconcile deleted
+            after = output_topic("test-project", NS, "g")
+            await op.wait(lambda: bottom_up_topic("c") == after, "c's requests moved with g")
+
         await op.run(scenario)
