@@ -212,6 +212,30 @@ def test_a_message_that_fails_its_whole_batch_is_found_in_groups_and_dead_letter
                                reason="pipeline_error") == 1
 
 
+def test_an_output_too_large_for_pub_sub_dead_letters_its_message_and_the_rest_go_on(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    big = unique("big")
+    elements = [unique("e"), big, unique("e")]
+    job = _setup(pubsub, tmp_path, big_element=big)
+    client = RecordingClient()
+    worker = _worker(Path(job["config"]), settings=ONE_BATCH, client=client,
+                     dead_letter_topic=job["dead_topic"])
+    pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements], origin="t")
+    with running(worker):
+        got = pubsub.collect(job["out_sub"], 2, 30)
+        (letter,) = pubsub.collect(job["dead_sub"], 1, 30, key=lambda m: m.data.hex()).values()
+        wait_for(lambda: client.events.count("acked") == 3, 10, "all three acknowledged")
+    # before: the client's MessageTooLargeError handed the whole batch back, for ever, and
+    # the outputs sent before it went out again on each redelivery
+    assert sorted(got) == sorted(e for e in elements if e != big)
+    assert not client.handed_back
+    assert parse(letter.data).data.element.decode() == big  # the original, for replay
+    assert letter.attributes[ATTR_REASON] == "output_too_large"
+    assert letter.attributes["origin"] == "t"
+    assert process_hub().value("klio_dead_letter_total", job=job["name"],
+                               reason="output_too_large") == 1
+
+
 def test_the_runs_of_a_failed_batch_are_counted_once_each_message(
         pubsub: PubSub, tmp_path: Path) -> None:
     # The job's Prometheus counts are handed on every 64 messages within a run: what a failed

@@ -166,9 +166,18 @@ class PubSubClient:
     def publish_nowait(self, messages: Iterable[tuple[str, bytes, Mapping[str, str]]]
                        ) -> list[futures.Future[str]]:
         """Send every message; the futures to wait on (all sent before any is awaited: awaiting
-        one at a time waits out each batch window)."""
-        return [self.publisher.publish(topic, data, **dict(attributes))
-                for topic, data, attributes in messages]
+        one at a time waits out each batch window). A message the client refuses before sending
+        (over Pub/Sub's 10 MB: MessageTooLargeError) gets a failed future, as one Pub/Sub refuses:
+        the others are sent all the same."""
+        sent: list[futures.Future[str]] = []
+        for topic, data, attributes in messages:
+            try:
+                sent.append(self.publisher.publish(topic, data, **dict(attributes)))
+            except Exception as err:
+                refused: futures.Future[str] = futures.Future()
+                refused.set_exception(err)
+                sent.append(refused)
+        return sent
 
     def publish_outcomes(self, pending: Sequence[futures.Future[str]],
                          timeout: float = 60.0) -> list[BaseException | None]:

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import if_transient_error
+from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
@@ -391,6 +392,7 @@ class StreamingWorker:
             self.batch_sizer.ran(len(batch), time.monotonic() - in_flight.started)
             in_flight.futures = self.client.publish_nowait(
                 (o.topic, o.data, o.attributes) for o in in_flight.outgoing)
+            self._dead_letter_too_large(in_flight)
         except Exception:
             log.exception("the batch of %d failed before publishing; handed back", len(batch))
             self._forget_requests(in_flight.outgoing)
@@ -399,6 +401,37 @@ class StreamingWorker:
             return None
         self.health.tick()
         return in_flight
+
+    def _dead_letter_too_large(self, in_flight: _InFlight) -> None:
+        """A message whose output Pub/Sub refuses as too large (over 10 MB) would be refused
+        again on every redelivery, and hold back the batch around it: it is dead-lettered
+        instead (``output_too_large``), in place of what it published."""
+        by_ack_id = {m.ack_id: m for m in in_flight.batch}
+        too_large: dict[str, tuple[_Outgoing, BaseException]] = {}
+        for o, future in zip(in_flight.outgoing, in_flight.futures, strict=True):
+            error = future.exception() if future.done() else None
+            if isinstance(error, MessageTooLargeError) and o.source in by_ack_id:
+                too_large.setdefault(o.source, (o, error))
+        if not too_large:
+            return
+        kept = [(o, future) for o, future in zip(in_flight.outgoing, in_flight.futures, strict=True)
+                if o.source not in too_large]
+        in_flight.outgoing = [o for o, _ in kept]
+        in_flight.futures = [future for _, future in kept]
+        for source, (o, error) in too_large.items():
+            element = kmessage.element_id(_made(o.data))
+            log.warning("dead letter (output_too_large) %s: its %s to %s: %s", element, o.kind,
+                        o.topic, error)
+            letter = DeadLetter("output_too_large", o.kind, str(error)[:500], element)
+            if self.dead_letter_topic is None:
+                in_flight.nacked.add(source)  # Pub/Sub's dead-letter policy takes it
+                continue
+            self.job_metrics.dead_lettered(letter.reason, element)
+            self.job_metrics.flush()
+            dead = self._dead_letter(by_ack_id[source], letter)
+            in_flight.outgoing.append(dead)
+            in_flight.futures += self.client.publish_nowait([(dead.topic, dead.data,
+                                                             dead.attributes)])
 
     def _finish(self, in_flight: _InFlight) -> None:
         """Wait for the batch's publishes, then acknowledge each message whose publishes all

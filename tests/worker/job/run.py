@@ -2,7 +2,8 @@
 
 Custom ``job_config`` keys: ``setup_log`` (a line per DoFn setup), ``processed_log`` (a line per
 element run), ``sleep_seconds`` (per element, to hold a batch in flight), ``fail_element``
-(raises for that element id), ``crash_element`` (a later step, not decorated, raises for it).
+(raises for that element id), ``crash_element`` (a later step, not decorated, raises for it),
+``big_element`` (its payload is made 11 MB: over what Pub/Sub takes).
 Each data output gets ``<element>`` written with the job's name.
 """
 
@@ -40,6 +41,9 @@ class Work(beam.DoFn):
         for out in self.outputs:
             write_bytes(out.path_for(element), self.job_name.encode("utf-8"))
         _append(self.settings.get("processed_log"), element)
+        if element == self.settings.get("big_element"):
+            yield b"x" * 11_000_000  # bytes yielded: the payload (yielding item clears it)
+            return
         yield item
 
 
