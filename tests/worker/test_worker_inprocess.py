@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from google.api_core import exceptions as api_exceptions
 from klio_runtime.config import ConfigError, parse_config
 from klio_runtime.context import JobLimits
@@ -234,6 +235,27 @@ def test_an_output_too_large_for_pub_sub_dead_letters_its_message_and_the_rest_g
     assert letter.attributes["origin"] == "t"
     assert process_hub().value("klio_dead_letter_total", job=job["name"],
                                reason="output_too_large") == 1
+
+
+def test_one_inputs_backlog_does_not_hold_back_another_inputs_messages(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    other_topic = pubsub.topic(f"{job['name']}-other")
+    other_sub = pubsub.subscribe(other_topic, f"{job['name']}-other")
+    config = yaml.safe_load(Path(job["config"]).read_text())
+    config["job_config"]["events"]["inputs"].append({"type": "pubsub", "subscription": other_sub})
+    Path(job["config"]).write_text(yaml.safe_dump(config))
+    backfill = [f"a-{i:03d}" for i in range(200)]  # one parent's backfill
+    fresh = ["b-0", "b-1", "b-2"]  # the other parent's few new ones
+    pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in backfill])
+    pubsub.publish(other_topic, [serialize(new_message(e)) for e in fresh])
+    tens = WorkerSettings(max_messages=10, max_wait_ms=20, target_batch_seconds=0)
+    processed = tmp_path / f"{job['name']}.processed.log"
+    with running(_worker(Path(job["config"]), settings=tens)):
+        wait_for(lambda: set(fresh) <= set(lines(processed)), 60, "the other input's messages")
+    order = lines(processed)
+    # before: after the whole backfill (each batch was pulled from the first input first)
+    assert max(order.index(e) for e in fresh) < 40, order.index("b-0")
 
 
 def test_the_runs_of_a_failed_batch_are_counted_once_each_message(

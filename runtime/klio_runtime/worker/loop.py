@@ -209,6 +209,7 @@ class StreamingWorker:
         self.metrics = WorkerMetrics.on(process_hub().registry)
         self.stop_event = threading.Event()
         self.pull_backoff = _Backoff(PULL_RETRY_FIRST_SECONDS, PULL_RETRY_MAX_SECONDS)
+        self._pull_turn = 0  # the input the next batch is pulled from first
         self.batch_sizer = _BatchSizer(self.settings.target_batch_seconds,
                                        self.settings.max_messages)
         self.store = DataStore()
@@ -321,7 +322,11 @@ class StreamingWorker:
         settings = self.settings
         batch: list[Pulled] = []
         size = 0
-        subscriptions = [sub for _, sub in self.inputs]
+        # Each batch starts at the next input: one input's backlog (a parent's backfill) must
+        # not hold back another's messages until it is drained.
+        turn = self._pull_turn % len(self.inputs)
+        self._pull_turn = turn + 1
+        subscriptions = [sub for _, sub in [*self.inputs[turn:], *self.inputs[:turn]]]
         deadline: float | None = None
         most = self.batch_sizer.size
         while len(batch) < most and size < settings.max_batch_bytes:

@@ -55,6 +55,8 @@ def _crash_if(data, crash):
 
 
 def run(pcoll, config):
+    if isinstance(pcoll, tuple):  # several event inputs: Klio's namedtuple, one field each
+        pcoll = pcoll | "Inputs" >> beam.Flatten()
     out = pcoll | "Work" >> beam.ParDo(Work(config))
     crash = dict(config.job_config.model_extra or {}).get("crash_element")
     if crash:
