@@ -8,7 +8,7 @@ the worker process owns one :class:`MetricsHub` (``process_hub()``); everything 
 Standard names (label ``job`` on all): ``klio_messages_received_total``,
 ``klio_messages_dropped_total{reason}``, ``klio_messages_skipped_total{reason}`` (ping,
 output_exists), ``klio_messages_output_total``, ``klio_dead_letter_total{reason}`` and the histogram
-``klio_processing_seconds``. User metrics are named ``<prefix>_<name>`` where the prefix is
+``klio_messages_processing_seconds``. User metrics are named ``<prefix>_<name>`` where the prefix is
 ``job_config.metrics.prefix`` or the job name, made Prometheus-safe.
 
 Each ``@handle_klio`` / ``@serialize_klio_message`` function also has Klio's per-transform
@@ -150,7 +150,7 @@ class MetricsHub:
             registry=r,
         )
         self.processing = PromHistogram(
-            "klio_processing_seconds",
+            "klio_messages_processing_seconds",
             "Time in the job's decorated functions per message.",
             ["job"],
             registry=r,
@@ -538,7 +538,7 @@ class TransformMetrics:
     """Klio's metrics of one ``@handle_klio`` / ``@serialize_klio_message`` transform: counters
     ``kmsg-received``, ``kmsg-success``, ``kmsg-drop-error`` and the timer ``kmsg-timer``, labelled
     with the transform (the function's qualified name); its times also feed the job's
-    ``klio_processing_seconds``.
+    ``klio_messages_processing_seconds``.
 
     In Beam, as in Klio, the namespace is the transform: counters ``kmsg-received``,
     ``kmsg-success``, ``kmsg-drop-error`` and the distribution ``kmsg-timer`` in the decorators'

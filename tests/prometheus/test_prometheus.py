@@ -127,7 +127,7 @@ def test_prometheus_scrapes_worker_and_operator_and_evaluates_alerts(
         )
         assert received == 3
         assert sample_value(prometheus, f"klio_messages_output_total{selector}") == 2
-        assert sample_value(prometheus, f"klio_processing_seconds_count{selector}") == 1
+        assert sample_value(prometheus, f"klio_messages_processing_seconds_count{selector}") == 1
         # The worker's own `job` label (the Klio job) is kept (honorLabels), so the standard
         # query by job works in Prometheus as it reads on /metrics.
         (series,) = prometheus.query(f"klio_messages_received_total{selector}")

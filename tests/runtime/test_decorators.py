@@ -520,7 +520,8 @@ def test_klios_per_transform_metrics_count_each_decorated_function(ctx: KlioCont
     assert _kmsg(ctx, "kmsg_success_total", where) == 2
     assert _kmsg(ctx, "kmsg_drop_error_total", where) == 1
     assert _kmsg(ctx, "kmsg_timer_seconds_count", where) == 3
-    processing = process_hub().value("klio_processing_seconds_count", job=ctx.config.job_name)
+    job = ctx.config.job_name
+    processing = process_hub().value("klio_messages_processing_seconds_count", job=job)
     assert processing == 3
 
 

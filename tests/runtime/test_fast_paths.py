@@ -80,7 +80,7 @@ def test_batched_processing_histogram_equals_one_observe_per_value() -> None:
         return [
             line
             for line in text.splitlines()
-            if line.startswith("klio_processing_seconds") and "_created" not in line
+            if line.startswith("klio_messages_processing_seconds") and "_created" not in line
         ]
 
     assert samples(batched.hub) == samples(direct_hub)

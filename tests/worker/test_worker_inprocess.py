@@ -277,7 +277,7 @@ def test_the_runs_of_a_failed_batch_are_counted_once_each_message(
     assert hub.value("klio_messages_received_total", job=job["name"]) == 100
     assert hub.value("klio_messages_output_total", job=job["name"]) == 99
     assert hub.value("klio_dead_letter_total", job=job["name"], reason="pipeline_error") == 1
-    assert hub.value("klio_processing_seconds_count", job=job["name"]) == 99
+    assert hub.value("klio_messages_processing_seconds_count", job=job["name"]) == 99
 
 
 def test_non_klio_bytes_even_empty_ones_run_beside_klio_messages_when_allowed(
