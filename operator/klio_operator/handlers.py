@@ -49,6 +49,7 @@ from klio_operator.planning import (
     Plan,
     PlanningError,
     PubSubPlan,
+    child_name_problem,
     desired_workers,
     event_topics_of,
     plan_job,
@@ -65,6 +66,8 @@ DRIFT = "klio.io/drift"
 """Annotation noting what drift repair found deleted or changed (see `nudge_drifted`), so the
 job re-reconciles and its Event can say what was applied again."""
 BLOCKED_REASONS = ("InvalidSpec", "CycleDetected")
+WAITING_REASONS = ("ParentNotFound", "ParentInvalid", "CycleDetected")
+"""ParentsResolved reasons of a job that waits for its parents (see `JobSummary.waiting`)."""
 LABEL_COMPONENT = "app.kubernetes.io/component"
 WORKER_COMPONENTS = ("worker", "launcher")
 WORKER_PODS = f"{LABEL_COMPONENT} in ({','.join(WORKER_COMPONENTS)})"
@@ -135,8 +138,11 @@ class JobSummary(NamedTuple):
     data_outputs: tuple[DataOutput, ...]
     event_topics: tuple[str, ...] = ()
     waiting: bool = False
-    """Its status says a parent is missing or its parents form a cycle: a parent that appears
-    (or reconciles, once the cycle is broken) must nudge it."""
+    """Its status says a parent is missing or invalid, or its parents form a cycle: a parent
+    that appears (or reconciles, once fixed or the cycle is broken) must nudge it."""
+    invalid: bool = False
+    """Its spec cannot be reconciled, whatever its parents (it does not parse, or its name is
+    too long for its children's): its children wait for it, and make nothing of its."""
 
 
 def _context(memo: Any) -> OperatorContext:
@@ -177,7 +183,7 @@ async def index_job(
     context.latest[key] = dict(body)  # the top level only: the watch's dicts are not reused
     summary = parsed_job(context, name, spec, meta).summary
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
-    if parents is not None and parents.get("reason") in ("ParentNotFound", "CycleDetected"):
+    if parents is not None and parents.get("reason") in WAITING_REASONS:
         summary = summary._replace(waiting=True)
     keys: dict[JobKey, JobSummary] = {("job", namespace or "", name): summary}
     for parent in summary.parents:
@@ -254,7 +260,7 @@ def summarize(
         except SpecError:
             raw_parents = spec.get("parents") or []
             parents = tuple(p for p in raw_parents if isinstance(p, str))
-            return JobSummary(name, parents, facts.default_project, ())
+            return JobSummary(name, parents, facts.default_project, (), invalid=True)
     project = project_of(parsed, facts)
     return JobSummary(
         name,
@@ -262,6 +268,7 @@ def summarize(
         project,
         tuple(parsed.data_outputs),
         event_topics_of(parsed, project),
+        invalid=child_name_problem(name, parsed) is not None,
     )
 
 
@@ -505,29 +512,23 @@ async def _reconcile(
         kopf.warn(body, reason="CycleDetected", message=parents_state.message)
         raise kopf.PermanentError(parents_state.message)
     if resolution.missing:
-        previous = body.get("status") or {}
-        status = dict(previous)
-        status["conditions"] = cond.replace_conditions(
-            previous.get("conditions") or [],
-            [
-                cond.ConditionState(
-                    cond.READY, "False", parents_state.reason, parents_state.message
-                ),
-                parents_state,
-            ],
-            generation,
-            _now(),
-        )
-        status["phase"] = "Pending"
-        status["observedGeneration"] = generation  # seen: it waits for its parents
-        await _write_status(context, namespace, name, status)
-        kopf.warn(body, reason="ParentNotFound", message=parents_state.message)
+        await _wait_for_parents(context, body, parents_state)
         # Not a retry (it would sleep out its delay whatever happens): a parent that appears
         # nudges the jobs whose status says they wait for it (`nudge_waiting_children`). One
         # that appeared while this status was being written may not have seen it: look again.
         for parent in resolution.missing:
             if await _fetch_summary(context, namespace, parent) is not None:
                 raise kopf.TemporaryError(f"parent {parent} just appeared", delay=0)
+        return
+    if invalid := [parent for parent in spec.parents if jobs[parent].invalid]:
+        # Nothing made for it (before: its output topic, made here, was left behind when both
+        # went): its fix, or any change, nudges this job (`on_spec_changed`).
+        message = (
+            f"parent {', '.join(invalid)} cannot be reconciled (see its InvalidSpec condition):"
+            " this job waits for it"
+        )
+        state = cond.ConditionState(cond.PARENTS_RESOLVED, "False", "ParentInvalid", message)
+        await _wait_for_parents(context, body, state)
         return
 
     parents = [parent_info(namespace, jobs[p], jobs, context.facts) for p in spec.parents]
@@ -596,6 +597,29 @@ async def _reconcile(
     await touch_children(context, namespace, name, waiting, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+
+
+async def _wait_for_parents(
+    context: OperatorContext, body: kopf.Body, parents_state: cond.ConditionState
+) -> None:
+    """Ready and ParentsResolved say what the job waits for, with an Event; nothing is made.
+    The generation is seen: it waits for its parents, not for a reconcile."""
+    previous = body.get("status") or {}
+    generation = int(body.metadata.get("generation") or 0)
+    status = dict(previous)
+    status["conditions"] = cond.replace_conditions(
+        previous.get("conditions") or [],
+        [
+            cond.ConditionState(cond.READY, "False", parents_state.reason, parents_state.message),
+            parents_state,
+        ],
+        generation,
+        _now(),
+    )
+    status["phase"] = "Pending"
+    status["observedGeneration"] = generation
+    await _write_status(context, body.metadata.namespace or "", body.metadata.name or "", status)
+    kopf.warn(body, reason=parents_state.reason, message=parents_state.message)
 
 
 async def _forbidden(context: OperatorContext, body: kopf.Body, exc: KubeApiError) -> NoReturn:

@@ -204,3 +204,40 @@ async def test_a_grandparent_moved_to_another_project_moves_its_grandchilds_requ
             await op.wait(lambda: bottom_up_topic("c") == after, "c's requests moved with g")
 
         await op.run(scenario)
+
+
+async def test_a_child_waits_for_an_invalid_parent_and_makes_nothing_of_its_until_fixed() -> None:
+    long_name = "p" * 60  # a name Kubernetes takes, too long for the parent's own children
+    # what the CRD's schema cannot check, pydantic's model does
+    upside_down = {"autoscaling": {"minReplicas": 3, "maxReplicas": 1}}
+
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.apply_job(long_name, dataOutputs=[{"location": "gs://b/p"}])
+            await op.apply_job("q", dataOutputs=[{"location": "gs://b/q"}], **upside_down)
+            for parent in (long_name, "q"):
+                await op.wait(
+                    lambda p=parent: op.condition_is(p, "Ready", "False", "InvalidSpec"), "invalid"
+                )
+            await op.apply_job("c", parents=[long_name])
+            await op.apply_job("d", parents=["q"])
+            for child, parent in (("c", long_name), ("d", "q")):
+                await op.wait(
+                    lambda c=child: op.condition_is(c, "Ready", "False", "ParentInvalid"), "waits"
+                )
+                assert op.condition_is(child, "ParentsResolved", "False", "ParentInvalid")
+                assert parent in (op.condition(child, "Ready") or {})["message"]
+            # before: each child made its parent's output topic and said Ready on it, and the
+            # topic was left behind once both were deleted
+            topics, subscriptions = await pubsub_names(PROJECT)
+            assert output_topic(PROJECT, NS, long_name) not in topics
+            assert output_topic(PROJECT, NS, "q") not in topics
+            assert not subscriptions and not op.objects("Deployment")
+            # the parent fixed: its child goes on, with no change to it
+            fixed = {"spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "q"), fixed)
+            await op.wait(lambda: "d" in op.objects("Deployment"), "the child made once fixed")
+            await op.wait(lambda: op.condition_is("d", "ParentsResolved", "True"), "resolved")
+
+        await op.run(scenario)
