@@ -2,7 +2,8 @@
 
 Derived from the calls in `kube.py` (get / list / create / patch / delete of children, status
 patches, annotation patches on KlioJobs), from kopf (watching KlioJobs and the workloads and
-pods it reacts to, posting Events, scanning CRDs and namespaces) and nothing else.
+pods it reacts to, posting Events, scanning CRDs, and namespaces when it watches a list of them)
+and nothing else.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Rule:
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
     cluster_scoped: bool = False  # resources that exist only cluster-wide
+    watching_some_only: bool = False  # needed only by an operator watching a list of namespaces
 
     def as_policy_rule(self) -> dict[str, Any]:
         return {
@@ -30,9 +32,10 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    # kopf: follow new CRDs and namespaces while it runs.
-    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("get", "list", "watch"), True),
-    Rule("", ("namespaces",), ("get", "list", "watch"), True),
+    # kopf: follow new CRDs while it runs; and, watching a list of namespaces, which of them
+    # exist (watching all, it never looks at namespaces). Neither is read one by one.
+    Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"), True),
+    Rule("", ("namespaces",), ("list", "watch"), True, watching_some_only=True),
     # KlioJobs: watched by kopf; finalizer, progress annotations and "parent changed" touches.
     Rule("klio.io", ("kliojobs",), ("get", "list", "watch", "patch")),
     Rule("klio.io", ("kliojobs/status",), ("patch",)),
@@ -54,10 +57,14 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def policy_rules(cluster_scoped: bool | None = None) -> list[dict[str, Any]]:
-    """PolicyRules (as in a Role / ClusterRole); filter on scope when given."""
+def policy_rules(
+    cluster_scoped: bool | None = None, *, watching_all: bool = False
+) -> list[dict[str, Any]]:
+    """PolicyRules (as in a Role / ClusterRole); filter on scope when given, and leave out what
+    an operator watching all namespaces does not need."""
     return [
         rule.as_policy_rule()
         for rule in RULES
-        if cluster_scoped is None or rule.cluster_scoped == cluster_scoped
+        if (cluster_scoped is None or rule.cluster_scoped == cluster_scoped)
+        and not (watching_all and rule.watching_some_only)
     ]

@@ -7,10 +7,14 @@ The operator's permissions, one place in the chart. Keep equal to operator/klio_
 {{- define "klio.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/* Cluster-wide too, and needed only when watching a list of namespaces (which exist). */}}
+{{- define "klio.namespaceListRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/* Rules in each watched namespace. */}}
