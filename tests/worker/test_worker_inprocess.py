@@ -321,6 +321,31 @@ def test_a_failed_publish_hands_the_batch_back_and_nothing_is_lost(
     assert sorted(got) == sorted(elements)
 
 
+def test_a_setup_that_fails_hands_the_batch_back_not_ready_and_dead_letters_nothing(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    down = tmp_path / "model-store-down"
+    down.write_text("")
+    job = _setup(pubsub, tmp_path, setup_fails_while=str(down))
+    health = HealthState()
+    quick_return = WorkerSettings(max_messages=50, max_wait_ms=20, redelivery_delay_seconds=1)
+    worker = _worker(Path(job["config"]), health=health, settings=quick_return,
+                     dead_letter_topic=job["dead_topic"])
+    elements = [unique("e") for _ in range(5)]
+    hub, name = process_hub(), job["name"]
+    with running(worker):
+        pubsub.publish(job["in_topic"], [serialize(new_message(e)) for e in elements])
+        wait_for(lambda: hub.value("klio_worker_nacked_total", job=name, reason="run_error") >= 10,
+                 30, "the batch handed back twice")
+        assert not health.ready()[0] and "model store unavailable" in health.ready()[1]
+        assert health.alive()[0]
+        down.unlink()  # the store is back: the same messages run
+        assert sorted(pubsub.collect(job["out_sub"], 5, 30)) == sorted(elements)
+        wait_for(lambda: health.ready()[0], 10, "ready again")
+    # before: each message, run alone and failing alike, was dead-lettered, and never ran
+    assert not pubsub.drain(job["dead_sub"])
+    assert hub.value("klio_dead_letter_total", job=name, reason="pipeline_error") == 0
+
+
 def test_not_ready_while_publishing_fails_then_ready_again(
         pubsub: PubSub, tmp_path: Path) -> None:
     job = _setup(pubsub, tmp_path)

@@ -65,6 +65,9 @@ class HealthState:
         self.publish_failing: str | None = None
         """Why the last batch's publishes failed (a topic gone, say): not ready until a batch's
         publishes all go out again."""
+        self.pipeline_failing: str | None = None
+        """Why the job's pipeline cannot take any message (a DoFn's setup fails: a model store
+        down, say): not ready until a batch runs again."""
 
     def tick(self) -> None:
         """The loop is alive (called every iteration and around each batch)."""
@@ -91,6 +94,8 @@ class HealthState:
             return False, self.unavailable
         if self.publish_failing is not None:
             return False, self.publish_failing
+        if self.pipeline_failing is not None:
+            return False, self.pipeline_failing
         return self.alive()
 
 

@@ -17,6 +17,7 @@ import logging
 import math
 import threading
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -567,8 +568,10 @@ class StreamingWorker:
         if not any(feed.values()):
             return BatchResult.empty()
         try:
-            return self.executor.run(feed)
+            return self._execute(feed)
         except Exception as err:
+            if _before_any_message(err):
+                raise
             # One bad element must not block the others forever: run the batch again in
             # groups, down to the messages that fail alone, and dead-letter those.
             log.warning("batch failed (%s: %s); running it again in groups to find the messages "
@@ -601,9 +604,25 @@ class StreamingWorker:
     def _try_run(self, messages: Sequence[tuple[str, bytes]]
                  ) -> tuple[BatchResult, Exception | None]:
         try:
-            return self.executor.run(_feed_of(messages)), None
+            return self._execute(_feed_of(messages)), None
         except Exception as err:
+            if _before_any_message(err):
+                raise
             return BatchResult.empty(), err
+
+    def _execute(self, feed: Mapping[str, Sequence[bytes]]) -> BatchResult:
+        """The job's run of ``feed``. A run that fails before any message (a DoFn's setup fails:
+        its model store is down, say) is no message's fault, and each would fail alike: the
+        worker is not ready, and the caller hands the batch back rather than dead-letter it."""
+        try:
+            result = self.executor.run(feed)
+        except Exception as err:
+            if _before_any_message(err):
+                self.health.pipeline_failing = (
+                    f"the job's pipeline fails before any message: {type(err).__name__}: {err}")
+            raise
+        self.health.pipeline_failing = None
+        return result
 
     def _pipeline_error(self, data: bytes, err: Exception) -> BatchResult:
         """The result of a message whose run fails alone: a dead letter."""
@@ -714,6 +733,24 @@ def _waited_out(err: Exception) -> bool:
         if_transient_error(err)
         or isinstance(err, api_exceptions.RetryError | api_exceptions.NotFound)
     )
+
+
+_LIFECYCLE_FRAMES = ("invoke_setup", "invoke_start_bundle")
+"""Beam's calls of a DoFn's ``setup`` and ``start_bundle``: they see no message."""
+
+
+def _before_any_message(err: BaseException) -> bool:
+    """Whether a failed run failed in a DoFn's ``setup`` or ``start_bundle`` (Beam's frames in
+    the traceback of ``err`` or of what it was raised from)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = traceback.extract_tb(current.__traceback__)
+        if any(frame.name.rsplit(".", 1)[-1] in _LIFECYCLE_FRAMES for frame in frames):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _feed_of(messages: Sequence[tuple[str, bytes]]) -> dict[str, list[bytes]]:

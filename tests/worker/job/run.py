@@ -3,7 +3,8 @@
 Custom ``job_config`` keys: ``setup_log`` (a line per DoFn setup), ``processed_log`` (a line per
 element run), ``sleep_seconds`` (per element, to hold a batch in flight), ``fail_element``
 (raises for that element id), ``crash_element`` (a later step, not decorated, raises for it),
-``big_element`` (its payload is made 11 MB: over what Pub/Sub takes).
+``big_element`` (its payload is made 11 MB: over what Pub/Sub takes), ``setup_fails_while`` (a
+path: setup raises while it exists, as when a model store is down).
 Each data output gets ``<element>`` written with the job's name.
 """
 
@@ -29,6 +30,9 @@ class Work(beam.DoFn):
 
     def setup(self):
         _append(self.settings.get("setup_log"), f"setup {os.getpid()}")
+        down = self.settings.get("setup_fails_while")
+        if down and os.path.exists(down):
+            raise RuntimeError("model store unavailable")
 
     @handle_klio
     def process(self, item):
