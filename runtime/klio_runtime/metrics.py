@@ -57,15 +57,17 @@ _TIMER_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 class _ElementProgress:
     """How often the job's steps in this process took in or finished an element (``steps``); how
-    many messages its router received (``received``) and holds for its batched existence checks
-    (``waiting``); all counted at once, unlike the metrics' batches (from any thread; a count that
-    may miss an increment under threads is enough). The streaming worker's liveness probe watches
-    ``steps``, so a batch of long elements is not taken for a stuck loop; ``klio job run``'s
-    progress bar shows :meth:`routed`."""
+    many messages its router received (``received``), holds for its batched existence checks
+    (``waiting``) and sent to ``run`` (``sent_to_run``, at each bundle's end); all counted at
+    once, unlike the metrics' batches (from any thread; a count that may miss an increment under
+    threads is enough). The streaming worker's liveness probe watches ``steps``, so a batch of
+    long elements is not taken for a stuck loop, and sizes its batches by the pace of the
+    messages sent to run; ``klio job run``'s progress bar shows :meth:`routed`."""
 
     steps = 0
     received = 0
     waiting = 0
+    sent_to_run = 0
 
     def routed(self) -> int:
         """Messages the router has handed on (to ``run``, past it, or dropped)."""

@@ -660,6 +660,23 @@ def test_the_batch_size_follows_the_jobs_pace() -> None:
     assert _BatchSizer(target_seconds=0, most=100).size == 100
 
 
+def test_the_batch_size_follows_the_pace_of_the_messages_sent_to_run() -> None:
+    sizer = _BatchSizer(target_seconds=20, most=100)
+    sizer.ran(1, 3.0, to_run=1)  # a new track: 3 s
+    assert sizer.size == 2  # twice as many as ran so far, at most
+    for _ in range(5):  # then a backlog of tracks done already: skipped at once
+        sizer.ran(sizer.size, 0.01 * sizer.size, to_run=0)
+    # before: grown to 100 on the skips, so the next batch of new tracks ran for 5 minutes
+    # (a drain outlasting the pod's grace period); still what fits 20 s of new tracks
+    assert sizer.size == 6
+    sizer.ran(6, 6.0, to_run=2)  # two of six new: 3 s each
+    assert sizer.size == 6
+    fresh = _BatchSizer(target_seconds=20, most=100)
+    for _ in range(7):  # no message sent to run yet: the pace of the skips is all there is
+        fresh.ran(fresh.size, 0.01 * fresh.size, to_run=0)
+    assert fresh.size == 100
+
+
 def test_a_job_of_long_elements_runs_small_batches_and_drains_in_time(
         pubsub: PubSub, tmp_path: Path) -> None:
     # 20 elements of 0.3 s: before, they ran as one batch of 6 s, outputs held back until the

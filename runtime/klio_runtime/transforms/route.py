@@ -196,6 +196,7 @@ class RouteMessages(beam.DoFn):
         bundle_ended()
         if self.to_run_count:
             self.to_run.inc(self.to_run_count)
+            element_progress.sent_to_run += self.to_run_count
             self.to_run_count = 0
 
     def _flush(self) -> Iterator[Any]:

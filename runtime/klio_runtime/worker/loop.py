@@ -51,7 +51,7 @@ from klio_runtime.io.pubsub_events import (
 )
 from klio_runtime.io.pubsub_events import dead_letter_topic as dead_letter_topic_of
 from klio_runtime.io.storage import DataStore
-from klio_runtime.metrics import KlioMetrics, process_hub
+from klio_runtime.metrics import KlioMetrics, element_progress, process_hub
 from klio_runtime.pipeline import RunFn, input_names
 from klio_runtime.transforms import klio_lines
 from klio_runtime.transforms.route import job_ref_of
@@ -170,17 +170,28 @@ class _BatchSizer:
     seconds each (audio), a full batch would hold its outputs back for many minutes, and a
     drain (SIGTERM: a rolling update, a scale-down) would outlast the pod's grace period, so
     the kill would hand the whole batch back to run again. ``target_seconds`` 0: always
-    ``most``."""
+    ``most``.
+
+    The pace is that of the messages sent to ``run`` once some were: messages that skip the work
+    (output exists, pings) take next to nothing, and a batch grown on them would hold many times
+    the target's work when the next messages are new."""
 
     def __init__(self, target_seconds: float, most: int) -> None:
         self.target_seconds, self.most = target_seconds, most
         self.size = 1 if target_seconds else most
+        self.seconds_per_run: float | None = None  # the last batch's that sent any to run
 
-    def ran(self, count: int, seconds: float) -> None:
-        """A batch of ``count`` messages ran in ``seconds``."""
+    def ran(self, count: int, seconds: float, to_run: int | None = None) -> None:
+        """A batch of ``count`` messages, ``to_run`` of which were sent to ``run`` (None: all),
+        ran in ``seconds``."""
         if not self.target_seconds or count < 1:
             return
+        sent = count if to_run is None else to_run
+        if sent > 0:
+            self.seconds_per_run = seconds / sent
         fits = self.target_seconds * count / seconds if seconds > 0 else float(self.most)
+        if self.seconds_per_run:  # as if all of the next batch were sent to run
+            fits = min(fits, self.target_seconds / self.seconds_per_run)
         self.size = max(1, min(self.most, max(self.size, 2 * count), int(fits)))
 
 
@@ -393,9 +404,11 @@ class StreamingWorker:
         self.lease.hold(batch)
         self.metrics.in_flight.labels(job=self.config.job_name).inc(len(batch))
         in_flight = _InFlight(batch, time.monotonic())
+        sent_before = element_progress.sent_to_run
         try:
             in_flight.outgoing, in_flight.nacked = self._outgoing(batch)
-            self.batch_sizer.ran(len(batch), time.monotonic() - in_flight.started)
+            self.batch_sizer.ran(len(batch), time.monotonic() - in_flight.started,
+                                 element_progress.sent_to_run - sent_before)
             in_flight.futures = self.client.publish_nowait(
                 (o.topic, o.data, o.attributes) for o in in_flight.outgoing)
             self._dead_letter_too_large(in_flight)
