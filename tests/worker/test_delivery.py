@@ -78,3 +78,16 @@ def test_sigterm_finishes_the_batch_then_exits_zero(pubsub: PubSub, tmp_path: Pa
     assert f"drained, exiting (acked {len(done)} messages)" in worker.log(), worker.log()
     # --log-level debug reaches the klio logger too: Klio's DEBUG lines show
     assert "KlioMessage full audit log - Entity ID: " in worker.log()
+
+
+def test_a_dead_letters_detail_fits_pub_subs_attribute_limit_in_bytes() -> None:
+    from klio_runtime.io.events import DeadLetter
+    from klio_runtime.io.pubsub_events import ATTR_DETAIL, dead_letter_message
+
+    # an error naming an element in another script: 3 bytes a character
+    detail = "KeyError: " + "曲" * 1000
+    attributes = dead_letter_message(DeadLetter("pipeline_error", "run", detail), "j").attributes
+    value = attributes[ATTR_DETAIL]
+    # before: cut at 1,000 characters, 3,010 bytes, which Pub/Sub refuses (1,024 at most)
+    assert len(value.encode("utf-8")) <= 1024
+    assert detail.startswith(value) and len(value) > 300

@@ -28,7 +28,7 @@ from klio_runtime.worker.settings import DEAD_LETTER_KEY, ENV_DEAD_LETTER_TOPIC,
 ATTR_REASON = "klio_dead_letter_reason"
 ATTR_DETAIL = "klio_dead_letter_detail"
 ATTR_JOB = "klio_job"
-DETAIL_LIMIT = 1000  # characters: Pub/Sub caps an attribute value at 1024 bytes
+DETAIL_LIMIT = 1024  # bytes: what Pub/Sub takes of an attribute value (UTF-8)
 
 
 def pubsub_project(config: KlioConfig) -> str | None:
@@ -160,7 +160,8 @@ def dead_letter_message(letter: DeadLetter, job_name: str) -> PubsubMessage:
         letter.to_json().encode("utf-8"),
         {
             ATTR_REASON: letter.reason,
-            ATTR_DETAIL: letter.detail[:DETAIL_LIMIT],
+            # cut on a character: an error naming a non-ASCII element would go past it in bytes
+            ATTR_DETAIL: letter.detail.encode("utf-8")[:DETAIL_LIMIT].decode("utf-8", "ignore"),
             ATTR_JOB: job_name,
         },
     )
