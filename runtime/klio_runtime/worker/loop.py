@@ -144,6 +144,8 @@ class _InFlight:
 
 PULL_RETRY_FIRST_SECONDS = 0.5
 PULL_RETRY_MAX_SECONDS = 10.0
+PIPELINE_RETRY_FIRST_SECONDS = 1.0
+PIPELINE_RETRY_MAX_SECONDS = 30.0
 
 
 class _Backoff:
@@ -299,12 +301,32 @@ class StreamingWorker:
                 if in_flight is not None:
                     self._finish(in_flight)
                 in_flight = started
+                if in_flight is None and self.health.pipeline_failing is not None:
+                    self._wait_for_pipeline()
             if in_flight is not None:
                 self._finish(in_flight)
         finally:
             self.lease.stop()
             self.executor.close()
             self.client.close()
+
+    def _wait_for_pipeline(self) -> None:
+        """The job's pipeline fails before any message (see :meth:`_execute`): nothing is pulled,
+        as each hand-back costs the messages a delivery attempt (a subscription's dead-letter
+        policy counts them), and it is tried with no message after pauses that grow, until it
+        runs (ready again, pulling) or the worker stops."""
+        log.warning("%s; not pulling until it runs", self.health.pipeline_failing)
+        backoff = _Backoff(PIPELINE_RETRY_FIRST_SECONDS, PIPELINE_RETRY_MAX_SECONDS)
+        while not self.stop_event.wait(backoff.next_delay()):
+            self.health.tick()
+            try:
+                self._execute({name: [] for name, _ in self.inputs})
+            except Exception as err:
+                self.health.pipeline_failing = (
+                    f"the job's pipeline fails before any message: {type(err).__name__}: {err}")
+                continue
+            log.info("the job's pipeline runs again; pulling")
+            return
 
     def _wait_for_subscriptions(self) -> bool:
         missing = [sub for _, sub in self.inputs]
