@@ -463,8 +463,12 @@ def build_status(
         "subscriptions": list(o.subscription_names),
         "parents": list(o.parent_names),
     }
-    if o.selector is not None:
-        status["selector"] = o.selector
+    # A blocked job's workers run on: their selector stays (the scale subresource reads it).
+    selector = o.selector if o.selector is not None else (
+        previous.get("selector") if o.blocked else None
+    )
+    if selector is not None:
+        status["selector"] = selector
     # a blocked job (no workload observed) keeps its run: fixed, it must not make it again
     run = o.run if o.run is not None else previous.get("run") if o.blocked else None
     if run is not None:

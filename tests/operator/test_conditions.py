@@ -40,7 +40,7 @@ def observe(obj: Any = None, pods: Any = (), desired: int = 2, **kw: Any) -> con
             suspended=kw.pop("suspended", False),
             engine=kw.pop("engine", None),
         ),
-        selector="app=x",
+        selector=kw.pop("selector", "app=x"),
         **kw,
     )
 
@@ -144,9 +144,12 @@ def test_a_blocked_job_keeps_the_worker_counts_of_its_last_good_spec() -> None:
     # Nothing is applied or pruned for it: its running workers go on running.
     running = cond.build_status(observe(deployment(ready=2, desired=3), desired=3), None, T0)
     invalid = cond.invalid_spec(["spec.replicas: must be ≥ 0"])
-    status = cond.build_status(observe(blocked=invalid, desired=0), running, T1)
+    # (a blocked job's workload is not observed: no selector of its own)
+    status = cond.build_status(observe(blocked=invalid, desired=0, selector=None), running, T1)
     assert (status["readyWorkers"], status["replicas"], status["desiredWorkers"]) == (2, 3, 3)
     assert status["phase"] == "Failed"
+    # so does their selector: the scale subresource (kubectl scale, an HPA) reads it
+    assert status["selector"] == "app=x"
     # A job never reconciled has none.
     fresh = cond.build_status(observe(blocked=invalid, desired=0), None, T0)
     assert (fresh["readyWorkers"], fresh["replicas"], fresh["desiredWorkers"]) == (0, 0, 0)
