@@ -141,8 +141,9 @@ class JobSummary(NamedTuple):
     """Its status says a parent is missing or invalid, or its parents form a cycle: a parent
     that appears (or reconciles, once fixed or the cycle is broken) must nudge it."""
     invalid: bool = False
-    """Its spec cannot be reconciled, whatever its parents (it does not parse, or its name is
-    too long for its children's): its children wait for it, and make nothing of its."""
+    """Its spec cannot be reconciled (it does not parse, its name is too long for its
+    children's, or its status says its current generation was refused): its children wait for
+    it, and make nothing of its."""
 
 
 def _context(memo: Any) -> OperatorContext:
@@ -182,6 +183,14 @@ async def index_job(
         return {}  # a job being deleted no longer counts as a parent
     context.latest[key] = dict(body)  # the top level only: the watch's dicts are not reused
     summary = parsed_job(context, name, spec, meta).summary
+    ready = cond.condition_of(status, cond.READY)
+    if (
+        ready is not None
+        and ready.get("reason") in BLOCKED_REASONS
+        and status.get("observedGeneration") == meta.get("generation")
+    ):
+        # refused as it is now (a plan the API or planning refuses, a cycle): see `invalid`
+        summary = summary._replace(invalid=True)
     parents = cond.condition_of(status, cond.PARENTS_RESOLVED)
     if parents is not None and parents.get("reason") in WAITING_REASONS:
         summary = summary._replace(waiting=True)
@@ -493,6 +502,7 @@ async def _reconcile(
         )
         await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
+        await _tell_children_blocked(context, namespace, name, klio_jobs)
         raise kopf.PermanentError(f"invalid spec: {blocked.message}") from exc
 
     jobs = _ancestors(klio_jobs, namespace, spec.parents)
@@ -510,6 +520,7 @@ async def _reconcile(
             context, namespace, name, _blocked_status(body, parents_state, parents_state)
         )
         kopf.warn(body, reason="CycleDetected", message=parents_state.message)
+        await _tell_children_blocked(context, namespace, name, klio_jobs)
         raise kopf.PermanentError(parents_state.message)
     if resolution.missing:
         await _wait_for_parents(context, body, parents_state)
@@ -542,6 +553,7 @@ async def _reconcile(
         blocked = cond.invalid_spec(exc.errors)
         await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
+        await _tell_children_blocked(context, namespace, name, klio_jobs)
         raise kopf.PermanentError(blocked.message) from exc
 
     topics_state = await _ensure_pubsub(context, body, plan)
@@ -567,6 +579,7 @@ async def _reconcile(
         status = _blocked_status(body, parents_state, blocked, plan.pubsub)
         await _write_status(context, namespace, name, status)
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
+        await _tell_children_blocked(context, namespace, name, klio_jobs)
         raise kopf.PermanentError(blocked.message) from exc
     stored = {object_key(child): result for child, result in zip(children, applied, strict=True)}
     context.children_applied[(namespace, name)] = {
@@ -593,10 +606,23 @@ async def _reconcile(
         # The workload changed while we worked, and its event may have been dropped as "not
         # reconciled yet": look once more, now that the status exists.
         await refresh_status(context, namespace, name)
-    waiting = [job for job in _children_of(klio_jobs, namespace, name) if job.waiting]
-    await touch_children(context, namespace, name, waiting, "appeared")
+    previous_parents = cond.condition_of(body.get("status"), cond.PARENTS_RESOLVED)
+    was_waiting = bool(previous_parents and previous_parents.get("reason") in WAITING_REASONS)
+    dependents = _children_of(klio_jobs, namespace, name)
+    # A job that waited for its parents reads their topics now, where its children's bottom-up
+    # requests go (a grandparent made again in another project, say): all of them are told.
+    told = dependents if was_waiting else [job for job in dependents if job.waiting]
+    await touch_children(context, namespace, name, told, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+
+
+async def _tell_children_blocked(
+    context: OperatorContext, namespace: str, name: str, klio_jobs: kopf.Index[str, JobSummary]
+) -> None:
+    """A job that cannot be reconciled: its children look again, and wait for it."""
+    children = _children_of(klio_jobs, namespace, name)
+    await touch_children(context, namespace, name, children, "blocked")
 
 
 async def _wait_for_parents(

@@ -241,3 +241,54 @@ async def test_a_child_waits_for_an_invalid_parent_and_makes_nothing_of_its_unti
             await op.wait(lambda: op.condition_is("d", "ParentsResolved", "True"), "resolved")
 
         await op.run(scenario)
+
+
+async def test_a_child_waits_for_a_parent_its_plan_refuses_and_nothing_is_left_behind() -> None:
+    twice = [{"type": "pubsub", "topic": "uploads"}, {"type": "pubsub", "topic": "uploads"}]
+
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            # parsed, but refused by planning (one topic read twice)
+            await op.apply_job("q", dataOutputs=[{"location": "gs://b/q"}], eventInputs=twice)
+            await op.wait(lambda: op.condition_is("q", "Ready", "False", "InvalidSpec"), "invalid")
+            await op.apply_job("d", parents=["q"])
+            await op.wait(lambda: op.condition_is("d", "Ready", "False", "ParentInvalid"), "waits")
+            topics, _ = await pubsub_names(PROJECT)
+            # before: d made q's output topic and a Deployment, and the topic outlived both
+            assert output_topic(PROJECT, NS, "q") not in topics
+            assert "d" not in op.objects("Deployment")
+            one = {"spec": {"eventInputs": twice[:1]}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "q"), one)
+            await op.wait(lambda: "d" in op.objects("Deployment"), "the child made once fixed")
+
+        await op.run(scenario)
+
+
+async def test_a_grandparent_made_again_elsewhere_moves_its_grandchilds_requests() -> None:
+    async with operator_under_test() as op:
+
+        def bottom_up_topic(job: str) -> str | None:
+            config_map = op.objects("ConfigMap").get(f"{job}-config")
+            if config_map is None:
+                return None
+            config = yaml.safe_load(config_map["data"]["klio-job.yaml"])
+            parents = config["job_config"].get("parents") or [{}]
+            return str(parents[0].get("topic"))
+
+        async def scenario() -> None:
+            await op.apply_job("g", dataOutputs=[{"location": "gs://b/g"}])
+            await op.apply_job("p", parents=["g"], dataOutputs=[{"location": "gs://b/p"}])
+            await op.apply_job("c", parents=["p"])
+            before = output_topic(PROJECT, NS, "g")
+            await op.wait(lambda: bottom_up_topic("c") == before, "c asks on g's topic")
+            await op.delete_job("g")
+            await op.wait(lambda: op.condition_is("p", "ParentsResolved", "False"), "p waits")
+            elsewhere = {"project": "test-project"}
+            outputs = [{"location": "gs://b/g"}]
+            await op.apply_job("g", dataOutputs=outputs, pipelineOptions=elsewhere)
+            # before: p healed, but c went on asking on the topic g's finalizer deleted
+            after = output_topic("test-project", NS, "g")
+            await op.wait(lambda: bottom_up_topic("c") == after, "c's requests moved with g")
+
+        await op.run(scenario)
