@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 from klio_operator.dag import dead_letter_topic, output_topic, parent_subscription
@@ -179,31 +181,14 @@ async def test_a_parent_appearing_later_heals_its_child_promptly() -> None:
         await op.run(scenario)
 
 
-async def test_a_grandparent_moved_to_another_project_moves_its_grandchilds_requests() -> None:
-    async with operator_under_test() as op:
-
-        def bottom_up_topic(job: str) -> str | None:
-            config_map = op.objects("ConfigMap").get(f"{job}-config")
-            if config_map is None:
-                return None
-            config = yaml.safe_load(config_map["data"]["klio-job.yaml"])
-            parents = config["job_config"].get("parents") or [{}]
-            return str(parents[0].get("topic"))
-
-        async def scenario() -> None:
-            await op.apply_job("g", dataOutputs=[{"location": "gs://b/g"}])
-            await op.apply_job("p", parents=["g"], dataOutputs=[{"location": "gs://b/p"}])
-            await op.apply_job("c", parents=["p"])
-            # c asks p for missing input on the topic p reads: g's output
-            before = output_topic(PROJECT, NS, "g")
-            await op.wait(lambda: bottom_up_topic("c") == before, "c's requests to g's topic")
-            moved = {"spec": {"pipelineOptions": {"project": "test-project"}}}
-            await op.send("PATCH", resource_path("KlioJob", NS, "g"), moved)
-            # before: c went on asking on the old topic, which g's reconcile deleted
-            after = output_topic("test-project", NS, "g")
-            await op.wait(lambda: bottom_up_topic("c") == after, "c's requests moved with g")
-
-        await op.run(scenario)
+def bottom_up_topic(op: Any, job: str) -> str | None:
+    """The topic ``job``'s worker asks its first parent on (``job_config.parents``)."""
+    config_map = op.objects("ConfigMap").get(f"{job}-config")
+    if config_map is None:
+        return None
+    config = yaml.safe_load(config_map["data"]["klio-job.yaml"])
+    parents = config["job_config"].get("parents") or [{}]
+    return str(parents[0].get("topic"))
 
 
 async def test_a_child_waits_for_an_invalid_parent_and_makes_nothing_of_its_until_fixed() -> None:
@@ -265,30 +250,25 @@ async def test_a_child_waits_for_a_parent_its_plan_refuses_and_nothing_is_left_b
         await op.run(scenario)
 
 
-async def test_a_grandparent_made_again_elsewhere_moves_its_grandchilds_requests() -> None:
+async def test_a_grandparent_moved_or_made_again_elsewhere_moves_its_grandchilds_requests() -> None:
     async with operator_under_test() as op:
-
-        def bottom_up_topic(job: str) -> str | None:
-            config_map = op.objects("ConfigMap").get(f"{job}-config")
-            if config_map is None:
-                return None
-            config = yaml.safe_load(config_map["data"]["klio-job.yaml"])
-            parents = config["job_config"].get("parents") or [{}]
-            return str(parents[0].get("topic"))
 
         async def scenario() -> None:
             await op.apply_job("g", dataOutputs=[{"location": "gs://b/g"}])
             await op.apply_job("p", parents=["g"], dataOutputs=[{"location": "gs://b/p"}])
             await op.apply_job("c", parents=["p"])
+            # c asks p for missing input on the topic p reads: g's output
             before = output_topic(PROJECT, NS, "g")
-            await op.wait(lambda: bottom_up_topic("c") == before, "c asks on g's topic")
+            await op.wait(lambda: bottom_up_topic(op, "c") == before, "c asks on g's topic")
+            moved = {"spec": {"pipelineOptions": {"project": "test-project"}}}
+            await op.send("PATCH", resource_path("KlioJob", NS, "g"), moved)
+            # before: c went on asking on the old topic, which g's reconcile deleted
+            after = output_topic("test-project", NS, "g")
+            await op.wait(lambda: bottom_up_topic(op, "c") == after, "c's requests moved with g")
             await op.delete_job("g")
             await op.wait(lambda: op.condition_is("p", "ParentsResolved", "False"), "p waits")
-            elsewhere = {"project": "test-project"}
-            outputs = [{"location": "gs://b/g"}]
-            await op.apply_job("g", dataOutputs=outputs, pipelineOptions=elsewhere)
+            await op.apply_job("g", dataOutputs=[{"location": "gs://b/g"}])
             # before: p healed, but c went on asking on the topic g's finalizer deleted
-            after = output_topic("test-project", NS, "g")
-            await op.wait(lambda: bottom_up_topic("c") == after, "c's requests moved with g")
+            await op.wait(lambda: bottom_up_topic(op, "c") == before, "c's requests moved back")
 
         await op.run(scenario)
