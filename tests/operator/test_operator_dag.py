@@ -31,9 +31,8 @@ async def test_three_job_dag_comes_up_ready_then_goes_away() -> None:
                 eventInputs=[{"type": "pubsub", "topic": uploads}],
                 dataOutputs=[{"location": "gs://bkt/a", "fileSuffix": ".ogg"}],
             )
-            await op.wait(
-                lambda: {"a-metrics", "b-metrics", "c-metrics"} <= set(op.objects("Service")),
-                "every child",
+            await op.wait(  # the workload is applied last, after the rest
+                lambda: set("abc") <= set(op.objects("Deployment")), "every job's workload"
             )
             for job in "abc":
                 assert f"{job}-config" in op.objects("ConfigMap")
