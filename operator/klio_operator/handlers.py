@@ -502,7 +502,7 @@ async def _reconcile(
         )
         await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
-        await _tell_children_blocked(context, namespace, name, klio_jobs)
+        await _tell_children_blocked(context, body, "InvalidSpec", klio_jobs)
         raise kopf.PermanentError(f"invalid spec: {blocked.message}") from exc
 
     jobs = _ancestors(klio_jobs, namespace, spec.parents)
@@ -520,7 +520,7 @@ async def _reconcile(
             context, namespace, name, _blocked_status(body, parents_state, parents_state)
         )
         kopf.warn(body, reason="CycleDetected", message=parents_state.message)
-        await _tell_children_blocked(context, namespace, name, klio_jobs)
+        await _tell_children_blocked(context, body, "CycleDetected", klio_jobs)
         raise kopf.PermanentError(parents_state.message)
     if resolution.missing:
         await _wait_for_parents(context, body, parents_state)
@@ -553,7 +553,7 @@ async def _reconcile(
         blocked = cond.invalid_spec(exc.errors)
         await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
-        await _tell_children_blocked(context, namespace, name, klio_jobs)
+        await _tell_children_blocked(context, body, "InvalidSpec", klio_jobs)
         raise kopf.PermanentError(blocked.message) from exc
 
     topics_state = await _ensure_pubsub(context, body, plan)
@@ -579,7 +579,7 @@ async def _reconcile(
         status = _blocked_status(body, parents_state, blocked, plan.pubsub)
         await _write_status(context, namespace, name, status)
         kopf.warn(body, reason="InvalidSpec", message=blocked.message)
-        await _tell_children_blocked(context, namespace, name, klio_jobs)
+        await _tell_children_blocked(context, body, "InvalidSpec", klio_jobs)
         raise kopf.PermanentError(blocked.message) from exc
     stored = {object_key(child): result for child, result in zip(children, applied, strict=True)}
     context.children_applied[(namespace, name)] = {
@@ -618,9 +618,18 @@ async def _reconcile(
 
 
 async def _tell_children_blocked(
-    context: OperatorContext, namespace: str, name: str, klio_jobs: kopf.Index[str, JobSummary]
+    context: OperatorContext,
+    body: kopf.Body,
+    reason: str,
+    klio_jobs: kopf.Index[str, JobSummary],
 ) -> None:
-    """A job that cannot be reconciled: its children look again, and wait for it."""
+    """A job just refused (`reason`, which its status did not say yet): its children look
+    again, and wait for it. Once only: in a cycle, a child is an ancestor too, and its own
+    refusal would tell this job again, for ever."""
+    ready = cond.condition_of(body.get("status"), cond.READY)
+    if ready is not None and ready.get("reason") == reason:
+        return
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     children = _children_of(klio_jobs, namespace, name)
     await touch_children(context, namespace, name, children, "blocked")
 
