@@ -317,16 +317,28 @@ class StreamingWorker:
         runs (ready again, pulling) or the worker stops."""
         log.warning("%s; not pulling until it runs", self.health.pipeline_failing)
         backoff = _Backoff(PIPELINE_RETRY_FIRST_SECONDS, PIPELINE_RETRY_MAX_SECONDS)
-        while not self.stop_event.wait(backoff.next_delay()):
-            self.health.tick()
+        while self._paused(backoff.next_delay()):
             try:
                 self._execute({name: [] for name, _ in self.inputs})
             except Exception as err:
-                self.health.pipeline_failing = (
-                    f"the job's pipeline fails before any message: {type(err).__name__}: {err}")
-                continue
+                if _before_any_message(err):
+                    continue
+                # Set up, then failed on no message (a step that needs one): messages may run.
+                log.info("the job's pipeline sets up again (%s: %s on no message); pulling",
+                         type(err).__name__, err)
+                self.health.pipeline_failing = None
+                return
             log.info("the job's pipeline runs again; pulling")
             return
+
+    def _paused(self, seconds: float) -> bool:
+        """Wait ``seconds``, alive for the liveness probe all along; False if stopped."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.stop_event.wait(min(left, self.health.stall_seconds / 4)):
+                return False
+            self.health.tick()
+        return True
 
     def _wait_for_subscriptions(self) -> bool:
         missing = [sub for _, sub in self.inputs]

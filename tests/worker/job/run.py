@@ -4,7 +4,8 @@ Custom ``job_config`` keys: ``setup_log`` (a line per DoFn setup), ``processed_l
 element run), ``sleep_seconds`` (per element, to hold a batch in flight), ``fail_element``
 (raises for that element id), ``crash_element`` (a later step, not decorated, raises for it),
 ``big_element`` (its payload is made 11 MB: over what Pub/Sub takes), ``setup_fails_while`` (a
-path: setup raises while it exists, as when a model store is down).
+path: setup raises while it exists, as when a model store is down), ``bundle_needs_a_message``
+(finish_bundle raises on a bundle of none, as a step flushing a batch it gathered may).
 Each data output gets ``<element>`` written with the job's name.
 """
 
@@ -34,8 +35,16 @@ class Work(beam.DoFn):
         if down and os.path.exists(down):
             raise RuntimeError("model store unavailable")
 
+    def start_bundle(self):
+        self.in_bundle = 0
+
+    def finish_bundle(self):
+        if self.settings.get("bundle_needs_a_message") and not self.in_bundle:
+            raise ValueError("max() arg is an empty sequence")
+
     @handle_klio
     def process(self, item):
+        self.in_bundle += 1
         element = item.element.decode("utf-8")
         if element == self.settings.get("fail_element"):
             raise ValueError(f"cannot handle {element}")
