@@ -623,11 +623,16 @@ async def _tell_children_blocked(
     reason: str,
     klio_jobs: kopf.Index[str, JobSummary],
 ) -> None:
-    """A job just refused (`reason`, which its status did not say yet): its children look
-    again, and wait for it. Once only: in a cycle, a child is an ancestor too, and its own
-    refusal would tell this job again, for ever."""
+    """A job just refused (`reason`, which its status did not say yet of this generation): its
+    children look again, and wait for it. Once a generation: in a cycle, a child is an
+    ancestor too, and its own refusal would tell this job again, for ever."""
     ready = cond.condition_of(body.get("status"), cond.READY)
-    if ready is not None and ready.get("reason") == reason:
+    generation = int(body.metadata.get("generation") or 0)
+    if (
+        ready is not None
+        and ready.get("reason") == reason
+        and ready.get("observedGeneration") == generation
+    ):
         return
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     children = _children_of(klio_jobs, namespace, name)

@@ -282,3 +282,39 @@ async def test_a_grandparent_moved_or_made_again_elsewhere_moves_its_grandchilds
             await op.wait(lambda: bottom_up_topic(op, "c") == before, "c's requests moved back")
 
         await op.run(scenario)
+
+
+async def test_a_refused_job_tells_its_children_once_a_generation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import kopf
+    from klio_operator import handlers
+
+    told: list[str] = []
+
+    async def touch(context: Any, namespace: str, parent: str, jobs: Any, why: str) -> None:
+        told.extend(job.name for job in jobs)
+
+    monkeypatch.setattr(handlers, "touch_children", touch)
+    index = {("child", NS, "q"): [handlers.JobSummary("d", ("q",), PROJECT, ())]}
+
+    def refused(generation: int, said_of: int) -> kopf.Body:
+        ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec"}
+        return kopf.Body(
+            {
+                "metadata": {"name": "q", "namespace": NS, "generation": generation},
+                "status": {"conditions": [{**ready, "observedGeneration": said_of}]},
+            }
+        )
+
+    # refused again for the generation its status speaks of: told already (in a cycle, each
+    # job's refusal would otherwise tell the other for ever)
+    context: Any = None  # not used: the touch is recorded
+    await handlers._tell_children_blocked(context, refused(2, 2), "InvalidSpec", index)
+    assert told == []
+    # a new generation refused too: a child made since may have planned on it meanwhile
+    # (before: not told, as the reason was the same)
+    await handlers._tell_children_blocked(context, refused(2, 1), "InvalidSpec", index)
+    assert told == ["d"]
+    await handlers._tell_children_blocked(context, refused(2, 2), "CycleDetected", index)
+    assert told == ["d", "d"]
