@@ -365,6 +365,25 @@ def test_a_setup_that_fails_hands_the_batch_back_not_ready_and_dead_letters_noth
     assert hub.value("klio_dead_letter_total", job=name, reason="pipeline_error") == 0
 
 
+def test_the_pauses_between_trials_of_a_broken_pipeline_grow_across_the_batches_between(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    job = _setup(pubsub, tmp_path)
+    worker = _worker(Path(job["config"]))
+
+    def past_setup(feed: Any) -> Any:  # a step that needs a message fails the empty trial
+        raise ValueError("max() arg is an empty sequence")
+
+    worker._execute = past_setup  # type: ignore[method-assign]
+    worker.health.pipeline_failing = "setup failed"
+    started = time.monotonic()
+    worker._wait_for_pipeline()  # 1 s, then pulls: a later step's setup may fail again
+    worker.health.pipeline_failing = "setup failed"
+    worker._wait_for_pipeline()  # 2 s (before: 1 s again, a hand-back a second)
+    assert worker.pipeline_backoff.failures == 2
+    assert time.monotonic() - started >= 3.0
+    worker.executor.close()
+
+
 def test_not_ready_while_publishing_fails_then_ready_again(
         pubsub: PubSub, tmp_path: Path) -> None:
     job = _setup(pubsub, tmp_path)

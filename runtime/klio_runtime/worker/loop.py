@@ -224,6 +224,9 @@ class StreamingWorker:
         self.stop_event = threading.Event()
         self.pull_backoff = _Backoff(PULL_RETRY_FIRST_SECONDS, PULL_RETRY_MAX_SECONDS)
         self._pull_turn = 0  # the input the next batch is pulled from first
+        # pauses between trials of a pipeline that fails before any message; growing until a
+        # run goes through, across the batches pulled meanwhile (see _wait_for_pipeline)
+        self.pipeline_backoff = _Backoff(PIPELINE_RETRY_FIRST_SECONDS, PIPELINE_RETRY_MAX_SECONDS)
         self.batch_sizer = _BatchSizer(self.settings.target_batch_seconds,
                                        self.settings.max_messages)
         self.store = DataStore()
@@ -316,8 +319,7 @@ class StreamingWorker:
         policy counts them), and it is tried with no message after pauses that grow, until it
         runs (ready again, pulling) or the worker stops."""
         log.warning("%s; not pulling until it runs", self.health.pipeline_failing)
-        backoff = _Backoff(PIPELINE_RETRY_FIRST_SECONDS, PIPELINE_RETRY_MAX_SECONDS)
-        while self._paused(backoff.next_delay()):
+        while self._paused(self.pipeline_backoff.next_delay()):
             try:
                 self._execute({name: [] for name, _ in self.inputs})
             except Exception as err:
@@ -669,6 +671,7 @@ class StreamingWorker:
                     f"the job's pipeline fails before any message: {type(err).__name__}: {err}")
             raise
         self.health.pipeline_failing = None
+        self.pipeline_backoff.reset()
         return result
 
     def _pipeline_error(self, data: bytes, err: Exception) -> BatchResult:
