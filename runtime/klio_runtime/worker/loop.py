@@ -464,7 +464,8 @@ class StreamingWorker:
         by_ack_id = {m.ack_id: m for m in in_flight.batch}
         too_large: dict[str, tuple[_Outgoing, BaseException]] = {}
         for o, future in zip(in_flight.outgoing, in_flight.futures, strict=True):
-            error = future.exception() if future.done() else None
+            refused_now = future.done() and not future.cancelled()  # cancelled: exception() raises
+            error = future.exception() if refused_now else None
             if isinstance(error, MessageTooLargeError) and o.source in by_ack_id:
                 too_large.setdefault(o.source, (o, error))
         if not too_large:
