@@ -1048,17 +1048,25 @@ async def on_deleted(
     topics = set(status.get("topics") or [])
     try:
         spec = parse_spec(dict(body.spec))
-        plan = plan_job(
-            Owner(name, namespace),
-            spec,
-            [ParentInfo(p, project_of(spec, context.facts)) for p in spec.parents],
-            context.facts,
-        )
-        subscriptions |= {s.name for s in plan.pubsub.subscriptions}
-        topics |= {t.name for t in plan.pubsub.topics}
-        subscriptions -= set(plan.external_subscriptions)
-    except (SpecError, PlanningError):
-        pass  # an invalid job created nothing beyond what its status lists
+    except SpecError:
+        spec = None  # an invalid job created nothing beyond what its status lists
+    if spec is not None:
+        project = project_of(spec, context.facts)
+        try:
+            plan = plan_job(
+                Owner(name, namespace),
+                spec,
+                [ParentInfo(p, project) for p in spec.parents],
+                context.facts,
+            )
+        except PlanningError:
+            # Refused, it made nothing; but a child made with it, before its refusal was known,
+            # may have made its output topic, named by the operator after it.
+            topics.add(dag.output_topic(project, namespace, name))
+        else:
+            subscriptions |= {s.name for s in plan.pubsub.subscriptions}
+            topics |= {t.name for t in plan.pubsub.topics}
+            subscriptions -= set(plan.external_subscriptions)
     try:
         await context.pubsub.remove(sorted(subscriptions), sorted(topics))
     except PubSubAdminError as exc:

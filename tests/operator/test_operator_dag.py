@@ -318,3 +318,23 @@ async def test_a_refused_job_tells_its_children_once_a_generation(
     assert told == ["d"]
     await handlers._tell_children_blocked(context, refused(2, 2), "CycleDetected", index)
     assert told == ["d", "d"]
+
+
+async def test_a_refused_jobs_output_topic_made_by_a_child_goes_with_it() -> None:
+    twice = [{"type": "pubsub", "topic": "uploads"}, {"type": "pubsub", "topic": "uploads"}]
+
+    async with operator_under_test() as op:
+
+        async def scenario() -> None:
+            await op.apply_job("q", eventInputs=twice)  # refused by planning
+            await op.wait(lambda: op.condition_is("q", "Ready", "False", "InvalidSpec"), "invalid")
+            # as a child applied with it may make it, before q's refusal is known
+            made = output_topic(PROJECT, NS, "q")
+            await op.context.pubsub.ensure_topic(made)
+            await op.delete_job("q")
+            await op.wait(lambda: "q" not in op.objects("KlioJob"), "q gone")
+            # before: left behind, as the refused job's status named nothing to delete
+            topics, _ = await pubsub_names(PROJECT)
+            assert made not in topics
+
+        await op.run(scenario)
