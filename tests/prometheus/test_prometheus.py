@@ -60,6 +60,44 @@ def test_promtool_checks_the_chart_rules(rules_file: Path) -> None:
     assert "SUCCESS: 4 rules found" in proc.stdout
 
 
+def test_a_first_dead_letter_fires_the_alert_after_its_wait(
+    rules_file: Path, tmp_path: Path
+) -> None:
+    promtool = Path(prometheus_binary() or "").with_name("promtool")
+    # a worker's first dead letters for a reason: a new series, 3 from its first scrape on
+    series = ('klio_dead_letter_total{namespace="audio",service="job-a-metrics",'
+              'job="job-a",reason="decode_error"}')
+    test = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "30s",
+        "tests": [{
+            "interval": "30s",
+            "input_series": [{"series": series, "values": "_x10 3x40"}],
+            "alert_rule_test": [{
+                "alertname": "KlioJobDeadLetterGrowing",
+                "eval_time": "11m",
+                # before: the series' own value was dropped once increase() saw it (0): no alert
+                "exp_alerts": [{
+                    "exp_labels": {"namespace": "audio", "service": "job-a-metrics",
+                                   "severity": "warning"},
+                    "exp_annotations": {
+                        "summary": "Klio workers behind audio/job-a-metrics send messages to"
+                                   " dead-letter.",
+                        "description": "3 messages went to dead-letter in the last 10 minutes:"
+                                       " they failed to parse or to process. Read the dead-letter"
+                                       " topic or file and the worker logs.",
+                    },
+                }],
+            }],
+        }],
+    }
+    path = tmp_path / "dead-letter-test.yml"
+    path.write_text(yaml.safe_dump(test))
+    proc = subprocess.run([str(promtool), "test", "rules", str(path)], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.fixture
 def worker() -> Iterator[tuple[KlioMetrics, int]]:
     """A worker-like endpoint: the runtime's own metrics registry, served on /metrics."""
