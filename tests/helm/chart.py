@@ -72,7 +72,21 @@ def render(
 ) -> list[dict[str, Any]]:
     """Every object `helm template` renders (CRDs included), parsed."""
     out = run_helm(template_args(values_files, values)).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return [doc for doc in yaml.load_all(out, Loader=_UniqueKeyLoader) if doc]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, refusing a key given twice in one mapping (safe_load keeps the last, where
+    kustomize, Argo CD and strict parsers refuse the whole file)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        twice = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if twice:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key(s) {', '.join(twice)} given twice", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
 
 
 def by_kind(objects: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -343,3 +343,33 @@ def test_the_same_port_for_health_and_metrics_is_refused() -> None:
     assert proc.returncode != 0
     assert "health.port and metrics.port must differ" in proc.stderr
 
+
+
+def test_values_that_repeat_the_charts_own_keys_or_look_like_numbers_render_valid_objects() -> None:
+    values = {
+        "podLabels": {"app.kubernetes.io/name": "klio-operator", "team": "audio"},
+        "podAnnotations": {"kubectl.kubernetes.io/default-container": "x"},
+        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {
+            "enabled": True, "additionalAlertLabels": {"severity": "page", "team": "audio"}}},
+        "priorityClassName": "100",
+        "serviceAccount": {"name": "1000"},
+        "pubsub": {"credentialsSecret": "0123"},
+        "watchNamespaces": ["2024"],
+    }
+    # render() refuses a key given twice (before: `severity`, and podLabels' own keys)
+    objects = render(values=values)
+    deployment = one(objects, "Deployment")
+    template = deployment["spec"]["template"]["metadata"]
+    # the selector's labels win: a podLabels key of theirs would leave the pods unselected
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= template["labels"].items()
+    assert template["labels"]["team"] == "audio"
+    assert template["annotations"]["kubectl.kubernetes.io/default-container"] == "operator"
+    rule = one(objects, "PrometheusRule")
+    labels = [r["labels"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert all(label == {"severity": "page", "team": "audio"} for label in labels)
+    # strings that look like numbers stay strings (before: 100, 1000 and 2024 as integers)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "100" and pod["serviceAccountName"] == "1000"
+    assert one(objects, "Role")["metadata"]["namespace"] == "2024"
+    secrets = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
+    assert secrets == ["0123"]

@@ -70,3 +70,8 @@ A Prometheus duration (30s, 1m30s, 500ms) in milliseconds, to compare two of the
 {{- end -}}
 {{- $total -}}
 {{- end }}
+
+{{/* An alert's labels: its severity, unless additionalAlertLabels says another (one key each). */}}
+{{- define "klio.alertLabels" -}}
+{{- toYaml (merge (deepCopy (.rule.additionalAlertLabels | default dict)) (dict "severity" .severity)) }}
+{{- end }}
