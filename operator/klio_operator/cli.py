@@ -23,6 +23,7 @@ from klio_operator.models import KIND, Runner, SpecError, parse_spec
 from klio_operator.planning import (
     DEFAULT_PROJECT,
     ENV_KEDA_AUTHENTICATION,
+    ENV_SERVICE_MONITOR_LABELS,
     ClusterFacts,
     Owner,
     ParentInfo,
@@ -31,6 +32,7 @@ from klio_operator.planning import (
     plan_job,
     project_of,
     render_yaml,
+    service_monitor_labels,
     topic_read_by,
 )
 
@@ -211,6 +213,9 @@ def render(
     )
     if os.environ.get(ENV_KEDA_AUTHENTICATION):  # as the running operator reads it
         facts = dataclasses.replace(facts, keda_authentication=os.environ[ENV_KEDA_AUTHENTICATION])
+    if os.environ.get(ENV_SERVICE_MONITOR_LABELS):
+        labels = service_monitor_labels(os.environ[ENV_SERVICE_MONITOR_LABELS])
+        facts = dataclasses.replace(facts, service_monitor_labels=labels)
     documents = _load_documents(files)
     errors: list[str] = []
     jobs: dict[str, tuple[Path, dict[str, Any], Any]] = {}

@@ -36,6 +36,10 @@ LABEL_JOB = "klio.io/job"
 ANNOTATION_CONFIG_HASH = "klio.io/config-hash"
 DEFAULT_PROJECT = EMULATOR_PROJECT  # the runtime's name for a project none was given
 ENV_KEDA_AUTHENTICATION = "KLIO_KEDA_AUTHENTICATION"
+ENV_SERVICE_MONITOR_LABELS = "KLIO_SERVICE_MONITOR_LABELS"
+"""Labels (a JSON object) for the workers' ServiceMonitors, e.g. the `release` label a
+kube-prometheus-stack Prometheus selects ServiceMonitors by. The chart sets it from
+`metrics.serviceMonitor.labels`."""
 """Names the KEDA TriggerAuthentication of the ScaledObjects (else `klio-pubsub`)."""
 MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub's minimum for a dead-letter policy
 ACK_DEADLINE_SECONDS = 60
@@ -59,6 +63,7 @@ class ClusterFacts:
     default_project: str = DEFAULT_PROJECT  # Pub/Sub project when pipelineOptions has none
     keda_authentication: str = "klio-pubsub"  # KEDA TriggerAuthentication for gcp-pubsub
     # (named by ENV_KEDA_AUTHENTICATION in the operator's environment)
+    service_monitor_labels: tuple[tuple[str, str], ...] = ()  # see ENV_SERVICE_MONITOR_LABELS
 
 
 @dataclass(frozen=True)
@@ -586,7 +591,7 @@ def plan_job(
         workload = ("Deployment", job)
         children.append(_metrics_service(owner))
         if facts.has_service_monitor:
-            children.append(_service_monitor(owner))
+            children.append(_service_monitor(owner, facts))
         if spec.autoscaling is not None and not spec.suspend:
             if facts.has_keda:
                 subs = [sub for _, sub in inputs]
@@ -702,11 +707,31 @@ def _metrics_service(owner: Owner) -> dict[str, Any]:
     }
 
 
-def _service_monitor(owner: Owner) -> dict[str, Any]:
+def service_monitor_labels(text: str | None) -> tuple[tuple[str, str], ...]:
+    """The labels ENV_SERVICE_MONITOR_LABELS gives (a JSON object of strings), sorted."""
+    if not text:
+        return ()
+    try:
+        labels = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{ENV_SERVICE_MONITOR_LABELS}: not JSON ({err}): {text!r}") from None
+    if not isinstance(labels, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in labels.items()
+    ):
+        raise ValueError(
+            f"{ENV_SERVICE_MONITOR_LABELS}: a JSON object of string labels, not {text!r}"
+        )
+    return tuple(sorted(labels.items()))
+
+
+def _service_monitor(owner: Owner, facts: ClusterFacts) -> dict[str, Any]:
+    metadata = _metadata(owner, owner.name, "metrics")
+    # the job's own labels win: pruning and drift repair find its children by them
+    metadata["labels"] = {**dict(facts.service_monitor_labels), **metadata["labels"]}
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": _metadata(owner, owner.name, "metrics"),
+        "metadata": metadata,
         "spec": {
             "selector": {"matchLabels": labels_for(owner.name, "metrics")},
             "endpoints": [

@@ -18,9 +18,11 @@ from klio_operator.models import KIND as KLIOJOB_KIND
 from klio_operator.planning import (
     DEFAULT_PROJECT,
     ENV_KEDA_AUTHENTICATION,
+    ENV_SERVICE_MONITOR_LABELS,
     MANAGED_BY,
     ClusterFacts,
     selector_string,
+    service_monitor_labels,
 )
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
@@ -166,6 +168,8 @@ async def startup(
         or DEFAULT_PROJECT,
         keda_authentication=os.environ.get(ENV_KEDA_AUTHENTICATION)
         or context.facts.keda_authentication,
+        service_monitor_labels=service_monitor_labels(os.environ.get(ENV_SERVICE_MONITOR_LABELS))
+        or context.facts.service_monitor_labels,
     )
 
     if context.drift_interval > 0:

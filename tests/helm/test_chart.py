@@ -373,3 +373,13 @@ def test_values_that_repeat_the_charts_own_keys_or_look_like_numbers_render_vali
     assert one(objects, "Role")["metadata"]["namespace"] == "2024"
     secrets = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
     assert secrets == ["0123"]
+
+
+def test_the_service_monitor_labels_reach_the_operator_for_the_workers_monitors() -> None:
+    labels = {"release": "kube-prometheus-stack"}
+    objects = render(values={"metrics": {"serviceMonitor": {"enabled": True, "labels": labels}}})
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert json.loads(env["KLIO_SERVICE_MONITOR_LABELS"]) == labels
+    default = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "KLIO_SERVICE_MONITOR_LABELS" not in {e["name"] for e in default["env"]}

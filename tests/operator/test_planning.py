@@ -17,6 +17,7 @@ from klio_operator.planning import (
     PlanningError,
     event_topics_of,
     plan_job,
+    service_monitor_labels,
 )
 from klio_runtime.config import parse_config
 from klio_runtime.pipeline import build_pipeline
@@ -318,6 +319,18 @@ def test_service_monitor_only_when_prometheus_operator_exists() -> None:
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
+
+
+def test_the_workers_service_monitor_carries_the_labels_prometheus_selects_by() -> None:
+    # kube-prometheus-stack selects ServiceMonitors by `release` (before: no way to give it)
+    labels = service_monitor_labels('{"release": "kube-prometheus-stack", "klio.io/job": "x"}')
+    facts = ClusterFacts(has_service_monitor=True, service_monitor_labels=labels)
+    monitor = by_kind(plan_job(OWNER, spec(), facts=facts))["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["metadata"]["labels"]["klio.io/job"] == "child"  # the job's own win
+    assert service_monitor_labels("") == ()
+    with pytest.raises(ValueError, match="KLIO_SERVICE_MONITOR_LABELS"):
+        service_monitor_labels('["release"]')
 
 
 def test_hpa_without_keda() -> None:
