@@ -226,6 +226,9 @@ BAD_VALUES = [
     ({"securityContext": {"allowPrivilegeEscalation": True}},
      "/securityContext/allowPrivilegeEscalation"),
     ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
+    ({"securityContext": {"privileged": True}}, "/securityContext/privileged"),
+    ({"metrics": {"prometheusRule": {"notReadyFor": "30s15m"}}},
+     "/metrics/prometheusRule/notReadyFor"),  # Prometheus wants the largest unit first
     ({"resources": {"limits": {"gpu": 1}}}, "/resources/limits"),
     ({"pubsub": {"emulatorHost": "http://pubsub:8085"}}, "/pubsub/emulatorHost"),
     ({"pubsub": {"driftCheckSeconds": -1}}, "/pubsub/driftCheckSeconds"),
@@ -383,3 +386,21 @@ def test_the_service_monitor_labels_reach_the_operator_for_the_workers_monitors(
     assert json.loads(env["KLIO_SERVICE_MONITOR_LABELS"]) == labels
     default = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "KLIO_SERVICE_MONITOR_LABELS" not in {e["name"] for e in default["env"]}
+
+
+def test_the_restricted_fields_policies_ask_for_at_either_level_are_taken() -> None:
+    # what Kyverno-style policies often require at the container level too (before: refused)
+    seccomp = {"type": "RuntimeDefault"}
+    values = {
+        "securityContext": {"seccompProfile": seccomp, "runAsUser": 10001, "runAsGroup": 10001,
+                            "privileged": False},
+        "podSecurityContext": {"fsGroupChangePolicy": "OnRootMismatch",
+                               "supplementalGroups": [10001]},
+        "resources": {"requests": {"cpu": ".5", "memory": "128Mi"}},  # quantities as written
+        "metrics": {"prometheusRule": {"notReadyFor": "1h30m"}},
+    }
+    deployment = one(render(values=values), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["securityContext"]["seccompProfile"] == seccomp
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert_pod_security_restricted(pod)
