@@ -500,9 +500,7 @@ async def _reconcile(
         parents_state = cond.ConditionState(
             cond.PARENTS_RESOLVED, "Unknown", "InvalidSpec", "the spec is invalid"
         )
-        await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
-        kopf.warn(body, reason="InvalidSpec", message=blocked.message)
-        await _tell_children_blocked(context, body, "InvalidSpec", klio_jobs)
+        await _report_refusal(context, body, parents_state, blocked, klio_jobs)
         raise kopf.PermanentError(f"invalid spec: {blocked.message}") from exc
 
     jobs = _ancestors(klio_jobs, namespace, spec.parents)
@@ -516,11 +514,7 @@ async def _reconcile(
     resolution = dag.resolve_parents(name, spec.parents, graph)
     parents_state = cond.parents_condition(resolution)
     if resolution.cycle is not None:
-        await _write_status(
-            context, namespace, name, _blocked_status(body, parents_state, parents_state)
-        )
-        kopf.warn(body, reason="CycleDetected", message=parents_state.message)
-        await _tell_children_blocked(context, body, "CycleDetected", klio_jobs)
+        await _report_refusal(context, body, parents_state, parents_state, klio_jobs)
         raise kopf.PermanentError(parents_state.message)
     if resolution.missing:
         await _wait_for_parents(context, body, parents_state)
@@ -551,9 +545,7 @@ async def _reconcile(
             plan = plan_job(owner, spec, parents, context.facts, kept_subscriptions=kept)
     except PlanningError as exc:
         blocked = cond.invalid_spec(exc.errors)
-        await _write_status(context, namespace, name, _blocked_status(body, parents_state, blocked))
-        kopf.warn(body, reason="InvalidSpec", message=blocked.message)
-        await _tell_children_blocked(context, body, "InvalidSpec", klio_jobs)
+        await _report_refusal(context, body, parents_state, blocked, klio_jobs)
         raise kopf.PermanentError(blocked.message) from exc
 
     topics_state = await _ensure_pubsub(context, body, plan)
@@ -576,10 +568,7 @@ async def _reconcile(
             raise
         # Retrying cannot help until the spec changes (a value only the API server checks).
         blocked = cond.invalid_spec([f"the API server refused a child object: {exc}"])
-        status = _blocked_status(body, parents_state, blocked, plan.pubsub)
-        await _write_status(context, namespace, name, status)
-        kopf.warn(body, reason="InvalidSpec", message=blocked.message)
-        await _tell_children_blocked(context, body, "InvalidSpec", klio_jobs)
+        await _report_refusal(context, body, parents_state, blocked, klio_jobs, plan.pubsub)
         raise kopf.PermanentError(blocked.message) from exc
     stored = {object_key(child): result for child, result in zip(children, applied, strict=True)}
     context.children_applied[(namespace, name)] = {
@@ -615,6 +604,23 @@ async def _reconcile(
     await touch_children(context, namespace, name, told, "appeared")
     if topics_state.status != "True":
         raise kopf.TemporaryError(topics_state.message, delay=context.retry_delay)
+
+
+async def _report_refusal(
+    context: OperatorContext,
+    body: kopf.Body,
+    parents_state: cond.ConditionState,
+    blocked: cond.ConditionState,
+    klio_jobs: kopf.Index[str, JobSummary],
+    made: PubSubPlan | None = None,
+) -> None:
+    """A job that cannot be reconciled (`blocked` says why): its status and a Warning Event say
+    so, and its children are told (the caller raises the PermanentError)."""
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    status = _blocked_status(body, parents_state, blocked, made)
+    await _write_status(context, namespace, name, status)
+    kopf.warn(body, reason=blocked.reason, message=blocked.message)
+    await _tell_children_blocked(context, body, blocked.reason, klio_jobs)
 
 
 async def _tell_children_blocked(
