@@ -109,11 +109,11 @@ async def test_a_cycle_is_named_and_nothing_is_created() -> None:
                     lambda job=job: op.condition_is(job, "Ready", "False", "CycleDetected"), job
                 )
             # and it settles: a refused job tells its children once, not each time a child
-            # refused too (in a cycle, its own ancestor) tells it back (before: ~200 a second)
+            # refused too (in a cycle, its own ancestor) tells it back (before: ~200 a second).
+            # Each job is refused at most twice: on its own, and once told by its parent.
             refused = op.context.metrics.reconciles.labels(result="permanent_error")
-            before = refused._value.get()
             await asyncio.sleep(2)  # what would follow, if anything did
-            assert refused._value.get() - before <= 3
+            assert refused._value.get() <= 2 * 3
 
         await op.run(scenario)
 
