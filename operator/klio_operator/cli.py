@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import os
@@ -22,8 +21,6 @@ from klio_operator.klio_job_dirs import read_job_dir
 from klio_operator.models import KIND, Runner, SpecError, parse_spec
 from klio_operator.planning import (
     DEFAULT_PROJECT,
-    ENV_KEDA_AUTHENTICATION,
-    ENV_SERVICE_MONITOR_LABELS,
     ClusterFacts,
     Owner,
     ParentInfo,
@@ -32,8 +29,8 @@ from klio_operator.planning import (
     plan_job,
     project_of,
     render_yaml,
-    service_monitor_labels,
     topic_read_by,
+    with_environment,
 )
 
 EXIT_INVALID = 2
@@ -211,11 +208,7 @@ def render(
         has_keda=with_keda,
         default_project=project or DEFAULT_PROJECT,
     )
-    if os.environ.get(ENV_KEDA_AUTHENTICATION):  # as the running operator reads it
-        facts = dataclasses.replace(facts, keda_authentication=os.environ[ENV_KEDA_AUTHENTICATION])
-    if os.environ.get(ENV_SERVICE_MONITOR_LABELS):
-        labels = service_monitor_labels(os.environ[ENV_SERVICE_MONITOR_LABELS])
-        facts = dataclasses.replace(facts, service_monitor_labels=labels)
+    facts = with_environment(facts)  # as the running operator reads it
     documents = _load_documents(files)
     errors: list[str] = []
     jobs: dict[str, tuple[Path, dict[str, Any], Any]] = {}

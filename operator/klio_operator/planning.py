@@ -6,8 +6,10 @@ apply) and the Pub/Sub topics and subscriptions of its edges. The handlers apply
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -722,6 +724,17 @@ def service_monitor_labels(text: str | None) -> tuple[tuple[str, str], ...]:
             f"{ENV_SERVICE_MONITOR_LABELS}: a JSON object of string labels, not {text!r}"
         )
     return tuple(sorted(labels.items()))
+
+
+def with_environment(facts: ClusterFacts) -> ClusterFacts:
+    """``facts`` with what the operator's environment sets (ENV_KEDA_AUTHENTICATION,
+    ENV_SERVICE_MONITOR_LABELS): the running operator and ``klio-operator render`` alike."""
+    return dataclasses.replace(
+        facts,
+        keda_authentication=os.environ.get(ENV_KEDA_AUTHENTICATION) or facts.keda_authentication,
+        service_monitor_labels=service_monitor_labels(os.environ.get(ENV_SERVICE_MONITOR_LABELS))
+        or facts.service_monitor_labels,
+    )
 
 
 def _service_monitor(owner: Owner, facts: ClusterFacts) -> dict[str, Any]:

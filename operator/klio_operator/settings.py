@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -17,12 +18,9 @@ from klio_operator.metrics import OperatorMetrics
 from klio_operator.models import KIND as KLIOJOB_KIND
 from klio_operator.planning import (
     DEFAULT_PROJECT,
-    ENV_KEDA_AUTHENTICATION,
-    ENV_SERVICE_MONITOR_LABELS,
     MANAGED_BY,
-    ClusterFacts,
     selector_string,
-    service_monitor_labels,
+    with_environment,
 )
 from klio_operator.pubsub_admin import AsyncPubSubAdmin
 
@@ -158,18 +156,17 @@ async def startup(
         memo["klio"] = context
     context.worker_pods = worker_pods  # kopf's index object: filled as pods are watched
     groups = await context.kube.api_groups()
-    context.facts = ClusterFacts(
-        has_service_monitor=OPTIONAL_GROUPS["ServiceMonitor"] in groups,
-        has_keda=OPTIONAL_GROUPS["ScaledObject"] in groups,
-        default_project=os.environ.get(ENV_PROJECT)
-        or os.environ.get("GOOGLE_CLOUD_PROJECT")
-        or context.facts.default_project
-        or credentials_project()
-        or DEFAULT_PROJECT,
-        keda_authentication=os.environ.get(ENV_KEDA_AUTHENTICATION)
-        or context.facts.keda_authentication,
-        service_monitor_labels=service_monitor_labels(os.environ.get(ENV_SERVICE_MONITOR_LABELS))
-        or context.facts.service_monitor_labels,
+    context.facts = with_environment(
+        dataclasses.replace(
+            context.facts,
+            has_service_monitor=OPTIONAL_GROUPS["ServiceMonitor"] in groups,
+            has_keda=OPTIONAL_GROUPS["ScaledObject"] in groups,
+            default_project=os.environ.get(ENV_PROJECT)
+            or os.environ.get("GOOGLE_CLOUD_PROJECT")
+            or context.facts.default_project
+            or credentials_project()
+            or DEFAULT_PROJECT,
+        )
     )
 
     if context.drift_interval > 0:
