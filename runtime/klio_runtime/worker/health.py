@@ -67,7 +67,8 @@ class HealthState:
         publishes all go out again."""
         self.pipeline_failing: str | None = None
         """Why the job's pipeline cannot take any message (a DoFn's setup fails: a model store
-        down, say): not ready until a batch runs again."""
+        down, say): not ready until a run goes through again (a trial with no message, or a
+        batch)."""
 
     def tick(self) -> None:
         """The loop is alive (called every iteration and around each batch)."""

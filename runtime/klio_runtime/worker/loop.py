@@ -322,9 +322,9 @@ class StreamingWorker:
         while self._paused(self.pipeline_backoff.next_delay()):
             try:
                 self._execute({name: [] for name, _ in self.inputs})
+            except PipelineFailsBeforeAnyMessage:
+                continue
             except Exception as err:
-                if _before_any_message(err):
-                    continue
                 # Set up, then failed on no message (a step that needs one): messages may run.
                 log.info("the job's pipeline sets up again (%s: %s on no message); pulling",
                          type(err).__name__, err)
@@ -619,9 +619,9 @@ class StreamingWorker:
             return BatchResult.empty()
         try:
             return self._execute(feed)
+        except PipelineFailsBeforeAnyMessage:
+            raise
         except Exception as err:
-            if _before_any_message(err):
-                raise
             # One bad element must not block the others forever: run the batch again in
             # groups, down to the messages that fail alone, and dead-letter those.
             log.warning("batch failed (%s: %s); running it again in groups to find the messages "
@@ -655,22 +655,24 @@ class StreamingWorker:
                  ) -> tuple[BatchResult, Exception | None]:
         try:
             return self._execute(_feed_of(messages)), None
+        except PipelineFailsBeforeAnyMessage:
+            raise
         except Exception as err:
-            if _before_any_message(err):
-                raise
             return BatchResult.empty(), err
 
     def _execute(self, feed: Mapping[str, Sequence[bytes]]) -> BatchResult:
         """The job's run of ``feed``. A run that fails before any message (a DoFn's setup fails:
         its model store is down, say) is no message's fault, and each would fail alike: the
-        worker is not ready, and the caller hands the batch back rather than dead-letter it."""
+        worker is not ready, and PipelineFailsBeforeAnyMessage tells the caller to hand the batch
+        back rather than dead-letter it."""
         try:
             result = self.executor.run(feed)
         except Exception as err:
-            if _before_any_message(err):
-                self.health.pipeline_failing = (
-                    f"the job's pipeline fails before any message: {type(err).__name__}: {err}")
-            raise
+            if not _before_any_message(err):
+                raise
+            self.health.pipeline_failing = (
+                f"the job's pipeline fails before any message: {type(err).__name__}: {err}")
+            raise PipelineFailsBeforeAnyMessage(self.health.pipeline_failing) from err
         self.health.pipeline_failing = None
         self.pipeline_backoff.reset()
         return result
@@ -784,6 +786,10 @@ def _waited_out(err: Exception) -> bool:
         if_transient_error(err)
         or isinstance(err, api_exceptions.RetryError | api_exceptions.NotFound)
     )
+
+
+class PipelineFailsBeforeAnyMessage(RuntimeError):
+    """A run of the job failed in a DoFn's ``setup`` or ``start_bundle``: no message's fault."""
 
 
 _LIFECYCLE_FRAMES = ("invoke_setup", "invoke_start_bundle")
