@@ -138,6 +138,31 @@ def test_bad_files_raise_a_reason_naming_the_element(bad_dir: Path, name: str, r
         assert f"id-{name}" in str(caught.value)
 
 
+def test_a_wav_of_unknown_length_loads_whole(audio_dir: Path, tmp_path: Path) -> None:
+    # A writer that cannot seek back (ffmpeg to a pipe, a live recorder) leaves 0xFFFFFFFF as
+    # the RIFF and data sizes: the data runs to the end of the file, as librosa reads it.
+    data = bytearray((audio_dir / "tone.wav").read_bytes())
+    at = data.index(b"data")
+    data[4:8] = data[at + 4 : at + 8] = (0xFFFFFFFF).to_bytes(4, "little")
+    streamed = tmp_path / "streamed.wav"
+    streamed.write_bytes(bytes(data))
+    whole, sr = load_audio(audio_dir / "tone.wav", sr=None, mono=False)
+    for source in (streamed, bytes(data), io.BytesIO(bytes(data))):
+        y, sr2 = load_audio(source, sr=None, mono=False)
+        assert sr2 == sr
+        np.testing.assert_array_equal(y, whole)
+
+
+def test_loading_a_file_object_leaves_it_where_it_was(audio_dir: Path) -> None:
+    # One downloaded file object may reach LoadAudio and a job's own step; neither may find the
+    # other's reading position.
+    for at in (0, 100):
+        source = io.BytesIO((audio_dir / "tone.flac").read_bytes())
+        source.seek(at)
+        load_audio(source, sr=None)
+        assert source.tell() == at
+
+
 def test_arrays_without_channels_or_with_nan_are_refused() -> None:
     with pytest.raises(AudioError, match="0 channels") as caught:
         check_waveform(np.zeros((0, 100), dtype=np.float32), "silent-0ch")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import io
 import types
 import warnings
 from collections.abc import Callable, Iterator
@@ -58,6 +59,10 @@ class BinarySerializer:
                 # Fortran-contiguous): the function may change it in place, and a retry or
                 # another step reads the item again
                 payload = payload.copy(order="A")
+            elif isinstance(payload, io.BytesIO):
+                # a file object of its own, at its start, as each of Klio's steps unpickles one:
+                # a step beside LoadAudio reads the whole file whichever of them runs first
+                payload = io.BytesIO(payload.getvalue())
         else:
             element = bytes(data.element)
             payload = decode_payload(

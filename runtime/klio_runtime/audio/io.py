@@ -97,7 +97,7 @@ class _LoadBinaryFn(_DataLocationFn):
             raise AudioError(item.element, errors.IO_ERROR, f"cannot read {path}: {err}") from err
         log.debug("Downloaded %s", filename)
         # klio-audio's GcsLoadBinary handed on a BytesIO (pickled); the decoder reads it in place.
-        return item.replace(io.BytesIO(data), "pickle", source_path=path)
+        return item.replace(io.BytesIO(data), "pickle")
 
 
 class GcsLoadBinary(AudioStep):
@@ -129,9 +129,8 @@ class _UploadFn(_DataLocationFn):
         name = self.prefix + _safe_element(item) + self.suffix + (self.file_suffix or "")
         path = _join(self.location, name)
         plot = self.step == "GcsUploadPlot"
-        # as Klio's: the given format, else the output's file suffix (else the plot step's)
-        fmt = (self.file_format or (self.file_suffix or "").lstrip(".")
-               or item.meta.get("image_format") or "png")
+        # as Klio's: the given format, else the output's file suffix, else PNG
+        fmt = self.file_format or (self.file_suffix or "").lstrip(".") or "png"
         if plot:  # klio-audio's lines for a plot
             self.step_runtime().logger.debug("Saving plot as %s for %s", fmt, item.element)
         data = self._content(item, fmt)
@@ -197,7 +196,7 @@ class GcsUploadPlot(UploadData):
             location=location, file_suffix=file_suffix, prefix=prefix, suffix=suffix,
             file_format=file_format, config=config, **savefig_kwargs,
         )
-        self.dofn.step = "GcsUploadPlot"
+        self.fn.step = "GcsUploadPlot"
 
 
 class _StreamFeatureFn(_DataLocationFn):
@@ -230,14 +229,13 @@ class _StreamFeatureFn(_DataLocationFn):
             if not FileSystems.exists(source):
                 raise AudioError(item.element, errors.IO_ERROR, f"cannot read {path}: not found")
         try:
-            result, sr = features.stream_feature(
+            result, _ = features.stream_feature(
                 source, self.feature, element=item.element, **self.librosa_kwargs
             )
         finally:
             if hasattr(source, "close"):
                 source.close()
-        hop = self.librosa_kwargs.get("hop_length", 512)
-        return item.replace(result, "numpy", sample_rate=sr, hop_length=hop, source_path=path)
+        return item.replace(result, "numpy")
 
 
 class StreamFeature(AudioStep):
@@ -246,7 +244,8 @@ class StreamFeature(AudioStep):
     For long files: memory is the feature plus one block of audio, never the decoded file.
     ``feature``: "mel", "mfcc" or "stft_magnitude"; at the file's native rate, mono, without
     centring (``librosa.stream``'s convention); ``n_fft``, ``hop_length``, ``block_frames`` and
-    the feature's librosa keyword arguments pass through. Plot transforms take its output.
+    the feature's librosa keyword arguments pass through. Plot transforms take its output; as
+    any plot, they label it at librosa's rate and hop unless told (``MelSpecToPlot(sr=44100)``).
     """
 
     def __init__(

@@ -32,30 +32,26 @@ _PICKLE_PROTOCOLS = frozenset(range(2, 6))
 class AudioItem:
     """A KlioMessage in flight between audio steps, its payload kept as an object.
 
-    ``meta`` carries facts later steps need and klio-audio lost on the way (``sample_rate`` after
-    loading, ``hop_length`` after a feature), so plots get their axes right by themselves.
+    It holds nothing the message's bytes do not: a step computes the same from either (a job's
+    test hands its steps bytes where ``klio job run`` hands them items).
     """
 
-    __slots__ = ("encoding", "message", "meta", "payload")
+    __slots__ = ("encoding", "message", "payload")
 
     def __init__(
-        self, message: KlioMessage, payload: Any, encoding: Encoding = "pickle",
-        meta: dict[str, Any] | None = None,
+        self, message: KlioMessage, payload: Any, encoding: Encoding = "pickle"
     ) -> None:
         self.message = message
         self.payload = payload
         self.encoding: Encoding = encoding
-        self.meta: dict[str, Any] = meta if meta is not None else {}
 
     @property
     def element(self) -> str:
         return kmessage.element_id(self.message)
 
-    def replace(
-        self, payload: Any, encoding: Encoding = "numpy", **meta: Any
-    ) -> AudioItem:
-        """The same message with a new payload (and ``meta`` updated); the message is shared."""
-        return AudioItem(self.message, payload, encoding, {**self.meta, **meta})
+    def replace(self, payload: Any, encoding: Encoding = "numpy") -> AudioItem:
+        """The same message with a new payload; the message is shared."""
+        return AudioItem(self.message, payload, encoding)
 
     def bare_message(self) -> KlioMessage | None:
         """A copy of the message, its payload empty, for a step that reads the array itself and
@@ -91,16 +87,16 @@ class AudioItem:
         stripped = KlioMessage()
         stripped.CopyFrom(self.message)
         stripped.data.payload = b""
-        return (_restore, (stripped.SerializeToString(), self.payload, self.encoding, self.meta))
+        return (_restore, (stripped.SerializeToString(), self.payload, self.encoding))
 
     def __repr__(self) -> str:
         shown = (f"ndarray{self.payload.shape}" if isinstance(self.payload, np.ndarray)
                  else type(self.payload).__name__)
-        return f"AudioItem(element={self.element!r}, payload={shown}, meta={self.meta})"
+        return f"AudioItem(element={self.element!r}, payload={shown})"
 
 
-def _restore(message: bytes, payload: Any, encoding: Encoding, meta: dict[str, Any]) -> AudioItem:
-    return AudioItem(KlioMessage.FromString(message), payload, encoding, meta)
+def _restore(message: bytes, payload: Any, encoding: Encoding) -> AudioItem:
+    return AudioItem(KlioMessage.FromString(message), payload, encoding)
 
 
 def estimated_size(value: Any) -> int:

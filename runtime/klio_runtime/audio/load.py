@@ -156,9 +156,24 @@ def _open_input(source: AudioSource) -> Iterator[Any]:
     elif isinstance(source, str | os.PathLike):
         yield os.fspath(source)
     else:
-        if source.seekable():
-            source.seek(0)
+        with _read_from_start(source) as raw:
+            yield raw
+
+
+@contextmanager
+def _read_from_start(source: Any) -> Iterator[Any]:
+    """``source`` at its start, put back where it was once read: one payload object may go to
+    several steps (a job's own step beside LoadAudio), and each expects to read it all, as each
+    of Klio's steps unpickles a copy of its own."""
+    if not source.seekable():
         yield source
+        return
+    position = source.tell()
+    source.seek(0)
+    try:
+        yield source
+    finally:
+        source.seek(position)
 
 
 def _decode_soundfile(
@@ -182,7 +197,7 @@ def _decode_soundfile(
                 raise AudioError(
                     name, errors.TRUNCATED, f"decoding stopped: libsndfile: {err.error_string}"
                 ) from err
-            if f.format == "WAV" and _WAV_SHORT_DATA.search(f.extra_info):
+            if f.format == "WAV" and _wav_data_cut_short(f.extra_info):
                 raise AudioError(
                     name, errors.TRUNCATED,
                     "the WAV header promises more sample data than the file holds",
@@ -199,7 +214,16 @@ def _decode_soundfile(
 
 
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
-_WAV_SHORT_DATA = re.compile(r"^data\s*:\s*\d+\s*\(should be", re.MULTILINE)
+_WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be", re.MULTILINE)
+_WAV_UNKNOWN_SIZE = 0xFFFFFFFF
+"""The data size a WAV writer that cannot seek back (ffmpeg to a pipe, a live recorder) leaves
+in the header: the data runs to the end of the file, as libsndfile (and so librosa) reads it."""
+
+
+def _wav_data_cut_short(extra_info: str) -> bool:
+    """Whether libsndfile found less sample data than the WAV header announces."""
+    found = _WAV_DATA_SIZE.search(extra_info)
+    return found is not None and int(found.group(1)) != _WAV_UNKNOWN_SIZE
 
 # ffmpeg's messages, most specific first: (pattern, reason).
 _FFMPEG_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -252,9 +276,8 @@ def _as_path(source: AudioSource) -> Iterator[str]:
         if isinstance(source, bytes | bytearray | memoryview):
             tmp.write(source)
         else:
-            if source.seekable():
-                source.seek(0)
-            shutil.copyfileobj(source, tmp)
+            with _read_from_start(source) as raw:
+                shutil.copyfileobj(raw, tmp)
         tmp.flush()
         yield tmp.name
 

@@ -1,4 +1,4 @@
-"""The shape every audio transform shares: a small DoFn per step, wrapped in a PTransform.
+"""The shape every audio transform shares: a small DoFn per step, applied as a ParDo.
 
 A step receives an AudioItem (or KlioMessage bytes), computes one thing, and emits an AudioItem.
 Any failure for an element drops that element — logged with its id, counted by reason on the job's
@@ -163,31 +163,17 @@ def _message_shown(incoming: Any) -> Any:
     return shown
 
 
-class AudioStep(beam.PTransform):
-    """``pcoll | Step(...)``: the step's DoFn as a ParDo; the main output is returned.
+class AudioStep(beam.ParDo):
+    """``pcoll | Step(...)``: a ParDo of the step's DoFn, as each of Klio's audio transforms is
+    (its metaclass wraps the DoFn in ``beam.ParDo``). Dropped elements go to the ``drop`` output:
+    ``Step().with_outputs(DROP_TAG, main="main")`` gives them beside the main output."""
 
-    Dropped elements go to the DoFn's ``drop`` output; ``with_drops()`` returns both.
-    """
+    def __init__(self, dofn: AudioDoFn, output_type: Any = AudioItem) -> None:
+        super().__init__(dofn)
+        self.with_output_types(output_type)
 
-    def __init__(
-        self, dofn: AudioDoFn, label: str | None = None, output_type: Any = AudioItem
-    ) -> None:
-        super().__init__(label)
-        self.dofn = dofn
-        self.output_type = output_type
-        self._with_drops = False
-
-    def with_drops(self) -> AudioStep:
-        """Make ``expand`` return ``(main, drops)`` instead of the main output alone."""
-        self._with_drops = True
-        return self
-
-    def expand(self, pcoll: Any) -> Any:
-        step = beam.ParDo(self.dofn).with_output_types(self.output_type)
-        outputs = pcoll | step.with_outputs(DROP_TAG, main="main")
-        if self._with_drops:
-            return outputs["main"], outputs[DROP_TAG]
-        return outputs["main"]
+    def default_label(self) -> str:
+        return type(self).__name__
 
 
 def check_array(item: AudioItem, kind: str) -> Any:

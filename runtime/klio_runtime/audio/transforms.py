@@ -38,8 +38,8 @@ class _LoadAudioFn(AudioDoFn):
                 "or make the payload the file's path",
             )
         self.step_runtime().logger.debug("Loading %s into memory as a numpy array.", item.element)
-        y, sr = load.load_audio(_audio_source(item), element=item.element, **self.options)
-        return item.replace(y, "numpy", sample_rate=sr)
+        y, _ = load.load_audio(_audio_source(item), element=item.element, **self.options)
+        return item.replace(y, "numpy")
 
 
 def _audio_source(item: AudioItem) -> Any:
@@ -97,17 +97,9 @@ class _FeatureFn(AudioDoFn):
 
     def apply(self, item: AudioItem) -> AudioItem:
         data = check_array(item, "audio or a spectrogram")
-        kwargs = dict(self.kwargs)
-        meta: dict[str, Any] = {}
-        if self.step in ("GetSTFT", "GetMelSpec", "GetMFCC"):
-            meta["hop_length"] = kwargs.get("hop_length", plots.DEFAULT_HOP_LENGTH)
-        if self.step == "GetMelSpec":
-            # librosa's sr unless given, as klio-audio passes only the step's own arguments (so a
-            # Klio job's numbers stay its own); a plot of it is labelled at the rate it assumed
-            meta["sample_rate"] = kwargs.get("sr", plots.DEFAULT_SR)
         self.step_runtime().logger.debug(_FEATURE_LINES[self.step], item.element)  # klio-audio's
-        result = _FEATURES[self.step](data, element=item.element, **kwargs)
-        return item.replace(result, "numpy", **meta)
+        result = _FEATURES[self.step](data, element=item.element, **self.kwargs)
+        return item.replace(result, "numpy")
 
 
 _FEATURE_LINES = {
@@ -166,7 +158,7 @@ class _PlotFn(AudioDoFn):
     """Draws the payload and renders it (PNG by default); the payload becomes the image bytes."""
 
     def __init__(
-        self, step: str, title: str, file_format: str, plot_kwargs: dict[str, Any],
+        self, step: str, title: str, plot_kwargs: dict[str, Any],
         config: KlioConfig | None,
     ) -> None:
         super().__init__(config)
@@ -174,7 +166,6 @@ class _PlotFn(AudioDoFn):
             raise TypeError(f"{step}: plot option 'ax' is not supported: each plot is one figure")
         self.step = step
         self.title = title
-        self.file_format = file_format
         self.plot_kwargs = plot_kwargs
 
     def warm_up(self) -> None:
@@ -182,10 +173,9 @@ class _PlotFn(AudioDoFn):
 
     def apply(self, item: AudioItem) -> AudioItem:
         data = check_array(item, "the array to plot")
-        kwargs = dict(self.plot_kwargs)
-        kwargs.setdefault("sr", item.meta.get("sample_rate", plots.DEFAULT_SR))
-        if self.step != "WaveformToPlot":
-            kwargs.setdefault("hop_length", item.meta.get("hop_length", plots.DEFAULT_HOP_LENGTH))
+        # Only the plot's own arguments (librosa's sr 22050 and hop 512 unless given), as Klio's
+        # plots take them: the same figure in a job's test as in its run
+        kwargs = self.plot_kwargs
         if self.step == "SpecToPlot" and np.iscomplexobj(data):
             data = features.spectrogram_db(data, element=item.element)  # an STFT: show its dB
         title = self.title.format(element=item.element)
@@ -193,7 +183,7 @@ class _PlotFn(AudioDoFn):
         fig = _PLOTS[self.step](data, element=item.element, title=title, **kwargs)
         # the Figure itself, as Klio's plot steps hand it on (pickled when it leaves the audio
         # steps): GcsUploadPlot renders it in the output's format, a user's step can savefig it
-        return item.replace(fig, "pickle", image_format=self.file_format)
+        return item.replace(fig, "pickle")
 
 
 _PLOTS: dict[str, Any] = {
@@ -209,19 +199,25 @@ class _PlotStep(AudioStep):
     DEFAULT_TITLE = ""
 
     def __init__(
-        self, *_: Any, title: str | None = None, file_format: str = "png",
+        self, *_: Any, title: str | None = None,
         config: KlioConfig | None = None, **plot_kwargs: Any,
     ) -> None:
         super().__init__(
-            _PlotFn(self.STEP, title or self.DEFAULT_TITLE, file_format, plot_kwargs, config)
+            _PlotFn(self.STEP, title or self.DEFAULT_TITLE, plot_kwargs, config)
         )
 
 
 class WaveformToPlot(_PlotStep):
-    """Waveform image. ``num_samples`` limits the samples drawn (Klio drew 5000; default: all)."""
+    """Waveform image of the first ``num_samples`` samples (Klio's default 5000; None: all)."""
 
     STEP = "WaveformToPlot"
     DEFAULT_TITLE = "Waveplot of {element}"  # Klio's title
+
+    def __init__(
+        self, *_: Any, num_samples: int | None = 5000, title: str | None = None,
+        config: KlioConfig | None = None, **plot_kwargs: Any,
+    ) -> None:
+        super().__init__(title=title, config=config, num_samples=num_samples, **plot_kwargs)
 
 
 class SpecToPlot(_PlotStep):
