@@ -82,6 +82,7 @@ class _DataLocationFn(AudioDoFn):
 
 class _LoadBinaryFn(_DataLocationFn):
     step = "GcsLoadBinary"
+    reads_payload = False  # as klio-audio's (skip_load): it reads the file, not the payload
 
     def apply(self, item: AudioItem) -> AudioItem:
         assert self.location is not None
@@ -201,6 +202,7 @@ class GcsUploadPlot(UploadData):
 
 class _StreamFeatureFn(_DataLocationFn):
     step = "StreamFeature"
+    reads_payload = False
 
     def __init__(
         self, feature: str, location: str | None, file_suffix: str | None,

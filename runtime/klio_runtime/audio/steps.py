@@ -62,6 +62,8 @@ class AudioDoFn(beam.DoFn):
     step = "audio"
     #: load_with_numpy for KlioMessage bytes arriving here (None: recognise the payload).
     payload_numpy: bool | None = None
+    #: False for a step that never looks at the payload it receives: it is not decoded.
+    reads_payload = True
     # AudioItems in; out, serialized messages as Klio's steps emit, or AudioItems where every
     # reader of this step's output takes them (set by transforms.handoff once a Klio job's
     # pipeline is built: a plain Beam pipeline, a job's own test, gets Klio's bytes).
@@ -120,7 +122,7 @@ class AudioDoFn(beam.DoFn):
         element = ""
         dropped = None
         try:
-            item = as_item(incoming, numpy=self.payload_numpy)
+            item = as_item(incoming, numpy=self.payload_numpy, decode=self.reads_payload)
             element = item.element
             with handling_element(element):
                 out = self.apply(item)
