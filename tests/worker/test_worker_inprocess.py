@@ -3,6 +3,7 @@ ack only after publish, probes and metrics."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -235,6 +236,29 @@ def test_an_output_too_large_for_pub_sub_dead_letters_its_message_and_the_rest_g
     assert letter.attributes["origin"] == "t"
     assert process_hub().value("klio_dead_letter_total", job=job["name"],
                                reason="output_too_large") == 1
+
+
+def test_a_message_too_large_to_dead_letter_with_its_bytes_goes_as_its_record(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    # Under Pub/Sub's limit as it came, over it with the dead letter's attributes: before, it
+    # went back for redelivery for ever (no dead-letter policy on the job's own subscription),
+    # counted once more each time.
+    job = _setup(pubsub, tmp_path)
+    client = RecordingClient()
+    worker = _worker(Path(job["config"]), settings=ONE_BATCH, client=client,
+                     dead_letter_topic=job["dead_topic"])
+    ok = unique("e")
+    near_limit = b"x" * 9_999_900  # not a KlioMessage
+    pubsub.publish(job["in_topic"], [near_limit, serialize(new_message(ok))], origin="t")
+    with running(worker):
+        assert list(pubsub.collect(job["out_sub"], 1, 30)) == [ok]
+        (letter,) = pubsub.collect(job["dead_sub"], 1, 30, key=lambda m: m.data.hex()).values()
+        wait_for(lambda: client.events.count("acked") == 2, 10, "both acknowledged")
+    assert not client.handed_back
+    record = json.loads(letter.data)
+    assert record["reason"] == letter.attributes[ATTR_REASON] == "decode_error"
+    assert process_hub().value("klio_dead_letter_total", job=job["name"],
+                               reason="decode_error") == 1
 
 
 def test_one_inputs_backlog_does_not_hold_back_another_inputs_messages(

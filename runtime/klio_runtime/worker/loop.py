@@ -125,6 +125,8 @@ class _Outgoing:
     source: str | None = None
     """The ack id of the pulled message this comes from (None: not known, so a failed publish
     hands the whole batch back)."""
+    letter: DeadLetter | None = None
+    """For a dead letter: its record (sent alone if the original's bytes are too large)."""
 
 
 @dataclass
@@ -464,9 +466,8 @@ class StreamingWorker:
         by_ack_id = {m.ack_id: m for m in in_flight.batch}
         too_large: dict[str, tuple[_Outgoing, BaseException]] = {}
         for o, future in zip(in_flight.outgoing, in_flight.futures, strict=True):
-            refused_now = future.done() and not future.cancelled()  # cancelled: exception() raises
-            error = future.exception() if refused_now else None
-            if isinstance(error, MessageTooLargeError) and o.source in by_ack_id:
+            error = _too_large(future)
+            if error is not None and o.source in by_ack_id:
                 too_large.setdefault(o.source, (o, error))
         if not too_large:
             return
@@ -475,19 +476,32 @@ class StreamingWorker:
         in_flight.outgoing = [o for o, _ in kept]
         in_flight.futures = [future for _, future in kept]
         for source, (o, error) in too_large.items():
-            element = kmessage.element_id(_made(o.data))
-            log.warning("dead letter (output_too_large) %s: its %s to %s: %s", element, o.kind,
-                        o.topic, error)
-            letter = DeadLetter("output_too_large", o.kind, str(error)[:500], element)
-            if self.dead_letter_topic is None:
-                in_flight.nacked.add(source)  # Pub/Sub's dead-letter policy takes it
-                continue
-            self.job_metrics.dead_lettered(letter.reason, element)
-            self.job_metrics.flush()
-            dead = self._dead_letter(by_ack_id[source], letter)
+            original = by_ack_id[source]
+            if o.letter is not None:
+                # the message's own dead letter, too large with its bytes: its record alone
+                # (counted already, under its reason)
+                log.warning("dead letter (%s) %s: the original's %d bytes are too large to "
+                            "keep; its record alone goes", o.letter.reason, o.letter.element,
+                            len(original.data))
+                dead = self._dead_letter(None, o.letter, source)
+            else:
+                element = kmessage.element_id(_made(o.data))
+                log.warning("dead letter (output_too_large) %s: its %s to %s: %s", element,
+                            o.kind, o.topic, error)
+                letter = DeadLetter("output_too_large", o.kind, str(error)[:500], element)
+                if self.dead_letter_topic is None:
+                    in_flight.nacked.add(source)  # Pub/Sub's dead-letter policy takes it
+                    continue
+                self.job_metrics.dead_lettered(letter.reason, element)
+                self.job_metrics.flush()
+                dead = self._dead_letter(original, letter)
+            futures = self.client.publish_nowait([(dead.topic, dead.data, dead.attributes)])
+            if dead.letter is not None and _too_large(futures[0]) is not None:
+                # the original was near the limit itself: its record alone, as above
+                dead = self._dead_letter(None, dead.letter, source)
+                futures = self.client.publish_nowait([(dead.topic, dead.data, dead.attributes)])
             in_flight.outgoing.append(dead)
-            in_flight.futures += self.client.publish_nowait([(dead.topic, dead.data,
-                                                             dead.attributes)])
+            in_flight.futures += futures
 
     def _finish(self, in_flight: _InFlight) -> None:
         """Wait for the batch's publishes, then acknowledge each message whose publishes all
@@ -701,14 +715,19 @@ class StreamingWorker:
             self.job_metrics.dead_lettered(reason, where)
         self.job_metrics.flush()
 
-    def _dead_letter(self, original: Pulled | None, letter: DeadLetter) -> _Outgoing:
+    def _dead_letter(self, original: Pulled | None, letter: DeadLetter,
+                     source: str | None = None) -> _Outgoing:
+        """The dead letter of ``letter``: the original bytes and attributes, so the message can
+        be replayed, with the record's attributes; without an original, the record (as JSON),
+        acknowledging ``source`` once sent."""
         assert self.dead_letter_topic is not None
         record = dead_letter_message(letter, self.config.job_name)
-        if original is not None:  # the original bytes, so the message can be replayed
+        if original is not None:
             return _Outgoing(self.dead_letter_topic, original.data,
                              {**original.attributes, **record.attributes}, "dead_letter",
-                             original.ack_id)
-        return _Outgoing(self.dead_letter_topic, record.data, record.attributes, "dead_letter")
+                             original.ack_id, letter)
+        return _Outgoing(self.dead_letter_topic, record.data, record.attributes, "dead_letter",
+                         source)
 
     def _bottom_up(self, missing: Sequence[bytes], originals: Mapping[str, Pulled]
                    ) -> list[_Outgoing]:
@@ -815,6 +834,14 @@ def _feed_of(messages: Sequence[tuple[str, bytes]]) -> dict[str, list[bytes]]:
     for name, data in messages:
         feed.setdefault(name, []).append(data)
     return feed
+
+
+def _too_large(future: Future[str]) -> MessageTooLargeError | None:
+    """The client's refusal of a publish as over Pub/Sub's size limit, if it refused at once."""
+    if not future.done() or future.cancelled():  # cancelled: exception() raises
+        return None
+    error = future.exception()
+    return error if isinstance(error, MessageTooLargeError) else None
 
 
 def _made(data: bytes) -> kmessage.KlioMessage:
