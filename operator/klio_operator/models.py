@@ -50,6 +50,11 @@ DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-
 QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 PRESERVE_UNKNOWN: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+# A Google Cloud project id, or a domain-scoped one (example.com:my-project): it becomes part of
+# each topic's and subscription's name. Shorter than Google Cloud's 6 characters is let through
+# (the Pub/Sub emulator takes any).
+GCP_PROJECT = r"^([a-z][-a-z0-9.]*[a-z0-9]:)?[a-z]([-a-z0-9]*[a-z0-9])?$"
+GCP_PROJECT_MAX = 63
 """Marks a free-form object field (`json_schema_extra`); `klio_operator.crd` keys on it."""
 
 Mode = Literal["streaming", "batch"]
@@ -344,7 +349,18 @@ class KlioJobSpec(WireModel):
     pipeline_options: dict[str, Any] = Field(
         default_factory=dict,
         description="Beam pipeline options, passed to the runner as-is.",
-        json_schema_extra=PRESERVE_UNKNOWN,
+        json_schema_extra={
+            **PRESERVE_UNKNOWN,
+            "properties": {
+                "project": {
+                    "type": "string",
+                    "pattern": GCP_PROJECT,
+                    "maxLength": GCP_PROJECT_MAX,
+                    "description": "The Google Cloud project of the job's topics and"
+                    " subscriptions (and of its Dataflow job); the operator's by default.",
+                }
+            },
+        },
     )
     env: list[EnvVar] = Field(
         default_factory=list,
@@ -381,9 +397,10 @@ class KlioJobSpec(WireModel):
         return value
 
     @model_validator(mode="after")
-    def _runner_can_submit(self) -> Self:
-        # The launcher's Beam refuses to submit without these, after the pod has started:
-        # say so at apply time instead, naming the option.
+    def _options_usable(self) -> Self:
+        # The launcher's Beam refuses to submit without these, after the pod has started, and
+        # Pub/Sub refuses names with a bad project on every retry: say so at apply time
+        # instead, naming the option.
         problems = [
             InitErrorDetails(
                 type=PydanticCustomError("runner_option", message),
@@ -391,6 +408,7 @@ class KlioJobSpec(WireModel):
                 input=self.pipeline_options.get(option),
             )
             for option, message in [
+                *project_problems(self.pipeline_options),
                 *runner_option_problems(self.runner, self.pipeline_options),
                 *option_conflicts(self.runner, self.mode, self.pipeline_options),
             ]
@@ -446,6 +464,21 @@ def option_conflicts(runner: Runner, mode: str, options: dict[str, Any]) -> list
             )
         )
     return problems
+
+
+def project_problems(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """("project", why) if the project option cannot name Pub/Sub topics (the CRD's own check,
+    for a spec read without the API server: klio-operator render, an older CRD)."""
+    project = options.get("project")
+    if project is None:
+        return []
+    if (
+        not isinstance(project, str)
+        or len(project) > GCP_PROJECT_MAX
+        or not re.match(GCP_PROJECT, project)
+    ):
+        return [("project", f"{project!r} is not a Google Cloud project id (e.g. my-project)")]
+    return []
 
 
 def runner_option_problems(runner: Runner, options: dict[str, Any]) -> list[tuple[str, str]]:

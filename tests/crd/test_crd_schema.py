@@ -82,6 +82,11 @@ NEGATIVE = [
         {"autoscaling": {"maxReplicas": 0}},
         "spec.autoscaling.maxReplicas: 0 is less than the minimum of 1",
     ),
+    (
+        "project that cannot name a topic",
+        {"pipelineOptions": {"project": "a/topics/b", "region": "europe-west1"}},
+        "spec.pipelineOptions.project: 'a/topics/b' does not match",
+    ),
 ]
 
 

@@ -126,6 +126,18 @@ async def test_invalid_spec_and_pubsub_error_set_conditions_and_post_events() ->
                 lambda: op.condition_is("bad", "Ready", "False", "InvalidSpec"), "invalid"
             )
             assert "job_config.blocking" in (op.condition("bad", "Ready") or {})["message"]
+            # A project that cannot name a topic: refused by field, not retried as an outage,
+            # and deleted at once (before: Pub/Sub refused its names on every retry, the
+            # finalizer's deletes too, and the KlioJob could never go)
+            await op.apply_job("badproject", pipelineOptions={"project": "a/topics/b"})
+            await op.wait(
+                lambda: op.condition_is("badproject", "Ready", "False", "InvalidSpec"), "refused"
+            )
+            message = (op.condition("badproject", "Ready") or {})["message"]
+            assert "pipelineOptions.project" in message and "a/topics/b" in message
+            assert "badproject" not in {d for d in op.objects("Deployment")}
+            await op.delete_job("badproject")
+            await op.wait(lambda: "badproject" not in op.objects("KlioJob"), "deleted")
             # A topic that does not exist: TopicsReady False, an Event, a metric, retries.
             await op.apply_job(
                 "orphan",
