@@ -50,7 +50,7 @@ def handling_element(element: str | bytes) -> Iterator[None]:
         current_element.reset(token)
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with control characters escaped: an id from a message (a newline in it) must
     not start what reads as a log line of its own."""
     if text.isprintable():
@@ -63,7 +63,7 @@ class _ElementIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         shown = getattr(record, "element_id", None)
-        record.element_id = _printable(current_element_id() if shown is None else str(shown))
+        record.element_id = printable(current_element_id() if shown is None else str(shown))
         return True
 
 

@@ -234,6 +234,23 @@ def test_non_klio_bytes_are_wrapped_when_allowed() -> None:
         )
 
 
+def test_a_refused_id_cannot_forge_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # refused for its newline before it names a data path, and shown escaped: not as a second
+    # line of the log's own
+    forged = "evil\n2026-01-01 00:00:00,000 INFO klio [admin] all elements processed OK"
+    with caplog.at_level(logging.WARNING, logger="klio"), beam.Pipeline(
+        runner=FnApiRunner()
+    ) as p:
+        config = make_config(_data_config(tmp_path))
+        out = p | beam.Create([msg_bytes(forged)]) | KlioJobTransform(config, _run_fn)
+        assert_that(out["dead_letter"] | beam.Map(lambda d: d.reason),
+                    equal_to(["invalid_element_id"]))
+    (line,) = [r.getMessage() for r in caplog.records if "dead letter" in r.getMessage()]
+    assert "\n" not in line and "evil\\n2026" in line
+
+
 def test_run_output_that_is_not_a_message_is_dead_lettered_when_klio_writes_it() -> None:
     def run(pcoll: Any, cfg: Any) -> Any:
         return pcoll | beam.Map(lambda b: "not bytes")

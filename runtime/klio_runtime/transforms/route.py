@@ -29,7 +29,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
 from klio_runtime.config import DataInput, DataOutput, KlioConfig
-from klio_runtime.context import bind_context, handling_element, job_context
+from klio_runtime.context import bind_context, handling_element, job_context, printable
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
 from klio_runtime.io.storage import DataStore
 from klio_runtime.message import V2, element_id
@@ -333,8 +333,9 @@ class RouteMessages(beam.DoFn):
 
     def _dead_letter(self, reason: str, detail: str, element: str) -> pvalue.TaggedOutput:
         self.metrics.dead_lettered(reason, element)
-        self.ctx.logger.warning(
-            "dead letter (%s) %s: %s", reason, element, detail, extra={"element_id": element}
+        self.ctx.logger.warning(  # an id refused for its control characters is shown escaped
+            "dead letter (%s) %s: %s", reason, printable(element), printable(detail),
+            extra={"element_id": element},
         )
         return pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(reason, "message", detail, element))
 

@@ -39,7 +39,7 @@ from klio_runtime.config import (
     PubSubEventInput,
     PubSubEventOutput,
 )
-from klio_runtime.context import klio_logger
+from klio_runtime.context import klio_logger, printable
 from klio_runtime.io.events import DeadLetter
 from klio_runtime.io.gcs import ensure_emulator_credentials
 from klio_runtime.io.pubsub import LeaseKeeper, PubSubClient, Pulled, resource_path
@@ -481,13 +481,14 @@ class StreamingWorker:
                 # the message's own dead letter, too large with its bytes: its record alone
                 # (counted already, under its reason)
                 log.warning("dead letter (%s) %s: the original's %d bytes are too large to "
-                            "keep; its record alone goes", o.letter.reason, o.letter.element,
+                            "keep; its record alone goes", o.letter.reason,
+                            printable(o.letter.element),
                             len(original.data))
                 dead = self._dead_letter(None, o.letter, source)
             else:
                 element = kmessage.element_id(_made(o.data))
-                log.warning("dead letter (output_too_large) %s: its %s to %s: %s", element,
-                            o.kind, o.topic, error)
+                log.warning("dead letter (output_too_large) %s: its %s to %s: %s",
+                            printable(element), o.kind, o.topic, error)
                 letter = DeadLetter("output_too_large", o.kind, str(error)[:500], element)
                 if self.dead_letter_topic is None:
                     in_flight.nacked.add(source)  # Pub/Sub's dead-letter policy takes it
@@ -599,7 +600,7 @@ class StreamingWorker:
             if self.dead_letter_topic is None:
                 log.warning("dead letter (%s) %s: no dead-letter topic configured "
                             "(%s / job_config.%s); handed back to Pub/Sub", letter.reason,
-                            letter.element, ENV_DEAD_LETTER_TOPIC, DEAD_LETTER_KEY)
+                            printable(letter.element), ENV_DEAD_LETTER_TOPIC, DEAD_LETTER_KEY)
                 if original is not None:
                     nacked.add(original.ack_id)
                 continue
@@ -697,7 +698,8 @@ class StreamingWorker:
         # makes a message of any bytes)
         element = kmessage.element_id(kmessage.parse(
             data, allow_non_klio=self.config.job_config.allow_non_klio_messages))
-        log.warning("dead letter (pipeline_error) %s: %s: %s", element, type(err).__name__, err)
+        log.warning("dead letter (pipeline_error) %s: %s: %s", printable(element),
+                    type(err).__name__, printable(str(err)))
         # read, as its failed runs' counts were dropped (prometheus_writes_held)
         self._count_dead_letter("pipeline_error", element)
         result = BatchResult.empty()
