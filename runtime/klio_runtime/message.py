@@ -310,6 +310,8 @@ def from_json(text: str) -> KlioMessage:
         json.loads(text)
     except ValueError as exc:
         raise MessageDecodeError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise MessageDecodeError("not a KlioMessage in JSON: nested too deeply") from None
     try:
         return json_format.Parse(text, KlioMessage())
     except json_format.ParseError as exc:

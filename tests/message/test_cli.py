@@ -97,6 +97,7 @@ def test_encode_refuses_json_without_an_element_and_non_json() -> None:
     _assert_one_line_error(_run(["encode"], '{"version": "V2"}'), "no element")
     _assert_one_line_error(_run(["encode"], "not json"), "not JSON")
     _assert_one_line_error(_run(["encode"], b"\xff\xfe"), "not UTF-8")
+    _assert_one_line_error(_run(["encode"], "[" * 100_000 + "]" * 100_000), "nested too deeply")
 
 
 _MAIN = "from klio_runtime.cli import main; main()"
