@@ -4,6 +4,7 @@ ack only after publish, probes and metrics."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -521,6 +522,24 @@ def test_probes_and_metrics(pubsub: PubSub, tmp_path: Path) -> None:
             assert f'klio_messages_output_total{{job="{job["name"]}"}} 1.0' in text
             assert get("/nope")[0] == 404
         assert get("/readyz") == (503, "draining (SIGTERM): not pulling\n")
+    finally:
+        servers.close()
+
+
+def test_a_probe_connection_without_a_request_is_closed() -> None:
+    # each open connection holds a thread of the health server: one that sends nothing is let
+    # go, and probes go on being answered
+    servers = ProbeServers(HealthState(), process_hub().registry, "127.0.0.1", free_port(),
+                           free_port(), idle_seconds=0.5)
+    try:
+        idle = socket.create_connection(("127.0.0.1", servers.health_port), timeout=10)
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the server, not by this timeout
+        assert time.monotonic() - started < 5
+        idle.close()
+        url = f"http://127.0.0.1:{servers.health_port}/healthz"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            assert response.status == 200
     finally:
         servers.close()
 

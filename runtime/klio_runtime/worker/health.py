@@ -100,6 +100,11 @@ class HealthState:
         return self.alive()
 
 
+PROBE_IDLE_SECONDS = 10.0
+"""How long a probe connection may stay open without a request (a kubelet's probe sends its
+request at once; a client that holds connections open must not pile up threads)."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     state: HealthState
 
@@ -130,8 +135,10 @@ class ProbeServers:
     """The health server and the metrics server, each on its own thread."""
 
     def __init__(self, state: HealthState, registry: CollectorRegistry, host: str = "0.0.0.0",
-                 health_port: int = HEALTH_PORT, metrics_port: int = METRICS_PORT) -> None:
-        handler = type("HealthHandler", (_Handler,), {"state": state})
+                 health_port: int = HEALTH_PORT, metrics_port: int = METRICS_PORT,
+                 idle_seconds: float = PROBE_IDLE_SECONDS) -> None:
+        # a connection that sends no request in idle_seconds is closed: each one holds a thread
+        handler = type("HealthHandler", (_Handler,), {"state": state, "timeout": idle_seconds})
         self._health = ThreadingHTTPServer((host, health_port), handler)
         self._health.daemon_threads = True
         self._metrics, _ = start_http_server(metrics_port, addr=host, registry=registry)
