@@ -6,4 +6,12 @@ Importing the package registers the handlers on kopf's default registry, so that
 
 __version__ = "0.1.0"
 
-from klio_operator import handlers as _handlers  # noqa: F401  (registers the handlers)
+OPERATOR_ONLY_MODULES = frozenset({"kopf", "kubernetes", "aiohttp"})
+"""What only the operator's extra installs: without it, `klio-operator render` and `manifest`
+still work, and `run` says what to install."""
+
+try:
+    from klio_operator import handlers as _handlers  # noqa: F401  (registers the handlers)
+except ModuleNotFoundError as err:
+    if err.name not in OPERATOR_ONLY_MODULES:
+        raise

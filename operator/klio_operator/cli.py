@@ -83,7 +83,11 @@ def run(
     log_level: str,
 ) -> None:
     """Run the operator against the cluster of the current context (or in-cluster)."""
-    import kopf
+    try:
+        import kopf
+    except ModuleNotFoundError as err:
+        _fail([f"error: running the operator needs its package ({err.name} is missing):"
+               " pip install 'klio-k8s[operator]'"])
 
     from klio_operator import handlers  # noqa: F401  (registers on kopf's default registry)
     from klio_operator.settings import ENV_METRICS_PORT

@@ -178,3 +178,29 @@ def test_topic_and_subscription_names_pubsub_would_refuse_exit_2_naming_the_fiel
     assert result.exit_code == 2, result.output
     assert "spec.eventInputs[0].topic" in result.output
     assert "spec.eventInputs[1].subscription" in result.output
+
+
+def test_without_the_operators_extra_render_works_and_run_says_what_to_install(
+    tmp_path: Path,
+) -> None:
+    # as after the README's `pip install -e '.[runtime]'`: kopf is not there
+    without_kopf = (
+        "import sys; sys.modules['kopf'] = None; from klio_operator.cli import main; main()"
+    )
+    parent = write(tmp_path, "parent.yaml", PARENT)
+
+    def klio_operator(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", without_kopf, *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+
+    rendered = klio_operator("render", "-f", parent)
+    assert rendered.returncode == 0, rendered.stderr
+    assert any(doc["kind"] == "Deployment" for doc in yaml.safe_load_all(rendered.stdout))
+    refused = klio_operator("run")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "error: running the operator needs its package (kopf is missing):"
+        " pip install 'klio-k8s[operator]'"
+    )
