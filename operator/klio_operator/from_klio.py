@@ -33,6 +33,7 @@ from klio_runtime.config import (
 )
 from klio_runtime.io.pubsub import resource_path
 from klio_runtime.submission import tagged_image, untagged_image
+from klio_runtime.worker.settings import DEAD_LETTER_KEY
 from pydantic import ValidationError
 
 from klio_operator import dag
@@ -294,7 +295,7 @@ def _spec(
         "retries": job_config.retries,
         "allow_non_klio_messages": job_config.allow_non_klio_messages,
         "pipeline_options": _pipeline_options(config, choices.runner, image, warnings),
-        "config": _custom_keys(job_config),
+        "config": _custom_keys(job_config, warnings),
     }
     if not spec["data_inputs"] and not parents:
         del spec["data_inputs"]  # a root job: no parents' outputs to default to
@@ -408,9 +409,17 @@ def _pipeline_options(
     return written
 
 
-def _custom_keys(job_config: JobConfig) -> dict[str, Any]:
-    """The job's own keys, and Klio's settings a KlioJob has no field for, as written."""
+def _custom_keys(job_config: JobConfig, warnings: list[str]) -> dict[str, Any]:
+    """The job's own keys, and Klio's settings a KlioJob has no field for, as written; not the
+    dead-letter topic, which the operator makes for each KlioJob."""
     dumped = job_config.model_dump(mode="json", exclude_unset=True)
+    dead_letter = dumped.pop(DEAD_LETTER_KEY, None)
+    if dead_letter is not None:
+        warnings.append(
+            f"job_config.{DEAD_LETTER_KEY}: {dead_letter} is not kept: a KlioJob's workers"
+            " dead-letter to the topic the operator makes for it (klio.<namespace>.<name>"
+            ".dead-letter, in the job's project)"
+        )
     return {key: value for key, value in dumped.items() if key not in _SPEC_FIELDS}
 
 

@@ -356,6 +356,15 @@ def test_what_a_kliojob_cannot_keep_is_said_by_field(tmp_path: Path) -> None:
     assert "pipeline_options.max_num_workers: 6 is not kept: a batch KlioJob" in stderr
     assert "job_config.events.outputs[0].skip_klio_write: not kept" in stderr
 
+    # the scaffold's dead-letter topic: the operator makes the job's own, which the workers use
+    dead_letter = PARENT.replace(
+        "job_config:\n", "job_config:\n  dead_letter_topic: projects/p/topics/d\n"
+    )
+    code, (document,), stderr = manifest("-j", str(job_dir(tmp_path, "dl", dead_letter)))
+    assert code == 0, stderr
+    assert "dead_letter_topic" not in document["spec"].get("config", {})
+    assert "job_config.dead_letter_topic: projects/p/topics/d is not kept" in stderr
+
     more_than_most = PARENT.replace("num_workers: 2", "num_workers: 9")
     code, (document,), stderr = manifest("-j", str(job_dir(tmp_path, "many", more_than_most)))
     assert code == 0, stderr
