@@ -248,13 +248,15 @@ def summarize(result: PipelineResult, job_name: str) -> JobSummary:
     return summary
 
 
-def streaming_summary(job_name: str, since: Mapping[str, float] | None = None) -> JobSummary:
+def streaming_summary(
+    job_name: str, since: Mapping[str, float] | None = None, processed: int | None = None
+) -> JobSummary:
     """What the streaming worker did, from this process's prometheus registry (counted since
-    ``since``, a :func:`hub_counts` snapshot). Element ids are not kept there, and messages sent
-    to ``run`` are not counted apart: ``processed`` is None."""
+    ``since``, a :func:`hub_counts` snapshot), and ``processed``, the messages its router sent
+    to ``run`` (None: not known). Element ids are not kept there."""
     now = hub_counts(job_name)
     before = since or {}
-    summary = JobSummary(processed=None, state="DRAINED")
+    summary = JobSummary(processed=processed, state="DRAINED")
     buckets = {
         "klio_messages_skipped_total": summary.skipped,
         "klio_messages_dropped_total": summary.dropped,

@@ -85,6 +85,7 @@ def test_local_runner_streams_on_the_worker_until_ctrl_c(pubsub: PubSub, tmp_pat
         if line.count("│") >= 3
     }
     assert summary["received"] == "4", finished.stdout
+    assert summary["processed (sent to run)"] == "3", finished.stdout
     assert summary["written to event outputs"] == "3", finished.stdout
     assert summary["dead-lettered: decode_error"] == "1", finished.stdout
 

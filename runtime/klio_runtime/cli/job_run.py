@@ -222,12 +222,14 @@ def _refuse_config(error: ConfigError, err: Console) -> NoReturn:
 def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Console) -> None:
     """A job with Pub/Sub inputs, run locally: the streaming worker in the foreground (as in a
     pod, with probes and metrics on free ports) until Ctrl-C, which drains it."""
+    from klio_runtime.metrics import element_progress
     from klio_runtime.runner import hub_counts, streaming_summary
     from klio_runtime.transforms.io import writer_names
     from klio_runtime.worker.serve import Probes, serve
     from klio_runtime.worker.settings import WorkerSettings
 
     since = hub_counts(config.job_name)
+    sent_before = element_progress.sent_to_run
     console.print(
         f"{config.job_name}: streaming from Pub/Sub on the local worker; Ctrl-C drains and stops",
         highlight=False,
@@ -249,7 +251,9 @@ def _run_streaming(config: KlioConfig, run_fn: Any, console: Console, err: Conso
             highlight=False,
         )
         raise SystemExit(EXIT_FAILED) from None
-    render_summary(streaming_summary(config.job_name, since), console, bool(writer_names(config)))
+    processed = element_progress.sent_to_run - sent_before
+    summary = streaming_summary(config.job_name, since, processed)
+    render_summary(summary, console, bool(writer_names(config)))
 
 
 @click.command("run")
