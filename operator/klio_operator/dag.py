@@ -12,6 +12,19 @@ from dataclasses import dataclass
 PREFIX = "klio"
 
 
+_MADE_KINDS = frozenset({"output", "dead-letter", "from", "input"})
+
+
+def made_for_namespace(path: str) -> str | None:
+    """The namespace whose KlioJobs the operator made this topic or subscription for
+    (``klio.<namespace>.<job>.<output|dead-letter|from|input>…``, as named below), or None
+    for a name of the user's own."""
+    parts = path.rsplit("/", 1)[-1].split(".")
+    if len(parts) >= 4 and parts[0] == PREFIX and parts[3] in _MADE_KINDS:
+        return parts[1]
+    return None
+
+
 def topic_path(project: str, topic_id: str) -> str:
     return f"projects/{project}/topics/{topic_id}"
 

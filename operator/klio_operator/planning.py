@@ -28,6 +28,7 @@ from klio_operator.models import (
     KIND,
     DataInput,
     DataOutput,
+    EventInput,
     FieldErrors,
     KlioJobSpec,
 )
@@ -126,6 +127,22 @@ class Plan:
     advice: tuple[str, ...] = field(default=())
     """`<path>: <message>` lines for what the children will not do of what the spec asks;
     the job still runs (the handler reports them in a Warning Event, render on stderr)."""
+
+
+def _refuse_other_namespaces(event_input: EventInput, index: int, ns: str, project: str) -> None:
+    """A tenant's KlioJob may not read the topics and subscriptions the operator made for
+    another namespace's jobs: two namespaces never share a topic (a job reads another job of
+    its own namespace by naming it a parent)."""
+    for field_name, kind in (("topic", "topics"), ("subscription", "subscriptions")):
+        name = getattr(event_input, field_name)
+        owner = dag.made_for_namespace(resource_path(name, kind, project)) if name else None
+        if owner is not None and owner != ns:
+            raise PlanningError(
+                [
+                    f"spec.eventInputs[{index}].{field_name}: {name} is the operator's for"
+                    f" namespace {owner}'s jobs; a KlioJob reads only its own namespace's"
+                ]
+            )
 
 
 def project_of(spec: KlioJobSpec, facts: ClusterFacts) -> str:
@@ -239,6 +256,7 @@ def plan_pubsub(
     for index, event_input in enumerate(spec.event_inputs):
         if event_input.type != "pubsub":
             continue
+        _refuse_other_namespaces(event_input, index, ns, project)
         topic = resource_path(event_input.topic, "topics", project) if event_input.topic else ""
         if event_input.subscription:  # the team's own subscription: read it, don't own it
             own = resource_path(event_input.subscription, "subscriptions", project)

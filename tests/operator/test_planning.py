@@ -191,6 +191,23 @@ def test_root_event_inputs_topic_gets_our_subscription_and_theirs_is_read_only()
     ]
 
 
+def test_another_namespaces_topics_and_subscriptions_are_not_read() -> None:
+    # what the operator made for namespace team-b's jobs is not for a KlioJob of team to read
+    for field, name in (
+        ("topic", "projects/p/topics/klio.team-b.secret.output"),
+        ("subscription", "klio.team-b.secret.from.ingest"),
+    ):
+        with pytest.raises(PlanningError) as caught:
+            plan_job(OWNER, spec(eventInputs=[{"type": "pubsub", field: name}]))
+        assert caught.value.errors == [
+            f"spec.eventInputs[0].{field}: {name} is the operator's for namespace team-b's"
+            " jobs; a KlioJob reads only its own namespace's"
+        ]
+    # its own namespace's, and names of the user's own that merely start with klio., are read
+    for name in ("klio.team.ingest.output", "klio.raw.audio", "klio.raw.audio.v2"):
+        plan_job(OWNER, spec(eventInputs=[{"type": "pubsub", "topic": name}]))
+
+
 def test_bare_topic_and_subscription_ids_are_in_the_jobs_project() -> None:
     # the CRD documents "projects/P/topics/T, or T in the job's project"
     job = spec(
