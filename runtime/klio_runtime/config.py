@@ -968,10 +968,38 @@ _KeyCheckingLoader.add_constructor(
 )
 
 
+EXPANDED_VALUES_MAX = 100_000
+"""The most values a config may hold once its YAML aliases are expanded (a real one holds
+hundreds): aliases of aliases grow exponentially, and showing or converting such a config would
+take all memory."""
+
+
+def _expanded_values(node: yaml.Node, counted: dict[int, int]) -> int:
+    """How many values ``node`` holds with every alias in it expanded (each shared node counted
+    once per use, computed once; a node inside itself counts as one)."""
+    known = counted.get(id(node))
+    if known is not None:
+        return known
+    counted[id(node)] = 1
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_values(k, counted) + _expanded_values(v, counted)
+                     for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_values(item, counted) for item in node.value)
+    counted[id(node)] = total
+    return total
+
+
 def _load_yaml(text: str, source: str) -> Any:
     loader = _KeyCheckingLoader(text)
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and _expanded_values(node, {}) > EXPANDED_VALUES_MAX:
+            raise ConfigError([
+                f"{source}: its YAML aliases expand to more than {EXPANDED_VALUES_MAX:,} values"
+            ])
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

@@ -394,6 +394,25 @@ def test_a_template_placeholder_left_in_the_config_is_a_config_error_with_its_li
     assert error == f"{path}: line 3, column 23: found unhashable key"
 
 
+def test_yaml_aliases_are_taken_unless_they_expand_past_any_real_config(tmp_path: Path) -> None:
+    path = tmp_path / "klio-job.yaml"
+    path.write_text(
+        "job_name: j\njob_config:\n  base: &b {rate: 22050, tags: [a, b]}\n  copy: *b\n"
+    )
+    assert load_config(path).job_config.model_extra["copy"] == {"rate": 22050, "tags": ["a", "b"]}
+    # nine levels of nine aliases each: 9**9 values once expanded, which showing the config
+    # or converting it to a KlioJob would build
+    levels = ["  a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
+        f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)
+    ]
+    path.write_text("job_name: j\njob_config:\n" + "\n".join(levels) + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.errors == [
+        f"{path}: its YAML aliases expand to more than 100,000 values"
+    ]
+
+
 def test_load_config_keeps_the_last_of_duplicate_keys_and_warns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
