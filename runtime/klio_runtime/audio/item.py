@@ -20,7 +20,7 @@ import numpy as np
 from apache_beam.coders import coder_impl
 
 from klio_runtime import message as kmessage
-from klio_runtime.audio import errors, pickles
+from klio_runtime.audio import errors
 from klio_runtime.audio.errors import AudioError
 from klio_runtime.proto.klio_pb2 import KlioMessage
 
@@ -149,8 +149,6 @@ def encode_payload(payload: Any, encoding: Encoding) -> bytes:
     if encoding == "numpy":
         out = io.BytesIO()
         np.save(out, payload, allow_pickle=True)
-        if np.asarray(payload).dtype.hasobject:  # Python objects, pickled inside the .npy
-            return pickles.made_here(out.getvalue())
         return out.getvalue()
     if encoding == "raw":
         if isinstance(payload, bytes | bytearray | memoryview):
@@ -162,7 +160,7 @@ def encode_payload(payload: Any, encoding: Encoding) -> bytes:
         raise TypeError(f"raw payload must be bytes or str, not {type(payload).__name__}")
     out = io.BytesIO()
     _PayloadPickler(out).dump(payload)  # the default protocol, as klio-audio's: readable anywhere
-    return pickles.made_here(out.getvalue())
+    return out.getvalue()
 
 
 class _PayloadPickler(pickle.Pickler):
@@ -184,16 +182,17 @@ def decode_payload(data: bytes, *, element: str, numpy: bool | None = None) -> A
     ``numpy`` True/False asks for ``np.load``/``pickle.loads`` as klio-audio's ``load_with_numpy``
     did; either way a payload that is plainly the other kind (numpy's magic bytes, a pickle
     header) is read as what it is, so a producer's choice never breaks its consumer. None: sniff.
-    Bytes that are neither are returned unchanged. A pickle no step of this process made is read
-    as data alone (:mod:`.pickles`).
+    Bytes that are neither are returned unchanged. A payload from outside the job was checked
+    where it came in (:mod:`klio_runtime.outside_payloads`): what reaches a step is unpickled in
+    full, as klio-audio does.
     """
     is_numpy = data[:6] == NUMPY_MAGIC
     is_pickle = len(data) > 2 and data[0] == 0x80 and data[1] in _PICKLE_PROTOCOLS
     try:
         if is_numpy or (numpy and not is_pickle):
-            return pickles.load_numpy(data)
+            return np.load(io.BytesIO(data), allow_pickle=True)
         if is_pickle or numpy is False:
-            return pickles.load_pickle(data)
+            return pickle.loads(data)
     except Exception as err:
         kind = "np.load" if is_numpy or numpy else "pickle.loads"
         raise AudioError(
