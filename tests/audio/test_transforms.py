@@ -520,6 +520,16 @@ def test_a_jobs_step_beside_load_audio_reads_the_whole_downloaded_file(
     assert payloads == [f"read {size}".encode(), b"tone:88200"]
 
 
+def test_gcs_load_binary_never_reads_the_payload_it_receives(audio_dir: Path) -> None:
+    # klio-audio's is skip_load: the file is read, whatever payload the message came with
+    message = msg("tone", b"\x80\x04 no pickle of anything")
+    outputs, drops, _ = run(
+        lambda p: p | GcsLoadBinary(location=str(audio_dir), file_suffix=".wav") | LoadAudio(),
+        [message],
+    )
+    assert drops == {} and len(outputs) == 1
+
+
 def test_audio_transforms_are_pardos_with_a_drop_output(audio_dir: Path) -> None:
     # Klio's metaclass makes each audio transform a beam.ParDo: a job may ask for its drops.
     assert all(isinstance(t, beam.ParDo) for t in (LoadAudio(), GetSTFT(), SpecToPlot()))
