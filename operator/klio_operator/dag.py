@@ -17,10 +17,13 @@ _MADE_KINDS = frozenset({"output", "dead-letter", "from", "input"})
 
 def made_for_namespace(path: str) -> str | None:
     """The namespace whose KlioJobs the operator made this topic or subscription for
-    (``klio.<namespace>.<job>.<output|dead-letter|from|input>…``, as named below), or None
-    for a name of the user's own."""
+    (``klio.<namespace>.<job>.<output|dead-letter|from|input>…``, as named below, or an
+    earlier ``…input-<n>``), or None for a name outside that scheme."""
     parts = path.rsplit("/", 1)[-1].split(".")
-    if len(parts) >= 4 and parts[0] == PREFIX and parts[3] in _MADE_KINDS:
+    if len(parts) < 4 or parts[0] != PREFIX:
+        return None
+    kind = parts[3]
+    if kind in _MADE_KINDS or (kind.startswith("input-") and kind[6:].isdigit()):
         return parts[1]
     return None
 

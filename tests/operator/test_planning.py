@@ -196,6 +196,7 @@ def test_another_namespaces_topics_and_subscriptions_are_not_read() -> None:
     for field, name in (
         ("topic", "projects/p/topics/klio.team-b.secret.output"),
         ("subscription", "klio.team-b.secret.from.ingest"),
+        ("subscription", "klio.team-b.secret.input-0"),  # the earlier naming, still kept
     ):
         with pytest.raises(PlanningError) as caught:
             plan_job(OWNER, spec(eventInputs=[{"type": "pubsub", field: name}]))
