@@ -475,7 +475,7 @@ def project_problems(options: dict[str, Any]) -> list[tuple[str, str]]:
     if (
         not isinstance(project, str)
         or len(project) > GCP_PROJECT_MAX
-        or not re.match(GCP_PROJECT, project)
+        or not re.fullmatch(GCP_PROJECT, project)
     ):
         return [("project", f"{project!r} is not a Google Cloud project id (e.g. my-project)")]
     return []

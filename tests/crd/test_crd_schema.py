@@ -157,6 +157,17 @@ def test_cel_rules_accept_good_values() -> None:
     parse_spec(manifest["spec"])
 
 
+def test_the_model_refuses_a_project_as_the_crd_does() -> None:
+    # for a spec read without the API server (render, an older CRD): a YAML block scalar's
+    # trailing newline too, which Go's regexp refuses
+    for project in ("a/topics/b", "my-project\n", "My Project", 123):
+        with pytest.raises(SpecError) as caught:
+            parse_spec({"image": "i", "pipelineOptions": {"project": project}})
+        assert caught.value.errors[0].startswith("spec.pipelineOptions.project: ")
+    for project in ("p", "my-project", "example.com:my-project"):
+        parse_spec({"image": "i", "pipelineOptions": {"project": project}})
+
+
 def test_model_refuses_what_only_it_can_check() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec({"image": "i", "parents": ["a", "a"], "resources": {"limits": {"cpu": "lots"}}})
