@@ -21,6 +21,7 @@ import yaml
 from google.api_core import exceptions as api_exceptions
 from klio_runtime.config import ConfigError, parse_config
 from klio_runtime.context import JobLimits
+from klio_runtime.io.events import DeadLetter
 from klio_runtime.io.pubsub import PubSubClient
 from klio_runtime.io.pubsub_events import ATTR_REASON
 from klio_runtime.message import KlioMessage, new_message, parse, serialize
@@ -262,6 +263,19 @@ def test_a_message_too_large_to_dead_letter_with_its_bytes_goes_as_its_record(
     assert record["reason"] == letter.attributes[ATTR_REASON] == "decode_error"
     assert process_hub().value("klio_dead_letter_total", job=job["name"],
                                reason="decode_error") == 1
+
+
+def test_a_dead_letters_record_alone_fits_whatever_its_elements_length(
+        pubsub: PubSub, tmp_path: Path) -> None:
+    # the record goes alone when the original is too large; JSON writes "é" as 6 bytes, so an
+    # id of 5 million of them made a 30 MB record, refused in turn
+    job = _setup(pubsub, tmp_path)
+    worker = _worker(Path(job["config"]), dead_letter_topic=job["dead_topic"])
+    huge = "\x01" + "é" * 5_000_000
+    letter = DeadLetter("invalid_element_id", "message", f"refused {huge!r}", huge)
+    record = worker._dead_letter(None, letter, "ack-1")
+    assert record.source == "ack-1" and len(record.data) < 10_000
+    assert json.loads(record.data)["element"].startswith("\x01éé")
 
 
 def test_one_inputs_backlog_does_not_hold_back_another_inputs_messages(

@@ -154,14 +154,19 @@ def publish_to(topic: str) -> beam.PTransform:
     return make(topic) if make is not None else WriteEventPubSub(topic)
 
 
+def cut_to_bytes(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` bytes of UTF-8, on a character (a non-ASCII element would
+    otherwise go past a limit counted in characters)."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
 def dead_letter_message(letter: DeadLetter, job_name: str) -> PubsubMessage:
     """A dead letter as a Pub/Sub message: the record as JSON, its reason in the attributes."""
     return PubsubMessage(
         letter.to_json().encode("utf-8"),
         {
             ATTR_REASON: letter.reason,
-            # cut on a character: an error naming a non-ASCII element would go past it in bytes
-            ATTR_DETAIL: letter.detail.encode("utf-8")[:DETAIL_LIMIT].decode("utf-8", "ignore"),
+            ATTR_DETAIL: cut_to_bytes(letter.detail, DETAIL_LIMIT),
             ATTR_JOB: job_name,
         },
     )

@@ -13,6 +13,7 @@ for at most ``max_wait_ms`` after the first, cut short when the subscription has
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -44,6 +45,8 @@ from klio_runtime.io.events import DeadLetter
 from klio_runtime.io.gcs import ensure_emulator_credentials
 from klio_runtime.io.pubsub import LeaseKeeper, PubSubClient, Pulled, resource_path
 from klio_runtime.io.pubsub_events import (
+    DETAIL_LIMIT,
+    cut_to_bytes,
     dead_letter_message,
     input_source,
     output_topic,
@@ -723,6 +726,9 @@ class StreamingWorker:
         be replayed, with the record's attributes; without an original, the record (as JSON),
         acknowledging ``source`` once sent."""
         assert self.dead_letter_topic is not None
+        if original is None:  # the record alone: it must fit however long the element's id
+            letter = dataclasses.replace(letter, element=cut_to_bytes(letter.element, DETAIL_LIMIT),
+                                         detail=cut_to_bytes(letter.detail, DETAIL_LIMIT))
         record = dead_letter_message(letter, self.config.job_name)
         if original is not None:
             return _Outgoing(self.dead_letter_topic, original.data,
