@@ -547,6 +547,21 @@ def test_audio_transforms_are_pardos_with_a_drop_output(audio_dir: Path) -> None
     assert sum(drops.values()) == 1
 
 
+def test_the_drop_output_gives_message_bytes_after_an_object_handing_step(
+    tmp_path: Path,
+) -> None:
+    # GcsLoadBinary hands LoadAudio an object; what LoadAudio drops leaves as the message bytes
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really audio")
+
+    def dropped(p: beam.PCollection) -> beam.PCollection:
+        loaded = p | GcsLoadBinary(location=str(tmp_path), file_suffix=".wav")
+        outs = loaded | LoadAudio().with_outputs(DROP_TAG, main="main")
+        return outs[DROP_TAG] | beam.Map(lambda b: kmessage.parse(b).data.element)
+
+    outputs, _, _ = run(dropped, [msg("bad")])
+    assert outputs == [b"bad"]
+
+
 def test_plots_take_only_their_own_arguments_as_klios(audio_dir: Path) -> None:
     # Klio's plots pass specshow only their own arguments: after GetSTFT(hop_length=256) the
     # time axis is librosa's (hop 512, 22050 Hz), in a job's run as in its test, unless told.

@@ -146,7 +146,19 @@ class AudioDoFn(beam.DoFn):
             extra={"element_id": element or "-"},
         )
         rt.metrics.dropped(reason, element or None)
-        return pvalue.TaggedOutput(DROP_TAG, incoming)
+        return pvalue.TaggedOutput(DROP_TAG, _as_message_bytes(incoming))
+
+
+def _as_message_bytes(incoming: Any) -> Any:
+    """What a dropped element leaves by: the KlioMessage bytes it came as, as any reader of
+    the drop output gets them (an item another audio step handed on becomes those bytes; one
+    whose payload cannot be encoded leaves without it)."""
+    if not isinstance(incoming, AudioItem):
+        return incoming
+    try:
+        return bytes(incoming)
+    except Exception:
+        return kmessage.serialize(incoming.message)
 
 
 def _message_shown(incoming: Any) -> Any:
