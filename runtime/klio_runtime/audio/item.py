@@ -182,9 +182,8 @@ def decode_payload(data: bytes, *, element: str, numpy: bool | None = None) -> A
     ``numpy`` True/False asks for ``np.load``/``pickle.loads`` as klio-audio's ``load_with_numpy``
     did; either way a payload that is plainly the other kind (numpy's magic bytes, a pickle
     header) is read as what it is, so a producer's choice never breaks its consumer. None: sniff.
-    Bytes that are neither are returned unchanged. A payload from outside the job was checked
-    where it came in (:mod:`klio_runtime.outside_payloads`): what reaches a step is unpickled in
-    full, as klio-audio does.
+    Bytes that are neither are returned unchanged. As klio-audio's, it unpickles what it is
+    given: a step that reads a payload from outside the job trusts its publisher.
     """
     is_numpy = data[:6] == NUMPY_MAGIC
     is_pickle = len(data) > 2 and data[0] == 0x80 and data[1] in _PICKLE_PROTOCOLS

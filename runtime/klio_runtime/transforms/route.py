@@ -28,7 +28,6 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from klio_runtime import message as kmessage
-from klio_runtime import outside_payloads
 from klio_runtime.config import DataInput, DataOutput, KlioConfig
 from klio_runtime.context import bind_context, handling_element, job_context, printable
 from klio_runtime.io.events import DEAD_LETTER_TAG, DeadLetter
@@ -154,11 +153,6 @@ class RouteMessages(beam.DoFn):
                 kmessage.validate_element_id(msg.data.element)
             except kmessage.InvalidElementId as err:
                 return [self._dead_letter("invalid_element_id", str(err), element_id(msg))]
-        payload = msg.data.payload
-        if payload and payload[0] in outside_payloads.FIRST_BYTES:
-            refused = outside_payloads.refusal(payload)
-            if refused is not None:  # never to reach a step that unpickles it
-                return [self._dead_letter("unsafe_payload", refused, element_id(msg))]
         metadata = msg.metadata  # one wrapper object for the checks below
         kind = metadata.intended_recipients.WhichOneof("recipients")
         # the common message, checked inline: V2 for anyone (else is_recipient's rules)
