@@ -253,7 +253,7 @@ def is_dns1123_label(value: object) -> bool:
     return (
         isinstance(value, str)
         and len(value) <= DNS1123_LABEL_MAX
-        and re.match(DNS1123_LABEL, value) is not None
+        and re.fullmatch(DNS1123_LABEL, value) is not None
     )
 
 

@@ -548,7 +548,7 @@ def child_name_problem(name: str, spec: KlioJobSpec) -> str | None:
     elif spec.mode == "batch":
         suffixes.append(_DIGEST_SUFFIX)
     longest = DNS1123_LABEL_MAX - max(suffixes)
-    if not re.match(DNS1035_LABEL, name):
+    if not re.fullmatch(DNS1035_LABEL, name):
         return (
             f"'{name}' must be lowercase letters, digits and '-', start with a letter and end "
             "with a letter or digit: the job's Service and workers are named after it"

@@ -166,6 +166,9 @@ def test_the_model_refuses_a_project_as_the_crd_does() -> None:
         assert caught.value.errors[0].startswith("spec.pipelineOptions.project: ")
     for project in ("p", "my-project", "example.com:my-project"):
         parse_spec({"image": "i", "pipelineOptions": {"project": project}})
+    with pytest.raises(SpecError) as caught:  # a parent's name, likewise
+        parse_spec({"image": "i", "parents": ["ingest\n"]})
+    assert caught.value.errors[0].startswith("spec.parents[0]: ")
 
 
 def test_model_refuses_what_only_it_can_check() -> None:
