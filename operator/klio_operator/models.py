@@ -50,12 +50,12 @@ DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-
 QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 PRESERVE_UNKNOWN: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+"""Marks a free-form object field (`json_schema_extra`); `klio_operator.crd` keys on it."""
 # A Google Cloud project id, or a domain-scoped one (example.com:my-project): it becomes part of
 # each topic's and subscription's name. Shorter than Google Cloud's 6 characters is let through
 # (the Pub/Sub emulator takes any).
 GCP_PROJECT = r"^([a-z][-a-z0-9.]*[a-z0-9]:)?[a-z]([-a-z0-9]*[a-z0-9])?$"
 GCP_PROJECT_MAX = 63
-"""Marks a free-form object field (`json_schema_extra`); `klio_operator.crd` keys on it."""
 
 Mode = Literal["streaming", "batch"]
 Runner = Literal["direct", "dataflow", "flink"]
