@@ -551,6 +551,15 @@ def test_a_probe_connection_without_a_request_is_closed() -> None:
         assert idle.recv(1) == b""  # closed by the server, not by this timeout
         assert time.monotonic() - started < 5
         idle.close()
+        # a request dripped a byte at a time is cut too, once the connection's time is up
+        drip = socket.create_connection(("127.0.0.1", servers.health_port), timeout=10)
+        started = time.monotonic()
+        with pytest.raises(OSError):  # BrokenPipe or ConnectionReset, once it is cut
+            for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"x" * 100:
+                drip.send(bytes([byte]))
+                time.sleep(0.1)
+        assert time.monotonic() - started < 5
+        drip.close()
         url = f"http://127.0.0.1:{servers.health_port}/healthz"
         with urllib.request.urlopen(url, timeout=2) as response:
             assert response.status == 200

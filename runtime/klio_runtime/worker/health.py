@@ -8,6 +8,8 @@ are repeated here because the runtime must not import the operator.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -101,12 +103,28 @@ class HealthState:
 
 
 PROBE_IDLE_SECONDS = 10.0
-"""How long a probe connection may stay open without a request (a kubelet's probe sends its
-request at once; a client that holds connections open must not pile up threads)."""
+"""How long a probe connection may stay open (a kubelet's probe sends its request at once and
+reads the answer; a client that holds connections open, or drips its request a byte at a time,
+must not pile up threads)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
     state: HealthState
+
+    def setup(self) -> None:
+        super().setup()
+        # the socket's timeout bounds each read; this bounds the whole connection
+        self._deadline = threading.Timer(float(self.timeout or PROBE_IDLE_SECONDS), self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
