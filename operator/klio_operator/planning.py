@@ -39,11 +39,11 @@ LABEL_JOB = "klio.io/job"
 ANNOTATION_CONFIG_HASH = "klio.io/config-hash"
 DEFAULT_PROJECT = EMULATOR_PROJECT  # the runtime's name for a project none was given
 ENV_KEDA_AUTHENTICATION = "KLIO_KEDA_AUTHENTICATION"
+"""Names the KEDA TriggerAuthentication of the ScaledObjects (else `klio-pubsub`)."""
 ENV_SERVICE_MONITOR_LABELS = "KLIO_SERVICE_MONITOR_LABELS"
 """Labels (a JSON object) for the workers' ServiceMonitors, e.g. the `release` label a
 kube-prometheus-stack Prometheus selects ServiceMonitors by. The chart sets it from
 `metrics.serviceMonitor.labels`."""
-"""Names the KEDA TriggerAuthentication of the ScaledObjects (else `klio-pubsub`)."""
 MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub's minimum for a dead-letter policy
 ACK_DEADLINE_SECONDS = 60
 RUNNER_NAMES = {"direct": "FnApiRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner"}
