@@ -129,13 +129,13 @@ class Plan:
     the job still runs (the handler reports them in a Warning Event, render on stderr)."""
 
 
-def _refuse_other_namespaces(event_input: EventInput, index: int, ns: str, project: str) -> None:
+def _refuse_other_namespaces(event_input: EventInput, index: int, ns: str) -> None:
     """A tenant's KlioJob may not read the topics and subscriptions the operator made for
     another namespace's jobs: two namespaces never share a topic (a job reads another job of
     its own namespace by naming it a parent)."""
-    for field_name, kind in (("topic", "topics"), ("subscription", "subscriptions")):
+    for field_name in ("topic", "subscription"):
         name = getattr(event_input, field_name)
-        owner = dag.made_for_namespace(resource_path(name, kind, project)) if name else None
+        owner = dag.made_for_namespace(name) if name else None  # a bare id or a full path
         if owner is not None and owner != ns:
             raise PlanningError(
                 [
@@ -256,7 +256,7 @@ def plan_pubsub(
     for index, event_input in enumerate(spec.event_inputs):
         if event_input.type != "pubsub":
             continue
-        _refuse_other_namespaces(event_input, index, ns, project)
+        _refuse_other_namespaces(event_input, index, ns)
         topic = resource_path(event_input.topic, "topics", project) if event_input.topic else ""
         if event_input.subscription:  # the team's own subscription: read it, don't own it
             own = resource_path(event_input.subscription, "subscriptions", project)
